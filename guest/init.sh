@@ -1,0 +1,43 @@
+#!/bin/busybox sh
+# PID 1 of the tcelab guest image (busybox, no udev, no systemd).
+# Prints TCELAB-INIT-READY on the console (hvc0) once the VFIO and hotplug
+# modules are loaded; the host waits for that line. Starts the guest agent on
+# the virtio-serial port and respawns it if it dies, so that a crashed agent
+# is a reported failure, not a dead lab.
+/bin/busybox --install -s /usr/bin
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/hugepages /tmp /run
+mount -t hugetlbfs hugetlbfs /dev/hugepages
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+echo 1 > /proc/sys/kernel/printk_devkmsg 2>/dev/null
+hostname tcelab-guest
+
+for m in vfio vfio_iommu_spapr_tce vfio-pci rpadlpar_io; do
+  modprobe "$m" || echo "tcelab-init: modprobe $m failed"
+done
+
+# orderly_poweroff (QMP system_powerdown → EPOW) runs /sbin/poweroff, which
+# signals PID 1 with USR2; TERM is what `kill 1` sends. Both power off.
+trap 'echo "tcelab-init: powering off"; sync; poweroff -f' USR2 TERM
+trap 'echo "tcelab-init: rebooting"; sync; reboot -f' USR1 INT
+
+echo "TCELAB-INIT-READY kernel=$(uname -r) machine=$(uname -m)"
+
+if [ -x /usr/sbin/tcelab-agent ]; then
+  (
+    while true; do
+      /usr/sbin/tcelab-agent
+      echo "tcelab-init: agent exited with status $?; restarting in 1 s"
+      sleep 1
+    done
+  ) &
+fi
+
+while true; do
+  sleep 3600 &
+  wait $!
+done

@@ -1,0 +1,25 @@
+import { buildGuestImage, type ImageVariant } from '../image/image-builder.js';
+import { StderrProgress } from '../util/progress.js';
+import { formatBytes, formatMs } from './output.js';
+
+export async function guestBuildCommand(args: { variant: ImageVariant; refresh: boolean; json: boolean }): Promise<number> {
+  const progress = new StderrProgress();
+  const t0 = Date.now();
+  const result = await buildGuestImage({ variant: args.variant, refresh: args.refresh, progress });
+  const m = result.image.manifest;
+  const elapsed = Date.now() - t0;
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ action: result.action, elapsedMs: elapsed, downloadedBytes: result.downloadedBytes, dir: result.image.dir, manifest: m }, null, 2)}\n`);
+    return 0;
+  }
+  const verb = { 'up-to-date': 'is up to date', repacked: 'was repacked from cached packages', downloaded: 'was built' }[result.action];
+  process.stdout.write(
+    `guest image "${m.variant}" ${verb} in ${formatMs(elapsed)} (downloaded ${formatBytes(result.downloadedBytes)})\n` +
+      `  dir:     ${result.image.dir}\n` +
+      `  kernel:  ${m.kernelRelease} (vmlinux ${formatBytes(m.outputs.kernel.size)})\n` +
+      `  initrd:  ${formatBytes(m.outputs.initrd.size)} gzip, ${m.initramfs.files} entries, ${formatBytes(m.initramfs.bytes)} unpacked\n` +
+      `  packages (Debian ${m.suite} ${m.architecture}):\n` +
+      m.packages.map((p) => `    ${p.name.padEnd(40)} ${p.version.padEnd(22)} sha256:${p.sha256.slice(0, 16)}…\n`).join(''),
+  );
+  return 0;
+}

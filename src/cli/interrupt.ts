@@ -1,0 +1,21 @@
+/**
+ * SIGINT/SIGTERM while a lab runs: tear the lab down (reap QEMU, keep the
+ * artifacts), then exit with 128+signal. A second signal exits at once; QEMU
+ * still dies with us through its parent-death signal.
+ */
+export function installInterruptHandlers(teardown: () => Promise<void>): () => void {
+  let tearingDown = false;
+  const handler = (signal: NodeJS.Signals) => {
+    const code = 128 + (signal === 'SIGINT' ? 2 : 15);
+    if (tearingDown) process.exit(code);
+    tearingDown = true;
+    process.stderr.write(`\ntcelab: ${signal} received, tearing the lab down\n`);
+    teardown().finally(() => process.exit(code));
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}

@@ -1,0 +1,60 @@
+#!/usr/bin/env node
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { reportError } from './output.js';
+import { guestBuildCommand } from './guest-command.js';
+import { runBootCommand } from './run-command.js';
+import { qmpCommand } from './qmp-command.js';
+
+async function main(argv: string[]): Promise<number> {
+  let exitCode = 0;
+  const run = (p: Promise<number>) =>
+    p.then(
+      (c) => {
+        exitCode = c;
+      },
+      (err) => {
+        exitCode = reportError(err);
+      },
+    );
+  await yargs(argv)
+    .scriptName('tcelab')
+    .usage('$0 <command>\n\nLab controller for sPAPR VFIO passthrough on pseries guests.')
+    .option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout' })
+    .command('guest <action>', 'build or inspect the guest image', (y) =>
+      y
+        .positional('action', { choices: ['build'] as const, describe: 'build: download Debian packages and make vmlinux + initramfs' })
+        .option('variant', { choices: ['base', 'with-qemu'] as const, default: 'base' as const, describe: 'image variant' })
+        .option('refresh', { type: 'boolean', default: false, describe: 're-resolve the newest package versions' }),
+      (a) => run(guestBuildCommand({ variant: a.variant, refresh: a.refresh, json: a.json })),
+    )
+    .command('run [profile]', 'boot a lab, show the guest is up, shut it down, print a summary', (y) =>
+      y
+        .positional('profile', { type: 'string', default: 'emulated', describe: 'profile name in qemu-configs/ or a path' })
+        .option('shutdown', { choices: ['powerdown', 'quit'] as const, default: 'powerdown' as const }),
+      (a) => run(runBootCommand({ profile: a.profile, json: a.json, shutdown: a.shutdown })),
+    )
+    .command('qmp <target> <qmpCommand> [qmpArguments]', 'run one QMP command against a socket or a (stopped) lab from a profile', (y) =>
+      y
+        .positional('target', { type: 'string', demandOption: true, describe: 'a QMP socket path or a profile name' })
+        .positional('qmpCommand', { type: 'string', demandOption: true })
+        .positional('qmpArguments', { type: 'string', describe: 'arguments as a JSON object' })
+        .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' }),
+      (a) => run(qmpCommand({ target: a.target, command: a.qmpCommand, arguments: a.qmpArguments, timeout: a.timeout })),
+    )
+    .demandCommand(1, 'name a command (tcelab --help lists them)')
+    .strict()
+    .fail((msg, err) => {
+      if (err) throw err;
+      process.stderr.write(`tcelab: ${msg}\n(tcelab --help lists the commands and options)\n`);
+      exitCode = 2;
+    })
+    .help()
+    .parseAsync();
+  return exitCode;
+}
+
+main(hideBin(process.argv)).then(
+  (code) => process.exit(code),
+  (err) => process.exit(reportError(err)),
+);

@@ -1,0 +1,163 @@
+import { mkdir, writeFile, readdir, rename, rm } from 'node:fs/promises';
+import { createReadStream, existsSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { join } from 'node:path';
+import { run } from '../util/exec.js';
+import { TcelabError } from '../util/errors.js';
+import { compareDebianVersions } from './debian-version.js';
+
+/**
+ * apt for the guest's architecture with its own sources list, state and cache
+ * under tcelab's cache dir. The host's own apt configuration (proxies, validity
+ * settings) is still read, but its sources, package lists, dpkg status and
+ * architecture are never touched.
+ */
+export interface DebPackage {
+  name: string;
+  version: string;
+  architecture: string;
+  filename: string;
+  sha256: string;
+  size: number;
+  depends: string[][];
+}
+
+export class PrivateApt {
+  constructor(
+    readonly root: string,
+    readonly mirror: string,
+    readonly suite = 'trixie',
+    readonly arch = 'ppc64el',
+  ) {}
+
+  private get options(): string[] {
+    const r = this.root;
+    return [
+      '-o', `Dir::Etc::SourceList=${join(r, 'sources.list')}`,
+      '-o', `Dir::Etc::SourceParts=${join(r, 'sources.list.d')}`,
+      '-o', `Dir::State=${join(r, 'state')}`,
+      '-o', `Dir::State::status=${join(r, 'state', 'status')}`,
+      '-o', `Dir::Cache=${join(r, 'cache')}`,
+      '-o', `Dir::Cache::pkgcache=${join(r, 'cache', 'pkgcache.bin')}`,
+      '-o', `Dir::Cache::srcpkgcache=${join(r, 'cache', 'srcpkgcache.bin')}`,
+      '-o', `APT::Architecture=${this.arch}`,
+      '-o', `APT::Architectures::=${this.arch}`,
+      '-o', 'APT::Sandbox::User=root',
+      '-o', 'Debug::NoLocking=1',
+    ];
+  }
+
+  async update(): Promise<void> {
+    await mkdir(join(this.root, 'state', 'lists', 'partial'), { recursive: true });
+    await mkdir(join(this.root, 'cache', 'archives', 'partial'), { recursive: true });
+    await mkdir(join(this.root, 'sources.list.d'), { recursive: true });
+    await writeFile(join(this.root, 'state', 'status'), '');
+    await writeFile(
+      join(this.root, 'sources.list'),
+      `deb [arch=${this.arch} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${this.mirror} ${this.suite} main\n`,
+    );
+    await run('apt-get', [...this.options, '-q', 'update'], {
+      what: `apt-get update for Debian ${this.suite} ${this.arch}`,
+      hint: 'check that the Debian mirror is reachable; set TCELAB_DEBIAN_MIRROR to use another one',
+    });
+  }
+
+  /** Every version of every package matching `pattern` (anchored regex on the name). */
+  async candidates(pattern: RegExp): Promise<DebPackage[]> {
+    const { stdout } = await run('apt-cache', [...this.options, 'pkgnames'], { what: 'apt-cache pkgnames' });
+    const names = stdout.split('\n').filter((n) => pattern.test(n));
+    if (names.length === 0) return [];
+    const { stdout: shown } = await run('apt-cache', [...this.options, 'show', ...names], { what: 'apt-cache show' });
+    return parsePackagesIndex(shown).filter((p) => p.architecture === this.arch || p.architecture === 'all');
+  }
+
+  /** The newest package whose name matches `pattern`. */
+  async newest(pattern: RegExp): Promise<DebPackage> {
+    const all = await this.candidates(pattern);
+    if (all.length === 0) {
+      throw new TcelabError(`resolve ${pattern}`, `no package matches in Debian ${this.suite} ${this.arch}`,
+        'run `tcelab guest build --refresh` to update the package lists');
+    }
+    return all.sort((a, b) => compareDebianVersions(b.version, a.version))[0]!;
+  }
+
+  /** The candidate version of a package by exact name. */
+  async show(name: string): Promise<DebPackage> {
+    const all = await this.candidates(new RegExp(`^${name.replace(/[.+]/g, '\\$&')}$`));
+    if (all.length === 0) throw new TcelabError(`resolve ${name}`, `no such package in Debian ${this.suite} ${this.arch}`);
+    return all.sort((a, b) => compareDebianVersions(b.version, a.version))[0]!;
+  }
+
+  /** Downloads name=version into dir and verifies it against the index's SHA256. */
+  async download(pkg: DebPackage, dir: string): Promise<string> {
+    await mkdir(dir, { recursive: true });
+    const target = join(dir, debFileName(pkg));
+    if (existsSync(target) && (await sha256File(target)) === pkg.sha256) return target;
+    const tmp = join(dir, `.download-${process.pid}`);
+    await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp);
+    await run('apt-get', [...this.options, '-q', 'download', `${pkg.name}=${pkg.version}`], {
+      cwd: tmp,
+      what: `download ${pkg.name} ${pkg.version}`,
+      hint: 'check that the Debian mirror is reachable, or run `tcelab guest build --refresh` if the version left the mirror',
+    });
+    const [file] = await readdir(tmp);
+    if (!file) throw new TcelabError(`download ${pkg.name}`, 'apt-get download produced no file');
+    const digest = await sha256File(join(tmp, file));
+    if (digest !== pkg.sha256) {
+      throw new TcelabError(`verify ${pkg.name} ${pkg.version}`, `sha256 ${digest} does not match the index's ${pkg.sha256}`,
+        'the download was corrupted or the mirror is inconsistent; run the build again');
+    }
+    await rename(join(tmp, file), target);
+    await rm(tmp, { recursive: true, force: true });
+    return target;
+  }
+}
+
+export function debFileName(pkg: DebPackage): string {
+  return `${pkg.name}_${pkg.version.replace(/:/g, '%3a')}_${pkg.architecture}.deb`;
+}
+
+/** Parses deb822 paragraphs of a Packages index (or `apt-cache show` output). */
+export function parsePackagesIndex(text: string): DebPackage[] {
+  const out: DebPackage[] = [];
+  for (const para of text.split(/\n\s*\n/)) {
+    const f: Record<string, string> = {};
+    let last = '';
+    for (const line of para.split('\n')) {
+      if (/^\s/.test(line) && last) {
+        f[last] += `\n${line.trim()}`;
+        continue;
+      }
+      const m = /^([A-Za-z0-9-]+):\s?(.*)$/.exec(line);
+      if (m) {
+        last = m[1]!;
+        f[last] = m[2]!;
+      }
+    }
+    if (!f.Package || !f.Version) continue;
+    const deps = [f['Pre-Depends'], f.Depends].filter(Boolean).join(', ');
+    out.push({
+      name: f.Package,
+      version: f.Version,
+      architecture: f.Architecture ?? '',
+      filename: f.Filename ?? '',
+      sha256: f.SHA256 ?? '',
+      size: Number(f.Size ?? 0),
+      depends: deps
+        ? deps.split(',').map((group) => group.split('|').map((alt) => alt.trim().replace(/\s*\(.*\)$/, '').replace(/:any$/, ''))).filter((g) => g[0])
+        : [],
+    });
+  }
+  return out;
+}
+
+export function sha256File(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const h = createHash('sha256');
+    createReadStream(path)
+      .on('data', (d) => h.update(d))
+      .on('end', () => resolve(h.digest('hex')))
+      .on('error', reject);
+  });
+}

@@ -1,0 +1,183 @@
+import { readFile } from 'node:fs/promises';
+import { buildArgv, type RuntimePaths, type BootImage } from './argv.js';
+import { QemuProcess, type ExitInfo } from './qemu-process.js';
+import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } from './runtime-dir.js';
+import type { Profile } from './profile.js';
+import { QmpClient } from '../qmp/qmp-client.js';
+import { TcelabError } from '../util/errors.js';
+import type { Progress } from '../util/progress.js';
+import { silentProgress } from '../util/progress.js';
+
+export interface GuestInitInfo {
+  kernelRelease: string;
+  machine: string;
+  /** Milliseconds from spawn to the init line on the console. */
+  spawnToInitMs: number;
+}
+
+export type ShutdownMethod = 'powerdown' | 'quit' | 'kill';
+
+export interface ShutdownReport {
+  requested: ShutdownMethod;
+  /** What actually stopped QEMU, after escalation. */
+  effective: ShutdownMethod;
+  /** SHUTDOWN event data, if one arrived. */
+  shutdownEvent?: Record<string, unknown>;
+  exit: ExitInfo;
+  /** From the request to process exit. */
+  durationMs: number;
+  escalations: string[];
+}
+
+export interface LaunchOptions {
+  image: BootImage;
+  progress?: Progress;
+  /** Extra argv appended after the profile's (tests use -S). */
+  extraArgs?: string[];
+  runtimeRoot?: string;
+  /** Do not pass -kernel/-initrd (QMP-only tests of a machine that never boots). */
+  noKernel?: boolean;
+}
+
+/**
+ * One running lab: a QEMU process in its private runtime dir, its QMP client
+ * and its console. Whatever happens, dispose() reaps the process; the runtime
+ * dir is removed only when the run succeeded, otherwise kept as artifacts.
+ */
+export class Lab {
+  private disposed = false;
+  failed = false;
+
+  private constructor(
+    readonly profile: Profile,
+    readonly paths: RuntimePaths,
+    readonly process: QemuProcess,
+    readonly qmp: QmpClient,
+    readonly spawnedAt: number,
+    readonly argv: string[],
+  ) {}
+
+  static async launch(profile: Profile, opts: LaunchOptions): Promise<Lab> {
+    const progress = opts.progress ?? silentProgress;
+    const paths = await createRuntimeDir(opts.runtimeRoot);
+    const labName = `tcelab-${paths.dir.split('-').pop()}`;
+    let argv = buildArgv(profile, paths, opts.image, labName);
+    if (opts.noKernel) argv = stripKernel(argv);
+    argv.push(...(opts.extraArgs ?? []));
+    await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv });
+    let qemu: QemuProcess | undefined;
+    try {
+      const spawnedAt = Date.now();
+      qemu = await QemuProcess.start(profile.qemu.binary, argv, paths);
+      await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, qemuPid: qemu.pid, startedAt: new Date(spawnedAt).toISOString(), binary: profile.qemu.binary, argv });
+      const proc = qemu;
+      const qmp = await progress.step(`start QEMU (${profile.name}) and connect QMP`, async () => {
+        const exitedEarly = proc.exited.then((e) => {
+          throw new TcelabError('start QEMU', `it exited (${e.signal ?? `code ${e.code}`}) before QMP was up: ${lastLines(proc.stderr())}`,
+            'check the profile and the QEMU version; qemu-stderr.log is in the kept runtime dir');
+        });
+        return Promise.race([
+          QmpClient.connect(paths.qmpSocket, { transcriptPath: paths.qmpTranscript, connectTimeoutMs: 15_000 }),
+          exitedEarly,
+        ]);
+      });
+      return new Lab(profile, paths, qemu, qmp, spawnedAt, argv);
+    } catch (err) {
+      qemu?.kill('SIGKILL');
+      await qemu?.exited;
+      await qemu?.console.close();
+      throw withArtifacts(err, paths);
+    }
+  }
+
+  /** Waits for the guest's /init to report ready on the console. */
+  async waitForGuestInit(progress: Progress = silentProgress): Promise<GuestInitInfo> {
+    const m = await progress.step('boot the guest to init', () =>
+      this.process.console.waitFor(/TCELAB-INIT-READY kernel=(\S+) machine=(\S+)/, {
+        timeoutMs: this.profile.guest.bootTimeoutSec * 1000,
+        what: 'the guest init (TCELAB-INIT-READY)',
+      }),
+    );
+    return { kernelRelease: m[1]!, machine: m[2]!, spawnToInitMs: Date.now() - this.spawnedAt };
+  }
+
+  /**
+   * Stops the guest: system_powerdown (an EPOW the guest turns into an orderly
+   * poweroff), escalating to QMP quit and then SIGKILL on timeouts.
+   */
+  async shutdown(method: ShutdownMethod = 'powerdown', progress: Progress = silentProgress): Promise<ShutdownReport> {
+    const t0 = Date.now();
+    const escalations: string[] = [];
+    const mark = this.qmp.eventMark();
+    let effective: ShutdownMethod = method;
+    const timeouts = this.profile.timeouts;
+    return progress.step(`shut the guest down (${method})`, async () => {
+      if (method === 'powerdown' && this.process.running) {
+        await this.qmp.systemPowerdown().catch((e) => escalations.push(`system_powerdown failed: ${(e as Error).message}`));
+        if (!(await this.process.waitExit(timeouts.powerdownSec * 1000))) {
+          escalations.push(`guest did not power off within ${timeouts.powerdownSec} s`);
+          effective = 'quit';
+        }
+      }
+      if ((method === 'quit' || effective === 'quit') && this.process.running) {
+        effective = 'quit';
+        // quit's reply may race with the socket closing: either is fine.
+        await this.qmp.quit().catch(() => {});
+        if (!(await this.process.waitExit(timeouts.quitSec * 1000))) {
+          escalations.push(`QEMU did not exit within ${timeouts.quitSec} s of quit`);
+          effective = 'kill';
+        }
+      }
+      if (this.process.running) {
+        effective = 'kill';
+        this.process.kill('SIGKILL');
+      }
+      const exit = await this.process.exited;
+      const ev = this.qmp.connection.recentEvents().find((e) => e.seq >= mark && e.event === 'SHUTDOWN');
+      return { requested: method, effective, shutdownEvent: ev?.data, exit, durationMs: exit.at - t0, escalations };
+    });
+  }
+
+  /**
+   * Reaps QEMU (SIGKILL if still running), closes the connections, and removes
+   * the runtime dir, unless the run failed: then it is kept and its path is returned.
+   */
+  async dispose(opts: { artifactsTo?: string } = {}): Promise<string | undefined> {
+    if (this.disposed) return undefined;
+    this.disposed = true;
+    if (this.process.running) {
+      this.process.kill('SIGKILL');
+    }
+    await this.process.exited;
+    await this.qmp.close().catch(() => {});
+    await this.process.console.close();
+    if (opts.artifactsTo) await copyArtifacts(this.paths, opts.artifactsTo).catch(() => {});
+    if (this.failed) return this.paths.dir;
+    await removeRuntimeDir(this.paths);
+    return undefined;
+  }
+
+  async consoleLog(): Promise<string> {
+    return readFile(this.paths.consoleLog, 'utf8').catch(() => '');
+  }
+}
+
+function stripKernel(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '-kernel' || argv[i] === '-initrd' || argv[i] === '-append') i++;
+    else out.push(argv[i]!);
+  }
+  return out;
+}
+
+function lastLines(s: string, n = 3): string {
+  return s.trim().split('\n').slice(-n).join(' | ') || '(no stderr)';
+}
+
+function withArtifacts(err: unknown, paths: RuntimePaths): unknown {
+  if (err instanceof TcelabError && !err.hint?.includes(paths.dir)) {
+    return new TcelabError(err.what, err.why, `${err.hint ? `${err.hint}; ` : ''}artifacts kept in ${paths.dir}`, { cause: err });
+  }
+  return err;
+}

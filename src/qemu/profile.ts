@@ -1,0 +1,197 @@
+import { readFile, readdir } from 'node:fs/promises';
+import { basename, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import { Validator, parseJsonText, substituteVariables, type Spec } from '../util/validate.js';
+import { InputError, TcelabError } from '../util/errors.js';
+import { profilesDir } from '../util/paths.js';
+
+/**
+ * A lab profile: everything needed to start one pseries machine, as data.
+ * Profiles live in qemu-configs/*.json; `emulated` is the embedded default.
+ */
+export interface PhbSpec {
+  id: string;
+  index: number;
+  ddw: boolean;
+  /** Default 32-bit DMA window size of this PHB, MiB (QEMU's dma_win_size). */
+  dmaWindowMiB?: number;
+}
+
+export interface DeviceSpec {
+  id: string;
+  /** QEMU device driver: edu, e1000e, vfio-pci… */
+  driver: string;
+  /** PHB id the device sits on. */
+  phb: string;
+  /** For vfio-pci: the host PCI address (domain:bus:slot.fn). */
+  host?: string;
+  props: Record<string, string>;
+}
+
+export interface Profile {
+  name: string;
+  description: string;
+  qemu: {
+    binary: string;
+    accel: 'tcg' | 'kvm';
+    cpu: string;
+    memoryMiB: number;
+    smp: number;
+    firmware: 'vof' | 'slof';
+    machine: Record<string, string>;
+    memLock: boolean;
+    extraArgs: string[];
+  };
+  guest: {
+    /** "base" or "with-qemu": which image variant `tcelab guest build` makes. */
+    image: 'base' | 'with-qemu';
+    append: string;
+    bootTimeoutSec: number;
+  };
+  phbs: PhbSpec[];
+  devices: DeviceSpec[];
+  timeouts: {
+    powerdownSec: number;
+    quitSec: number;
+  };
+}
+
+const id: Spec = { type: 'string', pattern: /^[A-Za-z][A-Za-z0-9_-]{0,31}$/, patternHint: 'a QEMU id: a letter, then letters, digits, - or _ (at most 32)' };
+const bdf = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/;
+const qemuOptionValue: Spec = { type: 'string', pattern: /^[^,=\s]+$/, patternHint: 'no commas, equals signs or spaces' };
+
+export const profileSpec: Spec = {
+  type: 'object',
+  fields: {
+    $schema: { type: 'string', optional: true },
+    description: { type: 'string', default: '' },
+    qemu: {
+      type: 'object',
+      fields: {
+        binary: { type: 'string', default: 'qemu-system-ppc64' },
+        accel: { type: 'string', enum: ['tcg', 'kvm'] },
+        cpu: { type: 'string', pattern: /^[A-Za-z0-9_.+-]+$/, patternHint: 'a QEMU CPU model such as power9 or host' },
+        memoryMiB: { type: 'integer', min: 128, max: 1024 * 1024 },
+        smp: { type: 'integer', min: 1, max: 256, default: 1 },
+        firmware: { type: 'string', enum: ['vof', 'slof'], default: 'vof' },
+        machine: { type: 'map', values: qemuOptionValue, optional: true },
+        memLock: { type: 'boolean', default: false },
+        extraArgs: { type: 'array', items: { type: 'string' }, maxItems: 64, default: [] },
+      },
+    },
+    guest: {
+      type: 'object',
+      fields: {
+        image: { type: 'string', enum: ['base', 'with-qemu'], default: 'base' },
+        append: { type: 'string', default: 'console=hvc0 quiet' },
+        bootTimeoutSec: { type: 'integer', min: 5, max: 3600, default: 120 },
+      },
+    },
+    phbs: {
+      type: 'array',
+      maxItems: 31,
+      default: [],
+      items: {
+        type: 'object',
+        fields: {
+          id,
+          index: { type: 'integer', min: 1, max: 30 },
+          ddw: { type: 'boolean', default: true },
+          dmaWindowMiB: { type: 'integer', min: 1, max: 1024 * 1024, optional: true },
+        },
+      },
+    },
+    devices: {
+      type: 'array',
+      maxItems: 64,
+      default: [],
+      items: {
+        type: 'object',
+        fields: {
+          id,
+          driver: { type: 'string', pattern: /^[a-z0-9][a-z0-9_-]*$/, patternHint: 'a QEMU device driver name such as edu or vfio-pci' },
+          phb: id,
+          host: { type: 'string', pattern: bdf, patternHint: 'a PCI address domain:bus:slot.function, e.g. 0001:01:00.0', optional: true },
+          props: { type: 'map', values: qemuOptionValue, optional: true },
+        },
+      },
+    },
+    timeouts: {
+      type: 'object',
+      optional: true,
+      fields: {
+        powerdownSec: { type: 'integer', min: 1, max: 600, default: 30 },
+        quitSec: { type: 'integer', min: 1, max: 600, default: 10 },
+      },
+    },
+  },
+};
+
+/** Validates parsed JSON into a Profile; cross-field rules after the schema. */
+export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessEnv = process.env): Profile {
+  const source = `profile ${name}`;
+  const v = new Validator(source);
+  const checked = v.check(raw, profileSpec) as Record<string, any>;
+  const substituted = substituteVariables(checked, env, source) as Record<string, any>;
+  // Variables may only now hold their final values: validate once more.
+  const p = v.check(substituted, profileSpec) as Record<string, any>;
+
+  const profile: Profile = {
+    name,
+    description: p.description,
+    qemu: { ...p.qemu, machine: p.qemu.machine ?? {} },
+    guest: p.guest,
+    phbs: p.phbs,
+    devices: p.devices.map((d: any) => ({ ...d, props: d.props ?? {} })),
+    timeouts: p.timeouts ?? { powerdownSec: 30, quitSec: 10 },
+  };
+
+  const ids = new Set<string>();
+  const phbIndexes = new Set<number>();
+  profile.phbs.forEach((phb, i) => {
+    if (ids.has(phb.id)) throw v.err(`phbs[${i}].id`, `"${phb.id}" is used twice`);
+    if (phbIndexes.has(phb.index)) throw v.err(`phbs[${i}].index`, `index ${phb.index} is used twice`);
+    ids.add(phb.id);
+    phbIndexes.add(phb.index);
+  });
+  profile.devices.forEach((d, i) => {
+    if (ids.has(d.id)) throw v.err(`devices[${i}].id`, `"${d.id}" is used twice`);
+    ids.add(d.id);
+    if (!profile.phbs.some((phb) => phb.id === d.phb)) {
+      throw v.err(`devices[${i}].phb`, `"${d.phb}" is not one of the profile's phbs (${profile.phbs.map((x) => x.id).join(', ') || 'none'})`);
+    }
+    if (d.driver === 'vfio-pci' && !d.host) throw v.err(`devices[${i}].host`, 'is required for a vfio-pci device');
+    if (d.driver !== 'vfio-pci' && d.host) throw v.err(`devices[${i}].host`, `only applies to vfio-pci, not ${d.driver}`);
+  });
+  if (profile.qemu.accel === 'tcg' && profile.qemu.cpu === 'host') {
+    throw v.err('qemu.cpu', '"host" needs KVM; under TCG name a model such as power9');
+  }
+  for (const [k] of Object.entries(profile.qemu.machine)) {
+    if (!/^[a-z][a-z0-9-]*$/.test(k)) throw v.err(`qemu.machine.${k}`, 'is not a valid machine option name');
+  }
+  return profile;
+}
+
+/** Finds a profile by name (qemu-configs/<name>.json) or by path. */
+export function resolveProfilePath(nameOrPath: string): string {
+  if (nameOrPath.includes('/') || nameOrPath.endsWith('.json')) return nameOrPath;
+  return join(profilesDir, `${nameOrPath}.json`);
+}
+
+export async function loadProfile(nameOrPath = 'emulated', env: NodeJS.ProcessEnv = process.env): Promise<Profile> {
+  const path = resolveProfilePath(nameOrPath);
+  if (!existsSync(path)) {
+    const known = (await listProfiles()).join(', ');
+    throw new TcelabError(`profile ${nameOrPath}`, `no such profile (${path} does not exist)`, `known profiles: ${known}`);
+  }
+  const name = basename(path).replace(/\.json$/, '');
+  const text = await readFile(path, 'utf8');
+  return validateProfile(parseJsonText(text, `profile ${name}`), name, env);
+}
+
+export async function listProfiles(): Promise<string[]> {
+  const entries = await readdir(profilesDir);
+  return entries.filter((e) => e.endsWith('.json') && !e.startsWith('_')).map((e) => e.replace(/\.json$/, '')).sort();
+}
+
+export { InputError };

@@ -1,0 +1,83 @@
+/**
+ * Line framing shared by QMP and the guest agent (QGA's wire format): one JSON
+ * object per line. Bytes are accumulated until '\n'; a line longer than
+ * maxLineBytes is discarded (up to its end) and reported, never buffered
+ * without bound. A 0xFF byte is the QGA resync delimiter: while `resyncing`,
+ * everything up to and including the next 0xFF is dropped.
+ */
+export type Frame =
+  | { kind: 'message'; value: Record<string, unknown>; raw: string }
+  | { kind: 'malformed'; raw: string; why: string }
+  | { kind: 'oversized'; bytes: number };
+
+export const RESYNC_DELIMITER = 0xff;
+
+export class JsonLineDecoder {
+  private parts: Buffer[] = [];
+  private partBytes = 0;
+  private discarding = false;
+  private discardedBytes = 0;
+  private resyncing = false;
+
+  constructor(private readonly maxLineBytes: number) {}
+
+  /** Drop input until the next 0xFF delimiter (QGA guest-sync-delimited). */
+  startResync(): void {
+    this.resyncing = true;
+    this.parts = [];
+    this.partBytes = 0;
+  }
+
+  push(chunk: Buffer): Frame[] {
+    const frames: Frame[] = [];
+    let start = 0;
+    if (this.resyncing) {
+      const delim = chunk.indexOf(RESYNC_DELIMITER);
+      if (delim < 0) return frames;
+      this.resyncing = false;
+      start = delim + 1;
+    }
+    while (start < chunk.length) {
+      const nl = chunk.indexOf(0x0a, start);
+      const end = nl < 0 ? chunk.length : nl;
+      const piece = chunk.subarray(start, end);
+      if (this.discarding) {
+        this.discardedBytes += piece.length;
+      } else if (this.partBytes + piece.length > this.maxLineBytes) {
+        this.discarding = true;
+        this.discardedBytes = this.partBytes + piece.length;
+        this.parts = [];
+        this.partBytes = 0;
+      } else {
+        this.parts.push(Buffer.from(piece));
+        this.partBytes += piece.length;
+      }
+      if (nl < 0) break;
+      if (this.discarding) {
+        frames.push({ kind: 'oversized', bytes: this.discardedBytes });
+        this.discarding = false;
+        this.discardedBytes = 0;
+      } else {
+        const line = Buffer.concat(this.parts).toString('utf8').replace(/\r$/, '');
+        this.parts = [];
+        this.partBytes = 0;
+        if (line.trim() !== '') frames.push(decodeLine(line));
+      }
+      start = nl + 1;
+    }
+    return frames;
+  }
+}
+
+export function decodeLine(line: string): Frame {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (err) {
+    return { kind: 'malformed', raw: line, why: `not JSON (${(err as Error).message})` };
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    return { kind: 'malformed', raw: line, why: 'not a JSON object' };
+  }
+  return { kind: 'message', value: value as Record<string, unknown>, raw: line };
+}

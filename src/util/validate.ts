@@ -1,0 +1,131 @@
+import { InputError } from './errors.js';
+
+/**
+ * A tiny declarative validator for user-written JSON (profiles, scenarios).
+ * Errors name the field by its path (`devices[1].phb`) and reject unknown
+ * fields, so a typo never silently falls back to a default.
+ */
+export type Spec =
+  | { type: 'string'; pattern?: RegExp; patternHint?: string; enum?: readonly string[]; optional?: boolean; default?: string }
+  | { type: 'integer'; min: number; max: number; optional?: boolean; default?: number }
+  | { type: 'boolean'; optional?: boolean; default?: boolean }
+  | { type: 'array'; items: Spec; maxItems: number; optional?: boolean; default?: unknown[] }
+  | { type: 'object'; fields: Record<string, Spec>; optional?: boolean }
+  | { type: 'map'; values: Spec; optional?: boolean };
+
+export class Validator {
+  constructor(private readonly source: string) {}
+
+  check(value: unknown, spec: Spec, path = ''): unknown {
+    const where = path || '(top level)';
+    switch (spec.type) {
+      case 'string': {
+        if (typeof value !== 'string') throw this.err(where, `must be a string, got ${describe(value)}`);
+        if (spec.enum && !spec.enum.includes(value)) {
+          throw this.err(where, `must be one of ${spec.enum.map((e) => JSON.stringify(e)).join(', ')}, got ${JSON.stringify(value)}`);
+        }
+        if (spec.pattern && !spec.pattern.test(value)) {
+          throw this.err(where, `${JSON.stringify(value)} is not valid${spec.patternHint ? `: ${spec.patternHint}` : ''}`);
+        }
+        if (value.length > 4096) throw this.err(where, `is ${value.length} characters long; at most 4096`);
+        return value;
+      }
+      case 'integer': {
+        if (typeof value !== 'number' || !Number.isInteger(value)) throw this.err(where, `must be an integer, got ${describe(value)}`);
+        if (value < spec.min || value > spec.max) throw this.err(where, `must be between ${spec.min} and ${spec.max}, got ${value}`);
+        return value;
+      }
+      case 'boolean': {
+        if (typeof value !== 'boolean') throw this.err(where, `must be true or false, got ${describe(value)}`);
+        return value;
+      }
+      case 'array': {
+        if (!Array.isArray(value)) throw this.err(where, `must be an array, got ${describe(value)}`);
+        if (value.length > spec.maxItems) throw this.err(where, `has ${value.length} entries; at most ${spec.maxItems}`);
+        return value.map((v, i) => this.check(v, spec.items, `${path}[${i}]`));
+      }
+      case 'map': {
+        if (!isPlainObject(value)) throw this.err(where, `must be an object, got ${describe(value)}`);
+        const out: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(value)) out[k] = this.check(v, spec.values, path ? `${path}.${k}` : k);
+        return out;
+      }
+      case 'object': {
+        if (!isPlainObject(value)) throw this.err(where, `must be an object, got ${describe(value)}`);
+        const out: Record<string, unknown> = {};
+        for (const key of Object.keys(value)) {
+          if (!(key in spec.fields)) {
+            const known = Object.keys(spec.fields).join(', ');
+            throw this.err(path ? `${path}.${key}` : key, `is not a known field (known: ${known})`);
+          }
+        }
+        for (const [key, fieldSpec] of Object.entries(spec.fields)) {
+          const childPath = path ? `${path}.${key}` : key;
+          const v = (value as Record<string, unknown>)[key];
+          if (v === undefined) {
+            if ('default' in fieldSpec && fieldSpec.default !== undefined) out[key] = structuredClone(fieldSpec.default);
+            else if (!fieldSpec.optional) throw this.err(childPath, 'is required');
+            continue;
+          }
+          out[key] = this.check(v, fieldSpec, childPath);
+        }
+        return out;
+      }
+    }
+  }
+
+  err(field: string, why: string): InputError {
+    return new InputError(this.source, field, why);
+  }
+}
+
+function isPlainObject(v: unknown): v is Record<string, unknown> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)}`;
+  return `${typeof v} ${typeof v === 'object' ? '' : JSON.stringify(v)}`.trim();
+}
+
+/** JSON.parse with the error turned into `line L, column C` of the source. */
+export function parseJsonText(text: string, source: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    const msg = (err as Error).message;
+    const m = /position (\d+)/.exec(msg);
+    let where = 'JSON';
+    if (m) {
+      const pos = Number(m[1]);
+      const before = text.slice(0, pos);
+      const line = before.split('\n').length;
+      const col = pos - before.lastIndexOf('\n');
+      where = `line ${line}, column ${col}`;
+    }
+    throw new InputError(source, where, `is not valid JSON (${msg.replace(/ in JSON at position \d+.*$/, '')})`);
+  }
+}
+
+/** Replaces ${NAME} in every string with the environment's value; an unset variable is an error naming the field. */
+export function substituteVariables(value: unknown, env: NodeJS.ProcessEnv, source: string, path = ''): unknown {
+  if (typeof value === 'string') {
+    return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_all, name: string) => {
+      const v = env[name];
+      if (v === undefined || v === '') {
+        throw new InputError(source, path || '(top level)', `uses \${${name}}, which is not set in the environment`,
+          `set ${name} before running (e.g. ${name}=... tcelab run ${source})`);
+      }
+      return v;
+    });
+  }
+  if (Array.isArray(value)) return value.map((v, i) => substituteVariables(v, env, source, `${path}[${i}]`));
+  if (value && typeof value === 'object') {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = substituteVariables(v, env, source, path ? `${path}.${k}` : k);
+    return out;
+  }
+  return value;
+}
