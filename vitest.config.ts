@@ -7,7 +7,7 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 180_000,
     hookTimeout: 180_000,
-    reporters: ['default'],
+    reporters: ['default', './test/summary-reporter.ts'],
     globalSetup: ['test/global-setup.ts'],
   },
 });

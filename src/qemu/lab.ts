@@ -72,14 +72,16 @@ export class Lab {
       await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, qemuPid: qemu.pid, startedAt: new Date(spawnedAt).toISOString(), binary: profile.qemu.binary, argv });
       const proc = qemu;
       const qmp = await progress.step(`start QEMU (${profile.name}) and connect QMP`, async () => {
-        const exitedEarly = proc.exited.then((e) => {
-          throw new TcelabError('start QEMU', `it exited (${e.signal ?? `code ${e.code}`}) before QMP was up: ${lastLines(proc.stderr())}`,
+        try {
+          return await QmpClient.connect(paths.qmpSocket, { transcriptPath: paths.qmpTranscript, connectTimeoutMs: 15_000 });
+        } catch (err) {
+          // QEMU may open its QMP socket and then fail on a later option: its
+          // own exit status and stderr are the real explanation.
+          const exit = await proc.waitExit(2000);
+          if (!exit) throw err;
+          throw new TcelabError('start QEMU', `it exited (${exit.signal ?? `code ${exit.code}`}) before QMP was up: ${lastLines(proc.stderr())}`,
             'check the profile and the QEMU version; qemu-stderr.log is in the kept runtime dir');
-        });
-        return Promise.race([
-          QmpClient.connect(paths.qmpSocket, { transcriptPath: paths.qmpTranscript, connectTimeoutMs: 15_000 }),
-          exitedEarly,
-        ]);
+        }
       });
       return new Lab(profile, paths, qemu, qmp, spawnedAt, argv);
     } catch (err) {

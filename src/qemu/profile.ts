@@ -131,10 +131,8 @@ export const profileSpec: Spec = {
 export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessEnv = process.env): Profile {
   const source = `profile ${name}`;
   const v = new Validator(source);
-  const checked = v.check(raw, profileSpec) as Record<string, any>;
-  const substituted = substituteVariables(checked, env, source) as Record<string, any>;
-  // Variables may only now hold their final values: validate once more.
-  const p = v.check(substituted, profileSpec) as Record<string, any>;
+  // Variables first, so that the schema checks the values QEMU will see.
+  const p = v.check(substituteVariables(raw, env, source), profileSpec) as Record<string, any>;
 
   const profile: Profile = {
     name,

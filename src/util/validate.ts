@@ -64,6 +64,8 @@ export class Validator {
           const v = (value as Record<string, unknown>)[key];
           if (v === undefined) {
             if ('default' in fieldSpec && fieldSpec.default !== undefined) out[key] = structuredClone(fieldSpec.default);
+            // A required object whose fields all have defaults may be left out.
+            else if (fieldSpec.type === 'object' && !fieldSpec.optional) out[key] = this.check({}, fieldSpec, childPath);
             else if (!fieldSpec.optional) throw this.err(childPath, 'is required');
             continue;
           }

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Idempotent set-up of a fresh machine for tcelab: the host's Debian packages,
+# the npm packages, and the TypeScript build. Safe to run before every command;
+# it does nothing that is already done. (The guest image is built by
+# `tcelab guest build`, which has its own cache.)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Host packages, by name only: apt resolves the versions.
+HOST_PACKAGES=(
+  qemu-system-ppc            # qemu-system-ppc64
+  gcc-powerpc64le-linux-gnu  # cross compiler for the static guest agent
+  libc6-dev-ppc64el-cross    # its libc and linux/vfio.h
+  xz-utils                   # kernel modules are .ko.xz
+  util-linux                 # setpriv --pdeathsig: QEMU never outlives tcelab
+  dpkg tar ca-certificates
+)
+if [ -n "${TCELAB_EXTRA_HOST_PACKAGES:-}" ]; then
+  read -r -a extra <<<"$TCELAB_EXTRA_HOST_PACKAGES"
+  HOST_PACKAGES+=("${extra[@]}")
+fi
+
+missing=()
+for p in "${HOST_PACKAGES[@]}"; do
+  status=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "bootstrap: installing host packages: ${missing[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+fi
+
+# npm packages: reinstall only when package-lock.json changed since the last install.
+stamp=node_modules/.tcelab-lock-sha256
+want=$(sha256sum package-lock.json | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bootstrap: installing npm packages (npm ci)" >&2
+  npm ci --no-audit --no-fund >&2
+  echo "$want" >"$stamp"
+fi
+
+# TypeScript build.
+npx --no-install tsc -p tsconfig.json >&2
+chmod +x dist/cli/main.js

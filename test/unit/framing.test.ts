@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { JsonLineDecoder } from '../../src/qmp/framing.js';
+
+describe('JsonLineDecoder', () => {
+  it('reassembles lines split across chunks and accepts CRLF', () => {
+    const d = new JsonLineDecoder(1024);
+    expect(d.push(Buffer.from('{"a"'))).toEqual([]);
+    const frames = d.push(Buffer.from(':1}\r\n{"b":2}\n'));
+    expect(frames.map((f) => (f.kind === 'message' ? f.value : f))).toEqual([{ a: 1 }, { b: 2 }]);
+  });
+
+  it('reports malformed lines and non-objects without throwing', () => {
+    const d = new JsonLineDecoder(1024);
+    const frames = d.push(Buffer.from('{nope\n[1,2]\n{"ok":true}\n'));
+    expect(frames.map((f) => f.kind)).toEqual(['malformed', 'malformed', 'message']);
+  });
+
+  it('discards an oversized line up to its end and recovers', () => {
+    const d = new JsonLineDecoder(16);
+    const frames = [...d.push(Buffer.from(`{"x":"${'a'.repeat(40)}`)), ...d.push(Buffer.from('"}\n{"y":1}\n'))];
+    expect(frames[0]).toEqual({ kind: 'oversized', bytes: 48 });
+    expect(frames[1]).toMatchObject({ kind: 'message', value: { y: 1 } });
+  });
+
+  it('drops everything up to 0xFF while resyncing', () => {
+    const d = new JsonLineDecoder(1024);
+    d.push(Buffer.from('{"partial'));
+    d.startResync();
+    expect(d.push(Buffer.from('garbage\n{"stale":1}\n'))).toEqual([]);
+    const frames = d.push(Buffer.concat([Buffer.from('x'), Buffer.from([0xff]), Buffer.from('{"return":7}\n')]));
+    expect(frames).toMatchObject([{ kind: 'message', value: { return: 7 } }]);
+  });
+});

@@ -1,0 +1,77 @@
+import { describe, expect, it } from 'vitest';
+import { validateProfile, loadProfile, listProfiles } from '../../src/qemu/profile.js';
+import { buildArgv, runtimePaths } from '../../src/qemu/argv.js';
+import { InputError } from '../../src/util/errors.js';
+
+const base = () => ({
+  qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024 },
+  phbs: [{ id: 'phb1', index: 1 }],
+  devices: [{ id: 'edu1', driver: 'edu', phb: 'phb1' }],
+});
+
+function fieldOf(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(InputError);
+    return (err as InputError).field;
+  }
+  throw new Error('did not throw');
+}
+
+describe('profile validation', () => {
+  it('applies defaults', () => {
+    const p = validateProfile(base(), 't');
+    expect(p.qemu.firmware).toBe('vof');
+    expect(p.phbs[0]!.ddw).toBe(true);
+    expect(p.guest.bootTimeoutSec).toBe(120);
+  });
+
+  it('names the bad field', () => {
+    expect(fieldOf(() => validateProfile({ ...base(), colour: 'red' }, 't'))).toBe('colour');
+    expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, memoryMiB: '1G' } }, 't'))).toBe('qemu.memoryMiB');
+    expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, memoryMiB: 1e12 } }, 't'))).toBe('qemu.memoryMiB');
+    expect(fieldOf(() => validateProfile({ ...base(), devices: [{ id: 'd', driver: 'edu', phb: 'phb9' }] }, 't'))).toBe('devices[0].phb');
+    expect(fieldOf(() => validateProfile({ ...base(), devices: [{ id: 'd', driver: 'vfio-pci', phb: 'phb1' }] }, 't'))).toBe('devices[0].host');
+    expect(fieldOf(() => validateProfile({ ...base(), phbs: [{ id: 'p', index: 1 }, { id: 'q', index: 1 }], devices: [] }, 't'))).toBe('phbs[1].index');
+    expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, machine: { 'x-vof': 'on,evil=1' } } }, 't'))).toBe('qemu.machine.x-vof');
+  });
+
+  it('substitutes variables and reports an unset one by field', () => {
+    const raw = { ...base(), devices: [{ id: 'h', driver: 'vfio-pci', phb: 'phb1', host: '${BDF}' }] };
+    expect(validateProfile(raw, 't', { BDF: '0001:01:00.0' }).devices[0]!.host).toBe('0001:01:00.0');
+    expect(fieldOf(() => validateProfile(raw, 't', {}))).toBe('devices[0].host');
+    expect(fieldOf(() => validateProfile(raw, 't', { BDF: 'not-a-bdf' }))).toBe('devices[0].host');
+  });
+
+  it('loads every shipped profile', async () => {
+    const names = await listProfiles();
+    expect(names).toEqual(expect.arrayContaining(['emulated', 'lab-host-vfio']));
+    for (const n of names) await loadProfile(n, { TCELAB_VFIO_HOST: '0001:01:00.0' });
+  });
+});
+
+describe('argv', () => {
+  it('builds the emulated lab command line', async () => {
+    const p = await loadProfile('emulated');
+    const argv = buildArgv(p, runtimePaths('/run/x'), { kernel: '/k', initrd: '/i' }, 'tcelab-x');
+    const joined = argv.join(' ');
+    expect(joined).toContain('-M pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off,x-vof=on,usb=off');
+    expect(joined).toContain('-accel tcg -cpu power9 -m 1024M');
+    expect(joined).toContain('-qmp unix:/run/x/qmp.sock,server=on,wait=off');
+    expect(joined).toContain('-device spapr-pci-host-bridge,index=1,id=phb1,ddw=on');
+    expect(joined).toContain('-device edu,bus=phb1.0,id=edu1');
+    expect(joined).toContain('-kernel /k -initrd /i');
+    expect(joined).not.toContain('mem-lock');
+  });
+
+  it('builds the lab-host command line with KVM and vfio-pci', async () => {
+    const p = await loadProfile('lab-host-vfio', { TCELAB_VFIO_HOST: '0001:01:00.0' });
+    const argv = buildArgv(p, runtimePaths('/r'), { kernel: '/k', initrd: '/i' }, 'tcelab-y');
+    const joined = argv.join(' ');
+    expect(joined).toContain('-accel kvm -cpu host');
+    expect(joined).not.toContain('cap-cfpc');
+    expect(joined).not.toContain('x-vof');
+    expect(joined).toContain('-device vfio-pci,bus=phb1.0,id=hostdev0,host=0001:01:00.0');
+  });
+});
