@@ -5,6 +5,8 @@ import { reportError } from './output.js';
 import { guestBuildCommand } from './guest-command.js';
 import { runBootCommand } from './run-command.js';
 import { qmpCommand } from './qmp-command.js';
+import { scenarioCommand } from './scenario-command.js';
+import { findScenario, builtinScenarios } from '../scenario/registry.js';
 
 async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
@@ -28,11 +30,21 @@ async function main(argv: string[]): Promise<number> {
         .option('refresh', { type: 'boolean', default: false, describe: 're-resolve the newest package versions' }),
       (a) => run(guestBuildCommand({ variant: a.variant, refresh: a.refresh, json: a.json })),
     )
-    .command('run [profile]', 'boot a lab, show the guest is up, shut it down, print a summary', (y) =>
+    .command('run [target]', 'run a scenario by name, or boot a profile and shut it down', (y) =>
       y
-        .positional('profile', { type: 'string', default: 'emulated', describe: 'profile name in qemu-configs/ or a path' })
-        .option('shutdown', { choices: ['powerdown', 'quit'] as const, default: 'powerdown' as const }),
-      (a) => run(runBootCommand({ profile: a.profile, json: a.json, shutdown: a.shutdown })),
+        .positional('target', { type: 'string', default: 'emulated', describe: `a scenario (${builtinScenarios.map((s) => s.name).join(', ')}) or a profile` })
+        .option('profile', { type: 'string', describe: 'profile for a scenario (default: the scenario\'s own)' })
+        .option('results', { type: 'string', describe: 'results dir (default results/<scenario>-<time>)' })
+        .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value (e.g. sizeMiB=64)' })
+        .option('shutdown', { choices: ['powerdown', 'quit'] as const, default: 'powerdown' as const, describe: 'how a profile boot ends' }),
+      (a) => {
+        const scenario = findScenario(a.target);
+        return run(
+          scenario
+            ? scenarioCommand(scenario, { profile: a.profile, results: a.results, set: a.set, json: a.json })
+            : runBootCommand({ profile: a.target, json: a.json, shutdown: a.shutdown }),
+        );
+      },
     )
     .command('qmp <target> <qmpCommand> [qmpArguments]', 'run one QMP command against a socket or a (stopped) lab from a profile', (y) =>
       y

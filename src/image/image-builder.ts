@@ -278,7 +278,7 @@ async function buildAgent(work: string): Promise<Buffer | undefined> {
   if (sources.length === 0) return undefined;
   const out = join(work, 'tcelab-agent');
   await run('powerpc64le-linux-gnu-gcc', [
-    '-static', '-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-o', out,
+    '-static', '-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-D_GNU_SOURCE', '-o', out,
     ...sources.map((s) => join(guestSourceDir, 'agent', s)),
   ], { what: 'cross-compile the guest agent', hint: 'install gcc-powerpc64le-linux-gnu (scripts/bootstrap.sh does)' });
   const bin = await readFile(out);

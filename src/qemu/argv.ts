@@ -75,6 +75,8 @@ export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImag
     '-kernel', image.kernel,
     '-initrd', image.initrd,
     '-append', profile.guest.append,
+    // The host's record of DDW create/remove (page size included), parsed from stderr.
+    '-trace', 'spapr_iommu_ddw_create', '-trace', 'spapr_iommu_ddw_remove', '-trace', 'spapr_iommu_ddw_reset',
   ];
   if (q.memLock) argv.push('-overcommit', 'mem-lock=on');
   for (const phb of profile.phbs) {

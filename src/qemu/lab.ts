@@ -4,6 +4,7 @@ import { QemuProcess, type ExitInfo } from './qemu-process.js';
 import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } from './runtime-dir.js';
 import type { Profile } from './profile.js';
 import { QmpClient } from '../qmp/qmp-client.js';
+import { AgentClient } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { silentProgress } from '../util/progress.js';
@@ -46,6 +47,7 @@ export interface LaunchOptions {
  */
 export class Lab {
   private disposed = false;
+  private agentClient: AgentClient | undefined;
   failed = false;
 
   private constructor(
@@ -103,6 +105,21 @@ export class Lab {
     return { kernelRelease: m[1]!, machine: m[2]!, spawnToInitMs: Date.now() - this.spawnedAt };
   }
 
+  /** The guest agent, connected on first use (after init). Fails at once if QEMU exits. */
+  async agent(progress: Progress = silentProgress): Promise<AgentClient> {
+    if (this.agentClient && !this.agentClient.connection.closed) return this.agentClient;
+    const proc = this.process;
+    this.agentClient = await progress.step('connect the guest agent', () =>
+      Promise.race([
+        AgentClient.connect(this.paths.agentSocket, { transcriptPath: this.paths.agentTranscript }),
+        proc.exited.then((e) => {
+          throw new TcelabError('connect the guest agent', `QEMU exited (${e.signal ?? `code ${e.code}`}) first`, 'see console.log in the artifacts');
+        }),
+      ]),
+    );
+    return this.agentClient;
+  }
+
   /**
    * Stops the guest: system_powerdown (an EPOW the guest turns into an orderly
    * poweroff), escalating to QMP quit and then SIGKILL on timeouts.
@@ -152,6 +169,7 @@ export class Lab {
     }
     await this.process.exited;
     await this.qmp.close().catch(() => {});
+    await this.agentClient?.close().catch(() => {});
     await this.process.console.close();
     if (opts.artifactsTo) await copyArtifacts(this.paths, opts.artifactsTo).catch(() => {});
     if (this.failed) return this.paths.dir;

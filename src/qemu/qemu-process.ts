@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { GuestConsole } from './console.js';
+import { DdwTraceLog } from '../ddw/host-view.js';
 import type { RuntimePaths } from './argv.js';
 import { TcelabError } from '../util/errors.js';
 
@@ -20,6 +21,8 @@ export class QemuProcess {
   readonly exited: Promise<ExitInfo>;
   exitInfo: ExitInfo | undefined;
   readonly pid: number;
+  /** spapr_iommu_ddw_* trace events from stderr: the host's record of each DMA window. */
+  readonly ddwTrace = new DdwTraceLog();
   private stderrTail = '';
 
   private constructor(private readonly child: ChildProcess, paths: RuntimePaths) {
@@ -30,6 +33,7 @@ export class QemuProcess {
     child.stdout!.on('data', (d: Buffer) => this.console.append(d));
     child.stderr!.on('data', (d: Buffer) => {
       stderrFile.write(d);
+      this.ddwTrace.feed(d.toString('utf8'));
       this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-4000);
     });
     this.exited = new Promise((resolve) => {

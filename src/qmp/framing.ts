@@ -69,10 +69,48 @@ export class JsonLineDecoder {
   }
 }
 
+/**
+ * JSON.parse, except that integers beyond 2^53 become BigInt instead of being
+ * silently rounded: QMP reports 64-bit DMA window addresses such as
+ * 0x0800000000000000 as plain JSON integers.
+ */
+export function parseJsonLossless(text: string): unknown {
+  let out = '';
+  let last = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++; // backslash: skip the escaped character
+      else if (c === 0x22) inString = false;
+      continue;
+    }
+    if (c === 0x22) {
+      inString = true;
+      continue;
+    }
+    if (c === 0x2d || (c >= 0x30 && c <= 0x39)) {
+      let j = i + 1;
+      while (j < text.length && /[0-9.eE+-]/.test(text[j]!)) j++;
+      const token = text.slice(i, j);
+      if (/^-?\d{16,}$/.test(token) && !Number.isSafeInteger(Number(token))) {
+        out += `${text.slice(last, i)}"\\u0000bigint:${token}"`;
+        last = j;
+      }
+      i = j - 1;
+    }
+  }
+  if (last === 0) return JSON.parse(text);
+  out += text.slice(last);
+  return JSON.parse(out, (_k, v) => (typeof v === 'string' && v.startsWith(BIGINT_MARK) ? BigInt(v.slice(BIGINT_MARK.length)) : v));
+}
+
+const BIGINT_MARK = '\u0000bigint:';
+
 export function decodeLine(line: string): Frame {
   let value: unknown;
   try {
-    value = JSON.parse(line);
+    value = parseJsonLossless(line);
   } catch (err) {
     return { kind: 'malformed', raw: line, why: `not JSON (${(err as Error).message})` };
   }
@@ -80,4 +118,15 @@ export function decodeLine(line: string): Frame {
     return { kind: 'malformed', raw: line, why: 'not a JSON object' };
   }
   return { kind: 'message', value: value as Record<string, unknown>, raw: line };
+}
+
+/** JSON.stringify that writes BigInt values as exact JSON integers. */
+export function stringifyLossless(value: unknown): string {
+  let big = false;
+  const text = JSON.stringify(value, (_k, v) => {
+    if (typeof v !== 'bigint') return v;
+    big = true;
+    return `${BIGINT_MARK}${v.toString()}`;
+  });
+  return big ? text.replace(/"\\u0000bigint:(-?\d+)"/g, '$1') : text;
 }

@@ -1,6 +1,6 @@
 import { connect, type Socket } from 'node:net';
 import { EventEmitter } from 'node:events';
-import { JsonLineDecoder, type Frame } from './framing.js';
+import { JsonLineDecoder, stringifyLossless, type Frame } from './framing.js';
 import { Transcript } from './transcript.js';
 import { QmpCommandError, QmpConnectionClosedError, QmpProtocolError, QmpTimeoutError } from './errors.js';
 import { TcelabError } from '../util/errors.js';
@@ -114,7 +114,7 @@ export class ProtocolConnection extends EventEmitter {
         reject(new QmpTimeoutError(command, timeoutMs, this.peer));
       }, timeoutMs);
       this.pending.set(id, { command, resolve: resolve as (v: unknown) => void, reject, timer });
-      this.sendRaw(JSON.stringify(message));
+      this.sendRaw(stringifyLossless(message));
     });
   }
 

@@ -1,0 +1,38 @@
+/* tcelab guest agent: shared declarations. */
+#ifndef TCELAB_AGENT_H
+#define TCELAB_AGENT_H
+#include "json.h"
+#include <sys/types.h>
+
+/* A command's outcome: on success `val` holds one JSON value; on failure
+ * `cls` is an errno name (EBUSY, ENOENT…) or a QMP-like class and `desc` says why. */
+struct reply {
+	struct sbuf val;
+	const char *cls;
+	char desc[512];
+};
+
+int fail(struct reply *r, const char *cls, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int fail_errno(struct reply *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+const char *errno_name(int err);
+int bad_arg(struct reply *r, const char *name, int rc, const char *want);
+
+/* sys.c: /proc and /sys */
+ssize_t read_text(const char *path, char *buf, size_t max);
+int write_text(const char *path, const char *text);
+long long proc_status_kb(pid_t pid, const char *field);
+long long kv_value(const char *path, const char *key);
+int cmd_info(const struct jval *args, struct reply *r);
+int cmd_counters(const struct jval *args, struct reply *r);
+int cmd_bind(const struct jval *args, struct reply *r);
+int cmd_unbind(const struct jval *args, struct reply *r);
+int cmd_read_file(const struct jval *args, struct reply *r);
+int cmd_list_dir(const struct jval *args, struct reply *r);
+int cmd_exec(const struct jval *args, struct reply *r);
+int cmd_vfio_holders(const struct jval *args, struct reply *r);
+int cmd_kill(const struct jval *args, struct reply *r);
+int cmd_hugepages(const struct jval *args, struct reply *r);
+
+/* worker.c: the VFIO worker process */
+void worker_main(int fd);
+#endif

@@ -1,0 +1,189 @@
+import { randomInt } from 'node:crypto';
+import { ProtocolConnection, type ProtocolOptions } from '../qmp/protocol.js';
+import { QmpTimeoutError } from '../qmp/errors.js';
+import { TcelabError } from '../util/errors.js';
+import type {
+  AgentInfo, CreatedWindow, ExecResult, GuestCounters, RegionInfo, TceInfo, VfioHolder, WorkerInfo, WorkerStatus,
+} from './types.js';
+
+/**
+ * Vocabulary of the tcelab guest agent over the same ProtocolConnection as
+ * QMP (QGA's wire format). There is no greeting: readiness is a successful
+ * resync (0xFF + sync-delimited), retried until the agent answers.
+ */
+export class AgentClient {
+  private constructor(readonly connection: ProtocolConnection) {}
+
+  static async connect(socketPath: string, opts: Partial<ProtocolOptions> & { readyTimeoutMs?: number } = {}): Promise<AgentClient> {
+    const connection = await ProtocolConnection.connectUnix(socketPath, { peer: 'agent', defaultTimeoutMs: 30_000, ...opts });
+    const client = new AgentClient(connection);
+    try {
+      await client.resync(opts.readyTimeoutMs ?? 60_000);
+    } catch (err) {
+      await connection.close();
+      throw err;
+    }
+    return client;
+  }
+
+  /**
+   * QGA-style resync: 0xFF makes the agent drop any partial request; its reply
+   * to sync-delimited starts with 0xFF, up to which the decoder drops input.
+   */
+  async resync(timeoutMs: number): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      const id = randomInt(1, 2 ** 31);
+      this.connection.sendRaw(Buffer.from([0xff]));
+      this.connection.startResync();
+      try {
+        const got = await this.connection.execute<number>('sync-delimited', { id }, { timeoutMs: 1000 });
+        if (got === id) return;
+        last = new TcelabError('agent resync', `expected id ${id}, got ${got}`);
+      } catch (err) {
+        if (!(err instanceof QmpTimeoutError)) throw err;
+        last = err;
+      }
+    }
+    throw new TcelabError('guest agent', `did not answer a resync within ${timeoutMs / 1000} s (${(last as Error)?.message ?? ''})`,
+      'check that the guest booted (console.log) and that the agent started (its messages are on the console)');
+  }
+
+  execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T> {
+    return this.connection.execute<T>(command, args, { timeoutMs });
+  }
+
+  ping(): Promise<{ pong: boolean; pid: number }> {
+    return this.execute('ping');
+  }
+
+  info(): Promise<AgentInfo> {
+    return this.execute('info');
+  }
+
+  counters(pid?: number): Promise<GuestCounters> {
+    return this.execute('counters', pid ? { pid } : {});
+  }
+
+  bind(device: string): Promise<{ device: string; previousDriver: string | null; group: number }> {
+    return this.execute('bind', { device });
+  }
+
+  unbind(device: string): Promise<{ device: string; previousDriver: string | null; driver: string | null }> {
+    return this.execute('unbind', { device });
+  }
+
+  readFile(path: string, maxBytes?: number): Promise<{ content: string; truncated: boolean }> {
+    return this.execute('read-file', { path, ...(maxBytes ? { maxBytes } : {}) });
+  }
+
+  listDir(path: string): Promise<Array<{ name: string; type: 'dir' | 'file' | 'link' | 'char'; target?: string }>> {
+    return this.execute('list-dir', { path });
+  }
+
+  exec(argv: string[], timeoutMs = 30_000): Promise<ExecResult> {
+    return this.execute('exec', { argv, timeoutMs }, timeoutMs + 5000);
+  }
+
+  vfioHolders(): Promise<VfioHolder[]> {
+    return this.execute('vfio-holders');
+  }
+
+  kill(pid: number, signal: 'TERM' | 'KILL' | 'INT' | 'STOP' | 'CONT' = 'TERM'): Promise<void> {
+    return this.execute('kill', { pid, signal });
+  }
+
+  async startWorker(): Promise<VfioWorker> {
+    const w = await this.execute<WorkerInfo>('worker-start');
+    return new VfioWorker(this, w.worker, w.pid);
+  }
+
+  workers(): Promise<WorkerInfo[]> {
+    return this.execute('worker-list');
+  }
+
+  /** Asks the guest to power off; the reply comes before the power-off. */
+  poweroff(): Promise<void> {
+    return this.execute('poweroff');
+  }
+
+  close(): Promise<void> {
+    return this.connection.close();
+  }
+}
+
+/** A VFIO worker process in the guest: the "userspace tool" under test. */
+export class VfioWorker {
+  constructor(readonly agent: AgentClient, readonly id: number, readonly pid: number) {}
+
+  private op<T>(op: string, args: Record<string, unknown> = {}, timeoutMs?: number): Promise<T> {
+    return this.agent.execute<T>('worker', { worker: this.id, op, args }, timeoutMs);
+  }
+
+  open(group: number): Promise<{ group: number; pid: number; info: TceInfo }> {
+    return this.op('open', { group });
+  }
+
+  info(): Promise<TceInfo> {
+    return this.op('info');
+  }
+
+  alloc(size: number, hugetlb = false): Promise<RegionInfo> {
+    return this.op('alloc', { size, hugetlb }, 120_000);
+  }
+
+  free(region: number): Promise<void> {
+    return this.op('free', { region });
+  }
+
+  /** REGISTER_MEMORY of a region (or a sub-range: offset/size may be deliberately misaligned). */
+  register(region: number, range: { offset?: number; size?: number } = {}): Promise<{ region: number; vaddr: string; size: number }> {
+    return this.op('register', { region, ...range }, 300_000);
+  }
+
+  unregister(region: number, range: { offset?: number; size?: number } = {}): Promise<{ region: number; vaddr: string; size: number }> {
+    return this.op('unregister', { region, ...range }, 300_000);
+  }
+
+  createWindow(pageShift: number, windowSize: bigint | number, levels = 1): Promise<CreatedWindow> {
+    return this.op('create-window', { pageShift, windowSize: `0x${BigInt(windowSize).toString(16)}`, levels }, 120_000);
+  }
+
+  removeWindow(startAddr: string): Promise<void> {
+    return this.op('remove-window', { startAddr });
+  }
+
+  map(region: number, iova: bigint | number, range: { offset?: number; size?: number } = {}): Promise<{ iova: string; size: number }> {
+    return this.op('map', { region, iova: `0x${BigInt(iova).toString(16)}`, ...range }, 300_000);
+  }
+
+  unmap(iova: bigint | number, size: number): Promise<{ iova: string; size: number }> {
+    return this.op('unmap', { iova: `0x${BigInt(iova).toString(16)}`, size }, 300_000);
+  }
+
+  closeContainer(): Promise<void> {
+    return this.op('close-container');
+  }
+
+  closeGroup(): Promise<void> {
+    return this.op('close-group');
+  }
+
+  /** The seeded leak: a child process that inherits the container and group fds. */
+  forkHolder(): Promise<{ pid: number }> {
+    return this.op('fork-holder');
+  }
+
+  status(): Promise<WorkerStatus> {
+    return this.op('status');
+  }
+
+  stop(signal: 'TERM' | 'KILL' = 'TERM', waitMs = 5000): Promise<WorkerInfo> {
+    return this.agent.execute('worker-stop', { worker: this.id, signal, waitMs }, waitMs + 5000);
+  }
+
+  exit(code = 0): Promise<void> {
+    return this.op('exit', { code });
+  }
+}

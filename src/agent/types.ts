@@ -1,0 +1,93 @@
+/** Replies of the guest agent (guest/agent/), as the host sees them. */
+export interface PciDeviceInfo {
+  address: string;
+  vendor: string;
+  device: string;
+  driver: string | null;
+  iommuGroup: number | null;
+}
+
+export interface IommuGroupInfo {
+  group: number;
+  vfioNode: boolean;
+  devices: PciDeviceInfo[];
+}
+
+export interface AgentInfo {
+  kernelRelease: string;
+  machine: string;
+  pageSize: number;
+  hugePageSize: number;
+  agentPid: number;
+  vfio: { apiVersion: number; spaprTceV1: boolean; spaprTceV2: boolean } | null;
+  iommuGroups: IommuGroupInfo[];
+}
+
+export interface GuestCounters {
+  monotonicNs: number;
+  nrFollPinAcquired: number;
+  nrFollPinReleased: number;
+  mlockedKb: number;
+  hugePagesTotal: number;
+  hugePagesFree: number;
+  process?: { pid: number; alive: boolean; vmLckKb?: number; vmPinKb?: number };
+}
+
+export interface ExecResult {
+  exitCode: number;
+  signal: number;
+  timedOut: boolean;
+  durationMs: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface WorkerInfo {
+  worker: number;
+  pid: number;
+  alive: boolean;
+  signal?: number;
+  exitCode?: number;
+}
+
+export interface TceInfo {
+  flags: number;
+  ddwSupported: boolean;
+  dma32WindowStart: string;
+  dma32WindowSize: string;
+  ddw: { pageSizes: string; maxDynamicWindows: number; levels: number };
+}
+
+export interface RegionInfo {
+  region: number;
+  vaddr: string;
+  size: number;
+  hugetlb: boolean;
+}
+
+export interface CreatedWindow {
+  startAddr: string;
+  windowSize: string;
+  pageShift: number;
+  levels: number;
+}
+
+export interface WorkerStatus {
+  pid: number;
+  group: number;
+  containerOpen: boolean;
+  groupOpen: boolean;
+  vmLckKb: number;
+  vmPinKb: number;
+  regions: Array<RegionInfo & { registered: boolean }>;
+  windows: Array<{ startAddr: string; windowSize: string; pageShift: number }>;
+  holders: number[];
+}
+
+export interface VfioHolder {
+  pid: number;
+  ppid: number;
+  comm: string;
+  vmLckKb: number;
+  fds: string[];
+}

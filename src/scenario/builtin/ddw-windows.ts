@@ -1,0 +1,101 @@
+import type { ScenarioDefinition, ScenarioContext } from '../scenario.js';
+import { findGuestDevice } from '../guest-vfio.js';
+import { describeWindow, liobnOf, type DmaWindow } from '../../ddw/dma-window.js';
+import { QmpCommandError } from '../../qmp/errors.js';
+
+const GiB = 1n << 30n;
+
+/** The host's windows of one PHB, described the way the guest would. */
+async function hostWindows(ctx: ScenarioContext, phb: string): Promise<DmaWindow[]> {
+  return (await ctx.ddw.windows()).filter((w) => w.phb === phb);
+}
+
+function summary(ws: DmaWindow[]): string {
+  return ws.map((w) => `${w.liobn.toString(16)}:${describeWindow(w)}`).join(', ') || 'none';
+}
+
+/**
+ * Dynamic DMA windows created by the guest's VFIO container through QEMU's
+ * RTAS DDW calls, checked from both sides: what the guest asked for and got
+ * (TCE_CREATE's start address) against what QEMU has (QOM, memory tree, DDW trace).
+ */
+export const ddwWindows: ScenarioDefinition = {
+  name: 'ddw-windows',
+  description: 'create/map/remove 64-bit DMA windows in the guest; the host view matches at every step',
+  defaultProfile: 'emulated',
+  async run(ctx) {
+    const { agent, checks } = ctx;
+    const dev = await findGuestDevice(agent, ctx.profile);
+    const deviceSpec = ctx.profile.devices[0]!;
+    const phb = ctx.profile.phbs.find((p) => p.id === deviceSpec.phb)!;
+    const bound = await agent.bind(dev.address);
+    const worker = await agent.startWorker();
+    const opened = await worker.open(bound.group);
+    const info = opened.info;
+    checks.equal('container reports DDW support', info.ddwSupported, true);
+    checks.atLeast('max dynamic windows', info.ddw.maxDynamicWindows, 1, `page sizes ${info.ddw.pageSizes}`);
+    const phbState = await ctx.ddw.phbState(phb.id);
+    checks.equal('host PHB has ddw=on', phbState.ddw, true);
+    checks.equal('host and guest agree on the DDW page-size mask', BigInt(info.ddw.pageSizes), phbState.pageSizeMask);
+
+    // The default 32-bit window, from both sides.
+    let host = await hostWindows(ctx, phb.id);
+    const dma32: DmaWindow = { phb: phb.id, liobn: liobnOf(phb.index, 0), start: BigInt(info.dma32WindowStart), size: BigInt(info.dma32WindowSize), pageShift: 12 };
+    checks.equal('host view before: only the default 32-bit window', summary(host), summary([dma32]));
+
+    for (const spec of [
+      { pageShift: 16, size: GiB, hugetlb: true, label: '64K-page' },
+      { pageShift: 12, size: GiB / 4n, hugetlb: false, label: '4K-page' },
+    ]) {
+      const created = await checks.succeeds(`create a ${spec.label} 64-bit window of ${spec.size / (1n << 20n)} MiB`,
+        worker.createWindow(spec.pageShift, spec.size), (w) => `start ${w.startAddr}`);
+      if (!created) continue;
+      ctx.phase(`${spec.label} window live`);
+      const want: DmaWindow = { phb: phb.id, liobn: liobnOf(phb.index, 1), start: BigInt(created.startAddr), size: spec.size, pageShift: spec.pageShift };
+      host = await hostWindows(ctx, phb.id);
+      checks.equal(`host view shows exactly the ${spec.label} window`, summary(host), summary([dma32, want]));
+      checks.equal('host QOM dma64_win_addr equals the guest start address', (await ctx.ddw.phbState(phb.id)).dma64Start, want.start);
+
+      // Map memory whose page size fits the window; 4K pages into a 64K window must fail.
+      const size = 2 * 1024 * 1024;
+      const region = await worker.alloc(size, spec.hugetlb);
+      await worker.register(region.region);
+      await checks.succeeds(`map ${size >> 20} MiB of ${spec.hugetlb ? 'hugetlb' : '4K-page'} memory into the ${spec.label} window`,
+        worker.map(region.region, want.start, { size }));
+      if (spec.pageShift > 12) {
+        const small = await worker.alloc(64 * 1024);
+        await worker.register(small.region);
+        await checks.failsWith('map ordinary 4K-page memory into the 64K-page window', worker.map(small.region, want.start + BigInt(size), { size: 64 * 1024 }), 'EINVAL');
+        await worker.unregister(small.region);
+        await worker.free(small.region);
+      }
+      await checks.succeeds('unmap it', worker.unmap(want.start, size));
+      await worker.unregister(region.region);
+      await worker.free(region.region);
+      await checks.succeeds(`remove the ${spec.label} window`, worker.removeWindow(created.startAddr));
+      host = await hostWindows(ctx, phb.id);
+      checks.equal(`host view after removing the ${spec.label} window: only the default window`, summary(host), summary([dma32]));
+    }
+
+    // More windows than the container supports: the excess one fails cleanly, with an errno.
+    const created: string[] = [];
+    let failure: string | undefined;
+    for (let i = 0; i <= info.ddw.maxDynamicWindows; i++) {
+      try {
+        created.push((await worker.createWindow(16, GiB)).startAddr);
+      } catch (err) {
+        failure = err instanceof QmpCommandError ? err.errorClass : (err as Error).message;
+        break;
+      }
+    }
+    checks.record(`creating windows beyond max_dynamic_windows_supported (${info.ddw.maxDynamicWindows}) fails with an errno`,
+      failure !== undefined && /^E[A-Z]+$/.test(failure), 'an errno after at most max windows', `${created.length} created, then ${failure ?? 'no failure'}`);
+    host = await hostWindows(ctx, phb.id);
+    checks.equal('host view holds the default window plus the ones created', host.length, 1 + created.length, summary(host));
+    for (const start of created) await worker.removeWindow(start);
+    host = await hostWindows(ctx, phb.id);
+    checks.equal('host view after removing them: only the default window', summary(host), summary([dma32]));
+    await worker.stop('TERM');
+    await agent.unbind(dev.address);
+  },
+};

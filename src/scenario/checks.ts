@@ -1,0 +1,74 @@
+import { QmpCommandError } from '../qmp/errors.js';
+import type { Progress } from '../util/progress.js';
+
+/** One verdict of a scenario, with what was expected and what was measured. */
+export interface Check {
+  name: string;
+  pass: boolean;
+  /**
+   * pass / fail, or known-defect: a failure that matches a documented defect
+   * of the code under test. It is reported, but does not fail the verdict;
+   * when the defect is fixed the check passes and the report says so.
+   */
+  status: 'pass' | 'fail' | 'known-defect';
+  knownDefect?: string;
+  expected: string;
+  measured: string;
+  detail?: string;
+  atMs: number;
+}
+
+const jsonish = (v: unknown): string => (typeof v === 'bigint' ? `0x${v.toString(16)}` : typeof v === 'string' ? v : JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x)));
+
+/** Collects checks; every check is printed as it is decided. A failed check does not stop the scenario. */
+export class CheckRecorder {
+  readonly checks: Check[] = [];
+  private readonly t0 = Date.now();
+
+  constructor(private readonly progress: Progress) {}
+
+  record(name: string, pass: boolean, expected: unknown, measured: unknown, detail?: string, knownDefect?: string): boolean {
+    const status = pass ? 'pass' : knownDefect ? 'known-defect' : 'fail';
+    const c: Check = { name, pass, status, knownDefect, expected: jsonish(expected), measured: jsonish(measured), detail, atMs: Date.now() - this.t0 };
+    this.checks.push(c);
+    const label = { pass: 'PASS', fail: 'FAIL', 'known-defect': 'KNOWN-DEFECT' }[status];
+    this.progress.info(`  ${label} ${name}: measured ${c.measured}${pass ? '' : `, expected ${c.expected}`}${detail ? ` (${detail})` : ''}` +
+      (status === 'known-defect' ? `\n      known defect: ${knownDefect}` : pass && knownDefect ? '\n      (a documented defect no longer reproduces here)' : ''));
+    return pass;
+  }
+
+  equal<T>(name: string, measured: T, expected: T, detail?: string): boolean {
+    return this.record(name, jsonish(measured) === jsonish(expected), expected, measured, detail);
+  }
+
+  atLeast(name: string, measured: number, min: number, detail?: string): boolean {
+    return this.record(name, measured >= min, `>= ${min}`, measured, detail);
+  }
+
+  /** The promise must fail with this errno (or QMP/agent error class). */
+  async failsWith(name: string, op: Promise<unknown>, errorClass: string, knownDefect?: string): Promise<boolean> {
+    try {
+      const v = await op;
+      return this.record(name, false, `error ${errorClass}`, `success ${jsonish(v)}`, undefined, knownDefect);
+    } catch (err) {
+      const got = err instanceof QmpCommandError ? err.errorClass : (err as Error).message;
+      return this.record(name, got === errorClass, `error ${errorClass}`, `error ${got}`, err instanceof QmpCommandError ? err.desc : undefined, knownDefect);
+    }
+  }
+
+  /** The promise must succeed. */
+  async succeeds<T>(name: string, op: Promise<T>, describe?: (v: T) => string): Promise<T | undefined> {
+    try {
+      const v = await op;
+      this.record(name, true, 'success', describe ? describe(v) : 'success');
+      return v;
+    } catch (err) {
+      this.record(name, false, 'success', err instanceof QmpCommandError ? `error ${err.errorClass}` : 'error', (err as Error).message);
+      return undefined;
+    }
+  }
+
+  get passed(): boolean {
+    return this.checks.length > 0 && this.checks.every((c) => c.status !== 'fail');
+  }
+}
