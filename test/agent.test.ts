@@ -1,0 +1,81 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Lab } from '../src/qemu/lab.js';
+import type { AgentClient } from '../src/agent/agent-client.js';
+import { QmpCommandError } from '../src/qmp/errors.js';
+import { emulatedLabInputs, testRuntimeRoot } from './helpers/lab.js';
+import { liveLabQemuPids } from './helpers/processes.js';
+
+async function errorClass(p: Promise<unknown>): Promise<string> {
+  const e = await p.then(() => undefined, (err: unknown) => err);
+  expect(e).toBeInstanceOf(QmpCommandError);
+  return (e as QmpCommandError).errorClass;
+}
+
+// The real agent in the real guest: every bad request gets an error reply and the agent keeps serving.
+describe('guest agent', () => {
+  const root = testRuntimeRoot();
+  let lab: Lab;
+  let agent: AgentClient;
+
+  beforeAll(async () => {
+    const { profile, image } = await emulatedLabInputs();
+    lab = await Lab.launch(profile, { image, runtimeRoot: root });
+    await lab.waitForGuestInit();
+    agent = await lab.agent();
+  });
+
+  afterAll(async () => {
+    await lab?.shutdown('quit').catch(() => {});
+    await lab?.dispose();
+    expect(liveLabQemuPids(root)).toEqual([]);
+  });
+
+  it('reports the kernel, page size, VFIO extensions and IOMMU groups', async () => {
+    const info = await agent.info();
+    expect(info.kernelRelease).toMatch(/^6\.12\./);
+    expect(info.pageSize).toBe(4096);
+    expect(info.vfio).toMatchObject({ spaprTceV1: true, spaprTceV2: true });
+    const edu = info.iommuGroups.flatMap((g) => g.devices).find((d) => d.vendor === '0x1234' && d.device === '0x11e8');
+    expect(edu?.address).toBe('0001:00:00.0');
+  });
+
+  it('answers bad requests with errors and keeps serving', async () => {
+    expect(await errorClass(agent.execute('no-such-command'))).toBe('CommandNotFound');
+    expect(await errorClass(agent.execute('bind', { device: 'not-a-bdf' }))).toBe('InvalidParameter');
+    expect(await errorClass(agent.execute('bind', {}))).toBe('InvalidParameter');
+    expect(await errorClass(agent.execute('exec', { argv: 'ls' }))).toBe('InvalidParameter');
+    expect(await errorClass(agent.execute('read-file', { path: '/no/such/file' }))).toBe('ENOENT');
+    expect(await errorClass(agent.execute('worker', { worker: 999, op: 'status' }))).toBe('ENOENT');
+    agent.connection.sendRaw('{"execute": "ping", ');
+    agent.connection.sendRaw('[1,2,3]');
+    agent.connection.sendRaw(`{"execute":"ping","arguments":{"x":"${'a'.repeat(1100 * 1024)}"}}`);
+    await agent.resync(10_000);
+    expect((await agent.ping()).pong).toBe(true);
+  });
+
+  it('runs helper programs with exit status and output', async () => {
+    const r = await agent.exec(['uname', '-r']);
+    expect(r.exitCode).toBe(0);
+    expect(r.stdout.trim()).toMatch(/^6\.12\./);
+    const bad = await agent.exec(['/no/such/program']);
+    expect(bad.exitCode).toBe(127);
+    const slow = await agent.exec(['sleep', '10'], 300);
+    expect(slow.timedOut).toBe(true);
+  });
+
+  it('starts, queries and kills VFIO workers while the agent stays up', async () => {
+    const bound = await agent.bind('0001:00:00.0');
+    const w = await agent.startWorker();
+    const opened = await w.open(bound.group);
+    expect(opened.info.ddw.maxDynamicWindows).toBeGreaterThanOrEqual(1);
+    expect(await errorClass(w.open(bound.group))).toBe('EEXIST');
+    const holders = await agent.vfioHolders();
+    expect(holders.find((h) => h.pid === w.pid)?.fds).toEqual(expect.arrayContaining(['/dev/vfio/vfio', `/dev/vfio/${bound.group}`]));
+    const stopped = await w.stop('KILL');
+    expect(stopped).toMatchObject({ alive: false, signal: 9 });
+    expect(await errorClass(w.status())).toBe('ESRCH');
+    expect((await agent.workers()).find((x) => x.worker === w.id)?.alive).toBe(false);
+    expect((await agent.ping()).pong).toBe(true);
+    await agent.unbind('0001:00:00.0');
+  });
+});
