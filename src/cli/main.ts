@@ -6,6 +6,7 @@ import { guestBuildCommand } from './guest-command.js';
 import { runBootCommand } from './run-command.js';
 import { qmpCommand } from './qmp-command.js';
 import { scenarioCommand } from './scenario-command.js';
+import { reportCommand } from './report-command.js';
 import { findScenario, builtinScenarios } from '../scenario/registry.js';
 
 async function main(argv: string[]): Promise<number> {
@@ -53,6 +54,10 @@ async function main(argv: string[]): Promise<number> {
         .positional('qmpArguments', { type: 'string', describe: 'arguments as a JSON object' })
         .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' }),
       (a) => run(qmpCommand({ target: a.target, command: a.qmpCommand, arguments: a.qmpArguments, timeout: a.timeout })),
+    )
+    .command('report <dir>', 'print the summary of a finished run from its results dir', (y) =>
+      y.positional('dir', { type: 'string', demandOption: true, describe: 'a results dir (with results.json)' }),
+      (a) => run(reportCommand({ dir: a.dir, json: a.json })),
     )
     .demandCommand(1, 'name a command (tcelab --help lists them)')
     .strict()

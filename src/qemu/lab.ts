@@ -124,7 +124,7 @@ export class Lab {
    * Stops the guest: system_powerdown (an EPOW the guest turns into an orderly
    * poweroff), escalating to QMP quit and then SIGKILL on timeouts.
    */
-  async shutdown(method: ShutdownMethod = 'powerdown', progress: Progress = silentProgress): Promise<ShutdownReport> {
+  async shutdown(method: ShutdownMethod = 'powerdown', progress: Progress = silentProgress, opts: { skipRequest?: boolean } = {}): Promise<ShutdownReport> {
     const t0 = Date.now();
     const escalations: string[] = [];
     const mark = this.qmp.eventMark();
@@ -132,7 +132,8 @@ export class Lab {
     const timeouts = this.profile.timeouts;
     return progress.step(`shut the guest down (${method})`, async () => {
       if (method === 'powerdown' && this.process.running) {
-        await this.qmp.systemPowerdown().catch((e) => escalations.push(`system_powerdown failed: ${(e as Error).message}`));
+        // skipRequest: the guest was already asked (through its agent) to power off.
+        if (!opts.skipRequest) await this.qmp.systemPowerdown().catch((e) => escalations.push(`system_powerdown failed: ${(e as Error).message}`));
         if (!(await this.process.waitExit(timeouts.powerdownSec * 1000))) {
           escalations.push(`guest did not power off within ${timeouts.powerdownSec} s`);
           effective = 'quit';

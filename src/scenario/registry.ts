@@ -1,8 +1,10 @@
 import type { ScenarioDefinition } from './scenario.js';
 import { preregAccounting } from './builtin/prereg-accounting.js';
 import { ddwWindows } from './builtin/ddw-windows.js';
+import { guestRelease3 } from './builtin/guest-release.js';
+import { shutdownRelease } from './builtin/shutdown-release.js';
 
-export const builtinScenarios: ScenarioDefinition[] = [preregAccounting, ddwWindows];
+export const builtinScenarios: ScenarioDefinition[] = [preregAccounting, ddwWindows, guestRelease3, shutdownRelease];
 
 export function findScenario(name: string): ScenarioDefinition | undefined {
   return builtinScenarios.find((s) => s.name === name);

@@ -1,26 +1,39 @@
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { Lab } from '../qemu/lab.js';
+import { Lab, type ShutdownMethod, type ShutdownReport } from '../qemu/lab.js';
 import { loadProfile } from '../qemu/profile.js';
 import { requireGuestImage } from '../image/image-builder.js';
 import { HostDdwView } from '../ddw/host-view.js';
 import { CheckRecorder, type Check } from './checks.js';
 import type { Phase, ScenarioContext, ScenarioDefinition } from './scenario.js';
-import { describeError } from '../util/errors.js';
+import { describeError, TcelabError } from '../util/errors.js';
 import { silentProgress, type Progress } from '../util/progress.js';
 import { installInterruptHandlers } from '../cli/interrupt.js';
+import { PinnedPageSampler, type Sample } from '../probes/sampler.js';
+import { ProcCountersProbe } from '../probes/proc.js';
+import { AgentHost, LocalHost } from '../host/host.js';
+import { awaitRelease, type ReleaseVerdict } from '../probes/release.js';
+import { writeReportFiles } from '../report/write.js';
 
 export interface ScenarioReport {
   scenario: string;
   profile: string;
+  options: Record<string, number | string | boolean>;
   passed: boolean;
   startedAt: string;
   durationMs: number;
   guestKernel?: string;
   qemuVersion?: string;
+  qemuPid?: number;
   spawnToInitMs?: number;
+  guestRamMiB?: number;
+  hostMemlockLimit?: { soft: number; hard: number };
   checks: Check[];
   phases: Phase[];
+  releases: ReleaseVerdict[];
+  samples: Sample[];
+  sampling: { hostRateHz: number; guestRateHz: number; hostOverruns: number; guestEndedBecause?: string };
+  shutdown?: ShutdownReport;
   error?: string;
   resultsDir: string;
 }
@@ -33,6 +46,15 @@ export interface RunOptions {
   options?: Record<string, number | string | boolean>;
   /** Install SIGINT/SIGTERM handlers that tear the lab down (the CLI does). */
   handleSignals?: boolean;
+  hostRateHz?: number;
+  guestRateHz?: number;
+  /** How long counters may take to return to baseline after QEMU exits. */
+  releaseTimeoutMs?: number;
+  /**
+   * Mlocked is system-wide: other processes' locked memory moves it by a few
+   * kB (seen: ±16 kB here). Within this many kB of the baseline counts as back.
+   */
+  mlockedToleranceKb?: number;
 }
 
 export function defaultResultsDir(scenario: string): string {
@@ -41,65 +63,159 @@ export function defaultResultsDir(scenario: string): string {
 }
 
 /**
- * Runs one scenario on a fresh lab: launch, boot, agent, the scenario's steps,
- * shutdown, teardown. Writes results.json and the artifacts (console log, QMP
+ * Runs one scenario on a fresh lab: host baseline, launch, boot, agent, the
+ * scenario's steps, shutdown, host release verdicts, teardown. Writes
+ * results.json, junit.xml, timeline.svg and the artifacts (console log, QMP
  * and agent transcripts, QEMU stderr) to the results dir, pass or fail.
  */
 export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}): Promise<ScenarioReport> {
   const progress = opts.progress ?? silentProgress;
   const resultsDir = opts.resultsDir ?? defaultResultsDir(def.name);
   await mkdir(resultsDir, { recursive: true });
+  const hostRateHz = opts.hostRateHz ?? 20;
+  const guestRateHz = opts.guestRateHz ?? 5;
+  const releaseTimeoutMs = opts.releaseTimeoutMs ?? 10_000;
   const t0 = Date.now();
   const phases: Phase[] = [];
-  const phase = (name: string) => phases.push({ name, atMs: Date.now() - t0, wallTime: new Date().toISOString() });
+  const sampler = new PinnedPageSampler(t0);
+  const phase = (name: string) => {
+    const atMs = sampler.now();
+    phases.push({ name, atMs, wallTime: new Date().toISOString() });
+    return atMs;
+  };
   const checks = new CheckRecorder(progress);
   const report: ScenarioReport = {
-    scenario: def.name, profile: opts.profile ?? def.defaultProfile, passed: false, startedAt: new Date(t0).toISOString(),
-    durationMs: 0, checks: checks.checks, phases, resultsDir,
+    scenario: def.name, profile: opts.profile ?? def.defaultProfile, options: opts.options ?? {}, passed: false,
+    startedAt: new Date(t0).toISOString(), durationMs: 0, checks: checks.checks, phases, releases: [], samples: sampler.samples,
+    sampling: { hostRateHz, guestRateHz, hostOverruns: 0 }, resultsDir,
   };
-  const profile = await loadProfile(opts.profile ?? def.defaultProfile);
+  let profile = await loadProfile(opts.profile ?? def.defaultProfile);
+  if (def.adjustProfile) profile = def.adjustProfile(profile);
+  report.guestRamMiB = profile.qemu.memoryMiB;
   const image = await requireGuestImage(profile.guest.image);
+
+  // Host baseline: before QEMU exists.
+  const hostProbe = new ProcCountersProbe(new LocalHost());
+  let lab: Lab | undefined;
+  sampler.start('host', hostProbe, { rateHz: hostRateHz, pid: () => (lab?.process.running ? lab.process.pid : undefined) });
+  const hostBaseline = await sampler.waitFor('host', () => true, { after: 0, timeoutMs: 5000 });
+  if (!hostBaseline) throw new TcelabError('sample the host counters', 'no sample within 5 s');
+  phase('baseline');
+
   phase('launch');
-  const lab = await Lab.launch(profile, { image, progress, runtimeRoot: opts.runtimeRoot });
+  try {
+    lab = await Lab.launch(profile, { image, progress, runtimeRoot: opts.runtimeRoot });
+  } catch (err) {
+    await sampler.stop();
+    throw err;
+  }
+  const theLab = lab;
+  report.qemuPid = lab.process.pid;
+  report.qemuVersion = lab.qmp.qemuVersion;
+  lab.qmp.onEvent((e) => {
+    if (['SHUTDOWN', 'GUEST_PANICKED', 'STOP', 'RESET'].includes(e.event)) phase(`${e.event} event`);
+  });
+  void lab.process.exited.then(() => phase('process exit'));
   const uninstall = opts.handleSignals
     ? installInterruptHandlers(async () => {
-        lab.failed = true;
-        await lab.dispose({ artifactsTo: join(resultsDir, 'artifacts') });
+        theLab.failed = true;
+        await sampler.stop();
+        await theLab.dispose({ artifactsTo: join(resultsDir, 'artifacts') });
       })
     : () => {};
+
+  let guestPid: number | undefined;
   try {
-    report.qemuVersion = lab.qmp.qemuVersion;
+    report.hostMemlockLimit = await hostProbe.memlockLimit(lab.process.pid);
     const init = await lab.waitForGuestInit(progress);
     report.guestKernel = init.kernelRelease;
     report.spawnToInitMs = init.spawnToInitMs;
     phase('guest init');
     const agent = await lab.agent(progress);
     phase('agent ready');
+    const guestProbe = new ProcCountersProbe(new AgentHost(agent));
+    sampler.start('guest', guestProbe, { rateHz: guestRateHz, pid: () => guestPid });
     const ctx: ScenarioContext = {
-      lab, agent, profile, checks, progress, phase, shutDown: false, options: opts.options ?? {},
+      lab, agent, profile, checks, progress, phase, sampler, guestProbe, hostBaseline, options: opts.options ?? {}, releases: report.releases,
       ddw: new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs),
+      watchGuestPid: (pid) => {
+        guestPid = pid;
+      },
+      shutdown: async (method) => {
+        phase(`shutdown requested (${method})`);
+        let sd: ShutdownReport;
+        if (method === 'agent') {
+          // The agent replies, then powers the guest off; escalation as for powerdown.
+          await agent.poweroff().catch(() => {});
+          sd = await theLab.shutdown('powerdown', progress, { skipRequest: true });
+          sd.requested = 'agent' as ShutdownMethod;
+        } else {
+          sd = await theLab.shutdown(method, progress);
+        }
+        report.shutdown = sd;
+        return sd;
+      },
     };
     progress.info(`scenario ${def.name} on ${profile.name} (guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion})`);
     await def.run(ctx);
-    if (!ctx.shutDown) {
-      phase('shutdown requested');
-      const sd = await lab.shutdown('powerdown', progress);
-      phase('process exit');
+    if (!report.shutdown) {
+      const sd = await ctx.shutdown('powerdown');
       checks.equal('guest powered off cleanly', sd.effective, 'powerdown', sd.escalations.join('; ') || undefined);
     }
+    await sampler.stop('guest');
+    await hostReleaseChecks(report, sampler, hostBaseline, checks, lab, releaseTimeoutMs, opts.mlockedToleranceKb ?? 1024);
   } catch (err) {
     report.error = describeError(err);
     checks.record('scenario ran to the end', false, 'no error', report.error);
   } finally {
     uninstall();
+    if (lab.process.running) lab.process.kill('SIGKILL');
+    await lab.process.exited;
+    if (!report.releases.length && !report.error) phase('baseline regained');
+    await sampler.stop();
+    report.sampling.hostOverruns = sampler.overruns;
+    report.sampling.guestEndedBecause = sampler.endedBecause('guest');
     report.passed = checks.passed && !report.error;
     if (!report.passed) lab.failed = true;
     await lab.dispose({ artifactsTo: join(resultsDir, 'artifacts') });
     report.durationMs = Date.now() - t0;
-    await writeFile(join(resultsDir, 'results.json'), `${JSON.stringify(report, null, 2)}\n`).catch((err) => {
-      report.error = `${report.error ? `${report.error}; ` : ''}could not write results.json: ${(err as Error).message}`;
+    await writeReportFiles(report).catch((err) => {
+      report.error = `${report.error ? `${report.error}; ` : ''}could not write the results: ${(err as Error).message}`;
       report.passed = false;
     });
   }
   return report;
+}
+
+/**
+ * After QEMU is gone, the host's pinned pages and Mlocked must return to the
+ * baseline taken before launch; while it ran, the host must have accounted
+ * what the profile implies (locked guest RAM, or VFIO-pinned guest RAM).
+ */
+async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSampler, baseline: Sample, checks: CheckRecorder, lab: Lab, timeoutMs: number, mlockedToleranceKb: number): Promise<void> {
+  const exit = await lab.process.exited;
+  const exitT = exit.at - sampler.t0;
+  const ramKb = lab.profile.qemu.memoryMiB * 1024;
+  const running = sampler.of('host').filter((s) => s.pid === lab.process.pid);
+  if (lab.profile.qemu.memLock) {
+    const peakLck = Math.max(0, ...running.map((s) => s.counters.vmLckKb ?? 0));
+    checks.atLeast('host: QEMU VmLck while running covers guest RAM (mem-lock=on)', peakLck, ramKb, `kB, guest RAM ${lab.profile.qemu.memoryMiB} MiB`);
+    const peakMlocked = Math.max(0, ...running.map((s) => s.counters.mlockedKb)) - baseline.counters.mlockedKb;
+    checks.atLeast('host: Mlocked grew by at least guest RAM while running', peakMlocked, ramKb, 'kB');
+  }
+  if (lab.profile.devices.some((d) => d.driver === 'vfio-pci')) {
+    const ramPages = ramKb / 4;
+    const peakPinned = Math.max(0, ...running.map((s) => s.counters.pinnedPages)) - baseline.counters.pinnedPages;
+    checks.atLeast('host: FOLL_PIN pages while running ≈ guest RAM (VFIO pre-registration)', peakPinned, Math.floor(ramPages * 0.9), 'pages');
+  }
+  for (const counter of ['pinnedPages', 'mlockedKb'] as const) {
+    const tolerance = counter === 'mlockedKb' ? mlockedToleranceKb : 0;
+    const v = await awaitRelease(sampler, 'host', counter, baseline, { name: 'QEMU exit', t: exitT }, timeoutMs, tolerance);
+    report.releases.push(v);
+    checks.record(`host: ${counter === 'pinnedPages' ? 'pinned pages (FOLL_PIN)' : 'Mlocked'} back to baseline after QEMU exit`, v.returned,
+      tolerance ? `${v.baseline} ± ${tolerance}` : v.baseline, v.final,
+      v.returned ? `release latency ${v.latencyMs} ms from process exit, peak ${v.peak}` : `not back within ${timeoutMs} ms, peak ${v.peak}`);
+  }
+  sampler.emit('released');
+  report.phases.push({ name: 'baseline regained', atMs: sampler.now(), wallTime: new Date().toISOString() });
 }

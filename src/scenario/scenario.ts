@@ -1,9 +1,12 @@
-import type { Lab } from '../qemu/lab.js';
+import type { Lab, ShutdownMethod, ShutdownReport } from '../qemu/lab.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import type { Profile } from '../qemu/profile.js';
 import type { Progress } from '../util/progress.js';
 import type { CheckRecorder } from './checks.js';
 import type { HostDdwView } from '../ddw/host-view.js';
+import type { PinnedPageSampler, Sample } from '../probes/sampler.js';
+import type { ProcCountersProbe } from '../probes/proc.js';
+import type { ReleaseVerdict } from '../probes/release.js';
 
 /** A named instant in a run (launch, registered, shutdown requested…), in ms since the run began. */
 export interface Phase {
@@ -19,9 +22,18 @@ export interface ScenarioContext {
   checks: CheckRecorder;
   progress: Progress;
   ddw: HostDdwView;
-  phase(name: string): void;
-  /** Set by scenarios that shut the guest down themselves. */
-  shutDown: boolean;
+  sampler: PinnedPageSampler;
+  /** The guest's counters through the agent (same probe code as the host's). */
+  guestProbe: ProcCountersProbe;
+  /** The host sample taken before QEMU was launched. */
+  hostBaseline: Sample;
+  phase(name: string): number;
+  /** Which guest process's VmLck/VmPin the guest samples include. */
+  watchGuestPid(pid: number | undefined): void;
+  /** Shuts the lab down with phase markers; the runner then checks host release. */
+  shutdown(method: ShutdownMethod | 'agent'): Promise<ShutdownReport>;
+  /** Release verdicts the scenario measured (they go into the report and the timeline). */
+  releases: ReleaseVerdict[];
   options: Record<string, number | string | boolean>;
 }
 
@@ -29,5 +41,7 @@ export interface ScenarioDefinition {
   name: string;
   description: string;
   defaultProfile: string;
+  /** Adjusts the profile before launch (e.g. lock guest RAM so the host has pages to account). */
+  adjustProfile?(profile: Profile): Profile;
   run(ctx: ScenarioContext): Promise<void>;
 }

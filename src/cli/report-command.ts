@@ -1,0 +1,30 @@
+import { readFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { TcelabError } from '../util/errors.js';
+import { printReport } from './scenario-command.js';
+import type { ScenarioReport } from '../scenario/runner.js';
+import { formatMs } from './output.js';
+
+/** `tcelab report <dir>`: the summary of a finished run, from its results.json. */
+export async function reportCommand(args: { dir: string; json: boolean }): Promise<number> {
+  const file = join(args.dir, 'results.json');
+  if (!existsSync(file)) throw new TcelabError(`report ${args.dir}`, 'no results.json there', 'name a results dir written by `tcelab run`');
+  let report: ScenarioReport;
+  try {
+    report = JSON.parse(await readFile(file, 'utf8')) as ScenarioReport;
+  } catch (err) {
+    throw new TcelabError(`report ${args.dir}`, `results.json is not valid JSON (${(err as Error).message})`);
+  }
+  if (!Array.isArray(report.checks) || typeof report.scenario !== 'string') {
+    throw new TcelabError(`report ${args.dir}`, 'results.json is not a tcelab results file (no scenario/checks)');
+  }
+  printReport(report, args.json);
+  if (!args.json) {
+    for (const v of report.releases ?? []) {
+      process.stdout.write(`  release: ${v.source} ${v.counter} ${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`);
+    }
+    process.stdout.write(`  samples: ${(report.samples ?? []).filter((s) => s.source === 'host').length} host, ${(report.samples ?? []).filter((s) => s.source === 'guest').length} guest; timeline: ${join(args.dir, 'timeline.svg')}\n`);
+  }
+  return report.passed ? 0 : 1;
+}

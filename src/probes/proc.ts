@@ -1,0 +1,72 @@
+import type { Host } from '../host/host.js';
+
+/**
+ * The pinned-page counters tcelab checks, from /proc of any Host:
+ * system-wide FOLL_PIN counts (/proc/vmstat) and Mlocked (/proc/meminfo), and
+ * a process's VmLck/VmPin (/proc/<pid>/status). pinnedPages = acquired − released.
+ */
+export interface PinCounters {
+  follPinAcquired: number;
+  follPinReleased: number;
+  pinnedPages: number;
+  mlockedKb: number;
+  /** Of the watched process, when one is watched and alive. */
+  vmLckKb?: number;
+  vmPinKb?: number;
+}
+
+/** "key value" lines (/proc/vmstat). */
+export function parseVmstat(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^(\w+)\s+(-?\d+)$/.exec(line.trim());
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+/** "Key:   value kB" lines (/proc/meminfo, /proc/<pid>/status): values in kB where the unit is kB. */
+export function parseKbFields(text: string): Map<string, number> {
+  const out = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    const m = /^([\w()]+):\s+(\d+)(?:\s+kB)?$/.exec(line.trim());
+    if (m) out.set(m[1]!, Number(m[2]));
+  }
+  return out;
+}
+
+/** RLIMIT_MEMLOCK from /proc/<pid>/limits, in bytes (Infinity for unlimited). */
+export function parseMemlockLimit(limits: string): { soft: number; hard: number } | undefined {
+  const m = /^Max locked memory\s+(\S+)\s+(\S+)\s+bytes/m.exec(limits);
+  if (!m) return undefined;
+  const v = (s: string) => (s === 'unlimited' ? Infinity : Number(s));
+  return { soft: v(m[1]!), hard: v(m[2]!) };
+}
+
+export class ProcCountersProbe {
+  constructor(readonly host: Host) {}
+
+  async read(pid?: number): Promise<PinCounters> {
+    const [vmstatText, meminfoText, statusText] = await Promise.all([
+      this.host.readFile('/proc/vmstat'),
+      this.host.readFile('/proc/meminfo'),
+      pid ? this.host.readFile(`/proc/${pid}/status`) : Promise.resolve(undefined),
+    ]);
+    const vmstat = parseVmstat(vmstatText ?? '');
+    const meminfo = parseKbFields(meminfoText ?? '');
+    const acquired = vmstat.get('nr_foll_pin_acquired') ?? 0;
+    const released = vmstat.get('nr_foll_pin_released') ?? 0;
+    const c: PinCounters = { follPinAcquired: acquired, follPinReleased: released, pinnedPages: acquired - released, mlockedKb: meminfo.get('Mlocked') ?? 0 };
+    if (statusText) {
+      const status = parseKbFields(statusText);
+      c.vmLckKb = status.get('VmLck') ?? 0;
+      c.vmPinKb = status.get('VmPin') ?? 0;
+    }
+    return c;
+  }
+
+  async memlockLimit(pid: number): Promise<{ soft: number; hard: number } | undefined> {
+    const t = await this.host.readFile(`/proc/${pid}/limits`);
+    return t ? parseMemlockLimit(t) : undefined;
+  }
+}

@@ -1,0 +1,47 @@
+import type { PinCounters } from './proc.js';
+import type { PinnedPageSampler, Sample } from './sampler.js';
+
+/** Whether one counter came back to its baseline after an event, and how long that took. */
+export interface ReleaseVerdict {
+  source: Sample['source'];
+  counter: keyof PinCounters;
+  baseline: number;
+  /** Highest value seen between the baseline and the event. */
+  peak: number;
+  /** Value of the last sample taken. */
+  final: number;
+  returned: boolean;
+  /** Distance from the baseline that still counts as back. */
+  tolerance: number;
+  /** From the event (process exit, fd close…) to the first sample back at baseline. */
+  latencyMs?: number;
+  event: string;
+  timeoutMs: number;
+}
+
+/**
+ * Waits (on the live sampler) until `counter` is back at the baseline sample's
+ * value, at most timeoutMs after `eventT`. Detection is bounded by the
+ * sampling interval: the latency is accurate to one interval.
+ */
+export async function awaitRelease(
+  sampler: PinnedPageSampler,
+  source: Sample['source'],
+  counter: keyof PinCounters,
+  baseline: Sample,
+  event: { name: string; t: number },
+  timeoutMs: number,
+  tolerance = 0,
+): Promise<ReleaseVerdict> {
+  const base = baseline.counters[counter] ?? 0;
+  const back = await sampler.waitFor(source, (c) => Math.abs((c[counter] ?? 0) - base) <= tolerance, {
+    after: event.t,
+    timeoutMs: Math.max(0, timeoutMs - (sampler.now() - event.t)),
+  });
+  const seen = sampler.of(source).filter((s) => s.t >= baseline.t);
+  const values = seen.map((s) => s.counters[counter] ?? 0);
+  return {
+    source, counter, baseline: base, peak: Math.max(base, ...values), final: values.at(-1) ?? base,
+    returned: back !== undefined, tolerance, latencyMs: back ? back.t - event.t : undefined, event: event.name, timeoutMs,
+  };
+}

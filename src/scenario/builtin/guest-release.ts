@@ -1,0 +1,91 @@
+import type { ScenarioDefinition } from '../scenario.js';
+import { findGuestDevice } from '../guest-vfio.js';
+import { guestRelease, guestSampleNow } from '../guest-release.js';
+
+/**
+ * The seed's semantics in the guest kernel, which owns the VFIO container:
+ * 1. the userspace tool registers memory and exits → pins released;
+ * 2. it closes its group and container but stays alive → pins released while
+ *    it lives (put on container shutdown, not at the last mmdrop);
+ * 3. seeded leak: it forks a child that inherits the fds and lives on → the
+ *    checker must report the pins as NOT released and name the holder.
+ */
+export const guestRelease3: ScenarioDefinition = {
+  name: 'guest-release',
+  description: 'pins released on exit and on container close; a seeded fd leak is detected and its holder named',
+  defaultProfile: 'emulated',
+  async run(ctx) {
+    const { agent, checks } = ctx;
+    const mib = Number(ctx.options.sizeMiB ?? 32);
+    const timeoutMs = Number(ctx.options.releaseTimeoutMs ?? 10_000);
+    const leakWaitMs = Number(ctx.options.leakWaitMs ?? 3000);
+    const dev = await findGuestDevice(agent, ctx.profile);
+    const { group } = await agent.bind(dev.address);
+    const pages = (mib * 1024 * 1024) / (await agent.info()).pageSize;
+
+    const registeredWorker = async (label: string) => {
+      const w = await agent.startWorker();
+      await w.open(group);
+      ctx.watchGuestPid(w.pid);
+      const r = await w.alloc(mib * 1024 * 1024);
+      await w.register(r.region);
+      ctx.phase(`${label}: registered`);
+      return w;
+    };
+
+    // 1. Registers and exits.
+    {
+      const base = await guestSampleNow(ctx);
+      const w = await registeredWorker('case 1');
+      const held = await guestSampleNow(ctx);
+      checks.equal('case 1: registration pins exactly N MiB of pages', held.counters.pinnedPages - base.counters.pinnedPages, pages);
+      await w.stop('TERM');
+      const t = ctx.phase('case 1: worker exited');
+      const v = await guestRelease(ctx, base, 'worker exit', t, timeoutMs);
+      checks.record('case 1: pins released after the worker exits', v.returned, v.baseline, v.final, v.returned ? `release latency ${v.latencyMs} ms` : `not within ${timeoutMs} ms`);
+    }
+
+    // 2. Closes container, then group, and stays alive.
+    {
+      const base = await guestSampleNow(ctx);
+      const w = await registeredWorker('case 2');
+      await w.closeContainer();
+      ctx.phase('case 2: container fd closed');
+      await new Promise((r) => setTimeout(r, 1500));
+      const afterContainer = await guestSampleNow(ctx);
+      // The group fd still references the container: nothing may be released yet.
+      checks.equal('case 2: pins still held after close(container) alone (the group holds it)', afterContainer.counters.pinnedPages - base.counters.pinnedPages, pages);
+      await w.closeGroup();
+      const t = ctx.phase('case 2: group fd closed');
+      const v = await guestRelease(ctx, base, 'close(group)', t, timeoutMs);
+      checks.record('case 2: pins released on container shutdown while the process lives', v.returned, v.baseline, v.final,
+        v.returned ? `release latency ${v.latencyMs} ms from close(group)` : `not within ${timeoutMs} ms`);
+      const st = await w.status();
+      checks.equal('case 2: the worker is still alive', st.pid, w.pid);
+      await w.stop('TERM');
+    }
+
+    // 3. Seeded leak: a forked child keeps the container alive.
+    {
+      const base = await guestSampleNow(ctx);
+      const w = await registeredWorker('case 3');
+      const holder = await w.forkHolder();
+      await w.stop('KILL');
+      const t = ctx.phase('case 3: worker killed, holder alive');
+      const v = await guestRelease(ctx, base, 'worker exit (holder alive)', t, leakWaitMs);
+      const holders = await agent.vfioHolders();
+      const named = holders.find((h) => h.pid === holder.pid);
+      checks.record('case 3: seeded leak detected: pins NOT released while a child holds the fds', !v.returned, `not released within ${leakWaitMs} ms`,
+        v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`);
+      checks.record('case 3: the holder is named', named !== undefined, `pid ${holder.pid}`,
+        named ? `pid ${named.pid} (${named.comm}, parent ${named.ppid}) holding ${named.fds.join(', ')}` : `holders: ${JSON.stringify(holders)}`);
+      await agent.kill(holder.pid, 'KILL');
+      const t2 = ctx.phase('case 3: holder killed');
+      const v2 = await guestRelease(ctx, base, 'holder exit', t2, timeoutMs);
+      checks.record('case 3: pins released once the holder exits', v2.returned, v2.baseline, v2.final,
+        v2.returned ? `release latency ${v2.latencyMs} ms` : `not within ${timeoutMs} ms`);
+    }
+    ctx.watchGuestPid(undefined);
+    await agent.unbind(dev.address);
+  },
+};

@@ -1,0 +1,17 @@
+import type { ScenarioContext } from './scenario.js';
+import type { Sample } from '../probes/sampler.js';
+import { awaitRelease, type ReleaseVerdict } from '../probes/release.js';
+
+/** A fresh guest sample taken after now: the baseline for the next step. */
+export async function guestSampleNow(ctx: ScenarioContext): Promise<Sample> {
+  const s = await ctx.sampler.waitFor('guest', () => true, { after: ctx.sampler.now(), timeoutMs: 10_000 });
+  if (!s) throw new Error(`no guest sample within 10 s (${ctx.sampler.endedBecause('guest') ?? 'sampler running'})`);
+  return s;
+}
+
+/** Waits for the guest's pinned pages to return to `baseline` after `event`; records the verdict. */
+export async function guestRelease(ctx: ScenarioContext, baseline: Sample, event: string, eventT: number, timeoutMs: number): Promise<ReleaseVerdict> {
+  const v = await awaitRelease(ctx.sampler, 'guest', 'pinnedPages', baseline, { name: event, t: eventT }, timeoutMs);
+  ctx.releases.push(v);
+  return v;
+}
