@@ -10,9 +10,11 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 mkdir -p /dev/pts /dev/hugepages /tmp /run
+# drmgr takes its Dynamic Reconfiguration lock in /var/lock and logs to /var/log.
 mount -t hugetlbfs hugetlbfs /dev/hugepages
 mount -t tmpfs tmpfs /tmp
 mount -t tmpfs tmpfs /run
+mkdir -p /var/lock /var/log /var/lib /run/lock
 echo 1 > /proc/sys/kernel/printk_devkmsg 2>/dev/null
 hostname tcelab-guest
 

@@ -38,6 +38,7 @@ export function printReport(report: ScenarioReport, json: boolean): void {
       (report.guestKernel ? `  guest kernel ${report.guestKernel}, QEMU ${report.qemuVersion}, spawn to init ${formatMs(report.spawnToInitMs ?? 0)}\n` : '') +
       defects.map((c) => `  KNOWN-DEFECT ${c.name}: measured ${c.measured}, expected ${c.expected}\n      ${c.knownDefect}\n`).join('') +
       failed.map((c) => `  FAIL ${c.name}: measured ${c.measured}, expected ${c.expected}${c.detail ? ` (${c.detail})` : ''}\n`).join('') +
+      (report.timings?.length ? `  step timings:\n${report.timings.map((t) => `    ${t.step.padEnd(48)} ${formatMs(t.ms)}\n`).join('')}` : '') +
       (report.error ? `  error: ${report.error}\n` : '') +
       `  results: ${report.resultsDir}\n`,
   );

@@ -31,6 +31,7 @@ export interface ScenarioReport {
   checks: Check[];
   phases: Phase[];
   releases: ReleaseVerdict[];
+  timings: Array<{ step: string; ms: number }>;
   samples: Sample[];
   sampling: { hostRateHz: number; guestRateHz: number; hostOverruns: number; guestEndedBecause?: string };
   shutdown?: ShutdownReport;
@@ -86,7 +87,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
   const checks = new CheckRecorder(progress);
   const report: ScenarioReport = {
     scenario: def.name, profile: opts.profile ?? def.defaultProfile, options: opts.options ?? {}, passed: false,
-    startedAt: new Date(t0).toISOString(), durationMs: 0, checks: checks.checks, phases, releases: [], samples: sampler.samples,
+    startedAt: new Date(t0).toISOString(), durationMs: 0, checks: checks.checks, phases, releases: [], timings: [], samples: sampler.samples,
     sampling: { hostRateHz, guestRateHz, hostOverruns: 0 }, resultsDir,
   };
   let profile = await loadProfile(opts.profile ?? def.defaultProfile);
@@ -136,7 +137,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     const guestProbe = new ProcCountersProbe(new AgentHost(agent));
     sampler.start('guest', guestProbe, { rateHz: guestRateHz, pid: () => guestPid });
     const ctx: ScenarioContext = {
-      lab, agent, profile, checks, progress, phase, sampler, guestProbe, hostBaseline, options: opts.options ?? {}, releases: report.releases,
+      lab, agent, profile, checks, progress, phase, sampler, guestProbe, hostBaseline, options: opts.options ?? {}, releases: report.releases, timings: report.timings,
       ddw: new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs),
       watchGuestPid: (pid) => {
         guestPid = pid;
@@ -163,6 +164,9 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
       checks.equal('guest powered off cleanly', sd.effective, 'powerdown', sd.escalations.join('; ') || undefined);
     }
     await sampler.stop('guest');
+    // A kernel validation run must never miss an oops, whatever the scenario checked.
+    const oopses = lab.process.console.tail(100_000).split('\n').filter((l) => /\b(Oops: |BUG: |Kernel panic)/.test(l));
+    checks.equal('guest kernel logged no Oops, BUG or panic', oopses.length ? oopses.slice(0, 3).join(' | ') : 'none', 'none');
     await hostReleaseChecks(report, sampler, hostBaseline, checks, lab, releaseTimeoutMs, opts.mlockedToleranceKb ?? 1024);
   } catch (err) {
     report.error = describeError(err);

@@ -32,6 +32,8 @@ export interface ScenarioContext {
   watchGuestPid(pid: number | undefined): void;
   /** Shuts the lab down with phase markers; the runner then checks host release. */
   shutdown(method: ShutdownMethod | 'agent'): Promise<ShutdownReport>;
+  /** Per-step durations (hotplug steps…) for the report. */
+  timings: Array<{ step: string; ms: number }>;
   /** Release verdicts the scenario measured (they go into the report and the timeline). */
   releases: ReleaseVerdict[];
   options: Record<string, number | string | boolean>;

@@ -1,0 +1,191 @@
+import type { QmpClient } from '../qmp/qmp-client.js';
+import type { AgentClient } from '../agent/agent-client.js';
+import { TcelabError } from '../util/errors.js';
+import { DRC_TYPE_PCI, DRC_TYPE_PHB, drcName, findInQueryPci, pciDrcIndex, phbDeviceTreeNode, phbDrcIndex } from './drc.js';
+import { phbDeviceArg, deviceArg } from '../qemu/argv.js';
+
+/**
+ * PHB and PCI hotplug on pseries, with the guest completing each step: QMP
+ * device_add alone only raises an RTAS event that a Linux guest does not act
+ * on; the guest's drmgr (powerpc-ibm-utils) must configure the connector.
+ * Order matters: plug the empty PHB and configure it, then plug the device
+ * and configure its slot. Removal is the reverse: the guest releases first,
+ * then QMP device_del, then DEVICE_DELETED.
+ */
+export interface StepTiming {
+  step: string;
+  ms: number;
+}
+
+export class HotplugError extends TcelabError {
+  constructor(readonly step: string, why: string, hint?: string) {
+    super(`hotplug step "${step}"`, why, hint);
+    this.name = 'HotplugError';
+  }
+}
+
+export interface PluggedPhb {
+  id: string;
+  index: number;
+  ddw: boolean;
+  drc: string;
+}
+
+export interface PluggedDevice {
+  id: string;
+  phb: string;
+  driver: string;
+  drc: string;
+  /** The guest's PCI address of the device, and its IOMMU group. */
+  address: string;
+  group: number;
+}
+
+export class Hotplugger {
+  readonly phbs = new Map<string, PluggedPhb>();
+  readonly devices = new Map<string, PluggedDevice>();
+
+  constructor(private readonly qmp: QmpClient, private readonly agent: AgentClient, private readonly timeouts = { guestMs: 60_000, deletedMs: 60_000 }) {}
+
+  private async timed<T>(timings: StepTiming[], step: string, fn: () => Promise<T>): Promise<T> {
+    const t0 = Date.now();
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof HotplugError) throw err;
+      throw new HotplugError(step, (err as Error).message);
+    } finally {
+      timings.push({ step, ms: Date.now() - t0 });
+    }
+  }
+
+  private async drmgr(step: string, args: string[]): Promise<void> {
+    const r = await this.agent.exec(['drmgr', ...args], this.timeouts.guestMs);
+    if (r.timedOut || r.exitCode !== 0) {
+      throw new HotplugError(step, `drmgr ${args.join(' ')} ${r.timedOut ? 'timed out' : `exited with ${r.exitCode}`}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+        'the guest console and /var/log/drmgr in the guest say more');
+    }
+  }
+
+  private async waitUntil<T>(step: string, what: string, probe: () => Promise<T | undefined>, timeoutMs = this.timeouts.guestMs): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const v = await probe();
+      if (v !== undefined) return v;
+      if (Date.now() > deadline) throw new HotplugError(step, `${what} did not happen within ${timeoutMs / 1000} s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  private async guestHasPhb(index: number): Promise<boolean> {
+    const entries = await this.agent.listDir('/proc/device-tree');
+    return entries.some((e) => e.name === phbDeviceTreeNode(index));
+  }
+
+  private async deleted(step: string, id: string, since: number): Promise<void> {
+    // A PHB's DRC children are deleted first, each with its own event; wait for the device itself.
+    await this.qmp.waitForEvent('DEVICE_DELETED', { timeoutMs: this.timeouts.deletedMs, since, predicate: (d) => d.device === id })
+      .catch((err) => {
+        throw new HotplugError(step, `no DEVICE_DELETED for ${id}: ${(err as Error).message}`, 'the guest may not have released it; see the console log');
+      });
+  }
+
+  /** device_add spapr-pci-host-bridge, then drmgr -c phb -a, then wait for the guest's device-tree node. */
+  async hotplugPhb(index: number, opts: { id?: string; ddw?: boolean } = {}): Promise<{ phb: PluggedPhb; timings: StepTiming[] }> {
+    const id = opts.id ?? `hphb${index}`;
+    const ddw = opts.ddw ?? true;
+    const timings: StepTiming[] = [];
+    if (this.phbs.has(id)) throw new HotplugError('plug PHB', `${id} is already plugged`);
+    await this.timed(timings, 'QMP device_add PHB', () => this.qmp.deviceAdd('spapr-pci-host-bridge', id, { index, ddw }));
+    try {
+      const drcId = await this.timed(timings, 'derive PHB DRC', () => this.qmp.qomGet<number>(`/machine/dr-connector[${phbDrcIndex(index)}]`, 'id'));
+      const drc = drcName(DRC_TYPE_PHB, drcId);
+      await this.timed(timings, 'guest drmgr -c phb -a', () => this.drmgr('guest drmgr -c phb -a', ['-c', 'phb', '-a', '-s', drc]));
+      await this.timed(timings, 'guest reports the PHB', () => this.waitUntil('guest reports the PHB', `device-tree node ${phbDeviceTreeNode(index)}`, async () => ((await this.guestHasPhb(index)) ? true : undefined)));
+      const phb = { id, index, ddw, drc };
+      this.phbs.set(id, phb);
+      return { phb, timings };
+    } catch (err) {
+      // Leave the lab as it was: the guest never configured the PHB, so QEMU can drop it at once.
+      const mark = this.qmp.eventMark();
+      await this.qmp.deviceDel(id).then(() => this.deleted('roll back PHB', id, mark)).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** device_add on a plugged PHB, then drmgr -c pci -a on its derived slot, then wait for it in a new IOMMU group. */
+  async hotplugDevice(phbId: string, dev: { id: string; driver: string; host?: string; props?: Record<string, string> }): Promise<{ device: PluggedDevice; timings: StepTiming[] }> {
+    const timings: StepTiming[] = [];
+    const phb = this.phbs.get(phbId);
+    if (!phb) throw new HotplugError('plug device', `PHB ${phbId} was not hot-plugged by this controller`);
+    const groupsBefore = new Set((await this.agent.info()).iommuGroups.filter((g) => g.devices.length > 0).map((g) => g.group));
+    const arg = deviceArg({ id: dev.id, driver: dev.driver, phb: phbId, host: dev.host, props: dev.props ?? {} });
+    const props: Record<string, unknown> = { bus: `${phbId}.0`, ...(dev.host ? { host: dev.host } : {}), ...(dev.props ?? {}) };
+    await this.timed(timings, 'QMP device_add device', () => this.qmp.deviceAdd(dev.driver, dev.id, props));
+    try {
+      const drc = await this.timed(timings, 'derive slot DRC', async () => {
+        const where = findInQueryPci(await this.qmp.queryPci(), dev.id);
+        if (!where) throw new Error(`${dev.id} (${arg}) is not in query-pci`);
+        const index = pciDrcIndex(phb.index, where.bus, where.slot, where.fn);
+        const path = `/machine/peripheral/${phbId}/dr-connector[${index}]`;
+        const linked = await this.qmp.qomGet<string>(path, 'device');
+        if (linked !== `/machine/peripheral/${dev.id}`) throw new Error(`DRC ${index.toString(16)} links ${linked || 'nothing'}, not ${dev.id}`);
+        return drcName(DRC_TYPE_PCI, await this.qmp.qomGet<number>(path, 'id'));
+      });
+      // -I: no identify prompt (drmgr otherwise waits for Enter on stdin).
+      await this.timed(timings, 'guest drmgr -c pci -a', () => this.drmgr('guest drmgr -c pci -a', ['-c', 'pci', '-a', '-I', '-s', drc]));
+      const domain = phb.index.toString(16).padStart(4, '0');
+      const found = await this.timed(timings, 'device in a new IOMMU group', () => this.waitUntil('device in a new IOMMU group', `a device in domain ${domain} with a new IOMMU group`, async () => {
+        const info = await this.agent.info();
+        const d = info.iommuGroups.flatMap((g) => g.devices).find((x) => x.address.startsWith(`${domain}:`) && x.iommuGroup !== null);
+        return d && !groupsBefore.has(d.iommuGroup!) ? d : undefined;
+      }));
+      const device = { id: dev.id, phb: phbId, driver: dev.driver, drc, address: found.address, group: found.iommuGroup! };
+      this.devices.set(dev.id, device);
+      return { device, timings };
+    } catch (err) {
+      const mark = this.qmp.eventMark();
+      await this.qmp.deviceDel(dev.id).then(() => this.deleted('roll back device', dev.id, mark)).catch(() => {});
+      throw err;
+    }
+  }
+
+  /** drmgr -c pci -r in the guest, QMP device_del, DEVICE_DELETED. */
+  async unplugDevice(id: string): Promise<StepTiming[]> {
+    const timings: StepTiming[] = [];
+    const dev = this.devices.get(id);
+    if (!dev) throw new HotplugError('unplug device', `${id} was not hot-plugged by this controller`);
+    await this.timed(timings, 'guest drmgr -c pci -r', () => this.drmgr('guest drmgr -c pci -r', ['-c', 'pci', '-r', '-I', '-s', dev.drc]));
+    const mark = this.qmp.eventMark();
+    await this.timed(timings, 'QMP device_del device', () => this.qmp.deviceDel(id));
+    await this.timed(timings, 'DEVICE_DELETED device', () => this.deleted('DEVICE_DELETED device', id, mark));
+    this.devices.delete(id);
+    return timings;
+  }
+
+  /** drmgr -c phb -r in the guest, QMP device_del, DEVICE_DELETED. Its devices must be unplugged first. */
+  async unplugPhb(id: string): Promise<StepTiming[]> {
+    const timings: StepTiming[] = [];
+    const phb = this.phbs.get(id);
+    if (!phb) throw new HotplugError('unplug PHB', `${id} was not hot-plugged by this controller`);
+    const onIt = [...this.devices.values()].filter((d) => d.phb === id).map((d) => d.id);
+    if (onIt.length) throw new HotplugError('unplug PHB', `${id} still has ${onIt.join(', ')}; unplug them first`);
+    await this.timed(timings, 'guest drmgr -c phb -r', () => this.drmgr('guest drmgr -c phb -r', ['-c', 'phb', '-r', '-s', phb.drc]));
+    const mark = this.qmp.eventMark();
+    await this.timed(timings, 'QMP device_del PHB', () => this.qmp.deviceDel(id));
+    await this.timed(timings, 'DEVICE_DELETED PHB', () => this.deleted('DEVICE_DELETED PHB', id, mark));
+    await this.timed(timings, 'guest drops the PHB', () => this.waitUntil('guest drops the PHB', `removal of ${phbDeviceTreeNode(phb.index)}`, async () => ((await this.guestHasPhb(phb.index)) ? undefined : true)));
+    this.phbs.delete(id);
+    return timings;
+  }
+
+  /** Unplugs everything this controller plugged, devices first; collects errors instead of stopping at the first. */
+  async unplugAll(): Promise<string[]> {
+    const errors: string[] = [];
+    for (const id of [...this.devices.keys()].reverse()) await this.unplugDevice(id).catch((e) => errors.push((e as Error).message));
+    for (const id of [...this.phbs.keys()].reverse()) await this.unplugPhb(id).catch((e) => errors.push((e as Error).message));
+    return errors;
+  }
+}
+
+export { phbDeviceArg };
