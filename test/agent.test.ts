@@ -63,6 +63,19 @@ describe('guest agent', () => {
     expect(slow.timedOut).toBe(true);
   });
 
+  it('keeps serving while a program runs (exec is asynchronous)', async () => {
+    const t0 = Date.now();
+    const running = agent.exec(['sleep', '2']);
+    await agent.ping();
+    const c = await agent.counters();
+    const answeredAfter = Date.now() - t0;
+    expect(c.nrFollPinAcquired).toBeGreaterThanOrEqual(0);
+    expect(answeredAfter).toBeLessThan(1500);
+    const r = await running;
+    expect(r.exitCode).toBe(0);
+    expect(r.durationMs).toBeGreaterThanOrEqual(2000);
+  });
+
   it('starts, queries and kills VFIO workers while the agent stays up', async () => {
     const bound = await agent.bind('0001:00:00.0');
     const w = await agent.startWorker();

@@ -297,7 +297,6 @@ static const struct {
 	{ "unbind", cmd_unbind },
 	{ "read-file", cmd_read_file },
 	{ "list-dir", cmd_list_dir },
-	{ "exec", cmd_exec },
 	{ "vfio-holders", cmd_vfio_holders },
 	{ "kill", cmd_kill },
 	{ "hugepages", cmd_hugepages },
@@ -405,6 +404,14 @@ static void handle_line(const char *line)
 		}
 	} else if (!strcmp(cmd, "worker")) {
 		rc = cmd_worker(args ? args : &empty, &r, line);
+	} else if (!strcmp(cmd, "exec")) {
+		/* Replied later, when the program ends (exec_service). */
+		if (exec_start(args ? args : &empty, &r, &id) == 0) {
+			sb_free(&r.val);
+			sb_free(&id);
+			json_free(&req);
+			return;
+		}
 	} else {
 		handler_fn fn = NULL;
 		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -471,9 +478,16 @@ int main(void)
 	int discarding = 0;
 	char buf[65536];
 	for (;;) {
-		struct pollfd p = { .fd = port_fd, .events = POLLIN };
-		if (poll(&p, 1, 1000) <= 0)
+		struct pollfd fds[1 + 16];
+		fds[0] = (struct pollfd){ .fd = port_fd, .events = POLLIN };
+		int nfds = 1 + exec_poll_fds(fds + 1, 16);
+		/* Short timeout while programs run: their exit is noticed by polling. */
+		int ready = poll(fds, nfds, nfds > 1 ? 20 : 1000);
+		if (nfds > 1)
+			exec_service(send_reply);
+		if (ready <= 0 || !(fds[0].revents & (POLLIN | POLLHUP)))
 			continue;
+		struct pollfd p = fds[0];
 		if (p.revents & POLLHUP && !(p.revents & POLLIN)) {
 			/* No host connected: wait for one. */
 			usleep(100000);

@@ -369,7 +369,31 @@ static void drain(int fd, struct sbuf *s, size_t cap)
 	}
 }
 
-int cmd_exec(const struct jval *args, struct reply *r)
+/*
+ * exec runs asynchronously: the agent keeps serving (counters, file reads)
+ * while a slow helper such as drmgr runs, and replies when the job ends.
+ */
+#define MAX_JOBS 8
+struct job {
+	int used;
+	pid_t pid;
+	int out, err;
+	struct sbuf so, se;
+	struct sbuf id;
+	struct timespec t0;
+	uint64_t timeout_ms;
+	int timed_out;
+};
+static struct job jobs[MAX_JOBS];
+
+static long ms_since(struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
+}
+
+int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id)
 {
 	const struct jval *argv = json_get(args, "argv");
 	uint64_t timeout_ms = 30000;
@@ -381,6 +405,14 @@ int cmd_exec(const struct jval *args, struct reply *r)
 	int rc = json_u64(args, "timeoutMs", &timeout_ms);
 	if (rc == -2 || timeout_ms > 600000)
 		return bad_arg(r, "timeoutMs", -2, "milliseconds, at most 600000");
+	struct job *j = NULL;
+	for (int i = 0; i < MAX_JOBS; i++)
+		if (!jobs[i].used) {
+			j = &jobs[i];
+			break;
+		}
+	if (!j)
+		return fail(r, "EAGAIN", "at most %d programs may run at once", MAX_JOBS);
 	char *av[65];
 	for (int i = 0; i < argv->n; i++)
 		av[i] = argv->items[i].str;
@@ -388,9 +420,13 @@ int cmd_exec(const struct jval *args, struct reply *r)
 	int out[2], err[2];
 	if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
 		return fail_errno(r, errno, "pipe");
-	struct timespec t0, t1;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
+	memset(j, 0, sizeof(*j));
+	clock_gettime(CLOCK_MONOTONIC, &j->t0);
 	pid_t pid = fork();
+	if (pid < 0) {
+		close(out[0]); close(out[1]); close(err[0]); close(err[1]);
+		return fail_errno(r, errno, "fork");
+	}
 	if (pid == 0) {
 		int null = open("/dev/null", O_RDONLY);
 		dup2(null, 0);
@@ -404,40 +440,70 @@ int cmd_exec(const struct jval *args, struct reply *r)
 	close(err[1]);
 	fcntl(out[0], F_SETFL, O_NONBLOCK);
 	fcntl(err[0], F_SETFL, O_NONBLOCK);
-	struct sbuf so, se;
-	sb_init(&so);
-	sb_init(&se);
-	int status = 0, timed_out = 0;
-	for (;;) {
-		struct pollfd p[2] = { { out[0], POLLIN, 0 }, { err[0], POLLIN, 0 } };
-		poll(p, 2, 50);
-		drain(out[0], &so, 65536);
-		drain(err[0], &se, 65536);
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			break;
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		if ((uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000) > timeout_ms) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			timed_out = 1;
-			break;
-		}
-	}
-	drain(out[0], &so, 65536);
-	drain(err[0], &se, 65536);
-	close(out[0]);
-	close(err[0]);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	long ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
-	sb_fmt(&r->val, "{\"exitCode\":%d,\"signal\":%d,\"timedOut\":%s,\"durationMs\":%ld,\"stdout\":",
-	       WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0, timed_out ? "true" : "false", ms);
-	sb_jstrn(&r->val, so.buf ? so.buf : "", so.len);
-	sb_raw(&r->val, ",\"stderr\":");
-	sb_jstrn(&r->val, se.buf ? se.buf : "", se.len);
-	sb_raw(&r->val, "}");
-	sb_free(&so);
-	sb_free(&se);
+	j->used = 1;
+	j->pid = pid;
+	j->out = out[0];
+	j->err = err[0];
+	j->timeout_ms = timeout_ms;
+	sb_init(&j->so);
+	sb_init(&j->se);
+	sb_init(&j->id);
+	if (id->len)
+		sb_raw(&j->id, id->buf);
 	return 0;
+}
+
+/* Adds the running jobs' pipes to a poll set; returns how many were added. */
+int exec_poll_fds(struct pollfd *p, int max)
+{
+	int n = 0;
+	for (int i = 0; i < MAX_JOBS && n + 2 <= max; i++) {
+		if (!jobs[i].used)
+			continue;
+		p[n++] = (struct pollfd){ .fd = jobs[i].out, .events = POLLIN };
+		p[n++] = (struct pollfd){ .fd = jobs[i].err, .events = POLLIN };
+	}
+	return n;
+}
+
+/* Collects output, enforces timeouts, and replies for every finished job. */
+void exec_service(void (*send)(struct sbuf *id, struct reply *r, int ok))
+{
+	for (int i = 0; i < MAX_JOBS; i++) {
+		struct job *j = &jobs[i];
+		if (!j->used)
+			continue;
+		drain(j->out, &j->so, 65536);
+		drain(j->err, &j->se, 65536);
+		int status = 0;
+		pid_t done = waitpid(j->pid, &status, WNOHANG);
+		if (done != j->pid) {
+			if ((uint64_t)ms_since(&j->t0) <= j->timeout_ms)
+				continue;
+			kill(j->pid, SIGKILL);
+			waitpid(j->pid, &status, 0);
+			j->timed_out = 1;
+		}
+		drain(j->out, &j->so, 65536);
+		drain(j->err, &j->se, 65536);
+		close(j->out);
+		close(j->err);
+		struct reply r;
+		memset(&r, 0, sizeof(r));
+		sb_init(&r.val);
+		sb_fmt(&r.val, "{\"exitCode\":%d,\"signal\":%d,\"timedOut\":%s,\"durationMs\":%ld,\"stdout\":",
+		       WIFEXITED(status) ? WEXITSTATUS(status) : -1, WIFSIGNALED(status) ? WTERMSIG(status) : 0, j->timed_out ? "true" : "false", ms_since(&j->t0));
+		sb_jstrn(&r.val, j->so.buf ? j->so.buf : "", j->so.len);
+		sb_raw(&r.val, ",\"stderr\":");
+		sb_jstrn(&r.val, j->se.buf ? j->se.buf : "", j->se.len);
+		sb_raw(&r.val, "}");
+		send(&j->id, &r, 1);
+		sb_free(&r.val);
+		sb_free(&j->so);
+		sb_free(&j->se);
+		sb_free(&j->id);
+		j->used = 0;
+	}
 }
 
 /* Every process holding a VFIO container or group fd: who keeps pins alive. */

@@ -7,6 +7,8 @@ import { runBootCommand } from './run-command.js';
 import { qmpCommand } from './qmp-command.js';
 import { scenarioCommand } from './scenario-command.js';
 import { reportCommand } from './report-command.js';
+import { upCommand } from './up-command.js';
+import { controlRequest } from './hotplug-command.js';
 import { findScenario, builtinScenarios } from '../scenario/registry.js';
 
 async function main(argv: string[]): Promise<number> {
@@ -54,6 +56,40 @@ async function main(argv: string[]): Promise<number> {
         .positional('qmpArguments', { type: 'string', describe: 'arguments as a JSON object' })
         .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' }),
       (a) => run(qmpCommand({ target: a.target, command: a.qmpCommand, arguments: a.qmpArguments, timeout: a.timeout })),
+    )
+    .command('up [profile]', 'boot a lab and keep it running, with a control socket for `tcelab hotplug`', (y) =>
+      y.positional('profile', { type: 'string', default: 'emulated' }),
+      (a) => run(upCommand({ profile: a.profile, json: a.json })),
+    )
+    .command('hotplug', 'hot-plug PHBs and devices in a running lab (`tcelab up`)', (y) =>
+      y
+        .option('lab', { type: 'string', describe: 'runtime dir of the lab (default: the only running one)' })
+        .command('phb <action> <target>', 'add <index> | remove <id>', (z) =>
+          z.positional('action', { choices: ['add', 'remove'] as const, demandOption: true })
+            .positional('target', { type: 'string', demandOption: true })
+            .option('ddw', { type: 'boolean', default: true, describe: 'enable DDW on an added PHB' })
+            .option('id', { type: 'string', describe: 'QEMU id of an added PHB (default hphb<index>)' }),
+          (a) => {
+            if (a.action === 'add') {
+              const index = Number(a.target);
+              return run(controlRequest({ lab: a.lab, json: a.json, command: 'hotplug-phb', arguments: { index: Number.isInteger(index) ? index : a.target, ddw: a.ddw, ...(a.id ? { id: a.id } : {}) } }));
+            }
+            return run(controlRequest({ lab: a.lab, json: a.json, command: 'unplug-phb', arguments: { id: a.target } }));
+          })
+        .command('device <action> <target> [id]', 'add <phb> <id> | remove <id>', (z) =>
+          z.positional('action', { choices: ['add', 'remove'] as const, demandOption: true })
+            .positional('target', { type: 'string', demandOption: true })
+            .positional('id', { type: 'string' })
+            .option('driver', { type: 'string', default: 'edu', describe: 'QEMU device driver (vfio-pci on a lab host)' })
+            .option('host', { type: 'string', describe: 'host PCI address for vfio-pci' }),
+          (a) => run(a.action === 'add'
+            ? controlRequest({ lab: a.lab, json: a.json, command: 'hotplug-device', arguments: { phb: a.target, id: a.id ?? 'hpdev0', driver: a.driver, ...(a.host ? { host: a.host } : {}) } })
+            : controlRequest({ lab: a.lab, json: a.json, command: 'unplug-device', arguments: { id: a.target } })))
+        .command('list', 'what is plugged, and the guest’s IOMMU groups', (z) => z, (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'list' })))
+        .command('windows', 'the host’s view of every DMA window', (z) => z, (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'windows' })))
+        .command('status', 'the running lab', (z) => z, (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'status' })))
+        .command('shutdown', 'unplug everything and power the lab down', (z) => z, (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'shutdown' })))
+        .demandCommand(1, 'name a hotplug action'),
     )
     .command('report <dir>', 'print the summary of a finished run from its results dir', (y) =>
       y.positional('dir', { type: 'string', demandOption: true, describe: 'a results dir (with results.json)' }),

@@ -82,9 +82,9 @@ export class Hotplugger {
     return entries.some((e) => e.name === phbDeviceTreeNode(index));
   }
 
-  private async deleted(step: string, id: string, since: number): Promise<void> {
+  private async deleted(step: string, id: string, since: number, timeoutMs = this.timeouts.deletedMs): Promise<void> {
     // A PHB's DRC children are deleted first, each with its own event; wait for the device itself.
-    await this.qmp.waitForEvent('DEVICE_DELETED', { timeoutMs: this.timeouts.deletedMs, since, predicate: (d) => d.device === id })
+    await this.qmp.waitForEvent('DEVICE_DELETED', { timeoutMs, since, predicate: (d) => d.device === id })
       .catch((err) => {
         throw new HotplugError(step, `no DEVICE_DELETED for ${id}: ${(err as Error).message}`, 'the guest may not have released it; see the console log');
       });
@@ -108,7 +108,7 @@ export class Hotplugger {
     } catch (err) {
       // Leave the lab as it was: the guest never configured the PHB, so QEMU can drop it at once.
       const mark = this.qmp.eventMark();
-      await this.qmp.deviceDel(id).then(() => this.deleted('roll back PHB', id, mark)).catch(() => {});
+      await this.qmp.deviceDel(id).then(() => this.deleted('roll back PHB', id, mark, 10_000)).catch(() => {});
       throw err;
     }
   }
@@ -145,7 +145,7 @@ export class Hotplugger {
       return { device, timings };
     } catch (err) {
       const mark = this.qmp.eventMark();
-      await this.qmp.deviceDel(dev.id).then(() => this.deleted('roll back device', dev.id, mark)).catch(() => {});
+      await this.qmp.deviceDel(dev.id).then(() => this.deleted('roll back device', dev.id, mark, 10_000)).catch(() => {});
       throw err;
     }
   }

@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { PinCounters, ProcCountersProbe } from './proc.js';
+import { QmpTimeoutError } from '../qmp/errors.js';
 
 /** One reading of one side's counters, `t` in ms since the run began. */
 export interface Sample {
@@ -28,6 +29,8 @@ export class PinnedPageSampler extends EventEmitter {
   private readonly loops: Loop[] = [];
   /** Reads that took longer than the interval (the sampler could not keep up). */
   overruns = 0;
+  /** Reads that timed out (a busy agent): a gap in the timeline, not the end of it. */
+  gaps = 0;
 
   constructor(readonly t0: number) {
     super();
@@ -51,6 +54,10 @@ export class PinnedPageSampler extends EventEmitter {
           this.samples.push(s);
           this.emit('sample', s);
         } catch (err) {
+          if (err instanceof QmpTimeoutError && loop.running) {
+            this.gaps++;
+            continue;
+          }
           loop.endedBecause = (err as Error).message;
           loop.running = false;
           break;

@@ -33,7 +33,7 @@ export interface ScenarioReport {
   releases: ReleaseVerdict[];
   timings: Array<{ step: string; ms: number }>;
   samples: Sample[];
-  sampling: { hostRateHz: number; guestRateHz: number; hostOverruns: number; guestEndedBecause?: string };
+  sampling: { hostRateHz: number; guestRateHz: number; hostOverruns: number; gaps: number; guestEndedBecause?: string };
   shutdown?: ShutdownReport;
   error?: string;
   resultsDir: string;
@@ -88,7 +88,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
   const report: ScenarioReport = {
     scenario: def.name, profile: opts.profile ?? def.defaultProfile, options: opts.options ?? {}, passed: false,
     startedAt: new Date(t0).toISOString(), durationMs: 0, checks: checks.checks, phases, releases: [], timings: [], samples: sampler.samples,
-    sampling: { hostRateHz, guestRateHz, hostOverruns: 0 }, resultsDir,
+    sampling: { hostRateHz, guestRateHz, hostOverruns: 0, gaps: 0 }, resultsDir,
   };
   let profile = await loadProfile(opts.profile ?? def.defaultProfile);
   if (def.adjustProfile) profile = def.adjustProfile(profile);
@@ -164,20 +164,21 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
       checks.equal('guest powered off cleanly', sd.effective, 'powerdown', sd.escalations.join('; ') || undefined);
     }
     await sampler.stop('guest');
-    // A kernel validation run must never miss an oops, whatever the scenario checked.
-    const oopses = lab.process.console.tail(100_000).split('\n').filter((l) => /\b(Oops: |BUG: |Kernel panic)/.test(l));
-    checks.equal('guest kernel logged no Oops, BUG or panic', oopses.length ? oopses.slice(0, 3).join(' | ') : 'none', 'none');
     await hostReleaseChecks(report, sampler, hostBaseline, checks, lab, releaseTimeoutMs, opts.mlockedToleranceKb ?? 1024);
   } catch (err) {
     report.error = describeError(err);
     checks.record('scenario ran to the end', false, 'no error', report.error);
   } finally {
     uninstall();
+    // A kernel validation run must never miss an oops, whatever the scenario checked or how it ended.
+    const oopses = lab.process.console.tail(100_000).split('\n').filter((l) => /\b(Oops: |BUG: |Kernel panic)/.test(l));
+    checks.equal('guest kernel logged no Oops, BUG or panic', oopses.length ? oopses.slice(0, 3).join(' | ') : 'none', 'none');
     if (lab.process.running) lab.process.kill('SIGKILL');
     await lab.process.exited;
     if (!report.releases.length && !report.error) phase('baseline regained');
     await sampler.stop();
     report.sampling.hostOverruns = sampler.overruns;
+    report.sampling.gaps = sampler.gaps;
     report.sampling.guestEndedBecause = sampler.endedBecause('guest');
     report.passed = checks.passed && !report.error;
     if (!report.passed) lab.failed = true;

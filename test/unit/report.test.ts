@@ -11,13 +11,14 @@ const report = (): ScenarioReport => ({
     { name: 'defect', pass: false, status: 'known-defect', knownDefect: 'upstream bug', expected: 'EBUSY', measured: 'success', atMs: 30 },
   ],
   phases: [{ name: 'launch', atMs: 0, wallTime: '' }, { name: 'exit', atMs: 1000, wallTime: '' }],
+  timings: [],
   releases: [{ source: 'host', counter: 'pinnedPages', baseline: 0, peak: 10, final: 0, returned: true, tolerance: 0, latencyMs: 20, event: 'QEMU exit', timeoutMs: 10000 }],
   samples: [
     { t: 0, source: 'host', counters: { follPinAcquired: 0, follPinReleased: 0, pinnedPages: 0, mlockedKb: 100 } },
     { t: 500, source: 'host', counters: { follPinAcquired: 10, follPinReleased: 0, pinnedPages: 10, mlockedKb: 2000, vmLckKb: 1900 } },
     { t: 1200, source: 'host', counters: { follPinAcquired: 10, follPinReleased: 10, pinnedPages: 0, mlockedKb: 100 } },
   ],
-  sampling: { hostRateHz: 20, guestRateHz: 5, hostOverruns: 0 },
+  sampling: { hostRateHz: 20, guestRateHz: 5, hostOverruns: 0, gaps: 0 },
 });
 
 describe('report writers', () => {

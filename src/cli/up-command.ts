@@ -1,0 +1,85 @@
+import { join } from 'node:path';
+import { loadProfile } from '../qemu/profile.js';
+import { Lab } from '../qemu/lab.js';
+import { requireGuestImage } from '../image/image-builder.js';
+import { StderrProgress } from '../util/progress.js';
+import { ControlServer } from '../control/control-server.js';
+import { Hotplugger } from '../hotplug/hotplug.js';
+import { HostDdwView } from '../ddw/host-view.js';
+import { InputError } from '../util/errors.js';
+import { describeWindow } from '../ddw/dma-window.js';
+
+export const CONTROL_SOCKET = 'control.sock';
+
+function str(args: Record<string, unknown>, key: string, required = true): string | undefined {
+  const v = args[key];
+  if (v === undefined && !required) return undefined;
+  if (typeof v !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(v)) throw new InputError('control request', key, 'must be a short name');
+  return v;
+}
+
+function int(args: Record<string, unknown>, key: string, min: number, max: number): number {
+  const v = args[key];
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new InputError('control request', key, `must be an integer from ${min} to ${max}`);
+  return v;
+}
+
+/**
+ * `tcelab up [profile]`: boots a lab and keeps it running, serving its control
+ * socket until SIGINT/SIGTERM or a `shutdown` request; then powers it down.
+ */
+export async function upCommand(args: { profile: string; json: boolean }): Promise<number> {
+  const progress = new StderrProgress();
+  const profile = await loadProfile(args.profile);
+  const image = await requireGuestImage(profile.guest.image);
+  const lab = await Lab.launch(profile, { image, progress });
+  let control: ControlServer | undefined;
+  let stopRequested: () => void = () => {};
+  const stopped = new Promise<string>((resolve) => {
+    stopRequested = () => resolve('shutdown requested');
+    process.once('SIGINT', () => resolve('SIGINT'));
+    process.once('SIGTERM', () => resolve('SIGTERM'));
+  });
+  try {
+    const init = await lab.waitForGuestInit(progress);
+    const agent = await lab.agent(progress);
+    const hotplug = new Hotplugger(lab.qmp, agent);
+    const ddw = new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs);
+    control = new ControlServer(join(lab.paths.dir, CONTROL_SOCKET), {
+      status: async () => ({ profile: profile.name, guestKernel: init.kernelRelease, qemuPid: lab.process.pid, runtimeDir: lab.paths.dir, status: (await lab.qmp.queryStatus()).status }),
+      'hotplug-phb': async (a) => (await hotplug.hotplugPhb(int(a, 'index', 1, 30), { id: str(a, 'id', false), ddw: a.ddw !== false })),
+      'hotplug-device': async (a) => (await hotplug.hotplugDevice(str(a, 'phb')!, { id: str(a, 'id')!, driver: str(a, 'driver')!, host: str(a, 'host', false) })),
+      'unplug-device': async (a) => ({ timings: await hotplug.unplugDevice(str(a, 'id')!) }),
+      'unplug-phb': async (a) => ({ timings: await hotplug.unplugPhb(str(a, 'id')!) }),
+      list: async () => ({ phbs: [...hotplug.phbs.values()], devices: [...hotplug.devices.values()], iommuGroups: (await agent.info()).iommuGroups }),
+      windows: async () => (await ddw.windows([...hotplug.phbs.values()])).map((w) => ({ ...w, description: describeWindow(w) })),
+      shutdown: async () => {
+        setImmediate(stopRequested);
+        return { stopping: true };
+      },
+    });
+    await control.listen();
+    const socket = join(lab.paths.dir, CONTROL_SOCKET);
+    if (args.json) process.stdout.write(`${JSON.stringify({ up: true, runtimeDir: lab.paths.dir, controlSocket: socket, guestKernel: init.kernelRelease })}\n`);
+    else {
+      process.stdout.write(`lab ${profile.name} is up: guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion} (pid ${lab.process.pid})\n` +
+        `  runtime dir:    ${lab.paths.dir}\n  control socket: ${socket}\n` +
+        `  try: tcelab hotplug phb add 2 && tcelab hotplug device add hphb2 dev0\n  Ctrl-C (or tcelab hotplug shutdown) powers it down\n`);
+    }
+    const why = await Promise.race([stopped, lab.process.exited.then((e) => `QEMU exited (${e.signal ?? e.code})`)]);
+    progress.info(`tcelab up: ${why}`);
+    await control.close();
+    control = undefined;
+    const leftovers = await hotplug.unplugAll().catch((e) => [(e as Error).message]);
+    if (leftovers.length) progress.info(`tcelab up: could not unplug everything: ${leftovers.join('; ')}`);
+    if (lab.process.running) await lab.shutdown('powerdown', progress);
+    return 0;
+  } catch (err) {
+    lab.failed = true;
+    throw err;
+  } finally {
+    await control?.close();
+    const kept = await lab.dispose();
+    if (kept) process.stderr.write(`artifacts kept in ${kept}\n`);
+  }
+}
