@@ -5,11 +5,12 @@ import { reportError } from './output.js';
 import { guestBuildCommand } from './guest-command.js';
 import { runBootCommand } from './run-command.js';
 import { qmpCommand } from './qmp-command.js';
-import { scenarioCommand } from './scenario-command.js';
+import { scenarioCommand, listCommand, resolveScenario } from './scenario-command.js';
 import { reportCommand } from './report-command.js';
 import { upCommand } from './up-command.js';
 import { controlRequest } from './hotplug-command.js';
-import { findScenario, builtinScenarios } from '../scenario/registry.js';
+
+class UsageError extends Error {}
 
 async function main(argv: string[]): Promise<number> {
   let exitCode = 0;
@@ -22,6 +23,12 @@ async function main(argv: string[]): Promise<number> {
         exitCode = reportError(err);
       },
     );
+  const handleUsage = (err: unknown) => {
+    if (!(err instanceof UsageError)) throw err;
+    process.stderr.write(`tcelab: ${err.message}\n(tcelab --help lists the commands and options)\n`);
+    exitCode = 2;
+  };
+  try {
   await yargs(argv)
     .scriptName('tcelab')
     .usage('$0 <command>\n\nLab controller for sPAPR VFIO passthrough on pseries guests.')
@@ -33,22 +40,28 @@ async function main(argv: string[]): Promise<number> {
         .option('refresh', { type: 'boolean', default: false, describe: 're-resolve the newest package versions' }),
       (a) => run(guestBuildCommand({ variant: a.variant, refresh: a.refresh, json: a.json })),
     )
-    .command('run [target]', 'run a scenario by name, or boot a profile and shut it down', (y) =>
+    .command('run [target]', 'run a scenario (or --all), or boot a profile and shut it down', (y) =>
       y
-        .positional('target', { type: 'string', default: 'emulated', describe: `a scenario (${builtinScenarios.map((s) => s.name).join(', ')}) or a profile` })
+        .positional('target', { type: 'string', describe: 'a scenario (tcelab list) or a profile; default: the emulated profile' })
+        .option('all', { type: 'boolean', default: false, describe: 'run every scenario in scenarios/ (a suite)' })
+        .option('jobs', { type: 'number', default: 1, describe: 'labs at once in a suite' })
+        .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the suite' })
+        .option('repeat', { type: 'number', default: 1, describe: 'run each scenario N times' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'list the runs (of this shard) without running them' })
         .option('profile', { type: 'string', describe: 'profile for a scenario (default: the scenario\'s own)' })
         .option('results', { type: 'string', describe: 'results dir (default results/<scenario>-<time>)' })
         .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value (e.g. sizeMiB=64)' })
         .option('shutdown', { choices: ['powerdown', 'quit'] as const, default: 'powerdown' as const, describe: 'how a profile boot ends' }),
-      (a) => {
-        const scenario = findScenario(a.target);
-        return run(
-          scenario
-            ? scenarioCommand(scenario, { profile: a.profile, results: a.results, set: a.set, json: a.json })
-            : runBootCommand({ profile: a.target, json: a.json, shutdown: a.shutdown }),
-        );
-      },
+      (a) =>
+        run((async () => {
+          const args = { target: a.target, all: a.all, profile: a.profile, results: a.results, set: a.set, json: a.json, repeat: a.repeat, jobs: a.jobs, shard: a.shard, dryRun: a.dryRun };
+          if (a.all) return scenarioCommand(args);
+          const resolved = a.target ? await resolveScenario(a.target) : undefined;
+          if (resolved) return scenarioCommand(args, resolved);
+          return runBootCommand({ profile: a.target ?? 'emulated', json: a.json, shutdown: a.shutdown });
+        })()),
     )
+    .command('list', 'profiles and scenarios', (y) => y, (a) => run(listCommand({ json: a.json as boolean })))
     .command('qmp <target> <qmpCommand> [qmpArguments]', 'run one QMP command against a socket or a (stopped) lab from a profile', (y) =>
       y
         .positional('target', { type: 'string', demandOption: true, describe: 'a QMP socket path or a profile name' })
@@ -98,12 +111,15 @@ async function main(argv: string[]): Promise<number> {
     .demandCommand(1, 'name a command (tcelab --help lists them)')
     .strict()
     .fail((msg, err) => {
-      if (err) throw err;
-      process.stderr.write(`tcelab: ${msg}\n(tcelab --help lists the commands and options)\n`);
-      exitCode = 2;
+      // Throwing stops yargs here: a bad flag must never reach a command handler.
+      throw err && err.name !== 'YError' ? err : new UsageError(msg ?? err?.message);
     })
     .help()
     .parseAsync();
+  } catch (err) {
+    // yargs throws a validation failure synchronously out of parseAsync().
+    handleUsage(err);
+  }
   return exitCode;
 }
 

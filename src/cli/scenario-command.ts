@@ -1,8 +1,14 @@
-import { runScenario, type ScenarioReport } from '../scenario/runner.js';
+import { runScenario, defaultResultsDir, type ScenarioReport } from '../scenario/runner.js';
+import { runSuite, parseShard, shardEntries, type SuiteEntry } from '../scenario/suite.js';
+import { resolveScenario, allScenarioFiles, procedures } from '../scenario/registry.js';
+import { definitionFromFile } from '../scenario/data/interpreter.js';
+import type { ScenarioFile } from '../scenario/data/scenario-file.js';
 import type { ScenarioDefinition } from '../scenario/scenario.js';
 import { StderrProgress } from '../util/progress.js';
 import { InputError } from '../util/errors.js';
 import { formatMs } from './output.js';
+import { bigintSafe } from '../report/write.js';
+import { listProfiles, loadProfile } from '../qemu/profile.js';
 
 /** --set key=value pairs → scenario options (numbers and booleans parsed). */
 export function parseSetOptions(pairs: string[]): Record<string, number | string | boolean> {
@@ -16,18 +22,79 @@ export function parseSetOptions(pairs: string[]): Record<string, number | string
   return out;
 }
 
-export async function scenarioCommand(def: ScenarioDefinition, args: { profile?: string; results?: string; set: string[]; json: boolean }): Promise<number> {
+function entriesFor(def: ScenarioDefinition, file: ScenarioFile | undefined, set: Record<string, string | number | boolean>, profile: string | undefined): SuiteEntry[] {
+  // --set replaces the file's variants: one run with exactly those options.
+  const variants = Object.keys(set).length || !file ? [set] : file.variants;
+  return variants.map((v) => ({
+    label: [def.name, ...Object.values(v).filter((x) => typeof x === 'string')].join('-') || def.name,
+    def, options: v, profile, exclusiveHost: file?.exclusiveHost ?? false,
+  }));
+}
+
+function withRepeats(entries: SuiteEntry[], repeat: number): SuiteEntry[] {
+  if (repeat <= 1) return entries;
+  return entries.flatMap((e) => Array.from({ length: repeat }, (_, k) => ({ ...e, label: `${e.label}-r${k + 1}` })));
+}
+
+export interface RunArgs {
+  target?: string;
+  all: boolean;
+  profile?: string;
+  results?: string;
+  set: string[];
+  json: boolean;
+  repeat: number;
+  jobs: number;
+  shard?: string;
+  dryRun?: boolean;
+}
+
+/** `tcelab run <scenario>` / `tcelab run --all`: exit 0 only when every verdict passed. */
+export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioDefinition; file?: ScenarioFile }): Promise<number> {
+  if (!Number.isInteger(args.repeat) || args.repeat < 1 || args.repeat > 1000) throw new InputError('--repeat', String(args.repeat), 'must be an integer from 1 to 1000');
+  if (!Number.isInteger(args.jobs) || args.jobs < 1 || args.jobs > 16) throw new InputError('--jobs', String(args.jobs), 'must be an integer from 1 to 16');
+  const set = parseSetOptions(args.set);
+  if (args.profile) await loadProfile(args.profile);
+  let entries: SuiteEntry[];
+  if (args.all) {
+    entries = (await allScenarioFiles()).flatMap((f) => entriesFor(definitionFromFile(f, procedures), f, set, args.profile));
+  } else {
+    entries = entriesFor(resolved!.def, resolved!.file, set, args.profile);
+  }
+  entries = withRepeats(entries, args.repeat);
+  if (args.shard) entries = shardEntries(entries, parseShard(args.shard));
+  if (args.dryRun) {
+    const rows = entries.map((e) => ({ label: e.label, scenario: e.def.name, options: e.options, exclusiveHost: e.exclusiveHost }));
+    process.stdout.write(args.json ? `${JSON.stringify(rows, null, 2)}\n` : rows.map((r) => `${r.label}${r.exclusiveHost ? ' (runs alone)' : ''}\n`).join(''));
+    return 0;
+  }
   const progress = new StderrProgress();
-  const report = await runScenario(def, {
-    profile: args.profile, resultsDir: args.results, progress, options: parseSetOptions(args.set), handleSignals: true,
-  });
-  printReport(report, args.json);
-  return report.passed ? 0 : 1;
+  if (entries.length === 1 && !args.all) {
+    const report = await runScenario(entries[0]!.def, {
+      profile: args.profile, resultsDir: args.results ?? defaultResultsDir(entries[0]!.label), progress, options: entries[0]!.options, handleSignals: true,
+    });
+    printReport(report, args.json);
+    return report.passed ? 0 : 1;
+  }
+  if (entries.length === 0) {
+    progress.info('this shard has no runs');
+    return 0;
+  }
+  progress.info(`suite: ${entries.length} runs, ${args.jobs} at a time${args.shard ? `, shard ${args.shard}` : ''}`);
+  const result = await runSuite(entries, { jobs: args.jobs, resultsDir: args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name), progress });
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ passed: result.passed, durationMs: result.durationMs, jobs: result.jobs, runs: result.reports.map((r) => ({ label: r.scenario, passed: r.passed, resultsDir: r.resultsDir, error: r.error })) }, bigintSafe, 2)}\n`);
+  } else {
+    for (const r of result.reports) printReport(r, false);
+    const failed = result.reports.filter((r) => !r.passed).length;
+    process.stdout.write(`suite: ${result.passed ? 'PASS' : 'FAIL'} — ${result.reports.length - failed}/${result.reports.length} runs passed in ${formatMs(result.durationMs)} with --jobs ${result.jobs}; junit: ${result.reports[0] ? result.reports[0].resultsDir.replace(/\/[^/]+$/, '') : args.results}/junit.xml\n`);
+  }
+  return result.passed ? 0 : 1;
 }
 
 export function printReport(report: ScenarioReport, json: boolean): void {
   if (json) {
-    process.stdout.write(`${JSON.stringify(report, (_k, v) => (typeof v === 'bigint' ? v.toString() : v), 2)}\n`);
+    process.stdout.write(`${JSON.stringify(report, bigintSafe, 2)}\n`);
     return;
   }
   const failed = report.checks.filter((c) => c.status === 'fail');
@@ -38,8 +105,37 @@ export function printReport(report: ScenarioReport, json: boolean): void {
       (report.guestKernel ? `  guest kernel ${report.guestKernel}, QEMU ${report.qemuVersion}, spawn to init ${formatMs(report.spawnToInitMs ?? 0)}\n` : '') +
       defects.map((c) => `  KNOWN-DEFECT ${c.name}: measured ${c.measured}, expected ${c.expected}\n      ${c.knownDefect}\n`).join('') +
       failed.map((c) => `  FAIL ${c.name}: measured ${c.measured}, expected ${c.expected}${c.detail ? ` (${c.detail})` : ''}\n`).join('') +
+      (report.releases ?? []).map((v) => `  release: ${v.source} ${v.counter} ${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`).join('') +
       (report.timings?.length ? `  step timings:\n${report.timings.map((t) => `    ${t.step.padEnd(48)} ${formatMs(t.ms)}\n`).join('')}` : '') +
       (report.error ? `  error: ${report.error}\n` : '') +
       `  results: ${report.resultsDir}\n`,
   );
 }
+
+/** `tcelab list`: profiles and scenarios. */
+export async function listCommand(args: { json: boolean }): Promise<number> {
+  const profiles = await Promise.all((await listProfiles()).map(async (name) => {
+    try {
+      const p = await loadProfile(name, { ...process.env, TCELAB_VFIO_HOST: process.env.TCELAB_VFIO_HOST ?? '0000:00:00.0' });
+      return { name, description: p.description, accel: p.qemu.accel };
+    } catch (err) {
+      return { name, description: `(invalid: ${(err as Error).message})`, accel: '?' };
+    }
+  }));
+  const files = await allScenarioFiles();
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ profiles, scenarios: files.map((f) => ({ name: f.name, description: f.description, profile: f.profile, variants: f.variants, steps: f.steps.length })), procedures: procedures.map((p) => p.name) }, null, 2)}\n`);
+    return 0;
+  }
+  process.stdout.write('profiles (qemu-configs/):\n');
+  for (const p of profiles) process.stdout.write(`  ${p.name.padEnd(22)} ${p.accel.padEnd(4)} ${p.description}\n`);
+  process.stdout.write('scenarios (scenarios/):\n');
+  for (const f of files) {
+    const v = f.variants.length > 1 ? ` [${f.variants.length} variants]` : '';
+    process.stdout.write(`  ${f.name.padEnd(22)} ${f.description}${v}\n`);
+  }
+  process.stdout.write(`procedures for "do" steps: ${procedures.map((p) => p.name).join(', ')}\n`);
+  return 0;
+}
+
+export { resolveScenario };

@@ -11,7 +11,8 @@ export type Spec =
   | { type: 'boolean'; optional?: boolean; default?: boolean }
   | { type: 'array'; items: Spec; maxItems: number; optional?: boolean; default?: unknown[] }
   | { type: 'object'; fields: Record<string, Spec>; optional?: boolean }
-  | { type: 'map'; values: Spec; optional?: boolean };
+  | { type: 'map'; values: Spec; optional?: boolean }
+  | { type: 'scalar'; optional?: boolean };
 
 export class Validator {
   constructor(private readonly source: string) {}
@@ -43,6 +44,12 @@ export class Validator {
         if (!Array.isArray(value)) throw this.err(where, `must be an array, got ${describe(value)}`);
         if (value.length > spec.maxItems) throw this.err(where, `has ${value.length} entries; at most ${spec.maxItems}`);
         return value.map((v, i) => this.check(v, spec.items, `${path}[${i}]`));
+      }
+      case 'scalar': {
+        if (!['string', 'number', 'boolean'].includes(typeof value)) throw this.err(where, `must be a string, number or boolean, got ${describe(value)}`);
+        if (typeof value === 'number' && !Number.isFinite(value)) throw this.err(where, 'must be a finite number');
+        if (typeof value === 'string' && value.length > 4096) throw this.err(where, 'is too long');
+        return value;
       }
       case 'map': {
         if (!isPlainObject(value)) throw this.err(where, `must be an object, got ${describe(value)}`);
@@ -100,14 +107,15 @@ export function parseJsonText(text: string, source: string): unknown {
     const msg = (err as Error).message;
     const m = /position (\d+)/.exec(msg);
     let where = 'JSON';
-    if (m) {
-      const pos = Number(m[1]);
+    const at = m ? Number(m[1]) : jsonErrorOffset(text);
+    if (at >= 0) {
+      const pos = at;
       const before = text.slice(0, pos);
       const line = before.split('\n').length;
       const col = pos - before.lastIndexOf('\n');
       where = `line ${line}, column ${col}`;
     }
-    throw new InputError(source, where, `is not valid JSON (${msg.replace(/ in JSON at position \d+.*$/, '')})`);
+    throw new InputError(source, where, `is not valid JSON (${msg.replace(/ in JSON at position \d+.*$/, '').replace(/, (\.\.\.)?".*" is not valid JSON$/s, '')})`);
   }
 }
 
@@ -130,4 +138,76 @@ export function substituteVariables(value: unknown, env: NodeJS.ProcessEnv, sour
     return out;
   }
   return value;
+}
+
+/**
+ * Offset of the first syntax error in a JSON text (Node 20's JSON.parse
+ * messages carry no position): a strict recursive-descent scan.
+ */
+export function jsonErrorOffset(text: string): number {
+  let i = 0;
+  const ws = () => {
+    while (i < text.length && ' \t\r\n'.includes(text[i]!)) i++;
+  };
+  const fail = (): never => {
+    throw i;
+  };
+  const lit = (w: string) => (text.startsWith(w, i) ? (i += w.length) : fail());
+  const str = () => {
+    if (text[i] !== '"') fail();
+    i++;
+    while (i < text.length && text[i] !== '"') {
+      if (text.charCodeAt(i) < 0x20) fail();
+      i += text[i] === '\\' ? 2 : 1;
+    }
+    if (text[i] !== '"') fail();
+    i++;
+  };
+  const value = (): void => {
+    ws();
+    const c = text[i];
+    if (c === '{') {
+      i++;
+      ws();
+      if (text[i] === '}') return void i++;
+      for (;;) {
+        ws();
+        str();
+        ws();
+        if (text[i] !== ':') fail();
+        i++;
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === '}') return void i++;
+        else fail();
+      }
+    }
+    if (c === '[') {
+      i++;
+      ws();
+      if (text[i] === ']') return void i++;
+      for (;;) {
+        value();
+        ws();
+        if (text[i] === ',') i++;
+        else if (text[i] === ']') return void i++;
+        else fail();
+      }
+    }
+    if (c === '"') return str();
+    if (c === 't') return void lit('true');
+    if (c === 'f') return void lit('false');
+    if (c === 'n') return void lit('null');
+    const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
+    if (!m) fail();
+    i += m![0].length;
+  };
+  try {
+    value();
+    ws();
+    return i < text.length ? i : -1;
+  } catch (at) {
+    return typeof at === 'number' ? at : i;
+  }
 }

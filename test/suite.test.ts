@@ -1,0 +1,47 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../src/util/paths.js';
+import { liveLabQemuPids } from './helpers/processes.js';
+import { runtimeDirsIn } from './helpers/lab.js';
+
+const cli = join(packageRoot, 'dist/cli/main.js');
+
+describe('suites from the CLI', () => {
+  it('runs a scenario file twice in parallel labs (--repeat 2 --jobs 2) with JUnit output', () => {
+    const root = mkdtempSync('/tmp/tcelab-t-');
+    const results = mkdtempSync('/tmp/tcelab-res-');
+    const r = spawnSync(process.execPath, [cli, 'run', 'window-map-release', '--repeat', '2', '--jobs', '2', '--results', results, '--json'], {
+      env: { ...process.env, TCELAB_RUNTIME_DIR: root }, encoding: 'utf8', timeout: 300_000,
+    });
+    expect(r.status, r.stderr.slice(-2000)).toBe(0);
+    const out = JSON.parse(r.stdout);
+    expect(out).toMatchObject({ passed: true, jobs: 2 });
+    expect(out.runs.map((x: { label: string }) => x.label)).toEqual(['window-map-release-r1', 'window-map-release-r2']);
+    // Both labs were up at the same time: their lines interleave in the progress output.
+    expect(r.stderr).toMatch(/\[window-map-release-r1\][^]*\[window-map-release-r2\][^]*\[window-map-release-r1\]/);
+    const junit = readFileSync(join(results, 'junit.xml'), 'utf8');
+    expect(junit.match(/<testsuite /g)?.length).toBe(2);
+    expect(existsSync(join(results, 'window-map-release-r2', 'timeline.svg'))).toBe(true);
+    expect(liveLabQemuPids(root)).toEqual([]);
+    expect(runtimeDirsIn(root)).toEqual([]);
+  });
+
+  it('lists profiles and scenarios, and rejects bad flags with a clear error', () => {
+    const list = spawnSync(process.execPath, [cli, 'list', '--json'], { encoding: 'utf8' });
+    expect(JSON.parse(list.stdout).scenarios.map((s: { name: string }) => s.name)).toContain('shutdown-release');
+    const bad = spawnSync(process.execPath, [cli, 'run', '--all', '--shard', '5/3', '--dry-run'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/--shard: 5\/3: must be i\/n/);
+    expect(bad.stderr).not.toMatch(/at .*\.js:\d+/);
+    const jobs = spawnSync(process.execPath, [cli, 'run', '--all', '--jobs', '0', '--dry-run'], { encoding: 'utf8' });
+    expect(jobs.stderr).toMatch(/--jobs: 0: must be an integer from 1 to 16/);
+    const unknown = spawnSync(process.execPath, [cli, 'run', 'no-such-thing'], { encoding: 'utf8' });
+    expect(unknown.status).toBe(1);
+    expect(unknown.stderr).toMatch(/profile no-such-thing: no such profile[^]*known profiles: emulated/);
+    const flag = spawnSync(process.execPath, [cli, 'run', '--bogus'], { encoding: 'utf8' });
+    expect(flag.status).toBe(2);
+    expect(flag.stderr).toMatch(/Unknown argument: bogus/);
+  });
+});

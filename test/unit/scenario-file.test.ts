@@ -1,0 +1,61 @@
+import { describe, expect, it } from 'vitest';
+import { parseScenarioFile, listScenarioFiles, loadScenarioFile } from '../../src/scenario/data/scenario-file.js';
+import { definitionFromFile } from '../../src/scenario/data/interpreter.js';
+import { procedures } from '../../src/scenario/registry.js';
+import { parseShard, shardEntries } from '../../src/scenario/suite.js';
+import { InputError } from '../../src/util/errors.js';
+import { jsonPathLines } from '../../src/util/json-lines.js';
+
+function fieldOf(text: string): string {
+  try {
+    parseScenarioFile(text, '/x/user.json');
+  } catch (err) {
+    expect(err).toBeInstanceOf(InputError);
+    return (err as InputError).field;
+  }
+  throw new Error('did not throw');
+}
+
+describe('scenario files', () => {
+  it('name the bad field and its line', () => {
+    const text = `{
+  "description": "d",
+  "steps": [
+    { "step": "bind", "device": "edu1", "as": "e" },
+    { "step": "alloc", "worker": "w", "sizeMiB": "16", "as": "r" }
+  ]
+}`;
+    expect(fieldOf(text)).toBe('steps[1].sizeMiB (line 5)');
+    expect(fieldOf(text.replace('"alloc"', '"allocate"'))).toBe('steps[1].step (line 5)');
+    expect(fieldOf(text.replace('"as": "e"', '"as": "e", "colour": 1'))).toBe('steps[0].colour (line 4)');
+    expect(fieldOf(text.replace('"description": "d",', ''))).toBe('description (line 1)');
+    expect(fieldOf('{"description": "d", "steps": []}')).toMatch(/^steps/);
+    expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "sleep", "ms": 1e12}]}')).toBe('steps[0].ms (line 3)');
+    expect(fieldOf('{"description": "d", "steps": [ }')).toMatch(/^line 1, column/);
+  });
+
+  it('maps JSON paths to lines', () => {
+    const lines = jsonPathLines('{\n "a": [\n  1,\n  {"b": "x\\"y"}\n ]\n}');
+    expect(lines.get('a')).toBe(2);
+    expect(lines.get('a[0]')).toBe(3);
+    expect(lines.get('a[1].b')).toBe(4);
+  });
+
+  it('every shipped scenario parses and names known procedures', async () => {
+    const names = await listScenarioFiles();
+    expect(names).toEqual(expect.arrayContaining(['prereg-accounting', 'ddw-windows', 'guest-release', 'shutdown-release', 'ddw-hotplug', 'window-map-release']));
+    for (const n of names) definitionFromFile(await loadScenarioFile(n), procedures);
+    const bad = parseScenarioFile('{"description": "d", "steps": [{"step": "do", "procedure": "nope"}]}', '/x/y.json');
+    expect(() => definitionFromFile(bad, procedures)).toThrow(/unknown procedure "nope"/);
+  });
+
+  it('shards cover every run exactly once', () => {
+    const entries = Array.from({ length: 7 }, (_, i) => ({ label: `s${i}` }));
+    const shards = [1, 2, 3].map((i) => shardEntries(entries, { index: i, count: 3 }).map((e) => e.label));
+    expect(shards.flat().sort()).toEqual(entries.map((e) => e.label).sort());
+    expect(new Set(shards.flat()).size).toBe(7);
+    expect(() => parseShard('0/3')).toThrow(InputError);
+    expect(() => parseShard('4/3')).toThrow(InputError);
+    expect(parseShard('2/3')).toEqual({ index: 2, count: 3 });
+  });
+});
