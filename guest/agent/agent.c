@@ -297,6 +297,7 @@ static const struct {
 	{ "unbind", cmd_unbind },
 	{ "read-file", cmd_read_file },
 	{ "list-dir", cmd_list_dir },
+	{ "write-file", cmd_write_file },
 	{ "vfio-holders", cmd_vfio_holders },
 	{ "kill", cmd_kill },
 	{ "hugepages", cmd_hugepages },

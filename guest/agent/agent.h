@@ -28,6 +28,7 @@ int cmd_bind(const struct jval *args, struct reply *r);
 int cmd_unbind(const struct jval *args, struct reply *r);
 int cmd_read_file(const struct jval *args, struct reply *r);
 int cmd_list_dir(const struct jval *args, struct reply *r);
+int cmd_write_file(const struct jval *args, struct reply *r);
 struct pollfd;
 int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id);
 int exec_poll_fds(struct pollfd *p, int max);

@@ -315,6 +315,22 @@ int cmd_read_file(const struct jval *args, struct reply *r)
 	return 0;
 }
 
+/* Writes a short text to a file (sysfs attributes: driver_override, bind, unbind…). */
+int cmd_write_file(const struct jval *args, struct reply *r)
+{
+	const char *path, *content;
+	int rc = json_str(args, "path", &path);
+	if (rc || path[0] != '/')
+		return bad_arg(r, "path", rc ? rc : -2, "an absolute path");
+	rc = json_str(args, "content", &content);
+	if (rc || strlen(content) > 65536)
+		return bad_arg(r, "content", rc ? rc : -2, "a string of at most 65536 bytes");
+	if ((rc = write_text(path, content)))
+		return fail_errno(r, -rc, "write %s", path);
+	sb_raw(&r->val, "{}");
+	return 0;
+}
+
 int cmd_list_dir(const struct jval *args, struct reply *r)
 {
 	const char *path;

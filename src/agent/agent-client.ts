@@ -78,6 +78,10 @@ export class AgentClient {
     return this.execute('read-file', { path, ...(maxBytes ? { maxBytes } : {}) });
   }
 
+  writeFile(path: string, content: string): Promise<void> {
+    return this.execute('write-file', { path, content });
+  }
+
   listDir(path: string): Promise<Array<{ name: string; type: 'dir' | 'file' | 'link' | 'char'; target?: string }>> {
     return this.execute('list-dir', { path });
   }

@@ -8,6 +8,7 @@ import { qmpCommand } from './qmp-command.js';
 import { scenarioCommand, listCommand, resolveScenario } from './scenario-command.js';
 import { reportCommand } from './report-command.js';
 import { upCommand } from './up-command.js';
+import { doctorCommand } from './doctor-command.js';
 import { controlRequest } from './hotplug-command.js';
 
 class UsageError extends Error {}
@@ -60,6 +61,10 @@ async function main(argv: string[]): Promise<number> {
           if (resolved) return scenarioCommand(args, resolved);
           return runBootCommand({ profile: a.target ?? 'emulated', json: a.json, shutdown: a.shutdown });
         })()),
+    )
+    .command('doctor', 'check what a profile needs from this machine, and explain what is missing', (y) =>
+      y.option('profile', { type: 'string', describe: 'one profile (default: all shipped ones)' }),
+      (a) => run(doctorCommand({ profile: a.profile, json: a.json })),
     )
     .command('list', 'profiles and scenarios', (y) => y, (a) => run(listCommand({ json: a.json as boolean })))
     .command('qmp <target> <qmpCommand> [qmpArguments]', 'run one QMP command against a socket or a (stopped) lab from a profile', (y) =>

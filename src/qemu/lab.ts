@@ -5,6 +5,8 @@ import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } fro
 import type { Profile } from './profile.js';
 import { QmpClient } from '../qmp/qmp-client.js';
 import { AgentClient } from '../agent/agent-client.js';
+import { LocalHost, type Host } from '../host/host.js';
+import { VfioPciBinder, type DeviceBinding } from '../host/vfio-binder.js';
 import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { silentProgress } from '../util/progress.js';
@@ -38,6 +40,8 @@ export interface LaunchOptions {
   runtimeRoot?: string;
   /** Do not pass -kernel/-initrd (QMP-only tests of a machine that never boots). */
   noKernel?: boolean;
+  /** Where vfio-pci devices are bound before launch (default: this machine). */
+  host?: Host;
 }
 
 /**
@@ -49,6 +53,9 @@ export class Lab {
   private disposed = false;
   private agentClient: AgentClient | undefined;
   failed = false;
+  /** Host devices bound to vfio-pci for this lab; restored in dispose(). */
+  bindings: DeviceBinding[] = [];
+  private binder: VfioPciBinder | undefined;
 
   private constructor(
     readonly profile: Profile,
@@ -68,10 +75,17 @@ export class Lab {
     argv.push(...(opts.extraArgs ?? []));
     await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv });
     let qemu: QemuProcess | undefined;
+    // A lab host passes real devices through: bind them to vfio-pci first, give them back in dispose().
+    const binder = new VfioPciBinder(opts.host ?? new LocalHost());
+    const bindings: DeviceBinding[] = [];
     try {
+      for (const d of profile.devices.filter((x) => x.driver === 'vfio-pci' && x.host)) {
+        bindings.push(await progress.step(`bind ${d.host} to vfio-pci`, () => binder.bind(d.host!)));
+        await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv, bindings });
+      }
       const spawnedAt = Date.now();
       qemu = await QemuProcess.start(profile.qemu.binary, argv, paths);
-      await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, qemuPid: qemu.pid, startedAt: new Date(spawnedAt).toISOString(), binary: profile.qemu.binary, argv });
+      await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, qemuPid: qemu.pid, startedAt: new Date(spawnedAt).toISOString(), binary: profile.qemu.binary, argv, bindings });
       const proc = qemu;
       const qmp = await progress.step(`start QEMU (${profile.name}) and connect QMP`, async () => {
         try {
@@ -85,11 +99,15 @@ export class Lab {
             'check the profile and the QEMU version; qemu-stderr.log is in the kept runtime dir');
         }
       });
-      return new Lab(profile, paths, qemu, qmp, spawnedAt, argv);
+      const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv);
+      lab.bindings = bindings;
+      lab.binder = binder;
+      return lab;
     } catch (err) {
       qemu?.kill('SIGKILL');
       await qemu?.exited;
       await qemu?.console.close();
+      for (const b of bindings.reverse()) await binder.restore(b).catch(() => {});
       throw withArtifacts(err, paths);
     }
   }
@@ -172,6 +190,12 @@ export class Lab {
     await this.qmp.close().catch(() => {});
     await this.agentClient?.close().catch(() => {});
     await this.process.console.close();
+    for (const b of this.bindings.reverse()) {
+      await this.binder!.restore(b).catch((err) => {
+        this.failed = true;
+        process.stderr.write(`tcelab: could not give ${b.device} back to ${b.previousDriver ?? 'no driver'}: ${(err as Error).message}\n`);
+      });
+    }
     if (opts.artifactsTo) await copyArtifacts(this.paths, opts.artifactsTo).catch(() => {});
     if (this.failed) return this.paths.dir;
     await removeRuntimeDir(this.paths);

@@ -1,0 +1,72 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { Lab } from '../src/qemu/lab.js';
+import { AgentHost } from '../src/host/host.js';
+import { VfioPciBinder } from '../src/host/vfio-binder.js';
+import { runDoctor } from '../src/doctor/doctor.js';
+import { loadProfile } from '../src/qemu/profile.js';
+import { emulatedLabInputs, testRuntimeRoot } from './helpers/lab.js';
+import { liveLabQemuPids } from './helpers/processes.js';
+import { packageRoot } from '../src/util/paths.js';
+
+const cli = join(packageRoot, 'dist/cli/main.js');
+
+describe('doctor on this machine', () => {
+  it('says the emulated profile can run and the lab-host profile cannot, and why', () => {
+    const emu = spawnSync(process.execPath, [cli, 'doctor', '--profile', 'emulated'], { encoding: 'utf8' });
+    expect(emu.status).toBe(0);
+    expect(emu.stdout).toMatch(/profile emulated on host: can run here/);
+    expect(emu.stdout).toMatch(/ok {3}QEMU binary: qemu-system-ppc64 \d+\.\d+/);
+    const env = { ...process.env };
+    delete env.TCELAB_VFIO_HOST;
+    const lab = spawnSync(process.execPath, [cli, 'doctor', '--profile', 'lab-host-vfio'], { encoding: 'utf8', env });
+    expect(lab.status).toBe(1);
+    expect(lab.stdout).toMatch(/cannot run here/);
+    if (process.arch === 'x64') expect(lab.stdout).toMatch(/FAIL KVM for pseries: this machine is x86_64: KVM runs a pseries guest only on a POWER host/);
+    expect(lab.stdout).toMatch(/FAIL TCELAB_VFIO_HOST: not set/);
+  });
+});
+
+// The host-side sysfs code, run for real inside the guest, whose kernel has IOMMU groups and vfio-pci.
+describe('doctor and the vfio-pci binder inside the guest (through the agent)', () => {
+  const root = testRuntimeRoot();
+  let lab: Lab;
+  let host: AgentHost;
+
+  beforeAll(async () => {
+    const { profile, image } = await emulatedLabInputs();
+    lab = await Lab.launch(profile, { image, runtimeRoot: root });
+    await lab.waitForGuestInit();
+    host = new AgentHost(await lab.agent());
+  });
+
+  afterAll(async () => {
+    await lab?.shutdown('quit').catch(() => {});
+    await lab?.dispose();
+    expect(liveLabQemuPids(root)).toEqual([]);
+  });
+
+  it('reports the device, its viable IOMMU group, /dev/vfio, and binds and restores it', async () => {
+    const profile = await loadProfile('lab-host-vfio', { TCELAB_VFIO_HOST: '0001:00:00.0' });
+    const agentPid = (await host.agent.info()).agentPid;
+    const before = await runDoctor(host, profile, { skipQemu: true, pid: agentPid });
+    const by = (name: string) => before.findings.find((f) => f.check === name);
+    expect(by('KVM for pseries')).toMatchObject({ status: 'fail', detail: '/dev/kvm is missing' });
+    expect(by('/dev/vfio')?.status).toBe('ok');
+    expect(by('device 0001:00:00.0')?.detail).toMatch(/bound to no driver/);
+    expect(by('IOMMU group 1')).toMatchObject({ status: 'ok' });
+    expect(by('IOMMU group 1')?.detail).toMatch(/viable: 0001:00:00\.0/);
+    expect(by('RLIMIT_MEMLOCK')?.status).toBe('ok');
+
+    const binder = new VfioPciBinder(host);
+    const b = await binder.bind('0001:00:00.0');
+    expect(b).toEqual({ device: '0001:00:00.0', previousDriver: null, group: 1 });
+    const during = await runDoctor(host, profile, { skipQemu: true, pid: agentPid });
+    expect(during.findings.find((f) => f.check === 'device 0001:00:00.0')?.detail).toBe('bound to vfio-pci');
+    expect((await host.listDir('/dev/vfio'))?.map((e) => e.name)).toContain('1');
+    expect(await binder.restore(b)).toBeNull();
+    expect(await binder.driverOf('0001:00:00.0')).toBeNull();
+    await expect(binder.bind('0009:00:00.0')).rejects.toThrow(/no such device on guest/);
+  });
+});
