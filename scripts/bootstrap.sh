@@ -14,6 +14,7 @@ HOST_PACKAGES=(
   xz-utils                   # kernel modules are .ko.xz
   util-linux                 # setpriv --pdeathsig: QEMU never outlives tcelab
   dpkg tar ca-certificates
+  chromium                   # the live-view test drives a real headless browser
 )
 if [ -n "${TCELAB_EXTRA_HOST_PACKAGES:-}" ]; then
   read -r -a extra <<<"$TCELAB_EXTRA_HOST_PACKAGES"

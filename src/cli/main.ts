@@ -48,6 +48,7 @@ async function main(argv: string[]): Promise<number> {
         .option('jobs', { type: 'number', default: 1, describe: 'labs at once in a suite' })
         .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the suite' })
         .option('repeat', { type: 'number', default: 1, describe: 'run each scenario N times' })
+        .option('live', { type: 'string', describe: 'serve a live view on 127.0.0.1 (optionally on this port) with a token URL' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'list the runs (of this shard) without running them' })
         .option('profile', { type: 'string', describe: 'profile for a scenario (default: the scenario\'s own)' })
         .option('results', { type: 'string', describe: 'results dir (default results/<scenario>-<time>)' })
@@ -55,7 +56,7 @@ async function main(argv: string[]): Promise<number> {
         .option('shutdown', { choices: ['powerdown', 'quit'] as const, default: 'powerdown' as const, describe: 'how a profile boot ends' }),
       (a) =>
         run((async () => {
-          const args = { target: a.target, all: a.all, profile: a.profile, results: a.results, set: a.set, json: a.json, repeat: a.repeat, jobs: a.jobs, shard: a.shard, dryRun: a.dryRun };
+          const args = { target: a.target, all: a.all, profile: a.profile, results: a.results, set: a.set, json: a.json, repeat: a.repeat, jobs: a.jobs, shard: a.shard, dryRun: a.dryRun, live: a.live };
           if (a.all) return scenarioCommand(args);
           const resolved = a.target ? await resolveScenario(a.target) : undefined;
           if (resolved) return scenarioCommand(args, resolved);

@@ -9,6 +9,7 @@ import { InputError } from '../util/errors.js';
 import { formatMs } from './output.js';
 import { bigintSafe } from '../report/write.js';
 import { listProfiles, loadProfile } from '../qemu/profile.js';
+import { LiveServer } from '../live/live-server.js';
 
 /** --set key=value pairs → scenario options (numbers and booleans parsed). */
 export function parseSetOptions(pairs: string[]): Record<string, number | string | boolean> {
@@ -47,6 +48,8 @@ export interface RunArgs {
   jobs: number;
   shard?: string;
   dryRun?: boolean;
+  /** Port for the live view ('' or 0: any free port), undefined: no live view. */
+  live?: string;
 }
 
 /** `tcelab run <scenario>` / `tcelab run --all`: exit 0 only when every verdict passed. */
@@ -70,12 +73,26 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
   }
   const progress = new StderrProgress();
   if (entries.length === 1 && !args.all) {
-    const report = await runScenario(entries[0]!.def, {
-      profile: args.profile, resultsDir: args.results ?? defaultResultsDir(entries[0]!.label), progress, options: entries[0]!.options, handleSignals: true,
-    });
-    printReport(report, args.json);
-    return report.passed ? 0 : 1;
+    let live: LiveServer | undefined;
+    if (args.live !== undefined) {
+      const port = args.live === '' ? 0 : Number(args.live);
+      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InputError('--live', args.live, 'must be a TCP port (0-65535), or nothing for any free port');
+      live = new LiveServer();
+      progress.info(`live view: ${await live.start(port)}`);
+    }
+    try {
+      const report = await runScenario(entries[0]!.def, {
+        profile: args.profile, resultsDir: args.results ?? defaultResultsDir(entries[0]!.label), progress, options: entries[0]!.options, handleSignals: true, live,
+      });
+      printReport(report, args.json);
+      return report.passed ? 0 : 1;
+    } finally {
+      // Give an open page a moment to receive the verdict before the server goes.
+      if (live) await new Promise((r) => setTimeout(r, 1000));
+      await live?.close();
+    }
   }
+  if (args.live !== undefined) throw new InputError('--live', args.live, 'works with a single run, not a suite');
   if (entries.length === 0) {
     progress.info('this shard has no runs');
     return 0;

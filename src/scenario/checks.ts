@@ -25,12 +25,13 @@ export class CheckRecorder {
   readonly checks: Check[] = [];
   private readonly t0 = Date.now();
 
-  constructor(private readonly progress: Progress) {}
+  constructor(private readonly progress: Progress, private readonly onRecord?: (c: Check) => void) {}
 
   record(name: string, pass: boolean, expected: unknown, measured: unknown, detail?: string, knownDefect?: string): boolean {
     const status = pass ? 'pass' : knownDefect ? 'known-defect' : 'fail';
     const c: Check = { name, pass, status, knownDefect, expected: jsonish(expected), measured: jsonish(measured), detail, atMs: Date.now() - this.t0 };
     this.checks.push(c);
+    this.onRecord?.(c);
     const label = { pass: 'PASS', fail: 'FAIL', 'known-defect': 'KNOWN-DEFECT' }[status];
     this.progress.info(`  ${label} ${name}: measured ${c.measured}${pass ? '' : `, expected ${c.expected}`}${detail ? ` (${detail})` : ''}` +
       (status === 'known-defect' ? `\n      known defect: ${knownDefect}` : pass && knownDefect ? '\n      (a documented defect no longer reproduces here)' : ''));

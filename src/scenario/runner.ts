@@ -14,6 +14,7 @@ import { ProcCountersProbe } from '../probes/proc.js';
 import { AgentHost, LocalHost } from '../host/host.js';
 import { awaitRelease, type ReleaseVerdict } from '../probes/release.js';
 import { writeReportFiles } from '../report/write.js';
+import type { LiveServer } from '../live/live-server.js';
 
 export interface ScenarioReport {
   scenario: string;
@@ -56,6 +57,8 @@ export interface RunOptions {
    * kB (seen: ±16 kB here). Within this many kB of the baseline counts as back.
    */
   mlockedToleranceKb?: number;
+  /** Publishes samples, phases, checks and QMP events as they happen. */
+  live?: LiveServer;
 }
 
 export function defaultResultsDir(scenario: string): string {
@@ -79,12 +82,22 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
   const t0 = Date.now();
   const phases: Phase[] = [];
   const sampler = new PinnedPageSampler(t0);
+  const live = opts.live;
   const phase = (name: string) => {
     const atMs = sampler.now();
     phases.push({ name, atMs, wallTime: new Date().toISOString() });
+    live?.publish({ type: 'phase', name, atMs });
     return atMs;
   };
-  const checks = new CheckRecorder(progress);
+  const checks = new CheckRecorder(progress, live ? (c) => live.publish({ type: 'check', name: c.name, status: c.status, measured: c.measured, expected: c.expected }) : undefined);
+  if (live) {
+    live.publish({ type: 'hello', scenario: def.name, profile: opts.profile ?? def.defaultProfile });
+    const MiB = 1024 * 1024;
+    sampler.on('sample', (s: Sample) => live.publish({
+      type: 'sample', t: s.t, source: s.source, pinnedMiB: (s.counters.pinnedPages * 4096) / MiB, mlockedMiB: (s.counters.mlockedKb * 1024) / MiB,
+      ...(s.counters.vmLckKb !== undefined ? { vmLckMiB: (s.counters.vmLckKb * 1024) / MiB } : {}),
+    }));
+  }
   const report: ScenarioReport = {
     scenario: def.name, profile: opts.profile ?? def.defaultProfile, options: opts.options ?? {}, passed: false,
     startedAt: new Date(t0).toISOString(), durationMs: 0, checks: checks.checks, phases, releases: [], timings: [], samples: sampler.samples,
@@ -114,6 +127,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
   report.qemuPid = lab.process.pid;
   report.qemuVersion = lab.qmp.qemuVersion;
   lab.qmp.onEvent((e) => {
+    live?.publish({ type: 'event', event: e.event, data: e.data, atMs: sampler.now() });
     if (['SHUTDOWN', 'GUEST_PANICKED', 'STOP', 'RESET'].includes(e.event)) phase(`${e.event} event`);
   });
   void lab.process.exited.then(() => phase('process exit'));
@@ -184,6 +198,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     if (!report.passed) lab.failed = true;
     await lab.dispose({ artifactsTo: join(resultsDir, 'artifacts') });
     report.durationMs = Date.now() - t0;
+    live?.publish({ type: 'done', passed: report.passed });
     await writeReportFiles(report).catch((err) => {
       report.error = `${report.error ? `${report.error}; ` : ''}could not write the results: ${(err as Error).message}`;
       report.passed = false;

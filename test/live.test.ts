@@ -1,0 +1,76 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { chromium } from 'playwright-core';
+import WebSocket from 'ws';
+import { LiveServer } from '../src/live/live-server.js';
+import { runScenario } from '../src/scenario/runner.js';
+import { resolveScenario } from '../src/scenario/registry.js';
+import { testRuntimeRoot } from './helpers/lab.js';
+import { liveLabQemuPids } from './helpers/processes.js';
+
+const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+  '--disable-component-update', '--disable-sync'];
+
+function wsStatus(url: string): Promise<string> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url);
+    ws.on('open', () => {
+      ws.close();
+      resolve('open');
+    });
+    ws.on('unexpected-response', (_req, res) => resolve(`refused ${res.statusCode}`));
+    ws.on('error', (e) => resolve(`error ${e.message}`));
+  });
+}
+
+describe('live view', () => {
+  it('serves a page on 127.0.0.1 that plots the run as it happens; a wrong token is refused', async () => {
+    const live = new LiveServer();
+    const url = await live.start(0);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+\/\?token=[0-9a-f]{32}$/);
+    const base = url.replace(/\?token=.*/, '');
+    const wsBase = base.replace('http://', 'ws://');
+    // Wrong or missing token: 403 for the page and for the WebSocket.
+    expect((await fetch(`${base}?token=${'0'.repeat(32)}`)).status).toBe(403);
+    expect((await fetch(base)).status).toBe(403);
+    expect(await wsStatus(`${wsBase}ws?token=nope`)).toBe('refused 403');
+
+    const root = testRuntimeRoot();
+    const { def } = (await resolveScenario('window-map-release'))!;
+    const run = runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, live });
+    // A fresh, empty profile for every run.
+    const browser = await chromium.launchPersistentContext(mkdtempSync('/tmp/tcelab-chromium-'), { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true });
+    try {
+      const page = await browser.newPage();
+      const response = await page.goto(url);
+      expect(response?.status()).toBe(200);
+      await page.waitForFunction(() => document.getElementById('conn')?.textContent === 'live', undefined, { timeout: 10_000 });
+      expect(await page.textContent('#scenario')).toBe('window-map-release on emulated');
+      // The chart updates during the run: the sample count keeps growing.
+      const count = async () => Number(await page.textContent('#sample-count'));
+      await page.waitForFunction(() => Number(document.getElementById('sample-count')?.textContent) > 20, undefined, { timeout: 30_000 });
+      const first = await count();
+      await page.waitForTimeout(1000);
+      expect(await count()).toBeGreaterThan(first);
+      // Verdicts and phases appear as they are decided.
+      await page.waitForSelector('#checks li.pass', { timeout: 60_000 });
+      await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'PASS', undefined, { timeout: 90_000 });
+      expect(await page.locator('#events li').count()).toBeGreaterThan(5);
+      const painted = await page.evaluate(() => {
+        const c = document.getElementById('host') as HTMLCanvasElement;
+        const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i + 3]! > 0) n++;
+        return n;
+      });
+      expect(painted).toBeGreaterThan(500);
+      await page.screenshot({ path: '/tmp/tcelab-live.png' });
+    } finally {
+      await browser.close();
+      const report = await run;
+      await live.close();
+      expect(report.passed).toBe(true);
+    }
+    expect(liveLabQemuPids(root)).toEqual([]);
+  });
+});
