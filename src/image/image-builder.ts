@@ -178,7 +178,8 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
     await progress.step(`download and verify ${toFetch.length} packages`, async (update) => {
       let i = 0;
       for (const p of toFetch) {
-        update(`${++i}/${toFetch.length} ${p.name} ${p.version}`);
+        update(`${i + 1}/${toFetch.length} ${p.name} ${p.version}`, i / toFetch.length);
+        i++;
         const target = join(debDir, debFileName(p));
         const had = existsSync(target);
         await apt.download(p, debDir);

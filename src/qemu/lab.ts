@@ -1,4 +1,6 @@
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cacheDir } from '../util/paths.js';
 import { buildArgv, type RuntimePaths, type BootImage } from './argv.js';
 import { QemuProcess, type ExitInfo } from './qemu-process.js';
 import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } from './runtime-dir.js';
@@ -114,13 +116,25 @@ export class Lab {
 
   /** Waits for the guest's /init to report ready on the console. */
   async waitForGuestInit(progress: Progress = silentProgress): Promise<GuestInitInfo> {
-    const m = await progress.step('boot the guest to init', () =>
-      this.process.console.waitFor(/TCELAB-INIT-READY kernel=(\S+) machine=(\S+)/, {
-        timeoutMs: this.profile.guest.bootTimeoutSec * 1000,
-        what: 'the guest init (TCELAB-INIT-READY)',
-      }),
-    );
-    return { kernelRelease: m[1]!, machine: m[2]!, spawnToInitMs: Date.now() - this.spawnedAt };
+    const expected = await expectedBootMs(this.profile.name);
+    const m = await progress.step('boot the guest to init', async (update) => {
+      // The bar is time against the last boot of this profile; the detail is the console's last line.
+      const timer = setInterval(() => {
+        const last = this.process.console.tail(3).split('\n').map((l) => l.trim()).filter(Boolean).pop() ?? '';
+        update(last.replace(/^\[\s*\d+\.\d+\]\s*/, '').slice(0, 60), Math.min(0.95, (Date.now() - this.spawnedAt) / expected));
+      }, 250);
+      try {
+        return await this.process.console.waitFor(/TCELAB-INIT-READY kernel=(\S+) machine=(\S+)/, {
+          timeoutMs: this.profile.guest.bootTimeoutSec * 1000,
+          what: 'the guest init (TCELAB-INIT-READY)',
+        });
+      } finally {
+        clearInterval(timer);
+      }
+    });
+    const spawnToInitMs = Date.now() - this.spawnedAt;
+    await recordBootMs(this.profile.name, spawnToInitMs);
+    return { kernelRelease: m[1]!, machine: m[2]!, spawnToInitMs };
   }
 
   /** The guest agent, connected on first use (after init). Fails at once if QEMU exits. */
@@ -204,6 +218,32 @@ export class Lab {
 
   async consoleLog(): Promise<string> {
     return readFile(this.paths.consoleLog, 'utf8').catch(() => '');
+  }
+}
+
+const bootTimesFile = () => join(cacheDir(), 'boot-times.json');
+
+async function expectedBootMs(profile: string): Promise<number> {
+  try {
+    const t = JSON.parse(await readFile(bootTimesFile(), 'utf8')) as Record<string, number>;
+    return t[profile] ?? 8000;
+  } catch {
+    return 8000;
+  }
+}
+
+/** Remembers how long a profile took to boot, so the next boot's bar means something. */
+async function recordBootMs(profile: string, ms: number): Promise<void> {
+  try {
+    let t: Record<string, number> = {};
+    try {
+      t = JSON.parse(await readFile(bootTimesFile(), 'utf8')) as Record<string, number>;
+    } catch {}
+    t[profile] = ms;
+    await mkdir(cacheDir(), { recursive: true });
+    await writeFile(bootTimesFile(), `${JSON.stringify(t)}\n`);
+  } catch {
+    // Best effort: a read-only cache only costs the bar its accuracy.
   }
 }
 
