@@ -3,10 +3,18 @@
  * artifacts), then exit with 128+signal. A second signal exits at once; QEMU
  * still dies with us through its parent-death signal.
  */
+let interruptedBy: NodeJS.Signals | undefined;
+
+/** The exit code an interrupted controller must end with (128 + signal), if it was interrupted. */
+export function interruptExitCode(): number | undefined {
+  return interruptedBy ? 128 + (interruptedBy === 'SIGINT' ? 2 : 15) : undefined;
+}
+
 export function installInterruptHandlers(teardown: () => Promise<void>): () => void {
   let tearingDown = false;
   const handler = (signal: NodeJS.Signals) => {
     const code = 128 + (signal === 'SIGINT' ? 2 : 15);
+    interruptedBy = signal;
     if (tearingDown) process.exit(code);
     tearingDown = true;
     process.stderr.write(`\ntcelab: ${signal} received, tearing the lab down\n`);

@@ -2,6 +2,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { reportError } from './output.js';
+import { interruptExitCode } from './interrupt.js';
 import { guestBuildCommand } from './guest-command.js';
 import { runBootCommand } from './run-command.js';
 import { qmpCommand } from './qmp-command.js';
@@ -67,6 +68,15 @@ async function main(argv: string[]): Promise<number> {
       y.option('profile', { type: 'string', describe: 'one profile (default: all shipped ones)' }),
       (a) => run(doctorCommand({ profile: a.profile, json: a.json })),
     )
+    .command('sweep', 'clean up after labs whose controller died (kill QEMU, restore devices, keep artifacts)', (y) => y,
+      (a) => run((async () => {
+        const { sweepStaleLabs } = await import('../qemu/sweep.js');
+        const { LocalHost } = await import('../host/host.js');
+        const swept = await sweepStaleLabs(undefined, new LocalHost());
+        process.stdout.write(a.json ? `${JSON.stringify(swept, null, 2)}\n` : swept.length ? swept.map((s) => `swept ${s.dir} (controller ${s.controllerPid} gone${s.qemuKilled ? ', QEMU killed' : ''}${s.restored.length ? `, restored ${s.restored.join(', ')}` : ''}) → ${s.keptAs}\n`).join('') : 'no stale labs\n');
+        return 0;
+      })()),
+    )
     .command('list', 'profiles and scenarios', (y) => y, (a) => run(listCommand({ json: a.json as boolean })))
     .command('qmp <target> <qmpCommand> [qmpArguments]', 'run one QMP command against a socket or a (stopped) lab from a profile', (y) =>
       y
@@ -129,7 +139,8 @@ async function main(argv: string[]): Promise<number> {
   return exitCode;
 }
 
+// An interrupted run ends with 128+signal whatever the command's own error path says.
 main(hideBin(process.argv)).then(
-  (code) => process.exit(code),
-  (err) => process.exit(reportError(err)),
+  (code) => process.exit(interruptExitCode() ?? code),
+  (err) => process.exit(interruptExitCode() ?? reportError(err)),
 );

@@ -1,9 +1,10 @@
-import { readFile, writeFile, mkdir } from 'node:fs/promises';
+import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cacheDir } from '../util/paths.js';
 import { buildArgv, type RuntimePaths, type BootImage } from './argv.js';
 import { QemuProcess, type ExitInfo } from './qemu-process.js';
 import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } from './runtime-dir.js';
+import { sweepStaleLabs } from './sweep.js';
 import type { Profile } from './profile.js';
 import { QmpClient } from '../qmp/qmp-client.js';
 import { AgentClient } from '../agent/agent-client.js';
@@ -70,6 +71,7 @@ export class Lab {
 
   static async launch(profile: Profile, opts: LaunchOptions): Promise<Lab> {
     const progress = opts.progress ?? silentProgress;
+    await sweepStaleLabs(opts.runtimeRoot, opts.host ?? new LocalHost());
     const paths = await createRuntimeDir(opts.runtimeRoot);
     const labName = `tcelab-${paths.dir.split('-').pop()}`;
     let argv = buildArgv(profile, paths, opts.image, labName);
@@ -104,6 +106,7 @@ export class Lab {
       const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv);
       lab.bindings = bindings;
       lab.binder = binder;
+      lab.watchForPanic();
       return lab;
     } catch (err) {
       qemu?.kill('SIGKILL');
@@ -135,6 +138,25 @@ export class Lab {
     const spawnToInitMs = Date.now() - this.spawnedAt;
     await recordBootMs(this.profile.name, spawnToInitMs);
     return { kernelRelease: m[1]!, machine: m[2]!, spawnToInitMs };
+  }
+
+  /** Set when the guest kernel panicked (console line or GUEST_PANICKED). */
+  panic: string | undefined;
+
+  /**
+   * A panicked guest answers nothing more: fail the agent's pending commands
+   * at once instead of letting each run into its timeout.
+   */
+  private watchForPanic(): void {
+    const onPanic = (what: string) => {
+      if (this.panic) return;
+      this.panic = what;
+      this.agentClient?.connection.abort(`the guest kernel panicked (${what})`);
+    };
+    this.process.console.on('panic', (line: string) => onPanic(line));
+    this.qmp.onEvent((e) => {
+      if (e.event === 'GUEST_PANICKED') onPanic(`GUEST_PANICKED ${JSON.stringify(e.data)}`);
+    });
   }
 
   /** The guest agent, connected on first use (after init). Fails at once if QEMU exits. */
@@ -194,8 +216,15 @@ export class Lab {
    * Reaps QEMU (SIGKILL if still running), closes the connections, and removes
    * the runtime dir, unless the run failed: then it is kept and its path is returned.
    */
-  async dispose(opts: { artifactsTo?: string } = {}): Promise<string | undefined> {
-    if (this.disposed) return undefined;
+  private disposing: Promise<string | undefined> | undefined;
+
+  dispose(opts: { artifactsTo?: string } = {}): Promise<string | undefined> {
+    // Concurrent callers (an interrupt handler and the normal path) share one teardown.
+    this.disposing ??= this.doDispose(opts);
+    return this.disposing;
+  }
+
+  private async doDispose(opts: { artifactsTo?: string }): Promise<string | undefined> {
     this.disposed = true;
     if (this.process.running) {
       this.process.kill('SIGKILL');
@@ -204,6 +233,8 @@ export class Lab {
     await this.qmp.close().catch(() => {});
     await this.agentClient?.close().catch(() => {});
     await this.process.console.close();
+    // A kept runtime dir is artifacts: the dead sockets go.
+    for (const sock of [this.paths.qmpSocket, this.paths.agentSocket, join(this.paths.dir, 'control.sock')]) await rm(sock, { force: true });
     for (const b of this.bindings.reverse()) {
       await this.binder!.restore(b).catch((err) => {
         this.failed = true;

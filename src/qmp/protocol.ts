@@ -205,6 +205,12 @@ export class ProtocolConnection extends EventEmitter {
     return this.events;
   }
 
+  /** Fails every pending and future command at once with `reason` (e.g. the guest panicked). */
+  abort(reason: string): void {
+    this.onClose(reason);
+    this.socket.destroy();
+  }
+
   async close(): Promise<void> {
     if (!this.closedReason) {
       this.onClose('closed by tcelab');

@@ -4,6 +4,7 @@ import { ddwWindows } from './builtin/ddw-windows.js';
 import { guestRelease3 } from './builtin/guest-release.js';
 import { shutdownRelease } from './builtin/shutdown-release.js';
 import { ddwHotplug } from './builtin/ddw-hotplug.js';
+import { registrationSoak } from './builtin/registration-soak.js';
 import { listScenarioFiles, loadScenarioFile, type ScenarioFile } from './data/scenario-file.js';
 import { definitionFromFile } from './data/interpreter.js';
 import { existsSync } from 'node:fs';
@@ -11,7 +12,7 @@ import { join } from 'node:path';
 import { scenariosDir } from './data/scenario-file.js';
 
 /** Procedures written in TypeScript; scenario files call them with a "do" step. */
-export const procedures: ScenarioDefinition[] = [preregAccounting, ddwWindows, guestRelease3, shutdownRelease, ddwHotplug];
+export const procedures: ScenarioDefinition[] = [preregAccounting, ddwWindows, guestRelease3, shutdownRelease, ddwHotplug, registrationSoak];
 
 /** Kept for callers that want the procedure itself. */
 export const builtinScenarios = procedures;

@@ -140,6 +140,21 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     : () => {};
 
   let guestPid: number | undefined;
+  let agentForShutdown: import('../agent/agent-client.js').AgentClient | undefined;
+  const shutdown = async (method: ShutdownMethod | 'agent'): Promise<ShutdownReport> => {
+    phase(`shutdown requested (${method})`);
+    let sd: ShutdownReport;
+    if (method === 'agent' && agentForShutdown) {
+      // The agent replies, then powers the guest off; escalation as for powerdown.
+      await agentForShutdown.poweroff().catch(() => {});
+      sd = await theLab.shutdown('powerdown', progress, { skipRequest: true });
+      sd.requested = 'agent' as ShutdownMethod;
+    } else {
+      sd = await theLab.shutdown(method === 'agent' ? 'powerdown' : method, progress);
+    }
+    report.shutdown = sd;
+    return sd;
+  };
   try {
     report.hostMemlockLimit = await hostProbe.memlockLimit(lab.process.pid);
     const init = await lab.waitForGuestInit(progress);
@@ -147,6 +162,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     report.spawnToInitMs = init.spawnToInitMs;
     phase('guest init');
     const agent = await lab.agent(progress);
+    agentForShutdown = agent;
     phase('agent ready');
     const guestProbe = new ProcCountersProbe(new AgentHost(agent));
     sampler.start('guest', guestProbe, { rateHz: guestRateHz, pid: () => guestPid });
@@ -156,32 +172,26 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
       watchGuestPid: (pid) => {
         guestPid = pid;
       },
-      shutdown: async (method) => {
-        phase(`shutdown requested (${method})`);
-        let sd: ShutdownReport;
-        if (method === 'agent') {
-          // The agent replies, then powers the guest off; escalation as for powerdown.
-          await agent.poweroff().catch(() => {});
-          sd = await theLab.shutdown('powerdown', progress, { skipRequest: true });
-          sd.requested = 'agent' as ShutdownMethod;
-        } else {
-          sd = await theLab.shutdown(method, progress);
-        }
-        report.shutdown = sd;
-        return sd;
-      },
+      shutdown,
     };
     progress.info(`scenario ${def.name} on ${profile.name} (guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion})`);
     await def.run(ctx);
-    if (!report.shutdown) {
-      const sd = await ctx.shutdown('powerdown');
-      checks.equal('guest powered off cleanly', sd.effective, 'powerdown', sd.escalations.join('; ') || undefined);
+  } catch (err) {
+    report.error = describeError(err);
+    checks.record('scenario ran to the end', false, 'no error', report.error);
+  }
+  try {
+    // Whether the steps passed or not, the guest goes away properly and the host is judged.
+    if (!report.shutdown && lab.process.running) {
+      // A panicked guest cannot act on a power-down request: quit at once.
+      const sd = await shutdown(lab.panic ? 'quit' : 'powerdown');
+      if (!report.error) checks.equal('guest powered off cleanly', sd.effective, 'powerdown', sd.escalations.join('; ') || undefined);
     }
     await sampler.stop('guest');
     await hostReleaseChecks(report, sampler, hostBaseline, checks, lab, releaseTimeoutMs, opts.mlockedToleranceKb ?? 1024);
   } catch (err) {
-    report.error = describeError(err);
-    checks.record('scenario ran to the end', false, 'no error', report.error);
+    report.error = `${report.error ? `${report.error}; ` : ''}${describeError(err)}`;
+    checks.record('lab torn down and judged', false, 'no error', describeError(err));
   } finally {
     uninstall();
     // A kernel validation run must never miss an oops, whatever the scenario checked or how it ended.

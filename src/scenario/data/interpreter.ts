@@ -190,6 +190,13 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
     case 'unplug-phb':
       ctx.timings.push(...(await st.hotplug!.unplugPhb(String(s.phb))).map((t) => ({ step: `${tag}: ${t.step}`, ms: t.ms })));
       return;
+    case 'guest-exec': {
+      const argv = s.argv as string[];
+      const r = await agent.exec(argv, (s.timeoutSec ?? 300) * 1000);
+      if (s.expectExit !== undefined) checks.equal(`${tag} ${argv.join(' ')}`, r.exitCode, Number(s.expectExit), r.stderr.trim().slice(0, 200) || undefined);
+      else if (r.exitCode !== 0) throw new TcelabError(tag, `${argv.join(' ')} exited with ${r.exitCode}: ${r.stderr.trim().slice(0, 300)}`);
+      return;
+    }
     case 'sleep':
       await new Promise((r) => setTimeout(r, Number(s.ms)));
       return;
@@ -200,7 +207,8 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
     }
     case 'do': {
       const proc = procedures.find((p) => p.name === s.procedure)!;
-      await proc.run({ ...ctx, options: { ...ctx.options, ...((s.options as Record<string, string | number | boolean>) ?? {}) } });
+      // The file's options are defaults; --set on the command line wins.
+      await proc.run({ ...ctx, options: { ...((s.options as Record<string, string | number | boolean>) ?? {}), ...ctx.options } });
       return;
     }
     default:

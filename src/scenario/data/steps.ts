@@ -33,6 +33,7 @@ export const STEP_SPECS: Record<string, Record<string, Spec>> = {
   'hotplug-device': { phb: name, driver: { type: 'string', pattern: /^[a-z0-9][a-z0-9_-]*$/ }, host: opt({ type: 'string' }), as: name },
   'unplug-device': { device: name },
   'unplug-phb': { phb: name },
+  'guest-exec': { argv: { type: 'array', maxItems: 64, items: { type: 'string' } }, expectExit: opt({ type: 'integer', min: 0, max: 255 }) },
   sleep: { ms: { type: 'integer', min: 0, max: 600_000 } },
   shutdown: { via: { type: 'string', enum: ['powerdown', 'agent', 'quit'] } },
   do: { procedure: name, options: opt({ type: 'map', values: { type: 'scalar' } }) },

@@ -1,0 +1,79 @@
+import { readdirSync } from 'node:fs';
+import type { ScenarioDefinition } from '../scenario.js';
+import { findGuestDevice } from '../guest-vfio.js';
+import { guestSampleNow } from '../guest-release.js';
+import { slope } from '../slope.js';
+
+/**
+ * A registration loop: register, map, unmap, unregister, N times (CI runs a
+ * reduced count; --set cycles=1000 for the full soak). Whatever leaks grows
+ * with the cycle count: pins, locked memory, file descriptors, DMA windows,
+ * or the controller's own memory. Reports the slopes per 100 cycles.
+ */
+export const registrationSoak: ScenarioDefinition = {
+  name: 'registration-soak',
+  description: 'register/map/unmap/unregister loop; slopes of pins, VmLck, fds, windows, controller memory per 100 cycles',
+  defaultProfile: 'emulated',
+  async run(ctx) {
+    const { agent, checks } = ctx;
+    const cycles = Number(ctx.options.cycles ?? 100);
+    const mib = Number(ctx.options.sizeMiB ?? 4);
+    // About 20 points for the slopes, and a progress line at least every 50 cycles.
+    const every = Math.max(1, Math.min(50, Math.floor(cycles / 20)));
+    const dev = await findGuestDevice(agent, ctx.profile);
+    const { group } = await agent.bind(dev.address);
+    const w = await agent.startWorker();
+    ctx.watchGuestPid(w.pid);
+    await w.open(group);
+    const r = await w.alloc(mib * 1024 * 1024);
+    const series = { pins: [] as Array<[number, number]>, vmLck: [] as Array<[number, number]>, fds: [] as Array<[number, number]>, windows: [] as Array<[number, number]>, rss: [] as Array<[number, number]>, ctlFds: [] as Array<[number, number]> };
+    let settledPins: number | undefined;
+    const measure = async (i: number) => {
+      // FOLL_PIN releases land lazily (~1 s): judge pins once the last cycle's release has settled.
+      const s = settledPins === undefined
+        ? await guestSampleNow(ctx)
+        : (await ctx.sampler.waitFor('guest', (c) => c.pinnedPages <= settledPins!, { after: ctx.sampler.now(), timeoutMs: 3000 })) ?? (await guestSampleNow(ctx));
+      settledPins ??= s.counters.pinnedPages;
+      series.pins.push([i, s.counters.pinnedPages]);
+      series.vmLck.push([i, (await w.status()).vmLckKb]);
+      series.fds.push([i, ((await agent.listDir(`/proc/${w.pid}/fd`)) ?? []).length]);
+      series.windows.push([i, (await ctx.ddw.windows()).length]);
+      series.rss.push([i, process.memoryUsage().rss / 1024]);
+      series.ctlFds.push([i, readdirSync('/proc/self/fd').length]);
+    };
+    // Warm-up cycle: the 32-bit window's userspace view is accounted on first use.
+    await w.register(r.region);
+    await w.map(r.region, 0, { size: r.size });
+    await w.unmap(0, r.size);
+    await w.unregister(r.region);
+    await new Promise((r) => setTimeout(r, 1500));
+    await measure(0);
+    let ms = 0;
+    for (let i = 1; i <= cycles; i++) {
+      const c0 = Date.now();
+      await w.register(r.region);
+      await w.map(r.region, 0, { size: r.size });
+      await w.unmap(0, r.size);
+      await w.unregister(r.region);
+      ms += Date.now() - c0;
+      if (i % every === 0) {
+        await measure(i);
+        ctx.progress.info(`  soak: ${i}/${cycles} cycles`);
+      }
+    }
+    ctx.timings.push({ step: `${cycles} register/map/unmap/unregister cycles of ${mib} MiB`, ms });
+    await measure(cycles + 1);
+    const per100 = (pts: Array<[number, number]>) => slope(pts) * 100;
+    const fmt = (v: number) => v.toFixed(3);
+    checks.record('soak: guest pinned pages per 100 cycles', Math.abs(per100(series.pins)) < 1, 0, fmt(per100(series.pins)), `pages; ${series.pins.length} points`);
+    checks.record('soak: worker VmLck per 100 cycles', Math.abs(per100(series.vmLck)) < 1, 0, fmt(per100(series.vmLck)), 'kB');
+    checks.record('soak: worker file descriptors per 100 cycles', Math.abs(per100(series.fds)) < 0.5, 0, fmt(per100(series.fds)));
+    checks.record('soak: host DMA windows per 100 cycles', Math.abs(per100(series.windows)) < 0.5, 0, fmt(per100(series.windows)));
+    checks.record('soak: controller file descriptors per 100 cycles', Math.abs(per100(series.ctlFds)) < 0.5, 0, fmt(per100(series.ctlFds)));
+    // The controller's RSS moves with the garbage collector: a leak shows as a steady climb well past its noise.
+    checks.record('soak: controller RSS per 100 cycles', per100(series.rss) < 2048, '< 2048', fmt(per100(series.rss)), `kB; ${(ms / cycles).toFixed(1)} ms per cycle`);
+    await w.stop('TERM');
+    ctx.watchGuestPid(undefined);
+    await agent.unbind(dev.address);
+  },
+};
