@@ -4,6 +4,7 @@ import type { AgentClient } from '../src/agent/agent-client.js';
 import { QmpCommandError } from '../src/qmp/errors.js';
 import { emulatedLabInputs, testRuntimeRoot } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
+import { rng, mutate } from './helpers/fuzz.js';
 
 async function errorClass(p: Promise<unknown>): Promise<string> {
   const e = await p.then(() => undefined, (err: unknown) => err);
@@ -51,6 +52,18 @@ describe('guest agent', () => {
     agent.connection.sendRaw(`{"execute":"ping","arguments":{"x":"${'a'.repeat(1100 * 1024)}"}}`);
     await agent.resync(10_000);
     expect((await agent.ping()).pong).toBe(true);
+  });
+
+  it('survives 300 fuzzed request lines (seed 42) and keeps serving', async () => {
+    const r = rng(42);
+    const bases = ['{"execute":"ping","id":"f1"}', '{"execute":"counters","arguments":{"pid":1},"id":"f2"}', '{"execute":"read-file","arguments":{"path":"/proc/vmstat","maxBytes":64},"id":"f3"}'];
+    for (let i = 0; i < 300; i++) {
+      agent.connection.sendRaw(Buffer.concat([mutate(bases[i % bases.length]!, r), Buffer.from('\n')]));
+      if (i % 50 === 0) await new Promise((res) => setTimeout(res, 20));
+    }
+    await agent.resync(20_000);
+    expect((await agent.ping()).pong).toBe(true);
+    expect((await agent.info()).kernelRelease).toMatch(/^6\.12\./);
   });
 
   it('runs helper programs with exit status and output', async () => {

@@ -4,6 +4,7 @@ import { Lab } from '../src/qemu/lab.js';
 import { QmpCommandError, QmpConnectionClosedError, QmpTimeoutError } from '../src/qmp/errors.js';
 import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
+import { rng, mutate } from './helpers/fuzz.js';
 
 // A real qemu-system-ppc64 held at -S: the CPU never runs, QMP is fully live.
 describe('QMP against a real QEMU (-S)', () => {
@@ -61,6 +62,16 @@ describe('QMP against a real QEMU (-S)', () => {
     lab.qmp.connection.sendRaw('}');
     await new Promise((r) => setTimeout(r, 200));
     expect(await lab.qmp.queryStatus()).toHaveProperty('status');
+  });
+
+  it('QEMU survives 300 fuzzed QMP lines (seed 7) and our client stays in step', async () => {
+    const r = rng(7);
+    const bases = ['{"execute":"query-status","id":"f1"}', '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/phb1","property":"ddw"},"id":"f2"}'];
+    for (let i = 0; i < 300; i++) lab.qmp.connection.sendRaw(Buffer.concat([mutate(bases[i % 2]!, r), Buffer.from('\n')]));
+    await new Promise((res) => setTimeout(res, 500));
+    expect(lab.process.running).toBe(true);
+    expect(await lab.qmp.queryStatus()).toHaveProperty('status');
+    expect(await lab.qmp.qomGet('/machine/peripheral/phb1', 'ddw')).toBe(true);
   });
 
   it('times out a command when QEMU does not answer, then recovers', async () => {

@@ -7,7 +7,7 @@ import { ddwHotplug } from './builtin/ddw-hotplug.js';
 import { registrationSoak } from './builtin/registration-soak.js';
 import { listScenarioFiles, loadScenarioFile, type ScenarioFile } from './data/scenario-file.js';
 import { definitionFromFile } from './data/interpreter.js';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { scenariosDir } from './data/scenario-file.js';
 
@@ -24,12 +24,24 @@ export function findScenario(name: string): ScenarioDefinition | undefined {
 /** A scenario by name: a file in scenarios/ (or a path), else a procedure. */
 export async function resolveScenario(nameOrPath: string): Promise<{ def: ScenarioDefinition; file?: ScenarioFile } | undefined> {
   const isPath = nameOrPath.includes('/') || nameOrPath.endsWith('.json');
+  // A path may hold a profile or a scenario: a scenario is the one with steps.
+  if (isPath && !looksLikeScenario(nameOrPath)) return undefined;
   if (isPath || existsSync(join(scenariosDir, `${nameOrPath}.json`))) {
     const file = await loadScenarioFile(nameOrPath);
     return { def: definitionFromFile(file, procedures), file };
   }
   const def = findScenario(nameOrPath);
   return def ? { def } : undefined;
+}
+
+function looksLikeScenario(path: string): boolean {
+  try {
+    const v = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+    return v !== null && typeof v === 'object' && 'steps' in v;
+  } catch {
+    // Unreadable or not JSON: let the scenario loader say what is wrong, unless it says "qemu".
+    return existsSync(path) && !/"qemu"\s*:/.test(readFileSync(path, 'utf8'));
+  }
 }
 
 export async function allScenarioFiles(): Promise<ScenarioFile[]> {

@@ -1,0 +1,88 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../src/util/paths.js';
+import { runtimeDirsIn } from './helpers/lab.js';
+
+const cli = join(packageRoot, 'dist/cli/main.js');
+const dir = mkdtempSync('/tmp/tcelab-bad-');
+const root = mkdtempSync('/tmp/tcelab-t-');
+
+function tcelab(...args: string[]) {
+  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 60_000 });
+}
+
+function file(name: string, text: string): string {
+  const p = join(dir, name);
+  writeFileSync(p, text);
+  return p;
+}
+
+const goodProfile = { qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024 }, phbs: [{ id: 'phb1', index: 1 }], devices: [{ id: 'edu1', driver: 'edu', phb: 'phb1' }] };
+
+// Profiles: [what is wrong, the profile, the field the error must name].
+const profiles: Array<[string, unknown, RegExp]> = [
+  ['unknown field', { ...goodProfile, qmeu: {} }, /qmeu: is not a known field/],
+  ['wrong type', { ...goodProfile, qemu: { ...goodProfile.qemu, memoryMiB: '1G' } }, /qemu\.memoryMiB: must be an integer/],
+  ['huge value', { ...goodProfile, qemu: { ...goodProfile.qemu, memoryMiB: 2 ** 40 } }, /qemu\.memoryMiB: must be between 128 and 1048576/],
+  ['huge array', { ...goodProfile, phbs: Array.from({ length: 40 }, (_, i) => ({ id: `p${i}`, index: i + 1 })) }, /phbs: has 40 entries; at most 31/],
+  ['injection through an option', { ...goodProfile, qemu: { ...goodProfile.qemu, machine: { usb: 'off,accel=kvm' } } }, /qemu\.machine\.usb/],
+  ['dangling reference', { ...goodProfile, devices: [{ id: 'd', driver: 'edu', phb: 'nowhere' }] }, /devices\[0\]\.phb: "nowhere" is not one of the profile's phbs/],
+  ['not an object', [1, 2], /\(top level\): must be an object/],
+];
+
+describe('bad input gets a clear error naming the field, never a stack trace, and no lab', () => {
+  for (const [what, profile, field] of profiles) {
+    it(`profile: ${what}`, () => {
+      const r = tcelab('run', file(`p-${what.replace(/\W/g, '_')}.json`, JSON.stringify(profile, null, 2)));
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(field);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+
+  it('profile: malformed JSON names line and column', () => {
+    const r = tcelab('run', file('p-syntax.json', '{\n  "qemu": { "accel": "tcg",, }\n}'));
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/line 2, column \d+: is not valid JSON/);
+  });
+
+  const scenarios: Array<[string, string, RegExp]> = [
+    ['unknown step', '{"description": "x",\n "steps": [\n {"step": "explode"}]}', /steps\[0\]\.step \(line 3\): must be one of/],
+    ['missing field', '{"description": "x",\n "steps": [\n {"step": "alloc", "worker": "w", "as": "r"}]}', /steps\[0\]\.sizeMiB \(line 3\): is required/],
+    ['wrong type', '{"description": "x", "steps": [{"step": "sleep", "ms": "soon"}]}', /steps\[0\]\.ms \(line 1\): must be an integer/],
+    ['bad errno', '{"description": "x", "steps": [{"step": "register", "worker": "w", "region": "r", "expectError": "busy"}]}', /expectError.*an errno name/],
+    ['unknown procedure', '{"description": "x", "steps": [{"step": "do", "procedure": "nope"}]}', /unknown procedure "nope"/],
+  ];
+  for (const [what, text, field] of scenarios) {
+    it(`scenario: ${what}`, () => {
+      const r = tcelab('run', file(`s-${what.replace(/\W/g, '_')}.json`, text));
+      expect([1, 2]).toContain(r.status);
+      expect(r.stderr).toMatch(field);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+
+  const flags: Array<[string[], RegExp]> = [
+    [['run', 'window-map-release', '--repeat', '0'], /--repeat: 0: must be an integer from 1 to 1000/],
+    [['run', 'window-map-release', '--set', 'oops'], /--set: oops: must be key=value/],
+    [['run', 'window-map-release', '--live', 'abc'], /--live: abc: must be a TCP port/],
+    [['run', 'window-map-release', '--profile', 'nope'], /profile nope: no such profile/],
+    [['qmp', 'emulated', 'query-status', '[1]'], /QMP arguments: json: must be a JSON object/],
+    [['hotplug', 'phb', 'add', '2', '--lab', '/nonexistent'], /no control socket at \/nonexistent\/control\.sock/],
+    [['report', '/nonexistent'], /report \/nonexistent: no results\.json there/],
+  ];
+  for (const [args, message] of flags) {
+    it(`flags: ${args.join(' ')}`, () => {
+      const r = tcelab(...args);
+      expect(r.status).not.toBe(0);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+
+  it('started no lab for any of it', () => {
+    expect(runtimeDirsIn(root)).toEqual([]);
+  });
+});
