@@ -38,7 +38,8 @@ export class AgentClient {
       this.connection.sendRaw(Buffer.from([0xff]));
       this.connection.startResync();
       try {
-        const got = await this.connection.execute<number>('sync-delimited', { id }, { timeoutMs: 1000 });
+        // Short attempts: a sync sent before the agent opened its port is lost, not late.
+        const got = await this.connection.execute<number>('sync-delimited', { id }, { timeoutMs: 150 });
         if (got === id) return;
         last = new TcelabError('agent resync', `expected id ${id}, got ${got}`);
       } catch (err) {

@@ -75,6 +75,8 @@ export class JsonLineDecoder {
  * 0x0800000000000000 as plain JSON integers.
  */
 export function parseJsonLossless(text: string): unknown {
+  // Fast path: no run of 16 digits, so no integer that JSON.parse could round.
+  if (!/\d{16}/.test(text)) return JSON.parse(text);
   let out = '';
   let last = 0;
   let inString = false;
@@ -122,6 +124,12 @@ export function decodeLine(line: string): Frame {
 
 /** JSON.stringify that writes BigInt values as exact JSON integers. */
 export function stringifyLossless(value: unknown): string {
+  try {
+    // Fast path: JSON.stringify throws on a BigInt, and only then is the replacer needed.
+    return JSON.stringify(value);
+  } catch (err) {
+    if (!(err instanceof TypeError)) throw err;
+  }
   let big = false;
   const text = JSON.stringify(value, (_k, v) => {
     if (typeof v !== 'bigint') return v;

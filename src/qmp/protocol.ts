@@ -122,8 +122,8 @@ export class ProtocolConnection extends EventEmitter {
   sendRaw(line: string | Buffer): void {
     if (this.closedReason) return;
     this.transcript.record('>', typeof line === 'string' ? line : `<${line.length} raw bytes>`);
-    this.socket.write(line);
-    if (typeof line === 'string') this.socket.write('\n');
+    // One write per message: a line and its newline in one segment.
+    this.socket.write(typeof line === 'string' ? `${line}\n` : line);
   }
 
   /** After this, input up to the next 0xFF byte is dropped (QGA resync). */

@@ -1,0 +1,158 @@
+#!/usr/bin/env node
+import { writeFile, mkdir } from 'node:fs/promises';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { loadProfile } from '../qemu/profile.js';
+import { requireGuestImage } from '../image/image-builder.js';
+import { Lab } from '../qemu/lab.js';
+import { qmpBench, summarize } from './qmp-bench.js';
+import { bootOnce, floorInitrd, cleanupFloor } from './boot-bench.js';
+import { median, fmt } from './stats.js';
+import { runScenario } from '../scenario/runner.js';
+import { allScenarioFiles, procedures } from '../scenario/registry.js';
+import { definitionFromFile } from '../scenario/data/interpreter.js';
+import { PinnedPageSampler } from '../probes/sampler.js';
+import { ProcCountersProbe } from '../probes/proc.js';
+import { LocalHost, AgentHost } from '../host/host.js';
+import { packageRoot } from '../util/paths.js';
+
+/**
+ * `npm run bench`: every ratio measured side by side in one run, on this
+ * machine. `--quick` skips the time-to-verdict of the built-in scenarios.
+ */
+const quick = process.argv.includes('--quick');
+const lines: string[] = [];
+const out = (s = '') => {
+  lines.push(s);
+  process.stdout.write(`${s}\n`);
+};
+
+async function main(): Promise<void> {
+  const profile = await loadProfile('emulated');
+  const image = await requireGuestImage('base');
+  out(`tcelab bench — ${new Date().toISOString()}`);
+  out(`machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, guest ${image.manifest.kernelRelease}`);
+  out();
+
+  // 1. Boot: floor vs tcelab, alternating.
+  const floor = await floorInitrd(image);
+  const f: number[] = [];
+  const t: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    f.push(await bootOnce(profile, image, floor));
+    t.push(await bootOnce(profile, image));
+  }
+  await cleanupFloor(floor);
+  out('## Boot (spawn → ready), 3 runs each, alternating');
+  out(`floor  (spawn → first line of a minimal /init, same kernel/VOF/machine): median ${fmt(median(f) / 1000)} s  [${f.map((x) => fmt(x / 1000)).join(', ')}]`);
+  out(`tcelab (spawn → guest agent answers):                                   median ${fmt(median(t) / 1000)} s  [${t.map((x) => fmt(x / 1000)).join(', ')}]`);
+  out(`ratio tcelab / floor: ${fmt(median(t) / median(f))}  (target ≤ 1.15)`);
+  out();
+
+  // 2. QMP round trips against one QEMU held at -S.
+  const lab = await Lab.launch(profile, { image, extraArgs: ['-S'] });
+  const sock = lab.paths.qmpSocket;
+  await lab.qmp.close(); // QMP serves one client at a time: hand the socket to the bench.
+  const rtt = summarize(await qmpBench(sock, 1000, 3));
+  await lab.dispose();
+  out('## QMP query-status round trip, 3 interleaved rounds × 1000 each');
+  out('client      p50 (ms)  p99 (ms)  commands/s');
+  for (const [name, r] of Object.entries(rtt)) out(`${name.padEnd(11)} ${fmt(r.p50, 3).padStart(8)}  ${fmt(r.p99, 3).padStart(8)}  ${fmt(r.perSec, 0).padStart(10)}`);
+  out(`ratio tcelab / node-qemu: p50 ${fmt(rtt.tcelab!.p50 / rtt['node-qemu']!.p50)}, throughput ${fmt(rtt['node-qemu']!.perSec / rtt.tcelab!.perSec)}  (target ≤ 1.0)`);
+  out(`ratio tcelab / floor:     p50 ${fmt(rtt.tcelab!.p50 / rtt.floor!.p50)}, throughput ${fmt(rtt.floor!.perSec / rtt.tcelab!.perSec)}  (target ≤ 1.2)`);
+  out(`ratio tcelab / floor+ids: p50 ${fmt(rtt.tcelab!.p50 / rtt['floor+ids']!.p50)}, throughput ${fmt(rtt['floor+ids']!.perSec / rtt.tcelab!.perSec)}  (same bytes on the wire: the client's own cost)`);
+  out('(tcelab tags every command with an id so that a reply arriving after its timeout is recognised and dropped;');
+  out(' node-qemu and the plain floor send none, and QEMU takes longer over a request that carries one.)');
+  out();
+
+  // 3. Registration cost in the guest, and 4. sampler overhead and detection latency.
+  const reg = await Lab.launch(profile, { image });
+  try {
+    await reg.waitForGuestInit();
+    const agent = await reg.agent();
+    const info = await agent.info();
+    const edu = info.iommuGroups.flatMap((g) => g.devices).find((d) => d.vendor === '0x1234')!;
+    const { group } = await agent.bind(edu.address);
+    const w = await agent.startWorker();
+    await w.open(group);
+    out('## REGISTER_MEMORY in the guest (TCG), host-side time incl. one agent round trip');
+    out('size     backing   ms        pages/s (4 KiB)  time vs 16 MiB');
+    for (const hugetlb of [false, true]) {
+      let base = 0;
+      for (const mib of [16, 64, 256]) {
+        const r = await w.alloc(mib * 2 ** 20, hugetlb);
+        const t0 = process.hrtime.bigint();
+        await w.register(r.region);
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        await w.unregister(r.region);
+        await w.free(r.region);
+        if (mib === 16) base = ms;
+        out(`${`${mib} MiB`.padEnd(8)} ${(hugetlb ? 'hugetlb' : '4K pages').padEnd(9)} ${fmt(ms, 1).padStart(8)}  ${fmt((mib * 256) / (ms / 1000), 0).padStart(15)}  ${fmt(ms / base)}× (size ×${mib / 16})`);
+      }
+    }
+    out();
+
+    // Sampler overhead: controller CPU with the host sampler at 20 Hz, against idle, 5 s each.
+    const cpuOver = async (run: boolean) => {
+      const s = new PinnedPageSampler(Date.now());
+      if (run) s.start('host', new ProcCountersProbe(new LocalHost()), { rateHz: 20, pid: () => reg.process.pid });
+      const c0 = process.cpuUsage();
+      await new Promise((r) => setTimeout(r, 5000));
+      const c = process.cpuUsage(c0);
+      await s.stop();
+      return { cpuMs: (c.user + c.system) / 1000, samples: s.samples.length };
+    };
+    const idle = await cpuOver(false);
+    const busy = await cpuOver(true);
+    out('## Sampler');
+    out(`host sampler at 20 Hz: ${busy.samples} samples in 5 s, controller CPU ${fmt(busy.cpuMs, 0)} ms vs ${fmt(idle.cpuMs, 0)} ms idle → ${fmt(((busy.cpuMs - idle.cpuMs) / 5000) * 100, 2)}% of one core, ${fmt((busy.cpuMs - idle.cpuMs) / busy.samples, 3)} ms per sample`);
+
+    // Detection latency: from a change's completion (the ioctl's reply) to the first sample showing it.
+    const guest = new PinnedPageSampler(Date.now());
+    guest.start('guest', new ProcCountersProbe(new AgentHost(agent)), { rateHz: 5 });
+    await guest.waitFor('guest', () => true, { after: 0, timeoutMs: 5000 });
+    const lat: number[] = [];
+    for (let i = 0; i < 8; i++) {
+      const r = await w.alloc(8 * 2 ** 20);
+      const before = guest.samples.at(-1)!.counters.pinnedPages;
+      await w.register(r.region);
+      const doneAt = guest.now();
+      const seen = await guest.waitFor('guest', (c) => c.pinnedPages >= before + 2048, { after: doneAt, timeoutMs: 5000 });
+      if (seen) lat.push(seen.t - doneAt);
+      await w.unregister(r.region);
+      await w.free(r.region);
+      await new Promise((res) => setTimeout(res, 1300 + i * 37));
+    }
+    await guest.stop();
+    out(`guest sampler at 5 Hz through the agent: detection latency median ${fmt(median(lat), 0)} ms, max ${fmt(Math.max(...lat), 0)} ms over ${lat.length} registrations (bound: one interval, 200 ms, plus a round trip)`);
+    out();
+    await w.stop('TERM');
+  } finally {
+    await reg.shutdown('quit').catch(() => {});
+    await reg.dispose();
+  }
+
+  // 5. Time to verdict of each built-in scenario.
+  if (!quick) {
+    out('## Time to verdict (launch → verdict written), one run each');
+    for (const file of await allScenarioFiles()) {
+      for (const v of file.variants) {
+        const label = [file.name, ...Object.values(v).filter((x) => typeof x === 'string')].join('-');
+        const r = await runScenario(definitionFromFile(file, procedures), { options: v, resultsDir: join('/tmp', `tcelab-bench-${label}`) });
+        out(`${label.padEnd(28)} ${fmt(r.durationMs / 1000, 1).padStart(6)} s  ${r.passed ? 'PASS' : 'FAIL'}  (spawn → init ${fmt((r.spawnToInitMs ?? 0) / 1000, 1)} s)`);
+      }
+    }
+    out();
+  }
+
+  const dir = join(packageRoot, 'bench', 'results');
+  await mkdir(dir, { recursive: true });
+  const file = join(dir, `${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}.txt`);
+  await writeFile(file, `${lines.join('\n')}\n`);
+  process.stdout.write(`raw output kept in ${file}\n`);
+}
+
+main().then(() => process.exit(0), (err) => {
+  process.stderr.write(`bench failed: ${(err as Error).message}\n`);
+  process.exit(1);
+});
