@@ -2,6 +2,8 @@ import type { ScenarioDefinition, ScenarioContext } from '../scenario.js';
 import { Hotplugger, type StepTiming } from '../../hotplug/hotplug.js';
 import { describeWindow, liobnOf, type DmaWindow } from '../../ddw/dma-window.js';
 import { guestSampleNow } from '../guest-release.js';
+import { slope } from '../slope.js';
+import { readdirSync } from 'node:fs';
 
 const GiB = 1n << 30n;
 
@@ -54,6 +56,15 @@ export const ddwHotplug: ScenarioDefinition = {
       };
     };
     const start = await snapshot();
+    const series = { pins: [] as Array<[number, number]>, groups: [] as Array<[number, number]>, windows: [] as Array<[number, number]>, ctlFds: [] as Array<[number, number]>, rss: [] as Array<[number, number]> };
+    const point = (round: number, snap: { pinned: number; groups: number; hostWindows: number }) => {
+      series.pins.push([round, snap.pinned]);
+      series.groups.push([round, snap.groups]);
+      series.windows.push([round, snap.hostWindows]);
+      series.ctlFds.push([round, readdirSync('/proc/self/fd').length]);
+      series.rss.push([round, process.memoryUsage().rss / 1024]);
+    };
+    point(0, start);
     const hostPhbWindows = async () => (await ctx.ddw.windows([{ id: phbId, index }])).filter((w) => w.phb === phbId);
 
     try {
@@ -110,7 +121,14 @@ export const ddwHotplug: ScenarioDefinition = {
         await waitPins(ctx, start.pinned);
         const settled = await guestSampleNow(ctx);
         checks.equal(`${tag}: no growth in guest pinned pages`, settled.counters.pinnedPages - start.pinned, 0);
+        point(round, { ...now, pinned: settled.counters.pinnedPages });
       }
+      // Slopes per round over all rounds: a leak too small to see in one round shows here.
+      const f = (v: number) => v.toFixed(3);
+      for (const [name, pts, unit] of [['guest pinned pages', series.pins, 'pages'], ['IOMMU groups', series.groups, ''], ['host DMA windows', series.windows, ''], ['controller file descriptors', series.ctlFds, '']] as const) {
+        checks.record(`slope of ${name} per round over ${rounds} rounds`, Math.abs(slope([...pts])) < 0.5, 0, f(slope([...pts])), unit || undefined);
+      }
+      checks.record(`slope of controller RSS per round over ${rounds} rounds`, slope(series.rss) < 2048, '< 2048', f(slope(series.rss)), 'kB');
     } finally {
       const left = await hp.unplugAll();
       if (left.length) checks.record('everything hot-plugged was unplugged', false, 'no errors', left.join('; '));
