@@ -1,9 +1,14 @@
 import { liveLabQemuPids } from './helpers/processes.js';
+import { TEST_ROOT_PREFIX } from './helpers/lab.js';
 
-/** The suite must leave no QEMU behind: checked once more after every file ran. */
+/**
+ * The suite must leave no QEMU behind: checked once more after every file ran.
+ * Only labs under the tests' own runtime roots count: a developer's `tcelab up`
+ * or another suite on the same machine is none of this suite's business.
+ */
 export default function setup(): () => void {
   return () => {
-    const left = liveLabQemuPids();
+    const left = liveLabQemuPids(TEST_ROOT_PREFIX);
     if (left.length > 0) {
       for (const pid of left) {
         try {

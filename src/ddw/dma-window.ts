@@ -27,6 +27,11 @@ export function describeWindow(w: Pick<DmaWindow, 'start' | 'size' | 'pageShift'
   return `${hex(w.start)}+${hex(w.size)} (${2 ** w.pageShift / 1024} KiB pages)`;
 }
 
+/** A list of windows as one comparable line: `liobn:start+size (page size)`, or "none". */
+export function summarizeWindows(ws: DmaWindow[]): string {
+  return ws.map((w) => `${w.liobn.toString(16)}:${describeWindow(w)}`).join(', ') || 'none';
+}
+
 /** Parses "info mtree": the tce-iommu-<liobn> regions that have a size, once per LIOBN. */
 export function parseMtreeWindows(mtree: string): Array<{ liobn: number; start: bigint; size: bigint }> {
   const out = new Map<number, { liobn: number; start: bigint; size: bigint }>();

@@ -188,7 +188,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
       if (!report.error) checks.equal('guest powered off cleanly', sd.effective, 'powerdown', sd.escalations.join('; ') || undefined);
     }
     await sampler.stop('guest');
-    await hostReleaseChecks(report, sampler, hostBaseline, checks, lab, releaseTimeoutMs, opts.mlockedToleranceKb ?? 1024);
+    await hostReleaseChecks(report, sampler, hostBaseline, checks, lab, releaseTimeoutMs, opts.mlockedToleranceKb ?? 1024, progress);
   } catch (err) {
     report.error = `${report.error ? `${report.error}; ` : ''}${describeError(err)}`;
     checks.record('lab torn down and judged', false, 'no error', describeError(err));
@@ -222,7 +222,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
  * baseline taken before launch; while it ran, the host must have accounted
  * what the profile implies (locked guest RAM, or VFIO-pinned guest RAM).
  */
-async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSampler, baseline: Sample, checks: CheckRecorder, lab: Lab, timeoutMs: number, mlockedToleranceKb: number): Promise<void> {
+async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSampler, baseline: Sample, checks: CheckRecorder, lab: Lab, timeoutMs: number, mlockedToleranceKb: number, progress: Progress): Promise<void> {
   const exit = await lab.process.exited;
   const exitT = exit.at - sampler.t0;
   const ramKb = lab.profile.qemu.memoryMiB * 1024;
@@ -240,7 +240,17 @@ async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSamp
   }
   for (const counter of ['pinnedPages', 'mlockedKb'] as const) {
     const tolerance = counter === 'mlockedKb' ? mlockedToleranceKb : 0;
-    const v = await awaitRelease(sampler, 'host', counter, baseline, { name: 'QEMU exit', t: exitT }, timeoutMs, tolerance);
+    const v = await progress.step(`wait for host ${counter} to return to baseline`, async (update) => {
+      const timer = setInterval(() => {
+        const last = sampler.of('host').at(-1)?.counters[counter] ?? 0;
+        update(`${last} now, baseline ${baseline.counters[counter]}`, (sampler.now() - exitT) / timeoutMs);
+      }, 200);
+      try {
+        return await awaitRelease(sampler, 'host', counter, baseline, { name: 'QEMU exit', t: exitT }, timeoutMs, tolerance);
+      } finally {
+        clearInterval(timer);
+      }
+    });
     report.releases.push(v);
     checks.record(`host: ${counter === 'pinnedPages' ? 'pinned pages (FOLL_PIN)' : 'Mlocked'} back to baseline after QEMU exit`, v.returned,
       tolerance ? `${v.baseline} ± ${tolerance}` : v.baseline, v.final,

@@ -3,9 +3,12 @@ import { join } from 'node:path';
 import { loadProfile, type Profile } from '../../src/qemu/profile.js';
 import { requireGuestImage, type GuestImage } from '../../src/image/image-builder.js';
 
+/** Every test's runtime root starts with this, so leftovers can be attributed to the suite. */
+export const TEST_ROOT_PREFIX = '/tmp/tcelab-t-';
+
 /** A runtime root of this test file's own, so leftovers can be attributed. */
 export function testRuntimeRoot(): string {
-  return mkdtempSync('/tmp/tcelab-t-');
+  return mkdtempSync(TEST_ROOT_PREFIX);
 }
 
 export function runtimeDirsIn(root: string): string[] {

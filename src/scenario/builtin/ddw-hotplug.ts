@@ -1,6 +1,6 @@
 import type { ScenarioDefinition, ScenarioContext } from '../scenario.js';
 import { Hotplugger, type StepTiming } from '../../hotplug/hotplug.js';
-import { describeWindow, liobnOf, type DmaWindow } from '../../ddw/dma-window.js';
+import { liobnOf, summarizeWindows, type DmaWindow } from '../../ddw/dma-window.js';
 import { guestSampleNow } from '../guest-release.js';
 import { slope } from '../slope.js';
 import { readdirSync } from 'node:fs';
@@ -17,9 +17,6 @@ export const STALE_PHB_SLOTS_DEFECT =
   'rpadlpar_io does not deregister a removed PHB\'s rpaphp slots (they stay in /sys/bus/pci/slots); ' +
   're-adding a PHB at the same index then oopses in rpaphp enable_slot() (run with --set reuseIndex=true to reproduce)';
 
-function summary(ws: DmaWindow[]): string {
-  return ws.map((w) => `${w.liobn.toString(16)}:${describeWindow(w)}`).join(', ') || 'none';
-}
 
 /**
  * Hot-plug a DDW-enabled PHB and a device, bind it to vfio-pci, create a
@@ -86,11 +83,11 @@ export const ddwHotplug: ScenarioDefinition = {
         ctx.watchGuestPid(worker.pid);
         const opened = await worker.open(bound.group);
         const dma32: DmaWindow = { phb: phbId, liobn: liobnOf(index, 0), start: BigInt(opened.info.dma32WindowStart), size: BigInt(opened.info.dma32WindowSize), pageShift: 12 };
-        checks.equal(`${tag}: host view of the new PHB before DDW = the guest's 32-bit window`, summary(await hostPhbWindows()), summary([dma32]));
+        checks.equal(`${tag}: host view of the new PHB before DDW = the guest's 32-bit window`, summarizeWindows(await hostPhbWindows()), summarizeWindows([dma32]));
         const win = await worker.createWindow(16, GiB);
         ctx.phase(`${tag}: window live`);
         const want: DmaWindow = { phb: phbId, liobn: liobnOf(index, 1), start: BigInt(win.startAddr), size: GiB, pageShift: 16 };
-        checks.equal(`${tag}: host view shows the guest's 64-bit window`, summary(await hostPhbWindows()), summary([dma32, want]));
+        checks.equal(`${tag}: host view shows the guest's 64-bit window`, summarizeWindows(await hostPhbWindows()), summarizeWindows([dma32, want]));
 
         const before = await guestSampleNow(ctx);
         const region = await worker.alloc(2 * 1024 * 1024, true);
@@ -102,7 +99,7 @@ export const ddwHotplug: ScenarioDefinition = {
         await worker.unmap(want.start, 2 * 1024 * 1024);
         await worker.unregister(region.region);
         await worker.removeWindow(win.startAddr);
-        checks.equal(`${tag}: host view after removing the window = the 32-bit window`, summary(await hostPhbWindows()), summary([dma32]));
+        checks.equal(`${tag}: host view after removing the window = the 32-bit window`, summarizeWindows(await hostPhbWindows()), summarizeWindows([dma32]));
         await worker.stop('TERM');
         ctx.watchGuestPid(undefined);
         await agent.unbind(dev.device.address);
@@ -111,7 +108,7 @@ export const ddwHotplug: ScenarioDefinition = {
         ctx.phase(`${tag}: device unplugged`);
         record(round, await hp.unplugPhb(phbId));
         ctx.phase(`${tag}: PHB unplugged`);
-        checks.equal(`${tag}: host has no window of the unplugged PHB`, summary(await hostPhbWindows()), 'none');
+        checks.equal(`${tag}: host has no window of the unplugged PHB`, summarizeWindows(await hostPhbWindows()), 'none');
 
         const now = await snapshot();
         checks.equal(`${tag}: no growth in IOMMU groups`, now.groups, start.groups);

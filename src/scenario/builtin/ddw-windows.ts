@@ -1,6 +1,6 @@
 import type { ScenarioDefinition, ScenarioContext } from '../scenario.js';
 import { findGuestDevice } from '../guest-vfio.js';
-import { describeWindow, liobnOf, type DmaWindow } from '../../ddw/dma-window.js';
+import { liobnOf, summarizeWindows, type DmaWindow } from '../../ddw/dma-window.js';
 import { QmpCommandError } from '../../qmp/errors.js';
 
 const GiB = 1n << 30n;
@@ -10,9 +10,6 @@ async function hostWindows(ctx: ScenarioContext, phb: string): Promise<DmaWindow
   return (await ctx.ddw.windows()).filter((w) => w.phb === phb);
 }
 
-function summary(ws: DmaWindow[]): string {
-  return ws.map((w) => `${w.liobn.toString(16)}:${describeWindow(w)}`).join(', ') || 'none';
-}
 
 /**
  * Dynamic DMA windows created by the guest's VFIO container through QEMU's
@@ -41,7 +38,7 @@ export const ddwWindows: ScenarioDefinition = {
     // The default 32-bit window, from both sides.
     let host = await hostWindows(ctx, phb.id);
     const dma32: DmaWindow = { phb: phb.id, liobn: liobnOf(phb.index, 0), start: BigInt(info.dma32WindowStart), size: BigInt(info.dma32WindowSize), pageShift: 12 };
-    checks.equal('host view before: only the default 32-bit window', summary(host), summary([dma32]));
+    checks.equal('host view before: only the default 32-bit window', summarizeWindows(host), summarizeWindows([dma32]));
 
     for (const spec of [
       { pageShift: 16, size: GiB, hugetlb: true, label: '64K-page' },
@@ -53,7 +50,7 @@ export const ddwWindows: ScenarioDefinition = {
       ctx.phase(`${spec.label} window live`);
       const want: DmaWindow = { phb: phb.id, liobn: liobnOf(phb.index, 1), start: BigInt(created.startAddr), size: spec.size, pageShift: spec.pageShift };
       host = await hostWindows(ctx, phb.id);
-      checks.equal(`host view shows exactly the ${spec.label} window`, summary(host), summary([dma32, want]));
+      checks.equal(`host view shows exactly the ${spec.label} window`, summarizeWindows(host), summarizeWindows([dma32, want]));
       checks.equal('host QOM dma64_win_addr equals the guest start address', (await ctx.ddw.phbState(phb.id)).dma64Start, want.start);
 
       // Map memory whose page size fits the window; 4K pages into a 64K window must fail.
@@ -74,7 +71,7 @@ export const ddwWindows: ScenarioDefinition = {
       await worker.free(region.region);
       await checks.succeeds(`remove the ${spec.label} window`, worker.removeWindow(created.startAddr));
       host = await hostWindows(ctx, phb.id);
-      checks.equal(`host view after removing the ${spec.label} window: only the default window`, summary(host), summary([dma32]));
+      checks.equal(`host view after removing the ${spec.label} window: only the default window`, summarizeWindows(host), summarizeWindows([dma32]));
     }
 
     // More windows than the container supports: the excess one fails cleanly, with an errno.
@@ -92,10 +89,10 @@ export const ddwWindows: ScenarioDefinition = {
     checks.equal(`windows beyond max_dynamic_windows_supported (${info.ddw.maxDynamicWindows}, the default one included) fail with ENOSPC`,
       `${created.length} created, then ${failure ?? 'no failure'}`, `${info.ddw.maxDynamicWindows - 1} created, then ENOSPC`);
     host = await hostWindows(ctx, phb.id);
-    checks.equal('host view holds the default window plus the ones created', host.length, 1 + created.length, summary(host));
+    checks.equal('host view holds the default window plus the ones created', host.length, 1 + created.length, summarizeWindows(host));
     for (const start of created) await worker.removeWindow(start);
     host = await hostWindows(ctx, phb.id);
-    checks.equal('host view after removing them: only the default window', summary(host), summary([dma32]));
+    checks.equal('host view after removing them: only the default window', summarizeWindows(host), summarizeWindows([dma32]));
     await worker.stop('TERM');
     await agent.unbind(dev.address);
   },
