@@ -9,6 +9,8 @@ import { loadProfile } from '../src/qemu/profile.js';
 import { emulatedLabInputs, testRuntimeRoot } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { packageRoot } from '../src/util/paths.js';
+import { sweepStaleLabs } from '../src/qemu/sweep.js';
+import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
@@ -68,5 +70,21 @@ describe('doctor and the vfio-pci binder inside the guest (through the agent)', 
     expect(await binder.restore(b)).toBeNull();
     expect(await binder.driverOf('0001:00:00.0')).toBeNull();
     await expect(binder.bind('0009:00:00.0')).rejects.toThrow(/no such device on guest/);
+  });
+
+  it('the stale-lab sweep gives a device back to its driver after its controller died', async () => {
+    const binder = new VfioPciBinder(host);
+    await binder.bind('0001:00:00.0');
+    // What a SIGKILLed controller leaves: a runtime dir whose lab.json names a dead controller and a bound device.
+    const root = mkdtempSync('/tmp/tcelab-sweep-');
+    const dir = `${root}/lab-dead01`;
+    mkdirSync(dir);
+    writeFileSync(`${dir}/lab.json`, JSON.stringify({ controllerPid: 2 ** 22 + 7, qemuPid: 2 ** 22 + 9, bindings: [{ device: '0001:00:00.0', previousDriver: null, group: 1 }] }));
+    writeFileSync(`${dir}/qmp.sock`, '');
+    const swept = await sweepStaleLabs(root, host);
+    expect(swept).toMatchObject([{ restored: ['0001:00:00.0'], qemuKilled: false }]);
+    expect(await binder.driverOf('0001:00:00.0')).toBeNull();
+    expect(existsSync(dir)).toBe(false);
+    expect(readdirSync(`${root}/stale-lab-dead01`)).toEqual(['lab.json']);
   });
 });

@@ -53,6 +53,8 @@ export interface LaunchOptions {
  * dir is removed only when the run succeeded, otherwise kept as artifacts.
  */
 export class Lab {
+  /** Labs alive in this controller process: process-wide metrics are only one lab's when this is 1. */
+  static active = 0;
   private disposed = false;
   private agentClient: AgentClient | undefined;
   failed = false;
@@ -107,6 +109,7 @@ export class Lab {
       lab.bindings = bindings;
       lab.binder = binder;
       lab.watchForPanic();
+      Lab.active++;
       return lab;
     } catch (err) {
       qemu?.kill('SIGKILL');
@@ -226,6 +229,7 @@ export class Lab {
 
   private async doDispose(opts: { artifactsTo?: string }): Promise<string | undefined> {
     this.disposed = true;
+    Lab.active--;
     if (this.process.running) {
       this.process.kill('SIGKILL');
     }
