@@ -1,5 +1,9 @@
 import { defineConfig } from 'vitest/config';
 
+// Every lab this run starts lives under /tmp/tcelab-t-<run>-…: the run's leftover check
+// then never mistakes another suite's (or a developer's) lab for one of its own.
+process.env.TCELAB_TEST_RUN ??= `${process.pid}`;
+
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],

@@ -3,11 +3,11 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../src/util/paths.js';
-import { runtimeDirsIn } from './helpers/lab.js';
+import { runtimeDirsIn, TEST_ROOT_PREFIX } from './helpers/lab.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 const dir = mkdtempSync('/tmp/tcelab-bad-');
-const root = mkdtempSync('/tmp/tcelab-t-');
+const root = mkdtempSync(TEST_ROOT_PREFIX);
 
 function tcelab(...args: string[]) {
   return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 60_000 });

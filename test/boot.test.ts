@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Lab } from '../src/qemu/lab.js';
-import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
+import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn, TEST_ROOT_PREFIX } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { packageRoot } from '../src/util/paths.js';
 
@@ -33,7 +33,7 @@ describe('emulated lab boot', () => {
   });
 
   it('`tcelab run` boots, prints the guest kernel and leaves nothing behind', () => {
-    const root = mkdtempSync('/tmp/tcelab-t-');
+    const root = mkdtempSync(TEST_ROOT_PREFIX);
     const r = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', 'emulated'], {
       env: { ...process.env, TCELAB_RUNTIME_DIR: root },
       encoding: 'utf8',

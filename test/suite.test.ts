@@ -4,13 +4,13 @@ import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../src/util/paths.js';
 import { liveLabQemuPids } from './helpers/processes.js';
-import { runtimeDirsIn } from './helpers/lab.js';
+import { runtimeDirsIn, TEST_ROOT_PREFIX } from './helpers/lab.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
 describe('suites from the CLI', () => {
   it('runs a scenario file twice in parallel labs (--repeat 2 --jobs 2) with JUnit output', () => {
-    const root = mkdtempSync('/tmp/tcelab-t-');
+    const root = mkdtempSync(TEST_ROOT_PREFIX);
     const results = mkdtempSync('/tmp/tcelab-res-');
     const r = spawnSync(process.execPath, [cli, 'run', 'window-map-release', '--repeat', '2', '--jobs', '2', '--results', results, '--json'], {
       env: { ...process.env, TCELAB_RUNTIME_DIR: root }, encoding: 'utf8', timeout: 300_000,

@@ -3,7 +3,6 @@ import { Lab } from '../qemu/lab.js';
 import { requireGuestImage } from '../image/image-builder.js';
 import { StderrProgress } from '../util/progress.js';
 import { formatMs } from './output.js';
-import { describeError } from '../util/errors.js';
 import { installInterruptHandlers } from './interrupt.js';
 
 /** `tcelab run [profile]`: boot the lab, show the guest is up, shut it down, print a summary. */
@@ -55,4 +54,3 @@ export async function runBootCommand(args: { profile: string; json: boolean; shu
   }
 }
 
-export { describeError };

@@ -1,4 +1,3 @@
-import { basename } from 'node:path';
 import type { Host } from '../host/host.js';
 import type { Profile } from '../qemu/profile.js';
 import { parseKbFields, parseMemlockLimit } from '../probes/proc.js';
@@ -117,4 +116,3 @@ export function formatDoctor(r: DoctorReport): string {
     r.findings.map((x) => `  ${mark[x.status]} ${x.check}: ${x.detail}${x.fix ? `\n       → ${x.fix}` : ''}\n`).join('');
 }
 
-export { basename };

@@ -2,7 +2,7 @@ import type { QmpClient } from '../qmp/qmp-client.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
 import { DRC_TYPE_PCI, DRC_TYPE_PHB, drcName, findInQueryPci, pciDrcIndex, phbDeviceTreeNode, phbDrcIndex } from './drc.js';
-import { phbDeviceArg, deviceArg } from '../qemu/argv.js';
+import { deviceArg } from '../qemu/argv.js';
 
 /**
  * PHB and PCI hotplug on pseries, with the guest completing each step: QMP
@@ -188,4 +188,3 @@ export class Hotplugger {
   }
 }
 
-export { phbDeviceArg };

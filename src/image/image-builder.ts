@@ -2,7 +2,7 @@ import { mkdir, readFile, writeFile, rm, rename, readdir, stat, readlink, copyFi
 import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
-import { join, dirname, posix } from 'node:path';
+import { join, posix } from 'node:path';
 import { PrivateApt, sha256File, debFileName, type DebPackage } from './private-apt.js';
 import { hostDebianMirror } from './apt-sources.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
@@ -418,4 +418,3 @@ async function walk(dir: string): Promise<string[]> {
   return out.sort();
 }
 
-export { dirname };

@@ -192,4 +192,3 @@ export async function listProfiles(): Promise<string[]> {
   return entries.filter((e) => e.endsWith('.json') && !e.startsWith('_')).map((e) => e.replace(/\.json$/, '')).sort();
 }
 
-export { InputError };

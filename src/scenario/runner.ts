@@ -256,6 +256,5 @@ async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSamp
       tolerance ? `${v.baseline} ± ${tolerance}` : v.baseline, v.final,
       v.returned ? `release latency ${v.latencyMs} ms from process exit, peak ${v.peak}` : `not back within ${timeoutMs} ms, peak ${v.peak}`);
   }
-  sampler.emit('released');
   report.phases.push({ name: 'baseline regained', atMs: sampler.now(), wallTime: new Date().toISOString() });
 }

@@ -4,7 +4,7 @@ import { loadProfile, type Profile } from '../../src/qemu/profile.js';
 import { requireGuestImage, type GuestImage } from '../../src/image/image-builder.js';
 
 /** Every test's runtime root starts with this, so leftovers can be attributed to the suite. */
-export const TEST_ROOT_PREFIX = '/tmp/tcelab-t-';
+export const TEST_ROOT_PREFIX = `/tmp/tcelab-t-${process.env.TCELAB_TEST_RUN ?? process.pid}-`;
 
 /** A runtime root of this test file's own, so leftovers can be attributed. */
 export function testRuntimeRoot(): string {
