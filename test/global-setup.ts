@@ -1,3 +1,5 @@
+import { readdirSync, rmdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { TEST_ROOT_PREFIX } from './helpers/lab.js';
 
@@ -16,6 +18,12 @@ export default function setup(): () => void {
         } catch {}
       }
       throw new Error(`QEMU processes left behind by the suite: ${left.join(', ')}`);
+    }
+    // This run's runtime roots that ended empty are scratch; roots holding kept artifacts stay.
+    const prefix = TEST_ROOT_PREFIX.split('/').pop()!;
+    for (const name of readdirSync('/tmp')) {
+      const dir = join('/tmp', name);
+      if (name.startsWith(prefix) && readdirSync(dir).length === 0) rmdirSync(dir);
     }
   };
 }
