@@ -79,7 +79,9 @@ export class Lab {
     let argv = buildArgv(profile, paths, opts.image, labName);
     if (opts.noKernel) argv = stripKernel(argv);
     argv.push(...(opts.extraArgs ?? []));
-    await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv });
+    // lab.json is the pid file the stale-lab sweep reads: rewritten whenever it learns something.
+    const record: Record<string, unknown> = { profile: profile.name, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv };
+    await writeLabRecord(paths, record);
     let qemu: QemuProcess | undefined;
     // A lab host passes real devices through: bind them to vfio-pci first, give them back in dispose().
     const binder = new VfioPciBinder(opts.host ?? new LocalHost());
@@ -87,11 +89,11 @@ export class Lab {
     try {
       for (const d of profile.devices.filter((x) => x.driver === 'vfio-pci' && x.host)) {
         bindings.push(await progress.step(`bind ${d.host} to vfio-pci`, () => binder.bind(d.host!)));
-        await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv, bindings });
+        await writeLabRecord(paths, Object.assign(record, { bindings }));
       }
       const spawnedAt = Date.now();
       qemu = await QemuProcess.start(profile.qemu.binary, argv, paths);
-      await writeLabRecord(paths, { profile: profile.name, controllerPid: process.pid, qemuPid: qemu.pid, startedAt: new Date(spawnedAt).toISOString(), binary: profile.qemu.binary, argv, bindings });
+      await writeLabRecord(paths, Object.assign(record, { qemuPid: qemu.pid, spawnedAt: new Date(spawnedAt).toISOString(), bindings }));
       const proc = qemu;
       const qmp = await progress.step(`start QEMU (${profile.name}) and connect QMP`, async () => {
         try {
@@ -249,10 +251,6 @@ export class Lab {
     if (this.failed) return this.paths.dir;
     await removeRuntimeDir(this.paths);
     return undefined;
-  }
-
-  async consoleLog(): Promise<string> {
-    return readFile(this.paths.consoleLog, 'utf8').catch(() => '');
   }
 }
 

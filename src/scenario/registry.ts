@@ -14,9 +14,6 @@ import { scenariosDir } from './data/scenario-file.js';
 /** Procedures written in TypeScript; scenario files call them with a "do" step. */
 export const procedures: ScenarioDefinition[] = [preregAccounting, ddwWindows, guestRelease3, shutdownRelease, ddwHotplug, registrationSoak];
 
-/** Kept for callers that want the procedure itself. */
-export const builtinScenarios = procedures;
-
 export function findScenario(name: string): ScenarioDefinition | undefined {
   return procedures.find((s) => s.name === name);
 }
