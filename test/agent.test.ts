@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../src/qemu/lab.js';
 import type { AgentClient } from '../src/agent/agent-client.js';
 import { QmpCommandError } from '../src/qmp/errors.js';
+import { AgentHost } from '../src/host/host.js';
 import { emulatedLabInputs, testRuntimeRoot } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { rng, mutate } from './helpers/fuzz.js';
@@ -74,6 +75,35 @@ describe('guest agent', () => {
     expect(bad.exitCode).toBe(127);
     const slow = await agent.exec(['sleep', '10'], 300);
     expect(slow.timedOut).toBe(true);
+  });
+
+  it('spawns long-running programs on the AgentHost: output streamed, exit status and signal reported', async () => {
+    const host = new AgentHost(agent);
+    const p = await host.spawn(['sh', '-c', 'echo out; echo err >&2; sleep 0.3; printf "\\377\\000binary"; exit 3']);
+    const collect = (r: NodeJS.ReadableStream) => new Promise<Buffer>((res) => { const parts: Buffer[] = []; r.on('data', (d: Buffer) => parts.push(d)); r.on('end', () => res(Buffer.concat(parts))); });
+    const [out, err, exit] = await Promise.all([collect(p.stdout), collect(p.stderr), p.exited]);
+    expect(exit).toMatchObject({ code: 3, signal: null });
+    expect(out).toEqual(Buffer.concat([Buffer.from('out\n'), Buffer.from([0xff, 0]), Buffer.from('binary')]));
+    expect(err.toString()).toBe('err\n');
+
+    const sleeper = await host.spawn(['sleep', '60']);
+    sleeper.kill('SIGTERM');
+    expect(await sleeper.exited).toMatchObject({ code: null, signal: 'SIGTERM' });
+    const missing = await host.spawn(['no-such-program']);
+    expect((await missing.exited).code).toBe(127);
+
+    expect(await errorClass(agent.execute('spawn', { argv: [] }))).toBe('InvalidParameter');
+    expect(await errorClass(agent.execute('stream-read', { stream: 9999 }))).toBe('ENOENT');
+    expect(await errorClass(agent.execute('relay-open', { path: '/no/such.sock' }))).toBe('ENOENT');
+    expect(await errorClass(agent.execute('relay-open', { path: `/tmp/${'x'.repeat(200)}` }))).toBe('InvalidParameter');
+    const s = await agent.spawn(['sleep', '60']);
+    expect(await errorClass(agent.execute('stream-write', { stream: s.stream, data: 'AAAA' }))).toBe('EBADF');
+    expect(await errorClass(agent.execute('stream-close', { stream: s.stream }))).toBe('EBUSY');
+    await agent.kill(s.pid, 'KILL');
+    for (let done = false; !done;) done = (await agent.streamRead(s.stream, 1000)).done;
+    await agent.streamClose(s.stream);
+    await expect(host.connectUnix('/no/such.sock')).rejects.toThrow(/ENOENT|No such file/);
+    expect((await agent.ping()).pong).toBe(true);
   });
 
   it('keeps serving while a program runs (exec is asynchronous)', async () => {

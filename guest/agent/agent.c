@@ -305,6 +305,10 @@ static const struct {
 	{ "worker-list", cmd_worker_list },
 	{ "worker-stop", cmd_worker_stop },
 	{ "poweroff", cmd_poweroff },
+	{ "spawn", cmd_spawn },
+	{ "relay-open", cmd_relay_open },
+	{ "stream-write", cmd_stream_write },
+	{ "stream-close", cmd_stream_close },
 };
 
 static void write_all(int fd, const char *buf, size_t len)
@@ -413,6 +417,16 @@ static void handle_line(const char *line)
 			json_free(&req);
 			return;
 		}
+	} else if (!strcmp(cmd, "stream-read")) {
+		/* A long poll: replied later when data arrives (stream_service). */
+		rc = stream_read_start(args ? args : &empty, &r, &id);
+		if (rc == 2) {
+			sb_free(&r.val);
+			sb_free(&id);
+			json_free(&req);
+			return;
+		}
+		ok = rc == 0;
 	} else {
 		handler_fn fn = NULL;
 		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
@@ -479,13 +493,17 @@ int main(void)
 	int discarding = 0;
 	char buf[65536];
 	for (;;) {
-		struct pollfd fds[1 + 16];
+		struct pollfd fds[1 + 16 + 32];
 		fds[0] = (struct pollfd){ .fd = port_fd, .events = POLLIN };
-		int nfds = 1 + exec_poll_fds(fds + 1, 16);
+		int nexec = exec_poll_fds(fds + 1, 16);
+		int streams_busy;
+		int nfds = 1 + nexec;
+		nfds += stream_poll_fds(fds + nfds, 32, &streams_busy);
 		/* Short timeout while programs run: their exit is noticed by polling. */
-		int ready = poll(fds, nfds, nfds > 1 ? 20 : 1000);
-		if (nfds > 1)
+		int ready = poll(fds, nfds, nexec || streams_busy ? 20 : nfds > 1 ? 200 : 1000);
+		if (nexec)
 			exec_service(send_reply);
+		stream_service(send_reply);
 		if (ready <= 0 || !(fds[0].revents & (POLLIN | POLLHUP)))
 			continue;
 		struct pollfd p = fds[0];

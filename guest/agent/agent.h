@@ -37,6 +37,15 @@ int cmd_vfio_holders(const struct jval *args, struct reply *r);
 int cmd_kill(const struct jval *args, struct reply *r);
 int cmd_hugepages(const struct jval *args, struct reply *r);
 
+/* stream.c: spawned programs and unix-socket relays */
+int cmd_spawn(const struct jval *args, struct reply *r);
+int cmd_relay_open(const struct jval *args, struct reply *r);
+int cmd_stream_write(const struct jval *args, struct reply *r);
+int cmd_stream_close(const struct jval *args, struct reply *r);
+int stream_read_start(const struct jval *args, struct reply *r, const struct sbuf *id);
+int stream_poll_fds(struct pollfd *p, int max, int *busy);
+void stream_service(void (*send)(struct sbuf *id, struct reply *r, int ok));
+
 /* worker.c: the VFIO worker process */
 void worker_main(int fd);
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 #include <linux/vfio.h>
 
@@ -333,6 +334,48 @@ static int op_fork_holder(const struct jval *args, struct reply *r, int agent_fd
 	return 0;
 }
 
+/*
+ * Seeded fault for a userspace tool the worker did not start (the inner QEMU
+ * of a nested lab host): duplicate another process's fds into this worker
+ * with pidfd_getfd(2), as if they had been passed over a unix socket. The
+ * duplicates reference the same open files, so the container and group stay
+ * alive after that process exits.
+ */
+static int adopted[16];
+static int nadopted;
+
+static int op_adopt_fds(const struct jval *args, struct reply *r)
+{
+	uint64_t pid;
+	int rc = json_u64(args, "pid", &pid);
+	if (rc || pid < 2)
+		return bad_arg(r, "pid", rc ? rc : -2, "a process id");
+	const struct jval *fds = json_get(args, "fds");
+	if (!fds || fds->type != J_ARR || fds->n < 1 || fds->n > 16 - nadopted)
+		return bad_arg(r, "fds", fds ? -2 : -1, "an array of fd numbers (at most 16 adopted in all)");
+	int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)pid, 0);
+	if (pidfd < 0)
+		return fail_errno(r, errno, "pidfd_open %llu", (unsigned long long)pid);
+	sb_raw(&r->val, "{\"fds\":[");
+	for (int i = 0; i < fds->n; i++) {
+		if (fds->items[i].type != J_NUM || fds->items[i].num < 0) {
+			close(pidfd);
+			return bad_arg(r, "fds", -2, "an array of fd numbers");
+		}
+		int fd = (int)syscall(SYS_pidfd_getfd, pidfd, (int)fds->items[i].num, 0);
+		if (fd < 0) {
+			int e = errno;
+			close(pidfd);
+			return fail_errno(r, e, "pidfd_getfd %llu fd %d", (unsigned long long)pid, (int)fds->items[i].num);
+		}
+		adopted[nadopted++] = fd;
+		sb_fmt(&r->val, "%s%d", i ? "," : "", fd);
+	}
+	close(pidfd);
+	sb_raw(&r->val, "]}");
+	return 0;
+}
+
 static int op_status(struct reply *r)
 {
 	sb_fmt(&r->val, "{\"pid\":%d,\"group\":%d,\"containerOpen\":%s,\"groupOpen\":%s,\"vmLckKb\":%lld,\"vmPinKb\":%lld,\"regions\":[",
@@ -428,6 +471,7 @@ void worker_main(int fd)
 			else if (!strcmp(op, "close-container")) rc = op_close(&r, &container_fd, "container");
 			else if (!strcmp(op, "close-group")) rc = op_close(&r, &group_fd, "group");
 			else if (!strcmp(op, "fork-holder")) rc = op_fork_holder(a, &r, fd);
+			else if (!strcmp(op, "adopt-fds")) rc = op_adopt_fds(a, &r);
 			else if (!strcmp(op, "status")) rc = op_status(&r);
 			else if (!strcmp(op, "exit")) {
 				uint64_t code = 0;

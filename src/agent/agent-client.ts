@@ -3,7 +3,7 @@ import { ProtocolConnection, type ProtocolOptions } from '../qmp/protocol.js';
 import { QmpTimeoutError } from '../qmp/errors.js';
 import { TcelabError } from '../util/errors.js';
 import type {
-  AgentInfo, CreatedWindow, ExecResult, GuestCounters, RegionInfo, TceInfo, VfioHolder, WorkerInfo, WorkerStatus,
+  AgentInfo, CreatedWindow, ExecResult, StreamChunk, GuestCounters, RegionInfo, TceInfo, VfioHolder, WorkerInfo, WorkerStatus,
 } from './types.js';
 
 /**
@@ -99,6 +99,29 @@ export class AgentClient {
     return this.execute('kill', { pid, signal });
   }
 
+  /** Starts a long-running program (it dies with the agent); read its output with streamRead. */
+  spawn(argv: string[], cwd?: string): Promise<{ stream: number; pid: number }> {
+    return this.execute('spawn', { argv, ...(cwd ? { cwd } : {}) });
+  }
+
+  /** Connects to a unix socket in the guest; its bytes go through streamWrite/streamRead. */
+  relayOpen(path: string): Promise<{ stream: number }> {
+    return this.execute('relay-open', { path });
+  }
+
+  streamWrite(stream: number, data: Buffer): Promise<{ written: number }> {
+    return this.execute('stream-write', { stream, data: data.toString('base64') });
+  }
+
+  /** A long poll: answered when there is data, the stream ended, or waitMs passed. */
+  streamRead(stream: number, waitMs: number): Promise<StreamChunk> {
+    return this.execute('stream-read', { stream, waitMs }, waitMs + 10_000);
+  }
+
+  streamClose(stream: number): Promise<void> {
+    return this.execute('stream-close', { stream });
+  }
+
   async startWorker(): Promise<VfioWorker> {
     const w = await this.execute<WorkerInfo>('worker-start');
     return new VfioWorker(this, w.worker, w.pid);
@@ -178,6 +201,11 @@ export class VfioWorker {
   /** The seeded leak: a child process that inherits the container and group fds. */
   forkHolder(): Promise<{ pid: number }> {
     return this.op('fork-holder');
+  }
+
+  /** Duplicates another process's fds into this worker (pidfd_getfd), as if passed to it. */
+  adoptFds(pid: number, fds: number[]): Promise<{ fds: number[] }> {
+    return this.op('adopt-fds', { pid, fds });
   }
 
   status(): Promise<WorkerStatus> {

@@ -91,3 +91,14 @@ export interface VfioHolder {
   vmLckKb: number;
   fds: string[];
 }
+
+/** What a stream-read returns: bytes since the last read (base64), and whether the stream ended. */
+export interface StreamChunk {
+  out: string;
+  err: string;
+  /** Bytes of program output dropped because the host read too slowly. */
+  dropped: number;
+  done: boolean;
+  exitCode?: number;
+  signal?: number;
+}

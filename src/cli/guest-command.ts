@@ -1,4 +1,6 @@
 import { buildGuestImage, type ImageVariant } from '../image/image-builder.js';
+import type { Profile } from '../qemu/profile.js';
+import type { Progress } from '../util/progress.js';
 import { StderrProgress } from '../util/progress.js';
 import { formatBytes, formatMs } from './output.js';
 
@@ -22,4 +24,16 @@ export async function guestBuildCommand(args: { variant: ImageVariant; refresh: 
       m.packages.map((p) => `    ${p.name.padEnd(40)} ${p.version.padEnd(22)} sha256:${p.sha256.slice(0, 16)}…\n`).join(''),
   );
   return 0;
+}
+
+/**
+ * Builds the guest images these profiles boot, where missing or stale: a run
+ * from a clean checkout needs no separate build step (up to date: ~20 ms).
+ */
+export async function ensureGuestImages(profiles: Profile[], progress: Progress): Promise<void> {
+  const variants = [...new Set(profiles.map((p) => p.guest.image))];
+  for (const variant of variants) {
+    const r = await buildGuestImage({ variant, refresh: false, progress });
+    if (r.action !== 'up-to-date') progress.info(`guest image "${variant}" ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`);
+  }
 }

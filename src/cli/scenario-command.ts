@@ -9,6 +9,7 @@ import { InputError } from '../util/errors.js';
 import { formatMs } from './output.js';
 import { bigintSafe } from '../report/write.js';
 import { listProfiles, loadProfile } from '../qemu/profile.js';
+import { ensureGuestImages } from './guest-command.js';
 import { LiveServer } from '../live/live-server.js';
 
 /** --set key=value pairs → scenario options (numbers and booleans parsed). */
@@ -72,6 +73,7 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
     return 0;
   }
   const progress = new StderrProgress();
+  await ensureGuestImages(await Promise.all([...new Set(entries.map((e) => e.profile ?? e.def.defaultProfile))].map((n) => loadProfile(n))), progress);
   if (entries.length === 1 && !args.all) {
     let live: LiveServer | undefined;
     if (args.live !== undefined) {

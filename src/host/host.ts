@@ -1,8 +1,12 @@
-import { readFile, readdir, readlink, writeFile } from 'node:fs/promises';
-import { readFileSync } from 'node:fs';
+import { readFile, readdir, readlink, writeFile, mkdtemp, rm } from 'node:fs/promises';
+import { existsSync, readFileSync } from 'node:fs';
 import { basename, dirname } from 'node:path';
+import { spawn } from 'node:child_process';
+import { connect } from 'node:net';
+import { constants } from 'node:os';
+import { Duplex, PassThrough, type Readable } from 'node:stream';
 import type { AgentClient } from '../agent/agent-client.js';
-import { QmpCommandError } from '../qmp/errors.js';
+import { QmpCommandError, QmpTimeoutError } from '../qmp/errors.js';
 import { run } from '../util/exec.js';
 
 /**
@@ -16,8 +20,41 @@ export interface DirEntry {
   target?: string;
 }
 
+/** How a process on a Host ended. `at` is when the controller learned it (ms since the epoch). */
+export interface HostExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  at: number;
+}
+
+/** A long-running process on a Host (a QEMU): its output as streams, its end as a promise. */
+export interface HostProcess {
+  readonly pid: number;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  readonly exited: Promise<HostExit>;
+  /** Sends a signal; a process that already exited is not an error. */
+  kill(signal: NodeJS.Signals): void;
+}
+
+export interface SpawnOptions {
+  cwd?: string;
+}
+
 export interface Host {
   readonly name: string;
+  /** This machine (the controller's own processes, files and sockets) or one reached through an agent. */
+  readonly local: boolean;
+  /**
+   * Starts a program that dies with whatever started it (the controller here,
+   * the agent in a guest), so a lost controller never leaves a lab behind.
+   */
+  spawn(argv: string[], opts?: SpawnOptions): Promise<HostProcess>;
+  /** A byte stream to a unix socket on this host; rejects while nothing listens there. */
+  connectUnix(path: string): Promise<Duplex>;
+  /** A new directory only its owner can enter, for sockets and pid files. */
+  makePrivateDir(prefix: string): Promise<string>;
+  removeDir(path: string): Promise<void>;
   /** File contents, or undefined if the file does not exist (e.g. a process that exited). */
   readFile(path: string): Promise<string | undefined>;
   writeFile(path: string, content: string): Promise<void>;
@@ -32,6 +69,46 @@ const missing = (err: unknown) => ['ENOENT', 'ESRCH', 'ENOTDIR'].includes((err a
 
 export class LocalHost implements Host {
   readonly name = 'host';
+  readonly local = true;
+
+  async spawn(argv: string[], opts: SpawnOptions = {}): Promise<HostProcess> {
+    // setpriv --pdeathsig: the kernel kills the child when the controller dies, even by SIGKILL.
+    const usePdeathsig = process.platform === 'linux' && existsSync('/usr/bin/setpriv');
+    const [cmd, ...args] = usePdeathsig ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--', ...argv] : argv;
+    const child = spawn(cmd!, args, { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    await new Promise<void>((resolve, reject) => {
+      child.once('spawn', resolve);
+      child.once('error', reject);
+    });
+    const exited = new Promise<HostExit>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal, at: Date.now() })));
+    let done = false;
+    void exited.then(() => (done = true));
+    return {
+      pid: child.pid!, stdout: child.stdout!, stderr: child.stderr!, exited,
+      kill: (signal) => {
+        if (!done) child.kill(signal);
+      },
+    };
+  }
+
+  connectUnix(path: string): Promise<Duplex> {
+    return new Promise((resolve, reject) => {
+      const s = connect(path);
+      s.once('connect', () => {
+        s.removeListener('error', reject);
+        resolve(s);
+      });
+      s.once('error', reject);
+    });
+  }
+
+  makePrivateDir(prefix: string): Promise<string> {
+    return mkdtemp(prefix);
+  }
+
+  removeDir(path: string): Promise<void> {
+    return rm(path, { recursive: true, force: true });
+  }
 
   async readFile(path: string): Promise<string | undefined> {
     try {
@@ -84,8 +161,110 @@ export class LocalHost implements Host {
   }
 }
 
+const signalNames = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
+const agentSignals: Partial<Record<NodeJS.Signals, 'TERM' | 'KILL' | 'INT' | 'STOP' | 'CONT'>> = {
+  SIGTERM: 'TERM', SIGKILL: 'KILL', SIGINT: 'INT', SIGSTOP: 'STOP', SIGCONT: 'CONT',
+};
+
+/** How long one stream-read may wait in the agent: bounds how late a torn-down stream is closed. */
+const LONG_POLL_MS = 500;
+
+/**
+ * Reads a stream until it ends, long-polling the agent. Ends with the last
+ * chunk (done), or undefined when the agent went away (the guest shut down).
+ */
+async function pumpStream(agent: AgentClient, stream: number, sink: (out: Buffer, err: Buffer) => void, stopped: () => boolean) {
+  for (;;) {
+    let chunk;
+    try {
+      chunk = await agent.streamRead(stream, LONG_POLL_MS);
+    } catch (err) {
+      // A busy agent (a slow exec) delays a read; it does not end the stream.
+      if (err instanceof QmpTimeoutError && !agent.connection.closed) continue;
+      return undefined;
+    }
+    sink(Buffer.from(chunk.out, 'base64'), Buffer.from(chunk.err, 'base64'));
+    if (chunk.done || stopped()) {
+      await agent.streamClose(stream).catch(() => {});
+      return chunk;
+    }
+  }
+}
+
+/** A unix socket in the guest, relayed by the agent: writes are stream-write, reads a long poll. */
+class AgentRelay extends Duplex {
+  private stopped = false;
+
+  constructor(private readonly agent: AgentClient, private readonly stream: number) {
+    // allowHalfOpen false: when the guest side closes, this side ends too and emits 'close'.
+    super({ allowHalfOpen: false });
+    void pumpStream(agent, stream, (out) => {
+      if (out.length && !this.destroyed) this.push(out);
+    }, () => this.stopped).then((last) => {
+      if (this.destroyed) return;
+      if (last) this.push(null);
+      else this.destroy(new Error('the guest agent went away'));
+    });
+  }
+
+  override _read(): void {}
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.agent.streamWrite(this.stream, chunk).then(() => cb(), (err: Error) => cb(err));
+  }
+
+  override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {
+    // The pump closes the agent's end after its current long poll.
+    this.stopped = true;
+    cb(err);
+  }
+}
+
 export class AgentHost implements Host {
+  readonly local = false;
+
   constructor(readonly agent: AgentClient, readonly name = 'guest') {}
+
+  async spawn(argv: string[], opts: SpawnOptions = {}): Promise<HostProcess> {
+    const { stream, pid } = await this.agent.spawn(argv, opts.cwd);
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let done = false;
+    const exited = pumpStream(this.agent, stream, (out, err) => {
+      if (out.length) stdout.write(out);
+      if (err.length) stderr.write(err);
+    }, () => false).then((last): HostExit => {
+      done = true;
+      stdout.end();
+      stderr.end();
+      // No last chunk: the agent (the whole guest) went away, and the program with it.
+      if (!last) return { code: null, signal: 'SIGKILL', at: Date.now() };
+      return { code: last.exitCode ?? null, signal: last.signal ? (signalNames.get(last.signal) ?? 'SIGKILL') : null, at: Date.now() };
+    });
+    return {
+      pid, stdout, stderr, exited,
+      kill: (signal) => {
+        const name = agentSignals[signal];
+        if (!name) throw new Error(`the agent cannot send ${signal}`);
+        if (!done) void this.agent.kill(pid, name).catch(() => {});
+      },
+    };
+  }
+
+  async connectUnix(path: string): Promise<Duplex> {
+    const { stream } = await this.agent.relayOpen(path);
+    return new AgentRelay(this.agent, stream);
+  }
+
+  async makePrivateDir(prefix: string): Promise<string> {
+    const r = await this.agent.exec(['mktemp', '-d', `${prefix}XXXXXX`], 10_000);
+    if (r.exitCode !== 0) throw new Error(`mktemp -d in the guest failed: ${r.stderr.trim()}`);
+    return r.stdout.trim();
+  }
+
+  async removeDir(path: string): Promise<void> {
+    await this.agent.exec(['rm', '-rf', path], 10_000);
+  }
 
   private static missing(err: unknown): boolean {
     return err instanceof QmpCommandError && ['ENOENT', 'ESRCH', 'ENOTDIR'].includes(err.errorClass);

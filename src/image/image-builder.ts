@@ -32,6 +32,8 @@ export interface ImageManifest {
   variant: ImageVariant;
   builtAt: string;
   suite: string;
+  /** Which dists/ index the packages were resolved from (the codename, or its alias when the mirror was mid-sync) and its Release date. */
+  index?: { dist: string; date?: string };
   architecture: string;
   kernelRelease: string;
   packages: Array<Pick<DebPackage, 'name' | 'version' | 'architecture' | 'filename' | 'sha256' | 'size'>>;
@@ -170,10 +172,13 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
 
   let downloadedBytes = 0;
   let action: BuildResult['action'] = 'repacked';
+  let index: ImageManifest['index'];
   if (!packages) {
     action = 'downloaded';
     const apt = new PrivateApt(join(cache, 'guest', 'apt'), hostDebianMirror(), SUITE, ARCH);
     await progress.step(`update Debian ${SUITE} ${ARCH} package lists (private apt config)`, () => apt.update());
+    index = { dist: apt.dist, date: await apt.releaseField(apt.dist, 'Date') };
+    if (apt.dist !== SUITE) progress.info(`the mirror's ${SUITE} index is mid-sync; using its ${apt.dist} alias (same release, signed, from ${index.date ?? 'unknown date'})`);
     packages = await progress.step('resolve package versions', () => resolvePackages(apt, spec));
     const toFetch = packages;
     await progress.step(`download and verify ${toFetch.length} packages`, async (update) => {
@@ -228,6 +233,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
       variant,
       builtAt: new Date().toISOString(),
       suite: SUITE,
+      ...(index ? { index } : {}),
       architecture: ARCH,
       kernelRelease,
       packages: packages.map(({ name, version, architecture, filename, sha256, size }) => ({ name, version, architecture, filename, sha256, size })),

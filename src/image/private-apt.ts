@@ -1,4 +1,4 @@
-import { mkdir, writeFile, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, writeFile, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { createReadStream, existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { join } from 'node:path';
@@ -23,12 +23,20 @@ export interface DebPackage {
 }
 
 export class PrivateApt {
+  /**
+   * The dists/ name the lists came from: the codename, or its suite alias
+   * (stable) when the mirror's codename index was caught mid-sync.
+   */
+  dist: string;
+
   constructor(
     readonly root: string,
     readonly mirror: string,
     readonly suite = 'trixie',
     readonly arch = 'ppc64el',
-  ) {}
+  ) {
+    this.dist = suite;
+  }
 
   private get options(): string[] {
     const r = this.root;
@@ -52,14 +60,55 @@ export class PrivateApt {
     await mkdir(join(this.root, 'cache', 'archives', 'partial'), { recursive: true });
     await mkdir(join(this.root, 'sources.list.d'), { recursive: true });
     await writeFile(join(this.root, 'state', 'status'), '');
+    try {
+      await this.updateFrom(this.suite);
+      this.dist = this.suite;
+    } catch (err) {
+      // A mirror caught between two syncs serves an index that does not match its
+      // signed InRelease (apt: "File has unexpected size", "Hash Sum mismatch").
+      // The same release is also published under its suite alias (trixie → stable),
+      // whose InRelease may match what the mirror has: apt verifies it just the same.
+      const alias = midSync(err) ? await this.suiteAlias(this.suite) : undefined;
+      if (!alias || alias === this.suite) throw err;
+      try {
+        await this.updateFrom(alias);
+      } catch {
+        throw err;
+      }
+      const codename = await this.releaseField(alias, 'Codename');
+      if (codename !== this.suite) {
+        throw new TcelabError(`apt-get update for Debian ${this.suite}`, `the mirror's ${this.suite} index is inconsistent (mid-sync) and its ${alias} alias is ${codename ?? 'unknown'}, not ${this.suite}`,
+          'run the build again later, or set TCELAB_DEBIAN_MIRROR to another mirror');
+      }
+      this.dist = alias;
+    }
+  }
+
+  private async updateFrom(dist: string): Promise<void> {
     await writeFile(
       join(this.root, 'sources.list'),
-      `deb [arch=${this.arch} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${this.mirror} ${this.suite} main\n`,
+      `deb [arch=${this.arch} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] ${this.mirror} ${dist} main\n`,
     );
     await run('apt-get', [...this.options, '-q', 'update'], {
-      what: `apt-get update for Debian ${this.suite} ${this.arch}`,
+      what: `apt-get update for Debian ${dist} ${this.arch}`,
       hint: 'check that the Debian mirror is reachable; set TCELAB_DEBIAN_MIRROR to use another one',
     });
+  }
+
+  /** A field of the InRelease apt fetched for `dist` (in lists/ or, after a failed update, lists/partial/). */
+  async releaseField(dist: string, field: string): Promise<string | undefined> {
+    for (const dir of [join(this.root, 'state', 'lists'), join(this.root, 'state', 'lists', 'partial')]) {
+      const name = (await readdir(dir).catch(() => [] as string[])).find((n) => n.endsWith(`_dists_${dist}_InRelease`));
+      if (!name) continue;
+      const text = await readFile(join(dir, name), 'utf8');
+      const m = new RegExp(`^${field}:[ \\t]*(.*\\S)`, 'm').exec(text);
+      if (m) return m[1];
+    }
+    return undefined;
+  }
+
+  private suiteAlias(dist: string): Promise<string | undefined> {
+    return this.releaseField(dist, 'Suite');
   }
 
   /** Every version of every package matching `pattern` (anchored regex on the name). */
@@ -112,6 +161,10 @@ export class PrivateApt {
     await rm(tmp, { recursive: true, force: true });
     return target;
   }
+}
+
+function midSync(err: unknown): boolean {
+  return /unexpected size|Hash Sum mismatch|Mirror sync in progress/i.test(`${(err as Error).message} ${(err as { why?: string }).why ?? ''}`);
 }
 
 export function debFileName(pkg: DebPackage): string {

@@ -16,7 +16,7 @@ export function livePage(): string {
 <div id="meta">samples: <span id="sample-count">0</span> · connection: <span id="conn">connecting</span></div>
 <div class="row"><div>
  <div class="panel">Host: pinned / Mlocked / QEMU VmLck (MiB)</div><canvas id="host" width="640" height="200"></canvas>
- <div class="panel">Guest: pinned / worker VmLck (MiB)</div><canvas id="guest" width="640" height="200"></canvas>
+ <div class="panel">Guest: pinned / watched process VmLck (MiB)</div><canvas id="guest" width="640" height="200"></canvas>
  <div class="legend"><span style="color:#d62728">■ pinned</span><span style="color:#1f77b4">■ Mlocked</span><span style="color:#ff7f0e">■ VmLck</span></div>
 </div><div>
  <div class="panel">Verdicts</div><ul id="checks"></ul>

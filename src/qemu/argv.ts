@@ -1,9 +1,14 @@
 import { join } from 'node:path';
 import type { Profile } from './profile.js';
 
-/** Files of one lab inside its private runtime dir. */
+/**
+ * Files of one lab inside its private runtime dir. Logs and transcripts are
+ * always on this machine (`dir`); QEMU's own files (sockets, pid file) are in
+ * `hostDir` on the host that runs it, the same dir unless that is a guest.
+ */
 export interface RuntimePaths {
   dir: string;
+  hostDir: string;
   qmpSocket: string;
   agentSocket: string;
   consoleLog: string;
@@ -13,13 +18,14 @@ export interface RuntimePaths {
   stderrLog: string;
 }
 
-export function runtimePaths(dir: string): RuntimePaths {
+export function runtimePaths(dir: string, hostDir = dir): RuntimePaths {
   return {
     dir,
-    qmpSocket: join(dir, 'qmp.sock'),
-    agentSocket: join(dir, 'agent.sock'),
+    hostDir,
+    qmpSocket: join(hostDir, 'qmp.sock'),
+    agentSocket: join(hostDir, 'agent.sock'),
     consoleLog: join(dir, 'console.log'),
-    pidFile: join(dir, 'qemu.pid'),
+    pidFile: join(hostDir, 'qemu.pid'),
     qmpTranscript: join(dir, 'qmp-transcript.log'),
     agentTranscript: join(dir, 'agent-transcript.log'),
     stderrLog: join(dir, 'qemu-stderr.log'),
@@ -46,8 +52,8 @@ const TCG_CAPS: Record<string, string> = {
   'cap-ccf-assist': 'off',
 };
 
-/** profile → argv. Pure: no file system, no environment. */
-export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImage, labName: string): string[] {
+/** profile → argv. Pure: no file system, no environment. `image` is unused when the profile does not boot. */
+export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImage | undefined, labName: string): string[] {
   const q = profile.qemu;
   const machine: Record<string, string> = {
     ...(q.accel === 'tcg' ? TCG_CAPS : {}),
@@ -69,15 +75,21 @@ export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImag
     '-serial', 'chardev:console',
     '-qmp', `unix:${paths.qmpSocket},server=on,wait=off`,
     '-pidfile', paths.pidFile,
-    '-device', 'virtio-serial-pci,id=vser0',
-    '-chardev', `socket,id=agent,path=${paths.agentSocket},server=on,wait=off`,
-    '-device', `virtserialport,bus=vser0.0,chardev=agent,name=${AGENT_PORT_NAME}`,
-    '-kernel', image.kernel,
-    '-initrd', image.initrd,
-    '-append', profile.guest.append,
     // The host's record of DDW create/remove (page size included), parsed from stderr.
     '-trace', 'spapr_iommu_ddw_create', '-trace', 'spapr_iommu_ddw_remove', '-trace', 'spapr_iommu_ddw_reset',
   ];
+  if (profile.guest.boot) {
+    if (!image) throw new Error(`profile ${profile.name} boots a guest: buildArgv needs its kernel and initrd`);
+    argv.push(
+      '-device', 'virtio-serial-pci,id=vser0',
+      '-chardev', `socket,id=agent,path=${paths.agentSocket},server=on,wait=off`,
+      '-device', `virtserialport,bus=vser0.0,chardev=agent,name=${AGENT_PORT_NAME}`,
+      '-kernel', image.kernel,
+      '-initrd', image.initrd,
+      '-append', profile.guest.append,
+    );
+  }
+  if (q.startPaused) argv.push('-S');
   if (q.memLock) argv.push('-overcommit', 'mem-lock=on');
   for (const phb of profile.phbs) {
     argv.push('-device', phbDeviceArg(phb));

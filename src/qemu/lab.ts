@@ -21,7 +21,8 @@ export interface GuestInitInfo {
   spawnToInitMs: number;
 }
 
-export type ShutdownMethod = 'powerdown' | 'quit' | 'kill';
+/** powerdown: ask the guest (EPOW); quit: QMP quit; term: SIGTERM to QEMU; kill: SIGKILL. Each escalates to kill. */
+export type ShutdownMethod = 'powerdown' | 'quit' | 'term' | 'kill';
 
 export interface ShutdownReport {
   requested: ShutdownMethod;
@@ -36,14 +37,18 @@ export interface ShutdownReport {
 }
 
 export interface LaunchOptions {
-  image: BootImage;
+  /** Kernel and initrd; not needed for a profile with guest.boot false. */
+  image?: BootImage;
   progress?: Progress;
   /** Extra argv appended after the profile's (tests use -S). */
   extraArgs?: string[];
   runtimeRoot?: string;
   /** Do not pass -kernel/-initrd (QMP-only tests of a machine that never boots). */
   noKernel?: boolean;
-  /** Where vfio-pci devices are bound before launch (default: this machine). */
+  /**
+   * The machine QEMU runs on and its vfio-pci devices are bound on: this one
+   * (default), or a guest acting as a lab host (an AgentHost).
+   */
   host?: Host;
 }
 
@@ -69,22 +74,28 @@ export class Lab {
     readonly qmp: QmpClient,
     readonly spawnedAt: number,
     readonly argv: string[],
+    readonly host: Host,
   ) {}
 
   static async launch(profile: Profile, opts: LaunchOptions): Promise<Lab> {
     const progress = opts.progress ?? silentProgress;
-    await sweepStaleLabs(opts.runtimeRoot, opts.host ?? new LocalHost());
-    const paths = await createRuntimeDir(opts.runtimeRoot);
+    const host = opts.host ?? new LocalHost();
+    // A lab inside a guest dies with that guest: only this machine can hold stale labs.
+    if (host.local) await sweepStaleLabs(opts.runtimeRoot, host);
+    if (profile.guest.boot && !opts.image && !opts.noKernel) {
+      throw new TcelabError(`launch ${profile.name}`, 'the profile boots a guest but no guest image was given', 'run `tcelab guest build` and pass its kernel and initrd');
+    }
+    const paths = await createRuntimeDir(opts.runtimeRoot, host);
     const labName = `tcelab-${paths.dir.split('-').pop()}`;
     let argv = buildArgv(profile, paths, opts.image, labName);
     if (opts.noKernel) argv = stripKernel(argv);
     argv.push(...(opts.extraArgs ?? []));
     // lab.json is the pid file the stale-lab sweep reads: rewritten whenever it learns something.
-    const record: Record<string, unknown> = { profile: profile.name, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv };
+    const record: Record<string, unknown> = { profile: profile.name, host: host.name, hostDir: paths.hostDir, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv };
     await writeLabRecord(paths, record);
     let qemu: QemuProcess | undefined;
     // A lab host passes real devices through: bind them to vfio-pci first, give them back in dispose().
-    const binder = new VfioPciBinder(opts.host ?? new LocalHost());
+    const binder = new VfioPciBinder(host);
     const bindings: DeviceBinding[] = [];
     try {
       for (const d of profile.devices.filter((x) => x.driver === 'vfio-pci' && x.host)) {
@@ -92,12 +103,12 @@ export class Lab {
         await writeLabRecord(paths, Object.assign(record, { bindings }));
       }
       const spawnedAt = Date.now();
-      qemu = await QemuProcess.start(profile.qemu.binary, argv, paths);
+      qemu = await QemuProcess.start(host, profile.qemu.binary, argv, paths);
       await writeLabRecord(paths, Object.assign(record, { qemuPid: qemu.pid, spawnedAt: new Date(spawnedAt).toISOString(), bindings }));
       const proc = qemu;
-      const qmp = await progress.step(`start QEMU (${profile.name}) and connect QMP`, async () => {
+      const qmp = await progress.step(`start QEMU (${profile.name}${host.local ? '' : ` in the ${host.name}`}) and connect QMP`, async () => {
         try {
-          return await QmpClient.connect(paths.qmpSocket, { transcriptPath: paths.qmpTranscript, connectTimeoutMs: 15_000 });
+          return await QmpClient.connect(paths.qmpSocket, { transcriptPath: paths.qmpTranscript, connectTimeoutMs: 15_000, host });
         } catch (err) {
           // QEMU may open its QMP socket and then fail on a later option: its
           // own exit status and stderr are the real explanation.
@@ -107,7 +118,7 @@ export class Lab {
             'check the profile and the QEMU version; qemu-stderr.log is in the kept runtime dir');
         }
       });
-      const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv);
+      const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv, host);
       lab.bindings = bindings;
       lab.binder = binder;
       lab.watchForPanic();
@@ -118,6 +129,7 @@ export class Lab {
       await qemu?.exited;
       await qemu?.console.close();
       for (const b of bindings.reverse()) await binder.restore(b).catch(() => {});
+      if (!host.local) await host.removeDir(paths.hostDir).catch(() => {});
       throw withArtifacts(err, paths);
     }
   }
@@ -207,6 +219,13 @@ export class Lab {
           effective = 'kill';
         }
       }
+      if (method === 'term' && this.process.running) {
+        this.process.kill('SIGTERM');
+        if (!(await this.process.waitExit(timeouts.quitSec * 1000))) {
+          escalations.push(`QEMU did not exit within ${timeouts.quitSec} s of SIGTERM`);
+          effective = 'kill';
+        }
+      }
       if (this.process.running) {
         effective = 'kill';
         this.process.kill('SIGKILL');
@@ -241,6 +260,7 @@ export class Lab {
     await this.process.console.close();
     // A kept runtime dir is artifacts: the dead sockets go.
     for (const sock of [this.paths.qmpSocket, this.paths.agentSocket, join(this.paths.dir, 'control.sock')]) await rm(sock, { force: true });
+    if (!this.host.local) await this.host.removeDir(this.paths.hostDir).catch(() => {});
     for (const b of this.bindings.reverse()) {
       await this.binder!.restore(b).catch((err) => {
         this.failed = true;

@@ -40,9 +40,13 @@ export interface Profile {
     firmware: 'vof' | 'slof';
     machine: Record<string, string>;
     memLock: boolean;
+    /** -S: the machine is created (and its RAM pre-registered with VFIO) but its CPUs never run. */
+    startPaused: boolean;
     extraArgs: string[];
   };
   guest: {
+    /** false: no kernel, no agent (a machine that only needs to exist, e.g. the inner lab of a nested host). */
+    boot: boolean;
     /** "base" or "with-qemu": which image variant `tcelab guest build` makes. */
     image: 'base' | 'with-qemu';
     append: string;
@@ -54,16 +58,18 @@ export interface Profile {
     powerdownSec: number;
     quitSec: number;
   };
+  /**
+   * Nested lab host: a second pseries launched inside this lab's guest through
+   * its agent, with a device of this guest passed through with vfio-pci.
+   */
+  inner?: Profile;
 }
 
 const id: Spec = { type: 'string', pattern: /^[A-Za-z][A-Za-z0-9_-]{0,31}$/, patternHint: 'a QEMU id: a letter, then letters, digits, - or _ (at most 32)' };
 const bdf = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/;
 const qemuOptionValue: Spec = { type: 'string', pattern: /^[^,=\s]+$/, patternHint: 'no commas, equals signs or spaces' };
 
-export const profileSpec: Spec = {
-  type: 'object',
-  fields: {
-    $schema: { type: 'string', optional: true },
+const machineFields: Record<string, Spec> = {
     description: { type: 'string', default: '' },
     qemu: {
       type: 'object',
@@ -76,12 +82,14 @@ export const profileSpec: Spec = {
         firmware: { type: 'string', enum: ['vof', 'slof'], default: 'vof' },
         machine: { type: 'map', values: qemuOptionValue, optional: true },
         memLock: { type: 'boolean', default: false },
+        startPaused: { type: 'boolean', default: false },
         extraArgs: { type: 'array', items: { type: 'string' }, maxItems: 64, default: [] },
       },
     },
     guest: {
       type: 'object',
       fields: {
+        boot: { type: 'boolean', default: true },
         image: { type: 'string', enum: ['base', 'with-qemu'], default: 'base' },
         append: { type: 'string', default: 'console=hvc0 quiet' },
         bootTimeoutSec: { type: 'integer', min: 5, max: 3600, default: 120 },
@@ -124,6 +132,14 @@ export const profileSpec: Spec = {
         quitSec: { type: 'integer', min: 1, max: 600, default: 10 },
       },
     },
+};
+
+export const profileSpec: Spec = {
+  type: 'object',
+  fields: {
+    $schema: { type: 'string', optional: true },
+    ...machineFields,
+    inner: { type: 'object', optional: true, fields: machineFields },
   },
 };
 
@@ -133,7 +149,29 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
   const v = new Validator(source);
   // Variables first, so that the schema checks the values QEMU will see.
   const p = v.check(substituteVariables(raw, env, source), profileSpec) as Record<string, any>;
+  const profile = crossCheck(p, name, v, '');
+  if (p.inner) {
+    profile.inner = crossCheck(p.inner, `${name}.inner`, v, 'inner.');
+    if (!profile.guest.boot) throw v.err('guest.boot', 'must be true: the inner lab runs inside this guest');
+    if (profile.guest.image !== 'with-qemu') throw v.err('guest.image', 'must be "with-qemu": the inner lab needs QEMU in the guest');
+    if (!profile.inner.devices.some((d) => d.driver === 'vfio-pci')) {
+      throw v.err('inner.devices', 'needs a vfio-pci device: the point of a nested lab host is a device of this guest passed through');
+    }
+    profile.inner.devices.forEach((d, i) => {
+      if (!d.host) return;
+      // In a pseries guest a PHB's PCI domain is its index: phb index 1 → 0001:00:…
+      const domain = parseInt(d.host.slice(0, 4), 16);
+      const phb = profile.phbs.find((x) => x.index === domain);
+      if (!phb || !profile.devices.some((x) => x.phb === phb.id)) {
+        throw v.err(`inner.devices[${i}].host`, `${d.host} is not a device of this guest: the PCI domain is the index of the PHB it sits on (${profile.phbs.map((x) => `${x.id} → ${x.index.toString(16).padStart(4, '0')}`).join(', ') || 'no phbs'})`);
+      }
+    });
+  }
+  return profile;
+}
 
+/** Builds one machine's Profile from validated fields and applies the rules that span fields; `at` prefixes field paths. */
+function crossCheck(p: Record<string, any>, name: string, v: Validator, at: string): Profile {
   const profile: Profile = {
     name,
     description: p.description,
@@ -147,25 +185,25 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
   const ids = new Set<string>();
   const phbIndexes = new Set<number>();
   profile.phbs.forEach((phb, i) => {
-    if (ids.has(phb.id)) throw v.err(`phbs[${i}].id`, `"${phb.id}" is used twice`);
-    if (phbIndexes.has(phb.index)) throw v.err(`phbs[${i}].index`, `index ${phb.index} is used twice`);
+    if (ids.has(phb.id)) throw v.err(`${at}phbs[${i}].id`, `"${phb.id}" is used twice`);
+    if (phbIndexes.has(phb.index)) throw v.err(`${at}phbs[${i}].index`, `index ${phb.index} is used twice`);
     ids.add(phb.id);
     phbIndexes.add(phb.index);
   });
   profile.devices.forEach((d, i) => {
-    if (ids.has(d.id)) throw v.err(`devices[${i}].id`, `"${d.id}" is used twice`);
+    if (ids.has(d.id)) throw v.err(`${at}devices[${i}].id`, `"${d.id}" is used twice`);
     ids.add(d.id);
     if (!profile.phbs.some((phb) => phb.id === d.phb)) {
-      throw v.err(`devices[${i}].phb`, `"${d.phb}" is not one of the profile's phbs (${profile.phbs.map((x) => x.id).join(', ') || 'none'})`);
+      throw v.err(`${at}devices[${i}].phb`, `"${d.phb}" is not one of the profile's phbs (${profile.phbs.map((x) => x.id).join(', ') || 'none'})`);
     }
-    if (d.driver === 'vfio-pci' && !d.host) throw v.err(`devices[${i}].host`, 'is required for a vfio-pci device');
-    if (d.driver !== 'vfio-pci' && d.host) throw v.err(`devices[${i}].host`, `only applies to vfio-pci, not ${d.driver}`);
+    if (d.driver === 'vfio-pci' && !d.host) throw v.err(`${at}devices[${i}].host`, 'is required for a vfio-pci device');
+    if (d.driver !== 'vfio-pci' && d.host) throw v.err(`${at}devices[${i}].host`, `only applies to vfio-pci, not ${d.driver}`);
   });
   if (profile.qemu.accel === 'tcg' && profile.qemu.cpu === 'host') {
-    throw v.err('qemu.cpu', '"host" needs KVM; under TCG name a model such as power9');
+    throw v.err(`${at}qemu.cpu`, '"host" needs KVM; under TCG name a model such as power9');
   }
   for (const [k] of Object.entries(profile.qemu.machine)) {
-    if (!/^[a-z][a-z0-9-]*$/.test(k)) throw v.err(`qemu.machine.${k}`, 'is not a valid machine option name');
+    if (!/^[a-z][a-z0-9-]*$/.test(k)) throw v.err(`${at}qemu.machine.${k}`, 'is not a valid machine option name');
   }
   return profile;
 }

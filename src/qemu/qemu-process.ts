@@ -1,20 +1,18 @@
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createWriteStream, existsSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { GuestConsole } from './console.js';
 import { DdwTraceLog } from '../ddw/host-view.js';
 import type { RuntimePaths } from './argv.js';
 import { TcelabError } from '../util/errors.js';
+import type { Host, HostExit, HostProcess } from '../host/host.js';
 
-export interface ExitInfo {
-  code: number | null;
-  signal: NodeJS.Signals | null;
-  at: number;
-}
+export type ExitInfo = HostExit;
 
 /**
- * One QEMU process. It is started under `setpriv --pdeathsig SIGKILL` where
- * available, so that even a SIGKILLed controller leaves no QEMU behind; its
- * stdout is the guest console and its stderr goes to qemu-stderr.log.
+ * One QEMU process on a Host: this machine, or a guest acting as a lab host
+ * (through its agent). The Host starts it so that it dies with its starter
+ * (setpriv --pdeathsig here, PR_SET_PDEATHSIG in the agent), so even a
+ * SIGKILLed controller leaves no QEMU behind. Its stdout is the guest console
+ * and its stderr goes to qemu-stderr.log, on this machine either way.
  */
 export class QemuProcess {
   readonly console: GuestConsole;
@@ -25,8 +23,8 @@ export class QemuProcess {
   readonly ddwTrace = new DdwTraceLog();
   private stderrTail = '';
 
-  private constructor(private readonly child: ChildProcess, paths: RuntimePaths) {
-    this.pid = child.pid!;
+  private constructor(private readonly child: HostProcess, paths: RuntimePaths, readonly host: Host) {
+    this.pid = child.pid;
     this.console = new GuestConsole(paths.consoleLog);
     const stderrFile = createWriteStream(paths.stderrLog, { flags: 'a', mode: 0o600 });
     stderrFile.on('error', () => {});
@@ -36,28 +34,23 @@ export class QemuProcess {
       this.ddwTrace.feed(d.toString('utf8'));
       this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-4000);
     });
-    this.exited = new Promise((resolve) => {
-      child.on('exit', (code, signal) => {
-        this.exitInfo = { code, signal, at: Date.now() };
-        stderrFile.end();
-        this.console.end(signal ? `killed by ${signal}` : `exit code ${code}`);
-        resolve(this.exitInfo);
-      });
+    this.exited = child.exited.then((info) => {
+      this.exitInfo = info;
+      stderrFile.end();
+      this.console.end(info.signal ? `killed by ${info.signal}` : `exit code ${info.code}`);
+      return info;
     });
   }
 
-  static async start(binary: string, argv: string[], paths: RuntimePaths): Promise<QemuProcess> {
-    const usePdeathsig = existsSync('/usr/bin/setpriv') && process.platform === 'linux';
-    const cmd = usePdeathsig ? '/usr/bin/setpriv' : binary;
-    const args = usePdeathsig ? ['--pdeathsig', 'SIGKILL', '--', binary, ...argv] : argv;
-    const child = spawn(cmd, args, { cwd: paths.dir, stdio: ['pipe', 'pipe', 'pipe'] });
-    await new Promise<void>((resolve, reject) => {
-      child.once('spawn', resolve);
-      child.once('error', (err) =>
-        reject(new TcelabError(`start ${binary}`, err.message, `install QEMU for ppc64 (Debian: qemu-system-ppc) or set qemu.binary in the profile`)),
-      );
-    });
-    return new QemuProcess(child, paths);
+  static async start(host: Host, binary: string, argv: string[], paths: RuntimePaths): Promise<QemuProcess> {
+    let child: HostProcess;
+    try {
+      child = await host.spawn([binary, ...argv], { cwd: paths.hostDir });
+    } catch (err) {
+      throw new TcelabError(`start ${binary} on ${host.name}`, (err as Error).message,
+        `install QEMU for ppc64 (Debian: qemu-system-ppc${host.local ? '' : '; in a guest: guest.image "with-qemu"'}) or set qemu.binary in the profile`);
+    }
+    return new QemuProcess(child, paths, host);
   }
 
   get running(): boolean {

@@ -2,14 +2,20 @@ import { mkdir, mkdtemp, rm, chmod, writeFile, cp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { runtimePaths, type RuntimePaths } from './argv.js';
 import { runtimeRoot } from '../util/paths.js';
+import type { Host } from '../host/host.js';
 
-/** A private (0700) directory per lab: sockets, console log, pid file, transcripts. */
-export async function createRuntimeDir(root = runtimeRoot()): Promise<RuntimePaths> {
+/**
+ * A private (0700) directory per lab: console log, transcripts, lab.json here;
+ * sockets and pid file here too, or, for a lab on another host (a guest), in a
+ * private dir made on that host.
+ */
+export async function createRuntimeDir(root = runtimeRoot(), host?: Host): Promise<RuntimePaths> {
   await mkdir(root, { recursive: true, mode: 0o700 });
   await chmod(root, 0o700);
   const dir = await mkdtemp(join(root, 'lab-'));
   await chmod(dir, 0o700);
-  return runtimePaths(dir);
+  if (!host || host.local) return runtimePaths(dir);
+  return runtimePaths(dir, await host.makePrivateDir('/tmp/tcelab-lab-'));
 }
 
 export async function writeLabRecord(paths: RuntimePaths, record: Record<string, unknown>): Promise<void> {

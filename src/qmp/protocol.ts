@@ -1,4 +1,5 @@
-import { connect, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { LocalHost, type Host } from '../host/host.js';
 import { EventEmitter } from 'node:events';
 import { JsonLineDecoder, stringifyLossless, type Frame } from './framing.js';
 import { Transcript } from './transcript.js';
@@ -52,7 +53,7 @@ export class ProtocolConnection extends EventEmitter {
   /** Count of malformed or oversized frames received: a test and verdict input. */
   protocolErrors = 0;
 
-  private constructor(private readonly socket: Socket, opts: ProtocolOptions) {
+  private constructor(private readonly socket: Duplex, opts: ProtocolOptions) {
     super();
     this.peer = opts.peer;
     this.transcript = new Transcript(opts.transcriptPath);
@@ -66,31 +67,27 @@ export class ProtocolConnection extends EventEmitter {
     socket.on('close', () => this.onClose('the peer closed the socket'));
   }
 
-  /** Connects to a unix socket, retrying while it does not exist yet. */
-  static async connectUnix(path: string, opts: ProtocolOptions & { connectTimeoutMs?: number }): Promise<ProtocolConnection> {
+  /**
+   * Connects to a unix socket on `host` (this machine by default, or a guest
+   * through its agent's relay), retrying while it does not exist yet.
+   */
+  static async connectUnix(path: string, opts: ProtocolOptions & { connectTimeoutMs?: number; host?: Host }): Promise<ProtocolConnection> {
     const deadline = Date.now() + (opts.connectTimeoutMs ?? 10_000);
+    const host = opts.host ?? new LocalHost();
     let lastError = '';
     while (Date.now() < deadline) {
       try {
-        const socket = await new Promise<Socket>((resolve, reject) => {
-          const s = connect(path);
-          s.once('connect', () => {
-            s.removeListener('error', reject);
-            resolve(s);
-          });
-          s.once('error', reject);
-        });
-        return new ProtocolConnection(socket, opts);
+        return new ProtocolConnection(await host.connectUnix(path), opts);
       } catch (err) {
         lastError = (err as Error).message;
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    throw new TcelabError(`connect to ${opts.peer} socket ${path}`, lastError || 'timed out',
+    throw new TcelabError(`connect to ${opts.peer} socket ${path}${host.local ? '' : ` in the ${host.name}`}`, lastError || 'timed out',
       'check that the process serving it is running; see its log in the run artifacts');
   }
 
-  static fromSocket(socket: Socket, opts: ProtocolOptions): ProtocolConnection {
+  static fromSocket(socket: Duplex, opts: ProtocolOptions): ProtocolConnection {
     return new ProtocolConnection(socket, opts);
   }
 

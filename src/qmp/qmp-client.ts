@@ -26,7 +26,7 @@ export class QmpClient {
 
   static async connect(
     socketPath: string,
-    opts: Partial<ProtocolOptions> & { connectTimeoutMs?: number; greetingTimeoutMs?: number } = {},
+    opts: Partial<ProtocolOptions> & { connectTimeoutMs?: number; greetingTimeoutMs?: number; host?: import('../host/host.js').Host } = {},
   ): Promise<QmpClient> {
     const connection = await ProtocolConnection.connectUnix(socketPath, { peer: 'QMP', ...opts });
     try {

@@ -94,7 +94,7 @@ export function renderTimelineSvg(r: ScenarioReport): string {
   ], tMax, r.phases);
   const guestPanel = panel('Guest (through the agent)', y2, [
     series(guest, 'pinned (FOLL_PIN)', '#d62728', (s) => mib(s.counters.pinnedPages * PAGE)),
-    series(guest, 'worker VmLck', '#2ca02c', (s) => (s.counters.vmLckKb !== undefined ? mib(s.counters.vmLckKb * 1024) : undefined), '6 4'),
+    series(guest, 'watched process VmLck', '#2ca02c', (s) => (s.counters.vmLckKb !== undefined ? mib(s.counters.vmLckKb * 1024) : undefined), '6 4'),
     series(guest, 'Mlocked', '#1f77b4', (s) => mib(s.counters.mlockedKb * 1024), '2 3'),
   ], tMax, r.phases);
   // The phase key: number, name and time, in three columns under the chart.

@@ -5,6 +5,7 @@ import { guestRelease3 } from './builtin/guest-release.js';
 import { shutdownRelease } from './builtin/shutdown-release.js';
 import { ddwHotplug } from './builtin/ddw-hotplug.js';
 import { registrationSoak } from './builtin/registration-soak.js';
+import { nestedPreregRelease } from './builtin/nested-prereg-release.js';
 import { listScenarioFiles, loadScenarioFile, type ScenarioFile } from './data/scenario-file.js';
 import { definitionFromFile } from './data/interpreter.js';
 import { existsSync, readFileSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { join } from 'node:path';
 import { scenariosDir } from './data/scenario-file.js';
 
 /** Procedures written in TypeScript; scenario files call them with a "do" step. */
-export const procedures: ScenarioDefinition[] = [preregAccounting, ddwWindows, guestRelease3, shutdownRelease, ddwHotplug, registrationSoak];
+export const procedures: ScenarioDefinition[] = [preregAccounting, ddwWindows, guestRelease3, shutdownRelease, ddwHotplug, registrationSoak, nestedPreregRelease];
 
 export function findScenario(name: string): ScenarioDefinition | undefined {
   return procedures.find((s) => s.name === name);

@@ -44,14 +44,48 @@ describe('profile validation', () => {
     expect(fieldOf(() => validateProfile(raw, 't', { BDF: 'not-a-bdf' }))).toBe('devices[0].host');
   });
 
+  it('validates a nested lab host: the inner machine by the same rules, its fields named under inner.', () => {
+    const inner = () => ({
+      qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 256, startPaused: true },
+      guest: { boot: false },
+      phbs: [{ id: 'phb1', index: 1, dmaWindowMiB: 64 }],
+      devices: [{ id: 'hostdev0', driver: 'vfio-pci', phb: 'phb1', host: '0001:00:00.0' }],
+    });
+    const outer = (i: unknown, image = 'with-qemu') => ({ ...base(), guest: { image }, inner: i });
+    const p = validateProfile(outer(inner()), 'n');
+    expect(p.inner!.name).toBe('n.inner');
+    expect(p.inner!.guest.boot).toBe(false);
+    expect(fieldOf(() => validateProfile(outer({ ...inner(), qemu: { ...inner().qemu, memoryMiB: 'big' } }), 'n'))).toBe('inner.qemu.memoryMiB');
+    expect(fieldOf(() => validateProfile(outer({ ...inner(), devices: [{ id: 'h', driver: 'vfio-pci', phb: 'nope', host: '0001:00:00.0' }] }), 'n'))).toBe('inner.devices[0].phb');
+    expect(fieldOf(() => validateProfile(outer({ ...inner(), inner: {} }), 'n'))).toBe('inner.inner');
+    expect(fieldOf(() => validateProfile(outer(inner(), 'base'), 'n'))).toBe('guest.image');
+    expect(fieldOf(() => validateProfile(outer({ ...inner(), devices: [] }), 'n'))).toBe('inner.devices');
+    // The passed-through device must be one of this guest's: domain 0002 is no PHB of the outer profile.
+    expect(fieldOf(() => validateProfile(outer({ ...inner(), devices: [{ ...inner().devices[0], host: '0002:00:00.0' }] }), 'n'))).toBe('inner.devices[0].host');
+  });
+
   it('loads every shipped profile', async () => {
     const names = await listProfiles();
-    expect(names).toEqual(expect.arrayContaining(['emulated', 'lab-host-vfio']));
+    expect(names).toEqual(expect.arrayContaining(['emulated', 'lab-host-vfio', 'nested-lab-host']));
     for (const n of names) await loadProfile(n, { TCELAB_VFIO_HOST: '0001:01:00.0' });
   });
 });
 
 describe('argv', () => {
+  it('a machine that does not boot has no kernel and no agent port; startPaused adds -S', async () => {
+    const p = (await loadProfile('nested-lab-host')).inner!;
+    const argv = buildArgv(p, runtimePaths('/local/lab-1', '/tmp/tcelab-lab-x'), undefined, 'inner');
+    expect(argv).not.toContain('-kernel');
+    expect(argv.join(' ')).not.toMatch(/virtserialport|agent\.sock/);
+    expect(argv).toContain('-S');
+    // QEMU's own files are on the host that runs it, not in the controller's dir.
+    expect(argv).toContain('unix:/tmp/tcelab-lab-x/qmp.sock,server=on,wait=off');
+    expect(argv).toContain('/tmp/tcelab-lab-x/qemu.pid');
+    expect(argv).toContain('spapr-pci-host-bridge,index=1,id=phb1,ddw=on,dma_win_size=0x4000000');
+    expect(argv).toContain('vfio-pci,bus=phb1.0,id=hostdev0,host=0001:00:00.0');
+    expect(() => buildArgv(p.name ? { ...p, guest: { ...p.guest, boot: true } } : p, runtimePaths('/l'), undefined, 'x')).toThrow(/needs its kernel and initrd/);
+  });
+
   it('builds the emulated lab command line', async () => {
     const p = await loadProfile('emulated');
     const argv = buildArgv(p, runtimePaths('/run/x'), { kernel: '/k', initrd: '/i' }, 'tcelab-x');

@@ -1,0 +1,127 @@
+import { join } from 'node:path';
+import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
+import { guestRelease, guestSampleNow } from '../guest-release.js';
+import { Lab, type ShutdownMethod } from '../../qemu/lab.js';
+import type { Profile } from '../../qemu/profile.js';
+import { AgentHost } from '../../host/host.js';
+import { runDoctor } from '../../doctor/doctor.js';
+import { TcelabError } from '../../util/errors.js';
+
+const METHODS = ['quit', 'term', 'kill'] as const;
+type InnerShutdown = (typeof METHODS)[number];
+
+/**
+ * The seed "put pages on VFIO container shutdown" with the real userspace
+ * tool: the lab's guest is a POWER host running QEMU, and that QEMU passes the
+ * guest's edu through with vfio-pci. Creating the inner machine pre-registers
+ * all its RAM (VFIO sPAPR TCE v2) in the guest kernel; each way the inner QEMU
+ * can go away (QMP quit, SIGTERM, SIGKILL) must release every pinned page.
+ * Seeded fault: another process holds the inner QEMU's VFIO fds (duplicated
+ * with pidfd_getfd, as if passed to it): the pins must be reported as NOT
+ * released, and released once that process is gone.
+ */
+export const nestedPreregRelease: ScenarioDefinition = {
+  name: 'nested-prereg-release',
+  description: 'the guest runs QEMU with its device passed through: pins = inner RAM exactly, released after quit/SIGTERM/SIGKILL; a seeded fd holder is reported',
+  defaultProfile: 'nested-lab-host',
+  async run(ctx) {
+    const { agent, checks } = ctx;
+    const inner = ctx.profile.inner;
+    if (!inner) {
+      throw new TcelabError('nested-prereg-release', `profile ${ctx.profile.name} has no inner lab`, 'run it with the nested-lab-host profile (or one with an "inner" section)');
+    }
+    const methods = String(ctx.options.via ?? METHODS.join(',')).split(',').map((m) => m.trim());
+    for (const m of methods) {
+      if (!(METHODS as readonly string[]).includes(m)) throw new TcelabError('option via', `"${m}" is not one of ${METHODS.join(', ')}`, 'e.g. --set via=quit,term');
+    }
+    const host = new AgentHost(agent);
+    const pageSize = (await agent.info()).pageSize;
+    const pages = (inner.qemu.memoryMiB * 1024 * 1024) / pageSize;
+
+    // The same doctor that checks a real lab host, run on the guest through its agent.
+    const doctor = await runDoctor(host, inner, { pid: 'self' });
+    for (const f of doctor.findings.filter((x) => x.check.startsWith('IOMMU group') || x.check === 'QEMU binary' || x.status === 'fail')) {
+      checks.record(`doctor on the guest: ${f.check}`, f.status !== 'fail', 'ok', f.status, f.detail);
+    }
+
+    for (const m of methods as InnerShutdown[]) await innerCycle(ctx, inner, host, m, pages, false);
+    const faultVia = String(ctx.options.faultVia ?? 'quit');
+    if (!(METHODS as readonly string[]).includes(faultVia)) throw new TcelabError('option faultVia', `"${faultVia}" is not one of ${METHODS.join(', ')}`, 'e.g. --set faultVia=kill');
+    if (ctx.options.fault !== false) await innerCycle(ctx, inner, host, faultVia as InnerShutdown, pages, true);
+  },
+};
+
+async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost, method: InnerShutdown, pages: number, seededFault: boolean): Promise<void> {
+  const { agent, checks } = ctx;
+  const label = seededFault ? 'seeded fault' : method;
+  const releaseTimeoutMs = Number(ctx.options.releaseTimeoutMs ?? 10_000);
+  const leakWaitMs = Number(ctx.options.leakWaitMs ?? 3000);
+  const base = await guestSampleNow(ctx);
+  ctx.phase(`${label}: launch inner QEMU`);
+  const t0 = Date.now();
+  const lab = await Lab.launch(inner, { host, runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'), progress: ctx.progress });
+  let holder: Awaited<ReturnType<typeof agent.startWorker>> | undefined;
+  try {
+    ctx.timings.push({ step: `${label}: inner QEMU start to QMP`, ms: Date.now() - t0 });
+    if (method === 'quit' && !seededFault) ctx.progress.info(`inner lab: QEMU ${lab.qmp.qemuVersion} in the guest, pid ${lab.process.pid}, ${inner.qemu.memoryMiB} MiB, ${lab.profile.devices.filter((d) => d.host).map((d) => `${d.id} = ${d.host}`).join(', ')}`);
+    ctx.watchGuestPid(lab.process.pid);
+    // Pre-registration happens while the machine is created: by the time QMP answers it is done.
+    const held = (await ctx.sampler.waitFor('guest', (c) => c.vmLckKb !== undefined && c.pinnedPages - base.counters.pinnedPages >= pages, { after: ctx.sampler.now(), timeoutMs: 10_000 }))
+      ?? ctx.sampler.of('guest').filter((s) => s.pid === lab.process.pid).at(-1);
+    if (!held) throw new TcelabError(`${label}: sample the inner QEMU`, `no guest sample of pid ${lab.process.pid} within 10 s`);
+    ctx.phase(`${label}: inner RAM registered`);
+    checks.equal(`${label}: guest kernel pins = inner RAM pages (${inner.qemu.memoryMiB} MiB)`, held.counters.pinnedPages - base.counters.pinnedPages, pages);
+    checks.atLeast(`${label}: inner QEMU VmLck covers its RAM`, held.counters.vmLckKb ?? 0, inner.qemu.memoryMiB * 1024, 'kB (RAM + TCE table)');
+    const status = await lab.qmp.execute<{ status: string }>('query-status');
+    checks.equal(`${label}: inner machine created and paused (-S)`, status.status, 'prelaunch');
+    if (method === 'quit' && !seededFault) await checkPassthrough(ctx, lab);
+
+    if (seededFault) {
+      const fds = ((await host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
+      holder = await agent.startWorker();
+      await holder.adoptFds(lab.process.pid, fds.map((e) => Number(e.name)));
+      ctx.phase(`${label}: worker ${holder.pid} holds ${fds.map((e) => e.target).join(', ')}`);
+    }
+
+    const requestT = ctx.phase(`${label}: inner QEMU shutdown requested (${method})`);
+    const sd = await lab.shutdown(method as ShutdownMethod);
+    ctx.phase(`${label}: inner QEMU exited`);
+    ctx.timings.push({ step: `${label}: ${method} to inner QEMU exit`, ms: sd.durationMs });
+    checks.equal(`${label}: inner QEMU went away via ${method} without escalation`, sd.escalations, []);
+    ctx.watchGuestPid(undefined);
+
+    if (!seededFault) {
+      const v = await guestRelease(ctx, base, `inner QEMU ${method}`, requestT, releaseTimeoutMs);
+      checks.record(`${label}: every pinned page released`, v.returned, v.baseline, v.final,
+        v.returned ? `release latency ${v.latencyMs} ms from the ${method} request (QEMU exited after ${sd.durationMs} ms), peak ${v.peak}` : `not within ${releaseTimeoutMs} ms, peak ${v.peak}`);
+      return;
+    }
+    const v = await guestRelease(ctx, base, `inner QEMU ${method} (fds held)`, requestT, leakWaitMs);
+    checks.record(`${label}: pins NOT released while another process holds the inner QEMU's container`, !v.returned, `not released within ${leakWaitMs} ms`,
+      v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`);
+    const named = (await agent.vfioHolders()).find((h) => h.pid === holder!.pid);
+    checks.record(`${label}: the holder is named`, named !== undefined, `pid ${holder!.pid}`, named ? `pid ${named.pid} (${named.comm}) holding ${named.fds.join(', ')}` : 'not among the VFIO holders');
+    await holder!.stop('KILL');
+    holder = undefined;
+    const t2 = ctx.phase(`${label}: holder killed`);
+    const v2 = await guestRelease(ctx, base, 'holder exit', t2, releaseTimeoutMs);
+    checks.record(`${label}: pins released once the holder exits`, v2.returned, v2.baseline, v2.final,
+      v2.returned ? `release latency ${v2.latencyMs} ms from the holder's exit` : `not within ${releaseTimeoutMs} ms`);
+  } finally {
+    ctx.watchGuestPid(undefined);
+    await holder?.stop('KILL').catch(() => {});
+    // The inner lab's console, QMP transcript and stderr go with the outer lab's artifacts.
+    await lab.dispose({ artifactsTo: join(ctx.lab.paths.dir, 'inner', label.replace(/\W+/g, '-')) });
+  }
+}
+
+/** The inner QEMU shows the guest's device (edu: 1234:11e8) on its PHB: the passthrough is real. */
+async function checkPassthrough(ctx: ScenarioContext, lab: Lab): Promise<void> {
+  const buses = await lab.qmp.execute<Array<{ devices: Array<{ qdev_id: string; id: { vendor: number; device: number } }> }>>('query-pci');
+  const dev = lab.profile.devices.find((d) => d.driver === 'vfio-pci')!;
+  const seen = buses.flatMap((b) => b.devices).find((d) => d.qdev_id === dev.id);
+  const id = (n: number) => n.toString(16).padStart(4, '0');
+  const info = (await ctx.agent.info()).iommuGroups.flatMap((g) => g.devices).find((d) => d.address === dev.host);
+  const expected = info ? `${id(Number(info.vendor))}:${id(Number(info.device))}` : 'the guest device';
+  ctx.checks.equal(`inner QEMU passes ${dev.host} through as ${dev.id}`, seen ? `${id(seen.id.vendor)}:${id(seen.id.device)}` : 'absent', expected);
+}

@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { ScenarioReport } from '../src/scenario/runner.js';
+import { packageRoot } from '../src/util/paths.js';
+import { testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
+import { liveLabQemuPids } from './helpers/processes.js';
+
+/**
+ * The nested lab host against the real thing: the emulated lab's guest runs
+ * Debian's qemu-system-ppc64 with the guest's edu passed through (vfio-pci),
+ * and the guest kernel's VFIO sPAPR TCE v2 code pins the inner RAM. Run
+ * exactly as a user runs it: `tcelab run nested-prereg-release`.
+ */
+describe('nested lab host', () => {
+  it('tcelab run nested-prereg-release: inner RAM pinned exactly, released after quit, SIGTERM and SIGKILL; the seeded fd holder is reported', () => {
+    const root = testRuntimeRoot();
+    const results = mkdtempSync('/tmp/tcelab-res-');
+    const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', 'nested-prereg-release', '--results', results, '--json'], {
+      encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 170_000,
+    });
+    const report = JSON.parse(cli.stdout) as ScenarioReport;
+    const check = (name: string) => {
+      const c = report.checks.find((x) => x.name === name);
+      if (!c) throw new Error(`no check "${name}" in ${report.checks.map((x) => x.name).join(' | ')}`);
+      return c;
+    };
+    expect(report.error, cli.stderr.slice(-2000)).toBeUndefined();
+    expect(report.checks.filter((c) => c.status !== 'pass')).toEqual([]);
+    expect(cli.status).toBe(0);
+    expect(report.profile).toBe('nested-lab-host');
+
+    // doctor, run on the guest through the agent, found the device's group viable.
+    expect(check('doctor on the guest: QEMU binary').detail).toMatch(/^qemu-system-ppc64 10\.\d+\.\d+$/);
+    expect(report.checks.find((c) => /^doctor on the guest: IOMMU group \d+$/.test(c.name))?.detail).toMatch(/^viable: 0001:00:00\.0/);
+    expect(check('inner QEMU passes 0001:00:00.0 through as hostdev0').measured).toBe('1234:11e8');
+
+    for (const m of ['quit', 'term', 'kill']) {
+      // 256 MiB of inner RAM in the guest's pages, exactly: pre-registration pins every page once.
+      expect(check(`${m}: guest kernel pins = inner RAM pages (256 MiB)`).pass).toBe(true);
+      expect(Number(check(`${m}: guest kernel pins = inner RAM pages (256 MiB)`).measured)).toBeGreaterThan(0);
+      expect(Number(check(`${m}: inner QEMU VmLck covers its RAM`).measured)).toBeGreaterThanOrEqual(256 * 1024);
+      expect(check(`${m}: inner machine created and paused (-S)`).measured).toBe('prelaunch');
+      const v = report.releases.find((r) => r.event === `inner QEMU ${m}`)!;
+      expect(v.returned).toBe(true);
+      expect(v.peak - v.baseline).toBeGreaterThan(0);
+    }
+    // The seeded fault: another process holds the inner QEMU's VFIO fds → NOT released, and the holder is named.
+    const leak = report.releases.find((r) => r.event === 'inner QEMU quit (fds held)')!;
+    expect(leak.returned).toBe(false);
+    expect(leak.final - leak.baseline).toBe(leak.peak - leak.baseline);
+    expect(check('seeded fault: the holder is named').measured).toMatch(/^pid \d+ \(tcelab-agent\) holding \/dev\/vfio\/\d+, \/dev\/vfio\/vfio$/);
+    expect(report.releases.find((r) => r.event === 'holder exit')!.returned).toBe(true);
+
+    // The timeline tells the story; the inner lab's own transcripts are among the artifacts.
+    const svg = readFileSync(join(results, 'timeline.svg'), 'utf8');
+    for (const phase of ['quit: inner QEMU shutdown requested (quit)', 'kill: inner QEMU exited', 'seeded fault: holder killed']) expect(svg).toContain(phase);
+    for (const f of ['qmp-transcript.log', 'qemu-stderr.log', 'lab.json']) expect(existsSync(join(results, 'artifacts', 'inner', 'quit', f))).toBe(true);
+    expect(readFileSync(join(results, 'artifacts', 'inner', 'term', 'qmp-transcript.log'), 'utf8')).toMatch(/query-status/);
+    expect(cli.stdout + cli.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
+    expect(liveLabQemuPids(root)).toEqual([]);
+    expect(runtimeDirsIn(root)).toEqual([]);
+  });
+});
