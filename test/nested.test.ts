@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { ScenarioReport } from '../src/scenario/runner.js';
@@ -59,6 +59,46 @@ describe('nested lab host', () => {
     for (const f of ['qmp-transcript.log', 'qemu-stderr.log', 'lab.json']) expect(existsSync(join(results, 'artifacts', 'inner', 'quit', f))).toBe(true);
     expect(readFileSync(join(results, 'artifacts', 'inner', 'term', 'qmp-transcript.log'), 'utf8')).toMatch(/query-status/);
     expect(cli.stdout + cli.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
+    expect(liveLabQemuPids(root)).toEqual([]);
+    expect(runtimeDirsIn(root)).toEqual([]);
+  });
+
+  it("an inner QEMU that dies at start (QEMU's default 1 GiB window) fails the run with QEMU's own words and the fix; no QEMU left, artifacts kept", () => {
+    const root = testRuntimeRoot();
+    const results = mkdtempSync('/tmp/tcelab-res-');
+    const profile = JSON.parse(readFileSync(join(packageRoot, 'qemu-configs', 'nested-lab-host.json'), 'utf8'));
+    delete profile.inner.phbs[0].dmaWindowMiB;
+    const path = join(results, 'nested-1g.json');
+    writeFileSync(path, JSON.stringify(profile));
+    const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', 'nested-prereg-release', '--profile', path, '--results', results], {
+      encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 170_000,
+    });
+    expect(cli.status).toBe(1);
+    expect(cli.stdout).toMatch(/FAIL scenario ran to the end: measured start QEMU in the guest: it exited \(SIG\w+\) before QMP was up: .*Failed to create SPAPR window: Invalid argument/);
+    expect(cli.stdout).toMatch(/set dmaWindowMiB on that PHB/);
+    expect(cli.stdout + cli.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
+    // The outer lab was still torn down properly and judged.
+    expect(cli.stdout).toMatch(/release: host pinnedPages back to baseline/);
+    const inner = readdirSync(join(results, 'artifacts', 'inner-runtime'));
+    expect(readFileSync(join(results, 'artifacts', 'inner-runtime', inner[0]!, 'qemu-stderr.log'), 'utf8')).toMatch(/DMA mapping failed/);
+    expect(liveLabQemuPids(root)).toEqual([]);
+  });
+
+  it('tcelab doctor --inner boots the guest and reports, through the agent, the passed-through device and its IOMMU group as viable', () => {
+    const root = testRuntimeRoot();
+    const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'doctor', '--profile', 'nested-lab-host', '--inner', '--json'], {
+      encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 120_000,
+    });
+    expect(cli.status, cli.stderr.slice(-2000)).toBe(0);
+    const [outer, inner] = JSON.parse(cli.stdout) as Array<{ host: string; profile: string; canRun: boolean; findings: Array<{ check: string; status: string; detail: string }> }>;
+    expect(outer).toMatchObject({ host: 'host', profile: 'nested-lab-host', canRun: true });
+    expect(inner).toMatchObject({ host: 'the guest of nested-lab-host', profile: 'nested-lab-host.inner', canRun: true });
+    const find = (prefix: string) => inner!.findings.find((f) => f.check.startsWith(prefix));
+    expect(find('QEMU binary')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^qemu-system-ppc64 10\./) });
+    expect(find('/dev/vfio')?.status).toBe('ok');
+    expect(find('device 0001:00:00.0')?.status).toBe('ok');
+    expect(find('IOMMU group')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^viable: 0001:00:00\.0/) });
+    expect(find('RLIMIT_MEMLOCK')?.status).toBe('ok');
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
   });

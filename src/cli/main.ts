@@ -65,8 +65,9 @@ async function main(argv: string[]): Promise<number> {
         })()),
     )
     .command('doctor', 'check what a profile needs from this machine, and explain what is missing', (y) =>
-      y.option('profile', { type: 'string', describe: 'one profile (default: all shipped ones)' }),
-      (a) => run(doctorCommand({ profile: a.profile, json: a.json })),
+      y.option('profile', { type: 'string', describe: 'one profile (default: all shipped ones)' })
+        .option('inner', { type: 'boolean', default: false, describe: "for a nested lab host: boot its guest and check the inner lab's needs there, through the agent" }),
+      (a) => run(doctorCommand({ profile: a.profile, json: a.json, inner: a.inner })),
     )
     .command('sweep', 'clean up after labs whose controller died (kill QEMU, restore devices, keep artifacts)', (y) => y,
       (a) => run((async () => {

@@ -5,6 +5,7 @@ import { buildArgv, type RuntimePaths, type BootImage } from './argv.js';
 import { QemuProcess, type ExitInfo } from './qemu-process.js';
 import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } from './runtime-dir.js';
 import { sweepStaleLabs } from './sweep.js';
+import { explainingLines, knownCauseHint } from './stderr-diagnosis.js';
 import type { Profile } from './profile.js';
 import { QmpClient } from '../qmp/qmp-client.js';
 import { AgentClient } from '../agent/agent-client.js';
@@ -114,8 +115,8 @@ export class Lab {
           // own exit status and stderr are the real explanation.
           const exit = await proc.waitExit(2000);
           if (!exit) throw err;
-          throw new TcelabError('start QEMU', `it exited (${exit.signal ?? `code ${exit.code}`}) before QMP was up: ${lastLines(proc.stderr())}`,
-            'check the profile and the QEMU version; qemu-stderr.log is in the kept runtime dir');
+          throw new TcelabError(`start QEMU${host.local ? '' : ` in the ${host.name}`}`, `it exited (${exit.signal ?? `code ${exit.code}`}) before QMP was up: ${explainingLines(proc.stderr())}`,
+            knownCauseHint(proc.stderr()) ?? 'check the profile and the QEMU version; qemu-stderr.log is in the kept runtime dir');
         }
       });
       const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv, host);
@@ -307,10 +308,6 @@ function stripKernel(argv: string[]): string[] {
     else out.push(argv[i]!);
   }
   return out;
-}
-
-function lastLines(s: string, n = 3): string {
-  return s.trim().split('\n').slice(-n).join(' | ') || '(no stderr)';
 }
 
 function withArtifacts(err: unknown, paths: RuntimePaths): unknown {
