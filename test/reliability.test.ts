@@ -43,6 +43,8 @@ describe('no orphans when the controller is interrupted', () => {
     { phase: 'boot', args: ['emulated'], when: /boot the guest to init/ },
     { phase: 'hotplug', args: ['ddw-hotplug'], when: /round 1: host QOM of the hot-plugged PHB/ },
     { phase: 'registration', args: ['registration-soak', '--set', 'cycles=100000'], when: /soak: \d+\/100000 cycles/ },
+    // The inner QEMU of a nested lab host is up and holds its pins: it dies with the guest.
+    { phase: 'a nested lab', args: ['nested-prereg-release'], when: /PASS quit: inner machine created and paused/ },
   ];
   for (const { phase, args, when } of phases) {
     for (const signal of ['SIGINT', 'SIGTERM', 'SIGKILL'] as const) {
@@ -65,6 +67,13 @@ describe('no orphans when the controller is interrupted', () => {
           expect(existsSync(join(d, 'console.log'))).toBe(true);
         }
         expect(left.filter((d) => /\/lab-[^/]+$/.test(d) && signal === 'SIGKILL')).toEqual([]);
+        if (phase === 'a nested lab' && signal !== 'SIGKILL') {
+          // The inner lab's transcripts are kept inside the outer lab's artifacts.
+          const innerRoot = join(left[0]!, 'inner-runtime');
+          const innerDirs = readdirSync(innerRoot);
+          expect(innerDirs.length).toBe(1);
+          expect(readFileSync(join(innerRoot, innerDirs[0]!, 'qmp-transcript.log'), 'utf8')).toMatch(/query-status/);
+        }
       });
     }
   }

@@ -44,10 +44,15 @@ export const nestedPreregRelease: ScenarioDefinition = {
       checks.record(`doctor on the guest: ${f.check}`, f.status !== 'fail', 'ok', f.status, f.detail);
     }
 
+    // The agent's open fds before and after: every spawned program's pipes and every relay must be closed.
+    const agentPid = (await agent.ping()).pid;
+    const agentFds = async () => ((await host.listDir(`/proc/${agentPid}/fd`)) ?? []).length;
+    const fdsBefore = await agentFds();
     for (const m of methods as InnerShutdown[]) await innerCycle(ctx, inner, host, m, pages, false);
     const faultVia = String(ctx.options.faultVia ?? 'quit');
     if (!(METHODS as readonly string[]).includes(faultVia)) throw new TcelabError('option faultVia', `"${faultVia}" is not one of ${METHODS.join(', ')}`, 'e.g. --set faultVia=kill');
     if (ctx.options.fault !== false) await innerCycle(ctx, inner, host, faultVia as InnerShutdown, pages, true);
+    checks.equal('agent: no pipe or relay left open after the inner labs', await agentFds(), fdsBefore, `fds of the agent (pid ${agentPid})`);
   },
 };
 
