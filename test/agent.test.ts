@@ -106,6 +106,31 @@ describe('guest agent', () => {
     expect((await agent.ping()).pong).toBe(true);
   });
 
+  it('relays a unix socket in the guest byte for byte, large and binary payloads included, and ends when the peer closes', async () => {
+    const host = new AgentHost(agent);
+    const server = await host.spawn(['/usr/sbin/tcelab-agent', 'echo-server', '/tmp/echo.sock']);
+    try {
+      let sock: import('node:stream').Duplex | undefined;
+      for (let i = 0; i < 50 && !sock; i++) sock = await host.connectUnix('/tmp/echo.sock').catch(async () => { await new Promise((r) => setTimeout(r, 100)); return undefined; });
+      // 3 MiB of every byte value: many replies (192 KiB each) and more than the agent queues either way (1 MiB).
+      const payload = Buffer.alloc(3 * 1024 * 1024, 0).map((_, i) => (i * 7) % 256);
+      const got: Buffer[] = [];
+      let n = 0;
+      const all = new Promise<void>((res) => sock!.on('data', (d: Buffer) => { got.push(d); n += d.length; if (n >= payload.length) res(); }));
+      sock!.write(payload);
+      await all;
+      expect(Buffer.concat(got).equals(payload)).toBe(true);
+      const closed = new Promise<void>((res) => sock!.on('close', () => res()));
+      // The peer goes away: the relay ends and closes, and the agent frees the stream.
+      server.kill('SIGKILL');
+      await closed;
+      expect((await server.exited).signal).toBe('SIGKILL');
+    } finally {
+      server.kill('SIGKILL');
+    }
+    expect((await agent.ping()).pong).toBe(true);
+  });
+
   it('keeps serving while a program runs (exec is asynchronous)', async () => {
     const t0 = Date.now();
     const running = agent.exec(['sleep', '2']);

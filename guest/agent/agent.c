@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -481,9 +482,41 @@ static int open_port(void)
 	}
 }
 
-int main(void)
+/*
+ * `tcelab-agent echo-server PATH`: a unix-socket peer that sends back every
+ * byte it gets, one connection at a time. It measures and tests the relay
+ * itself, apart from whatever a real peer (the inner QEMU) costs.
+ */
+static int echo_server(const char *path)
+{
+	struct sockaddr_un addr = { .sun_family = AF_UNIX };
+	if (strlen(path) >= sizeof(addr.sun_path))
+		return 2;
+	strcpy(addr.sun_path, path);
+	unlink(path);
+	int l = socket(AF_UNIX, SOCK_STREAM, 0);
+	if (l < 0 || bind(l, (struct sockaddr *)&addr, sizeof(addr)) || listen(l, 4)) {
+		perror("echo-server");
+		return 1;
+	}
+	fprintf(stderr, "echo-server: listening on %s\n", path);
+	for (;;) {
+		int c = accept(l, NULL, NULL);
+		if (c < 0)
+			continue;
+		char buf[65536];
+		ssize_t n;
+		while ((n = read(c, buf, sizeof(buf))) > 0)
+			write_all(c, buf, (size_t)n);
+		close(c);
+	}
+}
+
+int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
+	if (argc == 3 && !strcmp(argv[1], "echo-server"))
+		return echo_server(argv[2]);
 	for (int i = 0; i < MAX_WORKERS; i++)
 		workers[i].fd = -1;
 	port_fd = open_port();

@@ -29,6 +29,8 @@
 #define OUT_CAP (1024 * 1024)
 /* Per reply: a reply is one line of the agent's channel and must stay small. */
 #define READ_CAP (192 * 1024)
+/* Bytes the host wrote that the peer has not taken yet; beyond it stream-write says EAGAIN. */
+#define WRITE_CAP (1024 * 1024)
 
 struct bytes {
 	unsigned char *p;
@@ -41,6 +43,7 @@ struct stream {
 	pid_t pid;
 	int fd[2];         /* proc: stdout, stderr; relay: the socket, -1 */
 	struct bytes buf[2];
+	struct bytes wbuf; /* relay: bytes for the peer, written as it takes them */
 	unsigned long long dropped[2];
 	int exited, status;
 	int parked;        /* a stream-read waits for data */
@@ -244,6 +247,23 @@ int cmd_relay_open(const struct jval *args, struct reply *r)
 	return 0;
 }
 
+/* Writes what the peer takes now of the queued bytes; a peer that is gone ends the relay. */
+static void stream_flush(struct stream *s)
+{
+	while (s->wbuf.len && s->fd[0] >= 0) {
+		ssize_t k = write(s->fd[0], s->wbuf.p, s->wbuf.len);
+		if (k > 0) {
+			bytes_consume(&s->wbuf, (size_t)k);
+			continue;
+		}
+		if (k < 0 && (errno == EAGAIN || errno == EINTR))
+			return;
+		s->wbuf.len = 0;
+		close(s->fd[0]);
+		s->fd[0] = -1;
+	}
+}
+
 int cmd_stream_write(const struct jval *args, struct reply *r)
 {
 	struct stream *s = find_stream(args, r);
@@ -259,26 +279,17 @@ int cmd_stream_write(const struct jval *args, struct reply *r)
 	ssize_t n = base64_decode(data, &p);
 	if (n < 0)
 		return bad_arg(r, "data", -2, "base64 text");
-	ssize_t done = 0;
-	while (done < n) {
-		ssize_t k = write(s->fd[0], p + done, n - done);
-		if (k < 0 && errno == EAGAIN) {
-			struct pollfd pw = { .fd = s->fd[0], .events = POLLOUT };
-			if (poll(&pw, 1, 2000) <= 0)
-				break;
-			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			break;
-		done += k;
+	/* Never block here: a peer that answers as it reads (QMP, an echo) would wait
+	 * for us to read its answer while we wait for it to read. Queue, and let the
+	 * main loop write as the peer takes it. */
+	if (s->wbuf.len + (size_t)n > WRITE_CAP) {
+		free(p);
+		return fail(r, "EAGAIN", "relay %d: %zu bytes still queued for the peer; write again later", s->id, s->wbuf.len);
 	}
-	int e = errno;
+	bytes_add(&s->wbuf, p, (size_t)n);
 	free(p);
-	if (done < n)
-		return fail_errno(r, e, "write to relay %d (%zd of %zd bytes)", s->id, done, n);
-	sb_fmt(&r->val, "{\"written\":%zd}", done);
+	stream_flush(s);
+	sb_fmt(&r->val, "{\"queued\":%zd,\"pending\":%zu}", n, s->wbuf.len);
 	return 0;
 }
 
@@ -389,6 +400,7 @@ static void stream_free(struct stream *s)
 			close(s->fd[k]);
 		free(s->buf[k].p);
 	}
+	free(s->wbuf.p);
 	sb_free(&s->park_id);
 	s->id = 0;
 }
@@ -421,9 +433,13 @@ int stream_poll_fds(struct pollfd *p, int max, int *busy)
 		/* A running program's exit and a parked read's deadline are noticed by polling. */
 		if (s->parked || (s->is_proc && !s->exited))
 			*busy = 1;
-		for (int k = 0; k < 2 && n < max; k++)
-			if (s->fd[k] >= 0 && (s->is_proc || s->buf[k].len < OUT_CAP))
-				p[n++] = (struct pollfd){ .fd = s->fd[k], .events = POLLIN };
+		for (int k = 0; k < 2 && n < max; k++) {
+			if (s->fd[k] < 0)
+				continue;
+			short ev = (s->is_proc || s->buf[k].len < OUT_CAP ? POLLIN : 0) | (k == 0 && s->wbuf.len ? POLLOUT : 0);
+			if (ev)
+				p[n++] = (struct pollfd){ .fd = s->fd[k], .events = ev };
+		}
 	}
 	return n;
 }
@@ -434,6 +450,8 @@ void stream_service(void (*send)(struct sbuf *id, struct reply *r, int ok))
 		struct stream *s = &streams[i];
 		if (!s->id)
 			continue;
+		if (!s->is_proc)
+			stream_flush(s);
 		stream_drain(s);
 		if (!s->parked || (!stream_ready(s) && ms_until(&s->park_deadline) > 0))
 			continue;

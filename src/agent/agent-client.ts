@@ -109,7 +109,8 @@ export class AgentClient {
     return this.execute('relay-open', { path });
   }
 
-  streamWrite(stream: number, data: Buffer): Promise<{ written: number }> {
+  /** Queues bytes for the peer; EAGAIN while a megabyte is still queued. */
+  streamWrite(stream: number, data: Buffer): Promise<{ queued: number; pending: number }> {
     return this.execute('stream-write', { stream, data: data.toString('base64') });
   }
 

@@ -7,6 +7,7 @@ import { requireGuestImage } from '../image/image-builder.js';
 import { Lab } from '../qemu/lab.js';
 import { qmpBench, summarize } from './qmp-bench.js';
 import { bootOnce, floorInitrd, cleanupFloor } from './boot-bench.js';
+import { nestedBench } from './nested-bench.js';
 import { median, fmt } from './stats.js';
 import { runScenario } from '../scenario/runner.js';
 import { allScenarioFiles, procedures } from '../scenario/registry.js';
@@ -132,7 +133,10 @@ async function main(): Promise<void> {
     await reg.dispose();
   }
 
-  // 5. Time to verdict of each built-in scenario.
+  // 5. The nested lab host.
+  await nestedBench(out);
+
+  // 6. Time to verdict of each built-in scenario.
   if (!quick) {
     out('## Time to verdict (launch → verdict written), one run each');
     for (const file of await allScenarioFiles()) {

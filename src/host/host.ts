@@ -166,6 +166,9 @@ const agentSignals: Partial<Record<NodeJS.Signals, 'TERM' | 'KILL' | 'INT' | 'ST
   SIGTERM: 'TERM', SIGKILL: 'KILL', SIGINT: 'INT', SIGSTOP: 'STOP', SIGCONT: 'CONT',
 };
 
+/** Bytes per stream-write: 256 KiB of base64 in a request line, a quarter of the agent's line limit. */
+const RELAY_SLICE = 192 * 1024;
+
 /** How long one stream-read may wait in the agent: bounds how late a torn-down stream is closed. */
 const LONG_POLL_MS = 500;
 
@@ -210,7 +213,24 @@ class AgentRelay extends Duplex {
   override _read(): void {}
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.agent.streamWrite(this.stream, chunk).then(() => cb(), (err: Error) => cb(err));
+    this.writeAll(chunk).then(() => cb(), (err: Error) => cb(err));
+  }
+
+  /**
+   * In slices that keep each request line well under the agent's limit; while
+   * the agent still holds a megabyte the peer has not taken (EAGAIN), wait.
+   */
+  private async writeAll(chunk: Buffer): Promise<void> {
+    for (let at = 0; at < chunk.length;) {
+      const slice = chunk.subarray(at, at + RELAY_SLICE);
+      try {
+        await this.agent.streamWrite(this.stream, slice);
+        at += slice.length;
+      } catch (err) {
+        if (!(err instanceof QmpCommandError && err.errorClass === 'EAGAIN') || this.stopped) throw err;
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
   }
 
   override _destroy(err: Error | null, cb: (err?: Error | null) => void): void {

@@ -93,6 +93,9 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost,
     ctx.phase(`${label}: inner QEMU exited`);
     ctx.timings.push({ step: `${label}: ${method} to inner QEMU exit`, ms: sd.durationMs });
     checks.equal(`${label}: inner QEMU went away via ${method} without escalation`, sd.escalations, []);
+    // QMP events come through the relay too: QEMU says why it stopped before it goes.
+    const reason = { quit: 'host-qmp-quit', term: 'host-signal', kill: undefined }[method];
+    if (reason) checks.equal(`${label}: the inner QEMU's SHUTDOWN event says ${reason}`, (sd.shutdownEvent as { reason?: string } | undefined)?.reason ?? 'no event', reason);
     ctx.watchGuestPid(undefined);
 
     if (!seededFault) {
