@@ -39,8 +39,9 @@ async function main(argv: string[]): Promise<number> {
       y
         .positional('action', { choices: ['build'] as const, describe: 'build: download Debian packages and make vmlinux + initramfs' })
         .option('variant', { choices: ['base', 'with-qemu'] as const, default: 'base' as const, describe: 'image variant' })
+        .option('with-qemu', { type: 'boolean', default: false, describe: 'the same as --variant with-qemu: the guest can run QEMU (a nested lab host)' })
         .option('refresh', { type: 'boolean', default: false, describe: 're-resolve the newest package versions' }),
-      (a) => run(guestBuildCommand({ variant: a.variant, refresh: a.refresh, json: a.json })),
+      (a) => run(guestBuildCommand({ variant: a.withQemu ? 'with-qemu' : a.variant, refresh: a.refresh, json: a.json })),
     )
     .command('run [target]', 'run a scenario (or --all), or boot a profile and shut it down', (y) =>
       y

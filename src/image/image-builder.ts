@@ -172,7 +172,8 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
 
   let downloadedBytes = 0;
   let action: BuildResult['action'] = 'repacked';
-  let index: ImageManifest['index'];
+  // A repack keeps the record of where its packages were resolved.
+  let index: ImageManifest['index'] = packages ? existing?.manifest.index : undefined;
   if (!packages) {
     action = 'downloaded';
     const apt = new PrivateApt(join(cache, 'guest', 'apt'), hostDebianMirror(), SUITE, ARCH);

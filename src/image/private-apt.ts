@@ -68,7 +68,7 @@ export class PrivateApt {
       // signed InRelease (apt: "File has unexpected size", "Hash Sum mismatch").
       // The same release is also published under its suite alias (trixie → stable),
       // whose InRelease may match what the mirror has: apt verifies it just the same.
-      const alias = midSync(err) ? await this.suiteAlias(this.suite) : undefined;
+      const alias = isMidSyncError(err) ? await this.suiteAlias(this.suite) : undefined;
       if (!alias || alias === this.suite) throw err;
       try {
         await this.updateFrom(alias);
@@ -163,7 +163,8 @@ export class PrivateApt {
   }
 }
 
-function midSync(err: unknown): boolean {
+/** apt-get update failed because the mirror served an index that does not match its InRelease. */
+export function isMidSyncError(err: unknown): boolean {
   return /unexpected size|Hash Sum mismatch|Mirror sync in progress/i.test(`${(err as Error).message} ${(err as { why?: string }).why ?? ''}`);
 }
 
