@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import type { ScenarioReport } from '../src/scenario/runner.js';
+import { runScenario, type ScenarioReport } from '../src/scenario/runner.js';
+import { resolveScenario } from '../src/scenario/registry.js';
 import { packageRoot } from '../src/util/paths.js';
 import { testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
@@ -52,6 +53,9 @@ describe('nested lab host', () => {
     expect(leak.final - leak.baseline).toBe(leak.peak - leak.baseline);
     expect(check('seeded fault: the holder is named').measured).toMatch(/^pid \d+ \(tcelab-agent\) holding \/dev\/vfio\/\d+, \/dev\/vfio\/vfio$/);
     expect(report.releases.find((r) => r.event === 'holder exit')!.returned).toBe(true);
+    // Unbinding the device from vfio-pci takes its group out of the container: the pins go though the holder lives.
+    expect(report.releases.find((r) => r.event === 'device unbound (holder alive)')!.returned).toBe(true);
+    expect(check("seeded fault, unbind: the holder's group fd now points at a deleted group").measured).toMatch(/^\/dev\/vfio\/\d+ \(deleted\), \/dev\/vfio\/vfio$/);
 
     // The timeline tells the story; the inner lab's own transcripts are among the artifacts.
     const svg = readFileSync(join(results, 'timeline.svg'), 'utf8');
@@ -99,6 +103,20 @@ describe('nested lab host', () => {
     expect(find('device 0001:00:00.0')?.status).toBe('ok');
     expect(find('IOMMU group')).toMatchObject({ status: 'ok', detail: expect.stringMatching(/^viable: 0001:00:00\.0/) });
     expect(find('RLIMIT_MEMLOCK')?.status).toBe('ok');
+    expect(liveLabQemuPids(root)).toEqual([]);
+    expect(runtimeDirsIn(root)).toEqual([]);
+  });
+
+  it('scenario steps drive the inner lab too (nested-steps: inner-launch, inner-shutdown, adopt-fds)', async () => {
+    const root = testRuntimeRoot();
+    const resolved = (await resolveScenario('nested-steps'))!;
+    const report = await runScenario(resolved.def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root });
+    expect(report.error).toBeUndefined();
+    expect(report.checks.filter((c) => c.status !== 'pass')).toEqual([]);
+    const pins = report.checks.filter((c) => /expect-guest-pins/.test(c.name)).map((c) => c.measured);
+    // Launched, released by SIGTERM; launched again, held by the adopted fds after quit.
+    expect(pins).toEqual(['65536', '65536', '65536']);
+    expect(report.releases.filter((r) => r.source === 'guest').map((r) => [r.event, r.returned])).toEqual([['step 4: inner-shutdown l2 via term', true], ['step 14: stop-worker (holder)', true]]);
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
   });

@@ -1,7 +1,7 @@
-import { join } from 'node:path';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 import { guestRelease, guestSampleNow } from '../guest-release.js';
-import { Lab, type ShutdownMethod } from '../../qemu/lab.js';
+import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
+import { innerProfile, launchInnerLab, disposeInnerLab } from '../nested.js';
 import type { Profile } from '../../qemu/profile.js';
 import { AgentHost } from '../../host/host.js';
 import { runDoctor } from '../../doctor/doctor.js';
@@ -26,10 +26,7 @@ export const nestedPreregRelease: ScenarioDefinition = {
   defaultProfile: 'nested-lab-host',
   async run(ctx) {
     const { agent, checks } = ctx;
-    const inner = ctx.profile.inner;
-    if (!inner) {
-      throw new TcelabError('nested-prereg-release', `profile ${ctx.profile.name} has no inner lab`, 'run it with the nested-lab-host profile (or one with an "inner" section)');
-    }
+    const inner = innerProfile(ctx);
     const methods = String(ctx.options.via ?? METHODS.join(',')).split(',').map((m) => m.trim());
     for (const m of methods) {
       if (!(METHODS as readonly string[]).includes(m)) throw new TcelabError('option via', `"${m}" is not one of ${METHODS.join(', ')}`, 'e.g. --set via=quit,term');
@@ -48,23 +45,32 @@ export const nestedPreregRelease: ScenarioDefinition = {
     const agentPid = (await agent.ping()).pid;
     const agentFds = async () => ((await host.listDir(`/proc/${agentPid}/fd`)) ?? []).length;
     const fdsBefore = await agentFds();
-    for (const m of methods as InnerShutdown[]) await innerCycle(ctx, inner, host, m, pages, false);
+    for (const m of methods as InnerShutdown[]) await innerCycle(ctx, inner, host, m, pages);
     const faultVia = String(ctx.options.faultVia ?? 'quit');
     if (!(METHODS as readonly string[]).includes(faultVia)) throw new TcelabError('option faultVia', `"${faultVia}" is not one of ${METHODS.join(', ')}`, 'e.g. --set faultVia=kill');
-    if (ctx.options.fault !== false) await innerCycle(ctx, inner, host, faultVia as InnerShutdown, pages, true);
+    if (ctx.options.fault !== false) {
+      // Released two ways: the holder exits; or the device leaves vfio-pci, which takes its group out of the container.
+      await innerCycle(ctx, inner, host, faultVia as InnerShutdown, pages, 'holder-exit');
+      await innerCycle(ctx, inner, host, faultVia as InnerShutdown, pages, 'unbind');
+    }
     checks.equal('agent: no pipe or relay left open after the inner labs', await agentFds(), fdsBefore, `fds of the agent (pid ${agentPid})`);
   },
 };
 
-async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost, method: InnerShutdown, pages: number, seededFault: boolean): Promise<void> {
+/**
+ * One inner QEMU: launched, checked, shut down by `method`, pins judged. With
+ * `seededFault`, a worker adopts its VFIO fds first; the pins must then stay,
+ * and go when the holder exits or when the device is unbound from vfio-pci.
+ */
+async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost, method: InnerShutdown, pages: number, seededFault?: 'holder-exit' | 'unbind'): Promise<void> {
   const { agent, checks } = ctx;
-  const label = seededFault ? 'seeded fault' : method;
+  const label = seededFault === 'holder-exit' ? 'seeded fault' : seededFault === 'unbind' ? 'seeded fault, unbind' : method;
   const releaseTimeoutMs = Number(ctx.options.releaseTimeoutMs ?? 10_000);
   const leakWaitMs = Number(ctx.options.leakWaitMs ?? 3000);
   const base = await guestSampleNow(ctx);
   ctx.phase(`${label}: launch inner QEMU`);
   const t0 = Date.now();
-  const lab = await Lab.launch(inner, { host, runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'), progress: ctx.progress });
+  const lab = await launchInnerLab(ctx, host);
   let holder: Awaited<ReturnType<typeof agent.startWorker>> | undefined;
   try {
     ctx.timings.push({ step: `${label}: inner QEMU start to QMP`, ms: Date.now() - t0 });
@@ -109,6 +115,19 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost,
       v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`);
     const named = (await agent.vfioHolders()).find((h) => h.pid === holder!.pid);
     checks.record(`${label}: the holder is named`, named !== undefined, `pid ${holder!.pid}`, named ? `pid ${named.pid} (${named.comm}) holding ${named.fds.join(', ')}` : 'not among the VFIO holders');
+    if (seededFault === 'unbind') {
+      // The last device of the group leaves vfio-pci: the group is removed and
+      // detached from the container, whose shutdown puts the pages — holder or not.
+      const device = lab.profile.devices.find((d) => d.host)!.host!;
+      await agent.unbind(device);
+      const t = ctx.phase(`${label}: ${device} unbound from vfio-pci (holder alive)`);
+      const vu = await guestRelease(ctx, base, 'device unbound (holder alive)', t, releaseTimeoutMs);
+      checks.record(`${label}: pins released when the device leaves vfio-pci, though the holder lives`, vu.returned, vu.baseline, vu.final,
+        vu.returned ? `release latency ${vu.latencyMs} ms from the unbind` : `not within ${releaseTimeoutMs} ms`);
+      const still = (await agent.vfioHolders()).find((h) => h.pid === holder!.pid);
+      checks.record(`${label}: the holder's group fd now points at a deleted group`, still?.fds.some((f) => f.endsWith('(deleted)')) === true, 'a "(deleted)" group', still ? still.fds.join(', ') : 'no longer a holder');
+      return;
+    }
     await holder!.stop('KILL');
     holder = undefined;
     const t2 = ctx.phase(`${label}: holder killed`);
@@ -118,8 +137,7 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost,
   } finally {
     ctx.watchGuestPid(undefined);
     await holder?.stop('KILL').catch(() => {});
-    // The inner lab's console, QMP transcript and stderr go with the outer lab's artifacts.
-    await lab.dispose({ artifactsTo: join(ctx.lab.paths.dir, 'inner', label.replace(/\W+/g, '-')) });
+    await disposeInnerLab(ctx, lab, label);
   }
 }
 

@@ -7,6 +7,8 @@ import { findGuestDevice } from '../guest-vfio.js';
 import { guestRelease, guestSampleNow } from '../guest-release.js';
 import { TcelabError } from '../../util/errors.js';
 import type { Profile } from '../../qemu/profile.js';
+import type { Lab } from '../../qemu/lab.js';
+import { launchInnerLab, disposeInnerLab } from '../nested.js';
 
 const MiB = 1024 * 1024;
 
@@ -17,6 +19,8 @@ interface State {
   windows: Map<string, { start: bigint; size: bigint }>;
   marks: Map<string, Sample>;
   hotplug?: Hotplugger;
+  /** Inner labs of a nested lab host, by name; disposed at the end whatever happened. */
+  inners: Map<string, Lab>;
   /** The last action that may release pins: what expect-release measures from. */
   lastEvent?: { name: string; t: number };
 }
@@ -40,7 +44,7 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
     defaultProfile: file.profile,
     adjustProfile: (profile: Profile) => used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p) : p), profile),
     async run(ctx) {
-      const st: State = { bindings: new Map(), workers: new Map(), regions: new Map(), windows: new Map(), marks: new Map() };
+      const st: State = { bindings: new Map(), workers: new Map(), regions: new Map(), windows: new Map(), marks: new Map(), inners: new Map() };
       try {
         for (const [i, step] of file.steps.entries()) {
           const n = i + 1;
@@ -56,6 +60,8 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
           }
         }
       } finally {
+        for (const [label, lab] of st.inners) await disposeInnerLab(ctx, lab, label).catch(() => {});
+        ctx.watchGuestPid(undefined);
         await st.hotplug?.unplugAll();
       }
     },
@@ -203,6 +209,35 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
     case 'shutdown': {
       const sd = await ctx.shutdown(s.via as 'powerdown' | 'agent' | 'quit');
       checks.equal(`${tag} via ${s.via} without escalation`, sd.escalations, []);
+      return;
+    }
+    case 'inner-launch': {
+      const t0 = Date.now();
+      const lab = await launchInnerLab(ctx);
+      st.inners.set(String(s.as), lab);
+      ctx.timings.push({ step: `${tag}: inner QEMU start to QMP`, ms: Date.now() - t0 });
+      // Its VmLck goes into the guest samples; pre-registration is done by the time QMP answers.
+      ctx.watchGuestPid(lab.process.pid);
+      ctx.phase(`${tag} (${s.as}, pid ${lab.process.pid})`);
+      return;
+    }
+    case 'inner-shutdown': {
+      const lab = get(st.inners, s.inner, 'inner lab', n);
+      event(`${tag} ${s.inner} via ${s.via}`);
+      const sd = await lab.shutdown(s.via as 'quit' | 'term' | 'kill');
+      checks.equal(`${tag} ${s.inner} via ${s.via} without escalation`, sd.escalations, []);
+      ctx.watchGuestPid(undefined);
+      // Disposed at the end of the scenario: disposing gives the device back to its
+      // driver, and unbinding it from vfio-pci is itself a way pins go (see the README).
+      return;
+    }
+    case 'adopt-fds': {
+      // Seeded fault: the worker takes duplicates of the inner QEMU's VFIO fds (pidfd_getfd).
+      const lab = get(st.inners, s.inner, 'inner lab', n);
+      const fds = ((await ctx.guestProbe.host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
+      if (fds.length === 0) throw new TcelabError(tag, `the inner QEMU (pid ${lab.process.pid}) holds no /dev/vfio fd`);
+      await worker().adoptFds(lab.process.pid, fds.map((e) => Number(e.name)));
+      ctx.phase(`${tag} ${s.worker} holds ${fds.map((e) => e.target).join(', ')}`);
       return;
     }
     case 'do': {

@@ -36,6 +36,10 @@ export const STEP_SPECS: Record<string, Record<string, Spec>> = {
   'guest-exec': { argv: { type: 'array', maxItems: 64, items: { type: 'string' } }, expectExit: opt({ type: 'integer', min: 0, max: 255 }) },
   sleep: { ms: { type: 'integer', min: 0, max: 600_000 } },
   shutdown: { via: { type: 'string', enum: ['powerdown', 'agent', 'quit'] } },
+  // A nested lab host (a profile with "inner"): the inner QEMU in the guest.
+  'inner-launch': { as: name },
+  'inner-shutdown': { inner: name, via: { type: 'string', enum: ['quit', 'term', 'kill'] } },
+  'adopt-fds': { worker: name, inner: name },
   do: { procedure: name, options: opt({ type: 'map', values: { type: 'scalar' } }) },
 };
 

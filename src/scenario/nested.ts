@@ -1,0 +1,26 @@
+import { join } from 'node:path';
+import type { ScenarioContext } from './scenario.js';
+import { Lab } from '../qemu/lab.js';
+import type { Profile } from '../qemu/profile.js';
+import { AgentHost } from '../host/host.js';
+import { TcelabError } from '../util/errors.js';
+
+/**
+ * The inner lab of a nested lab host, for procedures and scenario steps alike:
+ * launched in the guest through the agent, its runtime dir inside the outer
+ * lab's, its artifacts kept with the outer lab's under inner/<label>/.
+ */
+export function innerProfile(ctx: ScenarioContext): Profile {
+  if (!ctx.profile.inner) {
+    throw new TcelabError('inner lab', `profile ${ctx.profile.name} has no inner lab`, 'run it with the nested-lab-host profile (or one with an "inner" section)');
+  }
+  return ctx.profile.inner;
+}
+
+export async function launchInnerLab(ctx: ScenarioContext, host = new AgentHost(ctx.agent)): Promise<Lab> {
+  return Lab.launch(innerProfile(ctx), { host, runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'), progress: ctx.progress });
+}
+
+export async function disposeInnerLab(ctx: ScenarioContext, lab: Lab, label: string): Promise<void> {
+  await lab.dispose({ artifactsTo: join(ctx.lab.paths.dir, 'inner', label.replace(/\W+/g, '-')) });
+}
