@@ -57,7 +57,10 @@ describe('guest agent', () => {
 
   it('survives 300 fuzzed request lines (seed 42) and keeps serving', async () => {
     const r = rng(42);
-    const bases = ['{"execute":"ping","id":"f1"}', '{"execute":"counters","arguments":{"pid":1},"id":"f2"}', '{"execute":"read-file","arguments":{"path":"/proc/vmstat","maxBytes":64},"id":"f3"}'];
+    const bases = ['{"execute":"ping","id":"f1"}', '{"execute":"counters","arguments":{"pid":1},"id":"f2"}', '{"execute":"read-file","arguments":{"path":"/proc/vmstat","maxBytes":64},"id":"f3"}',
+      // The stream commands, on streams that do not exist (a fuzzed spawn could start anything).
+      '{"execute":"stream-read","arguments":{"stream":77,"waitMs":5},"id":"f4"}', '{"execute":"stream-write","arguments":{"stream":77,"data":"QUJD"},"id":"f5"}',
+      '{"execute":"relay-open","arguments":{"path":"/tmp/none.sock"},"id":"f6"}'];
     for (let i = 0; i < 300; i++) {
       agent.connection.sendRaw(Buffer.concat([mutate(bases[i % bases.length]!, r), Buffer.from('\n')]));
       if (i % 50 === 0) await new Promise((res) => setTimeout(res, 20));
