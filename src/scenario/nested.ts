@@ -18,7 +18,9 @@ export function innerProfile(ctx: ScenarioContext): Profile {
 }
 
 export async function launchInnerLab(ctx: ScenarioContext, host = new AgentHost(ctx.agent)): Promise<Lab> {
-  return Lab.launch(innerProfile(ctx), { host, runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'), progress: ctx.progress });
+  const lab = await Lab.launch(innerProfile(ctx), { host, runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'), progress: ctx.progress });
+  ctx.observeLab(lab, `inner pid ${lab.process.pid}`);
+  return lab;
 }
 
 export async function disposeInnerLab(ctx: ScenarioContext, lab: Lab, label: string): Promise<void> {

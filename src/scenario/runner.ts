@@ -130,6 +130,9 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     live?.publish({ type: 'event', event: e.event, data: e.data, atMs: sampler.now() });
     if (['SHUTDOWN', 'GUEST_PANICKED', 'STOP', 'RESET'].includes(e.event)) phase(`${e.event} event`);
   });
+  // A lab the scenario starts itself (the inner lab of a nested host): its QMP events go to the live view too.
+  const observeLab = (other: Lab, label: string) =>
+    other.qmp.onEvent((e) => live?.publish({ type: 'event', event: `${label}: ${e.event}`, data: e.data, atMs: sampler.now() }));
   void lab.process.exited.then(() => phase('process exit'));
   const uninstall = opts.handleSignals
     ? installInterruptHandlers(async () => {
@@ -169,6 +172,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     const ctx: ScenarioContext = {
       lab, agent, profile, checks, progress, phase, sampler, guestProbe, hostBaseline, options: opts.options ?? {}, releases: report.releases, timings: report.timings,
       ddw: new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs),
+      observeLab,
       watchGuestPid: (pid) => {
         guestPid = pid;
       },

@@ -28,6 +28,8 @@ export interface ScenarioContext {
   /** The host sample taken before QEMU was launched. */
   hostBaseline: Sample;
   phase(name: string): number;
+  /** Publishes the QMP events of a lab the scenario started itself (an inner lab) with the run's. */
+  observeLab(lab: Lab, label: string): void;
   /** Which guest process's VmLck/VmPin the guest samples include. */
   watchGuestPid(pid: number | undefined): void;
   /** Shuts the lab down with phase markers; the runner then checks host release. */
