@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runScenario, type ScenarioReport } from '../src/scenario/runner.js';
 import { resolveScenario } from '../src/scenario/registry.js';
@@ -117,6 +117,41 @@ describe('nested lab host', () => {
     // Launched, released by SIGTERM; launched again, held by the adopted fds after quit.
     expect(pins).toEqual(['65536', '65536', '65536']);
     expect(report.releases.filter((r) => r.source === 'guest').map((r) => [r.event, r.returned])).toEqual([['step 4: inner-shutdown l2 via term', true], ['step 14: stop-worker (holder)', true]]);
+    expect(liveLabQemuPids(root)).toEqual([]);
+    expect(runtimeDirsIn(root)).toEqual([]);
+  });
+
+  it('tcelab up nested-lab-host keeps the inner QEMU running; tcelab qmp inner talks to it through the agent; shutdown leaves nothing', async () => {
+    const root = testRuntimeRoot();
+    const env = { ...process.env, TCELAB_RUNTIME_DIR: root };
+    const cli = (...args: string[]) => spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], { encoding: 'utf8', env, timeout: 60_000 });
+    // No lab yet: a clear error, no stack trace.
+    const none = cli('qmp', 'inner', 'query-status');
+    expect(none.status).not.toBe(0);
+    expect(none.stderr).toMatch(/find a running lab: none under/);
+    expect(none.stderr).not.toMatch(/\n\s+at /);
+
+    const up = spawn(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'up', 'nested-lab-host', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((r) => up.on('exit', (code) => r(code)));
+    const line = await new Promise<string>((resolve, reject) => {
+      let out = '';
+      up.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('\n')) resolve(out.split('\n')[0]!);
+      });
+      up.on('exit', () => reject(new Error('tcelab up exited before it was up')));
+    });
+    expect(JSON.parse(line)).toMatchObject({ up: true });
+    const status = cli('qmp', 'inner', 'query-status');
+    expect(status.status, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout)).toEqual({ status: 'prelaunch', running: false });
+    const lab = JSON.parse(cli('hotplug', 'status').stdout) as { inner: { qemuPid: number; running: boolean; status: string } };
+    expect(lab.inner).toMatchObject({ running: true, status: 'prelaunch', qemuVersion: expect.stringMatching(/^10\./) });
+    const bad = cli('qmp', 'inner', 'no-such-command');
+    expect(bad.status).toBe(1);
+    expect(bad.stderr).toMatch(/CommandNotFound/);
+    expect(cli('hotplug', 'shutdown').status).toBe(0);
+    expect(await exited).toBe(0);
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
   });

@@ -20,14 +20,19 @@ export function findControlSocket(lab?: string): string {
   return running[0]!;
 }
 
-export async function controlRequest(args: { lab?: string; command: string; arguments?: Record<string, unknown>; json: boolean; timeoutSec?: number }): Promise<number> {
+/** One request to a running lab's control socket; its reply. */
+export async function controlCall(args: { lab?: string; command: string; arguments?: Record<string, unknown>; timeoutSec?: number }): Promise<Record<string, unknown>> {
   const socket = findControlSocket(args.lab);
   const conn = await ProtocolConnection.connectUnix(socket, { peer: 'lab control', defaultTimeoutMs: (args.timeoutSec ?? 180) * 1000, connectTimeoutMs: 2000 });
   try {
-    const result = await conn.execute<Record<string, unknown>>(args.command, args.arguments ?? {});
-    process.stdout.write(`${JSON.stringify(result, bigintSafe, 2)}\n`);
-    return 0;
+    return await conn.execute<Record<string, unknown>>(args.command, args.arguments ?? {});
   } finally {
     await conn.close();
   }
+}
+
+export async function controlRequest(args: { lab?: string; command: string; arguments?: Record<string, unknown>; json: boolean; timeoutSec?: number }): Promise<number> {
+  const result = await controlCall(args);
+  process.stdout.write(`${JSON.stringify(result, bigintSafe, 2)}\n`);
+  return 0;
 }

@@ -82,11 +82,12 @@ async function main(argv: string[]): Promise<number> {
     .command('list', 'profiles and scenarios', (y) => y, (a) => run(listCommand({ json: a.json as boolean })))
     .command('qmp <target> <qmpCommand> [qmpArguments]', 'run one QMP command against a socket or a (stopped) lab from a profile', (y) =>
       y
-        .positional('target', { type: 'string', demandOption: true, describe: 'a QMP socket path or a profile name' })
+        .positional('target', { type: 'string', demandOption: true, describe: 'a QMP socket path, a profile name, or "inner": the inner QEMU of a running nested lab (`tcelab up nested-lab-host`)' })
         .positional('qmpCommand', { type: 'string', demandOption: true })
         .positional('qmpArguments', { type: 'string', describe: 'arguments as a JSON object' })
-        .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' }),
-      (a) => run(qmpCommand({ target: a.target, command: a.qmpCommand, arguments: a.qmpArguments, timeout: a.timeout })),
+        .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' })
+        .option('lab', { type: 'string', describe: 'with "inner": runtime dir of the lab (default: the only running one)' }),
+      (a) => run(qmpCommand({ target: a.target, command: a.qmpCommand, arguments: a.qmpArguments, timeout: a.timeout, lab: a.lab })),
     )
     .command('up [profile]', 'boot a lab and keep it running, with a control socket for `tcelab hotplug`', (y) =>
       y.positional('profile', { type: 'string', default: 'emulated' }),

@@ -6,18 +6,25 @@ import { loadProfile } from '../qemu/profile.js';
 import { requireGuestImage } from '../image/image-builder.js';
 import { Lab } from '../qemu/lab.js';
 import { StderrProgress } from '../util/progress.js';
+import { controlCall } from './hotplug-command.js';
 
 /**
  * `tcelab qmp <profile|socket> <command> [json]`: one QMP command. Against a
  * socket path it talks to a running QEMU; against a profile it starts that lab
  * stopped (-S), runs the command, and tears the lab down.
  */
-export async function qmpCommand(args: { target: string; command: string; arguments?: string; timeout: number }): Promise<number> {
+export async function qmpCommand(args: { target: string; command: string; arguments?: string; timeout: number; lab?: string }): Promise<number> {
   let parsed: Record<string, unknown> | undefined;
   if (args.arguments !== undefined) {
     const v = parseJsonText(args.arguments, 'QMP arguments');
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new InputError('QMP arguments', 'json', 'must be a JSON object');
     parsed = v as Record<string, unknown>;
+  }
+  if (args.target === 'inner') {
+    // The inner QEMU of a running nested lab host: its socket is in the guest, so the lab's controller relays.
+    const reply = await controlCall({ lab: args.lab, command: 'inner-qmp', arguments: { command: args.command, ...(parsed ? { arguments: parsed } : {}) }, timeoutSec: args.timeout + 5 });
+    print((reply as { return: unknown }).return);
+    return 0;
   }
   const isSocket = existsSync(args.target) && statSync(args.target).isSocket();
   if (isSocket) {

@@ -8,6 +8,8 @@ import { Hotplugger } from '../hotplug/hotplug.js';
 import { HostDdwView } from '../ddw/host-view.js';
 import { InputError } from '../util/errors.js';
 import { describeWindow } from '../ddw/dma-window.js';
+import { AgentHost } from '../host/host.js';
+import { ensureGuestImages } from './guest-command.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 
@@ -31,9 +33,12 @@ function int(args: Record<string, unknown>, key: string, min: number, max: numbe
 export async function upCommand(args: { profile: string; json: boolean }): Promise<number> {
   const progress = new StderrProgress();
   const profile = await loadProfile(args.profile);
+  await ensureGuestImages([profile], progress);
   const image = await requireGuestImage(profile.guest.image);
   const lab = await Lab.launch(profile, { image, progress });
   let control: ControlServer | undefined;
+  // A nested lab host: the inner QEMU runs in the guest as long as the lab is up.
+  let inner: Lab | undefined;
   let stopRequested: () => void = () => {};
   const stopped = new Promise<string>((resolve) => {
     stopRequested = () => resolve('shutdown requested');
@@ -45,8 +50,24 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     const agent = await lab.agent(progress);
     const hotplug = new Hotplugger(lab.qmp, agent);
     const ddw = new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs);
+    if (profile.inner) inner = await Lab.launch(profile.inner, { host: new AgentHost(agent), runtimeRoot: join(lab.paths.dir, 'inner-runtime'), progress });
+    const innerLab = () => {
+      if (!inner?.process.running) throw new InputError('control request', 'inner-qmp', inner ? 'the inner QEMU is no longer running' : `profile ${profile.name} has no inner lab`);
+      return inner;
+    };
     control = new ControlServer(join(lab.paths.dir, CONTROL_SOCKET), {
-      status: async () => ({ profile: profile.name, guestKernel: init.kernelRelease, qemuPid: lab.process.pid, runtimeDir: lab.paths.dir, status: (await lab.qmp.queryStatus()).status }),
+      status: async () => ({
+        profile: profile.name, guestKernel: init.kernelRelease, qemuPid: lab.process.pid, runtimeDir: lab.paths.dir, status: (await lab.qmp.queryStatus()).status,
+        ...(inner ? { inner: { qemuPid: inner.process.pid, qemuVersion: inner.qmp.qemuVersion, running: inner.process.running, ...(inner.process.running ? { status: (await inner.qmp.queryStatus()).status } : {}) } } : {}),
+      }),
+      // One QMP command to the inner QEMU, relayed by the guest agent.
+      'inner-qmp': async (a) => {
+        const command = a.command;
+        if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]{0,63}$/.test(command)) throw new InputError('control request', 'command', 'must be a QMP command name');
+        const qmpArgs = a.arguments;
+        if (qmpArgs !== undefined && (typeof qmpArgs !== 'object' || qmpArgs === null || Array.isArray(qmpArgs))) throw new InputError('control request', 'arguments', 'must be a JSON object');
+        return { return: await innerLab().qmp.execute(command, qmpArgs as Record<string, unknown> | undefined) };
+      },
       'hotplug-phb': async (a) => (await hotplug.hotplugPhb(int(a, 'index', 1, 30), { id: str(a, 'id', false), ddw: a.ddw !== false })),
       'hotplug-device': async (a) => (await hotplug.hotplugDevice(str(a, 'phb')!, { id: str(a, 'id')!, driver: str(a, 'driver')!, host: str(a, 'host', false) })),
       'unplug-device': async (a) => ({ timings: await hotplug.unplugDevice(str(a, 'id')!) }),
@@ -64,7 +85,9 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     else {
       process.stdout.write(`lab ${profile.name} is up: guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion} (pid ${lab.process.pid})\n` +
         `  runtime dir:    ${lab.paths.dir}\n  control socket: ${socket}\n` +
-        `  try: tcelab hotplug phb add 2 && tcelab hotplug device add hphb2 dev0\n  Ctrl-C (or tcelab hotplug shutdown) powers it down\n`);
+        (inner ? `  inner QEMU ${inner.qmp.qemuVersion} in the guest (pid ${inner.process.pid}), ${profile.inner!.devices.filter((d) => d.host).map((d) => `${d.host} passed through`).join(', ')}\n` +
+          '  try: tcelab qmp inner query-status\n' : '  try: tcelab hotplug phb add 2 && tcelab hotplug device add hphb2 dev0\n') +
+        '  Ctrl-C (or tcelab hotplug shutdown) powers it down\n');
     }
     const why = await Promise.race([stopped, lab.process.exited.then((e) => `QEMU exited (${e.signal ?? e.code})`)]);
     progress.info(`tcelab up: ${why}`);
@@ -72,6 +95,9 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     control = undefined;
     const leftovers = await hotplug.unplugAll().catch((e) => [(e as Error).message]);
     if (leftovers.length) progress.info(`tcelab up: could not unplug everything: ${leftovers.join('; ')}`);
+    // The inner lab first, while the guest that gives its device back is still up.
+    if (inner?.process.running) await inner.shutdown('quit', progress);
+    await inner?.dispose();
     if (lab.process.running) await lab.shutdown('powerdown', progress);
     return 0;
   } catch (err) {
@@ -79,6 +105,7 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     throw err;
   } finally {
     await control?.close();
+    await inner?.dispose().catch(() => {});
     const kept = await lab.dispose();
     if (kept) process.stderr.write(`artifacts kept in ${kept}\n`);
   }

@@ -45,6 +45,8 @@ export interface Host {
   readonly name: string;
   /** This machine (the controller's own processes, files and sockets) or one reached through an agent. */
   readonly local: boolean;
+  /** The host went away (a guest that shut down): nothing on it is left to clean up. */
+  readonly gone: boolean;
   /**
    * Starts a program that dies with whatever started it (the controller here,
    * the agent in a guest), so a lost controller never leaves a lab behind.
@@ -70,6 +72,7 @@ const missing = (err: unknown) => ['ENOENT', 'ESRCH', 'ENOTDIR'].includes((err a
 export class LocalHost implements Host {
   readonly name = 'host';
   readonly local = true;
+  readonly gone = false;
 
   async spawn(argv: string[], opts: SpawnOptions = {}): Promise<HostProcess> {
     // setpriv --pdeathsig: the kernel kills the child when the controller dies, even by SIGKILL.
@@ -242,6 +245,10 @@ class AgentRelay extends Duplex {
 
 export class AgentHost implements Host {
   readonly local = false;
+
+  get gone(): boolean {
+    return this.agent.connection.closed;
+  }
 
   constructor(readonly agent: AgentClient, readonly name = 'guest') {}
 

@@ -261,7 +261,9 @@ export class Lab {
     await this.process.console.close();
     // A kept runtime dir is artifacts: the dead sockets go.
     for (const sock of [this.paths.qmpSocket, this.paths.agentSocket, join(this.paths.dir, 'control.sock')]) await rm(sock, { force: true });
-    if (!this.host.local) await this.host.removeDir(this.paths.hostDir).catch(() => {});
+    if (!this.host.local && !this.host.gone) await this.host.removeDir(this.paths.hostDir).catch(() => {});
+    // A guest acting as the host took its devices and directories with it.
+    if (this.host.gone) this.bindings = [];
     for (const b of this.bindings.reverse()) {
       await this.binder!.restore(b).catch((err) => {
         this.failed = true;
