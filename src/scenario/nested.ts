@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import type { ScenarioContext } from './scenario.js';
 import { Lab } from '../qemu/lab.js';
 import type { Profile } from '../qemu/profile.js';
-import { AgentHost } from '../host/host.js';
+import { AgentHost, type Host } from '../host/host.js';
+import type { VfioWorker } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
 
 /**
@@ -25,4 +26,15 @@ export async function launchInnerLab(ctx: ScenarioContext, host = new AgentHost(
 
 export async function disposeInnerLab(ctx: ScenarioContext, lab: Lab, label: string): Promise<void> {
   await lab.dispose({ artifactsTo: join(ctx.lab.paths.dir, 'inner', label.replace(/\W+/g, '-')) });
+}
+
+/**
+ * The seeded fault: `worker` takes duplicates of every /dev/vfio fd the inner
+ * QEMU holds (pidfd_getfd), as if they had been passed to it. Returns what it holds.
+ */
+export async function adoptInnerVfioFds(host: Host, worker: VfioWorker, lab: Lab): Promise<string[]> {
+  const fds = ((await host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
+  if (fds.length === 0) throw new TcelabError('adopt the inner QEMU\'s VFIO fds', `pid ${lab.process.pid} holds no /dev/vfio fd`);
+  await worker.adoptFds(lab.process.pid, fds.map((e) => Number(e.name)));
+  return fds.map((e) => e.target!);
 }

@@ -1,7 +1,7 @@
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 import { guestRelease, guestSampleNow } from '../guest-release.js';
 import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
-import { innerProfile, launchInnerLab, disposeInnerLab } from '../nested.js';
+import { innerProfile, launchInnerLab, disposeInnerLab, adoptInnerVfioFds } from '../nested.js';
 import type { Profile } from '../../qemu/profile.js';
 import { AgentHost } from '../../host/host.js';
 import { runDoctor } from '../../doctor/doctor.js';
@@ -88,10 +88,9 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost,
     if (method === 'quit' && !seededFault) await checkPassthrough(ctx, lab);
 
     if (seededFault) {
-      const fds = ((await host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
       holder = await agent.startWorker();
-      await holder.adoptFds(lab.process.pid, fds.map((e) => Number(e.name)));
-      ctx.phase(`${label}: worker ${holder.pid} holds ${fds.map((e) => e.target).join(', ')}`);
+      const heldFds = await adoptInnerVfioFds(host, holder, lab);
+      ctx.phase(`${label}: worker ${holder.pid} holds ${heldFds.join(', ')}`);
     }
 
     const requestT = ctx.phase(`${label}: inner QEMU shutdown requested (${method})`);

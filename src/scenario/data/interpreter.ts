@@ -8,7 +8,7 @@ import { guestRelease, guestSampleNow } from '../guest-release.js';
 import { TcelabError } from '../../util/errors.js';
 import type { Profile } from '../../qemu/profile.js';
 import type { Lab } from '../../qemu/lab.js';
-import { launchInnerLab, disposeInnerLab } from '../nested.js';
+import { launchInnerLab, disposeInnerLab, adoptInnerVfioFds } from '../nested.js';
 
 const MiB = 1024 * 1024;
 
@@ -234,10 +234,8 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
     case 'adopt-fds': {
       // Seeded fault: the worker takes duplicates of the inner QEMU's VFIO fds (pidfd_getfd).
       const lab = get(st.inners, s.inner, 'inner lab', n);
-      const fds = ((await ctx.guestProbe.host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
-      if (fds.length === 0) throw new TcelabError(tag, `the inner QEMU (pid ${lab.process.pid}) holds no /dev/vfio fd`);
-      await worker().adoptFds(lab.process.pid, fds.map((e) => Number(e.name)));
-      ctx.phase(`${tag} ${s.worker} holds ${fds.map((e) => e.target).join(', ')}`);
+      const held = await adoptInnerVfioFds(ctx.guestProbe.host, worker(), lab);
+      ctx.phase(`${tag} ${s.worker} holds ${held.join(', ')}`);
       return;
     }
     case 'do': {
