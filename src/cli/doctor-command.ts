@@ -1,11 +1,11 @@
 import { listProfiles, loadProfile, type Profile } from '../qemu/profile.js';
 import { AgentHost, LocalHost } from '../host/host.js';
 import { runDoctor, formatDoctor, type DoctorReport } from '../doctor/doctor.js';
-import { findGuestImage, requireGuestImage } from '../image/image-builder.js';
+import { findGuestImage } from '../image/image-builder.js';
 import { Lab } from '../qemu/lab.js';
 import { InputError } from '../util/errors.js';
 import { StderrProgress } from '../util/progress.js';
-import { ensureGuestImages } from './guest-command.js';
+import { ensureGuestImage } from './guest-command.js';
 import { installInterruptHandlers } from './interrupt.js';
 
 /**
@@ -49,8 +49,7 @@ export async function doctorCommand(args: { profile?: string; json: boolean; inn
 /** Boots the outer lab and runs the doctor on its guest, through the agent, for the inner lab. */
 async function doctorInner(outer: Profile, inner: Profile): Promise<DoctorReport> {
   const progress = new StderrProgress();
-  await ensureGuestImages([outer], progress);
-  const lab = await Lab.launch(outer, { image: await requireGuestImage(outer.guest.image), progress });
+  const lab = await Lab.launch(outer, { image: await ensureGuestImage(outer, progress), progress });
   const uninstall = installInterruptHandlers(async () => {
     lab.failed = true;
     await lab.dispose();

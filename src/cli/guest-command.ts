@@ -1,4 +1,4 @@
-import { buildGuestImage, type ImageVariant } from '../image/image-builder.js';
+import { buildGuestImage, type GuestImage, type ImageVariant } from '../image/image-builder.js';
 import type { Profile } from '../qemu/profile.js';
 import type { Progress } from '../util/progress.js';
 import { StderrProgress } from '../util/progress.js';
@@ -27,13 +27,18 @@ export async function guestBuildCommand(args: { variant: ImageVariant; refresh: 
 }
 
 /**
- * Builds the guest images these profiles boot, where missing or stale: a run
+ * The guest image a profile boots, built first where missing or stale: a run
  * from a clean checkout needs no separate build step (up to date: ~20 ms).
  */
+export async function ensureGuestImage(profile: Profile, progress: Progress): Promise<GuestImage> {
+  const variant = profile.guest.image;
+  const r = await buildGuestImage({ variant, refresh: false, progress });
+  if (r.action !== 'up-to-date') progress.info(`guest image "${variant}" ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`);
+  return r.image;
+}
+
+/** ensureGuestImage for every variant these profiles boot, one build at a time. */
 export async function ensureGuestImages(profiles: Profile[], progress: Progress): Promise<void> {
-  const variants = [...new Set(profiles.map((p) => p.guest.image))];
-  for (const variant of variants) {
-    const r = await buildGuestImage({ variant, refresh: false, progress });
-    if (r.action !== 'up-to-date') progress.info(`guest image "${variant}" ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`);
-  }
+  const byVariant = new Map(profiles.map((p) => [p.guest.image, p]));
+  for (const p of byVariant.values()) await ensureGuestImage(p, progress);
 }

@@ -1,7 +1,6 @@
 import { loadProfile } from '../qemu/profile.js';
 import { Lab } from '../qemu/lab.js';
-import { requireGuestImage } from '../image/image-builder.js';
-import { ensureGuestImages } from './guest-command.js';
+import { ensureGuestImage } from './guest-command.js';
 import { StderrProgress } from '../util/progress.js';
 import { formatMs } from './output.js';
 import { installInterruptHandlers } from './interrupt.js';
@@ -10,8 +9,7 @@ import { installInterruptHandlers } from './interrupt.js';
 export async function runBootCommand(args: { profile: string; json: boolean; shutdown: 'powerdown' | 'quit' }): Promise<number> {
   const progress = new StderrProgress();
   const profile = await loadProfile(args.profile);
-  await ensureGuestImages([profile], progress);
-  const image = await requireGuestImage(profile.guest.image);
+  const image = await ensureGuestImage(profile, progress);
   const lab = await Lab.launch(profile, { image, progress });
   const uninstall = installInterruptHandlers(async () => {
     lab.failed = true;

@@ -1,7 +1,6 @@
 import { join } from 'node:path';
 import { loadProfile } from '../qemu/profile.js';
 import { Lab } from '../qemu/lab.js';
-import { requireGuestImage } from '../image/image-builder.js';
 import { StderrProgress } from '../util/progress.js';
 import { ControlServer } from '../control/control-server.js';
 import { Hotplugger } from '../hotplug/hotplug.js';
@@ -9,7 +8,7 @@ import { HostDdwView } from '../ddw/host-view.js';
 import { InputError } from '../util/errors.js';
 import { describeWindow } from '../ddw/dma-window.js';
 import { AgentHost } from '../host/host.js';
-import { ensureGuestImages } from './guest-command.js';
+import { ensureGuestImage } from './guest-command.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 
@@ -33,8 +32,7 @@ function int(args: Record<string, unknown>, key: string, min: number, max: numbe
 export async function upCommand(args: { profile: string; json: boolean }): Promise<number> {
   const progress = new StderrProgress();
   const profile = await loadProfile(args.profile);
-  await ensureGuestImages([profile], progress);
-  const image = await requireGuestImage(profile.guest.image);
+  const image = await ensureGuestImage(profile, progress);
   const lab = await Lab.launch(profile, { image, progress });
   let control: ControlServer | undefined;
   // A nested lab host: the inner QEMU runs in the guest as long as the lab is up.
