@@ -259,9 +259,11 @@ export class Lab {
     await this.qmp.close().catch(() => {});
     await this.agentClient?.close().catch(() => {});
     await this.process.console.close();
-    // A kept runtime dir is artifacts: the dead sockets go.
-    for (const sock of [this.paths.qmpSocket, this.paths.agentSocket, join(this.paths.dir, 'control.sock')]) await rm(sock, { force: true });
-    if (!this.host.local && !this.host.gone) await this.host.removeDir(this.paths.hostDir).catch(() => {});
+    // A kept runtime dir is artifacts: the dead sockets go. QEMU's own are on its host:
+    // here, or in the guest's private dir, which goes whole (unless the guest went first).
+    await rm(join(this.paths.dir, 'control.sock'), { force: true });
+    if (this.host.local) for (const sock of [this.paths.qmpSocket, this.paths.agentSocket]) await rm(sock, { force: true });
+    else if (!this.host.gone) await this.host.removeDir(this.paths.hostDir).catch(() => {});
     // A guest acting as the host took its devices and directories with it.
     if (this.host.gone) this.bindings = [];
     for (const b of this.bindings.reverse()) {

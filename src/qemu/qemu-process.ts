@@ -23,7 +23,7 @@ export class QemuProcess {
   readonly ddwTrace = new DdwTraceLog();
   private stderrTail = '';
 
-  private constructor(private readonly child: HostProcess, paths: RuntimePaths, readonly host: Host) {
+  private constructor(private readonly child: HostProcess, paths: RuntimePaths) {
     this.pid = child.pid;
     this.console = new GuestConsole(paths.consoleLog);
     const stderrFile = createWriteStream(paths.stderrLog, { flags: 'a', mode: 0o600 });
@@ -50,7 +50,7 @@ export class QemuProcess {
       throw new TcelabError(`start ${binary} on ${host.name}`, (err as Error).message,
         `install QEMU for ppc64 (Debian: qemu-system-ppc${host.local ? '' : '; in a guest: guest.image "with-qemu"'}) or set qemu.binary in the profile`);
     }
-    return new QemuProcess(child, paths, host);
+    return new QemuProcess(child, paths);
   }
 
   get running(): boolean {
