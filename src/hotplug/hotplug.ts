@@ -3,6 +3,7 @@ import type { AgentClient } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
 import { DRC_TYPE_PCI, DRC_TYPE_PHB, drcName, findInQueryPci, pciDrcIndex, phbDeviceTreeNode, phbDrcIndex } from './drc.js';
 import { deviceArg } from '../qemu/argv.js';
+import { guestPciDomain } from '../qemu/profile.js';
 
 /**
  * PHB and PCI hotplug on pseries, with the guest completing each step: QMP
@@ -134,7 +135,7 @@ export class Hotplugger {
       });
       // -I: no identify prompt (drmgr otherwise waits for Enter on stdin).
       await this.timed(timings, 'guest drmgr -c pci -a', () => this.drmgr('guest drmgr -c pci -a', ['-c', 'pci', '-a', '-I', '-s', drc]));
-      const domain = phb.index.toString(16).padStart(4, '0');
+      const domain = guestPciDomain(phb);
       const found = await this.timed(timings, 'device in a new IOMMU group', () => this.waitUntil('device in a new IOMMU group', `a device in domain ${domain} with a new IOMMU group`, async () => {
         const info = await this.agent.info();
         const d = info.iommuGroups.flatMap((g) => g.devices).find((x) => x.address.startsWith(`${domain}:`) && x.iommuGroup !== null);

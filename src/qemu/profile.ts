@@ -65,6 +65,11 @@ export interface Profile {
   inner?: Profile;
 }
 
+/** In a pseries guest, Linux numbers a PHB's PCI domain by its index: phb index 1 → "0001". */
+export function guestPciDomain(phb: Pick<PhbSpec, 'index'>): string {
+  return phb.index.toString(16).padStart(4, '0');
+}
+
 const id: Spec = { type: 'string', pattern: /^[A-Za-z][A-Za-z0-9_-]{0,31}$/, patternHint: 'a QEMU id: a letter, then letters, digits, - or _ (at most 32)' };
 const bdf = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/;
 const qemuOptionValue: Spec = { type: 'string', pattern: /^[^,=\s]+$/, patternHint: 'no commas, equals signs or spaces' };
@@ -159,11 +164,9 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
     }
     profile.inner.devices.forEach((d, i) => {
       if (!d.host) return;
-      // In a pseries guest a PHB's PCI domain is its index: phb index 1 → 0001:00:…
-      const domain = parseInt(d.host.slice(0, 4), 16);
-      const phb = profile.phbs.find((x) => x.index === domain);
+      const phb = profile.phbs.find((x) => d.host!.toLowerCase().startsWith(`${guestPciDomain(x)}:`));
       if (!phb || !profile.devices.some((x) => x.phb === phb.id)) {
-        throw v.err(`inner.devices[${i}].host`, `${d.host} is not a device of this guest: the PCI domain is the index of the PHB it sits on (${profile.phbs.map((x) => `${x.id} → ${x.index.toString(16).padStart(4, '0')}`).join(', ') || 'no phbs'})`);
+        throw v.err(`inner.devices[${i}].host`, `${d.host} is not a device of this guest: the PCI domain is the index of the PHB it sits on (${profile.phbs.map((x) => `${x.id} → ${guestPciDomain(x)}`).join(', ') || 'no phbs'})`);
       }
     });
   }

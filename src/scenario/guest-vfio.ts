@@ -1,5 +1,5 @@
 import type { AgentClient } from '../agent/agent-client.js';
-import type { Profile } from '../qemu/profile.js';
+import { guestPciDomain, type Profile } from '../qemu/profile.js';
 import type { PciDeviceInfo } from '../agent/types.js';
 import { TcelabError } from '../util/errors.js';
 
@@ -11,7 +11,7 @@ export async function findGuestDevice(agent: AgentClient, profile: Profile, devi
   const dev = deviceId ? profile.devices.find((d) => d.id === deviceId) : profile.devices[0];
   if (!dev) throw new TcelabError('find the VFIO device', `profile ${profile.name} has no device${deviceId ? ` ${deviceId}` : 's'}`);
   const phb = profile.phbs.find((p) => p.id === dev.phb)!;
-  const domain = phb.index.toString(16).padStart(4, '0');
+  const domain = guestPciDomain(phb);
   const info = await agent.info();
   const all = info.iommuGroups.flatMap((g) => g.devices);
   const hit = all.find((d) => d.address.startsWith(`${domain}:`));
