@@ -1,4 +1,4 @@
-import { listProfiles, loadProfile, type Profile } from '../qemu/profile.js';
+import { describingEnv, listProfiles, loadProfile, PLACEHOLDER_VFIO_HOST, type Profile } from '../qemu/profile.js';
 import { AgentHost, LocalHost } from '../host/host.js';
 import { runDoctor, formatDoctor, type DoctorReport } from '../doctor/doctor.js';
 import { findGuestImage } from '../image/image-builder.js';
@@ -19,14 +19,13 @@ export async function doctorCommand(args: { profile?: string; json: boolean; inn
   const out: DoctorReport[] = [];
   for (const name of names) {
     // The lab-host profile reads its device from the environment; say so rather than fail on it.
-    const env = { ...process.env, TCELAB_VFIO_HOST: process.env.TCELAB_VFIO_HOST ?? '0000:00:00.0' };
-    const profile = await loadProfile(name, env);
+    const profile = await loadProfile(name, describingEnv());
     const report = await runDoctor(new LocalHost(), profile, { skipDevices: !process.env.TCELAB_VFIO_HOST });
     const image = await findGuestImage(profile.guest.image);
     report.findings.push(image
       ? { check: 'guest image', status: 'ok', detail: `${profile.guest.image}: kernel ${image.manifest.kernelRelease}, built ${image.manifest.builtAt}` }
       : { check: 'guest image', status: 'warn', detail: `${profile.guest.image} is not built yet`, fix: `\`tcelab run\` builds it, or \`tcelab guest build${profile.guest.image === 'base' ? '' : ` --variant ${profile.guest.image}`}\`` });
-    if (!process.env.TCELAB_VFIO_HOST && profile.devices.some((d) => d.driver === 'vfio-pci' && d.host === '0000:00:00.0')) {
+    if (!process.env.TCELAB_VFIO_HOST && profile.devices.some((d) => d.driver === 'vfio-pci' && d.host === PLACEHOLDER_VFIO_HOST)) {
       report.findings.push({ check: 'TCELAB_VFIO_HOST', status: 'fail', detail: 'not set: the profile does not know which device to pass through', fix: 'set TCELAB_VFIO_HOST=<domain:bus:slot.fn>' });
     }
     if (profile.inner && !args.inner) {
@@ -71,6 +70,6 @@ async function doctorInner(outer: Profile, inner: Profile): Promise<DoctorReport
 
 async function innerProfiles(): Promise<string[]> {
   const out: string[] = [];
-  for (const n of await listProfiles()) if ((await loadProfile(n, { ...process.env, TCELAB_VFIO_HOST: '0000:00:00.0' }).catch(() => undefined))?.inner) out.push(n);
+  for (const n of await listProfiles()) if ((await loadProfile(n, describingEnv()).catch(() => undefined))?.inner) out.push(n);
   return out;
 }

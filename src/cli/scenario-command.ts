@@ -8,7 +8,7 @@ import { StderrProgress } from '../util/progress.js';
 import { InputError } from '../util/errors.js';
 import { formatMs } from './output.js';
 import { bigintSafe } from '../report/write.js';
-import { listProfiles, loadProfile } from '../qemu/profile.js';
+import { describingEnv, listProfiles, loadProfile } from '../qemu/profile.js';
 import { ensureGuestImages } from './guest-command.js';
 import { LiveServer } from '../live/live-server.js';
 
@@ -135,7 +135,7 @@ export function printReport(report: ScenarioReport, json: boolean): void {
 export async function listCommand(args: { json: boolean }): Promise<number> {
   const profiles = await Promise.all((await listProfiles()).map(async (name) => {
     try {
-      const p = await loadProfile(name, { ...process.env, TCELAB_VFIO_HOST: process.env.TCELAB_VFIO_HOST ?? '0000:00:00.0' });
+      const p = await loadProfile(name, describingEnv());
       return { name, description: p.description, accel: p.qemu.accel };
     } catch (err) {
       return { name, description: `(invalid: ${(err as Error).message})`, accel: '?' };

@@ -211,6 +211,14 @@ function crossCheck(p: Record<string, any>, name: string, v: Validator, at: stri
   return profile;
 }
 
+/** The device address lab-host-vfio gets when TCELAB_VFIO_HOST is unset and a profile is only being listed or inspected. */
+export const PLACEHOLDER_VFIO_HOST = '0000:00:00.0';
+
+/** The environment for loading a profile to describe it rather than run it: an unset device variable is not an error. */
+export function describingEnv(env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  return { ...env, TCELAB_VFIO_HOST: env.TCELAB_VFIO_HOST ?? PLACEHOLDER_VFIO_HOST };
+}
+
 /** Finds a profile by name (qemu-configs/<name>.json) or by path. */
 export function resolveProfilePath(nameOrPath: string): string {
   if (nameOrPath.includes('/') || nameOrPath.endsWith('.json')) return nameOrPath;
