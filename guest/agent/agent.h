@@ -29,6 +29,12 @@ int cmd_unbind(const struct jval *args, struct reply *r);
 int cmd_read_file(const struct jval *args, struct reply *r);
 int cmd_list_dir(const struct jval *args, struct reply *r);
 int cmd_write_file(const struct jval *args, struct reply *r);
+/* The "argv" argument (1 to max strings), or NULL with the reply filled. */
+const struct jval *argv_arg(const struct jval *args, int max, struct reply *r);
+/* Forks argv (PATH searched) with stdin /dev/null and stdout/stderr on pipes whose
+ * non-blocking read ends go to fds; detach: own session, killed when the agent dies.
+ * The pid, or -1 with the reply filled. */
+pid_t start_program(const struct jval *argv, const char *cwd, int detach, int fds[2], struct reply *r);
 struct pollfd;
 int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id);
 int exec_poll_fds(struct pollfd *p, int max);

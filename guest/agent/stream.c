@@ -13,11 +13,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -157,65 +155,22 @@ static struct stream *find_stream(const struct jval *args, struct reply *r)
 
 int cmd_spawn(const struct jval *args, struct reply *r)
 {
-	const struct jval *argv = json_get(args, "argv");
-	if (!argv || argv->type != J_ARR || argv->n < 1 || argv->n > 256)
-		return bad_arg(r, "argv", argv ? -2 : -1, "an array of 1 to 256 strings");
-	for (int i = 0; i < argv->n; i++)
-		if (argv->items[i].type != J_STR)
-			return bad_arg(r, "argv", -2, "an array of strings");
+	const struct jval *argv = argv_arg(args, 256, r);
+	if (!argv)
+		return -1;
 	const char *cwd = NULL;
 	if (json_str(args, "cwd", &cwd) == -2)
 		return bad_arg(r, "cwd", -2, "a directory path");
 	struct stream *s = new_stream(r);
 	if (!s)
 		return -1;
-	int out[2], err[2];
-	if (pipe2(out, O_CLOEXEC))
-		return s->id = 0, fail_errno(r, errno, "pipe");
-	if (pipe2(err, O_CLOEXEC)) {
-		close(out[0]); close(out[1]);
-		return s->id = 0, fail_errno(r, errno, "pipe");
-	}
-	char **av = calloc(argv->n + 1, sizeof(char *));
-	for (int i = 0; i < argv->n; i++)
-		av[i] = argv->items[i].str;
-	pid_t agent = getpid();
-	pid_t pid = fork();
+	pid_t pid = start_program(argv, cwd, 1, s->fd, r);
 	if (pid < 0) {
-		int e = errno;
-		free(av);
-		close(out[0]); close(out[1]); close(err[0]); close(err[1]);
 		s->id = 0;
-		return fail_errno(r, e, "fork");
+		return -1;
 	}
-	if (pid == 0) {
-		/* Its own session (a signal to it is not a signal to the agent), and it
-		 * dies with the agent: a restarted agent must not inherit a lab it cannot see. */
-		setsid();
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != agent)
-			_exit(126);
-		int null = open("/dev/null", O_RDONLY);
-		dup2(null, 0);
-		dup2(out[1], 1);
-		dup2(err[1], 2);
-		if (cwd && chdir(cwd)) {
-			fprintf(stderr, "chdir %s: %s\n", cwd, strerror(errno));
-			_exit(127);
-		}
-		execvp(av[0], av);
-		fprintf(stderr, "exec %s: %s\n", av[0], strerror(errno));
-		_exit(127);
-	}
-	free(av);
-	close(out[1]);
-	close(err[1]);
-	fcntl(out[0], F_SETFL, O_NONBLOCK);
-	fcntl(err[0], F_SETFL, O_NONBLOCK);
 	s->is_proc = 1;
 	s->pid = pid;
-	s->fd[0] = out[0];
-	s->fd[1] = err[0];
 	sb_fmt(&r->val, "{\"stream\":%d,\"pid\":%d}", s->id, pid);
 	return 0;
 }

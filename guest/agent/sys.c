@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -409,15 +410,81 @@ static long ms_since(struct timespec *t0)
 	return (t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000;
 }
 
-int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id)
+const struct jval *argv_arg(const struct jval *args, int max, struct reply *r)
 {
 	const struct jval *argv = json_get(args, "argv");
-	uint64_t timeout_ms = 30000;
-	if (!argv || argv->type != J_ARR || argv->n < 1 || argv->n > 64)
-		return bad_arg(r, "argv", argv ? -2 : -1, "an array of 1 to 64 strings");
+	if (!argv || argv->type != J_ARR || argv->n < 1 || argv->n > max) {
+		char want[64];
+		snprintf(want, sizeof(want), "an array of 1 to %d strings", max);
+		bad_arg(r, "argv", argv ? -2 : -1, want);
+		return NULL;
+	}
 	for (int i = 0; i < argv->n; i++)
-		if (argv->items[i].type != J_STR)
-			return bad_arg(r, "argv", -2, "an array of strings");
+		if (argv->items[i].type != J_STR) {
+			bad_arg(r, "argv", -2, "an array of strings");
+			return NULL;
+		}
+	return argv;
+}
+
+pid_t start_program(const struct jval *argv, const char *cwd, int detach, int fds[2], struct reply *r)
+{
+	int out[2], err[2];
+	if (pipe2(out, O_CLOEXEC))
+		return fail_errno(r, errno, "pipe");
+	if (pipe2(err, O_CLOEXEC)) {
+		int e = errno;
+		close(out[0]); close(out[1]);
+		return fail_errno(r, e, "pipe");
+	}
+	char **av = calloc(argv->n + 1, sizeof(char *));
+	for (int i = 0; i < argv->n; i++)
+		av[i] = argv->items[i].str;
+	pid_t agent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		int e = errno;
+		free(av);
+		close(out[0]); close(out[1]); close(err[0]); close(err[1]);
+		return fail_errno(r, e, "fork");
+	}
+	if (pid == 0) {
+		if (detach) {
+			/* Its own session (a signal to it is not a signal to the agent), and it
+			 * dies with the agent: a restarted agent must not inherit a lab it cannot see. */
+			setsid();
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != agent)
+				_exit(126);
+		}
+		int null = open("/dev/null", O_RDONLY);
+		dup2(null, 0);
+		dup2(out[1], 1);
+		dup2(err[1], 2);
+		if (cwd && chdir(cwd)) {
+			fprintf(stderr, "chdir %s: %s\n", cwd, strerror(errno));
+			_exit(127);
+		}
+		execvp(av[0], av);
+		fprintf(stderr, "exec %s: %s\n", av[0], strerror(errno));
+		_exit(127);
+	}
+	free(av);
+	close(out[1]);
+	close(err[1]);
+	fcntl(out[0], F_SETFL, O_NONBLOCK);
+	fcntl(err[0], F_SETFL, O_NONBLOCK);
+	fds[0] = out[0];
+	fds[1] = err[0];
+	return pid;
+}
+
+int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id)
+{
+	const struct jval *argv = argv_arg(args, 64, r);
+	uint64_t timeout_ms = 30000;
+	if (!argv)
+		return -1;
 	int rc = json_u64(args, "timeoutMs", &timeout_ms);
 	if (rc == -2 || timeout_ms > 600000)
 		return bad_arg(r, "timeoutMs", -2, "milliseconds, at most 600000");
@@ -429,37 +496,16 @@ int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id)
 		}
 	if (!j)
 		return fail(r, "EAGAIN", "at most %d programs may run at once", MAX_JOBS);
-	char *av[65];
-	for (int i = 0; i < argv->n; i++)
-		av[i] = argv->items[i].str;
-	av[argv->n] = NULL;
-	int out[2], err[2];
-	if (pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC))
-		return fail_errno(r, errno, "pipe");
 	memset(j, 0, sizeof(*j));
 	clock_gettime(CLOCK_MONOTONIC, &j->t0);
-	pid_t pid = fork();
-	if (pid < 0) {
-		close(out[0]); close(out[1]); close(err[0]); close(err[1]);
-		return fail_errno(r, errno, "fork");
-	}
-	if (pid == 0) {
-		int null = open("/dev/null", O_RDONLY);
-		dup2(null, 0);
-		dup2(out[1], 1);
-		dup2(err[1], 2);
-		execvp(av[0], av);
-		fprintf(stderr, "exec %s: %s\n", av[0], strerror(errno));
-		_exit(127);
-	}
-	close(out[1]);
-	close(err[1]);
-	fcntl(out[0], F_SETFL, O_NONBLOCK);
-	fcntl(err[0], F_SETFL, O_NONBLOCK);
+	int fds[2];
+	pid_t pid = start_program(argv, NULL, 0, fds, r);
+	if (pid < 0)
+		return -1;
 	j->used = 1;
 	j->pid = pid;
-	j->out = out[0];
-	j->err = err[0];
+	j->out = fds[0];
+	j->err = fds[1];
 	j->timeout_ms = timeout_ms;
 	sb_init(&j->so);
 	sb_init(&j->se);
