@@ -2,14 +2,14 @@ import { join } from 'node:path';
 import type { ScenarioContext } from './scenario.js';
 import { Lab } from '../qemu/lab.js';
 import type { Profile } from '../qemu/profile.js';
-import { AgentHost, type Host } from '../host/host.js';
 import type { VfioWorker } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
 
 /**
  * The inner lab of a nested lab host, for procedures and scenario steps alike:
- * launched in the guest through the agent, its runtime dir inside the outer
- * lab's, its artifacts kept with the outer lab's under inner/<label>/.
+ * launched in the guest through the agent (the Host the guest probe reads),
+ * its runtime dir inside the outer lab's, its artifacts kept with the outer
+ * lab's under inner/<label>/.
  */
 export function innerProfile(ctx: ScenarioContext): Profile {
   if (!ctx.profile.inner) {
@@ -18,8 +18,8 @@ export function innerProfile(ctx: ScenarioContext): Profile {
   return ctx.profile.inner;
 }
 
-export async function launchInnerLab(ctx: ScenarioContext, host = new AgentHost(ctx.agent)): Promise<Lab> {
-  const lab = await Lab.launch(innerProfile(ctx), { host, runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'), progress: ctx.progress });
+export async function launchInnerLab(ctx: ScenarioContext): Promise<Lab> {
+  const lab = await Lab.launch(innerProfile(ctx), { host: ctx.guestProbe.host, runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'), progress: ctx.progress });
   ctx.observeLab(lab, `inner pid ${lab.process.pid}`);
   return lab;
 }
@@ -32,8 +32,8 @@ export async function disposeInnerLab(ctx: ScenarioContext, lab: Lab, label: str
  * The seeded fault: `worker` takes duplicates of every /dev/vfio fd the inner
  * QEMU holds (pidfd_getfd), as if they had been passed to it. Returns what it holds.
  */
-export async function adoptInnerVfioFds(host: Host, worker: VfioWorker, lab: Lab): Promise<string[]> {
-  const fds = ((await host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
+export async function adoptInnerVfioFds(ctx: ScenarioContext, worker: VfioWorker, lab: Lab): Promise<string[]> {
+  const fds = ((await ctx.guestProbe.host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
   if (fds.length === 0) throw new TcelabError('adopt the inner QEMU\'s VFIO fds', `pid ${lab.process.pid} holds no /dev/vfio fd`);
   await worker.adoptFds(lab.process.pid, fds.map((e) => Number(e.name)));
   return fds.map((e) => e.target!);

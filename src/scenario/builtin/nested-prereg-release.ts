@@ -3,7 +3,6 @@ import { guestRelease, guestSampleNow } from '../guest-release.js';
 import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
 import { innerProfile, launchInnerLab, disposeInnerLab, adoptInnerVfioFds } from '../nested.js';
 import type { Profile } from '../../qemu/profile.js';
-import { AgentHost } from '../../host/host.js';
 import { runDoctor } from '../../doctor/doctor.js';
 import { TcelabError } from '../../util/errors.js';
 
@@ -31,7 +30,7 @@ export const nestedPreregRelease: ScenarioDefinition = {
     for (const m of methods) {
       if (!(METHODS as readonly string[]).includes(m)) throw new TcelabError('option via', `"${m}" is not one of ${METHODS.join(', ')}`, 'e.g. --set via=quit,term');
     }
-    const host = new AgentHost(agent);
+    const host = ctx.guestProbe.host;
     const pageSize = (await agent.info()).pageSize;
     const pages = (inner.qemu.memoryMiB * 1024 * 1024) / pageSize;
 
@@ -45,13 +44,13 @@ export const nestedPreregRelease: ScenarioDefinition = {
     const agentPid = (await agent.ping()).pid;
     const agentFds = async () => ((await host.listDir(`/proc/${agentPid}/fd`)) ?? []).length;
     const fdsBefore = await agentFds();
-    for (const m of methods as InnerShutdown[]) await innerCycle(ctx, inner, host, m, pages);
+    for (const m of methods as InnerShutdown[]) await innerCycle(ctx, inner, m, pages);
     const faultVia = String(ctx.options.faultVia ?? 'quit');
     if (!(METHODS as readonly string[]).includes(faultVia)) throw new TcelabError('option faultVia', `"${faultVia}" is not one of ${METHODS.join(', ')}`, 'e.g. --set faultVia=kill');
     if (ctx.options.fault !== false) {
       // Released two ways: the holder exits; or the device leaves vfio-pci, which takes its group out of the container.
-      await innerCycle(ctx, inner, host, faultVia as InnerShutdown, pages, 'holder-exit');
-      await innerCycle(ctx, inner, host, faultVia as InnerShutdown, pages, 'unbind');
+      await innerCycle(ctx, inner, faultVia as InnerShutdown, pages, 'holder-exit');
+      await innerCycle(ctx, inner, faultVia as InnerShutdown, pages, 'unbind');
     }
     checks.equal('agent: no pipe or relay left open after the inner labs', await agentFds(), fdsBefore, `fds of the agent (pid ${agentPid})`);
   },
@@ -62,7 +61,7 @@ export const nestedPreregRelease: ScenarioDefinition = {
  * `seededFault`, a worker adopts its VFIO fds first; the pins must then stay,
  * and go when the holder exits or when the device is unbound from vfio-pci.
  */
-async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost, method: InnerShutdown, pages: number, seededFault?: 'holder-exit' | 'unbind'): Promise<void> {
+async function innerCycle(ctx: ScenarioContext, inner: Profile, method: InnerShutdown, pages: number, seededFault?: 'holder-exit' | 'unbind'): Promise<void> {
   const { agent, checks } = ctx;
   const label = seededFault === 'holder-exit' ? 'seeded fault' : seededFault === 'unbind' ? 'seeded fault, unbind' : method;
   const releaseTimeoutMs = Number(ctx.options.releaseTimeoutMs ?? 10_000);
@@ -70,7 +69,7 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost,
   const base = await guestSampleNow(ctx);
   ctx.phase(`${label}: launch inner QEMU`);
   const t0 = Date.now();
-  const lab = await launchInnerLab(ctx, host);
+  const lab = await launchInnerLab(ctx);
   let holder: Awaited<ReturnType<typeof agent.startWorker>> | undefined;
   try {
     ctx.timings.push({ step: `${label}: inner QEMU start to QMP`, ms: Date.now() - t0 });
@@ -89,7 +88,7 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, host: AgentHost,
 
     if (seededFault) {
       holder = await agent.startWorker();
-      const heldFds = await adoptInnerVfioFds(host, holder, lab);
+      const heldFds = await adoptInnerVfioFds(ctx, holder, lab);
       ctx.phase(`${label}: worker ${holder.pid} holds ${heldFds.join(', ')}`);
     }
 

@@ -234,7 +234,7 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
     case 'adopt-fds': {
       // Seeded fault: the worker takes duplicates of the inner QEMU's VFIO fds (pidfd_getfd).
       const lab = get(st.inners, s.inner, 'inner lab', n);
-      const held = await adoptInnerVfioFds(ctx.guestProbe.host, worker(), lab);
+      const held = await adoptInnerVfioFds(ctx, worker(), lab);
       ctx.phase(`${tag} ${s.worker} holds ${held.join(', ')}`);
       return;
     }
