@@ -6,16 +6,11 @@ import { AgentHost } from '../host/host.js';
 import { PinnedPageSampler } from '../probes/sampler.js';
 import { ProcCountersProbe } from '../probes/proc.js';
 import { median, fmt } from './stats.js';
+import { timeLoop } from './qmp-bench.js';
 
 /** p50 of `n` sequential calls, in ms. */
 async function p50(n: number, call: () => Promise<unknown>): Promise<number> {
-  const t: number[] = [];
-  for (let i = 0; i < n; i++) {
-    const t0 = process.hrtime.bigint();
-    await call();
-    t.push(Number(process.hrtime.bigint() - t0) / 1e6);
-  }
-  return median(t);
+  return median((await timeLoop(n, call)).samples);
 }
 
 /** p50 of 200 round trips of 100 bytes through the agent's relay to `tcelab-agent echo-server` in the guest. */

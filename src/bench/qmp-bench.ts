@@ -1,4 +1,4 @@
-import { connect, type Socket } from 'node:net';
+import { LocalHost } from '../host/host.js';
 import { QMPClient } from 'node-qemu';
 import { QmpClient } from '../qmp/qmp-client.js';
 import { percentile } from './stats.js';
@@ -15,7 +15,8 @@ export interface RttResult {
   commandsPerSec: number;
 }
 
-async function timeLoop(n: number, once: () => Promise<unknown>): Promise<{ samples: number[]; perSec: number }> {
+/** `n` sequential calls of `once`: each one's time in ms, and calls per second over the loop. */
+export async function timeLoop(n: number, once: () => Promise<unknown>): Promise<{ samples: number[]; perSec: number }> {
   const samples: number[] = [];
   const t0 = process.hrtime.bigint();
   for (let i = 0; i < n; i++) {
@@ -28,11 +29,7 @@ async function timeLoop(n: number, once: () => Promise<unknown>): Promise<{ samp
 }
 
 async function floorClient(socketPath: string, withIds = false): Promise<{ roundTrip: () => Promise<void>; close: () => void }> {
-  const sock: Socket = await new Promise((resolve, reject) => {
-    const s = connect(socketPath);
-    s.once('connect', () => resolve(s));
-    s.once('error', reject);
-  });
+  const sock = await new LocalHost().connectUnix(socketPath);
   let buf = '';
   let waiter: (() => void) | undefined;
   sock.on('data', (d: Buffer) => {
