@@ -44,8 +44,6 @@ export interface LaunchOptions {
   /** Extra argv appended after the profile's (tests use -S). */
   extraArgs?: string[];
   runtimeRoot?: string;
-  /** Do not pass -kernel/-initrd (QMP-only tests of a machine that never boots). */
-  noKernel?: boolean;
   /**
    * The machine QEMU runs on and its vfio-pci devices are bound on: this one
    * (default), or a guest acting as a lab host (an AgentHost).
@@ -83,14 +81,12 @@ export class Lab {
     const host = opts.host ?? new LocalHost();
     // A lab inside a guest dies with that guest: only this machine can hold stale labs.
     if (host.local) await sweepStaleLabs(opts.runtimeRoot, host);
-    if (profile.guest.boot && !opts.image && !opts.noKernel) {
+    if (profile.guest.boot && !opts.image) {
       throw new TcelabError(`launch ${profile.name}`, 'the profile boots a guest but no guest image was given', 'run `tcelab guest build` and pass its kernel and initrd');
     }
     const paths = await createRuntimeDir(opts.runtimeRoot, host);
     const labName = `tcelab-${paths.dir.split('-').pop()}`;
-    let argv = buildArgv(profile, paths, opts.image, labName);
-    if (opts.noKernel) argv = stripKernel(argv);
-    argv.push(...(opts.extraArgs ?? []));
+    const argv = [...buildArgv(profile, paths, opts.image, labName), ...(opts.extraArgs ?? [])];
     // lab.json is the pid file the stale-lab sweep reads: rewritten whenever it learns something.
     const record: Record<string, unknown> = { profile: profile.name, host: host.name, hostDir: paths.hostDir, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv };
     await writeLabRecord(paths, record);
@@ -303,15 +299,6 @@ async function recordBootMs(profile: string, ms: number): Promise<void> {
   } catch {
     // Best effort: a read-only cache only costs the bar its accuracy.
   }
-}
-
-function stripKernel(argv: string[]): string[] {
-  const out: string[] = [];
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '-kernel' || argv[i] === '-initrd' || argv[i] === '-append') i++;
-    else out.push(argv[i]!);
-  }
-  return out;
 }
 
 function withArtifacts(err: unknown, paths: RuntimePaths): unknown {
