@@ -153,8 +153,9 @@ describe('guest agent', () => {
     const opened = await w.open(bound.group);
     expect(opened.info.ddw.maxDynamicWindows).toBeGreaterThanOrEqual(1);
     expect(await errorClass(w.open(bound.group))).toBe('EEXIST');
-    const holders = await agent.vfioHolders();
-    expect(holders.find((h) => h.pid === w.pid)?.fds).toEqual(expect.arrayContaining(['/dev/vfio/vfio', `/dev/vfio/${bound.group}`]));
+    const holders = await agent.pinHolders();
+    expect(holders.find((h) => h.pid === w.pid)?.fds.map((f) => `${f.kind} ${f.target}`)).toEqual(
+      expect.arrayContaining(['container /dev/vfio/vfio', `group /dev/vfio/${bound.group}`]));
     const stopped = await w.stop('KILL');
     expect(stopped).toMatchObject({ alive: false, signal: 9 });
     expect(await errorClass(w.status())).toBe('ESRCH');

@@ -299,7 +299,7 @@ static const struct {
 	{ "read-file", cmd_read_file },
 	{ "list-dir", cmd_list_dir },
 	{ "write-file", cmd_write_file },
-	{ "vfio-holders", cmd_vfio_holders },
+	{ "pin-holders", cmd_pin_holders },
 	{ "kill", cmd_kill },
 	{ "hugepages", cmd_hugepages },
 	{ "worker-start", cmd_worker_start },
@@ -517,6 +517,10 @@ int main(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN);
 	if (argc == 3 && !strcmp(argv[1], "echo-server"))
 		return echo_server(argv[2]);
+	if (argc >= 2 && !strcmp(argv[1], "hand-off"))
+		return hand_off_main(argc, argv);
+	if (argc >= 2 && !strcmp(argv[1], "lock"))
+		return lock_main(argc, argv);
 	for (int i = 0; i < MAX_WORKERS; i++)
 		workers[i].fd = -1;
 	port_fd = open_port();

@@ -39,7 +39,7 @@ struct pollfd;
 int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id);
 int exec_poll_fds(struct pollfd *p, int max);
 void exec_service(void (*send)(struct sbuf *id, struct reply *r, int ok));
-int cmd_vfio_holders(const struct jval *args, struct reply *r);
+int cmd_pin_holders(const struct jval *args, struct reply *r);
 int cmd_kill(const struct jval *args, struct reply *r);
 int cmd_hugepages(const struct jval *args, struct reply *r);
 
@@ -51,6 +51,10 @@ int cmd_stream_close(const struct jval *args, struct reply *r);
 int stream_read_start(const struct jval *args, struct reply *r, const struct sbuf *id);
 int stream_poll_fds(struct pollfd *p, int max, int *busy);
 void stream_service(void (*send)(struct sbuf *id, struct reply *r, int ok));
+
+/* seeded.c: user programs that seed faults (`tcelab-agent hand-off`, `tcelab-agent lock`) */
+int hand_off_main(int argc, char **argv);
+int lock_main(int argc, char **argv);
 
 /* worker.c: the VFIO worker process */
 void worker_main(int fd);

@@ -568,8 +568,28 @@ void exec_service(void (*send)(struct sbuf *id, struct reply *r, int ok))
 	}
 }
 
-/* Every process holding a VFIO container or group fd: who keeps pins alive. */
-int cmd_vfio_holders(const struct jval *args, struct reply *r)
+/* What one open file of a process is to VFIO, or NULL when it is nothing to VFIO. */
+static const char *vfio_fd_kind(const char *target)
+{
+	if (!strcmp(target, "/dev/vfio/vfio"))
+		return "container";
+	if (!strncmp(target, "/dev/vfio/", 10))
+		return "group"; /* "/dev/vfio/1 (deleted)" once the group left the container */
+	if (!strcmp(target, "anon_inode:[vfio-device]"))
+		return "device";
+	if (!strcmp(target, "/dev/iommu"))
+		return "iommufd";
+	return NULL;
+}
+
+/*
+ * Every process that can keep pages pinned or locked: it holds a VFIO
+ * container, group, device or iommufd fd, or its mm accounts locked (VmLck)
+ * or pinned (VmPin) memory. How it came by the fds does not matter (opened,
+ * inherited, passed over a unix socket, taken with pidfd_getfd): /proc/<pid>/fd
+ * shows them all.
+ */
+int cmd_pin_holders(const struct jval *args, struct reply *r)
 {
 	(void)args;
 	DIR *proc = opendir("/proc");
@@ -581,16 +601,16 @@ int cmd_vfio_holders(const struct jval *args, struct reply *r)
 	while ((e = readdir(proc))) {
 		if (e->d_name[0] < '0' || e->d_name[0] > '9')
 			continue;
-		char path[300];
+		char path[300], status[300];
+		snprintf(status, sizeof(status), "/proc/%s/status", e->d_name);
+		long long lck = kv_value(status, "VmLck"), pin = kv_value(status, "VmPin");
 		snprintf(path, sizeof(path), "/proc/%s/fd", e->d_name);
-		DIR *fds = opendir(path);
-		if (!fds)
-			continue;
 		struct sbuf list;
 		sb_init(&list);
-		struct dirent *f;
 		int n = 0;
-		while ((f = readdir(fds))) {
+		DIR *fds = opendir(path);
+		struct dirent *f;
+		while (fds && (f = readdir(fds))) {
 			if (f->d_name[0] == '.')
 				continue;
 			char link[600], target[PATH_MAX];
@@ -599,26 +619,32 @@ int cmd_vfio_holders(const struct jval *args, struct reply *r)
 			if (k <= 0)
 				continue;
 			target[k] = 0;
-			if (strncmp(target, "/dev/vfio/", 10))
+			const char *kind = vfio_fd_kind(target);
+			if (!kind)
 				continue;
-			if (n++)
-				sb_raw(&list, ",");
+			sb_fmt(&list, "%s{\"fd\":%s,\"kind\":\"%s\",\"target\":", n++ ? "," : "", f->d_name, kind);
 			sb_jstr(&list, target);
+			sb_raw(&list, "}");
 		}
-		closedir(fds);
-		if (n) {
-			char comm[64] = "", status[300];
+		if (fds)
+			closedir(fds);
+		if (n || lck > 0 || pin > 0) {
+			char comm[64] = "", cmdline[512] = "";
 			snprintf(path, sizeof(path), "/proc/%s/comm", e->d_name);
 			read_text(path, comm, sizeof(comm));
 			trim(comm);
-			snprintf(status, sizeof(status), "/proc/%s/status", e->d_name);
-			if (!first)
-				sb_raw(&r->val, ",");
+			snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
+			ssize_t c = read_text(path, cmdline, sizeof(cmdline));
+			for (ssize_t i = 0; i + 1 < c; i++) /* NUL-separated argv → one line */
+				if (!cmdline[i])
+					cmdline[i] = ' ';
+			trim(cmdline);
+			sb_fmt(&r->val, "%s{\"pid\":%s,\"ppid\":%lld,\"comm\":", first ? "" : ",", e->d_name, kv_value(status, "PPid"));
 			first = 0;
-			sb_fmt(&r->val, "{\"pid\":%s,\"ppid\":%lld,\"comm\":", e->d_name, kv_value(status, "PPid"));
 			sb_jstr(&r->val, comm);
-			snprintf(path, sizeof(path), "%s", status);
-			sb_fmt(&r->val, ",\"vmLckKb\":%lld,\"fds\":[%s]}", kv_value(path, "VmLck"), list.buf);
+			sb_raw(&r->val, ",\"cmdline\":");
+			sb_jstr(&r->val, cmdline);
+			sb_fmt(&r->val, ",\"vmLckKb\":%lld,\"vmPinKb\":%lld,\"fds\":[%s]}", lck > 0 ? lck : 0, pin > 0 ? pin : 0, n ? list.buf : "");
 		}
 		sb_free(&list);
 	}

@@ -3,7 +3,7 @@ import { ProtocolConnection, type ProtocolOptions } from '../qmp/protocol.js';
 import { QmpTimeoutError } from '../qmp/errors.js';
 import { TcelabError } from '../util/errors.js';
 import type {
-  AgentInfo, CreatedWindow, ExecResult, StreamChunk, GuestCounters, RegionInfo, TceInfo, VfioHolder, WorkerInfo, WorkerStatus,
+  AgentInfo, CreatedWindow, ExecResult, StreamChunk, GuestCounters, RegionInfo, TceInfo, PinHolder, WorkerInfo, WorkerStatus,
 } from './types.js';
 
 /**
@@ -91,8 +91,9 @@ export class AgentClient {
     return this.execute('exec', { argv, timeoutMs }, timeoutMs + 5000);
   }
 
-  vfioHolders(): Promise<VfioHolder[]> {
-    return this.execute('vfio-holders');
+  /** Every guest process holding VFIO fds or locked/pinned memory, however it came by them. */
+  pinHolders(): Promise<PinHolder[]> {
+    return this.execute('pin-holders');
   }
 
   kill(pid: number, signal: 'TERM' | 'KILL' | 'INT' | 'STOP' | 'CONT' = 'TERM'): Promise<void> {

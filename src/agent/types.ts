@@ -84,12 +84,23 @@ export interface WorkerStatus {
   holders: number[];
 }
 
-export interface VfioHolder {
+/** An open file of a process that is something to VFIO. */
+export interface VfioFd {
+  fd: number;
+  kind: 'container' | 'group' | 'device' | 'iommufd';
+  /** What the fd points to: /dev/vfio/vfio, /dev/vfio/1 (deleted), anon_inode:[vfio-device]… */
+  target: string;
+}
+
+/** A guest process that can keep pages pinned or locked: VFIO fds, or VmLck/VmPin of its own. */
+export interface PinHolder {
   pid: number;
   ppid: number;
   comm: string;
+  cmdline: string;
   vmLckKb: number;
-  fds: string[];
+  vmPinKb: number;
+  fds: VfioFd[];
 }
 
 /** What a stream-read returns: bytes since the last read (base64), and whether the stream ended. */
