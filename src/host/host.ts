@@ -39,6 +39,8 @@ export interface HostProcess {
 
 export interface SpawnOptions {
   cwd?: string;
+  /** Added to the environment the program inherits (a guest's agent ignores it). */
+  env?: Record<string, string>;
 }
 
 export interface Host {
@@ -78,7 +80,7 @@ export class LocalHost implements Host {
     // setpriv --pdeathsig: the kernel kills the child when the controller dies, even by SIGKILL.
     const usePdeathsig = process.platform === 'linux' && existsSync('/usr/bin/setpriv');
     const [cmd, ...args] = usePdeathsig ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--', ...argv] : argv;
-    const child = spawn(cmd!, args, { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(cmd!, args, { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', reject);

@@ -1,4 +1,5 @@
 import type { Host } from '../host/host.js';
+import { hostPageKb, type ProcessScanner } from './host-attribution.js';
 
 /**
  * The pinned-page counters tcelab checks, from /proc of any Host:
@@ -13,6 +14,15 @@ export interface PinCounters {
   /** Of the watched process, when one is watched and alive. */
   vmLckKb?: number;
   vmPinKb?: number;
+  /**
+   * With attribution (this machine's host samples): what the lab's neighbours
+   * account themselves (Σ VmLck, Σ VmPin of every process not the lab's), and
+   * the system-wide counters less that — the part only the lab can explain.
+   */
+  neighbourLockedKb?: number;
+  neighbourPinnedKb?: number;
+  unattributedMlockedKb?: number;
+  unattributedPinnedPages?: number;
 }
 
 /** "key value" lines (/proc/vmstat). */
@@ -44,7 +54,8 @@ export function parseMemlockLimit(limits: string): { soft: number; hard: number 
 }
 
 export class ProcCountersProbe {
-  constructor(readonly host: Host) {}
+  /** `scanner`: attribute the system-wide counters to this machine's processes (see host-attribution.ts). */
+  constructor(readonly host: Host, private readonly scanner?: ProcessScanner) {}
 
   async read(pid?: number): Promise<PinCounters> {
     const [vmstatText, meminfoText, statusText] = await Promise.all([
@@ -57,6 +68,13 @@ export class ProcCountersProbe {
     const acquired = vmstat.get('nr_foll_pin_acquired') ?? 0;
     const released = vmstat.get('nr_foll_pin_released') ?? 0;
     const c: PinCounters = { follPinAcquired: acquired, follPinReleased: released, pinnedPages: acquired - released, mlockedKb: meminfo.get('Mlocked') ?? 0 };
+    if (this.scanner) {
+      const a = this.scanner.scan(250);
+      c.neighbourLockedKb = a.neighbourLockedKb;
+      c.neighbourPinnedKb = a.neighbourPinnedKb;
+      c.unattributedMlockedKb = c.mlockedKb - a.neighbourLockedKb;
+      c.unattributedPinnedPages = c.pinnedPages - Math.round(a.neighbourPinnedKb / hostPageKb());
+    }
     if (statusText) {
       const status = parseKbFields(statusText);
       c.vmLckKb = status.get('VmLck') ?? 0;

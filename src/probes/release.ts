@@ -13,6 +13,8 @@ export interface ReleaseVerdict {
   returned: boolean;
   /** Distance from the baseline that still counts as back. */
   tolerance: number;
+  /** 'not-above': anything at or below baseline + tolerance counts as back (a release by someone else is no leak). */
+  direction: 'both' | 'not-above';
   /** From the event (process exit, fd close…) to the first sample back at baseline. */
   latencyMs?: number;
   event: string;
@@ -32,9 +34,11 @@ export async function awaitRelease(
   event: { name: string; t: number },
   timeoutMs: number,
   tolerance = 0,
+  direction: ReleaseVerdict['direction'] = 'both',
 ): Promise<ReleaseVerdict> {
   const base = baseline.counters[counter] ?? 0;
-  const back = await sampler.waitFor(source, (c) => Math.abs((c[counter] ?? 0) - base) <= tolerance, {
+  const isBack = (v: number) => (direction === 'both' ? Math.abs(v - base) <= tolerance : v - base <= tolerance);
+  const back = await sampler.waitFor(source, (c) => isBack(c[counter] ?? 0), {
     after: event.t,
     timeoutMs: Math.max(0, timeoutMs - (sampler.now() - event.t)),
   });
@@ -42,6 +46,6 @@ export async function awaitRelease(
   const values = seen.map((s) => s.counters[counter] ?? 0);
   return {
     source, counter, baseline: base, peak: Math.max(base, ...values), final: values.at(-1) ?? base,
-    returned: back !== undefined, tolerance, latencyMs: back ? back.t - event.t : undefined, event: event.name, timeoutMs,
+    returned: back !== undefined, tolerance, direction, latencyMs: back ? back.t - event.t : undefined, event: event.name, timeoutMs,
   };
 }

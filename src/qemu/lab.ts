@@ -56,6 +56,11 @@ export interface LaunchOptions {
  * and its console. Whatever happens, dispose() reaps the process; the runtime
  * dir is removed only when the run succeeded, otherwise kept as artifacts.
  */
+/** A lab's name from its runtime dir (unique: the dir is made with mkdtemp). */
+export function labNameOf(paths: RuntimePaths): string {
+  return `tcelab-${paths.dir.split('-').pop()}`;
+}
+
 export class Lab {
   /** Labs alive in this controller process: process-wide metrics are only one lab's when this is 1. */
   static active = 0;
@@ -76,6 +81,11 @@ export class Lab {
     readonly host: Host,
   ) {}
 
+  /** The lab's name: QEMU's -name, and the TCELAB_LAB marker its processes carry. */
+  get name(): string {
+    return labNameOf(this.paths);
+  }
+
   static async launch(profile: Profile, opts: LaunchOptions): Promise<Lab> {
     const progress = opts.progress ?? silentProgress;
     const host = opts.host ?? new LocalHost();
@@ -85,7 +95,7 @@ export class Lab {
       throw new TcelabError(`launch ${profile.name}`, 'the profile boots a guest but no guest image was given', 'run `tcelab guest build` and pass its kernel and initrd');
     }
     const paths = await createRuntimeDir(opts.runtimeRoot, host);
-    const labName = `tcelab-${paths.dir.split('-').pop()}`;
+    const labName = labNameOf(paths);
     const argv = [...buildArgv(profile, paths, opts.image, labName), ...(opts.extraArgs ?? [])];
     // lab.json is the pid file the stale-lab sweep reads: rewritten whenever it learns something.
     const record: Record<string, unknown> = { profile: profile.name, host: host.name, hostDir: paths.hostDir, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv };
@@ -100,7 +110,7 @@ export class Lab {
         await writeLabRecord(paths, Object.assign(record, { bindings }));
       }
       const spawnedAt = Date.now();
-      qemu = await QemuProcess.start(host, profile.qemu.binary, argv, paths);
+      qemu = await QemuProcess.start(host, profile.qemu.binary, argv, paths, labName);
       await writeLabRecord(paths, Object.assign(record, { qemuPid: qemu.pid, spawnedAt: new Date(spawnedAt).toISOString(), bindings }));
       const proc = qemu;
       const qmp = await progress.step(`start QEMU (${profile.name}${host.local ? '' : ` in the ${host.name}`}) and connect QMP`, async () => {

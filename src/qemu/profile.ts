@@ -96,7 +96,8 @@ const machineFields: Record<string, Spec> = {
       fields: {
         boot: { type: 'boolean', default: true },
         image: { type: 'string', enum: ['base', 'with-qemu'], default: 'base' },
-        append: { type: 'string', default: 'console=hvc0 quiet' },
+        // loglevel=5 after quiet: the console also shows KERN_WARNING (WARNING reports), which quiet hides.
+        append: { type: 'string', default: 'console=hvc0 quiet loglevel=5' },
         bootTimeoutSec: { type: 'integer', min: 5, max: 3600, default: 120 },
       },
     },

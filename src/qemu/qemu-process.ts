@@ -4,6 +4,7 @@ import { DdwTraceLog } from '../ddw/host-view.js';
 import type { RuntimePaths } from './argv.js';
 import { TcelabError } from '../util/errors.js';
 import type { Host, HostExit, HostProcess } from '../host/host.js';
+import { LAB_MARKER_ENV } from '../probes/host-attribution.js';
 
 export type ExitInfo = HostExit;
 
@@ -42,10 +43,14 @@ export class QemuProcess {
     });
   }
 
-  static async start(host: Host, binary: string, argv: string[], paths: RuntimePaths): Promise<QemuProcess> {
+  /**
+   * `labName` marks QEMU and everything it starts (TCELAB_LAB in their
+   * environment), so the host verdicts can tell the lab's processes from a neighbour's.
+   */
+  static async start(host: Host, binary: string, argv: string[], paths: RuntimePaths, labName: string): Promise<QemuProcess> {
     let child: HostProcess;
     try {
-      child = await host.spawn([binary, ...argv], { cwd: paths.hostDir });
+      child = await host.spawn([binary, ...argv], { cwd: paths.hostDir, env: { [LAB_MARKER_ENV]: labName } });
     } catch (err) {
       throw new TcelabError(`start ${binary} on ${host.name}`, (err as Error).message,
         `install QEMU for ppc64 (Debian: qemu-system-ppc${host.local ? '' : '; in a guest: guest.image "with-qemu"'}) or set qemu.binary in the profile`);
