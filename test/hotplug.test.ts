@@ -38,7 +38,7 @@ describe('PHB and device hotplug with DDW', () => {
     const report = await runScenario(findScenario('ddw-hotplug')!, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, options: { repeat: 2, reuseIndex: true } });
     expect(report.passed).toBe(false);
     expect(report.error).toMatch(/hotplug step "guest drmgr -c pci -a"/);
-    const oops = report.checks.find((c) => c.name === 'guest kernel logged no Oops, BUG or panic');
+    const oops = report.checks.find((c) => c.name.startsWith('guest kernel logged no '));
     expect(oops?.status).toBe('fail');
     expect(oops?.measured).toMatch(/Oops|BUG/);
     expect(liveLabQemuPids(root)).toEqual([]);

@@ -27,7 +27,8 @@ describe('pinned-page release', () => {
     const leak = report.releases.find((r) => r.event === 'worker exit (holder alive)')!;
     expect(leak.returned).toBe(false);
     expect(leak.final - leak.baseline).toBe(4096);
-    expect(check(report, 'case 3: the holder is named').measured).toMatch(/^pid \d+ \(tcelab-agent, parent \d+\) holding \/dev\/vfio\/vfio, \/dev\/vfio\/\d+$/);
+    expect(check(report, 'case 3: the holder is named').measured).toMatch(
+      /^pid \d+ \(tcelab-agent "\/usr\/sbin\/tcelab-agent", parent \d+\): fd \d+ → \/dev\/vfio\/vfio \(container\), fd \d+ → \/dev\/vfio\/\d+ \(group\)/);
     expect(check(report, 'case 3: pins released once the holder exits').pass).toBe(true);
     expect(report.passed).toBe(true);
     // The guest was sampled through the agent while the cases ran.
@@ -55,8 +56,8 @@ describe('pinned-page release', () => {
       expect(report.error).toBeUndefined();
       expect(report.checks.filter((c) => c.status !== 'pass')).toEqual([]);
       expect(Number(check(report, 'host: QEMU VmLck while running covers guest RAM').measured)).toBeGreaterThanOrEqual(1024 * 1024);
-      const pinned = report.releases.find((r) => r.source === 'host' && r.counter === 'pinnedPages')!;
-      const mlocked = report.releases.find((r) => r.source === 'host' && r.counter === 'mlockedKb')!;
+      const pinned = report.releases.find((r) => r.source === 'host' && r.counter === 'unattributedPinnedPages')!;
+      const mlocked = report.releases.find((r) => r.source === 'host' && r.counter === 'unattributedMlockedKb')!;
       expect(pinned.returned && mlocked.returned).toBe(true);
       expect(mlocked.peak - mlocked.baseline).toBeGreaterThan(1024 * 1024);
       expect(report.shutdown?.effective).toBe(via === 'quit' ? 'quit' : 'powerdown');

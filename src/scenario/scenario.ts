@@ -7,6 +7,8 @@ import type { HostDdwView } from '../ddw/host-view.js';
 import type { PinnedPageSampler, Sample } from '../probes/sampler.js';
 import type { ProcCountersProbe } from '../probes/proc.js';
 import type { ReleaseVerdict } from '../probes/release.js';
+import type { KeptGuestPins } from './guest-balance.js';
+import type { ExpectedKernelReport } from './kernel-log.js';
 
 /** A named instant in a run (launch, registered, shutdown requested…), in ms since the run began. */
 export interface Phase {
@@ -39,6 +41,16 @@ export interface ScenarioContext {
   /** Release verdicts the scenario measured (they go into the report and the timeline). */
   releases: ReleaseVerdict[];
   options: Record<string, number | string | boolean>;
+  /**
+   * Declares pins the guest will still hold at shutdown: on purpose (no
+   * `pages`: the balance is not judged), or `pages` explained by a documented
+   * defect (the balance check then reports that defect instead of failing).
+   */
+  keepGuestPins(kept: KeptGuestPins): void;
+  /** Whether this run seeds the named fault (one of the definition's seedableFaults). */
+  seeded(fault: string): boolean;
+  /** A kernel report (WARNING…) this run provokes on purpose, as a documented defect. */
+  expectKernelReport(expected: ExpectedKernelReport): void;
 }
 
 export interface ScenarioDefinition {
@@ -47,5 +59,9 @@ export interface ScenarioDefinition {
   defaultProfile: string;
   /** Adjusts the profile before launch (e.g. lock guest RAM so the host has pages to account). */
   adjustProfile?(profile: Profile): Profile;
+  /** Faults a run can seed (`--set seedFaults=a,b`): name → what it changes. See seeded-faults.ts. */
+  seedableFaults?: Record<string, string>;
+  /** The scenario shuts the guest down with pins held on purpose (why): the guest balance is not judged. */
+  keepsGuestPins?: string;
   run(ctx: ScenarioContext): Promise<void>;
 }

@@ -20,6 +20,10 @@ export const ddwWindows: ScenarioDefinition = {
   name: 'ddw-windows',
   description: 'create/map/remove 64-bit DMA windows in the guest; the host view matches at every step',
   defaultProfile: 'emulated',
+  seedableFaults: {
+    'window-4k-as-64k': 'the "64K-page" window is created with 4 KiB pages; the checks still expect 64 KiB',
+    'remove-wrong-window': 'the 4K-page window is removed by a start address 1 GiB off, so it stays',
+  },
   async run(ctx) {
     const { agent, checks } = ctx;
     const dev = await findGuestDevice(agent, ctx.profile);
@@ -44,8 +48,9 @@ export const ddwWindows: ScenarioDefinition = {
       { pageShift: 16, size: GiB, hugetlb: true, label: '64K-page' },
       { pageShift: 12, size: GiB / 4n, hugetlb: false, label: '4K-page' },
     ]) {
+      const asked = spec.pageShift === 16 && ctx.seeded('window-4k-as-64k') ? 12 : spec.pageShift;
       const created = await checks.succeeds(`create a ${spec.label} 64-bit window of ${spec.size / (1n << 20n)} MiB`,
-        worker.createWindow(spec.pageShift, spec.size), (w) => `start ${w.startAddr}`);
+        worker.createWindow(asked, spec.size), (w) => `start ${w.startAddr}`);
       if (!created) continue;
       ctx.phase(`${spec.label} window live`);
       const want: DmaWindow = { phb: phb.id, liobn: liobnOf(phb.index, 1), start: BigInt(created.startAddr), size: spec.size, pageShift: spec.pageShift };
@@ -69,7 +74,8 @@ export const ddwWindows: ScenarioDefinition = {
       await checks.succeeds('unmap it', worker.unmap(want.start, size));
       await worker.unregister(region.region);
       await worker.free(region.region);
-      await checks.succeeds(`remove the ${spec.label} window`, worker.removeWindow(created.startAddr));
+      const removeAt = spec.pageShift === 12 && ctx.seeded('remove-wrong-window') ? `0x${(BigInt(created.startAddr) + GiB).toString(16)}` : created.startAddr;
+      await checks.succeeds(`remove the ${spec.label} window`, worker.removeWindow(removeAt));
       host = await hostWindows(ctx, phb.id);
       checks.equal(`host view after removing the ${spec.label} window: only the default window`, summarizeWindows(host), summarizeWindows([dma32]));
     }

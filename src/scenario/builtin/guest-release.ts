@@ -1,4 +1,5 @@
 import type { ScenarioDefinition } from '../scenario.js';
+import { describeHolder, describeHolders } from '../guest-balance.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { guestRelease, guestSampleNow } from '../guest-release.js';
 
@@ -14,6 +15,12 @@ export const guestRelease3: ScenarioDefinition = {
   name: 'guest-release',
   description: 'pins released on exit and on container close; a seeded fd leak is detected and its holder named',
   defaultProfile: 'emulated',
+  seedableFaults: {
+    'exit-with-holder': 'case 1: a forked child keeps the fds while the worker exits (killed after the verdict)',
+    'close-group-early': 'case 2: the group is closed together with the container',
+    'no-holder': 'case 3: no child is forked to hold the fds',
+    'holder-survives': 'case 3: the holder is stopped (SIGSTOP) instead of killed',
+  },
   async run(ctx) {
     const { agent, checks } = ctx;
     const mib = Number(ctx.options.sizeMiB ?? 32);
@@ -39,10 +46,15 @@ export const guestRelease3: ScenarioDefinition = {
       const w = await registeredWorker('case 1');
       const held = await guestSampleNow(ctx);
       checks.equal('case 1: registration pins exactly N MiB of pages', held.counters.pinnedPages - base.counters.pinnedPages, pages);
+      const seededHolder = ctx.seeded('exit-with-holder') ? await w.forkHolder() : undefined;
       await w.stop('TERM');
       const t = ctx.phase('case 1: worker exited');
-      const v = await guestRelease(ctx, base, 'worker exit', t, timeoutMs);
+      const v = await guestRelease(ctx, base, 'worker exit', t, seededHolder ? leakWaitMs : timeoutMs);
       checks.record('case 1: pins released after the worker exits', v.returned, v.baseline, v.final, v.returned ? `release latency ${v.latencyMs} ms` : `not within ${timeoutMs} ms`);
+      if (seededHolder) {
+        await agent.kill(seededHolder.pid, 'KILL');
+        await guestRelease(ctx, base, 'seeded holder killed', ctx.phase('case 1: seeded holder killed'), timeoutMs);
+      }
     }
 
     // 2. Closes container, then group, and stays alive.
@@ -50,12 +62,13 @@ export const guestRelease3: ScenarioDefinition = {
       const base = await guestSampleNow(ctx);
       const w = await registeredWorker('case 2');
       await w.closeContainer();
+      if (ctx.seeded('close-group-early')) await w.closeGroup();
       ctx.phase('case 2: container fd closed');
       await new Promise((r) => setTimeout(r, 1500));
       const afterContainer = await guestSampleNow(ctx);
       // The group fd still references the container: nothing may be released yet.
       checks.equal('case 2: pins still held after close(container) alone (the group holds it)', afterContainer.counters.pinnedPages - base.counters.pinnedPages, pages);
-      await w.closeGroup();
+      if (!ctx.seeded('close-group-early')) await w.closeGroup();
       const t = ctx.phase('case 2: group fd closed');
       const v = await guestRelease(ctx, base, 'close(group)', t, timeoutMs);
       checks.record('case 2: pins released on container shutdown while the process lives', v.returned, v.baseline, v.final,
@@ -69,17 +82,17 @@ export const guestRelease3: ScenarioDefinition = {
     {
       const base = await guestSampleNow(ctx);
       const w = await registeredWorker('case 3');
-      const holder = await w.forkHolder();
+      const holder = ctx.seeded('no-holder') ? undefined : await w.forkHolder();
       await w.stop('KILL');
       const t = ctx.phase('case 3: worker killed, holder alive');
       const v = await guestRelease(ctx, base, 'worker exit (holder alive)', t, leakWaitMs);
-      const holders = await agent.vfioHolders();
-      const named = holders.find((h) => h.pid === holder.pid);
+      const holders = await agent.pinHolders();
+      const named = holders.find((h) => h.pid === holder?.pid);
       checks.record('case 3: seeded leak detected: pins NOT released while a child holds the fds', !v.returned, `not released within ${leakWaitMs} ms`,
         v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`);
-      checks.record('case 3: the holder is named', named !== undefined, `pid ${holder.pid}`,
-        named ? `pid ${named.pid} (${named.comm}, parent ${named.ppid}) holding ${named.fds.join(', ')}` : `holders: ${JSON.stringify(holders)}`);
-      await agent.kill(holder.pid, 'KILL');
+      checks.record('case 3: the holder is named', named !== undefined, `pid ${holder?.pid ?? '(the forked holder)'}`,
+        named ? describeHolder(named) : describeHolders(holders));
+      if (holder) await agent.kill(holder.pid, ctx.seeded('holder-survives') ? 'STOP' : 'KILL');
       const t2 = ctx.phase('case 3: holder killed');
       const v2 = await guestRelease(ctx, base, 'holder exit', t2, timeoutMs);
       checks.record('case 3: pins released once the holder exits', v2.returned, v2.baseline, v2.final,

@@ -1,3 +1,4 @@
+import { describeHolder } from '../guest-balance.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 import { guestRelease, guestSampleNow } from '../guest-release.js';
 import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
@@ -111,8 +112,8 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, method: InnerShu
     const v = await guestRelease(ctx, base, `inner QEMU ${method} (fds held)`, requestT, leakWaitMs);
     checks.record(`${label}: pins NOT released while another process holds the inner QEMU's container`, !v.returned, `not released within ${leakWaitMs} ms`,
       v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`);
-    const named = (await agent.vfioHolders()).find((h) => h.pid === holder!.pid);
-    checks.record(`${label}: the holder is named`, named !== undefined, `pid ${holder!.pid}`, named ? `pid ${named.pid} (${named.comm}) holding ${named.fds.join(', ')}` : 'not among the VFIO holders');
+    const named = (await agent.pinHolders()).find((h) => h.pid === holder!.pid);
+    checks.record(`${label}: the holder is named`, named !== undefined, `pid ${holder!.pid}`, named ? describeHolder(named) : 'not among the VFIO holders');
     if (seededFault === 'unbind') {
       // The last device of the group leaves vfio-pci: the group is removed and
       // detached from the container, whose shutdown puts the pages — holder or not.
@@ -122,8 +123,8 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, method: InnerShu
       const vu = await guestRelease(ctx, base, 'device unbound (holder alive)', t, releaseTimeoutMs);
       checks.record(`${label}: pins released when the device leaves vfio-pci, though the holder lives`, vu.returned, vu.baseline, vu.final,
         vu.returned ? `release latency ${vu.latencyMs} ms from the unbind` : `not within ${releaseTimeoutMs} ms`);
-      const still = (await agent.vfioHolders()).find((h) => h.pid === holder!.pid);
-      checks.record(`${label}: the holder's group fd now points at a deleted group`, still?.fds.some((f) => f.endsWith('(deleted)')) === true, 'a "(deleted)" group', still ? still.fds.join(', ') : 'no longer a holder');
+      const still = (await agent.pinHolders()).find((h) => h.pid === holder!.pid);
+      checks.record(`${label}: the holder's group fd now points at a deleted group`, still?.fds.some((f) => f.target.endsWith('(deleted)')) === true, 'a "(deleted)" group', still ? describeHolder(still) : 'no longer a holder');
       return;
     }
     await holder!.stop('KILL');

@@ -15,6 +15,9 @@ export const UNREGISTER_WHILE_MAPPED_DEFECT =
   'VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY of a mapped region returns 0 and orphans the registration ' +
   '(tce_iommu_unregister_pages discards the -EBUSY of its final mm_iommu_put); pins held until the mm goes away';
 
+/** What the orphaned registration's pins did after its process was gone, as measured (src/bench/orphan-lifetime.ts). */
+export const ORPHANED_PINS_MEASURED = 'after the process exits its pages are never put while the guest lives (MEASUREMENT PENDING)';
+
 /**
  * Pre-registration accounting of the VFIO sPAPR TCE v2 container, in the
  * guest kernel: REGISTER_MEMORY of N MiB accounts exactly N MiB in the
@@ -27,6 +30,13 @@ export const preregAccounting: ScenarioDefinition = {
   name: 'prereg-accounting',
   description: 'REGISTER_MEMORY accounting (VmLck, FOLL_PIN) and its errno semantics in the guest kernel',
   defaultProfile: 'emulated',
+  seedableFaults: {
+    'register-extra-mib': 'the first registration is 1 MiB larger than the N MiB the accounting checks expect',
+    'second-register-fresh': 'the "same region again" registration uses a fresh region',
+    'unknown-is-registered': 'the "never registered" unregister names a registered region',
+    'ranges-valid': 'the misaligned and non-page-multiple registrations use a valid range',
+    'unregister-other': 'the plain unregister names a region that was never registered, leaving the 8 MiB one registered',
+  },
   async run(ctx) {
     const { agent, checks } = ctx;
     const mib = Number(ctx.options.sizeMiB ?? 32);
@@ -51,7 +61,7 @@ export const preregAccounting: ScenarioDefinition = {
     const baseLck = baseline.process!.vmLckKb!;
 
     // 1. Exact accounting of one registration.
-    const a = await worker.alloc(mib * 1024 * 1024);
+    const a = await worker.alloc((mib + (ctx.seeded('register-extra-mib') ? 1 : 0)) * 1024 * 1024);
     await worker.register(a.region);
     ctx.phase('registered');
     const reg = await agent.counters(worker.pid);
@@ -60,17 +70,23 @@ export const preregAccounting: ScenarioDefinition = {
     checks.equal('pinned pages (acquired − released) grow by the same', pinnedPages(reg) - pinnedPages(baseline), pages(mib));
 
     // 2. errno semantics.
-    await checks.failsWith('registering the same region again in the container', worker.register(a.region), 'EBUSY');
+    const again = ctx.seeded('second-register-fresh') ? (await worker.alloc(1024 * 1024)).region : a.region;
+    await checks.failsWith('registering the same region again in the container', worker.register(again), 'EBUSY');
     const b = await worker.alloc(1024 * 1024);
-    await checks.failsWith('unregistering a region that was never registered', worker.unregister(b.region), 'ENOENT');
-    await checks.failsWith('registering a misaligned range (offset 1)', worker.register(b.region, { offset: 1 }), 'EINVAL');
-    await checks.failsWith('registering a range whose size is not a page multiple', worker.register(b.region, { size: pageSize + 512 }), 'EINVAL');
+    const unknown = ctx.seeded('unknown-is-registered') ? (await worker.alloc(1024 * 1024)).region : b.region;
+    if (unknown !== b.region) await worker.register(unknown);
+    await checks.failsWith('unregistering a region that was never registered', worker.unregister(unknown), 'ENOENT');
+    const valid = ctx.seeded('ranges-valid');
+    const b2 = valid ? await worker.alloc(1024 * 1024) : b;
+    await checks.failsWith('registering a misaligned range (offset 1)', worker.register(b.region, { offset: valid ? 0 : 1 }), 'EINVAL');
+    await checks.failsWith('registering a range whose size is not a page multiple', worker.register(b2.region, { size: valid ? pageSize : pageSize + 512 }), 'EINVAL');
 
     // 3. A plain unregister returns everything.
     const c = await worker.alloc(8 * 1024 * 1024);
     const beforeC = await agent.counters(worker.pid);
     await worker.register(c.region);
-    await checks.succeeds('unregistering an unmapped 8 MiB region', worker.unregister(c.region));
+    const other = ctx.seeded('unregister-other') ? (await worker.alloc(1024 * 1024)).region : c.region;
+    await checks.succeeds('unregistering an unmapped 8 MiB region', worker.unregister(other));
     const afterC = await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(beforeC), { timeoutMs: 10_000, pid: worker.pid });
     checks.equal('its pins are released', pinnedPages(afterC.counters) - pinnedPages(beforeC), 0, `after ${afterC.elapsedMs} ms`);
     checks.equal('its VmLck is returned', afterC.counters.process!.vmLckKb! - beforeC.process!.vmLckKb!, 0, 'kB');
@@ -93,15 +109,21 @@ export const preregAccounting: ScenarioDefinition = {
     }
 
     // 5. The process going away. A container-held registration is put when the
-    // container is released; an orphaned one only at the mm's last mmdrop(),
-    // which on an idle guest can take arbitrarily long (the seed's original problem).
+    // container is released. An orphaned one is put by nothing: 6.12 has no
+    // mm_iommu_cleanup(), destroy_context() only WARNs that the mm's list is
+    // not empty (measured: see ORPHANED_PINS_MEASURED).
+    if (!refused) {
+      ctx.keepGuestPins({ reason: 'the orphaned registration of defect 1 is never put', pages: pages(mib), knownDefect: UNREGISTER_WHILE_MAPPED_DEFECT });
+      ctx.expectKernelReport({ pattern: /destroy_context/, knownDefect: `${UNREGISTER_WHILE_MAPPED_DEFECT}: destroy_context() warns that the mm still lists the region` });
+    }
     ctx.phase('worker exit');
     const before = Date.now();
     await worker.stop('TERM');
-    const gone = await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(baseline), { timeoutMs: refused ? 10_000 : 5000 });
+    const watchMs = Number(ctx.options.orphanWatchMs ?? 5000);
+    const gone = await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(baseline), { timeoutMs: refused ? 10_000 : watchMs });
     checks.record('pinned pages back to baseline after the worker exits', gone.ok, 0, pinnedPages(gone.counters) - pinnedPages(baseline),
       `${gone.ok ? 'released' : 'still held'} ${Date.now() - before} ms after SIGTERM`,
-      refused ? undefined : `${UNREGISTER_WHILE_MAPPED_DEFECT}; after the process exits the orphaned pages wait for the last mmdrop() of its mm`);
+      refused ? undefined : `${UNREGISTER_WHILE_MAPPED_DEFECT}; ${ORPHANED_PINS_MEASURED}`);
     await agent.unbind(dev.address);
   },
 };

@@ -15,6 +15,11 @@ export const shutdownRelease: ScenarioDefinition = {
   name: 'shutdown-release',
   description: 'register + window in the guest, shut down (--set via=powerdown|agent|quit), host counters back to baseline',
   defaultProfile: 'emulated',
+  keepsGuestPins: 'the guest goes away with a registration and a live window: that is what the host must survive',
+  seedableFaults: {
+    'register-extra-mib': 'registers 1 MiB more than the pins check expects',
+    'no-window': 'creates no 64-bit window before the guest goes',
+  },
   adjustProfile(profile) {
     const usesVfio = profile.devices.some((d) => d.driver === 'vfio-pci');
     return usesVfio ? profile : { ...profile, qemu: { ...profile.qemu, memLock: true } };
@@ -31,10 +36,10 @@ export const shutdownRelease: ScenarioDefinition = {
     const w = await agent.startWorker();
     await w.open(group);
     ctx.watchGuestPid(w.pid);
-    const r = await w.alloc(mib * 1024 * 1024);
+    const r = await w.alloc((mib + (ctx.seeded('register-extra-mib') ? 1 : 0)) * 1024 * 1024);
     await w.register(r.region);
     ctx.phase('registered');
-    const win = await w.createWindow(16, 1n << 30n);
+    const win = ctx.seeded('no-window') ? { startAddr: '0x800000000000000' } : await w.createWindow(16, 1n << 30n);
     ctx.phase('window live');
     const live = await guestSampleNow(ctx);
     checks.equal('guest: pins held while running = registered pages', live.counters.pinnedPages - base.counters.pinnedPages, pages);

@@ -5,6 +5,7 @@ import type { Sample } from '../../probes/sampler.js';
 import { Hotplugger } from '../../hotplug/hotplug.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { guestRelease, guestSampleNow } from '../guest-release.js';
+import { describeHolders } from '../guest-balance.js';
 import { TcelabError } from '../../util/errors.js';
 import type { Profile } from '../../qemu/profile.js';
 import type { Lab } from '../../qemu/lab.js';
@@ -162,7 +163,8 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
       const base = get(st.marks, s.since, 'mark', n);
       const from = st.lastEvent ?? { name: `${tag}`, t: ctx.phase(tag) };
       const v = await guestRelease(ctx, base, from.name, from.t, Number(s.withinSec) * 1000);
-      checks.record(`${tag} back to ${s.since} within ${s.withinSec} s`, v.returned, v.baseline, v.final, v.returned ? `release latency ${v.latencyMs} ms` : 'not released');
+      checks.record(`${tag} back to ${s.since} within ${s.withinSec} s`, v.returned, v.baseline, v.final,
+        v.returned ? `release latency ${v.latencyMs} ms` : `not released: ${describeHolders(await agent.pinHolders())}`);
       return;
     }
     case 'expect-host-windows': {

@@ -1,0 +1,86 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { runScenario } from '../src/scenario/runner.js';
+import { findScenario } from '../src/scenario/registry.js';
+import { testRuntimeRoot } from './helpers/lab.js';
+import { liveLabQemuPids } from './helpers/processes.js';
+
+/**
+ * Every verdict can fail: each row seeds faults into a real run (the real
+ * guest kernel answers; only what the scenario asks of it changes) and lists
+ * exactly the checks that must flip to FAIL. The README's table of seeded
+ * faults is this table. Checks flipped by the automatic verdicts' own faults
+ * (guest balance, kernel log, host attribution) are in verdicts.test.ts.
+ */
+export const SEEDED_FAULT_RUNS: Array<{ scenario: string; options: Record<string, string | number>; flips: string[] }> = [
+  {
+    scenario: 'prereg-accounting',
+    options: { sizeMiB: 16, seedFaults: 'register-extra-mib,second-register-fresh,unknown-is-registered,ranges-valid,unregister-other' },
+    flips: [
+      'VmLck grows by exactly 16 MiB',
+      'FOLL_PIN acquired grows by exactly 16 MiB / 4096 B pages',
+      'pinned pages (acquired − released) grow by the same',
+      'registering the same region again in the container',
+      'unregistering a region that was never registered',
+      'registering a misaligned range (offset 1)',
+      'registering a range whose size is not a page multiple',
+      'unregistering an unmapped 8 MiB region',
+      'its pins are released',
+      'its VmLck is returned',
+      // register-extra-mib on a kernel with defect 1: the orphaned region is 17 MiB, not the 16 MiB the defect explains.
+      'the orphaned region keeps its pins while the process lives',
+      'guest: pinned pages back to the agent-up baseline before shutdown',
+    ],
+  },
+  {
+    scenario: 'guest-release',
+    options: { sizeMiB: 16, seedFaults: 'exit-with-holder,close-group-early,holder-survives' },
+    flips: [
+      'case 1: pins released after the worker exits',
+      'case 2: pins still held after close(container) alone (the group holds it)',
+      'case 3: pins released once the holder exits',
+      // (the stopped holder's pins are still released at the end: unbinding the device takes its group out of the container)
+    ],
+  },
+  {
+    scenario: 'guest-release',
+    options: { sizeMiB: 16, seedFaults: 'no-holder' },
+    flips: ['case 3: seeded leak detected: pins NOT released while a child holds the fds', 'case 3: the holder is named'],
+  },
+  {
+    scenario: 'ddw-windows',
+    options: { seedFaults: 'window-4k-as-64k,remove-wrong-window' },
+    flips: [
+      'host view shows exactly the 64K-page window',
+      'map ordinary 4K-page memory into the 64K-page window',
+      'remove the 4K-page window',
+      'host view after removing the 4K-page window: only the default window',
+      // The 4K-page window left behind holds one of the two table slots.
+      'windows beyond max_dynamic_windows_supported (2, the default one included) fail with ENOSPC',
+      'host view holds the default window plus the ones created',
+      'host view after removing them: only the default window',
+      // window-4k-as-64k lets the 64 KiB region be mapped; its unregister then hits defect 1 (returns 0 while mapped): its
+      // 16 pages are never put, and destroy_context() warns when the container drops the worker's mm.
+      'guest: pinned pages back to the agent-up baseline before shutdown',
+      'guest kernel logged no panic, Oops, soft lockup, hard lockup, BUG, WARNING, RCU stall, hung task',
+    ],
+  },
+  {
+    scenario: 'shutdown-release',
+    options: { via: 'quit', sizeMiB: 16, seedFaults: 'register-extra-mib,no-window' },
+    flips: ['guest: pins held while running = registered pages', 'host: the 64-bit window is live in QEMU'],
+  },
+];
+
+describe('seeded faults flip exactly the checks they name', () => {
+  for (const row of SEEDED_FAULT_RUNS) {
+    it(`${row.scenario} --set seedFaults=${row.options.seedFaults}`, async () => {
+      const root = testRuntimeRoot();
+      const report = await runScenario(findScenario(row.scenario)!, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, options: row.options });
+      const failed = report.checks.filter((c) => c.status === 'fail').map((c) => c.name);
+      expect(failed.sort()).toEqual([...row.flips].sort());
+      expect(report.passed).toBe(false);
+      expect(liveLabQemuPids(root)).toEqual([]);
+    });
+  }
+});
