@@ -34,7 +34,7 @@ describe('emulated lab boot', () => {
 
   it('`tcelab run` boots, prints the guest kernel and leaves nothing behind', () => {
     const root = mkdtempSync(TEST_ROOT_PREFIX);
-    const r = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', 'emulated'], {
+    const r = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', 'emulated', '--cold'], {
       env: { ...process.env, TCELAB_RUNTIME_DIR: root },
       encoding: 'utf8',
       timeout: 150_000,
@@ -43,6 +43,7 @@ describe('emulated lab boot', () => {
     expect(r.stdout).toMatch(/lab emulated: PASS/);
     expect(r.stdout).toMatch(/guest kernel: +6\.12\.\d+\+deb\d+-powerpc64le/);
     expect(r.stderr).toMatch(/boot the guest to init/);
+    expect(r.stdout).toMatch(/started: +cold \(a cold boot was asked for/);
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
     rmSync(root, { recursive: true, force: true });

@@ -51,7 +51,7 @@ describe('nested lab host', () => {
     const leak = report.releases.find((r) => r.event === 'inner QEMU quit (fds held)')!;
     expect(leak.returned).toBe(false);
     expect(leak.final - leak.baseline).toBe(leak.peak - leak.baseline);
-    expect(check('seeded fault: the holder is named').measured).toMatch(/^pid \d+ \(tcelab-agent\) holding \/dev\/vfio\/\d+, \/dev\/vfio\/vfio$/);
+    expect(check('seeded fault: the holder is named').measured).toMatch(/^pid \d+ \(tcelab-agent "\/usr\/sbin\/tcelab-agent", parent \d+\): fd \d+ → \/dev\/vfio\/\d+ \(group\), fd \d+ → \/dev\/vfio\/vfio \(container\)/);
     expect(report.releases.find((r) => r.event === 'holder exit')!.returned).toBe(true);
     // Unbinding the device from vfio-pci takes its group out of the container: the pins go though the holder lives.
     expect(report.releases.find((r) => r.event === 'device unbound (holder alive)')!.returned).toBe(true);
@@ -82,7 +82,7 @@ describe('nested lab host', () => {
     expect(cli.stdout).toMatch(/set dmaWindowMiB on that PHB/);
     expect(cli.stdout + cli.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
     // The outer lab was still torn down properly and judged.
-    expect(cli.stdout).toMatch(/release: host pinnedPages back to baseline/);
+    expect(cli.stdout).toMatch(/release: host unattributedPinnedPages back to baseline/);
     const inner = readdirSync(join(results, 'artifacts', 'inner-runtime'));
     expect(readFileSync(join(results, 'artifacts', 'inner-runtime', inner[0]!, 'qemu-stderr.log'), 'utf8')).toMatch(/DMA mapping failed/);
     expect(liveLabQemuPids(root)).toEqual([]);

@@ -11,6 +11,7 @@ import { reportCommand } from './report-command.js';
 import { upCommand } from './up-command.js';
 import { doctorCommand } from './doctor-command.js';
 import { controlRequest } from './hotplug-command.js';
+import { cacheCommand } from './cache-command.js';
 
 class UsageError extends Error {}
 
@@ -35,6 +36,10 @@ async function main(argv: string[]): Promise<number> {
     .scriptName('tcelab')
     .usage('$0 <command>\n\nLab controller for sPAPR VFIO passthrough on pseries guests.')
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout' })
+    .option('cold', { type: 'boolean', default: false, describe: 'boot every lab cold instead of from a saved, booted machine (the same as TCELAB_SNAPSHOTS=off)' })
+    .middleware((a) => {
+      if (a.cold) process.env.TCELAB_SNAPSHOTS = 'off';
+    })
     .command('guest <action>', 'build or inspect the guest image', (y) =>
       y
         .positional('action', { choices: ['build'] as const, describe: 'build: download Debian packages and make vmlinux + initramfs' })
@@ -122,6 +127,12 @@ async function main(argv: string[]): Promise<number> {
         .command('status', 'the running lab', (z) => z, (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'status' })))
         .command('shutdown', 'unplug everything and power the lab down', (z) => z, (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'shutdown' })))
         .demandCommand(1, 'name a hotplug action'),
+    )
+    .command('cache [action]', 'the saved, booted machines (snapshots) labs start from: list them, or prune', (y) =>
+      y.positional('action', { choices: ['list', 'prune'] as const, default: 'list' as const })
+        .option('all', { type: 'boolean', default: false, describe: 'with prune: remove every snapshot' })
+        .option('limit', { type: 'number', describe: 'with prune: keep the most recently used within this many MiB (default: TCELAB_SNAPSHOT_LIMIT_MIB or 4096)' }),
+      (a) => run(cacheCommand({ action: a.action, all: a.all, limitMiB: a.limit, json: a.json })),
     )
     .command('report <dir>', 'print the summary of a finished run from its results dir', (y) =>
       y.positional('dir', { type: 'string', demandOption: true, describe: 'a results dir (with results.json)' }),

@@ -17,7 +17,10 @@ export async function runBootCommand(args: { profile: string; json: boolean; shu
   });
   try {
     const init = await lab.waitForGuestInit(progress);
-    progress.info(`guest is up: kernel ${init.kernelRelease} (${init.machine}), QEMU ${lab.qmp.qemuVersion}, spawn to init ${formatMs(init.spawnToInitMs)}`);
+    // The guest is up when its agent answers (a cold lab then saves the machine for the next one).
+    const agentInfo = await (await lab.agent(progress)).info();
+    const spawnToAgentMs = Date.now() - lab.spawnedAt;
+    progress.info(`guest is up: kernel ${init.kernelRelease} (${init.machine}), QEMU ${lab.qmp.qemuVersion}, spawn to agent ${formatMs(spawnToAgentMs)}`);
     const status = await lab.qmp.queryStatus();
     const report = await lab.shutdown(args.shutdown, progress);
     const clean = report.effective === args.shutdown && report.exit.code === 0;
@@ -27,6 +30,9 @@ export async function runBootCommand(args: { profile: string; json: boolean; shu
       qemuVersion: lab.qmp.qemuVersion,
       guestKernel: init.kernelRelease,
       spawnToInitMs: init.spawnToInitMs,
+      spawnToAgentMs,
+      pageSize: agentInfo.pageSize,
+      start: lab.start,
       statusWhileUp: status.status,
       shutdown: report,
       clean,
@@ -37,7 +43,8 @@ export async function runBootCommand(args: { profile: string; json: boolean; shu
         `lab ${profile.name}: ${clean ? 'PASS' : 'FAIL'}\n` +
           `  guest kernel:    ${init.kernelRelease}\n` +
           `  QEMU:            ${lab.qmp.qemuVersion} (${profile.qemu.accel})\n` +
-          `  spawn to init:   ${formatMs(init.spawnToInitMs)}\n` +
+          `  started:         ${lab.start.how === 'restored' ? `restored from snapshot ${lab.start.snapshot}` : `cold (${lab.start.why})${lab.start.saved ? `; saved snapshot ${lab.start.saved}` : ''}`}\n` +
+          `  spawn to agent:  ${formatMs(spawnToAgentMs)} (${lab.start.how === 'restored' ? 'restore' : `boot to init ${formatMs(init.spawnToInitMs)}`})\n` +
           `  shutdown:        ${report.requested} → ${report.effective}, ${formatMs(report.durationMs)}, ` +
           `SHUTDOWN event ${report.shutdownEvent ? JSON.stringify(report.shutdownEvent) : 'not seen'}, exit ${report.exit.signal ?? report.exit.code}\n` +
           (report.escalations.length ? `  escalations:     ${report.escalations.join('; ')}\n` : ''),

@@ -1,6 +1,5 @@
-import { readFileSync, readdirSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { parseKbFields } from './proc.js';
 
 /**
  * The environment variable that marks a lab's processes: QEMU gets it, and
@@ -59,15 +58,54 @@ export interface HostAttribution {
  * smaps' `Locked:`: that one is a proportional share, and a shared library
  * page a QEMU locks counts whole in Mlocked but only 1/N in its Locked.
  */
-export function residentLockedKb(pid: number, vmLckKb: number): number {
+export function residentLockedKb(pid: number, vmLckKb: number): number | undefined {
   if (vmLckKb === 0) return 0;
   let smaps: string;
   try {
     smaps = readFileSync(`/proc/${pid}/smaps`, 'utf8');
   } catch {
-    return vmLckKb;
+    return undefined;
   }
-  return lockedRssKb(smaps) ?? vmLckKb;
+  return lockedRssKb(smaps);
+}
+
+/**
+ * The few fields of /proc/<pid>/status a scan needs, read into one reused
+ * buffer and parsed as bytes: a scan reads every process's status several
+ * times a second, and strings for all of them would be garbage the
+ * controller's memory slope then counts.
+ */
+const statusBuf = Buffer.alloc(8192);
+const FIELDS = { name: Buffer.from('\nName:'), ppid: Buffer.from('\nPPid:'), vmLck: Buffer.from('\nVmLck:'), vmPin: Buffer.from('\nVmPin:') };
+
+function readStatus(pid: number): { comm: string; ppid: number; vmLckKb: number; vmPinKb: number } | undefined {
+  let n: number;
+  try {
+    const fd = openSync(`/proc/${pid}/status`, 'r');
+    try {
+      n = readSync(fd, statusBuf, 1, statusBuf.length - 1, null) + 1;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  }
+  statusBuf[0] = 0x0a; // so the first line ("Name:") matches like the others
+  const view = statusBuf.subarray(0, n);
+  const number = (field: Buffer) => {
+    let i = view.indexOf(field);
+    if (i < 0) return 0;
+    i += field.length;
+    while (i < n && (view[i] === 0x20 || view[i] === 0x09)) i++;
+    let v = 0;
+    while (i < n && view[i]! >= 0x30 && view[i]! <= 0x39) v = v * 10 + view[i++]! - 0x30;
+    return v;
+  };
+  const at = view.indexOf(FIELDS.name);
+  let start = at + FIELDS.name.length;
+  while (start < n && (view[start] === 0x20 || view[start] === 0x09)) start++;
+  const end = view.indexOf(0x0a, start);
+  return { comm: at < 0 ? '?' : view.toString('utf8', start, end < 0 ? n : end), ppid: number(FIELDS.ppid), vmLckKb: number(FIELDS.vmLck), vmPinKb: number(FIELDS.vmPin) };
 }
 
 /** Σ Rss of the locked VMAs in a /proc/<pid>/smaps text; undefined if it has no VmFlags lines. */
@@ -132,27 +170,33 @@ export class ProcessScanner {
     for (const entry of readdirSync('/proc')) {
       const pid = Number(entry);
       if (!Number.isInteger(pid) || pid <= 0) continue;
-      let status: string;
-      try {
-        status = readFileSync(`/proc/${pid}/status`, 'utf8');
-      } catch {
-        continue; // exited while we looked
-      }
+      const status = readStatus(pid);
+      if (!status) continue; // exited while we looked
       alive.add(pid);
-      const f = parseKbFields(status);
-      const lockedKb = residentLockedKb(pid, f.get('VmLck') ?? 0);
-      const vmPinKb = f.get('VmPin') ?? 0;
-      const comm = /^Name:\s*(.*)$/m.exec(status)?.[1] ?? '?';
+      const lockedKb = this.residentLocked(pid, status.vmLckKb);
+      const vmPinKb = status.vmPinKb;
+      const comm = status.comm;
       const lab = marker !== undefined && pid !== this.selfPid && this.belongsToLab(pid, comm, marker);
       if (lab) {
-        out.lab.push({ pid, ppid: f.get('PPid') ?? 0, comm, lockedKb, vmPinKb });
+        out.lab.push({ pid, ppid: status.ppid, comm, lockedKb, vmPinKb });
       } else {
         out.neighbourLockedKb += lockedKb;
         out.neighbourPinnedKb += vmPinKb;
       }
     }
     for (const pid of this.isLab.keys()) if (!alive.has(pid)) this.isLab.delete(pid);
+    for (const pid of this.smapsDenied) if (!alive.has(pid)) this.smapsDenied.delete(pid);
     return out;
+  }
+
+  /** Pids whose smaps this controller may not read: their VmLck stands in, without asking again. */
+  private readonly smapsDenied = new Set<number>();
+
+  private residentLocked(pid: number, vmLckKb: number): number {
+    if (vmLckKb === 0 || this.smapsDenied.has(pid)) return vmLckKb;
+    const kb = residentLockedKb(pid, vmLckKb);
+    if (kb === undefined) this.smapsDenied.add(pid);
+    return kb ?? vmLckKb;
   }
 
   private belongsToLab(pid: number, comm: string, marker: string): boolean {

@@ -14,6 +14,7 @@ import { VfioPciBinder, type DeviceBinding } from '../host/vfio-binder.js';
 import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { silentProgress } from '../util/progress.js';
+import { coldOnlyReason, findSnapshot, publishSnapshot, removeSnapshot, snapshotKey, stagingPath, type Snapshot, type SnapshotMeta } from '../snapshot/snapshot.js';
 
 export interface GuestInitInfo {
   kernelRelease: string;
@@ -49,6 +50,27 @@ export interface LaunchOptions {
    * (default), or a guest acting as a lab host (an AgentHost).
    */
   host?: Host;
+  /**
+   * 'use' (default; TCELAB_SNAPSHOTS=off turns it off): start from a saved,
+   * booted machine when one matches, else boot cold and save one once the
+   * agent answers. 'off': boot cold and save nothing (`--cold`).
+   */
+  snapshots?: 'use' | 'off';
+}
+
+/** How a lab came up: restored from a snapshot, or booted cold (and why). */
+export interface LabStart {
+  how: 'restored' | 'cold';
+  snapshot?: string;
+  /** Why a cold boot (no snapshot yet, --cold, a device that cannot migrate…). */
+  why?: string;
+  /** Set once a cold lab saved its machine. */
+  saved?: string;
+}
+
+/** A lab's name from its runtime dir (unique: the dir is made with mkdtemp). */
+export function labNameOf(paths: RuntimePaths): string {
+  return `tcelab-${paths.dir.split('-').pop()}`;
 }
 
 /**
@@ -56,11 +78,6 @@ export interface LaunchOptions {
  * and its console. Whatever happens, dispose() reaps the process; the runtime
  * dir is removed only when the run succeeded, otherwise kept as artifacts.
  */
-/** A lab's name from its runtime dir (unique: the dir is made with mkdtemp). */
-export function labNameOf(paths: RuntimePaths): string {
-  return `tcelab-${paths.dir.split('-').pop()}`;
-}
-
 export class Lab {
   /** Labs alive in this controller process: process-wide metrics are only one lab's when this is 1. */
   static active = 0;
@@ -70,6 +87,11 @@ export class Lab {
   /** Host devices bound to vfio-pci for this lab; restored in dispose(). */
   bindings: DeviceBinding[] = [];
   private binder: VfioPciBinder | undefined;
+  /** Restored, or cold (and whether it saved its machine). */
+  start: LabStart = { how: 'cold' };
+  /** A cold lab that saves its machine once the agent answers: the key and what went into it. */
+  private saveAs: { key: string; inputs: Record<string, string> } | undefined;
+  private restoredMeta: SnapshotMeta | undefined;
 
   private constructor(
     readonly profile: Profile,
@@ -87,6 +109,18 @@ export class Lab {
   }
 
   static async launch(profile: Profile, opts: LaunchOptions): Promise<Lab> {
+    try {
+      return await Lab.launchOnce(profile, opts, true);
+    } catch (err) {
+      if (!(err instanceof SnapshotLoadError)) throw err;
+      // A snapshot that does not load (a QEMU that changed in a way the key missed): drop it, boot cold.
+      await removeSnapshot(err.key);
+      (opts.progress ?? silentProgress).info(`snapshot ${err.key} did not load (${err.why}); removed it, booting cold`);
+      return Lab.launchOnce(profile, opts, false);
+    }
+  }
+
+  private static async launchOnce(profile: Profile, opts: LaunchOptions, mayRestore: boolean): Promise<Lab> {
     const progress = opts.progress ?? silentProgress;
     const host = opts.host ?? new LocalHost();
     // A lab inside a guest dies with that guest: only this machine can hold stale labs.
@@ -97,8 +131,10 @@ export class Lab {
     const paths = await createRuntimeDir(opts.runtimeRoot, host);
     const labName = labNameOf(paths);
     const argv = [...buildArgv(profile, paths, opts.image, labName), ...(opts.extraArgs ?? [])];
+    const plan = await planStart(profile, opts, argv, paths, labName, mayRestore);
+    if (plan.restore) argv.push('-incoming', `exec:cat ${shellQuote(plan.restore.statePath)}`);
     // lab.json is the pid file the stale-lab sweep reads: rewritten whenever it learns something.
-    const record: Record<string, unknown> = { profile: profile.name, host: host.name, hostDir: paths.hostDir, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv };
+    const record: Record<string, unknown> = { profile: profile.name, host: host.name, hostDir: paths.hostDir, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv, start: plan.start };
     await writeLabRecord(paths, record);
     let qemu: QemuProcess | undefined;
     // A lab host passes real devices through: bind them to vfio-pci first, give them back in dispose().
@@ -128,6 +164,9 @@ export class Lab {
       const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv, host);
       lab.bindings = bindings;
       lab.binder = binder;
+      lab.start = plan.start;
+      lab.saveAs = plan.saveAs;
+      if (plan.restore) await lab.finishRestore(plan.restore, progress);
       lab.watchForPanic();
       Lab.active++;
       return lab;
@@ -137,12 +176,40 @@ export class Lab {
       await qemu?.console.close();
       for (const b of bindings.reverse()) await binder.restore(b).catch(() => {});
       if (!host.local) await host.removeDir(paths.hostDir).catch(() => {});
+      if (plan.restore) {
+        await removeRuntimeDir(paths).catch(() => {});
+        throw new SnapshotLoadError(plan.restore.key, err instanceof TcelabError ? err.why : (err as Error).message);
+      }
       throw withArtifacts(err, paths);
     }
   }
 
-  /** Waits for the guest's /init to report ready on the console. */
+  /**
+   * A restored lab: the incoming migration loads the saved machine (paused,
+   * as it was saved), the console starts with the boot log saved with it, and
+   * the machine runs on.
+   */
+  private async finishRestore(snap: Snapshot, progress: Progress): Promise<void> {
+    await progress.step(`restore the booted machine (snapshot ${snap.key})`, async () => {
+      const deadline = Date.now() + 60_000;
+      for (;;) {
+        const m = await this.qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+        if (m.status === 'completed') break;
+        if (m.status === 'failed' || m.status === 'cancelled') throw new TcelabError('restore', `the incoming migration ${m.status}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
+        const st = await this.qmp.queryStatus();
+        if (st.status !== 'inmigrate' && m.status === undefined) break;
+        if (Date.now() > deadline) throw new TcelabError('restore', 'the incoming migration did not finish within 60 s');
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      this.process.console.append(Buffer.from(`${snap.meta.bootConsole}\n[tcelab: restored from snapshot ${snap.key} (saved ${snap.meta.createdAt}); the lines above are its boot log]\n`));
+      await this.qmp.cont();
+    });
+    this.restoredMeta = snap.meta;
+  }
+
+  /** Waits for the guest's /init to report ready on the console (a restored guest was saved past it). */
   async waitForGuestInit(progress: Progress = silentProgress): Promise<GuestInitInfo> {
+    if (this.restoredMeta) return { kernelRelease: this.restoredMeta.kernelRelease, machine: this.restoredMeta.machine, spawnToInitMs: Date.now() - this.spawnedAt };
     const expected = await expectedBootMs(this.profile.name);
     const m = await progress.step('boot the guest to init', async (update) => {
       // The bar is time against the last boot of this profile; the detail is the console's last line.
@@ -161,8 +228,11 @@ export class Lab {
     });
     const spawnToInitMs = Date.now() - this.spawnedAt;
     await recordBootMs(this.profile.name, spawnToInitMs);
-    return { kernelRelease: m[1]!, machine: m[2]!, spawnToInitMs };
+    this.initInfo = { kernelRelease: m[1]!, machine: m[2]!, spawnToInitMs };
+    return this.initInfo;
   }
+
+  private initInfo: GuestInitInfo | undefined;
 
   /** Set when the guest kernel panicked (console line or GUEST_PANICKED). */
   panic: string | undefined;
@@ -195,7 +265,47 @@ export class Lab {
         }),
       ]),
     );
+    // A restored guest's clock stopped when it was saved: set it to now.
+    if (this.restoredMeta) await this.agentClient.exec(['date', '-u', '-s', `@${Math.round(Date.now() / 1000)}`], 10_000);
+    if (this.saveAs && this.initInfo) await this.saveMachine(this.saveAs, this.initInfo, progress);
     return this.agentClient;
+  }
+
+  /**
+   * The first cold lab of a machine saves it, booted, with its agent up: QMP
+   * stop, migrate to a file, cont. Later labs of the same machine restore it.
+   * A failed save costs this lab nothing but the attempt.
+   */
+  private async saveMachine(saveAs: { key: string; inputs: Record<string, string> }, init: GuestInitInfo, progress: Progress): Promise<void> {
+    this.saveAs = undefined;
+    const staged = await stagingPath(saveAs.key);
+    try {
+      await progress.step(`save the booted machine for later labs (snapshot ${saveAs.key})`, async () => {
+        await this.qmp.stop();
+        try {
+          await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(staged)}` });
+          const deadline = Date.now() + 120_000;
+          for (;;) {
+            const m = await this.qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+            if (m.status === 'completed') break;
+            if (m.status === 'failed' || m.status === 'cancelled' || Date.now() > deadline) {
+              throw new TcelabError('save the machine', `migration ${m.status ?? 'timed out'}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
+            }
+            await new Promise((r) => setTimeout(r, 20));
+          }
+        } finally {
+          await this.qmp.cont();
+        }
+        const snap = await publishSnapshot(staged, {
+          key: saveAs.key, format: 0, createdAt: new Date().toISOString(), profile: this.profile.name, kernelRelease: init.kernelRelease,
+          machine: init.machine, coldSpawnToInitMs: init.spawnToInitMs, bootConsole: this.process.console.tail(100_000), inputs: saveAs.inputs,
+        });
+        if (snap) this.start = { ...this.start, saved: snap.key };
+      });
+    } catch (err) {
+      await rm(staged, { force: true }).catch(() => {});
+      progress.info(`(could not save a snapshot: ${(err as Error).message}; later labs boot cold too)`);
+    }
   }
 
   /**
@@ -309,6 +419,30 @@ async function recordBootMs(profile: string, ms: number): Promise<void> {
   } catch {
     // Best effort: a read-only cache only costs the bar its accuracy.
   }
+}
+
+/** A restore that failed: the launch drops the snapshot and boots cold. */
+class SnapshotLoadError extends Error {
+  constructor(readonly key: string, readonly why: string) {
+    super(`snapshot ${key} did not load: ${why}`);
+  }
+}
+
+const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+
+/** Restore, cold boot that saves, or cold boot (and why), for one launch. */
+async function planStart(profile: Profile, opts: LaunchOptions, argv: string[], paths: RuntimePaths, labName: string, mayRestore: boolean): Promise<{
+  start: LabStart; restore?: Snapshot; saveAs?: { key: string; inputs: Record<string, string> };
+}> {
+  const want = opts.snapshots ?? (process.env.TCELAB_SNAPSHOTS === 'off' ? 'off' : 'use');
+  if (want === 'off') return { start: { how: 'cold', why: 'a cold boot was asked for (--cold or TCELAB_SNAPSHOTS=off)' } };
+  if (opts.host && !opts.host.local) return { start: { how: 'cold', why: 'an inner lab (its QEMU runs in a guest)' } };
+  const reason = coldOnlyReason(profile, opts.extraArgs);
+  if (reason || !opts.image) return { start: { how: 'cold', why: reason ?? 'no guest image' } };
+  const { key, inputs } = snapshotKey(profile, argv, paths, labName, opts.image);
+  const snap = mayRestore ? await findSnapshot(key) : undefined;
+  if (snap) return { start: { how: 'restored', snapshot: key }, restore: snap };
+  return { start: { how: 'cold', why: mayRestore ? 'no snapshot of this machine yet (this lab saves one)' : 'its snapshot did not load' }, saveAs: { key, inputs } };
 }
 
 function withArtifacts(err: unknown, paths: RuntimePaths): unknown {

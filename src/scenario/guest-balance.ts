@@ -48,9 +48,11 @@ export async function takeGuestBalanceBaseline(agent: AgentClient): Promise<Gues
 /**
  * Just before the guest is shut down: its pinned pages and its processes'
  * locked memory must be back where they were when the agent came up. Pins are
- * put lazily (nr_foll_pin_released catches up about a second after an unpin),
- * so the verdict waits up to `settleMs` for the balance before judging. When
- * it does not hold, every process that could hold the pages is named.
+ * put lazily (nr_foll_pin_released catches up about a second after an unpin,
+ * more on a loaded machine), so the verdict waits up to `settleMs` for the
+ * balance — or, for pins a declared defect explains, until they have held
+ * still for a second — before judging. When it does not hold, every process
+ * that could hold the pages is named.
  */
 export async function judgeGuestBalance(
   agent: AgentClient,
@@ -58,7 +60,7 @@ export async function judgeGuestBalance(
   checks: CheckRecorder,
   progress: Progress,
   kept: KeptGuestPins | undefined,
-  settleMs = 3000,
+  settleMs = 10_000,
 ): Promise<void> {
   if (kept && kept.pages === undefined) {
     progress.info(`  (guest balance not judged: the scenario keeps pins at shutdown on purpose — ${kept.reason})`);
@@ -67,11 +69,14 @@ export async function judgeGuestBalance(
   const t0 = Date.now();
   let pins = 0;
   let holders: PinHolder[] = [];
+  let explainedSince: number | undefined;
   for (;;) {
     const [c, h] = await Promise.all([agent.counters(), agent.pinHolders()]);
     pins = pinnedPages(c) - baseline.pinnedPages;
     holders = h;
-    if ((pins === 0 && lockedKb(h) === baseline.lockedKb) || Date.now() - t0 >= settleMs) break;
+    const balanced = pins === 0 && lockedKb(h) === baseline.lockedKb;
+    explainedSince = kept?.knownDefect !== undefined && pins === kept.pages ? (explainedSince ?? Date.now()) : undefined;
+    if (balanced || Date.now() - t0 >= settleMs || (explainedSince !== undefined && Date.now() - explainedSince >= 1000)) break;
     await new Promise((r) => setTimeout(r, 100));
   }
   const locked = lockedKb(holders) - baseline.lockedKb;

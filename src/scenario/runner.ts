@@ -31,6 +31,8 @@ export interface ScenarioReport {
   qemuVersion?: string;
   qemuPid?: number;
   spawnToInitMs?: number;
+  /** How the lab came up: restored from a snapshot (which), or cold (why). */
+  labStart?: import('../qemu/lab.js').LabStart;
   guestRamMiB?: number;
   hostMemlockLimit?: { soft: number; hard: number };
   checks: Check[];
@@ -133,6 +135,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
   }
   const theLab = lab;
   report.qemuPid = lab.process.pid;
+  report.labStart = lab.start;
   report.qemuVersion = lab.qmp.qemuVersion;
   lab.qmp.onEvent((e) => {
     live?.publish({ type: 'event', event: e.event, data: e.data, atMs: sampler.now() });
@@ -212,7 +215,8 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
         expectedReports.push(e);
       },
     };
-    progress.info(`scenario ${def.name} on ${profile.name} (guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion})`);
+    const start = lab.start.how === 'restored' ? `restored from snapshot ${lab.start.snapshot}` : `booted cold: ${lab.start.why}`;
+    progress.info(`scenario ${def.name} on ${profile.name} (guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion}; ${start})`);
     await def.run(ctx);
   } catch (err) {
     report.error = describeError(err);
@@ -247,6 +251,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     report.passed = checks.passed && !report.error;
     if (!report.passed) lab.failed = true;
     await lab.dispose({ artifactsTo: join(resultsDir, 'artifacts') });
+    report.labStart = lab.start;
     report.durationMs = Date.now() - t0;
     live?.publish({ type: 'done', passed: report.passed });
     await writeReportFiles(report).catch((err) => {

@@ -76,8 +76,12 @@ export const registrationSoak: ScenarioDefinition = {
     const alone = sharedWith === 0;
     const note = alone ? '' : `; not judged: ${sharedWith} other lab(s) shared this controller`;
     checks.record('soak: controller file descriptors per 100 cycles', !alone || Math.abs(per100(series.ctlFds)) < 0.5, 0, fmt(per100(series.ctlFds)), note.slice(2) || undefined);
-    // The controller's RSS moves with the garbage collector: a leak shows as a steady climb well past its noise.
-    checks.record('soak: controller RSS per 100 cycles', !alone || per100(series.rss) < 2048, '< 2048', fmt(per100(series.rss)), `kB; ${(ms / cycles).toFixed(1)} ms per cycle${note}`);
+    // The controller's RSS moves with the garbage collector: a leak shows as a steady climb well past its noise,
+    // which takes a few hundred cycles (seen: +4.3 MB over 100 fast cycles of a restored lab, no leak; +0.86 MB/100 over 1000).
+    const longEnough = cycles >= 300;
+    const rssNote = longEnough ? note : `; not judged under 300 cycles: the collector's noise dominates${note}`;
+    checks.record('soak: controller RSS per 100 cycles', !alone || !longEnough || per100(series.rss) < 2048, '< 2048', fmt(per100(series.rss)),
+      `kB; ${(ms / cycles).toFixed(1)} ms per cycle${rssNote}`);
     await w.stop('TERM');
     ctx.watchGuestPid(undefined);
     await agent.unbind(dev.address);

@@ -1,0 +1,206 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmod, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { cacheDir } from '../util/paths.js';
+import type { Profile } from '../qemu/profile.js';
+import type { RuntimePaths } from '../qemu/argv.js';
+
+/**
+ * Saved, booted machines. The first lab of a machine boots cold, waits for its
+ * agent, and saves itself (QMP stop + migrate to a file); later labs of the
+ * same machine start QEMU with -incoming from that file and are up in well
+ * under a second instead of a boot. The key covers everything that shapes the
+ * guest, so any change makes a new snapshot; a snapshot that fails to load is
+ * deleted and the lab boots cold.
+ */
+
+/** Bumped when what a snapshot holds, or how it is restored, changes. */
+const FORMAT = 1;
+
+export interface SnapshotMeta {
+  key: string;
+  format: number;
+  createdAt: string;
+  profile: string;
+  kernelRelease: string;
+  machine: string;
+  /** The cold boot's spawn → init, for the record. */
+  coldSpawnToInitMs: number;
+  /** The console up to the save: a restored lab's kernel log starts with it. */
+  bootConsole: string;
+  /** What went into the key, readable. */
+  inputs: Record<string, string>;
+  bytes?: number;
+}
+
+export interface Snapshot {
+  key: string;
+  dir: string;
+  statePath: string;
+  meta: SnapshotMeta;
+}
+
+export const snapshotsDir = () => join(cacheDir(), 'snapshots');
+
+/** Default size limit of all snapshots together; TCELAB_SNAPSHOT_LIMIT_MIB changes it. */
+export function snapshotLimitBytes(env: NodeJS.ProcessEnv = process.env): number {
+  const mib = Number(env.TCELAB_SNAPSHOT_LIMIT_MIB ?? 4096);
+  return (Number.isFinite(mib) && mib > 0 ? mib : 4096) * 1024 * 1024;
+}
+
+const fileHashes = new Map<string, { stamp: string; hash: string }>();
+
+/** A file's sha256, remembered per path while its size and mtime stay the same. */
+export function fileSha256(path: string): string {
+  const st = statSync(path);
+  const stamp = `${st.size}:${st.mtimeMs}`;
+  const known = fileHashes.get(path);
+  if (known?.stamp === stamp) return known.hash;
+  const hash = createHash('sha256').update(readFileSync(path)).digest('hex');
+  fileHashes.set(path, { stamp, hash });
+  return hash;
+}
+
+/** The QEMU binary's path as the shell would find it. */
+function resolveBinary(binary: string): string | undefined {
+  if (binary.includes('/')) return existsSync(binary) ? binary : undefined;
+  for (const dir of (process.env.PATH ?? '').split(':')) {
+    const p = join(dir, binary);
+    if (dir && existsSync(p)) return p;
+  }
+  return undefined;
+}
+
+/**
+ * Why a profile's labs cannot start from a snapshot (undefined: they can).
+ * One entry per reason: a new one is one line.
+ */
+const COLD_ONLY: Array<{ applies: (p: Profile, extraArgs: string[]) => boolean; why: string }> = [
+  { applies: (p) => p.devices.some((d) => d.driver === 'vfio-pci'), why: 'a host vfio-pci device cannot be migrated (its state lives in the hardware)' },
+  { applies: (p) => !p.guest.boot, why: 'the profile boots no guest (guest.boot false): there is no booted state to save' },
+  { applies: (p, extra) => p.qemu.startPaused || extra.includes('-S') || extra.includes('-incoming'), why: 'the machine is started paused (-S) or given its own -incoming' },
+  { applies: (p) => p.qemu.accel === 'kvm', why: 'KVM labs boot cold: a KVM guest is saved against this host CPU, and KVM boots fast anyway' },
+];
+
+export function coldOnlyReason(profile: Profile, extraArgs: string[] = []): string | undefined {
+  return COLD_ONLY.find((c) => c.applies(profile, extraArgs))?.why;
+}
+
+/**
+ * The key of a machine: QEMU's binary (content) and firmware, the argv with
+ * this lab's own paths and name taken out (they differ per lab and shape
+ * nothing in the guest), and the guest image's kernel and initrd (content).
+ */
+export function snapshotKey(profile: Profile, argv: string[], paths: RuntimePaths, labName: string, image: { kernel: string; initrd: string }): { key: string; inputs: Record<string, string> } {
+  const binary = resolveBinary(profile.qemu.binary);
+  const vof = '/usr/share/qemu/vof.bin';
+  const normalized = argv.map((a) => a.split(paths.dir).join('<rundir>').split(paths.hostDir).join('<hostdir>').split(labName).join('<lab>'));
+  const inputs: Record<string, string> = {
+    format: String(FORMAT),
+    qemu: binary ? `${binary} sha256:${fileSha256(binary)}` : profile.qemu.binary,
+    firmware: profile.qemu.firmware === 'vof' && existsSync(vof) ? `vof.bin sha256:${fileSha256(vof)}` : profile.qemu.firmware,
+    argv: normalized.join(' '),
+    kernel: `sha256:${fileSha256(image.kernel)}`,
+    initrd: `sha256:${fileSha256(image.initrd)}`,
+  };
+  const key = createHash('sha256').update(JSON.stringify(inputs)).digest('hex').slice(0, 24);
+  return { key, inputs };
+}
+
+/** The snapshot of this key, if one was saved whole; using it marks it recently used. */
+export async function findSnapshot(key: string): Promise<Snapshot | undefined> {
+  const dir = join(snapshotsDir(), key);
+  try {
+    const meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as SnapshotMeta;
+    if (meta.format !== FORMAT || meta.key !== key || !existsSync(join(dir, 'state'))) return undefined;
+    const now = new Date();
+    await utimes(join(dir, 'meta.json'), now, now).catch(() => {});
+    return { key, dir, statePath: join(dir, 'state'), meta };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Where a new snapshot's state is written before it is published with rename(). */
+export async function stagingPath(key: string): Promise<string> {
+  await mkdir(snapshotsDir(), { recursive: true, mode: 0o700 });
+  await chmod(snapshotsDir(), 0o700);
+  return join(snapshotsDir(), `.staging-${key}-${process.pid}-${Date.now()}`);
+}
+
+/**
+ * Publishes a saved state as the key's snapshot (mode 0700: it holds guest
+ * memory). Two labs that saved the same machine at once: the first rename wins.
+ */
+export async function publishSnapshot(staged: string, meta: SnapshotMeta): Promise<Snapshot | undefined> {
+  const dir = join(snapshotsDir(), meta.key);
+  meta.format = FORMAT;
+  const tmpDir = `${staged}.d`;
+  await mkdir(tmpDir, { mode: 0o700 });
+  meta.bytes = (await stat(staged)).size;
+  await rename(staged, join(tmpDir, 'state'));
+  await writeFile(join(tmpDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o600 });
+  try {
+    await rename(tmpDir, dir);
+  } catch {
+    await rm(tmpDir, { recursive: true, force: true });
+    return findSnapshot(meta.key);
+  }
+  await pruneSnapshots(snapshotLimitBytes(), meta.key);
+  return findSnapshot(meta.key);
+}
+
+export async function removeSnapshot(key: string): Promise<void> {
+  await rm(join(snapshotsDir(), key), { recursive: true, force: true });
+}
+
+export interface SnapshotListing {
+  key: string;
+  profile: string;
+  kernelRelease: string;
+  createdAt: string;
+  lastUsed: string;
+  bytes: number;
+}
+
+export async function listSnapshots(): Promise<SnapshotListing[]> {
+  const root = snapshotsDir();
+  if (!existsSync(root)) return [];
+  const out: SnapshotListing[] = [];
+  for (const name of await readdir(root)) {
+    if (name.startsWith('.')) continue;
+    try {
+      const metaPath = join(root, name, 'meta.json');
+      const meta = JSON.parse(await readFile(metaPath, 'utf8')) as SnapshotMeta;
+      const used = (await stat(metaPath)).mtime.toISOString();
+      out.push({ key: name, profile: meta.profile, kernelRelease: meta.kernelRelease, createdAt: meta.createdAt, lastUsed: used, bytes: (await stat(join(root, name, 'state'))).size });
+    } catch {
+      out.push({ key: name, profile: '?', kernelRelease: '?', createdAt: '?', lastUsed: new Date(0).toISOString(), bytes: 0 });
+    }
+  }
+  return out.sort((a, b) => b.lastUsed.localeCompare(a.lastUsed));
+}
+
+/** Removes the least recently used snapshots until all fit in `limitBytes` (never `keep`); returns what went. */
+export async function pruneSnapshots(limitBytes: number, keep?: string): Promise<SnapshotListing[]> {
+  const all = await listSnapshots();
+  let total = all.reduce((s, x) => s + x.bytes, 0);
+  const removed: SnapshotListing[] = [];
+  for (const s of [...all].reverse()) {
+    if (total <= limitBytes) break;
+    if (s.key === keep) continue;
+    await removeSnapshot(s.key);
+    total -= s.bytes;
+    removed.push(s);
+  }
+  // Staging leftovers of a controller that died mid-save.
+  for (const name of await readdir(snapshotsDir()).catch(() => [] as string[])) {
+    if (name.startsWith('.staging-')) {
+      const p = join(snapshotsDir(), name);
+      const age = Date.now() - (await stat(p).catch(() => ({ mtimeMs: Date.now() }))).mtimeMs;
+      if (age > 10 * 60_000) await rm(p, { recursive: true, force: true });
+    }
+  }
+  return removed;
+}
