@@ -29,8 +29,15 @@ export async function floorInitrd(image: GuestImage): Promise<string> {
   return path;
 }
 
-export async function bootOnce(profile: Profile, image: GuestImage, floor?: string): Promise<number> {
-  const lab = await Lab.launch(profile, { image: floor ? { kernel: image.kernel, initrd: floor } : image });
+/** Spawn → ready of one lab: the floor's first line, or the agent's answer (booted cold, or restored from a snapshot). */
+export async function bootOnce(profile: Profile, image: GuestImage, how: { floor?: string; snapshots: 'use' | 'off' }): Promise<number> {
+  const floor = how.floor;
+  const lab = await Lab.launch(profile, { image: floor ? { kernel: image.kernel, initrd: floor } : image, snapshots: floor ? 'off' : how.snapshots });
+  if (!floor && how.snapshots === 'use' && lab.start.how !== 'restored') {
+    await lab.shutdown('quit').catch(() => {});
+    await lab.dispose();
+    throw new Error(`expected a restore, but the lab booted cold (${lab.start.why})`);
+  }
   try {
     if (floor) {
       await lab.process.console.waitFor(/FLOOR-READY/, { timeoutMs: 120_000, what: 'the floor init' });

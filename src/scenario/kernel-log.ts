@@ -10,7 +10,9 @@ export const KERNEL_REPORT_KINDS: Array<{ kind: string; pattern: RegExp }> = [
   { kind: 'soft lockup', pattern: /BUG: soft lockup/ },
   { kind: 'hard lockup', pattern: /hard LOCKUP/ },
   { kind: 'BUG', pattern: /\bBUG: (?!soft lockup)/ },
-  { kind: 'WARNING', pattern: /\bWARNING: (?:CPU: |at |.*:\d+ )/ },
+  // WARN()'s report names the source line ("WARNING: CPU: 0 PID: 52 at mm/foo.c:276 …"); plain messages that
+  // start with "WARNING:" (pseries' "WARNING: nvram corrupt" at every boot) are not reports.
+  { kind: 'WARNING', pattern: /\bWARNING: (?:CPU: \d+ PID: \d+ at |at )?\S+\.[ch]:\d+/ },
   { kind: 'RCU stall', pattern: /rcu: INFO: \S+ (?:self-)?detected stalls?|rcu_\w+ (?:self-)?detected stall/ },
   { kind: 'hung task', pattern: /INFO: task \S+ blocked for more than \d+ seconds/ },
 ];

@@ -65,6 +65,8 @@ export interface RunOptions {
   mlockedToleranceKb?: number;
   /** Publishes samples, phases, checks and QMP events as they happen. */
   live?: LiveServer;
+  /** 'off': boot cold (--cold); default: start from a saved machine when there is one. */
+  snapshots?: 'use' | 'off';
 }
 
 export function defaultResultsDir(scenario: string): string {
@@ -128,7 +130,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
 
   phase('launch');
   try {
-    lab = await Lab.launch(profile, { image, progress, runtimeRoot: opts.runtimeRoot });
+    lab = await Lab.launch(profile, { image, progress, runtimeRoot: opts.runtimeRoot, snapshots: opts.snapshots });
   } catch (err) {
     await sampler.stop();
     throw err;
