@@ -188,6 +188,18 @@ int cmd_info(const struct jval *args, struct reply *r)
 	return 0;
 }
 
+/*
+ * /proc/vmstat lags the kernel's per-CPU counter deltas until a deferrable
+ * timer folds them (about once a second, later on an idle or just-restored
+ * guest): nr_foll_pin_released "catches up" late, and a read can be a few
+ * pages off. Writing stat_refresh folds them now, so every read the agent
+ * serves is exact at the moment it is made.
+ */
+static void fold_vmstat(void)
+{
+	write_text("/proc/sys/vm/stat_refresh", "1");
+}
+
 int cmd_counters(const struct jval *args, struct reply *r)
 {
 	uint64_t pid = 0;
@@ -195,6 +207,7 @@ int cmd_counters(const struct jval *args, struct reply *r)
 	if (rc == -2)
 		return bad_arg(r, "pid", rc, "a process id");
 	struct timespec ts;
+	fold_vmstat();
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	sb_fmt(&r->val, "{\"monotonicNs\":%lld,\"nrFollPinAcquired\":%lld,\"nrFollPinReleased\":%lld,\"mlockedKb\":%lld,\"hugePagesTotal\":%lld,\"hugePagesFree\":%lld",
 	       (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
@@ -302,6 +315,8 @@ int cmd_read_file(const struct jval *args, struct reply *r)
 	rc = json_u64(args, "maxBytes", &max);
 	if (rc == -2 || max > 4 * 1024 * 1024)
 		return bad_arg(r, "maxBytes", -2, "at most 4194304");
+	if (!strcmp(path, "/proc/vmstat"))
+		fold_vmstat();
 	char *buf = malloc(max + 1);
 	ssize_t n = read_text(path, buf, max + 1);
 	if (n < 0) {
