@@ -73,6 +73,23 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
     [['hotplug', 'phb', 'add', '2', '--lab', '/nonexistent'], /no control socket at \/nonexistent\/control\.sock/],
     [['report', '/nonexistent'], /report \/nonexistent: no results\.json there/],
   ];
+  // Scenario options are typed and known: refused before any image is built or lab started, exit 2.
+  const options: Array<[string[], RegExp]> = [
+    [['run', 'prereg-accounting', '--set', 'sizeMiB=abc'], /scenario prereg-accounting: --set sizeMiB: must be an integer, got the string "abc"/],
+    [['run', 'prereg-accounting', '--set', 'nosuchoption=1'], /--set nosuchoption: is not an option of this scenario\n {2}what to do: its options: sizeMiB, orphanWatchMs, seedFaults/],
+    [['run', 'prereg-accounting', '--set', 'seedFaults=nope'], /seedFaults: has no seedable fault "nope"/],
+    [['run', 'window-map-release', '--set', 'sizeMiB=4'], /this scenario takes no options/],
+    [['run', 'nosuch'], /tcelab run: nosuch: is neither a scenario nor a profile/],
+  ];
+  for (const [args, message] of options) {
+    it(`options: ${args.join(' ')}`, () => {
+      const r = tcelab(...args);
+      expect(r.status).toBe(2);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+
   for (const [args, message] of flags) {
     it(`flags: ${args.join(' ')}`, () => {
       const r = tcelab(...args);

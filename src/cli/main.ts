@@ -12,6 +12,12 @@ import { upCommand } from './up-command.js';
 import { doctorCommand } from './doctor-command.js';
 import { controlRequest } from './hotplug-command.js';
 import { cacheCommand } from './cache-command.js';
+import { InputError } from '../util/errors.js';
+import { listProfiles, resolveProfilePath } from '../qemu/profile.js';
+import { listScenarioFiles } from '../scenario/data/scenario-file.js';
+import { existsSync } from 'node:fs';
+
+const profileExists = async (nameOrPath: string) => existsSync(resolveProfilePath(nameOrPath));
 
 class UsageError extends Error {}
 
@@ -36,8 +42,10 @@ async function main(argv: string[]): Promise<number> {
     .scriptName('tcelab')
     .usage('$0 <command>\n\nLab controller for sPAPR VFIO passthrough on pseries guests.')
     .option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout' })
-    .option('cold', { type: 'boolean', default: false, describe: 'boot every lab cold instead of from a saved, booted machine (the same as TCELAB_SNAPSHOTS=off)' })
+    .option('snapshots', { type: 'boolean', default: false, describe: 'start labs from a saved, booted machine (TCELAB_SNAPSHOTS=use); see README for why this is not the default' })
+    .option('cold', { type: 'boolean', default: false, describe: 'boot every lab cold (the default; TCELAB_SNAPSHOTS=off), whatever the environment says' })
     .middleware((a) => {
+      if (a.snapshots) process.env.TCELAB_SNAPSHOTS = 'use';
       if (a.cold) process.env.TCELAB_SNAPSHOTS = 'off';
     })
     .command('guest <action>', 'build or inspect the guest image', (y) =>
@@ -67,6 +75,10 @@ async function main(argv: string[]): Promise<number> {
           if (a.all) return scenarioCommand(args);
           const resolved = a.target ? await resolveScenario(a.target) : undefined;
           if (resolved) return scenarioCommand(args, resolved);
+          if (a.target && !(await profileExists(a.target))) {
+            throw new InputError('tcelab run', a.target, 'is neither a scenario nor a profile',
+              `scenarios: ${(await listScenarioFiles()).join(', ')}; profiles: ${(await listProfiles()).join(', ')}`);
+          }
           return runBootCommand({ profile: a.target ?? 'emulated', json: a.json, shutdown: a.shutdown });
         })()),
     )

@@ -11,6 +11,7 @@ import { bigintSafe } from '../report/write.js';
 import { describingEnv, listProfiles, loadProfile } from '../qemu/profile.js';
 import { ensureGuestImages } from './guest-command.js';
 import { LiveServer } from '../live/live-server.js';
+import { validateScenarioOptions } from '../scenario/seeded-faults.js';
 
 /** --set key=value pairs → scenario options (numbers and booleans parsed). */
 export function parseSetOptions(pairs: string[]): Record<string, number | string | boolean> {
@@ -65,6 +66,8 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
   } else {
     entries = entriesFor(resolved!.def, resolved!.file, set, args.profile);
   }
+  // Every run's options are checked before any image is built or lab started.
+  for (const e of entries) validateScenarioOptions(e.def, e.options);
   entries = withRepeats(entries, args.repeat);
   if (args.shard) entries = shardEntries(entries, parseShard(args.shard));
   if (args.dryRun) {

@@ -51,9 +51,11 @@ export interface LaunchOptions {
    */
   host?: Host;
   /**
-   * 'use' (default; TCELAB_SNAPSHOTS=off turns it off): start from a saved,
-   * booted machine when one matches, else boot cold and save one once the
-   * agent answers. 'off': boot cold and save nothing (`--cold`).
+   * 'use' (`--snapshots`, TCELAB_SNAPSHOTS=use): start from a saved, booted
+   * machine when one matches, else boot cold and save one once the agent
+   * answers. 'off' (the default, `--cold`): boot cold and save nothing. Off by
+   * default: on QEMU 7.2 TCG some restored guests never run their RCU
+   * callbacks (see README, "Labs from a saved, booted machine").
    */
   snapshots?: 'use' | 'off';
 }
@@ -265,8 +267,12 @@ export class Lab {
         }),
       ]),
     );
-    // A restored guest's clock stopped when it was saved: set it to now.
-    if (this.restoredMeta) await this.agentClient.exec(['date', '-u', '-s', `@${Math.round(Date.now() / 1000)}`], 10_000);
+    // A restored guest's clock stopped when it was saved: set it to now (busybox date takes "YYYY-MM-DD hh:mm:ss").
+    if (this.restoredMeta) {
+      const now = new Date().toISOString().slice(0, 19).replace('T', ' ');
+      const set = await this.agentClient.exec(['date', '-u', '-s', now], 10_000);
+      if (set.exitCode !== 0) throw new TcelabError('restore', `could not set the guest clock: date -s said ${set.stderr.trim() || `exit ${set.exitCode}`}`);
+    }
     if (this.saveAs && this.initInfo) await this.saveMachine(this.saveAs, this.initInfo, progress);
     return this.agentClient;
   }
@@ -434,8 +440,10 @@ const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 async function planStart(profile: Profile, opts: LaunchOptions, argv: string[], paths: RuntimePaths, labName: string, mayRestore: boolean): Promise<{
   start: LabStart; restore?: Snapshot; saveAs?: { key: string; inputs: Record<string, string> };
 }> {
-  const want = opts.snapshots ?? (process.env.TCELAB_SNAPSHOTS === 'off' ? 'off' : 'use');
-  if (want === 'off') return { start: { how: 'cold', why: 'a cold boot was asked for (--cold or TCELAB_SNAPSHOTS=off)' } };
+  const want = opts.snapshots ?? (process.env.TCELAB_SNAPSHOTS === 'use' ? 'use' : 'off');
+  if (want === 'off') {
+    return { start: { how: 'cold', why: opts.snapshots === 'off' || process.env.TCELAB_SNAPSHOTS === 'off' ? 'a cold boot was asked for (--cold)' : 'snapshots are off (--snapshots turns them on)' } };
+  }
   if (opts.host && !opts.host.local) return { start: { how: 'cold', why: 'an inner lab (its QEMU runs in a guest)' } };
   const reason = coldOnlyReason(profile, opts.extraArgs);
   if (reason || !opts.image) return { start: { how: 'cold', why: reason ?? 'no guest image' } };

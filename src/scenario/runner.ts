@@ -16,7 +16,7 @@ import { awaitRelease, type ReleaseVerdict } from '../probes/release.js';
 import { LAB_MARKER_ENV, ProcessScanner, describeProcessMemory } from '../probes/host-attribution.js';
 import { writeReportFiles } from '../report/write.js';
 import type { LiveServer } from '../live/live-server.js';
-import { parseSeedFaults } from './seeded-faults.js';
+import { parseSeedFaults, validateScenarioOptions } from './seeded-faults.js';
 import { judgeGuestBalance, takeGuestBalanceBaseline, type GuestBalanceBaseline, type KeptGuestPins } from './guest-balance.js';
 import { judgeKernelLog, scanKernelLog, KERNEL_REPORT_NAMES, type ExpectedKernelReport } from './kernel-log.js';
 
@@ -83,6 +83,7 @@ export function defaultResultsDir(scenario: string): string {
 export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}): Promise<ScenarioReport> {
   const progress = opts.progress ?? silentProgress;
   // Bad options are refused before anything starts.
+  validateScenarioOptions(def, opts.options ?? {});
   const faults = parseSeedFaults(def, opts.options ?? {});
   const resultsDir = opts.resultsDir ?? defaultResultsDir(def.name);
   await mkdir(resultsDir, { recursive: true });

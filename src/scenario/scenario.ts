@@ -7,6 +7,7 @@ import type { HostDdwView } from '../ddw/host-view.js';
 import type { PinnedPageSampler, Sample } from '../probes/sampler.js';
 import type { ProcCountersProbe } from '../probes/proc.js';
 import type { ReleaseVerdict } from '../probes/release.js';
+import type { Spec } from '../util/validate.js';
 import type { KeptGuestPins } from './guest-balance.js';
 import type { ExpectedKernelReport } from './kernel-log.js';
 
@@ -59,6 +60,12 @@ export interface ScenarioDefinition {
   defaultProfile: string;
   /** Adjusts the profile before launch (e.g. lock guest RAM so the host has pages to account). */
   adjustProfile?(profile: Profile): Profile;
+  /**
+   * The options a run takes (`--set k=v`, a `do` step's "options"), each with
+   * its type and range: anything else, or a value out of range, is refused
+   * before a lab starts.
+   */
+  optionSpecs?: Record<string, Spec>;
   /** Faults a run can seed (`--set seedFaults=a,b`): name → what it changes. See seeded-faults.ts. */
   seedableFaults?: Record<string, string>;
   /** The scenario shuts the guest down with pins held on purpose (why): the guest balance is not judged. */

@@ -1,5 +1,29 @@
 import { InputError } from '../util/errors.js';
+import { Validator, type Spec } from '../util/validate.js';
 import type { ScenarioDefinition } from './scenario.js';
+
+/** `seedFaults`: every scenario that can seed faults takes it. */
+export const SEED_FAULTS_OPTION: Spec = { type: 'string', pattern: /^[a-z0-9-]+(,[a-z0-9-]+)*$/, patternHint: 'fault names separated by commas' };
+
+/**
+ * Checks a run's options against the scenario's optionSpecs: an unknown
+ * option or a bad value is an InputError naming it (exit 2), before a lab
+ * starts. `where` names how the options were given (`--set`, `steps[2].options`).
+ */
+export function validateScenarioOptions(def: ScenarioDefinition, options: Record<string, unknown>, where = '--set'): void {
+  const specs: Record<string, Spec> = { ...(def.optionSpecs ?? {}), ...(def.seedableFaults ? { seedFaults: SEED_FAULTS_OPTION } : {}) };
+  const v = new Validator(`scenario ${def.name}`);
+  for (const [key, value] of Object.entries(options)) {
+    const spec = specs[key];
+    if (!spec) {
+      const known = Object.keys(specs);
+      throw new InputError(`scenario ${def.name}`, `${where} ${key}`, 'is not an option of this scenario',
+        known.length ? `its options: ${known.join(', ')}` : 'this scenario takes no options');
+    }
+    v.check(value, spec, `${where} ${key}`);
+  }
+  parseSeedFaults(def, options);
+}
 
 /**
  * Seeded faults prove that a verdict can fail: each one changes what a run

@@ -29,6 +29,7 @@ export const ddwHotplug: ScenarioDefinition = {
   name: 'ddw-hotplug',
   description: 'hot-plug PHB + device, DDW window, register+map, unplug; K rounds with no growth (--set repeat=K)',
   defaultProfile: 'emulated',
+  optionSpecs: { repeat: { type: 'integer', min: 1, max: 1000 }, phbIndex: { type: 'integer', min: 1, max: 30 }, reuseIndex: { type: 'boolean' } },
   async run(ctx) {
     const { agent, checks, lab } = ctx;
     const rounds = Number(ctx.options.repeat ?? 3);

@@ -15,6 +15,11 @@ export const guestRelease3: ScenarioDefinition = {
   name: 'guest-release',
   description: 'pins released on exit and on container close; a seeded fd leak is detected and its holder named',
   defaultProfile: 'emulated',
+  optionSpecs: {
+    sizeMiB: { type: 'integer', min: 1, max: 4096 },
+    releaseTimeoutMs: { type: 'integer', min: 100, max: 600_000 },
+    leakWaitMs: { type: 'integer', min: 100, max: 600_000 },
+  },
   seedableFaults: {
     'exit-with-holder': 'case 1: a forked child keeps the fds while the worker exits (killed after the verdict)',
     'close-group-early': 'case 2: the group is closed together with the container',

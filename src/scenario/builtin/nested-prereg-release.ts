@@ -24,6 +24,13 @@ export const nestedPreregRelease: ScenarioDefinition = {
   name: 'nested-prereg-release',
   description: 'the guest runs QEMU with its device passed through: pins = inner RAM exactly, released after quit/SIGTERM/SIGKILL; a seeded fd holder is reported',
   defaultProfile: 'nested-lab-host',
+  optionSpecs: {
+    via: { type: 'string', pattern: /^(quit|term|kill)(,(quit|term|kill))*$/, patternHint: 'quit, term or kill, separated by commas' },
+    fault: { type: 'boolean' },
+    faultVia: { type: 'string', enum: ['quit', 'term', 'kill'] },
+    releaseTimeoutMs: { type: 'integer', min: 100, max: 600_000 },
+    leakWaitMs: { type: 'integer', min: 100, max: 600_000 },
+  },
   async run(ctx) {
     const { agent, checks } = ctx;
     const inner = innerProfile(ctx);

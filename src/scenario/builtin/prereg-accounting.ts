@@ -32,6 +32,7 @@ export const preregAccounting: ScenarioDefinition = {
   name: 'prereg-accounting',
   description: 'REGISTER_MEMORY accounting (VmLck, FOLL_PIN) and its errno semantics in the guest kernel',
   defaultProfile: 'emulated',
+  optionSpecs: { sizeMiB: { type: 'integer', min: 1, max: 4096 }, orphanWatchMs: { type: 'integer', min: 0, max: 600_000 } },
   seedableFaults: {
     'register-extra-mib': 'the first registration is 1 MiB larger than the N MiB the accounting checks expect',
     'second-register-fresh': 'the "same region again" registration uses a fresh region',

@@ -15,6 +15,7 @@ export const registrationSoak: ScenarioDefinition = {
   name: 'registration-soak',
   description: 'register/map/unmap/unregister loop; slopes of pins, VmLck, fds, windows, controller memory per 100 cycles',
   defaultProfile: 'emulated',
+  optionSpecs: { cycles: { type: 'integer', min: 1, max: 1_000_000 }, sizeMiB: { type: 'integer', min: 1, max: 1024 } },
   async run(ctx) {
     const { agent, checks } = ctx;
     const cycles = Number(ctx.options.cycles ?? 100);

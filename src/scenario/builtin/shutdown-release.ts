@@ -16,6 +16,7 @@ export const shutdownRelease: ScenarioDefinition = {
   description: 'register + window in the guest, shut down (--set via=powerdown|agent|quit), host counters back to baseline',
   defaultProfile: 'emulated',
   keepsGuestPins: 'the guest goes away with a registration and a live window: that is what the host must survive',
+  optionSpecs: { via: { type: 'string', enum: ['powerdown', 'agent', 'quit'] }, sizeMiB: { type: 'integer', min: 1, max: 4096 } },
   seedableFaults: {
     'register-extra-mib': 'registers 1 MiB more than the pins check expects',
     'no-window': 'creates no 64-bit window before the guest goes',

@@ -6,6 +6,7 @@ import { Hotplugger } from '../../hotplug/hotplug.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { guestRelease, guestSampleNow } from '../guest-release.js';
 import { describeHolders } from '../guest-balance.js';
+import { validateScenarioOptions } from '../seeded-faults.js';
 import { TcelabError } from '../../util/errors.js';
 import type { Profile } from '../../qemu/profile.js';
 import type { Lab } from '../../qemu/lab.js';
@@ -39,10 +40,19 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
     if (!p) throw new TcelabError(`scenario ${file.name}`, `step "do" names the unknown procedure "${s.procedure}"`, `known: ${procedures.map((x) => x.name).join(', ')}`);
     return p;
   });
+  // A file takes the options of the procedures it calls; each `do` step's own options are checked against its procedure now.
+  for (const [i, s] of file.steps.entries()) {
+    if (s.step !== 'do') continue;
+    const proc = procedures.find((x) => x.name === s.procedure)!;
+    validateScenarioOptions({ ...proc, name: file.name }, (s.options as Record<string, unknown>) ?? {}, `steps[${i}].options`);
+  }
   return {
     name: file.name,
     description: file.description,
     defaultProfile: file.profile,
+    optionSpecs: Object.assign({}, ...used.map((p) => p.optionSpecs ?? {})),
+    seedableFaults: used.some((p) => p.seedableFaults) ? Object.assign({}, ...used.map((p) => p.seedableFaults ?? {})) : undefined,
+    keepsGuestPins: used.find((p) => p.keepsGuestPins)?.keepsGuestPins,
     adjustProfile: (profile: Profile) => used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p) : p), profile),
     async run(ctx) {
       const st: State = { bindings: new Map(), workers: new Map(), regions: new Map(), windows: new Map(), marks: new Map(), inners: new Map() };

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { coldOnlyReason, snapshotKey } from '../../src/snapshot/snapshot.js';
+import { validateProfile, type Profile } from '../../src/qemu/profile.js';
+import { buildArgv, runtimePaths } from '../../src/qemu/argv.js';
+
+const dir = mkdtempSync('/tmp/tcelab-snapkey-');
+const image = { kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd') };
+writeFileSync(image.kernel, 'kernel');
+writeFileSync(image.initrd, 'initrd');
+
+const profile = (over: Record<string, unknown> = {}): Profile => validateProfile({
+  qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024, firmware: 'vof', ...over },
+  phbs: [{ id: 'phb1', index: 1, ddw: true }], devices: [{ id: 'edu1', driver: 'edu', phb: 'phb1' }],
+}, 'emulated', {});
+
+const paths = (n: string) => runtimePaths(`/tmp/tcelab-0/lab-${n}`);
+const key = (p: Profile, n: string) => snapshotKey(p, buildArgv(p, paths(n), image, `tcelab-${n}`), paths(n), `tcelab-${n}`, image).key;
+
+describe('snapshot keys', () => {
+  it('two labs of one machine share a key whatever their runtime dirs and names', () => {
+    expect(key(profile(), 'aaaaaa')).toBe(key(profile(), 'bbbbbb'));
+  });
+  it('anything that shapes the guest makes another key: RAM, machine options, the kernel', () => {
+    const base = key(profile(), 'a');
+    expect(key(profile({ memoryMiB: 768 }), 'a')).not.toBe(base);
+    expect(key(profile({ memLock: true }), 'a')).not.toBe(base);
+    writeFileSync(image.kernel, 'another kernel');
+    expect(key(profile(), 'a')).not.toBe(base);
+    writeFileSync(image.kernel, 'kernel');
+    expect(key(profile(), 'a')).toBe(base);
+  });
+  it('machines that cannot be restored say why', () => {
+    expect(coldOnlyReason(profile())).toBeUndefined();
+    expect(coldOnlyReason(profile({ accel: 'kvm', cpu: 'host' }))).toMatch(/KVM/);
+    expect(coldOnlyReason(profile(), ['-S'])).toMatch(/paused/);
+  });
+});
