@@ -66,6 +66,37 @@ export const SEEDED_FAULT_RUNS: Array<{ scenario: string; options: Record<string
     ],
   },
   {
+    scenario: 'ddw-windows',
+    options: { seedFaults: 'phb-without-ddw' },
+    flips: [
+      'host PHB has ddw=on',
+      'host and guest agree on the DDW page-size mask',
+      'create a 64K-page 64-bit window of 1024 MiB',
+      'create a 4K-page 64-bit window of 256 MiB',
+      // The guest then reports max_dynamic_windows_supported as 4294967295 (-1): none can be created, not one fewer.
+      'windows beyond max_dynamic_windows_supported (4294967295, the default one included) fail with ENOSPC',
+    ],
+  },
+  {
+    scenario: 'ddw-windows',
+    options: { seedFaults: 'map-beyond-window,window-before-look' },
+    flips: [
+      'host view before: only the default 32-bit window',
+      'map 2 MiB of hugetlb memory into the 64K-page window',
+      'map 2 MiB of 4K-page memory into the 4K-page window',
+    ],
+  },
+  {
+    scenario: 'registration-soak',
+    options: { cycles: 100, seedFaults: 'leak-registration,leak-fd,leak-window' },
+    flips: [
+      'soak: guest pinned pages per 100 cycles',
+      'soak: worker VmLck per 100 cycles',
+      'soak: worker file descriptors per 100 cycles',
+      'soak: host DMA windows per 100 cycles',
+    ],
+  },
+  {
     scenario: 'shutdown-release',
     options: { via: 'quit', sizeMiB: 16, seedFaults: 'register-extra-mib,no-window' },
     flips: ['guest: pins held while running = registered pages', 'host: the 64-bit window is live in QEMU'],

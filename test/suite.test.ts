@@ -38,8 +38,8 @@ describe('suites from the CLI', () => {
     const jobs = spawnSync(process.execPath, [cli, 'run', '--all', '--jobs', '0', '--dry-run'], { encoding: 'utf8' });
     expect(jobs.stderr).toMatch(/--jobs: 0: must be an integer from 1 to 16/);
     const unknown = spawnSync(process.execPath, [cli, 'run', 'no-such-thing'], { encoding: 'utf8' });
-    expect(unknown.status).toBe(1);
-    expect(unknown.stderr).toMatch(/profile no-such-thing: no such profile[^]*known profiles: emulated/);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toMatch(/tcelab run: no-such-thing: is neither a scenario nor a profile[^]*profiles: emulated/);
     const flag = spawnSync(process.execPath, [cli, 'run', '--bogus'], { encoding: 'utf8' });
     expect(flag.status).toBe(2);
     expect(flag.stderr).toMatch(/Unknown argument: bogus/);

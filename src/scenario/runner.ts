@@ -115,7 +115,7 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     sampling: { hostRateHz, guestRateHz, hostOverruns: 0, gaps: 0 }, resultsDir,
   };
   let profile = await loadProfile(opts.profile ?? def.defaultProfile);
-  if (def.adjustProfile) profile = def.adjustProfile(profile);
+  if (def.adjustProfile) profile = def.adjustProfile(profile, opts.options ?? {});
   report.guestRamMiB = profile.qemu.memoryMiB;
   const image = await requireGuestImage(profile.guest.image);
 

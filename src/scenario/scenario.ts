@@ -59,7 +59,7 @@ export interface ScenarioDefinition {
   description: string;
   defaultProfile: string;
   /** Adjusts the profile before launch (e.g. lock guest RAM so the host has pages to account). */
-  adjustProfile?(profile: Profile): Profile;
+  adjustProfile?(profile: Profile, options: Record<string, number | string | boolean>): Profile;
   /**
    * The options a run takes (`--set k=v`, a `do` step's "options"), each with
    * its type and range: anything else, or a value out of range, is refused

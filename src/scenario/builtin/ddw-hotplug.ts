@@ -77,10 +77,12 @@ export const ddwHotplug: ScenarioDefinition = {
         record(round, plugged.timings);
         ctx.phase(`${tag}: PHB plugged`);
         checks.equal(`${tag}: host QOM of the hot-plugged PHB has ddw=on`, (await ctx.ddw.phbState(phbId)).ddw, true);
+        const groupsBefore = (await agent.info()).iommuGroups.map((g) => g.group);
         const dev = await hp.hotplugDevice(phbId, device);
         record(round, dev.timings);
         ctx.phase(`${tag}: device plugged`);
-        checks.record(`${tag}: device in a new IOMMU group in the guest`, true, 'a new group', `${dev.device.address} in group ${dev.device.group}`);
+        checks.record(`${tag}: device in a new IOMMU group in the guest`, !groupsBefore.includes(dev.device.group), `a group other than ${groupsBefore.join(', ')}`,
+          `${dev.device.address} in group ${dev.device.group}`);
 
         const bound = await agent.bind(dev.device.address);
         const worker = await agent.startWorker();

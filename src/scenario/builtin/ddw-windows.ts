@@ -23,6 +23,14 @@ export const ddwWindows: ScenarioDefinition = {
   seedableFaults: {
     'window-4k-as-64k': 'the "64K-page" window is created with 4 KiB pages; the checks still expect 64 KiB',
     'remove-wrong-window': 'the 4K-page window is removed by a start address 1 GiB off, so it stays',
+    'phb-without-ddw': "the device's PHB is started without DDW (ddw=off)",
+    'map-beyond-window': 'memory is mapped 1 GiB past the start of each window, outside it',
+    'window-before-look': 'a 64-bit window is created before the first look at the host view',
+  },
+  adjustProfile(profile, options) {
+    if (!String(options.seedFaults ?? '').split(',').includes('phb-without-ddw')) return profile;
+    const phb = profile.devices[0]!.phb;
+    return { ...profile, phbs: profile.phbs.map((p) => (p.id === phb ? { ...p, ddw: false } : p)) };
   },
   async run(ctx) {
     const { agent, checks } = ctx;
@@ -40,7 +48,9 @@ export const ddwWindows: ScenarioDefinition = {
     checks.equal('host and guest agree on the DDW page-size mask', BigInt(info.ddw.pageSizes), phbState.pageSizeMask);
 
     // The default 32-bit window, from both sides.
+    const early = ctx.seeded('window-before-look') ? await worker.createWindow(16, GiB) : undefined;
     let host = await hostWindows(ctx, phb.id);
+    if (early) await worker.removeWindow(early.startAddr);
     const dma32: DmaWindow = { phb: phb.id, liobn: liobnOf(phb.index, 0), start: BigInt(info.dma32WindowStart), size: BigInt(info.dma32WindowSize), pageShift: 12 };
     checks.equal('host view before: only the default 32-bit window', summarizeWindows(host), summarizeWindows([dma32]));
 
@@ -62,8 +72,9 @@ export const ddwWindows: ScenarioDefinition = {
       const size = 2 * 1024 * 1024;
       const region = await worker.alloc(size, spec.hugetlb);
       await worker.register(region.region);
+      const mapAt = ctx.seeded('map-beyond-window') ? want.start + GiB : want.start;
       await checks.succeeds(`map ${size >> 20} MiB of ${spec.hugetlb ? 'hugetlb' : '4K-page'} memory into the ${spec.label} window`,
-        worker.map(region.region, want.start, { size }));
+        worker.map(region.region, mapAt, { size }));
       if (spec.pageShift > 12) {
         const small = await worker.alloc(64 * 1024);
         await worker.register(small.region);

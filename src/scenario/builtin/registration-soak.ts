@@ -16,6 +16,11 @@ export const registrationSoak: ScenarioDefinition = {
   description: 'register/map/unmap/unregister loop; slopes of pins, VmLck, fds, windows, controller memory per 100 cycles',
   defaultProfile: 'emulated',
   optionSpecs: { cycles: { type: 'integer', min: 1, max: 1_000_000 }, sizeMiB: { type: 'integer', min: 1, max: 1024 } },
+  seedableFaults: {
+    'leak-registration': 'every measured cycle also registers a fresh 1 MiB region and keeps it',
+    'leak-fd': 'every measured cycle (up to 10) the worker duplicates its container fd into itself',
+    'leak-window': 'half-way through, a 64-bit DMA window is created and kept',
+  },
   async run(ctx) {
     const { agent, checks } = ctx;
     const cycles = Number(ctx.options.cycles ?? 100);
@@ -45,6 +50,10 @@ export const registrationSoak: ScenarioDefinition = {
       series.rss.push([i, process.memoryUsage().rss / 1024]);
       series.ctlFds.push([i, readdirSync('/proc/self/fd').length]);
     };
+    const containerFd = async () => {
+      const fds = (await agent.listDir(`/proc/${w.pid}/fd`)) ?? [];
+      return Number(fds.find((f) => f.target === '/dev/vfio/vfio')?.name ?? -1);
+    };
     // Warm-up cycle: the 32-bit window's userspace view is accounted on first use.
     await w.register(r.region);
     await w.map(r.region, 0, { size: r.size });
@@ -61,6 +70,9 @@ export const registrationSoak: ScenarioDefinition = {
       await w.unregister(r.region);
       ms += Date.now() - c0;
       if (i % every === 0) {
+        if (ctx.seeded('leak-registration')) await w.register((await w.alloc(1024 * 1024)).region);
+        if (ctx.seeded('leak-fd') && i / every <= 10) await w.adoptFds(w.pid, [await containerFd()]);
+        if (ctx.seeded('leak-window') && i === every * Math.ceil(cycles / every / 2)) await w.createWindow(16, 1n << 30n);
         await measure(i);
         ctx.progress.info(`  soak: ${i}/${cycles} cycles`);
       }

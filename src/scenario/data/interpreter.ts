@@ -53,7 +53,7 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
     optionSpecs: Object.assign({}, ...used.map((p) => p.optionSpecs ?? {})),
     seedableFaults: used.some((p) => p.seedableFaults) ? Object.assign({}, ...used.map((p) => p.seedableFaults ?? {})) : undefined,
     keepsGuestPins: used.find((p) => p.keepsGuestPins)?.keepsGuestPins,
-    adjustProfile: (profile: Profile) => used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p) : p), profile),
+    adjustProfile: (profile: Profile, options) => used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p, options) : p), profile),
     async run(ctx) {
       const st: State = { bindings: new Map(), workers: new Map(), regions: new Map(), windows: new Map(), marks: new Map(), inners: new Map() };
       try {
