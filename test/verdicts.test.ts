@@ -114,8 +114,10 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
       'host: no process of the lab outlives QEMU',
       'host: pinned pages (FOLL_PIN) back to baseline after QEMU exit (neighbours\' own accounted)',
     ]);
+    // The helper's 2048 pages, give or take the few that other processes' transient I/O pins move the system-wide counter by.
     const pinned = report.releases.find((r) => r.counter === 'unattributedPinnedPages')!;
-    expect(pinned.final - pinned.baseline).toBe(2048);
+    expect(pinned.final - pinned.baseline).toBeGreaterThanOrEqual(2048 - 64);
+    expect(pinned.final - pinned.baseline).toBeLessThanOrEqual(2048 + 64);
     const mlocked = report.releases.find((r) => r.counter === 'unattributedMlockedKb')!;
     expect(mlocked.final - mlocked.baseline).toBeGreaterThanOrEqual(8192 - 1024);
     expect(check(report, 'host: no process of the lab outlives QEMU').measured).toMatch(/^pid \d+ \(lock-holder, parent \d+\): locked 8192 kB, VmPin 8192 kB$/);
