@@ -84,7 +84,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
       const pinned = report.releases.find((r) => r.counter === 'unattributedPinnedPages')!;
       const last = report.samples.filter((s) => s.source === 'host').at(-1)!.counters;
       const first = report.samples.find((s) => s.source === 'host')!.counters;
-      expect(last.pinnedPages - first.pinnedPages).toBeGreaterThanOrEqual(2048);
+      expect(last.pinnedPages - first.pinnedPages).toBeGreaterThanOrEqual(2048 - 64);
       expect(last.mlockedKb - first.mlockedKb).toBeGreaterThanOrEqual(8 * 1024 + 256 * 1024);
       expect(pinned.returned).toBe(true);
       expect(check(report, 'host: Mlocked back to baseline').detail).toMatch(/the neighbours' own locked memory \+\d{6,} kB/);
