@@ -35,10 +35,16 @@ export async function awaitRelease(
   timeoutMs: number,
   tolerance = 0,
   direction: ReleaseVerdict['direction'] = 'both',
+  /** More room a sample earns (e.g. for the neighbours' churn it had to subtract). */
+  extraTolerance: (c: PinCounters) => number = () => 0,
 ): Promise<ReleaseVerdict> {
   const base = baseline.counters[counter] ?? 0;
-  const isBack = (v: number) => (direction === 'both' ? Math.abs(v - base) <= tolerance : v - base <= tolerance);
-  const back = await sampler.waitFor(source, (c) => isBack(c[counter] ?? 0), {
+  const isBack = (c: PinCounters) => {
+    const v = c[counter] ?? 0;
+    const tol = tolerance + extraTolerance(c);
+    return direction === 'both' ? Math.abs(v - base) <= tol : v - base <= tol;
+  };
+  const back = await sampler.waitFor(source, isBack, {
     after: event.t,
     timeoutMs: Math.max(0, timeoutMs - (sampler.now() - event.t)),
   });

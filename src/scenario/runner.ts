@@ -13,6 +13,7 @@ import { PinnedPageSampler, type Sample } from '../probes/sampler.js';
 import { ProcCountersProbe } from '../probes/proc.js';
 import { AgentHost, LocalHost } from '../host/host.js';
 import { awaitRelease, type ReleaseVerdict } from '../probes/release.js';
+import type { PinCounters } from '../probes/proc.js';
 import { LAB_MARKER_ENV, ProcessScanner, describeProcessMemory } from '../probes/host-attribution.js';
 import { writeReportFiles } from '../report/write.js';
 import type { LiveServer } from '../live/live-server.js';
@@ -301,7 +302,10 @@ async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSamp
       }, 200);
       try {
         // Only the lab's own leftovers fail it: a neighbour's release (an exited process's pins put late) ends below the baseline.
-        return await awaitRelease(sampler, 'host', j.counter, baseline, { name: 'QEMU exit', t: exitT }, timeoutMs, j.tolerance, 'not-above');
+        // Attributing a neighbour's Mlocked share from its mappings is good to a fraction of a percent (seen: 4.5 MB
+        // of a 2.26 GB mem-lock QEMU that left during a run): 1 % of the neighbours' change is allowed on top.
+        const churn = (c: PinCounters) => (j.counter === 'unattributedMlockedKb' ? Math.abs((c.neighbourLockedKb ?? 0) - (baseline.counters.neighbourLockedKb ?? 0)) / 100 : 0);
+        return await awaitRelease(sampler, 'host', j.counter, baseline, { name: 'QEMU exit', t: exitT }, timeoutMs, j.tolerance, 'not-above', churn);
       } finally {
         clearInterval(timer);
       }
@@ -311,7 +315,7 @@ async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSamp
     const rawDelta = (last?.[j.raw] ?? 0) - baseline.counters[j.raw];
     const neighbourDelta = (last?.[j.neighbours] ?? 0) - (baseline.counters[j.neighbours] ?? 0);
     checks.record(`host: ${j.label} back to baseline after QEMU exit (neighbours' own accounted)`, v.returned,
-      `≤ ${v.baseline}${j.tolerance ? ` + ${j.tolerance}` : ''}`, v.final,
+      `≤ ${v.baseline}${j.tolerance ? ` + ${j.tolerance}` : ''}${j.counter === 'unattributedMlockedKb' ? ' + 1 % of the neighbours\' change' : ''}`, v.final,
       `${v.returned ? `release latency ${v.latencyMs} ms from process exit, peak ${v.peak}` : `not back within ${timeoutMs} ms, peak ${v.peak}`}; ` +
         `system-wide ${signed(rawDelta)} ${j.unit}, the neighbours' own ${j.own} ${signed(neighbourDelta)} kB`);
   }

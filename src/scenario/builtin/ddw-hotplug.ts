@@ -73,11 +73,12 @@ export const ddwHotplug: ScenarioDefinition = {
         const tag = `round ${round}`;
         index = reuseIndex ? firstIndex : firstIndex + round - 1;
         phbId = `hphb${index}`;
+        // The PHB brings its own IOMMU group: "new" means one the guest did not have before this round's plug.
+        const groupsBefore = (await agent.info()).iommuGroups.map((g) => g.group);
         const plugged = await hp.hotplugPhb(index, { id: phbId, ddw: true });
         record(round, plugged.timings);
         ctx.phase(`${tag}: PHB plugged`);
         checks.equal(`${tag}: host QOM of the hot-plugged PHB has ddw=on`, (await ctx.ddw.phbState(phbId)).ddw, true);
-        const groupsBefore = (await agent.info()).iommuGroups.map((g) => g.group);
         const dev = await hp.hotplugDevice(phbId, device);
         record(round, dev.timings);
         ctx.phase(`${tag}: device plugged`);
