@@ -16,7 +16,7 @@ export interface PinCounters {
   vmPinKb?: number;
   /**
    * With attribution (this machine's host samples): what the lab's neighbours
-   * account themselves (Σ VmLck, Σ VmPin of every process not the lab's), and
+   * account themselves (Σ resident locked memory, Σ VmPin of every process not the lab's), and
    * the system-wide counters less that — the part only the lab can explain.
    */
   neighbourLockedKb?: number;

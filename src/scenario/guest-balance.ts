@@ -48,8 +48,8 @@ export async function takeGuestBalanceBaseline(agent: AgentClient): Promise<Gues
 /**
  * Just before the guest is shut down: its pinned pages and its processes'
  * locked memory must be back where they were when the agent came up. Pins are
- * put lazily (nr_foll_pin_released catches up about a second after an unpin,
- * more on a loaded machine), so the verdict waits up to `settleMs` for the
+ * put lazily (a registration's pages are unpinned by an RCU callback, about a
+ * second after it goes, more on a loaded machine), so the verdict waits up to `settleMs` for the
  * balance — or, for pins a declared defect explains, until they have held
  * still for a second — before judging. When it does not hold, every process
  * that could hold the pages is named.

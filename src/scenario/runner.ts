@@ -17,7 +17,7 @@ import type { PinCounters } from '../probes/proc.js';
 import { LAB_MARKER_ENV, ProcessScanner, describeProcessMemory } from '../probes/host-attribution.js';
 import { writeReportFiles } from '../report/write.js';
 import type { LiveServer } from '../live/live-server.js';
-import { parseSeedFaults, validateScenarioOptions } from './seeded-faults.js';
+import { validateScenarioOptions } from './seeded-faults.js';
 import { judgeGuestBalance, takeGuestBalanceBaseline, type GuestBalanceBaseline, type KeptGuestPins } from './guest-balance.js';
 import { judgeKernelLog, scanKernelLog, KERNEL_REPORT_NAMES, type ExpectedKernelReport } from './kernel-log.js';
 
@@ -66,7 +66,7 @@ export interface RunOptions {
   mlockedToleranceKb?: number;
   /** Publishes samples, phases, checks and QMP events as they happen. */
   live?: LiveServer;
-  /** 'off': boot cold (--cold); default: start from a saved machine when there is one. */
+  /** 'use': start from a saved machine when there is one (--snapshots); default: as TCELAB_SNAPSHOTS says, else cold. */
   snapshots?: 'use' | 'off';
 }
 
@@ -84,8 +84,7 @@ export function defaultResultsDir(scenario: string): string {
 export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}): Promise<ScenarioReport> {
   const progress = opts.progress ?? silentProgress;
   // Bad options are refused before anything starts.
-  validateScenarioOptions(def, opts.options ?? {});
-  const faults = parseSeedFaults(def, opts.options ?? {});
+  const faults = validateScenarioOptions(def, opts.options ?? {});
   const resultsDir = opts.resultsDir ?? defaultResultsDir(def.name);
   await mkdir(resultsDir, { recursive: true });
   const hostRateHz = opts.hostRateHz ?? 20;

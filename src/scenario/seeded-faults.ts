@@ -9,8 +9,9 @@ export const SEED_FAULTS_OPTION: Spec = { type: 'string', pattern: /^[a-z0-9-]+(
  * Checks a run's options against the scenario's optionSpecs: an unknown
  * option or a bad value is an InputError naming it (exit 2), before a lab
  * starts. `where` names how the options were given (`--set`, `steps[2].options`).
+ * Returns the seeded faults the options name.
  */
-export function validateScenarioOptions(def: ScenarioDefinition, options: Record<string, unknown>, where = '--set'): void {
+export function validateScenarioOptions(def: ScenarioDefinition, options: Record<string, unknown>, where = '--set'): Set<string> {
   const specs: Record<string, Spec> = { ...(def.optionSpecs ?? {}), ...(def.seedableFaults ? { seedFaults: SEED_FAULTS_OPTION } : {}) };
   const v = new Validator(`scenario ${def.name}`);
   for (const [key, value] of Object.entries(options)) {
@@ -22,7 +23,7 @@ export function validateScenarioOptions(def: ScenarioDefinition, options: Record
     }
     v.check(value, spec, `${where} ${key}`);
   }
-  parseSeedFaults(def, options);
+  return parseSeedFaults(def, options);
 }
 
 /**
