@@ -42,11 +42,30 @@ export interface PluggedDevice {
   group: number;
 }
 
+export interface HotplugTimeouts {
+  /** A guest-side step: drmgr adding a PHB or device, removing a device, a wait on sysfs. */
+  guestMs: number;
+  /** QEMU's DEVICE_DELETED after the guest released a device. */
+  deletedMs: number;
+  /**
+   * drmgr removing a PHB: measured 20–56 s per removal (median 32 s, 48 removals) with one lab on the machine, and
+   * growing with every round (defect 2: the stale rpaphp slots drmgr walks); twice that with a second lab on the
+   * other core. A timeout near those numbers made a sound run fail, so this one is far above them.
+   */
+  phbRemoveMs: number;
+}
+
+export const defaultHotplugTimeouts: HotplugTimeouts = { guestMs: 60_000, deletedMs: 60_000, phbRemoveMs: 300_000 };
+
 export class Hotplugger {
   readonly phbs = new Map<string, PluggedPhb>();
   readonly devices = new Map<string, PluggedDevice>();
 
-  constructor(private readonly qmp: QmpClient, private readonly agent: AgentClient, private readonly timeouts = { guestMs: 60_000, deletedMs: 60_000 }) {}
+  constructor(
+    private readonly qmp: QmpClient,
+    private readonly agent: AgentClient,
+    private readonly timeouts: HotplugTimeouts = defaultHotplugTimeouts,
+  ) {}
 
   private async timed<T>(timings: StepTiming[], step: string, fn: () => Promise<T>): Promise<T> {
     const t0 = Date.now();
@@ -60,8 +79,8 @@ export class Hotplugger {
     }
   }
 
-  private async drmgr(step: string, args: string[]): Promise<void> {
-    const r = await this.agent.exec(['drmgr', ...args], this.timeouts.guestMs);
+  private async drmgr(step: string, args: string[], timeoutMs = this.timeouts.guestMs): Promise<void> {
+    const r = await this.agent.exec(['drmgr', ...args], timeoutMs);
     if (r.timedOut || r.exitCode !== 0) {
       throw new HotplugError(step, `drmgr ${args.join(' ')} ${r.timedOut ? 'timed out' : `exited with ${r.exitCode}`}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
         'the guest console and /var/log/drmgr in the guest say more');
@@ -171,7 +190,7 @@ export class Hotplugger {
     if (!phb) throw new HotplugError('unplug PHB', `${id} was not hot-plugged by this controller`);
     const onIt = [...this.devices.values()].filter((d) => d.phb === id).map((d) => d.id);
     if (onIt.length) throw new HotplugError('unplug PHB', `${id} still has ${onIt.join(', ')}; unplug them first`);
-    await this.timed(timings, 'guest drmgr -c phb -r', () => this.drmgr('guest drmgr -c phb -r', ['-c', 'phb', '-r', '-s', phb.drc]));
+    await this.timed(timings, 'guest drmgr -c phb -r', () => this.drmgr('guest drmgr -c phb -r', ['-c', 'phb', '-r', '-s', phb.drc], this.timeouts.phbRemoveMs));
     const mark = this.qmp.eventMark();
     await this.timed(timings, 'QMP device_del PHB', () => this.qmp.deviceDel(id));
     await this.timed(timings, 'DEVICE_DELETED PHB', () => this.deleted('DEVICE_DELETED PHB', id, mark));
