@@ -8,7 +8,10 @@ import { liveLabQemuPids } from './helpers/processes.js';
 import { rng, mutate } from './helpers/fuzz.js';
 
 async function errorClass(p: Promise<unknown>): Promise<string> {
-  const e = await p.then(() => undefined, (err: unknown) => err);
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(QmpCommandError);
   return (e as QmpCommandError).errorClass;
 }
@@ -57,10 +60,15 @@ describe('guest agent', () => {
 
   it('survives 300 fuzzed request lines (seed 42) and keeps serving', async () => {
     const r = rng(42);
-    const bases = ['{"execute":"ping","id":"f1"}', '{"execute":"counters","arguments":{"pid":1},"id":"f2"}', '{"execute":"read-file","arguments":{"path":"/proc/vmstat","maxBytes":64},"id":"f3"}',
+    const bases = [
+      '{"execute":"ping","id":"f1"}',
+      '{"execute":"counters","arguments":{"pid":1},"id":"f2"}',
+      '{"execute":"read-file","arguments":{"path":"/proc/vmstat","maxBytes":64},"id":"f3"}',
       // The stream commands, on streams that do not exist (a fuzzed spawn could start anything).
-      '{"execute":"stream-read","arguments":{"stream":77,"waitMs":5},"id":"f4"}', '{"execute":"stream-write","arguments":{"stream":77,"data":"QUJD"},"id":"f5"}',
-      '{"execute":"relay-open","arguments":{"path":"/tmp/none.sock"},"id":"f6"}'];
+      '{"execute":"stream-read","arguments":{"stream":77,"waitMs":5},"id":"f4"}',
+      '{"execute":"stream-write","arguments":{"stream":77,"data":"QUJD"},"id":"f5"}',
+      '{"execute":"relay-open","arguments":{"path":"/tmp/none.sock"},"id":"f6"}',
+    ];
     for (let i = 0; i < 300; i++) {
       agent.connection.sendRaw(Buffer.concat([mutate(bases[i % bases.length]!, r), Buffer.from('\n')]));
       if (i % 50 === 0) await new Promise((res) => setTimeout(res, 20));
@@ -83,7 +91,12 @@ describe('guest agent', () => {
   it('spawns long-running programs on the AgentHost: output streamed, exit status and signal reported', async () => {
     const host = new AgentHost(agent);
     const p = await host.spawn(['sh', '-c', 'echo out; echo err >&2; sleep 0.3; printf "\\377\\000binary"; exit 3']);
-    const collect = (r: NodeJS.ReadableStream) => new Promise<Buffer>((res) => { const parts: Buffer[] = []; r.on('data', (d: Buffer) => parts.push(d)); r.on('end', () => res(Buffer.concat(parts))); });
+    const collect = (r: NodeJS.ReadableStream) =>
+      new Promise<Buffer>((res) => {
+        const parts: Buffer[] = [];
+        r.on('data', (d: Buffer) => parts.push(d));
+        r.on('end', () => res(Buffer.concat(parts)));
+      });
     const [out, err, exit] = await Promise.all([collect(p.stdout), collect(p.stderr), p.exited]);
     expect(exit).toMatchObject({ code: 3, signal: null });
     expect(out).toEqual(Buffer.concat([Buffer.from('out\n'), Buffer.from([0xff, 0]), Buffer.from('binary')]));
@@ -103,7 +116,7 @@ describe('guest agent', () => {
     expect(await errorClass(agent.execute('stream-write', { stream: s.stream, data: 'AAAA' }))).toBe('EBADF');
     expect(await errorClass(agent.execute('stream-close', { stream: s.stream }))).toBe('EBUSY');
     await agent.kill(s.pid, 'KILL');
-    for (let done = false; !done;) done = (await agent.streamRead(s.stream, 1000)).done;
+    for (let done = false; !done; ) done = (await agent.streamRead(s.stream, 1000)).done;
     await agent.streamClose(s.stream);
     await expect(host.connectUnix('/no/such.sock')).rejects.toThrow(/ENOENT|No such file/);
     expect((await agent.ping()).pong).toBe(true);
@@ -114,12 +127,22 @@ describe('guest agent', () => {
     const server = await host.spawn(['/usr/sbin/tcelab-agent', 'echo-server', '/tmp/echo.sock']);
     try {
       let sock: import('node:stream').Duplex | undefined;
-      for (let i = 0; i < 50 && !sock; i++) sock = await host.connectUnix('/tmp/echo.sock').catch(async () => { await new Promise((r) => setTimeout(r, 100)); return undefined; });
+      for (let i = 0; i < 50 && !sock; i++)
+        sock = await host.connectUnix('/tmp/echo.sock').catch(async () => {
+          await new Promise((r) => setTimeout(r, 100));
+          return undefined;
+        });
       // 3 MiB of every byte value: many replies (192 KiB each) and more than the agent queues either way (1 MiB).
       const payload = Buffer.alloc(3 * 1024 * 1024, 0).map((_, i) => (i * 7) % 256);
       const got: Buffer[] = [];
       let n = 0;
-      const all = new Promise<void>((res) => sock!.on('data', (d: Buffer) => { got.push(d); n += d.length; if (n >= payload.length) res(); }));
+      const all = new Promise<void>((res) =>
+        sock!.on('data', (d: Buffer) => {
+          got.push(d);
+          n += d.length;
+          if (n >= payload.length) res();
+        }),
+      );
       sock!.write(payload);
       await all;
       expect(Buffer.concat(got).equals(payload)).toBe(true);
@@ -155,7 +178,8 @@ describe('guest agent', () => {
     expect(await errorClass(w.open(bound.group))).toBe('EEXIST');
     const holders = await agent.pinHolders();
     expect(holders.find((h) => h.pid === w.pid)?.fds.map((f) => `${f.kind} ${f.target}`)).toEqual(
-      expect.arrayContaining(['container /dev/vfio/vfio', `group /dev/vfio/${bound.group}`]));
+      expect.arrayContaining(['container /dev/vfio/vfio', `group /dev/vfio/${bound.group}`]),
+    );
     const stopped = await w.stop('KILL');
     expect(stopped).toMatchObject({ alive: false, signal: 9 });
     expect(await errorClass(w.status())).toBe('ESRCH');

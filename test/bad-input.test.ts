@@ -10,7 +10,11 @@ const dir = mkdtempSync('/tmp/tcelab-bad-');
 const root = mkdtempSync(TEST_ROOT_PREFIX);
 
 function tcelab(...args: string[]) {
-  return spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 60_000 });
+  return spawnSync(process.execPath, [cli, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+    timeout: 60_000,
+  });
 }
 
 function file(name: string, text: string): string {
@@ -19,16 +23,32 @@ function file(name: string, text: string): string {
   return p;
 }
 
-const goodProfile = { qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024 }, phbs: [{ id: 'phb1', index: 1 }], devices: [{ id: 'edu1', driver: 'edu', phb: 'phb1' }] };
+const goodProfile = {
+  qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024 },
+  phbs: [{ id: 'phb1', index: 1 }],
+  devices: [{ id: 'edu1', driver: 'edu', phb: 'phb1' }],
+};
 
 // Profiles: [what is wrong, the profile, the field the error must name].
 const profiles: Array<[string, unknown, RegExp]> = [
   ['unknown field', { ...goodProfile, qmeu: {} }, /qmeu: is not a known field/],
   ['wrong type', { ...goodProfile, qemu: { ...goodProfile.qemu, memoryMiB: '1G' } }, /qemu\.memoryMiB: must be an integer/],
   ['huge value', { ...goodProfile, qemu: { ...goodProfile.qemu, memoryMiB: 2 ** 40 } }, /qemu\.memoryMiB: must be between 128 and 1048576/],
-  ['huge array', { ...goodProfile, phbs: Array.from({ length: 40 }, (_, i) => ({ id: `p${i}`, index: i + 1 })) }, /phbs: has 40 entries; at most 31/],
-  ['injection through an option', { ...goodProfile, qemu: { ...goodProfile.qemu, machine: { usb: 'off,accel=kvm' } } }, /qemu\.machine\.usb/],
-  ['dangling reference', { ...goodProfile, devices: [{ id: 'd', driver: 'edu', phb: 'nowhere' }] }, /devices\[0\]\.phb: "nowhere" is not one of the profile's phbs/],
+  [
+    'huge array',
+    { ...goodProfile, phbs: Array.from({ length: 40 }, (_, i) => ({ id: `p${i}`, index: i + 1 })) },
+    /phbs: has 40 entries; at most 31/,
+  ],
+  [
+    'injection through an option',
+    { ...goodProfile, qemu: { ...goodProfile.qemu, machine: { usb: 'off,accel=kvm' } } },
+    /qemu\.machine\.usb/,
+  ],
+  [
+    'dangling reference',
+    { ...goodProfile, devices: [{ id: 'd', driver: 'edu', phb: 'nowhere' }] },
+    /devices\[0\]\.phb: "nowhere" is not one of the profile's phbs/,
+  ],
   ['not an object', [1, 2], /\(top level\): must be an object/],
 ];
 
@@ -50,9 +70,17 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
 
   const scenarios: Array<[string, string, RegExp]> = [
     ['unknown step', '{"description": "x",\n "steps": [\n {"step": "explode"}]}', /steps\[0\]\.step \(line 3\): must be one of/],
-    ['missing field', '{"description": "x",\n "steps": [\n {"step": "alloc", "worker": "w", "as": "r"}]}', /steps\[0\]\.sizeMiB \(line 3\): is required/],
+    [
+      'missing field',
+      '{"description": "x",\n "steps": [\n {"step": "alloc", "worker": "w", "as": "r"}]}',
+      /steps\[0\]\.sizeMiB \(line 3\): is required/,
+    ],
     ['wrong type', '{"description": "x", "steps": [{"step": "sleep", "ms": "soon"}]}', /steps\[0\]\.ms \(line 1\): must be an integer/],
-    ['bad errno', '{"description": "x", "steps": [{"step": "register", "worker": "w", "region": "r", "expectError": "busy"}]}', /expectError.*an errno name/],
+    [
+      'bad errno',
+      '{"description": "x", "steps": [{"step": "register", "worker": "w", "region": "r", "expectError": "busy"}]}',
+      /expectError.*an errno name/,
+    ],
     ['unknown procedure', '{"description": "x", "steps": [{"step": "do", "procedure": "nope"}]}', /unknown procedure "nope"/],
   ];
   for (const [what, text, field] of scenarios) {
@@ -75,8 +103,14 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
   ];
   // Scenario options are typed and known: refused before any image is built or lab started, exit 2.
   const options: Array<[string[], RegExp]> = [
-    [['run', 'prereg-accounting', '--set', 'sizeMiB=abc'], /scenario prereg-accounting: --set sizeMiB: must be an integer, got the string "abc"/],
-    [['run', 'prereg-accounting', '--set', 'nosuchoption=1'], /--set nosuchoption: is not an option of this scenario\n {2}what to do: its options: sizeMiB, orphanWatchMs, seedFaults/],
+    [
+      ['run', 'prereg-accounting', '--set', 'sizeMiB=abc'],
+      /scenario prereg-accounting: --set sizeMiB: must be an integer, got the string "abc"/,
+    ],
+    [
+      ['run', 'prereg-accounting', '--set', 'nosuchoption=1'],
+      /--set nosuchoption: is not an option of this scenario\n {2}what to do: its options: sizeMiB, orphanWatchMs, seedFaults/,
+    ],
     [['run', 'prereg-accounting', '--set', 'seedFaults=nope'], /seedFaults: has no seedable fault "nope"/],
     [['run', 'window-map-release', '--set', 'sizeMiB=4'], /this scenario takes no options/],
     [['run', 'nosuch'], /tcelab run: nosuch: is neither a scenario nor a profile/],

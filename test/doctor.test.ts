@@ -25,7 +25,8 @@ describe('doctor on this machine', () => {
     const lab = spawnSync(process.execPath, [cli, 'doctor', '--profile', 'lab-host-vfio'], { encoding: 'utf8', env });
     expect(lab.status).toBe(1);
     expect(lab.stdout).toMatch(/cannot run here/);
-    if (process.arch === 'x64') expect(lab.stdout).toMatch(/FAIL KVM for pseries: this machine is x86_64: KVM runs a pseries guest only on a POWER host/);
+    if (process.arch === 'x64')
+      expect(lab.stdout).toMatch(/FAIL KVM for pseries: this machine is x86_64: KVM runs a pseries guest only on a POWER host/);
     expect(lab.stdout).toMatch(/FAIL TCELAB_VFIO_HOST: not set/);
   });
 });
@@ -79,7 +80,14 @@ describe('doctor and the vfio-pci binder inside the guest (through the agent)', 
     const root = mkdtempSync('/tmp/tcelab-sweep-');
     const dir = `${root}/lab-dead01`;
     mkdirSync(dir);
-    writeFileSync(`${dir}/lab.json`, JSON.stringify({ controllerPid: 2 ** 22 + 7, qemuPid: 2 ** 22 + 9, bindings: [{ device: '0001:00:00.0', previousDriver: null, group: 1 }] }));
+    writeFileSync(
+      `${dir}/lab.json`,
+      JSON.stringify({
+        controllerPid: 2 ** 22 + 7,
+        qemuPid: 2 ** 22 + 9,
+        bindings: [{ device: '0001:00:00.0', previousDriver: null, group: 1 }],
+      }),
+    );
     writeFileSync(`${dir}/qmp.sock`, '');
     const swept = await sweepStaleLabs(root, host);
     expect(swept).toMatchObject([{ restored: ['0001:00:00.0'], qemuKilled: false }]);

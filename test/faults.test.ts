@@ -107,7 +107,11 @@ describe('seeded faults flip exactly the checks they name', () => {
   for (const row of SEEDED_FAULT_RUNS) {
     it(`${row.scenario} --set seedFaults=${row.options.seedFaults}`, async () => {
       const root = testRuntimeRoot();
-      const report = await runScenario(findScenario(row.scenario)!, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, options: row.options });
+      const report = await runScenario(findScenario(row.scenario)!, {
+        resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+        runtimeRoot: root,
+        options: row.options,
+      });
       const failed = report.checks.filter((c) => c.status === 'fail').map((c) => c.name);
       expect(failed.sort()).toEqual([...row.flips].sort());
       expect(report.passed).toBe(false);

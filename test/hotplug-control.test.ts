@@ -13,7 +13,11 @@ const cli = join(packageRoot, 'dist/cli/main.js');
 describe('PHB and device hotplug: failures and the control socket', () => {
   it('re-plugging a PHB at the same index: the failing step is named, the oops is caught, the lab is torn down', async () => {
     const root = testRuntimeRoot();
-    const report = await runScenario(findScenario('ddw-hotplug')!, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, options: { repeat: 2, reuseIndex: true } });
+    const report = await runScenario(findScenario('ddw-hotplug')!, {
+      resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+      runtimeRoot: root,
+      options: { repeat: 2, reuseIndex: true },
+    });
     expect(report.passed).toBe(false);
     expect(report.error).toMatch(/hotplug step "guest drmgr -c pci -a"/);
     const oops = report.checks.find((c) => c.name.startsWith('guest kernel logged no '));
@@ -48,7 +52,9 @@ describe('PHB and device hotplug: failures and the control socket', () => {
       const dev = hp('device', 'add', 'hphb3', 'dev0').out.device;
       expect(dev).toMatchObject({ id: 'dev0', drc: 'C196608', address: '0003:00:00.0' });
       const listed = hp('list').out;
-      expect(listed.iommuGroups.flatMap((g: { devices: Array<{ address: string }> }) => g.devices.map((d) => d.address))).toContain('0003:00:00.0');
+      expect(listed.iommuGroups.flatMap((g: { devices: Array<{ address: string }> }) => g.devices.map((d) => d.address))).toContain(
+        '0003:00:00.0',
+      );
       expect(hp('windows').out.map((w: { phb: string }) => w.phb)).toEqual(expect.arrayContaining(['phb1', 'hphb3']));
       const bad = hp('phb', 'remove', 'nosuch');
       expect(bad.status).toBe(1);

@@ -8,8 +8,16 @@ import { resolveScenario } from '../src/scenario/registry.js';
 import { testRuntimeRoot } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-  '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 function wsStatus(url: string): Promise<string> {
   return new Promise((resolve) => {
@@ -39,7 +47,11 @@ describe('live view', () => {
     const { def } = (await resolveScenario('window-map-release'))!;
     const run = runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, live });
     // A fresh, empty profile for every run.
-    const browser = await chromium.launchPersistentContext(mkdtempSync('/tmp/tcelab-chromium-'), { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS, headless: true });
+    const browser = await chromium.launchPersistentContext(mkdtempSync('/tmp/tcelab-chromium-'), {
+      executablePath: '/usr/bin/chromium',
+      args: CHROMIUM_ARGS,
+      headless: true,
+    });
     try {
       const page = await browser.newPage();
       const response = await page.goto(url);

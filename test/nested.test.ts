@@ -18,9 +18,15 @@ describe('nested lab host', () => {
   it('tcelab run nested-prereg-release: inner RAM pinned exactly, released after quit, SIGTERM and SIGKILL; the seeded fd holder is reported', () => {
     const root = testRuntimeRoot();
     const results = mkdtempSync('/tmp/tcelab-res-');
-    const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', 'nested-prereg-release', '--results', results, '--json'], {
-      encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 170_000,
-    });
+    const cli = spawnSync(
+      process.execPath,
+      [join(packageRoot, 'dist/cli/main.js'), 'run', 'nested-prereg-release', '--results', results, '--json'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+        timeout: 170_000,
+      },
+    );
     const report = JSON.parse(cli.stdout) as ScenarioReport;
     const check = (name: string) => {
       const c = report.checks.find((x) => x.name === name);
@@ -51,16 +57,22 @@ describe('nested lab host', () => {
     const leak = report.releases.find((r) => r.event === 'inner QEMU quit (fds held)')!;
     expect(leak.returned).toBe(false);
     expect(leak.final - leak.baseline).toBe(leak.peak - leak.baseline);
-    expect(check('seeded fault: the holder is named').measured).toMatch(/^pid \d+ \(tcelab-agent "\/usr\/sbin\/tcelab-agent", parent \d+\): fd \d+ → \/dev\/vfio\/\d+ \(group\), fd \d+ → \/dev\/vfio\/vfio \(container\)/);
+    expect(check('seeded fault: the holder is named').measured).toMatch(
+      /^pid \d+ \(tcelab-agent "\/usr\/sbin\/tcelab-agent", parent \d+\): fd \d+ → \/dev\/vfio\/\d+ \(group\), fd \d+ → \/dev\/vfio\/vfio \(container\)/,
+    );
     expect(report.releases.find((r) => r.event === 'holder exit')!.returned).toBe(true);
     // Unbinding the device from vfio-pci takes its group out of the container: the pins go though the holder lives.
     expect(report.releases.find((r) => r.event === 'device unbound (holder alive)')!.returned).toBe(true);
-    expect(check("seeded fault, unbind: the holder's group fd now points at a deleted group").measured).toMatch(/: fd \d+ → \/dev\/vfio\/\d+ \(deleted\) \(group\), fd \d+ → \/dev\/vfio\/vfio \(container\)$/);
+    expect(check("seeded fault, unbind: the holder's group fd now points at a deleted group").measured).toMatch(
+      /: fd \d+ → \/dev\/vfio\/\d+ \(deleted\) \(group\), fd \d+ → \/dev\/vfio\/vfio \(container\)$/,
+    );
 
     // The timeline tells the story; the inner lab's own transcripts are among the artifacts.
     const svg = readFileSync(join(results, 'timeline.svg'), 'utf8');
-    for (const phase of ['quit: inner QEMU shutdown requested (quit)', 'kill: inner QEMU exited', 'seeded fault: holder killed']) expect(svg).toContain(phase);
-    for (const f of ['qmp-transcript.log', 'qemu-stderr.log', 'lab.json']) expect(existsSync(join(results, 'artifacts', 'inner', 'quit', f))).toBe(true);
+    for (const phase of ['quit: inner QEMU shutdown requested (quit)', 'kill: inner QEMU exited', 'seeded fault: holder killed'])
+      expect(svg).toContain(phase);
+    for (const f of ['qmp-transcript.log', 'qemu-stderr.log', 'lab.json'])
+      expect(existsSync(join(results, 'artifacts', 'inner', 'quit', f))).toBe(true);
     expect(readFileSync(join(results, 'artifacts', 'inner', 'term', 'qmp-transcript.log'), 'utf8')).toMatch(/query-status/);
     expect(cli.stdout + cli.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
     expect(liveLabQemuPids(root)).toEqual([]);
@@ -74,11 +86,19 @@ describe('nested lab host', () => {
     delete profile.inner.phbs[0].dmaWindowMiB;
     const path = join(results, 'nested-1g.json');
     writeFileSync(path, JSON.stringify(profile));
-    const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', 'nested-prereg-release', '--profile', path, '--results', results], {
-      encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 170_000,
-    });
+    const cli = spawnSync(
+      process.execPath,
+      [join(packageRoot, 'dist/cli/main.js'), 'run', 'nested-prereg-release', '--profile', path, '--results', results],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+        timeout: 170_000,
+      },
+    );
     expect(cli.status).toBe(1);
-    expect(cli.stdout).toMatch(/FAIL scenario ran to the end: measured start QEMU in the guest: it exited \(SIG\w+\) before QMP was up: .*Failed to create SPAPR window: Invalid argument/);
+    expect(cli.stdout).toMatch(
+      /FAIL scenario ran to the end: measured start QEMU in the guest: it exited \(SIG\w+\) before QMP was up: .*Failed to create SPAPR window: Invalid argument/,
+    );
     expect(cli.stdout).toMatch(/set dmaWindowMiB on that PHB/);
     expect(cli.stdout + cli.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
     // The outer lab was still torn down properly and judged.
@@ -90,11 +110,22 @@ describe('nested lab host', () => {
 
   it('tcelab doctor --inner boots the guest and reports, through the agent, the passed-through device and its IOMMU group as viable', () => {
     const root = testRuntimeRoot();
-    const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'doctor', '--profile', 'nested-lab-host', '--inner', '--json'], {
-      encoding: 'utf8', env: { ...process.env, TCELAB_RUNTIME_DIR: root }, timeout: 120_000,
-    });
+    const cli = spawnSync(
+      process.execPath,
+      [join(packageRoot, 'dist/cli/main.js'), 'doctor', '--profile', 'nested-lab-host', '--inner', '--json'],
+      {
+        encoding: 'utf8',
+        env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+        timeout: 120_000,
+      },
+    );
     expect(cli.status, cli.stderr.slice(-2000)).toBe(0);
-    const [outer, inner] = JSON.parse(cli.stdout) as Array<{ host: string; profile: string; canRun: boolean; findings: Array<{ check: string; status: string; detail: string }> }>;
+    const [outer, inner] = JSON.parse(cli.stdout) as Array<{
+      host: string;
+      profile: string;
+      canRun: boolean;
+      findings: Array<{ check: string; status: string; detail: string }>;
+    }>;
     expect(outer).toMatchObject({ host: 'host', profile: 'nested-lab-host', canRun: true });
     expect(inner).toMatchObject({ host: 'the guest of nested-lab-host', profile: 'nested-lab-host.inner', canRun: true });
     const find = (prefix: string) => inner!.findings.find((f) => f.check.startsWith(prefix));
@@ -116,7 +147,10 @@ describe('nested lab host', () => {
     const pins = report.checks.filter((c) => /expect-guest-pins/.test(c.name)).map((c) => c.measured);
     // Launched, released by SIGTERM; launched again, held by the adopted fds after quit.
     expect(pins).toEqual(['65536', '65536', '65536']);
-    expect(report.releases.filter((r) => r.source === 'guest').map((r) => [r.event, r.returned])).toEqual([['step 4: inner-shutdown l2 via term', true], ['step 14: stop-worker (holder)', true]]);
+    expect(report.releases.filter((r) => r.source === 'guest').map((r) => [r.event, r.returned])).toEqual([
+      ['step 4: inner-shutdown l2 via term', true],
+      ['step 14: stop-worker (holder)', true],
+    ]);
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
   });
@@ -124,14 +158,18 @@ describe('nested lab host', () => {
   it('tcelab up nested-lab-host keeps the inner QEMU running; tcelab qmp inner talks to it through the agent; shutdown leaves nothing', async () => {
     const root = testRuntimeRoot();
     const env = { ...process.env, TCELAB_RUNTIME_DIR: root };
-    const cli = (...args: string[]) => spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], { encoding: 'utf8', env, timeout: 60_000 });
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], { encoding: 'utf8', env, timeout: 60_000 });
     // No lab yet: a clear error, no stack trace.
     const none = cli('qmp', 'inner', 'query-status');
     expect(none.status).not.toBe(0);
     expect(none.stderr).toMatch(/find a running lab: none under/);
     expect(none.stderr).not.toMatch(/\n\s+at /);
 
-    const up = spawn(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'up', 'nested-lab-host', '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const up = spawn(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'up', 'nested-lab-host', '--json'], {
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exited = new Promise<number | null>((r) => up.on('exit', (code) => r(code)));
     const line = await new Promise<string>((resolve, reject) => {
       let out = '';

@@ -66,7 +66,10 @@ describe('QMP against a real QEMU (-S)', () => {
 
   it('QEMU survives 300 fuzzed QMP lines (seed 7) and our client stays in step', async () => {
     const r = rng(7);
-    const bases = ['{"execute":"query-status","id":"f1"}', '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/phb1","property":"ddw"},"id":"f2"}'];
+    const bases = [
+      '{"execute":"query-status","id":"f1"}',
+      '{"execute":"qom-get","arguments":{"path":"/machine/peripheral/phb1","property":"ddw"},"id":"f2"}',
+    ];
     for (let i = 0; i < 300; i++) lab.qmp.connection.sendRaw(Buffer.concat([mutate(bases[i % 2]!, r), Buffer.from('\n')]));
     await new Promise((res) => setTimeout(res, 500));
     expect(lab.process.running).toBe(true);

@@ -28,7 +28,8 @@ describe('pinned-page release', () => {
     expect(leak.returned).toBe(false);
     expect(leak.final - leak.baseline).toBe(4096);
     expect(check(report, 'case 3: the holder is named').measured).toMatch(
-      /^pid \d+ \(tcelab-agent "\/usr\/sbin\/tcelab-agent", parent \d+\): fd \d+ → \/dev\/vfio\/vfio \(container\), fd \d+ → \/dev\/vfio\/\d+ \(group\)/);
+      /^pid \d+ \(tcelab-agent "\/usr\/sbin\/tcelab-agent", parent \d+\): fd \d+ → \/dev\/vfio\/vfio \(container\), fd \d+ → \/dev\/vfio\/\d+ \(group\)/,
+    );
     expect(check(report, 'case 3: pins released once the holder exits').pass).toBe(true);
     expect(report.passed).toBe(true);
     // The guest was sampled through the agent while the cases ran.
@@ -39,7 +40,8 @@ describe('pinned-page release', () => {
     expect(junit.match(/<testcase /g)?.length).toBe(report.checks.length);
     const svg = readFileSync(join(dir, 'timeline.svg'), 'utf8');
     expect(svg).toMatch(/^<\?xml[^]*<svg [^]*case 3: worker killed, holder alive[^]*<\/svg>\n$/);
-    for (const f of ['console.log', 'qmp-transcript.log', 'agent-transcript.log', 'qemu-stderr.log']) expect(existsSync(join(dir, 'artifacts', f))).toBe(true);
+    for (const f of ['console.log', 'qmp-transcript.log', 'agent-transcript.log', 'qemu-stderr.log'])
+      expect(existsSync(join(dir, 'artifacts', f))).toBe(true);
 
     const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'report', dir], { encoding: 'utf8' });
     expect(cli.status).toBe(0);
@@ -52,7 +54,11 @@ describe('pinned-page release', () => {
   for (const via of ['powerdown', 'agent', 'quit'] as const) {
     it(`shutdown-release via ${via}: host counters return to the pre-launch baseline`, async () => {
       const root = testRuntimeRoot();
-      const report = await runScenario(findScenario('shutdown-release')!, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, options: { via, sizeMiB: 16 } });
+      const report = await runScenario(findScenario('shutdown-release')!, {
+        resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+        runtimeRoot: root,
+        options: { via, sizeMiB: 16 },
+      });
       expect(report.error).toBeUndefined();
       expect(report.checks.filter((c) => c.status !== 'pass')).toEqual([]);
       expect(Number(check(report, 'host: QEMU VmLck while running covers guest RAM').measured)).toBeGreaterThanOrEqual(1024 * 1024);
@@ -62,7 +68,18 @@ describe('pinned-page release', () => {
       expect(mlocked.peak - mlocked.baseline).toBeGreaterThan(1024 * 1024);
       expect(report.shutdown?.effective).toBe(via === 'quit' ? 'quit' : 'powerdown');
       const names = report.phases.map((p) => p.name);
-      expect(names).toEqual(expect.arrayContaining(['baseline', 'launch', 'registered', 'window live', `shutdown requested (${via})`, 'SHUTDOWN event', 'process exit', 'baseline regained']));
+      expect(names).toEqual(
+        expect.arrayContaining([
+          'baseline',
+          'launch',
+          'registered',
+          'window live',
+          `shutdown requested (${via})`,
+          'SHUTDOWN event',
+          'process exit',
+          'baseline regained',
+        ]),
+      );
       expect(liveLabQemuPids(root)).toEqual([]);
     });
   }

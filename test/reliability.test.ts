@@ -17,10 +17,13 @@ const cli = join(packageRoot, 'dist/cli/main.js');
 async function interrupt(args: string[], when: RegExp, signal: NodeJS.Signals) {
   const root = testRuntimeRoot();
   const child = spawn(process.execPath, [cli, 'run', ...args, '--results', mkdtempSync('/tmp/tcelab-res-')], {
-    env: { ...process.env, TCELAB_RUNTIME_DIR: root }, stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let err = '';
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) => child.on('exit', (code, sig) => r({ code, signal: sig })));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.on('exit', (code, sig) => r({ code, signal: sig })),
+  );
   await new Promise<void>((resolve, reject) => {
     child.stderr.on('data', (d: Buffer) => {
       err += d.toString();
@@ -55,7 +58,10 @@ describe('no orphans when the controller is interrupted', () => {
         if (signal === 'SIGKILL') {
           expect(r.exit.signal).toBe('SIGKILL');
           // The next start sweeps what the dead controller left: artifacts kept, nothing live.
-          const swept = spawnSync(process.execPath, [cli, 'sweep', '--json'], { env: { ...process.env, TCELAB_RUNTIME_DIR: r.root }, encoding: 'utf8' });
+          const swept = spawnSync(process.execPath, [cli, 'sweep', '--json'], {
+            env: { ...process.env, TCELAB_RUNTIME_DIR: r.root },
+            encoding: 'utf8',
+          });
           expect(JSON.parse(swept.stdout).length).toBe(1);
         } else {
           expect(r.exit.code).toBe(signal === 'SIGINT' ? 130 : 143);
@@ -101,11 +107,24 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
     return { report, ms: Date.now() - t0, root };
   }
 
-  const bound = [{ step: 'bind', device: 'edu1', as: 'edu' }, { step: 'start-worker', as: 'w' }, { step: 'open', worker: 'w', binding: 'edu' }];
+  const bound = [
+    { step: 'bind', device: 'edu1', as: 'edu' },
+    { step: 'start-worker', as: 'w' },
+    { step: 'open', worker: 'w', binding: 'edu' },
+  ];
 
   it('QEMU killed mid-scenario', async () => {
-    const { report, root } = await runFile([...bound, { step: 'mark', as: 'm' }, { step: 'alloc', worker: 'w', sizeMiB: 8, as: 'r' },
-      { step: 'register', worker: 'w', region: 'r' }, { step: 'sleep', ms: 2000 }, { step: 'expect-guest-pins', since: 'm', mib: 8 }], { killQemuOn: /PASS step 6: register r/ });
+    const { report, root } = await runFile(
+      [
+        ...bound,
+        { step: 'mark', as: 'm' },
+        { step: 'alloc', worker: 'w', sizeMiB: 8, as: 'r' },
+        { step: 'register', worker: 'w', region: 'r' },
+        { step: 'sleep', ms: 2000 },
+        { step: 'expect-guest-pins', since: 'm', mib: 8 },
+      ],
+      { killQemuOn: /PASS step 6: register r/ },
+    );
     expect(report.passed).toBe(false);
     expect(report.error).toMatch(/closed|exited|killed/i);
     expect(existsSync(join(report.resultsDir, 'artifacts', 'console.log'))).toBe(true);
@@ -114,7 +133,11 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
   });
 
   it('guest kernel panic: detected at once, not after the step timeout', async () => {
-    const { report, ms, root } = await runFile([...bound, { step: 'guest-exec', argv: ['sh', '-c', 'echo c > /proc/sysrq-trigger'], timeoutSec: 120 }, { step: 'mark', as: 'm' }]);
+    const { report, ms, root } = await runFile([
+      ...bound,
+      { step: 'guest-exec', argv: ['sh', '-c', 'echo c > /proc/sysrq-trigger'], timeoutSec: 120 },
+      { step: 'mark', as: 'm' },
+    ]);
     expect(report.passed).toBe(false);
     expect(report.error).toMatch(/panicked/);
     expect(report.checks.find((c) => c.name.startsWith('guest kernel logged no '))?.measured).toMatch(/Kernel panic|Oops|BUG/);

@@ -17,7 +17,11 @@ describe('guest VFIO scenarios on the emulated lab', () => {
   it('prereg-accounting: exact VmLck/FOLL_PIN accounting and errno semantics', async () => {
     const root = testRuntimeRoot();
     const results = mkdtempSync('/tmp/tcelab-res-');
-    const report = await runScenario(findScenario('prereg-accounting')!, { resultsDir: results, runtimeRoot: root, options: { sizeMiB: 16 } });
+    const report = await runScenario(findScenario('prereg-accounting')!, {
+      resultsDir: results,
+      runtimeRoot: root,
+      options: { sizeMiB: 16 },
+    });
     expect(report.error).toBeUndefined();
     expect(byName(report, 'VmLck grows by exactly 16 MiB').measured).toBe('16384');
     expect(byName(report, 'FOLL_PIN acquired grows by exactly 16 MiB').measured).toBe('4096');
@@ -42,8 +46,12 @@ describe('guest VFIO scenarios on the emulated lab', () => {
     const results = mkdtempSync('/tmp/tcelab-res-');
     const report = await runScenario(findScenario('ddw-windows')!, { resultsDir: results, runtimeRoot: root });
     expect(report.error).toBeUndefined();
-    expect(byName(report, 'host view shows exactly the 64K-page window').measured).toMatch(/80000101:0x800000000000000\+0x40000000 \(64 KiB pages\)/);
-    expect(byName(report, 'host view shows exactly the 4K-page window').measured).toMatch(/80000101:0x800000000000000\+0x10000000 \(4 KiB pages\)/);
+    expect(byName(report, 'host view shows exactly the 64K-page window').measured).toMatch(
+      /80000101:0x800000000000000\+0x40000000 \(64 KiB pages\)/,
+    );
+    expect(byName(report, 'host view shows exactly the 4K-page window').measured).toMatch(
+      /80000101:0x800000000000000\+0x10000000 \(4 KiB pages\)/,
+    );
     expect(byName(report, 'map ordinary 4K-page memory into the 64K-page window').measured).toBe('error EINVAL');
     expect(byName(report, 'windows beyond max_dynamic_windows_supported').pass).toBe(true);
     expect(report.checks.filter((c) => c.status !== 'pass')).toEqual([]);

@@ -12,9 +12,15 @@ describe('suites from the CLI', () => {
   it('runs a scenario file twice in parallel labs (--repeat 2 --jobs 2) with JUnit output', () => {
     const root = mkdtempSync(TEST_ROOT_PREFIX);
     const results = mkdtempSync('/tmp/tcelab-res-');
-    const r = spawnSync(process.execPath, [cli, 'run', 'window-map-release', '--repeat', '2', '--jobs', '2', '--results', results, '--json'], {
-      env: { ...process.env, TCELAB_RUNTIME_DIR: root }, encoding: 'utf8', timeout: 300_000,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'run', 'window-map-release', '--repeat', '2', '--jobs', '2', '--results', results, '--json'],
+      {
+        env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+        encoding: 'utf8',
+        timeout: 300_000,
+      },
+    );
     expect(r.status, r.stderr.slice(-2000)).toBe(0);
     const out = JSON.parse(r.stdout);
     expect(out).toMatchObject({ passed: true, jobs: 2 });

@@ -24,7 +24,11 @@ const failed = (report: ScenarioReport) => report.checks.filter((c) => c.status 
 /** Real processes that lock (mlock) and pin (io_uring fixed buffers) memory on this machine. */
 let lockHolder: string;
 const started: ChildProcess[] = [];
-const helperPids = () => execFileSync('sh', ['-c', 'pgrep -f "lock-holder (mlock|pin|both)" || true'], { encoding: 'utf8' }).split('\n').filter(Boolean).map(Number);
+const helperPids = () =>
+  execFileSync('sh', ['-c', 'pgrep -f "lock-holder (mlock|pin|both)" || true'], { encoding: 'utf8' })
+    .split('\n')
+    .filter(Boolean)
+    .map(Number);
 
 beforeAll(() => {
   const dir = mkdtempSync('/tmp/tcelab-lock-holder-');
@@ -69,10 +73,15 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
     let other: Lab | undefined;
     // The scenario's own step starts the neighbours after the host baseline: they are still holding when the host is judged.
     const def: ScenarioDefinition = {
-      name: 'with-neighbours', description: 'neighbours lock and pin memory while the lab runs', defaultProfile: 'emulated',
+      name: 'with-neighbours',
+      description: 'neighbours lock and pin memory while the lab runs',
+      defaultProfile: 'emulated',
       async run(ctx) {
         await neighbour('both', 8);
-        other = await Lab.launch({ ...profile, qemu: { ...profile.qemu, memLock: true, memoryMiB: 256 } }, { image, runtimeRoot: root, extraArgs: ['-S'] });
+        other = await Lab.launch(
+          { ...profile, qemu: { ...profile.qemu, memLock: true, memoryMiB: 256 } },
+          { image, runtimeRoot: root, extraArgs: ['-S'] },
+        );
         ctx.phase('neighbours holding');
       },
     };
@@ -108,11 +117,16 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
     const profilePath = join(dir, 'wrapped.json');
     writeFileSync(profilePath, JSON.stringify({ ...base, qemu: { ...base.qemu, binary: wrapper } }));
     const file = await loadScenarioFile(join(packageRoot, 'scenarios', 'window-map-release.json'));
-    const report = await runScenario(definitionFromFile(file, procedures), { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, profile: profilePath, releaseTimeoutMs: 3000 });
+    const report = await runScenario(definitionFromFile(file, procedures), {
+      resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+      runtimeRoot: root,
+      profile: profilePath,
+      releaseTimeoutMs: 3000,
+    });
     expect(failed(report).sort()).toEqual([
-      'host: Mlocked back to baseline after QEMU exit (neighbours\' own accounted)',
+      "host: Mlocked back to baseline after QEMU exit (neighbours' own accounted)",
       'host: no process of the lab outlives QEMU',
-      'host: pinned pages (FOLL_PIN) back to baseline after QEMU exit (neighbours\' own accounted)',
+      "host: pinned pages (FOLL_PIN) back to baseline after QEMU exit (neighbours' own accounted)",
     ]);
     // The helper's 2048 pages, give or take the few that other processes' transient I/O pins move the system-wide counter by.
     const pinned = report.releases.find((r) => r.counter === 'unattributedPinnedPages')!;
@@ -120,7 +134,9 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
     expect(pinned.final - pinned.baseline).toBeLessThanOrEqual(2048 + 64);
     const mlocked = report.releases.find((r) => r.counter === 'unattributedMlockedKb')!;
     expect(mlocked.final - mlocked.baseline).toBeGreaterThanOrEqual(8192 - 1024);
-    expect(check(report, 'host: no process of the lab outlives QEMU').measured).toMatch(/^pid \d+ \(lock-holder, parent \d+\): locked 8192 kB, VmPin 8192 kB$/);
+    expect(check(report, 'host: no process of the lab outlives QEMU').measured).toMatch(
+      /^pid \d+ \(lock-holder, parent \d+\): locked 8192 kB, VmPin 8192 kB$/,
+    );
     expect(report.passed).toBe(false);
     expect(liveLabQemuPids(root)).toEqual([]);
   });
@@ -132,32 +148,50 @@ describe('verdicts on the guest: balance at shutdown, holders named, kernel repo
     const dir = mkdtempSync('/tmp/tcelab-scn-');
     const path = join(dir, 'handed-off.json');
     const group = '$(basename $(readlink /sys/bus/pci/devices/0001:00:00.0/iommu_group))';
-    writeFileSync(path, JSON.stringify({
-      description: 'seeded faults: fds handed off to a long-lived process; a WARNING in the kernel log',
-      steps: [
-        { step: 'bind', device: 'edu1', as: 'dev' },
-        { step: 'mark', as: 'before' },
-        { step: 'guest-exec', argv: ['sh', '-c', `tcelab-agent hand-off ${group} 16 600`] },
-        { step: 'expect-release', since: 'before', withinSec: 2 },
-        // A process that locks 4 MiB and lives on: locked memory (VmLck) held at shutdown.
-        { step: 'guest-exec', argv: ['sh', '-c', 'tcelab-agent lock 4 600 </dev/null >/dev/null 2>&1 &'] },
-        { step: 'guest-exec', argv: ['sh', '-c', 'echo "<4>WARNING: CPU: 0 PID: 1 at tcelab/seeded.c:1 seeded_fault+0x0/0x10" > /dev/kmsg'] },
-      ],
-    }, null, 2));
-    const report = await runScenario(definitionFromFile(await loadScenarioFile(path), procedures), { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root });
+    writeFileSync(
+      path,
+      JSON.stringify(
+        {
+          description: 'seeded faults: fds handed off to a long-lived process; a WARNING in the kernel log',
+          steps: [
+            { step: 'bind', device: 'edu1', as: 'dev' },
+            { step: 'mark', as: 'before' },
+            { step: 'guest-exec', argv: ['sh', '-c', `tcelab-agent hand-off ${group} 16 600`] },
+            { step: 'expect-release', since: 'before', withinSec: 2 },
+            // A process that locks 4 MiB and lives on: locked memory (VmLck) held at shutdown.
+            { step: 'guest-exec', argv: ['sh', '-c', 'tcelab-agent lock 4 600 </dev/null >/dev/null 2>&1 &'] },
+            {
+              step: 'guest-exec',
+              argv: ['sh', '-c', 'echo "<4>WARNING: CPU: 0 PID: 1 at tcelab/seeded.c:1 seeded_fault+0x0/0x10" > /dev/kmsg'],
+            },
+          ],
+        },
+        null,
+        2,
+      ),
+    );
+    const report = await runScenario(definitionFromFile(await loadScenarioFile(path), procedures), {
+      resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+      runtimeRoot: root,
+    });
     expect(failed(report).sort()).toEqual([
       'guest kernel logged no panic, Oops, soft lockup, hard lockup, BUG, WARNING, RCU stall, hung task',
       'guest: locked memory of its processes (Σ VmLck) back to the agent-up baseline before shutdown',
       'guest: pinned pages back to the agent-up baseline before shutdown',
       'step 4: expect-release back to before within 2 s',
     ]);
-    const holder = /pid \d+ \(fd-receiver "tcelab-agent hand-off \d+ 16 600", parent 1\): fd \d+ → \/dev\/vfio\/vfio \(container\), fd \d+ → \/dev\/vfio\/\d+ \(group\)/;
+    const holder =
+      /pid \d+ \(fd-receiver "tcelab-agent hand-off \d+ 16 600", parent 1\): fd \d+ → \/dev\/vfio\/vfio \(container\), fd \d+ → \/dev\/vfio\/\d+ \(group\)/;
     expect(check(report, 'step 4: expect-release').detail).toMatch(holder);
     expect(check(report, 'guest: pinned pages back').measured).toBe('4096');
     expect(check(report, 'guest: pinned pages back').detail).toMatch(holder);
     expect(check(report, 'guest: locked memory').measured).toBe('4096 kB');
-    expect(check(report, 'guest: locked memory').detail).toMatch(/pid \d+ \(mem-locker "tcelab-agent lock 4 600", parent 1\): VmLck 4096 kB/);
-    expect(check(report, 'guest kernel logged no').measured).toMatch(/^WARNING: WARNING: CPU: 0 PID: 1 at tcelab\/seeded\.c:1 seeded_fault/);
+    expect(check(report, 'guest: locked memory').detail).toMatch(
+      /pid \d+ \(mem-locker "tcelab-agent lock 4 600", parent 1\): VmLck 4096 kB/,
+    );
+    expect(check(report, 'guest kernel logged no').measured).toMatch(
+      /^WARNING: WARNING: CPU: 0 PID: 1 at tcelab\/seeded\.c:1 seeded_fault/,
+    );
     expect(liveLabQemuPids(root)).toEqual([]);
   });
 });

@@ -3,7 +3,16 @@ import { ProtocolConnection, type ProtocolOptions } from '../qmp/protocol.js';
 import { QmpTimeoutError } from '../qmp/errors.js';
 import { TcelabError } from '../util/errors.js';
 import type {
-  AgentInfo, CreatedWindow, ExecResult, StreamChunk, GuestCounters, RegionInfo, TceInfo, PinHolder, WorkerInfo, WorkerStatus,
+  AgentInfo,
+  CreatedWindow,
+  ExecResult,
+  StreamChunk,
+  GuestCounters,
+  RegionInfo,
+  TceInfo,
+  PinHolder,
+  WorkerInfo,
+  WorkerStatus,
 } from './types.js';
 
 /**
@@ -47,8 +56,11 @@ export class AgentClient {
         last = err;
       }
     }
-    throw new TcelabError('guest agent', `did not answer a resync within ${timeoutMs / 1000} s (${(last as Error)?.message ?? ''})`,
-      'check that the guest booted (console.log) and that the agent started (its messages are on the console)');
+    throw new TcelabError(
+      'guest agent',
+      `did not answer a resync within ${timeoutMs / 1000} s (${(last as Error)?.message ?? ''})`,
+      'check that the guest booted (console.log) and that the agent started (its messages are on the console)',
+    );
   }
 
   execute<T = unknown>(command: string, args?: Record<string, unknown>, timeoutMs?: number): Promise<T> {
@@ -145,7 +157,11 @@ export class AgentClient {
 
 /** A VFIO worker process in the guest: the "userspace tool" under test. */
 export class VfioWorker {
-  constructor(readonly agent: AgentClient, readonly id: number, readonly pid: number) {}
+  constructor(
+    readonly agent: AgentClient,
+    readonly id: number,
+    readonly pid: number,
+  ) {}
 
   private op<T>(op: string, args: Record<string, unknown> = {}, timeoutMs?: number): Promise<T> {
     return this.agent.execute<T>('worker', { worker: this.id, op, args }, timeoutMs);

@@ -19,20 +19,33 @@ export async function floorInitrd(image: GuestImage): Promise<string> {
   const busybox = entries.find((e) => e.name === 'usr/bin/busybox')!;
   const dir = await mkdtemp(join(tmpdir(), 'tcelab-floor-'));
   const path = join(dir, 'floor.cpio.gz');
-  await writeFile(path, gzipSync(writeCpio([
-    { path: '/init', type: 'file', mode: 0o755, data: Buffer.from('#!/bin/busybox sh\necho FLOOR-READY\nexec /bin/busybox poweroff -f\n') },
-    { path: '/bin', type: 'dir' },
-    { path: '/bin/busybox', type: 'file', mode: 0o755, data: busybox.data },
-    { path: '/dev', type: 'dir' },
-    { path: '/dev/console', type: 'char', major: 5, minor: 1 },
-  ])));
+  await writeFile(
+    path,
+    gzipSync(
+      writeCpio([
+        {
+          path: '/init',
+          type: 'file',
+          mode: 0o755,
+          data: Buffer.from('#!/bin/busybox sh\necho FLOOR-READY\nexec /bin/busybox poweroff -f\n'),
+        },
+        { path: '/bin', type: 'dir' },
+        { path: '/bin/busybox', type: 'file', mode: 0o755, data: busybox.data },
+        { path: '/dev', type: 'dir' },
+        { path: '/dev/console', type: 'char', major: 5, minor: 1 },
+      ]),
+    ),
+  );
   return path;
 }
 
 /** Spawn → ready of one lab: the floor's first line, or the agent's answer (booted cold, or restored from a snapshot). */
 export async function bootOnce(profile: Profile, image: GuestImage, how: { floor?: string; snapshots: 'use' | 'off' }): Promise<number> {
   const floor = how.floor;
-  const lab = await Lab.launch(profile, { image: floor ? { kernel: image.kernel, initrd: floor } : image, snapshots: floor ? 'off' : how.snapshots });
+  const lab = await Lab.launch(profile, {
+    image: floor ? { kernel: image.kernel, initrd: floor } : image,
+    snapshots: floor ? 'off' : how.snapshots,
+  });
   if (!floor && how.snapshots === 'use' && lab.start.how !== 'restored') {
     await lab.shutdown('quit').catch(() => {});
     await lab.dispose();

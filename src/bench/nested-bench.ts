@@ -82,24 +82,38 @@ export async function nestedBench(out: (s?: string) => void): Promise<void> {
             local: await p50(200, () => outer.qmp.queryStatus()),
           };
         }
-        const held = await sampler.waitFor('guest', (c) => c.pinnedPages - base.counters.pinnedPages >= pages, { after: 0, timeoutMs: 10_000 });
+        const held = await sampler.waitFor('guest', (c) => c.pinnedPages - base.counters.pinnedPages >= pages, {
+          after: 0,
+          timeoutMs: 10_000,
+        });
         const requestT = sampler.now();
         const sd = await lab.shutdown(method);
-        const back = await sampler.waitFor('guest', (c) => c.pinnedPages === base.counters.pinnedPages, { after: requestT, timeoutMs: 10_000 });
-        rows.push(`${method.padEnd(5)} pins +${(held?.counters.pinnedPages ?? 0) - base.counters.pinnedPages}, QEMU exit ${sd.durationMs} ms, pins back ${back ? `${back.t - requestT} ms` : 'NOT within 10 s'} after the request`);
+        const back = await sampler.waitFor('guest', (c) => c.pinnedPages === base.counters.pinnedPages, {
+          after: requestT,
+          timeoutMs: 10_000,
+        });
+        rows.push(
+          `${method.padEnd(5)} pins +${(held?.counters.pinnedPages ?? 0) - base.counters.pinnedPages}, QEMU exit ${sd.durationMs} ms, pins back ${back ? `${back.t - requestT} ms` : 'NOT within 10 s'} after the request`,
+        );
       } finally {
         await lab.dispose();
       }
     }
     await sampler.stop();
-    out(`inner QEMU start → QMP (through the agent): median ${fmt(median(starts) / 1000)} s  [${starts.map((x) => fmt(x / 1000)).join(', ')}]`);
+    out(
+      `inner QEMU start → QMP (through the agent): median ${fmt(median(starts) / 1000)} s  [${starts.map((x) => fmt(x / 1000)).join(', ')}]`,
+    );
     out('round trip p50 (200 each):');
     out(`  agent ping                               ${fmt(rtt!.agent, 3).padStart(7)} ms  (the floor: one request over virtio-serial)`);
     out(`  relay to an echo server in the guest     ${fmt(rtt!.echo, 3).padStart(7)} ms  (100 bytes there and back)`);
     out(`  QMP query-status to the inner QEMU       ${fmt(rtt!.relay, 3).padStart(7)} ms  (through the relay)`);
     out(`  QMP query-status on this machine         ${fmt(rtt!.local, 3).padStart(7)} ms  (the outer QEMU, native)`);
-    out(`ratio relay echo / agent ping: ${fmt(rtt!.echo / rtt!.agent)}  (the relay's own cost: a stream-write, the peer woken, a long-poll reply — three guest wake-ups under TCG against one)`);
-    out(`ratio inner QMP / relay echo:  ${fmt(rtt!.relay / rtt!.echo)}  (the inner QEMU's own time: it runs emulated, on the guest's one vCPU)`);
+    out(
+      `ratio relay echo / agent ping: ${fmt(rtt!.echo / rtt!.agent)}  (the relay's own cost: a stream-write, the peer woken, a long-poll reply — three guest wake-ups under TCG against one)`,
+    );
+    out(
+      `ratio inner QMP / relay echo:  ${fmt(rtt!.relay / rtt!.echo)}  (the inner QEMU's own time: it runs emulated, on the guest's one vCPU)`,
+    );
     out('pin release, guest sampled at 20 Hz (latency accurate to 50 ms):');
     for (const r of rows) out(`  ${r}`);
     out();

@@ -42,13 +42,18 @@ async function main(): Promise<void> {
     const r = await w.alloc(16 << 20);
     await w.register(r.region);
     await w.map(r.region, 0, { size: 1 << 20 });
-    const unregistered = await w.unregister(r.region).then(() => 'returned 0', (e: Error) => `failed: ${e.message}`);
+    const unregistered = await w.unregister(r.region).then(
+      () => 'returned 0',
+      (e: Error) => `failed: ${e.message}`,
+    );
     await w.unmap(0, 1 << 20);
     await w.stop('KILL');
     const t0 = Date.now();
     const killedAtUptime = Number((await agent.readFile('/proc/uptime')).content.split(' ')[0]);
     const since = () => ((Date.now() - t0) / 1000).toFixed(1);
-    process.stdout.write(`kernel ${info.kernelRelease}, page size ${info.pageSize}; unregister while mapped ${unregistered}; worker SIGKILLed at t=0\n`);
+    process.stdout.write(
+      `kernel ${info.kernelRelease}, page size ${info.pageSize}; unregister while mapped ${unregistered}; worker SIGKILLed at t=0\n`,
+    );
     let warnedAt: string | undefined;
     const report = async (event: string) => {
       const held = (await pins()) - base;
@@ -59,7 +64,9 @@ async function main(): Promise<void> {
         const at = /^\[\s*(\d+\.\d+)\][^\n]*destroy_context/m.exec(dmesg)?.[1];
         warnedAt = at ? `${(Number(at) - killedAtUptime).toFixed(1)} s after the kill (printk time)` : `by t=${since()} s`;
       }
-      process.stdout.write(`t=${since()} s  ${event.padEnd(34)} pinned above baseline: ${held} pages; kernel reports: ${w.length ? describeReports(w, 1) : 'none'}\n`);
+      process.stdout.write(
+        `t=${since()} s  ${event.padEnd(34)} pinned above baseline: ${held} pages; kernel reports: ${w.length ? describeReports(w, 1) : 'none'}\n`,
+      );
       return held;
     };
     const end = t0 + minutes * 60_000;
@@ -70,11 +77,20 @@ async function main(): Promise<void> {
       { at: 60, event: 'after 60 s' },
       { at: 61, event: 'after echo 3 > drop_caches', act: () => agent.exec(['sh', '-c', 'sync; echo 3 > /proc/sys/vm/drop_caches']) },
       {
-        at: 90, event: `after memory pressure (${pressure * 100} % of RAM)`, act: () => agent.exec(['sh', '-c',
-          `mkdir -p /run/pressure && mount -t tmpfs -o size=${Math.floor(profile.qemu.memoryMiB * pressure)}m tmpfs /run/pressure && ` +
-          `dd if=/dev/zero of=/run/pressure/fill bs=1M count=${Math.floor(profile.qemu.memoryMiB * pressure)} 2>/dev/null; ` +
-          `grep -E "MemFree|MemAvailable" /proc/meminfo; grep -E "^(pgscan|pgsteal)_(kswapd|direct) |^oom_kill " /proc/vmstat; ` +
-          `rm -f /run/pressure/fill; umount /run/pressure`], 120_000),
+        at: 90,
+        event: `after memory pressure (${pressure * 100} % of RAM)`,
+        act: () =>
+          agent.exec(
+            [
+              'sh',
+              '-c',
+              `mkdir -p /run/pressure && mount -t tmpfs -o size=${Math.floor(profile.qemu.memoryMiB * pressure)}m tmpfs /run/pressure && ` +
+                `dd if=/dev/zero of=/run/pressure/fill bs=1M count=${Math.floor(profile.qemu.memoryMiB * pressure)} 2>/dev/null; ` +
+                `grep -E "MemFree|MemAvailable" /proc/meminfo; grep -E "^(pgscan|pgsteal)_(kswapd|direct) |^oom_kill " /proc/vmstat; ` +
+                `rm -f /run/pressure/fill; umount /run/pressure`,
+            ],
+            120_000,
+          ),
       },
     ];
     for (let m = 2; m * 60 <= minutes * 60; m++) plan.push({ at: m * 60, event: `after ${m} min` });

@@ -42,25 +42,35 @@ async function floorClient(socketPath: string, withIds = false): Promise<{ round
       w?.();
     }
   });
-  const line = (text: string) => new Promise<void>((resolve) => {
-    waiter = resolve;
-    sock.write(text);
-  });
+  const line = (text: string) =>
+    new Promise<void>((resolve) => {
+      waiter = resolve;
+      sock.write(text);
+    });
   await new Promise<void>((resolve) => {
     waiter = resolve; // the greeting
   });
   await line('{"execute":"qmp_capabilities"}\n');
   let n = 0;
   // withIds: the same bytes tcelab sends (QEMU itself takes longer over a request with an id).
-  return { roundTrip: () => line(withIds ? `{"execute":"query-status","id":"tcelab-${++n}"}\n` : '{"execute":"query-status"}\n'), close: () => sock.destroy() };
+  return {
+    roundTrip: () => line(withIds ? `{"execute":"query-status","id":"tcelab-${++n}"}\n` : '{"execute":"query-status"}\n'),
+    close: () => sock.destroy(),
+  };
 }
 
 export async function qmpBench(socketPath: string, perRound = 1000, rounds = 3): Promise<RttResult[]> {
   const acc: Record<string, { samples: number[]; perSec: number[] }> = {
-    floor: { samples: [], perSec: [] }, 'floor+ids': { samples: [], perSec: [] }, tcelab: { samples: [], perSec: [] }, 'node-qemu': { samples: [], perSec: [] },
+    floor: { samples: [], perSec: [] },
+    'floor+ids': { samples: [], perSec: [] },
+    tcelab: { samples: [], perSec: [] },
+    'node-qemu': { samples: [], perSec: [] },
   };
   for (let r = 0; r < rounds; r++) {
-    for (const [name, ids] of [['floor', false], ['floor+ids', true]] as const) {
+    for (const [name, ids] of [
+      ['floor', false],
+      ['floor+ids', true],
+    ] as const) {
       const f = await floorClient(socketPath, ids);
       await timeLoop(50, f.roundTrip);
       const t = await timeLoop(perRound, f.roundTrip);
@@ -87,9 +97,15 @@ export async function qmpBench(socketPath: string, perRound = 1000, rounds = 3):
     }
     await new Promise((res) => setTimeout(res, 100));
   }
-  return Object.entries(acc).map(([name, v]) => ({ name, samplesMs: v.samples, commandsPerSec: v.perSec.reduce((a, b) => a + b, 0) / v.perSec.length }));
+  return Object.entries(acc).map(([name, v]) => ({
+    name,
+    samplesMs: v.samples,
+    commandsPerSec: v.perSec.reduce((a, b) => a + b, 0) / v.perSec.length,
+  }));
 }
 
 export function summarize(results: RttResult[]): Record<string, { p50: number; p99: number; perSec: number }> {
-  return Object.fromEntries(results.map((r) => [r.name, { p50: percentile(r.samplesMs, 50), p99: percentile(r.samplesMs, 99), perSec: r.commandsPerSec }]));
+  return Object.fromEntries(
+    results.map((r) => [r.name, { p50: percentile(r.samplesMs, 50), p99: percentile(r.samplesMs, 99), perSec: r.commandsPerSec }]),
+  );
 }

@@ -7,13 +7,19 @@ const row = (s: SnapshotListing) =>
 
 /** `tcelab cache [list|prune]`: the snapshots labs start from. */
 export async function cacheCommand(args: { action: 'list' | 'prune'; all: boolean; limitMiB?: number; json: boolean }): Promise<number> {
-  if (args.limitMiB !== undefined && (!Number.isFinite(args.limitMiB) || args.limitMiB < 0)) throw new InputError('tcelab cache', '--limit', `must be a number of MiB, 0 or more, got ${args.limitMiB}`);
+  if (args.limitMiB !== undefined && (!Number.isFinite(args.limitMiB) || args.limitMiB < 0))
+    throw new InputError('tcelab cache', '--limit', `must be a number of MiB, 0 or more, got ${args.limitMiB}`);
   if (args.action === 'list') {
     const all = await listSnapshots();
     const total = all.reduce((s, x) => s + x.bytes, 0);
-    if (args.json) process.stdout.write(`${JSON.stringify({ dir: snapshotsDir(), limitBytes: snapshotLimitBytes(), totalBytes: total, snapshots: all }, null, 2)}\n`);
+    if (args.json)
+      process.stdout.write(
+        `${JSON.stringify({ dir: snapshotsDir(), limitBytes: snapshotLimitBytes(), totalBytes: total, snapshots: all }, null, 2)}\n`,
+      );
     else {
-      process.stdout.write(`snapshots in ${snapshotsDir()}: ${all.length}, ${(total / MiB).toFixed(0)} MiB of ${(snapshotLimitBytes() / MiB).toFixed(0)} MiB allowed\n`);
+      process.stdout.write(
+        `snapshots in ${snapshotsDir()}: ${all.length}, ${(total / MiB).toFixed(0)} MiB of ${(snapshotLimitBytes() / MiB).toFixed(0)} MiB allowed\n`,
+      );
       for (const s of all) process.stdout.write(row(s));
     }
     return 0;

@@ -22,14 +22,37 @@ export async function doctorCommand(args: { profile?: string; json: boolean; inn
     const profile = await loadProfile(name, describingEnv());
     const report = await runDoctor(new LocalHost(), profile, { skipDevices: !process.env.TCELAB_VFIO_HOST });
     const image = await findGuestImage(profile.guest.image);
-    report.findings.push(image
-      ? { check: 'guest image', status: 'ok', detail: `${profile.guest.image}: kernel ${image.manifest.kernelRelease}, built ${image.manifest.builtAt}` }
-      : { check: 'guest image', status: 'warn', detail: `${profile.guest.image} is not built yet`, fix: `\`tcelab run\` builds it, or \`tcelab guest build${profile.guest.image === 'base' ? '' : ` --variant ${profile.guest.image}`}\`` });
+    report.findings.push(
+      image
+        ? {
+            check: 'guest image',
+            status: 'ok',
+            detail: `${profile.guest.image}: kernel ${image.manifest.kernelRelease}, built ${image.manifest.builtAt}`,
+          }
+        : {
+            check: 'guest image',
+            status: 'warn',
+            detail: `${profile.guest.image} is not built yet`,
+            fix: `\`tcelab run\` builds it, or \`tcelab guest build${profile.guest.image === 'base' ? '' : ` --variant ${profile.guest.image}`}\``,
+          },
+    );
     if (!process.env.TCELAB_VFIO_HOST && profile.devices.some((d) => d.driver === 'vfio-pci' && d.host === PLACEHOLDER_VFIO_HOST)) {
-      report.findings.push({ check: 'TCELAB_VFIO_HOST', status: 'fail', detail: 'not set: the profile does not know which device to pass through', fix: 'set TCELAB_VFIO_HOST=<domain:bus:slot.fn>' });
+      report.findings.push({
+        check: 'TCELAB_VFIO_HOST',
+        status: 'fail',
+        detail: 'not set: the profile does not know which device to pass through',
+        fix: 'set TCELAB_VFIO_HOST=<domain:bus:slot.fn>',
+      });
     }
     if (profile.inner && !args.inner) {
-      report.findings.push({ check: 'inner lab', status: 'ok', detail: `runs inside the guest (${profile.inner.devices.filter((d) => d.host).map((d) => `${d.host} passed through`).join(', ')}); add --inner to boot the guest and check it there` });
+      report.findings.push({
+        check: 'inner lab',
+        status: 'ok',
+        detail: `runs inside the guest (${profile.inner.devices
+          .filter((d) => d.host)
+          .map((d) => `${d.host} passed through`)
+          .join(', ')}); add --inner to boot the guest and check it there`,
+      });
     }
     report.canRun = report.findings.every((x) => x.status !== 'fail');
     ok &&= report.canRun || !args.profile;
@@ -40,7 +63,12 @@ export async function doctorCommand(args: { profile?: string; json: boolean; inn
       out.push(inner);
     }
   }
-  if (args.inner && !out.some((r) => r.host !== 'host')) throw new InputError('--inner', 'true', `only applies to a profile with an inner lab (${(await innerProfiles()).join(', ') || 'none shipped'})`);
+  if (args.inner && !out.some((r) => r.host !== 'host'))
+    throw new InputError(
+      '--inner',
+      'true',
+      `only applies to a profile with an inner lab (${(await innerProfiles()).join(', ') || 'none shipped'})`,
+    );
   process.stdout.write(args.json ? `${JSON.stringify(out, null, 2)}\n` : out.map(formatDoctor).join('\n'));
   return ok ? 0 : 1;
 }
@@ -56,7 +84,9 @@ async function doctorInner(outer: Profile, inner: Profile): Promise<DoctorReport
   try {
     await lab.waitForGuestInit(progress);
     // 'self' is the agent: the inner QEMU inherits its limits and capabilities.
-    const report = await progress.step('check the inner lab on the guest', async () => runDoctor(new AgentHost(await lab.agent(progress), `the guest of ${outer.name}`), inner, { pid: 'self' }));
+    const report = await progress.step('check the inner lab on the guest', async () =>
+      runDoctor(new AgentHost(await lab.agent(progress), `the guest of ${outer.name}`), inner, { pid: 'self' }),
+    );
     await lab.shutdown('powerdown', progress);
     return report;
   } catch (err) {

@@ -11,7 +11,9 @@ export async function guestBuildCommand(args: { variant: ImageVariant; refresh: 
   const m = result.image.manifest;
   const elapsed = Date.now() - t0;
   if (args.json) {
-    process.stdout.write(`${JSON.stringify({ action: result.action, elapsedMs: elapsed, downloadedBytes: result.downloadedBytes, dir: result.image.dir, manifest: m }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ action: result.action, elapsedMs: elapsed, downloadedBytes: result.downloadedBytes, dir: result.image.dir, manifest: m }, null, 2)}\n`,
+    );
     return 0;
   }
   const verb = { 'up-to-date': 'is up to date', repacked: 'was repacked from cached packages', downloaded: 'was built' }[result.action];
@@ -33,7 +35,8 @@ export async function guestBuildCommand(args: { variant: ImageVariant; refresh: 
 export async function ensureGuestImage(profile: Profile, progress: Progress): Promise<GuestImage> {
   const variant = profile.guest.image;
   const r = await buildGuestImage({ variant, refresh: false, progress });
-  if (r.action !== 'up-to-date') progress.info(`guest image "${variant}" ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`);
+  if (r.action !== 'up-to-date')
+    progress.info(`guest image "${variant}" ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`);
   return r.image;
 }
 

@@ -10,20 +10,39 @@ import { bigintSafe } from '../report/write.js';
 export function findControlSocket(lab?: string): string {
   if (lab) {
     const s = lab.endsWith('.sock') ? lab : join(lab, CONTROL_SOCKET);
-    if (!existsSync(s)) throw new TcelabError(`lab ${lab}`, `no control socket at ${s}`, 'start one with `tcelab up`, and pass its runtime dir');
+    if (!existsSync(s))
+      throw new TcelabError(`lab ${lab}`, `no control socket at ${s}`, 'start one with `tcelab up`, and pass its runtime dir');
     return s;
   }
   const root = runtimeRoot();
-  const running = existsSync(root) ? readdirSync(root).map((d) => join(root, d, CONTROL_SOCKET)).filter((s) => existsSync(s)) : [];
+  const running = existsSync(root)
+    ? readdirSync(root)
+        .map((d) => join(root, d, CONTROL_SOCKET))
+        .filter((s) => existsSync(s))
+    : [];
   if (running.length === 0) throw new TcelabError('find a running lab', `none under ${root}`, 'start one with `tcelab up [profile]`');
-  if (running.length > 1) throw new TcelabError('find a running lab', `${running.length} are running`, `pick one with --lab (${running.map((s) => s.replace(`/${CONTROL_SOCKET}`, '')).join(', ')})`);
+  if (running.length > 1)
+    throw new TcelabError(
+      'find a running lab',
+      `${running.length} are running`,
+      `pick one with --lab (${running.map((s) => s.replace(`/${CONTROL_SOCKET}`, '')).join(', ')})`,
+    );
   return running[0]!;
 }
 
 /** One request to a running lab's control socket; its reply. */
-export async function controlCall(args: { lab?: string; command: string; arguments?: Record<string, unknown>; timeoutSec?: number }): Promise<Record<string, unknown>> {
+export async function controlCall(args: {
+  lab?: string;
+  command: string;
+  arguments?: Record<string, unknown>;
+  timeoutSec?: number;
+}): Promise<Record<string, unknown>> {
   const socket = findControlSocket(args.lab);
-  const conn = await ProtocolConnection.connectUnix(socket, { peer: 'lab control', defaultTimeoutMs: (args.timeoutSec ?? 180) * 1000, connectTimeoutMs: 2000 });
+  const conn = await ProtocolConnection.connectUnix(socket, {
+    peer: 'lab control',
+    defaultTimeoutMs: (args.timeoutSec ?? 180) * 1000,
+    connectTimeoutMs: 2000,
+  });
   try {
     return await conn.execute<Record<string, unknown>>(args.command, args.arguments ?? {});
   } finally {
@@ -31,7 +50,13 @@ export async function controlCall(args: { lab?: string; command: string; argumen
   }
 }
 
-export async function controlRequest(args: { lab?: string; command: string; arguments?: Record<string, unknown>; json: boolean; timeoutSec?: number }): Promise<number> {
+export async function controlRequest(args: {
+  lab?: string;
+  command: string;
+  arguments?: Record<string, unknown>;
+  json: boolean;
+  timeoutSec?: number;
+}): Promise<number> {
   const result = await controlCall(args);
   process.stdout.write(`${JSON.stringify(result, bigintSafe, 2)}\n`);
   return 0;

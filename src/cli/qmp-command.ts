@@ -13,7 +13,13 @@ import { controlCall } from './hotplug-command.js';
  * socket path it talks to a running QEMU; against a profile it starts that lab
  * stopped (-S), runs the command, and tears the lab down.
  */
-export async function qmpCommand(args: { target: string; command: string; arguments?: string; timeout: number; lab?: string }): Promise<number> {
+export async function qmpCommand(args: {
+  target: string;
+  command: string;
+  arguments?: string;
+  timeout: number;
+  lab?: string;
+}): Promise<number> {
   let parsed: Record<string, unknown> | undefined;
   if (args.arguments !== undefined) {
     const v = parseJsonText(args.arguments, 'QMP arguments');
@@ -22,7 +28,12 @@ export async function qmpCommand(args: { target: string; command: string; argume
   }
   if (args.target === 'inner') {
     // The inner QEMU of a running nested lab host: its socket is in the guest, so the lab's controller relays.
-    const reply = await controlCall({ lab: args.lab, command: 'inner-qmp', arguments: { command: args.command, ...(parsed ? { arguments: parsed } : {}) }, timeoutSec: args.timeout + 5 });
+    const reply = await controlCall({
+      lab: args.lab,
+      command: 'inner-qmp',
+      arguments: { command: args.command, ...(parsed ? { arguments: parsed } : {}) },
+      timeoutSec: args.timeout + 5,
+    });
     print((reply as { return: unknown }).return);
     return 0;
   }

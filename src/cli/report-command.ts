@@ -22,9 +22,13 @@ export async function reportCommand(args: { dir: string; json: boolean }): Promi
   printReport(report, args.json);
   if (!args.json) {
     for (const v of report.releases ?? []) {
-      process.stdout.write(`  release: ${v.source} ${v.counter} ${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`);
+      process.stdout.write(
+        `  release: ${v.source} ${v.counter} ${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`,
+      );
     }
-    process.stdout.write(`  samples: ${(report.samples ?? []).filter((s) => s.source === 'host').length} host, ${(report.samples ?? []).filter((s) => s.source === 'guest').length} guest; timeline: ${join(args.dir, 'timeline.svg')}\n`);
+    process.stdout.write(
+      `  samples: ${(report.samples ?? []).filter((s) => s.source === 'host').length} host, ${(report.samples ?? []).filter((s) => s.source === 'guest').length} guest; timeline: ${join(args.dir, 'timeline.svg')}\n`,
+    );
   }
   return report.passed ? 0 : 1;
 }

@@ -20,7 +20,9 @@ export async function runBootCommand(args: { profile: string; json: boolean; shu
     // The guest is up when its agent answers (a cold lab then saves the machine for the next one).
     const agentInfo = await (await lab.agent(progress)).info();
     const spawnToAgentMs = Date.now() - lab.spawnedAt;
-    progress.info(`guest is up: kernel ${init.kernelRelease} (${init.machine}), QEMU ${lab.qmp.qemuVersion}, spawn to agent ${formatMs(spawnToAgentMs)}`);
+    progress.info(
+      `guest is up: kernel ${init.kernelRelease} (${init.machine}), QEMU ${lab.qmp.qemuVersion}, spawn to agent ${formatMs(spawnToAgentMs)}`,
+    );
     const status = await lab.qmp.queryStatus();
     const report = await lab.shutdown(args.shutdown, progress);
     const clean = report.effective === args.shutdown && report.exit.code === 0;
@@ -60,4 +62,3 @@ export async function runBootCommand(args: { profile: string; json: boolean; shu
     if (kept) process.stderr.write(`artifacts kept in ${kept}\n`);
   }
 }
-

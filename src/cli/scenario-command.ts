@@ -25,12 +25,20 @@ export function parseSetOptions(pairs: string[]): Record<string, number | string
   return out;
 }
 
-function entriesFor(def: ScenarioDefinition, file: ScenarioFile | undefined, set: Record<string, string | number | boolean>, profile: string | undefined): SuiteEntry[] {
+function entriesFor(
+  def: ScenarioDefinition,
+  file: ScenarioFile | undefined,
+  set: Record<string, string | number | boolean>,
+  profile: string | undefined,
+): SuiteEntry[] {
   // --set replaces the file's variants: one run with exactly those options.
   const variants = Object.keys(set).length || !file ? [set] : file.variants;
   return variants.map((v) => ({
     label: [def.name, ...Object.values(v).filter((x) => typeof x === 'string')].join('-') || def.name,
-    def, options: v, profile, exclusiveHost: file?.exclusiveHost ?? false,
+    def,
+    options: v,
+    profile,
+    exclusiveHost: file?.exclusiveHost ?? false,
   }));
 }
 
@@ -56,8 +64,10 @@ export interface RunArgs {
 
 /** `tcelab run <scenario>` / `tcelab run --all`: exit 0 only when every verdict passed. */
 export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioDefinition; file?: ScenarioFile }): Promise<number> {
-  if (!Number.isInteger(args.repeat) || args.repeat < 1 || args.repeat > 1000) throw new InputError('--repeat', String(args.repeat), 'must be an integer from 1 to 1000');
-  if (!Number.isInteger(args.jobs) || args.jobs < 1 || args.jobs > 16) throw new InputError('--jobs', String(args.jobs), 'must be an integer from 1 to 16');
+  if (!Number.isInteger(args.repeat) || args.repeat < 1 || args.repeat > 1000)
+    throw new InputError('--repeat', String(args.repeat), 'must be an integer from 1 to 1000');
+  if (!Number.isInteger(args.jobs) || args.jobs < 1 || args.jobs > 16)
+    throw new InputError('--jobs', String(args.jobs), 'must be an integer from 1 to 16');
   const set = parseSetOptions(args.set);
   if (args.profile) await loadProfile(args.profile);
   let entries: SuiteEntry[];
@@ -72,22 +82,33 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
   if (args.shard) entries = shardEntries(entries, parseShard(args.shard));
   if (args.dryRun) {
     const rows = entries.map((e) => ({ label: e.label, scenario: e.def.name, options: e.options, exclusiveHost: e.exclusiveHost }));
-    process.stdout.write(args.json ? `${JSON.stringify(rows, null, 2)}\n` : rows.map((r) => `${r.label}${r.exclusiveHost ? ' (runs alone)' : ''}\n`).join(''));
+    process.stdout.write(
+      args.json ? `${JSON.stringify(rows, null, 2)}\n` : rows.map((r) => `${r.label}${r.exclusiveHost ? ' (runs alone)' : ''}\n`).join(''),
+    );
     return 0;
   }
   const progress = new StderrProgress();
-  await ensureGuestImages(await Promise.all([...new Set(entries.map((e) => e.profile ?? e.def.defaultProfile))].map((n) => loadProfile(n))), progress);
+  await ensureGuestImages(
+    await Promise.all([...new Set(entries.map((e) => e.profile ?? e.def.defaultProfile))].map((n) => loadProfile(n))),
+    progress,
+  );
   if (entries.length === 1 && !args.all) {
     let live: LiveServer | undefined;
     if (args.live !== undefined) {
       const port = args.live === '' ? 0 : Number(args.live);
-      if (!Number.isInteger(port) || port < 0 || port > 65535) throw new InputError('--live', args.live, 'must be a TCP port (0-65535), or nothing for any free port');
+      if (!Number.isInteger(port) || port < 0 || port > 65535)
+        throw new InputError('--live', args.live, 'must be a TCP port (0-65535), or nothing for any free port');
       live = new LiveServer();
       progress.info(`live view: ${await live.start(port)}`);
     }
     try {
       const report = await runScenario(entries[0]!.def, {
-        profile: args.profile, resultsDir: args.results ?? defaultResultsDir(entries[0]!.label), progress, options: entries[0]!.options, handleSignals: true, live,
+        profile: args.profile,
+        resultsDir: args.results ?? defaultResultsDir(entries[0]!.label),
+        progress,
+        options: entries[0]!.options,
+        handleSignals: true,
+        live,
       });
       printReport(report, args.json);
       return report.passed ? 0 : 1;
@@ -103,13 +124,21 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
     return 0;
   }
   progress.info(`suite: ${entries.length} runs, ${args.jobs} at a time${args.shard ? `, shard ${args.shard}` : ''}`);
-  const result = await runSuite(entries, { jobs: args.jobs, resultsDir: args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name), progress });
+  const result = await runSuite(entries, {
+    jobs: args.jobs,
+    resultsDir: args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name),
+    progress,
+  });
   if (args.json) {
-    process.stdout.write(`${JSON.stringify({ passed: result.passed, durationMs: result.durationMs, jobs: result.jobs, runs: result.reports.map((r) => ({ label: r.scenario, passed: r.passed, resultsDir: r.resultsDir, error: r.error })) }, bigintSafe, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ passed: result.passed, durationMs: result.durationMs, jobs: result.jobs, runs: result.reports.map((r) => ({ label: r.scenario, passed: r.passed, resultsDir: r.resultsDir, error: r.error })) }, bigintSafe, 2)}\n`,
+    );
   } else {
     for (const r of result.reports) printReport(r, false);
     const failed = result.reports.filter((r) => !r.passed).length;
-    process.stdout.write(`suite: ${result.passed ? 'PASS' : 'FAIL'} — ${result.reports.length - failed}/${result.reports.length} runs passed in ${formatMs(result.durationMs)} with --jobs ${result.jobs}; junit: ${result.reports[0] ? result.reports[0].resultsDir.replace(/\/[^/]+$/, '') : args.results}/junit.xml\n`);
+    process.stdout.write(
+      `suite: ${result.passed ? 'PASS' : 'FAIL'} — ${result.reports.length - failed}/${result.reports.length} runs passed in ${formatMs(result.durationMs)} with --jobs ${result.jobs}; junit: ${result.reports[0] ? result.reports[0].resultsDir.replace(/\/[^/]+$/, '') : args.results}/junit.xml\n`,
+    );
   }
   return result.passed ? 0 : 1;
 }
@@ -124,11 +153,20 @@ export function printReport(report: ScenarioReport, json: boolean): void {
   process.stdout.write(
     `${report.scenario} on ${report.profile}: ${report.passed ? 'PASS' : 'FAIL'} — ${report.checks.length - failed.length - defects.length}/${report.checks.length} checks passed` +
       `${defects.length ? `, ${defects.length} known defect${defects.length > 1 ? 's' : ''} reproduced` : ''} in ${formatMs(report.durationMs)}\n` +
-      (report.guestKernel ? `  guest kernel ${report.guestKernel}, QEMU ${report.qemuVersion}, spawn to init ${formatMs(report.spawnToInitMs ?? 0)}\n` : '') +
+      (report.guestKernel
+        ? `  guest kernel ${report.guestKernel}, QEMU ${report.qemuVersion}, spawn to init ${formatMs(report.spawnToInitMs ?? 0)}\n`
+        : '') +
       defects.map((c) => `  KNOWN-DEFECT ${c.name}: measured ${c.measured}, expected ${c.expected}\n      ${c.knownDefect}\n`).join('') +
       failed.map((c) => `  FAIL ${c.name}: measured ${c.measured}, expected ${c.expected}${c.detail ? ` (${c.detail})` : ''}\n`).join('') +
-      (report.releases ?? []).map((v) => `  release: ${v.source} ${v.counter} ${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`).join('') +
-      (report.timings?.length ? `  step timings:\n${report.timings.map((t) => `    ${t.step.padEnd(48)} ${formatMs(t.ms)}\n`).join('')}` : '') +
+      (report.releases ?? [])
+        .map(
+          (v) =>
+            `  release: ${v.source} ${v.counter} ${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`,
+        )
+        .join('') +
+      (report.timings?.length
+        ? `  step timings:\n${report.timings.map((t) => `    ${t.step.padEnd(48)} ${formatMs(t.ms)}\n`).join('')}`
+        : '') +
       (report.error ? `  error: ${report.error}\n` : '') +
       `  results: ${report.resultsDir}\n`,
   );
@@ -136,17 +174,21 @@ export function printReport(report: ScenarioReport, json: boolean): void {
 
 /** `tcelab list`: profiles and scenarios. */
 export async function listCommand(args: { json: boolean }): Promise<number> {
-  const profiles = await Promise.all((await listProfiles()).map(async (name) => {
-    try {
-      const p = await loadProfile(name, describingEnv());
-      return { name, description: p.description, accel: p.qemu.accel };
-    } catch (err) {
-      return { name, description: `(invalid: ${(err as Error).message})`, accel: '?' };
-    }
-  }));
+  const profiles = await Promise.all(
+    (await listProfiles()).map(async (name) => {
+      try {
+        const p = await loadProfile(name, describingEnv());
+        return { name, description: p.description, accel: p.qemu.accel };
+      } catch (err) {
+        return { name, description: `(invalid: ${(err as Error).message})`, accel: '?' };
+      }
+    }),
+  );
   const files = await allScenarioFiles();
   if (args.json) {
-    process.stdout.write(`${JSON.stringify({ profiles, scenarios: files.map((f) => ({ name: f.name, description: f.description, profile: f.profile, variants: f.variants, steps: f.steps.length })), procedures: procedures.map((p) => p.name) }, null, 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify({ profiles, scenarios: files.map((f) => ({ name: f.name, description: f.description, profile: f.profile, variants: f.variants, steps: f.steps.length })), procedures: procedures.map((p) => p.name) }, null, 2)}\n`,
+    );
     return 0;
   }
   process.stdout.write('profiles (qemu-configs/):\n');

@@ -15,13 +15,15 @@ export const CONTROL_SOCKET = 'control.sock';
 function str(args: Record<string, unknown>, key: string, required = true): string | undefined {
   const v = args[key];
   if (v === undefined && !required) return undefined;
-  if (typeof v !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(v)) throw new InputError('control request', key, 'must be a short name');
+  if (typeof v !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$/.test(v))
+    throw new InputError('control request', key, 'must be a short name');
   return v;
 }
 
 function int(args: Record<string, unknown>, key: string, min: number, max: number): number {
   const v = args[key];
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) throw new InputError('control request', key, `must be an integer from ${min} to ${max}`);
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+    throw new InputError('control request', key, `must be an integer from ${min} to ${max}`);
   return v;
 }
 
@@ -48,29 +50,55 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     const agent = await lab.agent(progress);
     const hotplug = new Hotplugger(lab.qmp, agent);
     const ddw = new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs);
-    if (profile.inner) inner = await Lab.launch(profile.inner, { host: new AgentHost(agent), runtimeRoot: join(lab.paths.dir, 'inner-runtime'), progress });
+    if (profile.inner)
+      inner = await Lab.launch(profile.inner, { host: new AgentHost(agent), runtimeRoot: join(lab.paths.dir, 'inner-runtime'), progress });
     const innerLab = () => {
-      if (!inner?.process.running) throw new InputError('control request', 'inner-qmp', inner ? 'the inner QEMU is no longer running' : `profile ${profile.name} has no inner lab`);
+      if (!inner?.process.running)
+        throw new InputError(
+          'control request',
+          'inner-qmp',
+          inner ? 'the inner QEMU is no longer running' : `profile ${profile.name} has no inner lab`,
+        );
       return inner;
     };
     control = new ControlServer(join(lab.paths.dir, CONTROL_SOCKET), {
       status: async () => ({
-        profile: profile.name, guestKernel: init.kernelRelease, qemuPid: lab.process.pid, runtimeDir: lab.paths.dir, status: (await lab.qmp.queryStatus()).status,
-        ...(inner ? { inner: { qemuPid: inner.process.pid, qemuVersion: inner.qmp.qemuVersion, running: inner.process.running, ...(inner.process.running ? { status: (await inner.qmp.queryStatus()).status } : {}) } } : {}),
+        profile: profile.name,
+        guestKernel: init.kernelRelease,
+        qemuPid: lab.process.pid,
+        runtimeDir: lab.paths.dir,
+        status: (await lab.qmp.queryStatus()).status,
+        ...(inner
+          ? {
+              inner: {
+                qemuPid: inner.process.pid,
+                qemuVersion: inner.qmp.qemuVersion,
+                running: inner.process.running,
+                ...(inner.process.running ? { status: (await inner.qmp.queryStatus()).status } : {}),
+              },
+            }
+          : {}),
       }),
       // One QMP command to the inner QEMU, relayed by the guest agent.
       'inner-qmp': async (a) => {
         const command = a.command;
-        if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]{0,63}$/.test(command)) throw new InputError('control request', 'command', 'must be a QMP command name');
+        if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]{0,63}$/.test(command))
+          throw new InputError('control request', 'command', 'must be a QMP command name');
         const qmpArgs = a.arguments;
-        if (qmpArgs !== undefined && (typeof qmpArgs !== 'object' || qmpArgs === null || Array.isArray(qmpArgs))) throw new InputError('control request', 'arguments', 'must be a JSON object');
+        if (qmpArgs !== undefined && (typeof qmpArgs !== 'object' || qmpArgs === null || Array.isArray(qmpArgs)))
+          throw new InputError('control request', 'arguments', 'must be a JSON object');
         return { return: await innerLab().qmp.execute(command, qmpArgs as Record<string, unknown> | undefined) };
       },
-      'hotplug-phb': async (a) => (await hotplug.hotplugPhb(int(a, 'index', 1, 30), { id: str(a, 'id', false), ddw: a.ddw !== false })),
-      'hotplug-device': async (a) => (await hotplug.hotplugDevice(str(a, 'phb')!, { id: str(a, 'id')!, driver: str(a, 'driver')!, host: str(a, 'host', false) })),
+      'hotplug-phb': async (a) => await hotplug.hotplugPhb(int(a, 'index', 1, 30), { id: str(a, 'id', false), ddw: a.ddw !== false }),
+      'hotplug-device': async (a) =>
+        await hotplug.hotplugDevice(str(a, 'phb')!, { id: str(a, 'id')!, driver: str(a, 'driver')!, host: str(a, 'host', false) }),
       'unplug-device': async (a) => ({ timings: await hotplug.unplugDevice(str(a, 'id')!) }),
       'unplug-phb': async (a) => ({ timings: await hotplug.unplugPhb(str(a, 'id')!) }),
-      list: async () => ({ phbs: [...hotplug.phbs.values()], devices: [...hotplug.devices.values()], iommuGroups: (await agent.info()).iommuGroups }),
+      list: async () => ({
+        phbs: [...hotplug.phbs.values()],
+        devices: [...hotplug.devices.values()],
+        iommuGroups: (await agent.info()).iommuGroups,
+      }),
       windows: async () => (await ddw.windows([...hotplug.phbs.values()])).map((w) => ({ ...w, description: describeWindow(w) })),
       shutdown: async () => {
         setImmediate(stopRequested);
@@ -79,13 +107,22 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     });
     await control.listen();
     const socket = join(lab.paths.dir, CONTROL_SOCKET);
-    if (args.json) process.stdout.write(`${JSON.stringify({ up: true, runtimeDir: lab.paths.dir, controlSocket: socket, guestKernel: init.kernelRelease })}\n`);
+    if (args.json)
+      process.stdout.write(
+        `${JSON.stringify({ up: true, runtimeDir: lab.paths.dir, controlSocket: socket, guestKernel: init.kernelRelease })}\n`,
+      );
     else {
-      process.stdout.write(`lab ${profile.name} is up: guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion} (pid ${lab.process.pid})\n` +
-        `  runtime dir:    ${lab.paths.dir}\n  control socket: ${socket}\n` +
-        (inner ? `  inner QEMU ${inner.qmp.qemuVersion} in the guest (pid ${inner.process.pid}), ${profile.inner!.devices.filter((d) => d.host).map((d) => `${d.host} passed through`).join(', ')}\n` +
-          '  try: tcelab qmp inner query-status\n' : '  try: tcelab hotplug phb add 2 && tcelab hotplug device add hphb2 dev0\n') +
-        '  Ctrl-C (or tcelab hotplug shutdown) powers it down\n');
+      process.stdout.write(
+        `lab ${profile.name} is up: guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion} (pid ${lab.process.pid})\n` +
+          `  runtime dir:    ${lab.paths.dir}\n  control socket: ${socket}\n` +
+          (inner
+            ? `  inner QEMU ${inner.qmp.qemuVersion} in the guest (pid ${inner.process.pid}), ${profile
+                .inner!.devices.filter((d) => d.host)
+                .map((d) => `${d.host} passed through`)
+                .join(', ')}\n` + '  try: tcelab qmp inner query-status\n'
+            : '  try: tcelab hotplug phb add 2 && tcelab hotplug device add hphb2 dev0\n') +
+          '  Ctrl-C (or tcelab hotplug shutdown) powers it down\n',
+      );
     }
     const why = await Promise.race([stopped, lab.process.exited.then((e) => `QEMU exited (${e.signal ?? e.code})`)]);
     progress.info(`tcelab up: ${why}`);

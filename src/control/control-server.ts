@@ -16,7 +16,10 @@ export class ControlServer {
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
 
-  constructor(readonly path: string, private readonly handlers: Record<string, ControlHandler>) {}
+  constructor(
+    readonly path: string,
+    private readonly handlers: Record<string, ControlHandler>,
+  ) {}
 
   async listen(): Promise<void> {
     await rm(this.path, { force: true });
@@ -39,16 +42,24 @@ export class ControlServer {
       for (const frame of decoder.push(chunk)) {
         queue = queue.then(async () => {
           if (frame.kind !== 'message') {
-            socket.write(`${stringifyLossless({ error: { class: 'GenericError', desc: frame.kind === 'oversized' ? 'request too long' : `malformed request: ${frame.why}` } })}\n`);
+            socket.write(
+              `${stringifyLossless({ error: { class: 'GenericError', desc: frame.kind === 'oversized' ? 'request too long' : `malformed request: ${frame.why}` } })}\n`,
+            );
             return;
           }
           const m = frame.value;
           const id = m.id;
-          const reply = (body: Record<string, unknown>) => socket.write(`${stringifyLossless(id === undefined ? body : { ...body, id })}\n`);
+          const reply = (body: Record<string, unknown>) =>
+            socket.write(`${stringifyLossless(id === undefined ? body : { ...body, id })}\n`);
           const name = m.execute;
           const handler = typeof name === 'string' && Object.hasOwn(this.handlers, name) ? this.handlers[name] : undefined;
           if (!handler) {
-            reply({ error: { class: 'CommandNotFound', desc: `no control command ${JSON.stringify(name)} (known: ${Object.keys(this.handlers).join(', ')})` } });
+            reply({
+              error: {
+                class: 'CommandNotFound',
+                desc: `no control command ${JSON.stringify(name)} (known: ${Object.keys(this.handlers).join(', ')})`,
+              },
+            });
             return;
           }
           const args = m.arguments ?? {};

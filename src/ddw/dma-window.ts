@@ -52,8 +52,19 @@ export type DdwTraceEvent =
 
 /** Parses QEMU's spapr_iommu_ddw_* trace lines (log backend, on stderr). */
 export function parseDdwTraceLine(line: string): DdwTraceEvent | undefined {
-  let m = /spapr_iommu_ddw_create buid=(0x[0-9a-f]+) addr=0x[0-9a-f]+, page size=(0x[0-9a-f]+), requested=(0x[0-9a-f]+), start addr=(0x[0-9a-f]+), liobn=(0x[0-9a-f]+)/.exec(line);
-  if (m) return { kind: 'create', buid: BigInt(m[1]!), pageSize: BigInt(m[2]!), requested: BigInt(m[3]!), start: BigInt(m[4]!), liobn: parseInt(m[5]!, 16) };
+  let m =
+    /spapr_iommu_ddw_create buid=(0x[0-9a-f]+) addr=0x[0-9a-f]+, page size=(0x[0-9a-f]+), requested=(0x[0-9a-f]+), start addr=(0x[0-9a-f]+), liobn=(0x[0-9a-f]+)/.exec(
+      line,
+    );
+  if (m)
+    return {
+      kind: 'create',
+      buid: BigInt(m[1]!),
+      pageSize: BigInt(m[2]!),
+      requested: BigInt(m[3]!),
+      start: BigInt(m[4]!),
+      liobn: parseInt(m[5]!, 16),
+    };
   m = /spapr_iommu_ddw_remove liobn=(0x[0-9a-f]+)/.exec(line);
   if (m) return { kind: 'remove', liobn: parseInt(m[1]!, 16) };
   m = /spapr_iommu_ddw_reset buid=(0x[0-9a-f]+)/.exec(line);

@@ -1,6 +1,13 @@
 import type { QmpClient } from '../qmp/qmp-client.js';
 import type { Profile } from '../qemu/profile.js';
-import { parseMtreeWindows, pageShiftFromTrace, phbIndexOfLiobn, parseDdwTraceLine, type DdwTraceEvent, type DmaWindow } from './dma-window.js';
+import {
+  parseMtreeWindows,
+  pageShiftFromTrace,
+  phbIndexOfLiobn,
+  parseDdwTraceLine,
+  type DdwTraceEvent,
+  type DmaWindow,
+} from './dma-window.js';
 
 /** The DDW trace events QEMU prints on stderr (enabled in every lab's argv). */
 export class DdwTraceLog {
@@ -35,18 +42,31 @@ export interface PhbDmaState {
  * window's region has size 0 and is not listed), the DDW trace for their page sizes.
  */
 export class HostDdwView {
-  constructor(private readonly qmp: QmpClient, private readonly trace: DdwTraceLog, private readonly phbs: Profile['phbs']) {}
+  constructor(
+    private readonly qmp: QmpClient,
+    private readonly trace: DdwTraceLog,
+    private readonly phbs: Profile['phbs'],
+  ) {}
 
   async phbState(phb: string): Promise<PhbDmaState> {
     const path = `/machine/peripheral/${phb}`;
     const get = (p: string) => this.qmp.qomGet<number | bigint | boolean>(path, p);
     const [index, ddw, dma32Start, dma32Size, dma64Start, pgsz] = await Promise.all([
-      get('index'), get('ddw'), get('dma_win_addr'), get('dma_win_size'), get('dma64_win_addr'), get('pgsz'),
+      get('index'),
+      get('ddw'),
+      get('dma_win_addr'),
+      get('dma_win_size'),
+      get('dma64_win_addr'),
+      get('pgsz'),
     ]);
     return {
-      phb, index: Number(index), ddw: Boolean(ddw),
-      dma32Start: BigInt(dma32Start as number), dma32Size: BigInt(dma32Size as number),
-      dma64Start: BigInt(dma64Start as number), pageSizeMask: BigInt(pgsz as number),
+      phb,
+      index: Number(index),
+      ddw: Boolean(ddw),
+      dma32Start: BigInt(dma32Start as number),
+      dma32Size: BigInt(dma32Size as number),
+      dma64Start: BigInt(dma64Start as number),
+      pageSizeMask: BigInt(pgsz as number),
     };
   }
 

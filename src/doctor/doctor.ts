@@ -36,20 +36,34 @@ const CAP_IPC_LOCK = 14n;
 
 export async function runDoctor(host: Host, profile: Profile, opts: DoctorOptions = {}): Promise<DoctorReport> {
   const f: Finding[] = [];
-  const add = (check: string, status: Finding['status'], detail: string, fix?: string) => f.push({ check, status, detail, ...(fix ? { fix } : {}) });
+  const add = (check: string, status: Finding['status'], detail: string, fix?: string) =>
+    f.push({ check, status, detail, ...(fix ? { fix } : {}) });
   const arch = (await host.exec(['uname', '-m'])).stdout.trim() || 'unknown';
 
   if (!opts.skipQemu) {
     const v = await host.exec([profile.qemu.binary, '--version']);
     const version = /version (\d+\.\d+\.\d+)/.exec(v.stdout)?.[1];
-    if (v.exitCode !== 0 || !version) add('QEMU binary', 'fail', `${profile.qemu.binary} does not run on ${host.name}: ${v.stderr.trim().split('\n')[0] ?? ''}`, 'install QEMU for ppc64 (Debian: apt-get install qemu-system-ppc)');
+    if (v.exitCode !== 0 || !version)
+      add(
+        'QEMU binary',
+        'fail',
+        `${profile.qemu.binary} does not run on ${host.name}: ${v.stderr.trim().split('\n')[0] ?? ''}`,
+        'install QEMU for ppc64 (Debian: apt-get install qemu-system-ppc)',
+      );
     else add('QEMU binary', 'ok', `${profile.qemu.binary} ${version}`);
   }
 
   if (profile.qemu.accel === 'kvm') {
     const power = /^ppc64/.test(arch);
-    if (!power) add('KVM for pseries', 'fail', `this machine is ${arch}: KVM runs a pseries guest only on a POWER host, so profile ${profile.name} cannot run here`, 'run it on a POWER lab host, or use the emulated profile (TCG) here');
-    else if (!(await host.listDir('/dev'))?.some((e) => e.name === 'kvm')) add('KVM for pseries', 'fail', '/dev/kvm is missing', 'load kvm_hv (modprobe kvm_hv) and check the firmware enables it');
+    if (!power)
+      add(
+        'KVM for pseries',
+        'fail',
+        `this machine is ${arch}: KVM runs a pseries guest only on a POWER host, so profile ${profile.name} cannot run here`,
+        'run it on a POWER lab host, or use the emulated profile (TCG) here',
+      );
+    else if (!(await host.listDir('/dev'))?.some((e) => e.name === 'kvm'))
+      add('KVM for pseries', 'fail', '/dev/kvm is missing', 'load kvm_hv (modprobe kvm_hv) and check the firmware enables it');
     else add('KVM for pseries', 'ok', `/dev/kvm on ${arch}`);
   } else {
     add('accelerator', 'ok', `TCG (emulation) on ${arch}: no KVM needed`);
@@ -58,7 +72,8 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
   const vfioDevices = profile.devices.filter((d) => d.driver === 'vfio-pci');
   if (vfioDevices.length > 0) {
     const vfio = await host.listDir('/dev/vfio');
-    if (!vfio?.some((e) => e.name === 'vfio')) add('/dev/vfio', 'fail', '/dev/vfio/vfio is missing', 'load the vfio and vfio-pci modules (modprobe vfio-pci)');
+    if (!vfio?.some((e) => e.name === 'vfio'))
+      add('/dev/vfio', 'fail', '/dev/vfio/vfio is missing', 'load the vfio and vfio-pci modules (modprobe vfio-pci)');
     else add('/dev/vfio', 'ok', `present (${vfio.map((e) => e.name).join(', ')})`);
     const binder = new VfioPciBinder(host);
     for (const d of opts.skipDevices ? [] : vfioDevices) {
@@ -68,10 +83,21 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
         continue;
       }
       const driver = await binder.driverOf(bdf);
-      add(`device ${bdf}`, 'ok', driver === 'vfio-pci' ? 'bound to vfio-pci' : `bound to ${driver ?? 'no driver'}; tcelab binds it to vfio-pci for the run and gives it back to ${driver ?? 'no driver'} afterwards`);
+      add(
+        `device ${bdf}`,
+        'ok',
+        driver === 'vfio-pci'
+          ? 'bound to vfio-pci'
+          : `bound to ${driver ?? 'no driver'}; tcelab binds it to vfio-pci for the run and gives it back to ${driver ?? 'no driver'} afterwards`,
+      );
       const group = await binder.groupOf(bdf);
       if (group === null) {
-        add(`IOMMU group of ${bdf}`, 'fail', 'the device has no IOMMU group', 'enable the IOMMU (on POWER it always is; elsewhere iommu=on)');
+        add(
+          `IOMMU group of ${bdf}`,
+          'fail',
+          'the device has no IOMMU group',
+          'enable the IOMMU (on POWER it always is; elsewhere iommu=on)',
+        );
         continue;
       }
       const members = (await host.listDir(`/sys/kernel/iommu_groups/${group}/devices`)) ?? [];
@@ -81,8 +107,15 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
         const drv = await binder.driverOf(m.name);
         if (drv && drv !== 'vfio-pci') blockers.push(`${m.name} (${drv})`);
       }
-      if (blockers.length) add(`IOMMU group ${group}`, 'fail', `not viable: ${blockers.join(', ')} ${blockers.length > 1 ? 'are' : 'is'} bound to a host driver`, 'unbind those devices too, or bind them to vfio-pci');
-      else add(`IOMMU group ${group}`, 'ok', `viable: ${members.map((m) => m.name).join(', ')} (every other member unbound or on vfio-pci)`);
+      if (blockers.length)
+        add(
+          `IOMMU group ${group}`,
+          'fail',
+          `not viable: ${blockers.join(', ')} ${blockers.length > 1 ? 'are' : 'is'} bound to a host driver`,
+          'unbind those devices too, or bind them to vfio-pci',
+        );
+      else
+        add(`IOMMU group ${group}`, 'ok', `viable: ${members.map((m) => m.name).join(', ')} (every other member unbound or on vfio-pci)`);
     }
   }
 
@@ -97,22 +130,44 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
   if (!lim) add('RLIMIT_MEMLOCK', 'warn', 'could not read the limit');
   else {
     const shown = lim.soft === Infinity ? 'unlimited' : `${Math.round(lim.soft / 1024 / 1024)} MiB`;
-    if (needsLock && lim.soft < ramBytes && ipcLock) add('RLIMIT_MEMLOCK', 'ok', `${shown}, but the process has CAP_IPC_LOCK, which lifts the limit (guest RAM ${profile.qemu.memoryMiB} MiB must be locked)`);
-    else if (needsLock && lim.soft < ramBytes) add('RLIMIT_MEMLOCK', 'fail', `${shown}, below guest RAM ${profile.qemu.memoryMiB} MiB: VFIO pre-registration (or mem-lock) of all guest RAM would fail`, `raise it (ulimit -l unlimited, or LimitMEMLOCK= in the service) to at least ${profile.qemu.memoryMiB} MiB`);
-    else add('RLIMIT_MEMLOCK', 'ok', `${shown}${needsLock ? ` (guest RAM ${profile.qemu.memoryMiB} MiB must be locked)` : ' (nothing needs locking with this profile)'}`);
+    if (needsLock && lim.soft < ramBytes && ipcLock)
+      add(
+        'RLIMIT_MEMLOCK',
+        'ok',
+        `${shown}, but the process has CAP_IPC_LOCK, which lifts the limit (guest RAM ${profile.qemu.memoryMiB} MiB must be locked)`,
+      );
+    else if (needsLock && lim.soft < ramBytes)
+      add(
+        'RLIMIT_MEMLOCK',
+        'fail',
+        `${shown}, below guest RAM ${profile.qemu.memoryMiB} MiB: VFIO pre-registration (or mem-lock) of all guest RAM would fail`,
+        `raise it (ulimit -l unlimited, or LimitMEMLOCK= in the service) to at least ${profile.qemu.memoryMiB} MiB`,
+      );
+    else
+      add(
+        'RLIMIT_MEMLOCK',
+        'ok',
+        `${shown}${needsLock ? ` (guest RAM ${profile.qemu.memoryMiB} MiB must be locked)` : ' (nothing needs locking with this profile)'}`,
+      );
   }
 
   const meminfo = parseKbFields((await host.readFile('/proc/meminfo')) ?? '');
   const hpTotal = meminfo.get('HugePages_Total') ?? 0;
   const hpSize = meminfo.get('Hugepagesize') ?? 0;
-  add('huge pages', hpTotal > 0 ? 'ok' : 'warn', `${hpTotal} reserved, ${meminfo.get('HugePages_Free') ?? 0} free, ${hpSize} kB each`, hpTotal > 0 ? undefined : 'only needed for hugetlb-backed guest RAM or 64K-page DMA windows; reserve with /proc/sys/vm/nr_hugepages');
+  add(
+    'huge pages',
+    hpTotal > 0 ? 'ok' : 'warn',
+    `${hpTotal} reserved, ${meminfo.get('HugePages_Free') ?? 0} free, ${hpSize} kB each`,
+    hpTotal > 0 ? undefined : 'only needed for hugetlb-backed guest RAM or 64K-page DMA windows; reserve with /proc/sys/vm/nr_hugepages',
+  );
 
   return { host: host.name, profile: profile.name, findings: f, canRun: f.every((x) => x.status !== 'fail') };
 }
 
 export function formatDoctor(r: DoctorReport): string {
   const mark = { ok: 'ok  ', warn: 'warn', fail: 'FAIL' };
-  return `doctor: profile ${r.profile} on ${r.host}: ${r.canRun ? 'can run here' : 'cannot run here'}\n` +
-    r.findings.map((x) => `  ${mark[x.status]} ${x.check}: ${x.detail}${x.fix ? `\n       → ${x.fix}` : ''}\n`).join('');
+  return (
+    `doctor: profile ${r.profile} on ${r.host}: ${r.canRun ? 'can run here' : 'cannot run here'}\n` +
+    r.findings.map((x) => `  ${mark[x.status]} ${x.check}: ${x.detail}${x.fix ? `\n       → ${x.fix}` : ''}\n`).join('')
+  );
 }
-

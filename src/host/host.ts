@@ -80,7 +80,11 @@ export class LocalHost implements Host {
     // setpriv --pdeathsig: the kernel kills the child when the controller dies, even by SIGKILL.
     const usePdeathsig = process.platform === 'linux' && existsSync('/usr/bin/setpriv');
     const [cmd, ...args] = usePdeathsig ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--', ...argv] : argv;
-    const child = spawn(cmd!, args, { cwd: opts.cwd, stdio: ['pipe', 'pipe', 'pipe'], env: opts.env ? { ...process.env, ...opts.env } : process.env });
+    const child = spawn(cmd!, args, {
+      cwd: opts.cwd,
+      stdio: ['pipe', 'pipe', 'pipe'],
+      env: opts.env ? { ...process.env, ...opts.env } : process.env,
+    });
     await new Promise<void>((resolve, reject) => {
       child.once('spawn', resolve);
       child.once('error', reject);
@@ -89,7 +93,10 @@ export class LocalHost implements Host {
     let done = false;
     void exited.then(() => (done = true));
     return {
-      pid: child.pid!, stdout: child.stdout!, stderr: child.stderr!, exited,
+      pid: child.pid!,
+      stdout: child.stdout!,
+      stderr: child.stderr!,
+      exited,
       kill: (signal) => {
         if (!done) child.kill(signal);
       },
@@ -133,11 +140,19 @@ export class LocalHost implements Host {
   async listDir(path: string): Promise<DirEntry[] | undefined> {
     try {
       const entries = await readdir(path, { withFileTypes: true });
-      return Promise.all(entries.map(async (e) => ({
-        name: e.name,
-        type: e.isSymbolicLink() ? 'link' as const : e.isDirectory() ? 'dir' as const : e.isCharacterDevice() ? 'char' as const : 'file' as const,
-        ...(e.isSymbolicLink() ? { target: await readlink(`${path}/${e.name}`) } : {}),
-      })));
+      return Promise.all(
+        entries.map(async (e) => ({
+          name: e.name,
+          type: e.isSymbolicLink()
+            ? ('link' as const)
+            : e.isDirectory()
+              ? ('dir' as const)
+              : e.isCharacterDevice()
+                ? ('char' as const)
+                : ('file' as const),
+          ...(e.isSymbolicLink() ? { target: await readlink(`${path}/${e.name}`) } : {}),
+        })),
+      );
     } catch (err) {
       if (missing(err)) return undefined;
       throw err;
@@ -168,7 +183,11 @@ export class LocalHost implements Host {
 
 const signalNames = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));
 const agentSignals: Partial<Record<NodeJS.Signals, 'TERM' | 'KILL' | 'INT' | 'STOP' | 'CONT'>> = {
-  SIGTERM: 'TERM', SIGKILL: 'KILL', SIGINT: 'INT', SIGSTOP: 'STOP', SIGCONT: 'CONT',
+  SIGTERM: 'TERM',
+  SIGKILL: 'KILL',
+  SIGINT: 'INT',
+  SIGSTOP: 'STOP',
+  SIGCONT: 'CONT',
 };
 
 /** Bytes per stream-write: 256 KiB of base64 in a request line, a quarter of the agent's line limit. */
@@ -203,12 +222,20 @@ async function pumpStream(agent: AgentClient, stream: number, sink: (out: Buffer
 class AgentRelay extends Duplex {
   private stopped = false;
 
-  constructor(private readonly agent: AgentClient, private readonly stream: number) {
+  constructor(
+    private readonly agent: AgentClient,
+    private readonly stream: number,
+  ) {
     // allowHalfOpen false: when the guest side closes, this side ends too and emits 'close'.
     super({ allowHalfOpen: false });
-    void pumpStream(agent, stream, (out) => {
-      if (out.length && !this.destroyed) this.push(out);
-    }, () => this.stopped).then((last) => {
+    void pumpStream(
+      agent,
+      stream,
+      (out) => {
+        if (out.length && !this.destroyed) this.push(out);
+      },
+      () => this.stopped,
+    ).then((last) => {
       if (this.destroyed) return;
       if (last) this.push(null);
       else this.destroy(new Error('the guest agent went away'));
@@ -218,7 +245,10 @@ class AgentRelay extends Duplex {
   override _read(): void {}
 
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
-    this.writeAll(chunk).then(() => cb(), (err: Error) => cb(err));
+    this.writeAll(chunk).then(
+      () => cb(),
+      (err: Error) => cb(err),
+    );
   }
 
   /**
@@ -226,7 +256,7 @@ class AgentRelay extends Duplex {
    * the agent still holds a megabyte the peer has not taken (EAGAIN), wait.
    */
   private async writeAll(chunk: Buffer): Promise<void> {
-    for (let at = 0; at < chunk.length;) {
+    for (let at = 0; at < chunk.length; ) {
       const slice = chunk.subarray(at, at + RELAY_SLICE);
       try {
         await this.agent.streamWrite(this.stream, slice);
@@ -252,17 +282,25 @@ export class AgentHost implements Host {
     return this.agent.connection.closed;
   }
 
-  constructor(readonly agent: AgentClient, readonly name = 'guest') {}
+  constructor(
+    readonly agent: AgentClient,
+    readonly name = 'guest',
+  ) {}
 
   async spawn(argv: string[], opts: SpawnOptions = {}): Promise<HostProcess> {
     const { stream, pid } = await this.agent.spawn(argv, opts.cwd);
     const stdout = new PassThrough();
     const stderr = new PassThrough();
     let done = false;
-    const exited = pumpStream(this.agent, stream, (out, err) => {
-      if (out.length) stdout.write(out);
-      if (err.length) stderr.write(err);
-    }, () => false).then((last): HostExit => {
+    const exited = pumpStream(
+      this.agent,
+      stream,
+      (out, err) => {
+        if (out.length) stdout.write(out);
+        if (err.length) stderr.write(err);
+      },
+      () => false,
+    ).then((last): HostExit => {
       done = true;
       stdout.end();
       stderr.end();
@@ -271,7 +309,10 @@ export class AgentHost implements Host {
       return { code: last.exitCode ?? null, signal: last.signal ? (signalNames.get(last.signal) ?? 'SIGKILL') : null, at: Date.now() };
     });
     return {
-      pid, stdout, stderr, exited,
+      pid,
+      stdout,
+      stderr,
+      exited,
       kill: (signal) => {
         const name = agentSignals[signal];
         if (!name) throw new Error(`the agent cannot send ${signal}`);

@@ -31,7 +31,8 @@ export class VfioPciBinder {
   async bind(bdf: string): Promise<DeviceBinding> {
     if (!BDF.test(bdf)) throw new TcelabError(`bind ${bdf} to vfio-pci`, 'not a PCI address (domain:bus:slot.function)');
     const dev = `/sys/bus/pci/devices/${bdf}`;
-    if ((await this.host.listDir(dev)) === undefined) throw new TcelabError(`bind ${bdf} to vfio-pci`, `no such device on ${this.host.name}`, 'check the address with lspci -D');
+    if ((await this.host.listDir(dev)) === undefined)
+      throw new TcelabError(`bind ${bdf} to vfio-pci`, `no such device on ${this.host.name}`, 'check the address with lspci -D');
     const previousDriver = await this.driverOf(bdf);
     if (previousDriver !== 'vfio-pci') {
       await this.host.writeFile(`${dev}/driver_override`, 'vfio-pci');
@@ -40,7 +41,11 @@ export class VfioPciBinder {
     }
     const now = await this.driverOf(bdf);
     if (now !== 'vfio-pci') {
-      throw new TcelabError(`bind ${bdf} to vfio-pci`, `it is bound to ${now ?? 'nothing'} after probing`, 'load the vfio-pci module (modprobe vfio-pci) and try again');
+      throw new TcelabError(
+        `bind ${bdf} to vfio-pci`,
+        `it is bound to ${now ?? 'nothing'} after probing`,
+        'load the vfio-pci module (modprobe vfio-pci) and try again',
+      );
     }
     const group = await this.groupOf(bdf);
     if (group === null) throw new TcelabError(`bind ${bdf} to vfio-pci`, 'it has no IOMMU group', 'enable the IOMMU on this host');
@@ -53,7 +58,9 @@ export class VfioPciBinder {
     if ((await this.driverOf(b.device)) === 'vfio-pci') await this.host.writeFile(`${dev}/driver/unbind`, b.device);
     await this.host.writeFile(`${dev}/driver_override`, '\n');
     if (b.previousDriver) {
-      await this.host.writeFile(`/sys/bus/pci/drivers/${b.previousDriver}/bind`, b.device).catch(() => this.host.writeFile('/sys/bus/pci/drivers_probe', b.device));
+      await this.host
+        .writeFile(`/sys/bus/pci/drivers/${b.previousDriver}/bind`, b.device)
+        .catch(() => this.host.writeFile('/sys/bus/pci/drivers_probe', b.device));
     }
     return this.driverOf(b.device);
   }

@@ -19,7 +19,11 @@ export interface StepTiming {
 }
 
 export class HotplugError extends TcelabError {
-  constructor(readonly step: string, why: string, hint?: string) {
+  constructor(
+    readonly step: string,
+    why: string,
+    hint?: string,
+  ) {
     super(`hotplug step "${step}"`, why, hint);
     this.name = 'HotplugError';
   }
@@ -82,12 +86,20 @@ export class Hotplugger {
   private async drmgr(step: string, args: string[], timeoutMs = this.timeouts.guestMs): Promise<void> {
     const r = await this.agent.exec(['drmgr', ...args], timeoutMs);
     if (r.timedOut || r.exitCode !== 0) {
-      throw new HotplugError(step, `drmgr ${args.join(' ')} ${r.timedOut ? 'timed out' : `exited with ${r.exitCode}`}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
-        'the guest console and /var/log/drmgr in the guest say more');
+      throw new HotplugError(
+        step,
+        `drmgr ${args.join(' ')} ${r.timedOut ? 'timed out' : `exited with ${r.exitCode}`}: ${(r.stderr || r.stdout).trim().split('\n').slice(-3).join(' | ')}`,
+        'the guest console and /var/log/drmgr in the guest say more',
+      );
     }
   }
 
-  private async waitUntil<T>(step: string, what: string, probe: () => Promise<T | undefined>, timeoutMs = this.timeouts.guestMs): Promise<T> {
+  private async waitUntil<T>(
+    step: string,
+    what: string,
+    probe: () => Promise<T | undefined>,
+    timeoutMs = this.timeouts.guestMs,
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const v = await probe();
@@ -104,10 +116,13 @@ export class Hotplugger {
 
   private async deleted(step: string, id: string, since: number, timeoutMs = this.timeouts.deletedMs): Promise<void> {
     // A PHB's DRC children are deleted first, each with its own event; wait for the device itself.
-    await this.qmp.waitForEvent('DEVICE_DELETED', { timeoutMs, since, predicate: (d) => d.device === id })
-      .catch((err) => {
-        throw new HotplugError(step, `no DEVICE_DELETED for ${id}: ${(err as Error).message}`, 'the guest may not have released it; see the console log');
-      });
+    await this.qmp.waitForEvent('DEVICE_DELETED', { timeoutMs, since, predicate: (d) => d.device === id }).catch((err) => {
+      throw new HotplugError(
+        step,
+        `no DEVICE_DELETED for ${id}: ${(err as Error).message}`,
+        'the guest may not have released it; see the console log',
+      );
+    });
   }
 
   /** device_add spapr-pci-host-bridge, then drmgr -c phb -a, then wait for the guest's device-tree node. */
@@ -118,23 +133,35 @@ export class Hotplugger {
     if (this.phbs.has(id)) throw new HotplugError('plug PHB', `${id} is already plugged`);
     await this.timed(timings, 'QMP device_add PHB', () => this.qmp.deviceAdd('spapr-pci-host-bridge', id, { index, ddw }));
     try {
-      const drcId = await this.timed(timings, 'derive PHB DRC', () => this.qmp.qomGet<number>(`/machine/dr-connector[${phbDrcIndex(index)}]`, 'id'));
+      const drcId = await this.timed(timings, 'derive PHB DRC', () =>
+        this.qmp.qomGet<number>(`/machine/dr-connector[${phbDrcIndex(index)}]`, 'id'),
+      );
       const drc = drcName(DRC_TYPE_PHB, drcId);
       await this.timed(timings, 'guest drmgr -c phb -a', () => this.drmgr('guest drmgr -c phb -a', ['-c', 'phb', '-a', '-s', drc]));
-      await this.timed(timings, 'guest reports the PHB', () => this.waitUntil('guest reports the PHB', `device-tree node ${phbDeviceTreeNode(index)}`, async () => ((await this.guestHasPhb(index)) ? true : undefined)));
+      await this.timed(timings, 'guest reports the PHB', () =>
+        this.waitUntil('guest reports the PHB', `device-tree node ${phbDeviceTreeNode(index)}`, async () =>
+          (await this.guestHasPhb(index)) ? true : undefined,
+        ),
+      );
       const phb = { id, index, ddw, drc };
       this.phbs.set(id, phb);
       return { phb, timings };
     } catch (err) {
       // Leave the lab as it was: the guest never configured the PHB, so QEMU can drop it at once.
       const mark = this.qmp.eventMark();
-      await this.qmp.deviceDel(id).then(() => this.deleted('roll back PHB', id, mark, 10_000)).catch(() => {});
+      await this.qmp
+        .deviceDel(id)
+        .then(() => this.deleted('roll back PHB', id, mark, 10_000))
+        .catch(() => {});
       throw err;
     }
   }
 
   /** device_add on a plugged PHB, then drmgr -c pci -a on its derived slot, then wait for it in a new IOMMU group. */
-  async hotplugDevice(phbId: string, dev: { id: string; driver: string; host?: string; props?: Record<string, string> }): Promise<{ device: PluggedDevice; timings: StepTiming[] }> {
+  async hotplugDevice(
+    phbId: string,
+    dev: { id: string; driver: string; host?: string; props?: Record<string, string> },
+  ): Promise<{ device: PluggedDevice; timings: StepTiming[] }> {
     const timings: StepTiming[] = [];
     const phb = this.phbs.get(phbId);
     if (!phb) throw new HotplugError('plug device', `PHB ${phbId} was not hot-plugged by this controller`);
@@ -149,23 +176,29 @@ export class Hotplugger {
         const index = pciDrcIndex(phb.index, where.bus, where.slot, where.fn);
         const path = `/machine/peripheral/${phbId}/dr-connector[${index}]`;
         const linked = await this.qmp.qomGet<string>(path, 'device');
-        if (linked !== `/machine/peripheral/${dev.id}`) throw new Error(`DRC ${index.toString(16)} links ${linked || 'nothing'}, not ${dev.id}`);
+        if (linked !== `/machine/peripheral/${dev.id}`)
+          throw new Error(`DRC ${index.toString(16)} links ${linked || 'nothing'}, not ${dev.id}`);
         return drcName(DRC_TYPE_PCI, await this.qmp.qomGet<number>(path, 'id'));
       });
       // -I: no identify prompt (drmgr otherwise waits for Enter on stdin).
       await this.timed(timings, 'guest drmgr -c pci -a', () => this.drmgr('guest drmgr -c pci -a', ['-c', 'pci', '-a', '-I', '-s', drc]));
       const domain = guestPciDomain(phb);
-      const found = await this.timed(timings, 'device in a new IOMMU group', () => this.waitUntil('device in a new IOMMU group', `a device in domain ${domain} with a new IOMMU group`, async () => {
-        const info = await this.agent.info();
-        const d = info.iommuGroups.flatMap((g) => g.devices).find((x) => x.address.startsWith(`${domain}:`) && x.iommuGroup !== null);
-        return d && !groupsBefore.has(d.iommuGroup!) ? d : undefined;
-      }));
+      const found = await this.timed(timings, 'device in a new IOMMU group', () =>
+        this.waitUntil('device in a new IOMMU group', `a device in domain ${domain} with a new IOMMU group`, async () => {
+          const info = await this.agent.info();
+          const d = info.iommuGroups.flatMap((g) => g.devices).find((x) => x.address.startsWith(`${domain}:`) && x.iommuGroup !== null);
+          return d && !groupsBefore.has(d.iommuGroup!) ? d : undefined;
+        }),
+      );
       const device = { id: dev.id, phb: phbId, driver: dev.driver, drc, address: found.address, group: found.iommuGroup! };
       this.devices.set(dev.id, device);
       return { device, timings };
     } catch (err) {
       const mark = this.qmp.eventMark();
-      await this.qmp.deviceDel(dev.id).then(() => this.deleted('roll back device', dev.id, mark, 10_000)).catch(() => {});
+      await this.qmp
+        .deviceDel(dev.id)
+        .then(() => this.deleted('roll back device', dev.id, mark, 10_000))
+        .catch(() => {});
       throw err;
     }
   }
@@ -190,11 +223,17 @@ export class Hotplugger {
     if (!phb) throw new HotplugError('unplug PHB', `${id} was not hot-plugged by this controller`);
     const onIt = [...this.devices.values()].filter((d) => d.phb === id).map((d) => d.id);
     if (onIt.length) throw new HotplugError('unplug PHB', `${id} still has ${onIt.join(', ')}; unplug them first`);
-    await this.timed(timings, 'guest drmgr -c phb -r', () => this.drmgr('guest drmgr -c phb -r', ['-c', 'phb', '-r', '-s', phb.drc], this.timeouts.phbRemoveMs));
+    await this.timed(timings, 'guest drmgr -c phb -r', () =>
+      this.drmgr('guest drmgr -c phb -r', ['-c', 'phb', '-r', '-s', phb.drc], this.timeouts.phbRemoveMs),
+    );
     const mark = this.qmp.eventMark();
     await this.timed(timings, 'QMP device_del PHB', () => this.qmp.deviceDel(id));
     await this.timed(timings, 'DEVICE_DELETED PHB', () => this.deleted('DEVICE_DELETED PHB', id, mark));
-    await this.timed(timings, 'guest drops the PHB', () => this.waitUntil('guest drops the PHB', `removal of ${phbDeviceTreeNode(phb.index)}`, async () => ((await this.guestHasPhb(phb.index)) ? undefined : true)));
+    await this.timed(timings, 'guest drops the PHB', () =>
+      this.waitUntil('guest drops the PHB', `removal of ${phbDeviceTreeNode(phb.index)}`, async () =>
+        (await this.guestHasPhb(phb.index)) ? undefined : true,
+      ),
+    );
     this.phbs.delete(id);
     return timings;
   }
@@ -207,4 +246,3 @@ export class Hotplugger {
     return errors;
   }
 }
-

@@ -58,8 +58,11 @@ export function hostDebianMirror(env: NodeJS.ProcessEnv = process.env, etc = '/e
   }
   const mirror = pickDebianMirror(sources);
   if (!mirror) {
-    throw new TcelabError('find a Debian mirror', `no Debian archive in ${etc}/sources.list{,.d}`,
-      'set TCELAB_DEBIAN_MIRROR to a Debian mirror URI that serves trixie for ppc64el');
+    throw new TcelabError(
+      'find a Debian mirror',
+      `no Debian archive in ${etc}/sources.list{,.d}`,
+      'set TCELAB_DEBIAN_MIRROR to a Debian mirror URI that serves trixie for ppc64el',
+    );
   }
   return mirror;
 }

@@ -32,12 +32,15 @@ export function writeCpio(entries: CpioEntry[], mtime = 0): Buffer {
       '070701' +
       hex8(name === 'TRAILER!!!' ? 0 : ino++) +
       hex8(mode) +
-      hex8(0) + hex8(0) +
+      hex8(0) +
+      hex8(0) +
       hex8(nlink) +
       hex8(mtime) +
       hex8(data.length) +
-      hex8(0) + hex8(0) +
-      hex8(rdevMajor) + hex8(rdevMinor) +
+      hex8(0) +
+      hex8(0) +
+      hex8(rdevMajor) +
+      hex8(rdevMinor) +
       hex8(nameBuf.length) +
       hex8(0);
     const h = Buffer.from(header, 'ascii');

@@ -105,8 +105,11 @@ export async function findGuestImage(variant: ImageVariant, cache = cacheDir()):
 export async function requireGuestImage(variant: ImageVariant, cache = cacheDir()): Promise<GuestImage> {
   const image = await findGuestImage(variant, cache);
   if (!image) {
-    throw new TcelabError(`guest image "${variant}"`, `not built in ${imageDir(variant, cache)}`,
-      `run \`tcelab guest build${variant === 'base' ? '' : ' --variant ' + variant}\``);
+    throw new TcelabError(
+      `guest image "${variant}"`,
+      `not built in ${imageDir(variant, cache)}`,
+      `run \`tcelab guest build${variant === 'base' ? '' : ' --variant ' + variant}\``,
+    );
   }
   return image;
 }
@@ -179,7 +182,10 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
     const apt = new PrivateApt(join(cache, 'guest', 'apt'), hostDebianMirror(), SUITE, ARCH);
     await progress.step(`update Debian ${SUITE} ${ARCH} package lists (private apt config)`, () => apt.update());
     index = { dist: apt.dist, date: await apt.releaseField(apt.dist, 'Date') };
-    if (apt.dist !== SUITE) progress.info(`the mirror's ${SUITE} index is mid-sync; using its ${apt.dist} alias (same release, signed, from ${index.date ?? 'unknown date'})`);
+    if (apt.dist !== SUITE)
+      progress.info(
+        `the mirror's ${SUITE} index is mid-sync; using its ${apt.dist} alias (same release, signed, from ${index.date ?? 'unknown date'})`,
+      );
     packages = await progress.step('resolve package versions', () => resolvePackages(apt, spec));
     const toFetch = packages;
     await progress.step(`download and verify ${toFetch.length} packages`, async (update) => {
@@ -208,9 +214,19 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
         const deb = join(debDir, debFileName(p));
         if (p === kernelPkg) {
           // Only the kernel and the modules the guest loads: the rest is ~300 MB.
-          await run('bash', ['-o', 'pipefail', '-c',
-            `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/vmlinux-*' ${GUEST_MODULE_DIRS.map((d) => `'./usr/lib/modules/*/${d}/*'`).join(' ')}`,
-            'unpack', deb, staging], { what: `unpack ${p.name}` });
+          await run(
+            'bash',
+            [
+              '-o',
+              'pipefail',
+              '-c',
+              `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/vmlinux-*' ${GUEST_MODULE_DIRS.map((d) => `'./usr/lib/modules/*/${d}/*'`).join(' ')}`,
+              'unpack',
+              deb,
+              staging,
+            ],
+            { what: `unpack ${p.name}` },
+          );
         } else {
           await run('dpkg-deb', ['-x', deb, staging], { what: `unpack ${p.name}` });
         }
@@ -237,12 +253,21 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
       ...(index ? { index } : {}),
       architecture: ARCH,
       kernelRelease,
-      packages: packages.map(({ name, version, architecture, filename, sha256, size }) => ({ name, version, architecture, filename, sha256, size })),
+      packages: packages.map(({ name, version, architecture, filename, sha256, size }) => ({
+        name,
+        version,
+        architecture,
+        filename,
+        sha256,
+        size,
+      })),
       inputsSha256: inputs,
       outputs: {
         kernel: await fileInfo('vmlinux'),
         initrd: await fileInfo('initrd.cpio.gz'),
-        ...(agent ? { agent: { path: '/usr/sbin/tcelab-agent', sha256: createHash('sha256').update(agent).digest('hex'), size: agent.length } } : {}),
+        ...(agent
+          ? { agent: { path: '/usr/sbin/tcelab-agent', sha256: createHash('sha256').update(agent).digest('hex'), size: agent.length } }
+          : {}),
       },
       initramfs: { files: entries.length, bytes: cpio.length },
     };
@@ -286,10 +311,23 @@ async function buildAgent(work: string): Promise<Buffer | undefined> {
   const sources = (await listAgentSources()).filter((f) => f.endsWith('.c'));
   if (sources.length === 0) return undefined;
   const out = join(work, 'tcelab-agent');
-  await run('powerpc64le-linux-gnu-gcc', [
-    '-static', '-s', '-O2', '-Wall', '-Wextra', '-Werror', '-std=gnu11', '-D_GNU_SOURCE', '-o', out,
-    ...sources.map((s) => join(guestSourceDir, 'agent', s)),
-  ], { what: 'cross-compile the guest agent', hint: 'install gcc-powerpc64le-linux-gnu (scripts/bootstrap.sh does)' });
+  await run(
+    'powerpc64le-linux-gnu-gcc',
+    [
+      '-static',
+      '-s',
+      '-O2',
+      '-Wall',
+      '-Wextra',
+      '-Werror',
+      '-std=gnu11',
+      '-D_GNU_SOURCE',
+      '-o',
+      out,
+      ...sources.map((s) => join(guestSourceDir, 'agent', s)),
+    ],
+    { what: 'cross-compile the guest agent', hint: 'install gcc-powerpc64le-linux-gnu (scripts/bootstrap.sh does)' },
+  );
   const bin = await readFile(out);
   const deps = readElfDeps(bin);
   if (deps.machine !== EM_PPC64 || deps.interpreter) {
@@ -298,7 +336,11 @@ async function buildAgent(work: string): Promise<Buffer | undefined> {
   return bin;
 }
 
-async function assembleInitramfs(staging: string, spec: VariantSpec, agent: Buffer | undefined): Promise<{ entries: CpioEntry[]; kernelRelease: string }> {
+async function assembleInitramfs(
+  staging: string,
+  spec: VariantSpec,
+  agent: Buffer | undefined,
+): Promise<{ entries: CpioEntry[]; kernelRelease: string }> {
   const entries = new Map<string, CpioEntry>();
   const addDir = (p: string) => {
     const parts = p.split('/').filter(Boolean);
@@ -311,9 +353,29 @@ async function assembleInitramfs(staging: string, spec: VariantSpec, agent: Buff
     addDir(posix.dirname(p));
     entries.set(p, { path: p, type: 'file', data, mode });
   };
-  for (const d of ['/usr/bin', '/usr/sbin', '/usr/lib', '/usr/lib64', '/proc', '/sys', '/dev', '/tmp', '/run', '/root', '/etc', '/mnt', '/var']) addDir(d);
+  for (const d of [
+    '/usr/bin',
+    '/usr/sbin',
+    '/usr/lib',
+    '/usr/lib64',
+    '/proc',
+    '/sys',
+    '/dev',
+    '/tmp',
+    '/run',
+    '/root',
+    '/etc',
+    '/mnt',
+    '/var',
+  ])
+    addDir(d);
   // Merged /usr, as in Debian trixie: binaries' PT_INTERP is /lib64/ld64.so.2.
-  for (const [link, target] of [['/bin', 'usr/bin'], ['/sbin', 'usr/sbin'], ['/lib', 'usr/lib'], ['/lib64', 'usr/lib64']] as const) {
+  for (const [link, target] of [
+    ['/bin', 'usr/bin'],
+    ['/sbin', 'usr/sbin'],
+    ['/lib', 'usr/lib'],
+    ['/lib64', 'usr/lib64'],
+  ] as const) {
     entries.set(link, { path: link, type: 'symlink', target });
   }
   // The kernel opens /dev/console for init before devtmpfs is mounted.
@@ -366,7 +428,8 @@ async function assembleInitramfs(staging: string, spec: VariantSpec, agent: Buff
       const real = await resolveInStaging(staging, deps.interpreter);
       if (!real) throw new TcelabError('guest image', `${p} needs the loader ${deps.interpreter}, which no package provides`);
       wanted.push(real);
-      if (real !== normalizeUsr(deps.interpreter)) entries.set(normalizeUsr(deps.interpreter), { path: normalizeUsr(deps.interpreter), type: 'symlink', target: real });
+      if (real !== normalizeUsr(deps.interpreter))
+        entries.set(normalizeUsr(deps.interpreter), { path: normalizeUsr(deps.interpreter), type: 'symlink', target: real });
     }
     for (const soname of deps.needed) {
       let found: string | undefined;
@@ -424,4 +487,3 @@ async function walk(dir: string): Promise<string[]> {
   }
   return out.sort();
 }
-

@@ -41,17 +41,28 @@ export class PrivateApt {
   private get options(): string[] {
     const r = this.root;
     return [
-      '-o', `Dir::Etc::SourceList=${join(r, 'sources.list')}`,
-      '-o', `Dir::Etc::SourceParts=${join(r, 'sources.list.d')}`,
-      '-o', `Dir::State=${join(r, 'state')}`,
-      '-o', `Dir::State::status=${join(r, 'state', 'status')}`,
-      '-o', `Dir::Cache=${join(r, 'cache')}`,
-      '-o', `Dir::Cache::pkgcache=${join(r, 'cache', 'pkgcache.bin')}`,
-      '-o', `Dir::Cache::srcpkgcache=${join(r, 'cache', 'srcpkgcache.bin')}`,
-      '-o', `APT::Architecture=${this.arch}`,
-      '-o', `APT::Architectures::=${this.arch}`,
-      '-o', 'APT::Sandbox::User=root',
-      '-o', 'Debug::NoLocking=1',
+      '-o',
+      `Dir::Etc::SourceList=${join(r, 'sources.list')}`,
+      '-o',
+      `Dir::Etc::SourceParts=${join(r, 'sources.list.d')}`,
+      '-o',
+      `Dir::State=${join(r, 'state')}`,
+      '-o',
+      `Dir::State::status=${join(r, 'state', 'status')}`,
+      '-o',
+      `Dir::Cache=${join(r, 'cache')}`,
+      '-o',
+      `Dir::Cache::pkgcache=${join(r, 'cache', 'pkgcache.bin')}`,
+      '-o',
+      `Dir::Cache::srcpkgcache=${join(r, 'cache', 'srcpkgcache.bin')}`,
+      '-o',
+      `APT::Architecture=${this.arch}`,
+      '-o',
+      `APT::Architectures::=${this.arch}`,
+      '-o',
+      'APT::Sandbox::User=root',
+      '-o',
+      'Debug::NoLocking=1',
     ];
   }
 
@@ -77,8 +88,11 @@ export class PrivateApt {
       }
       const codename = await this.releaseField(alias, 'Codename');
       if (codename !== this.suite) {
-        throw new TcelabError(`apt-get update for Debian ${this.suite}`, `the mirror's ${this.suite} index is inconsistent (mid-sync) and its ${alias} alias is ${codename ?? 'unknown'}, not ${this.suite}`,
-          'run the build again later, or set TCELAB_DEBIAN_MIRROR to another mirror');
+        throw new TcelabError(
+          `apt-get update for Debian ${this.suite}`,
+          `the mirror's ${this.suite} index is inconsistent (mid-sync) and its ${alias} alias is ${codename ?? 'unknown'}, not ${this.suite}`,
+          'run the build again later, or set TCELAB_DEBIAN_MIRROR to another mirror',
+        );
       }
       this.dist = alias;
     }
@@ -124,8 +138,11 @@ export class PrivateApt {
   async newest(pattern: RegExp): Promise<DebPackage> {
     const all = await this.candidates(pattern);
     if (all.length === 0) {
-      throw new TcelabError(`resolve ${pattern}`, `no package matches in Debian ${this.suite} ${this.arch}`,
-        'run `tcelab guest build --refresh` to update the package lists');
+      throw new TcelabError(
+        `resolve ${pattern}`,
+        `no package matches in Debian ${this.suite} ${this.arch}`,
+        'run `tcelab guest build --refresh` to update the package lists',
+      );
     }
     return all.sort((a, b) => compareDebianVersions(b.version, a.version))[0]!;
   }
@@ -154,8 +171,11 @@ export class PrivateApt {
     if (!file) throw new TcelabError(`download ${pkg.name}`, 'apt-get download produced no file');
     const digest = await sha256File(join(tmp, file));
     if (digest !== pkg.sha256) {
-      throw new TcelabError(`verify ${pkg.name} ${pkg.version}`, `sha256 ${digest} does not match the index's ${pkg.sha256}`,
-        'the download was corrupted or the mirror is inconsistent; run the build again');
+      throw new TcelabError(
+        `verify ${pkg.name} ${pkg.version}`,
+        `sha256 ${digest} does not match the index's ${pkg.sha256}`,
+        'the download was corrupted or the mirror is inconsistent; run the build again',
+      );
     }
     await rename(join(tmp, file), target);
     await rm(tmp, { recursive: true, force: true });
@@ -165,7 +185,9 @@ export class PrivateApt {
 
 /** apt-get update failed because the mirror served an index that does not match its InRelease. */
 export function isMidSyncError(err: unknown): boolean {
-  return /unexpected size|Hash Sum mismatch|Mirror sync in progress/i.test(`${(err as Error).message} ${(err as { why?: string }).why ?? ''}`);
+  return /unexpected size|Hash Sum mismatch|Mirror sync in progress/i.test(
+    `${(err as Error).message} ${(err as { why?: string }).why ?? ''}`,
+  );
 }
 
 export function debFileName(pkg: DebPackage): string {
@@ -199,7 +221,17 @@ export function parsePackagesIndex(text: string): DebPackage[] {
       sha256: f.SHA256 ?? '',
       size: Number(f.Size ?? 0),
       depends: deps
-        ? deps.split(',').map((group) => group.split('|').map((alt) => alt.trim().replace(/\s*\(.*\)$/, '').replace(/:any$/, ''))).filter((g) => g[0])
+        ? deps
+            .split(',')
+            .map((group) =>
+              group.split('|').map((alt) =>
+                alt
+                  .trim()
+                  .replace(/\s*\(.*\)$/, '')
+                  .replace(/:any$/, ''),
+              ),
+            )
+            .filter((g) => g[0])
         : [],
     });
   }

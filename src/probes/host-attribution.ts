@@ -76,7 +76,12 @@ export function residentLockedKb(pid: number, vmLckKb: number): number | undefin
  * controller's memory slope then counts.
  */
 const statusBuf = Buffer.alloc(8192);
-const FIELDS = { name: Buffer.from('\nName:'), ppid: Buffer.from('\nPPid:'), vmLck: Buffer.from('\nVmLck:'), vmPin: Buffer.from('\nVmPin:') };
+const FIELDS = {
+  name: Buffer.from('\nName:'),
+  ppid: Buffer.from('\nPPid:'),
+  vmLck: Buffer.from('\nVmLck:'),
+  vmPin: Buffer.from('\nVmPin:'),
+};
 
 function readStatus(pid: number): { comm: string; ppid: number; vmLckKb: number; vmPinKb: number } | undefined {
   let n: number;
@@ -105,7 +110,12 @@ function readStatus(pid: number): { comm: string; ppid: number; vmLckKb: number;
   let start = at + FIELDS.name.length;
   while (start < n && (view[start] === 0x20 || view[start] === 0x09)) start++;
   const end = view.indexOf(0x0a, start);
-  return { comm: at < 0 ? '?' : view.toString('utf8', start, end < 0 ? n : end), ppid: number(FIELDS.ppid), vmLckKb: number(FIELDS.vmLck), vmPinKb: number(FIELDS.vmPin) };
+  return {
+    comm: at < 0 ? '?' : view.toString('utf8', start, end < 0 ? n : end),
+    ppid: number(FIELDS.ppid),
+    vmLckKb: number(FIELDS.vmLck),
+    vmPinKb: number(FIELDS.vmPin),
+  };
 }
 
 /** Σ Rss of the locked VMAs in a /proc/<pid>/smaps text; undefined if it has no VmFlags lines. */
@@ -146,7 +156,10 @@ export class ProcessScanner {
    */
   private readonly isLab = new Map<number, { lab: boolean; comm: string }>();
 
-  constructor(private readonly labName: () => string | undefined, private readonly selfPid = process.pid) {}
+  constructor(
+    private readonly labName: () => string | undefined,
+    private readonly selfPid = process.pid,
+  ) {}
 
   private last: { at: number; result: HostAttribution } | undefined;
 

@@ -55,7 +55,10 @@ export function parseMemlockLimit(limits: string): { soft: number; hard: number 
 
 export class ProcCountersProbe {
   /** `scanner`: attribute the system-wide counters to this machine's processes (see host-attribution.ts). */
-  constructor(readonly host: Host, private readonly scanner?: ProcessScanner) {}
+  constructor(
+    readonly host: Host,
+    private readonly scanner?: ProcessScanner,
+  ) {}
 
   async read(pid?: number): Promise<PinCounters> {
     const [vmstatText, meminfoText, statusText] = await Promise.all([
@@ -67,7 +70,12 @@ export class ProcCountersProbe {
     const meminfo = parseKbFields(meminfoText ?? '');
     const acquired = vmstat.get('nr_foll_pin_acquired') ?? 0;
     const released = vmstat.get('nr_foll_pin_released') ?? 0;
-    const c: PinCounters = { follPinAcquired: acquired, follPinReleased: released, pinnedPages: acquired - released, mlockedKb: meminfo.get('Mlocked') ?? 0 };
+    const c: PinCounters = {
+      follPinAcquired: acquired,
+      follPinReleased: released,
+      pinnedPages: acquired - released,
+      mlockedKb: meminfo.get('Mlocked') ?? 0,
+    };
     if (this.scanner) {
       const a = this.scanner.scan(250);
       c.neighbourLockedKb = a.neighbourLockedKb;

@@ -51,7 +51,16 @@ export async function awaitRelease(
   const seen = sampler.of(source).filter((s) => s.t >= baseline.t);
   const values = seen.map((s) => s.counters[counter] ?? 0);
   return {
-    source, counter, baseline: base, peak: Math.max(base, ...values), final: values.at(-1) ?? base,
-    returned: back !== undefined, tolerance, direction, latencyMs: back ? back.t - event.t : undefined, event: event.name, timeoutMs,
+    source,
+    counter,
+    baseline: base,
+    peak: Math.max(base, ...values),
+    final: values.at(-1) ?? base,
+    returned: back !== undefined,
+    tolerance,
+    direction,
+    latencyMs: back ? back.t - event.t : undefined,
+    event: event.name,
+    timeoutMs,
   };
 }

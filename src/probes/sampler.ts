@@ -89,7 +89,11 @@ export class PinnedPageSampler extends EventEmitter {
   }
 
   /** Resolves with the first sample of `source` (after time `after`) that satisfies `ok`, or undefined at the timeout. */
-  waitFor(source: Sample['source'], ok: (c: PinCounters) => boolean, opts: { after: number; timeoutMs: number }): Promise<Sample | undefined> {
+  waitFor(
+    source: Sample['source'],
+    ok: (c: PinCounters) => boolean,
+    opts: { after: number; timeoutMs: number },
+  ): Promise<Sample | undefined> {
     const seen = this.samples.find((s) => s.source === source && s.t >= opts.after && ok(s.counters));
     if (seen) return Promise.resolve(seen);
     return new Promise((resolve) => {

@@ -24,7 +24,10 @@ export class GuestConsole extends EventEmitter {
   private endedReason: string | undefined;
   panicLine: string | undefined;
 
-  constructor(path: string, private readonly maxBuffered = 4 * 1024 * 1024) {
+  constructor(
+    path: string,
+    private readonly maxBuffered = 4 * 1024 * 1024,
+  ) {
     super();
     this.file = createWriteStream(path, { flags: 'a', mode: 0o600 });
     this.file.on('error', () => {});
@@ -83,14 +86,24 @@ export class GuestConsole extends EventEmitter {
           reject(new GuestPanicError(this.panicLine));
         } else if (this.endedReason) {
           cleanup();
-          reject(new TcelabError(`waiting for ${opts.what}`, `QEMU exited first (${this.endedReason})`,
-            'see console.log and qemu-stderr.log in the run artifacts'));
+          reject(
+            new TcelabError(
+              `waiting for ${opts.what}`,
+              `QEMU exited first (${this.endedReason})`,
+              'see console.log and qemu-stderr.log in the run artifacts',
+            ),
+          );
         }
       };
       const timer = setTimeout(() => {
         cleanup();
-        reject(new TcelabError(`waiting for ${opts.what}`, `not seen on the console within ${opts.timeoutMs / 1000} s`,
-          `last console lines:\n${this.tail(8).replace(/^/gm, '      ')}`));
+        reject(
+          new TcelabError(
+            `waiting for ${opts.what}`,
+            `not seen on the console within ${opts.timeoutMs / 1000} s`,
+            `last console lines:\n${this.tail(8).replace(/^/gm, '      ')}`,
+          ),
+        );
       }, opts.timeoutMs);
       const cleanup = () => {
         clearTimeout(timer);

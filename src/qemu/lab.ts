@@ -14,7 +14,16 @@ import { VfioPciBinder, type DeviceBinding } from '../host/vfio-binder.js';
 import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { silentProgress } from '../util/progress.js';
-import { coldOnlyReason, findSnapshot, publishSnapshot, removeSnapshot, snapshotKey, stagingPath, type Snapshot, type SnapshotMeta } from '../snapshot/snapshot.js';
+import {
+  coldOnlyReason,
+  findSnapshot,
+  publishSnapshot,
+  removeSnapshot,
+  snapshotKey,
+  stagingPath,
+  type Snapshot,
+  type SnapshotMeta,
+} from '../snapshot/snapshot.js';
 
 export interface GuestInitInfo {
   kernelRelease: string;
@@ -128,7 +137,11 @@ export class Lab {
     // A lab inside a guest dies with that guest: only this machine can hold stale labs.
     if (host.local) await sweepStaleLabs(opts.runtimeRoot, host);
     if (profile.guest.boot && !opts.image) {
-      throw new TcelabError(`launch ${profile.name}`, 'the profile boots a guest but no guest image was given', 'run `tcelab guest build` and pass its kernel and initrd');
+      throw new TcelabError(
+        `launch ${profile.name}`,
+        'the profile boots a guest but no guest image was given',
+        'run `tcelab guest build` and pass its kernel and initrd',
+      );
     }
     const paths = await createRuntimeDir(opts.runtimeRoot, host);
     const labName = labNameOf(paths);
@@ -136,7 +149,16 @@ export class Lab {
     const plan = await planStart(profile, opts, argv, paths, labName, mayRestore);
     if (plan.restore) argv.push('-incoming', `exec:cat ${shellQuote(plan.restore.statePath)}`);
     // lab.json is the pid file the stale-lab sweep reads: rewritten whenever it learns something.
-    const record: Record<string, unknown> = { profile: profile.name, host: host.name, hostDir: paths.hostDir, controllerPid: process.pid, startedAt: new Date().toISOString(), binary: profile.qemu.binary, argv, start: plan.start };
+    const record: Record<string, unknown> = {
+      profile: profile.name,
+      host: host.name,
+      hostDir: paths.hostDir,
+      controllerPid: process.pid,
+      startedAt: new Date().toISOString(),
+      binary: profile.qemu.binary,
+      argv,
+      start: plan.start,
+    };
     await writeLabRecord(paths, record);
     let qemu: QemuProcess | undefined;
     // A lab host passes real devices through: bind them to vfio-pci first, give them back in dispose().
@@ -151,18 +173,24 @@ export class Lab {
       qemu = await QemuProcess.start(host, profile.qemu.binary, argv, paths, labName);
       await writeLabRecord(paths, Object.assign(record, { qemuPid: qemu.pid, spawnedAt: new Date(spawnedAt).toISOString(), bindings }));
       const proc = qemu;
-      const qmp = await progress.step(`start QEMU (${profile.name}${host.local ? '' : ` in the ${host.name}`}) and connect QMP`, async () => {
-        try {
-          return await QmpClient.connect(paths.qmpSocket, { transcriptPath: paths.qmpTranscript, connectTimeoutMs: 15_000, host });
-        } catch (err) {
-          // QEMU may open its QMP socket and then fail on a later option: its
-          // own exit status and stderr are the real explanation.
-          const exit = await proc.waitExit(2000);
-          if (!exit) throw err;
-          throw new TcelabError(`start QEMU${host.local ? '' : ` in the ${host.name}`}`, `it exited (${exit.signal ?? `code ${exit.code}`}) before QMP was up: ${explainingLines(proc.stderr())}`,
-            knownCauseHint(proc.stderr()) ?? 'check the profile and the QEMU version; qemu-stderr.log is in the kept runtime dir');
-        }
-      });
+      const qmp = await progress.step(
+        `start QEMU (${profile.name}${host.local ? '' : ` in the ${host.name}`}) and connect QMP`,
+        async () => {
+          try {
+            return await QmpClient.connect(paths.qmpSocket, { transcriptPath: paths.qmpTranscript, connectTimeoutMs: 15_000, host });
+          } catch (err) {
+            // QEMU may open its QMP socket and then fail on a later option: its
+            // own exit status and stderr are the real explanation.
+            const exit = await proc.waitExit(2000);
+            if (!exit) throw err;
+            throw new TcelabError(
+              `start QEMU${host.local ? '' : ` in the ${host.name}`}`,
+              `it exited (${exit.signal ?? `code ${exit.code}`}) before QMP was up: ${explainingLines(proc.stderr())}`,
+              knownCauseHint(proc.stderr()) ?? 'check the profile and the QEMU version; qemu-stderr.log is in the kept runtime dir',
+            );
+          }
+        },
+      );
       const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv, host);
       lab.bindings = bindings;
       lab.binder = binder;
@@ -197,13 +225,18 @@ export class Lab {
       for (;;) {
         const m = await this.qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
         if (m.status === 'completed') break;
-        if (m.status === 'failed' || m.status === 'cancelled') throw new TcelabError('restore', `the incoming migration ${m.status}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
+        if (m.status === 'failed' || m.status === 'cancelled')
+          throw new TcelabError('restore', `the incoming migration ${m.status}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
         const st = await this.qmp.queryStatus();
         if (st.status !== 'inmigrate' && m.status === undefined) break;
         if (Date.now() > deadline) throw new TcelabError('restore', 'the incoming migration did not finish within 60 s');
         await new Promise((r) => setTimeout(r, 20));
       }
-      this.process.console.append(Buffer.from(`${snap.meta.bootConsole}\n[tcelab: restored from snapshot ${snap.key} (saved ${snap.meta.createdAt}); the lines above are its boot log]\n`));
+      this.process.console.append(
+        Buffer.from(
+          `${snap.meta.bootConsole}\n[tcelab: restored from snapshot ${snap.key} (saved ${snap.meta.createdAt}); the lines above are its boot log]\n`,
+        ),
+      );
       await this.qmp.cont();
     });
     this.restoredMeta = snap.meta;
@@ -211,12 +244,23 @@ export class Lab {
 
   /** Waits for the guest's /init to report ready on the console (a restored guest was saved past it). */
   async waitForGuestInit(progress: Progress = silentProgress): Promise<GuestInitInfo> {
-    if (this.restoredMeta) return { kernelRelease: this.restoredMeta.kernelRelease, machine: this.restoredMeta.machine, spawnToInitMs: Date.now() - this.spawnedAt };
+    if (this.restoredMeta)
+      return {
+        kernelRelease: this.restoredMeta.kernelRelease,
+        machine: this.restoredMeta.machine,
+        spawnToInitMs: Date.now() - this.spawnedAt,
+      };
     const expected = await expectedBootMs(this.profile.name);
     const m = await progress.step('boot the guest to init', async (update) => {
       // The bar is time against the last boot of this profile; the detail is the console's last line.
       const timer = setInterval(() => {
-        const last = this.process.console.tail(3).split('\n').map((l) => l.trim()).filter(Boolean).pop() ?? '';
+        const last =
+          this.process.console
+            .tail(3)
+            .split('\n')
+            .map((l) => l.trim())
+            .filter(Boolean)
+            .pop() ?? '';
         update(last.replace(/^\[\s*\d+\.\d+\]\s*/, '').slice(0, 60), Math.min(0.95, (Date.now() - this.spawnedAt) / expected));
       }, 250);
       try {
@@ -263,7 +307,11 @@ export class Lab {
       Promise.race([
         AgentClient.connect(this.paths.agentSocket, { transcriptPath: this.paths.agentTranscript }),
         proc.exited.then((e) => {
-          throw new TcelabError('connect the guest agent', `QEMU exited (${e.signal ?? `code ${e.code}`}) first`, 'see console.log in the artifacts');
+          throw new TcelabError(
+            'connect the guest agent',
+            `QEMU exited (${e.signal ?? `code ${e.code}`}) first`,
+            'see console.log in the artifacts',
+          );
         }),
       ]),
     );
@@ -271,7 +319,8 @@ export class Lab {
     if (this.restoredMeta) {
       const now = new Date().toISOString().slice(0, 19).replace('T', ' ');
       const set = await this.agentClient.exec(['date', '-u', '-s', now], 10_000);
-      if (set.exitCode !== 0) throw new TcelabError('restore', `could not set the guest clock: date -s said ${set.stderr.trim() || `exit ${set.exitCode}`}`);
+      if (set.exitCode !== 0)
+        throw new TcelabError('restore', `could not set the guest clock: date -s said ${set.stderr.trim() || `exit ${set.exitCode}`}`);
     }
     if (this.saveAs && this.initInfo) await this.saveMachine(this.saveAs, this.initInfo, progress);
     return this.agentClient;
@@ -282,7 +331,11 @@ export class Lab {
    * stop, migrate to a file, cont. Later labs of the same machine restore it.
    * A failed save costs this lab nothing but the attempt.
    */
-  private async saveMachine(saveAs: { key: string; inputs: Record<string, string> }, init: GuestInitInfo, progress: Progress): Promise<void> {
+  private async saveMachine(
+    saveAs: { key: string; inputs: Record<string, string> },
+    init: GuestInitInfo,
+    progress: Progress,
+  ): Promise<void> {
     this.saveAs = undefined;
     const staged = await stagingPath(saveAs.key);
     try {
@@ -295,7 +348,10 @@ export class Lab {
             const m = await this.qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
             if (m.status === 'completed') break;
             if (m.status === 'failed' || m.status === 'cancelled' || Date.now() > deadline) {
-              throw new TcelabError('save the machine', `migration ${m.status ?? 'timed out'}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
+              throw new TcelabError(
+                'save the machine',
+                `migration ${m.status ?? 'timed out'}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`,
+              );
             }
             await new Promise((r) => setTimeout(r, 20));
           }
@@ -303,8 +359,15 @@ export class Lab {
           await this.qmp.cont();
         }
         const snap = await publishSnapshot(staged, {
-          key: saveAs.key, format: 0, createdAt: new Date().toISOString(), profile: this.profile.name, kernelRelease: init.kernelRelease,
-          machine: init.machine, coldSpawnToInitMs: init.spawnToInitMs, bootConsole: this.process.console.tail(100_000), inputs: saveAs.inputs,
+          key: saveAs.key,
+          format: 0,
+          createdAt: new Date().toISOString(),
+          profile: this.profile.name,
+          kernelRelease: init.kernelRelease,
+          machine: init.machine,
+          coldSpawnToInitMs: init.spawnToInitMs,
+          bootConsole: this.process.console.tail(100_000),
+          inputs: saveAs.inputs,
         });
         if (snap) this.start = { ...this.start, saved: snap.key };
       });
@@ -318,7 +381,11 @@ export class Lab {
    * Stops the guest: system_powerdown (an EPOW the guest turns into an orderly
    * poweroff), escalating to QMP quit and then SIGKILL on timeouts.
    */
-  async shutdown(method: ShutdownMethod = 'powerdown', progress: Progress = silentProgress, opts: { skipRequest?: boolean } = {}): Promise<ShutdownReport> {
+  async shutdown(
+    method: ShutdownMethod = 'powerdown',
+    progress: Progress = silentProgress,
+    opts: { skipRequest?: boolean } = {},
+  ): Promise<ShutdownReport> {
     const t0 = Date.now();
     const escalations: string[] = [];
     const mark = this.qmp.eventMark();
@@ -327,7 +394,8 @@ export class Lab {
     return progress.step(`shut the guest down (${method})`, async () => {
       if (method === 'powerdown' && this.process.running) {
         // skipRequest: the guest was already asked (through its agent) to power off.
-        if (!opts.skipRequest) await this.qmp.systemPowerdown().catch((e) => escalations.push(`system_powerdown failed: ${(e as Error).message}`));
+        if (!opts.skipRequest)
+          await this.qmp.systemPowerdown().catch((e) => escalations.push(`system_powerdown failed: ${(e as Error).message}`));
         if (!(await this.process.waitExit(timeouts.powerdownSec * 1000))) {
           escalations.push(`guest did not power off within ${timeouts.powerdownSec} s`);
           effective = 'quit';
@@ -429,7 +497,10 @@ async function recordBootMs(profile: string, ms: number): Promise<void> {
 
 /** A restore that failed: the launch drops the snapshot and boots cold. */
 class SnapshotLoadError extends Error {
-  constructor(readonly key: string, readonly why: string) {
+  constructor(
+    readonly key: string,
+    readonly why: string,
+  ) {
     super(`snapshot ${key} did not load: ${why}`);
   }
 }
@@ -437,12 +508,29 @@ class SnapshotLoadError extends Error {
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
 /** Restore, cold boot that saves, or cold boot (and why), for one launch. */
-async function planStart(profile: Profile, opts: LaunchOptions, argv: string[], paths: RuntimePaths, labName: string, mayRestore: boolean): Promise<{
-  start: LabStart; restore?: Snapshot; saveAs?: { key: string; inputs: Record<string, string> };
+async function planStart(
+  profile: Profile,
+  opts: LaunchOptions,
+  argv: string[],
+  paths: RuntimePaths,
+  labName: string,
+  mayRestore: boolean,
+): Promise<{
+  start: LabStart;
+  restore?: Snapshot;
+  saveAs?: { key: string; inputs: Record<string, string> };
 }> {
   const want = opts.snapshots ?? (process.env.TCELAB_SNAPSHOTS === 'use' ? 'use' : 'off');
   if (want === 'off') {
-    return { start: { how: 'cold', why: opts.snapshots === 'off' || process.env.TCELAB_SNAPSHOTS === 'off' ? 'a cold boot was asked for (--cold)' : 'snapshots are off (--snapshots turns them on)' } };
+    return {
+      start: {
+        how: 'cold',
+        why:
+          opts.snapshots === 'off' || process.env.TCELAB_SNAPSHOTS === 'off'
+            ? 'a cold boot was asked for (--cold)'
+            : 'snapshots are off (--snapshots turns them on)',
+      },
+    };
   }
   if (opts.host && !opts.host.local) return { start: { how: 'cold', why: 'an inner lab (its QEMU runs in a guest)' } };
   const reason = coldOnlyReason(profile, opts.extraArgs);
@@ -450,7 +538,10 @@ async function planStart(profile: Profile, opts: LaunchOptions, argv: string[], 
   const { key, inputs } = snapshotKey(profile, argv, paths, labName, opts.image);
   const snap = mayRestore ? await findSnapshot(key) : undefined;
   if (snap) return { start: { how: 'restored', snapshot: key }, restore: snap };
-  return { start: { how: 'cold', why: mayRestore ? 'no snapshot of this machine yet (this lab saves one)' : 'its snapshot did not load' }, saveAs: { key, inputs } };
+  return {
+    start: { how: 'cold', why: mayRestore ? 'no snapshot of this machine yet (this lab saves one)' : 'its snapshot did not load' },
+    saveAs: { key, inputs },
+  };
 }
 
 function withArtifacts(err: unknown, paths: RuntimePaths): unknown {

@@ -70,74 +70,78 @@ export function guestPciDomain(phb: Pick<PhbSpec, 'index'>): string {
   return phb.index.toString(16).padStart(4, '0');
 }
 
-const id: Spec = { type: 'string', pattern: /^[A-Za-z][A-Za-z0-9_-]{0,31}$/, patternHint: 'a QEMU id: a letter, then letters, digits, - or _ (at most 32)' };
+const id: Spec = {
+  type: 'string',
+  pattern: /^[A-Za-z][A-Za-z0-9_-]{0,31}$/,
+  patternHint: 'a QEMU id: a letter, then letters, digits, - or _ (at most 32)',
+};
 const bdf = /^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$/;
 const qemuOptionValue: Spec = { type: 'string', pattern: /^[^,=\s]+$/, patternHint: 'no commas, equals signs or spaces' };
 
 const machineFields: Record<string, Spec> = {
-    description: { type: 'string', default: '' },
-    qemu: {
+  description: { type: 'string', default: '' },
+  qemu: {
+    type: 'object',
+    fields: {
+      binary: { type: 'string', default: 'qemu-system-ppc64' },
+      accel: { type: 'string', enum: ['tcg', 'kvm'] },
+      cpu: { type: 'string', pattern: /^[A-Za-z0-9_.+-]+$/, patternHint: 'a QEMU CPU model such as power9 or host' },
+      memoryMiB: { type: 'integer', min: 128, max: 1024 * 1024 },
+      smp: { type: 'integer', min: 1, max: 256, default: 1 },
+      firmware: { type: 'string', enum: ['vof', 'slof'], default: 'vof' },
+      machine: { type: 'map', values: qemuOptionValue, optional: true },
+      memLock: { type: 'boolean', default: false },
+      startPaused: { type: 'boolean', default: false },
+      extraArgs: { type: 'array', items: { type: 'string' }, maxItems: 64, default: [] },
+    },
+  },
+  guest: {
+    type: 'object',
+    fields: {
+      boot: { type: 'boolean', default: true },
+      image: { type: 'string', enum: ['base', 'with-qemu'], default: 'base' },
+      // loglevel=5 after quiet: the console also shows KERN_WARNING (WARNING reports), which quiet hides.
+      append: { type: 'string', default: 'console=hvc0 quiet loglevel=5' },
+      bootTimeoutSec: { type: 'integer', min: 5, max: 3600, default: 120 },
+    },
+  },
+  phbs: {
+    type: 'array',
+    maxItems: 31,
+    default: [],
+    items: {
       type: 'object',
       fields: {
-        binary: { type: 'string', default: 'qemu-system-ppc64' },
-        accel: { type: 'string', enum: ['tcg', 'kvm'] },
-        cpu: { type: 'string', pattern: /^[A-Za-z0-9_.+-]+$/, patternHint: 'a QEMU CPU model such as power9 or host' },
-        memoryMiB: { type: 'integer', min: 128, max: 1024 * 1024 },
-        smp: { type: 'integer', min: 1, max: 256, default: 1 },
-        firmware: { type: 'string', enum: ['vof', 'slof'], default: 'vof' },
-        machine: { type: 'map', values: qemuOptionValue, optional: true },
-        memLock: { type: 'boolean', default: false },
-        startPaused: { type: 'boolean', default: false },
-        extraArgs: { type: 'array', items: { type: 'string' }, maxItems: 64, default: [] },
+        id,
+        index: { type: 'integer', min: 1, max: 30 },
+        ddw: { type: 'boolean', default: true },
+        dmaWindowMiB: { type: 'integer', min: 1, max: 1024 * 1024, optional: true },
       },
     },
-    guest: {
+  },
+  devices: {
+    type: 'array',
+    maxItems: 64,
+    default: [],
+    items: {
       type: 'object',
       fields: {
-        boot: { type: 'boolean', default: true },
-        image: { type: 'string', enum: ['base', 'with-qemu'], default: 'base' },
-        // loglevel=5 after quiet: the console also shows KERN_WARNING (WARNING reports), which quiet hides.
-        append: { type: 'string', default: 'console=hvc0 quiet loglevel=5' },
-        bootTimeoutSec: { type: 'integer', min: 5, max: 3600, default: 120 },
+        id,
+        driver: { type: 'string', pattern: /^[a-z0-9][a-z0-9_-]*$/, patternHint: 'a QEMU device driver name such as edu or vfio-pci' },
+        phb: id,
+        host: { type: 'string', pattern: bdf, patternHint: 'a PCI address domain:bus:slot.function, e.g. 0001:01:00.0', optional: true },
+        props: { type: 'map', values: qemuOptionValue, optional: true },
       },
     },
-    phbs: {
-      type: 'array',
-      maxItems: 31,
-      default: [],
-      items: {
-        type: 'object',
-        fields: {
-          id,
-          index: { type: 'integer', min: 1, max: 30 },
-          ddw: { type: 'boolean', default: true },
-          dmaWindowMiB: { type: 'integer', min: 1, max: 1024 * 1024, optional: true },
-        },
-      },
+  },
+  timeouts: {
+    type: 'object',
+    optional: true,
+    fields: {
+      powerdownSec: { type: 'integer', min: 1, max: 600, default: 30 },
+      quitSec: { type: 'integer', min: 1, max: 600, default: 10 },
     },
-    devices: {
-      type: 'array',
-      maxItems: 64,
-      default: [],
-      items: {
-        type: 'object',
-        fields: {
-          id,
-          driver: { type: 'string', pattern: /^[a-z0-9][a-z0-9_-]*$/, patternHint: 'a QEMU device driver name such as edu or vfio-pci' },
-          phb: id,
-          host: { type: 'string', pattern: bdf, patternHint: 'a PCI address domain:bus:slot.function, e.g. 0001:01:00.0', optional: true },
-          props: { type: 'map', values: qemuOptionValue, optional: true },
-        },
-      },
-    },
-    timeouts: {
-      type: 'object',
-      optional: true,
-      fields: {
-        powerdownSec: { type: 'integer', min: 1, max: 600, default: 30 },
-        quitSec: { type: 'integer', min: 1, max: 600, default: 10 },
-      },
-    },
+  },
 };
 
 export const profileSpec: Spec = {
@@ -167,7 +171,10 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
       if (!d.host) return;
       const phb = profile.phbs.find((x) => d.host!.toLowerCase().startsWith(`${guestPciDomain(x)}:`));
       if (!phb || !profile.devices.some((x) => x.phb === phb.id)) {
-        throw v.err(`inner.devices[${i}].host`, `${d.host} is not a device of this guest: the PCI domain is the index of the PHB it sits on (${profile.phbs.map((x) => `${x.id} → ${guestPciDomain(x)}`).join(', ') || 'no phbs'})`);
+        throw v.err(
+          `inner.devices[${i}].host`,
+          `${d.host} is not a device of this guest: the PCI domain is the index of the PHB it sits on (${profile.phbs.map((x) => `${x.id} → ${guestPciDomain(x)}`).join(', ') || 'no phbs'})`,
+        );
       }
     });
   }
@@ -198,7 +205,10 @@ function crossCheck(p: Record<string, any>, name: string, v: Validator, at: stri
     if (ids.has(d.id)) throw v.err(`${at}devices[${i}].id`, `"${d.id}" is used twice`);
     ids.add(d.id);
     if (!profile.phbs.some((phb) => phb.id === d.phb)) {
-      throw v.err(`${at}devices[${i}].phb`, `"${d.phb}" is not one of the profile's phbs (${profile.phbs.map((x) => x.id).join(', ') || 'none'})`);
+      throw v.err(
+        `${at}devices[${i}].phb`,
+        `"${d.phb}" is not one of the profile's phbs (${profile.phbs.map((x) => x.id).join(', ') || 'none'})`,
+      );
     }
     if (d.driver === 'vfio-pci' && !d.host) throw v.err(`${at}devices[${i}].host`, 'is required for a vfio-pci device');
     if (d.driver !== 'vfio-pci' && d.host) throw v.err(`${at}devices[${i}].host`, `only applies to vfio-pci, not ${d.driver}`);
@@ -239,6 +249,8 @@ export async function loadProfile(nameOrPath = 'emulated', env: NodeJS.ProcessEn
 
 export async function listProfiles(): Promise<string[]> {
   const entries = await readdir(profilesDir);
-  return entries.filter((e) => e.endsWith('.json') && !e.startsWith('_')).map((e) => e.replace(/\.json$/, '')).sort();
+  return entries
+    .filter((e) => e.endsWith('.json') && !e.startsWith('_'))
+    .map((e) => e.replace(/\.json$/, ''))
+    .sort();
 }
-

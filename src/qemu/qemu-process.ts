@@ -24,7 +24,10 @@ export class QemuProcess {
   readonly ddwTrace = new DdwTraceLog();
   private stderrTail = '';
 
-  private constructor(private readonly child: HostProcess, paths: RuntimePaths) {
+  private constructor(
+    private readonly child: HostProcess,
+    paths: RuntimePaths,
+  ) {
     this.pid = child.pid;
     this.console = new GuestConsole(paths.consoleLog);
     const stderrFile = createWriteStream(paths.stderrLog, { flags: 'a', mode: 0o600 });
@@ -52,8 +55,11 @@ export class QemuProcess {
     try {
       child = await host.spawn([binary, ...argv], { cwd: paths.hostDir, env: { [LAB_MARKER_ENV]: labName } });
     } catch (err) {
-      throw new TcelabError(`start ${binary} on ${host.name}`, (err as Error).message,
-        `install QEMU for ppc64 (Debian: qemu-system-ppc${host.local ? '' : '; in a guest: guest.image "with-qemu"'}) or set qemu.binary in the profile`);
+      throw new TcelabError(
+        `start ${binary} on ${host.name}`,
+        (err as Error).message,
+        `install QEMU for ppc64 (Debian: qemu-system-ppc${host.local ? '' : '; in a guest: guest.image "with-qemu"'}) or set qemu.binary in the profile`,
+      );
     }
     return new QemuProcess(child, paths);
   }

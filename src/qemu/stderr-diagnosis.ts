@@ -22,7 +22,11 @@ const KNOWN: Array<{ pattern: RegExp; hint: string }> = [
 
 /** The lines that explain a failed start, most telling last; at most `n`. */
 export function explainingLines(stderr: string, n = 3): string {
-  const lines = stderr.trim().split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = stderr
+    .trim()
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const own = lines.filter((l) => /^qemu(?:-system-[\w-]+)?: /.test(l) && !HARMLESS.some((h) => h.test(l)));
   const chosen = (own.length ? own : lines).slice(-n);
   return chosen.join(' | ') || '(no stderr)';

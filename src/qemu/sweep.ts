@@ -56,7 +56,10 @@ export async function sweepStaleLabs(root = runtimeRoot(), host?: Host): Promise
     if (host && record.bindings?.length) {
       const binder = new VfioPciBinder(host);
       for (const b of record.bindings) {
-        await binder.restore(b).then(() => restored.push(b.device), () => {});
+        await binder.restore(b).then(
+          () => restored.push(b.device),
+          () => {},
+        );
       }
     }
     for (const f of await readdir(dir)) if (f.endsWith('.sock')) await rm(join(dir, f), { force: true });

@@ -15,7 +15,11 @@ export class QmpCommandError extends TcelabError {
 
 /** No reply within the command's timeout. The connection stays usable. */
 export class QmpTimeoutError extends TcelabError {
-  constructor(readonly command: string, readonly timeoutMs: number, peer: string) {
+  constructor(
+    readonly command: string,
+    readonly timeoutMs: number,
+    peer: string,
+  ) {
     super(
       `${peer} command ${command}`,
       `no reply within ${timeoutMs} ms`,
@@ -27,7 +31,11 @@ export class QmpTimeoutError extends TcelabError {
 
 /** The socket closed (or was closed) while a reply or event was awaited. */
 export class QmpConnectionClosedError extends TcelabError {
-  constructor(readonly waitingFor: string, peer: string, reason: string) {
+  constructor(
+    readonly waitingFor: string,
+    peer: string,
+    reason: string,
+  ) {
     super(`${peer} connection closed while waiting for ${waitingFor}`, reason);
     this.name = 'QmpConnectionClosedError';
   }

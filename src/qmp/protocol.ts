@@ -53,7 +53,10 @@ export class ProtocolConnection extends EventEmitter {
   /** Count of malformed or oversized frames received: a test and verdict input. */
   protocolErrors = 0;
 
-  private constructor(private readonly socket: Duplex, opts: ProtocolOptions) {
+  private constructor(
+    private readonly socket: Duplex,
+    opts: ProtocolOptions,
+  ) {
     super();
     this.peer = opts.peer;
     this.transcript = new Transcript(opts.transcriptPath);
@@ -83,8 +86,11 @@ export class ProtocolConnection extends EventEmitter {
         await new Promise((r) => setTimeout(r, 50));
       }
     }
-    throw new TcelabError(`connect to ${opts.peer} socket ${path}${host.local ? '' : ` in the ${host.name}`}`, lastError || 'timed out',
-      'check that the process serving it is running; see its log in the run artifacts');
+    throw new TcelabError(
+      `connect to ${opts.peer} socket ${path}${host.local ? '' : ` in the ${host.name}`}`,
+      lastError || 'timed out',
+      'check that the process serving it is running; see its log in the run artifacts',
+    );
   }
 
   static fromSocket(socket: Duplex, opts: ProtocolOptions): ProtocolConnection {
@@ -223,7 +229,8 @@ export class ProtocolConnection extends EventEmitter {
   private onFrame(frame: Frame): void {
     if (frame.kind !== 'message') {
       this.protocolErrors++;
-      const why = frame.kind === 'oversized' ? `a line of ${frame.bytes} bytes exceeds the limit` : `${frame.why}: ${frame.raw.slice(0, 200)}`;
+      const why =
+        frame.kind === 'oversized' ? `a line of ${frame.bytes} bytes exceeds the limit` : `${frame.why}: ${frame.raw.slice(0, 200)}`;
       this.transcript.record('!', `dropped input: ${why}`);
       this.emit('protocolError', new QmpProtocolError(this.peer, why));
       return;

@@ -22,7 +22,10 @@ export interface QomProperty {
 }
 
 export class QmpClient {
-  private constructor(readonly connection: ProtocolConnection, readonly greeting: QmpGreeting) {}
+  private constructor(
+    readonly connection: ProtocolConnection,
+    readonly greeting: QmpGreeting,
+  ) {}
 
   static async connect(
     socketPath: string,

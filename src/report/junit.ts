@@ -1,8 +1,10 @@
 import type { ScenarioReport } from '../scenario/runner.js';
 
-const esc = (s: string) => s.replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!)
-  // XML 1.0 forbids most control characters.
-  .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, '');
+const esc = (s: string) =>
+  s
+    .replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!)
+    // XML 1.0 forbids most control characters.
+    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, '');
 
 /** JUnit XML for Jenkins/GitLab: one testsuite per run, one testcase per check; known defects are skipped with the defect named. */
 export function toJunitXml(reports: ScenarioReport[]): string {
@@ -15,12 +17,18 @@ export function toJunitXml(reports: ScenarioReport[]): string {
       if (c.status === 'fail') {
         return `${head}\n      <failure message="${esc(`measured ${c.measured}, expected ${c.expected}`)}">${esc(c.detail ?? '')}</failure>\n${out}\n    </testcase>`;
       }
-      if (c.status === 'known-defect') return `${head}\n      <skipped message="${esc(`known defect: ${c.knownDefect}`)}"/>\n${out}\n    </testcase>`;
+      if (c.status === 'known-defect')
+        return `${head}\n      <skipped message="${esc(`known defect: ${c.knownDefect}`)}"/>\n${out}\n    </testcase>`;
       return `${head}\n${out}\n    </testcase>`;
     });
     const props = [
-      ['guestKernel', r.guestKernel], ['qemuVersion', r.qemuVersion], ['resultsDir', r.resultsDir], ['error', r.error],
-    ].filter(([, v]) => v).map(([k, v]) => `      <property name="${k}" value="${esc(String(v))}"/>`);
+      ['guestKernel', r.guestKernel],
+      ['qemuVersion', r.qemuVersion],
+      ['resultsDir', r.resultsDir],
+      ['error', r.error],
+    ]
+      .filter(([, v]) => v)
+      .map(([k, v]) => `      <property name="${k}" value="${esc(String(v))}"/>`);
     return `  <testsuite name="${esc(`${r.scenario} (${r.profile})`)}" tests="${r.checks.length}" failures="${failures}" errors="${r.error ? 1 : 0}" skipped="${skipped}" time="${(r.durationMs / 1000).toFixed(3)}" timestamp="${r.startedAt}">\n    <properties>\n${props.join('\n')}\n    </properties>\n${cases.join('\n')}\n  </testsuite>`;
   });
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="tcelab">\n${suites.join('\n')}\n</testsuites>\n`;

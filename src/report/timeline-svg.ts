@@ -54,7 +54,9 @@ function panel(title: string, y0: number, all: Series[], tMax: number, phases: S
     out.push(`<line x1="${LEFT}" x2="${LEFT + plotW}" y1="${y(v)}" y2="${y(v)}" class="grid"/>`);
     out.push(`<text x="${LEFT - 6}" y="${y(v) + 4}" class="tick" text-anchor="end">${v >= 100 ? v.toFixed(0) : v.toFixed(1)}</text>`);
   }
-  out.push(`<text x="16" y="${y0 + PANEL_H / 2}" class="axis" transform="rotate(-90 16 ${y0 + PANEL_H / 2})" text-anchor="middle">MiB</text>`);
+  out.push(
+    `<text x="16" y="${y0 + PANEL_H / 2}" class="axis" transform="rotate(-90 16 ${y0 + PANEL_H / 2})" text-anchor="middle">MiB</text>`,
+  );
   phases.forEach((p, i) => {
     const px = x(p.atMs / 1000);
     out.push(`<line x1="${px}" x2="${px}" y1="${y0}" y2="${y0 + PANEL_H}" class="phase"/>`);
@@ -67,13 +69,18 @@ function panel(title: string, y0: number, all: Series[], tMax: number, phases: S
     s.points.forEach(([t, v], j) => {
       d += j === 0 ? `M${x(t).toFixed(1)},${y(v).toFixed(1)}` : `H${x(t).toFixed(1)}V${y(v).toFixed(1)}`;
     });
-    out.push(`<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.dash ? 2 : 3}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
+    out.push(
+      `<path d="${d}" fill="none" stroke="${s.color}" stroke-width="${s.dash ? 2 : 3}"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+    );
     const ly = y0 + 14 + i * 20;
-    out.push(`<line x1="${W - RIGHT + 16}" x2="${W - RIGHT + 40}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="3"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`);
+    out.push(
+      `<line x1="${W - RIGHT + 16}" x2="${W - RIGHT + 40}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="3"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+    );
     const last = s.points.at(-1)![1];
     out.push(`<text x="${W - RIGHT + 46}" y="${ly}" class="legend">${esc(s.label)} (${last.toFixed(1)})</text>`);
   });
-  if (ss.length === 0) out.push(`<text x="${LEFT + plotW / 2}" y="${y0 + PANEL_H / 2}" class="axis" text-anchor="middle">no samples</text>`);
+  if (ss.length === 0)
+    out.push(`<text x="${LEFT + plotW / 2}" y="${y0 + PANEL_H / 2}" class="axis" text-anchor="middle">no samples</text>`);
   return out.join('\n');
 }
 
@@ -87,16 +94,34 @@ export function renderTimelineSvg(r: ScenarioReport): string {
   const y2 = y1 + PANEL_H + GAP;
   const H = y2 + PANEL_H + 80 + Math.ceil(r.phases.length / 3) * 15 + r.releases.length * 16 + 20;
   const verdict = r.passed ? 'PASS' : 'FAIL';
-  const hostPanel = panel('Host (QEMU’s machine)', y1, [
-    series(host, 'pinned (FOLL_PIN)', '#d62728', (s) => mib(s.counters.pinnedPages * PAGE)),
-    series(host, 'Mlocked', '#1f77b4', (s) => mib(s.counters.mlockedKb * 1024)),
-    series(host, 'QEMU VmLck', '#ff7f0e', (s) => (s.counters.vmLckKb !== undefined ? mib(s.counters.vmLckKb * 1024) : undefined), '6 4'),
-  ], tMax, r.phases);
-  const guestPanel = panel('Guest (through the agent)', y2, [
-    series(guest, 'pinned (FOLL_PIN)', '#d62728', (s) => mib(s.counters.pinnedPages * PAGE)),
-    series(guest, 'watched process VmLck', '#2ca02c', (s) => (s.counters.vmLckKb !== undefined ? mib(s.counters.vmLckKb * 1024) : undefined), '6 4'),
-    series(guest, 'Mlocked', '#1f77b4', (s) => mib(s.counters.mlockedKb * 1024), '2 3'),
-  ], tMax, r.phases);
+  const hostPanel = panel(
+    'Host (QEMU’s machine)',
+    y1,
+    [
+      series(host, 'pinned (FOLL_PIN)', '#d62728', (s) => mib(s.counters.pinnedPages * PAGE)),
+      series(host, 'Mlocked', '#1f77b4', (s) => mib(s.counters.mlockedKb * 1024)),
+      series(host, 'QEMU VmLck', '#ff7f0e', (s) => (s.counters.vmLckKb !== undefined ? mib(s.counters.vmLckKb * 1024) : undefined), '6 4'),
+    ],
+    tMax,
+    r.phases,
+  );
+  const guestPanel = panel(
+    'Guest (through the agent)',
+    y2,
+    [
+      series(guest, 'pinned (FOLL_PIN)', '#d62728', (s) => mib(s.counters.pinnedPages * PAGE)),
+      series(
+        guest,
+        'watched process VmLck',
+        '#2ca02c',
+        (s) => (s.counters.vmLckKb !== undefined ? mib(s.counters.vmLckKb * 1024) : undefined),
+        '6 4',
+      ),
+      series(guest, 'Mlocked', '#1f77b4', (s) => mib(s.counters.mlockedKb * 1024), '2 3'),
+    ],
+    tMax,
+    r.phases,
+  );
   // The phase key: number, name and time, in three columns under the chart.
   const keyTop = y2 + PANEL_H + 60;
   const colW = (W - LEFT - 20) / 3;
@@ -111,8 +136,10 @@ export function renderTimelineSvg(r: ScenarioReport): string {
   for (let t = 0; t <= tMax; t += step) {
     ticks.push(`<text x="${x(t)}" y="${y2 + PANEL_H + 16}" class="tick" text-anchor="middle">${t.toFixed(step < 1 ? 1 : 0)}</text>`);
   }
-  const releases = r.releases.map((v, i) =>
-    `<text x="${LEFT}" y="${y2 + PANEL_H + 70 + Math.ceil(r.phases.length / 3) * 15 + i * 16}" class="note">${esc(`${v.source} ${v.counter}: ${v.returned ? `back to baseline ${v.latencyMs} ms after ${v.event}` : `NOT back to baseline within ${v.timeoutMs} ms of ${v.event}`} (baseline ${v.baseline}, peak ${v.peak}, final ${v.final})`)}</text>`);
+  const releases = r.releases.map(
+    (v, i) =>
+      `<text x="${LEFT}" y="${y2 + PANEL_H + 70 + Math.ceil(r.phases.length / 3) * 15 + i * 16}" class="note">${esc(`${v.source} ${v.counter}: ${v.returned ? `back to baseline ${v.latencyMs} ms after ${v.event}` : `NOT back to baseline within ${v.timeoutMs} ms of ${v.event}`} (baseline ${v.baseline}, peak ${v.peak}, final ${v.final})`)}</text>`,
+  );
   return `<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">
 <style>

@@ -18,23 +18,46 @@ export interface Check {
   atMs: number;
 }
 
-const jsonish = (v: unknown): string => (typeof v === 'bigint' ? `0x${v.toString(16)}` : typeof v === 'string' ? v : JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x)));
+const jsonish = (v: unknown): string =>
+  typeof v === 'bigint'
+    ? `0x${v.toString(16)}`
+    : typeof v === 'string'
+      ? v
+      : JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? `0x${x.toString(16)}` : x));
 
 /** Collects checks; every check is printed as it is decided. A failed check does not stop the scenario. */
 export class CheckRecorder {
   readonly checks: Check[] = [];
   private readonly t0 = Date.now();
 
-  constructor(private readonly progress: Progress, private readonly onRecord?: (c: Check) => void) {}
+  constructor(
+    private readonly progress: Progress,
+    private readonly onRecord?: (c: Check) => void,
+  ) {}
 
   record(name: string, pass: boolean, expected: unknown, measured: unknown, detail?: string, knownDefect?: string): boolean {
     const status = pass ? 'pass' : knownDefect ? 'known-defect' : 'fail';
-    const c: Check = { name, pass, status, knownDefect, expected: jsonish(expected), measured: jsonish(measured), detail, atMs: Date.now() - this.t0 };
+    const c: Check = {
+      name,
+      pass,
+      status,
+      knownDefect,
+      expected: jsonish(expected),
+      measured: jsonish(measured),
+      detail,
+      atMs: Date.now() - this.t0,
+    };
     this.checks.push(c);
     this.onRecord?.(c);
     const label = { pass: 'PASS', fail: 'FAIL', 'known-defect': 'KNOWN-DEFECT' }[status];
-    this.progress.info(`  ${label} ${name}: measured ${c.measured}${pass ? '' : `, expected ${c.expected}`}${detail ? ` (${detail})` : ''}` +
-      (status === 'known-defect' ? `\n      known defect: ${knownDefect}` : pass && knownDefect ? '\n      (a documented defect no longer reproduces here)' : ''));
+    this.progress.info(
+      `  ${label} ${name}: measured ${c.measured}${pass ? '' : `, expected ${c.expected}`}${detail ? ` (${detail})` : ''}` +
+        (status === 'known-defect'
+          ? `\n      known defect: ${knownDefect}`
+          : pass && knownDefect
+            ? '\n      (a documented defect no longer reproduces here)'
+            : ''),
+    );
     return pass;
   }
 
@@ -53,7 +76,14 @@ export class CheckRecorder {
       return this.record(name, false, `error ${errorClass}`, `success ${jsonish(v)}`, undefined, knownDefect);
     } catch (err) {
       const got = err instanceof QmpCommandError ? err.errorClass : (err as Error).message;
-      return this.record(name, got === errorClass, `error ${errorClass}`, `error ${got}`, err instanceof QmpCommandError ? err.desc : undefined, knownDefect);
+      return this.record(
+        name,
+        got === errorClass,
+        `error ${errorClass}`,
+        `error ${got}`,
+        err instanceof QmpCommandError ? err.desc : undefined,
+        knownDefect,
+      );
     }
   }
 

@@ -80,12 +80,26 @@ export async function judgeGuestBalance(
     await new Promise((r) => setTimeout(r, 100));
   }
   const locked = lockedKb(holders) - baseline.lockedKb;
-  const newHolders = holders.filter((h) => !baseline.holders.some((b) => b.pid === h.pid && b.vmLckKb === h.vmLckKb && b.fds.length === h.fds.length));
+  const newHolders = holders.filter(
+    (h) => !baseline.holders.some((b) => b.pid === h.pid && b.vmLckKb === h.vmLckKb && b.fds.length === h.fds.length),
+  );
   const explained = kept?.knownDefect !== undefined && pins === kept.pages && locked === 0;
-  const who = newHolders.length ? describeHolders(newHolders) : 'no guest process holds a VFIO fd or locked memory (the pins belong to no live process)';
-  checks.record('guest: pinned pages back to the agent-up baseline before shutdown', pins === 0, 0, pins,
+  const who = newHolders.length
+    ? describeHolders(newHolders)
+    : 'no guest process holds a VFIO fd or locked memory (the pins belong to no live process)';
+  checks.record(
+    'guest: pinned pages back to the agent-up baseline before shutdown',
+    pins === 0,
+    0,
+    pins,
     pins === 0 ? `settled ${Date.now() - t0} ms after the last step` : `${pins} pages still pinned; ${who}`,
-    explained ? `${kept!.knownDefect} (${kept!.reason})` : undefined);
-  checks.record('guest: locked memory of its processes (Σ VmLck) back to the agent-up baseline before shutdown', locked === 0, `${baseline.lockedKb} kB`,
-    `${lockedKb(holders)} kB`, locked === 0 ? undefined : who);
+    explained ? `${kept!.knownDefect} (${kept!.reason})` : undefined,
+  );
+  checks.record(
+    'guest: locked memory of its processes (Σ VmLck) back to the agent-up baseline before shutdown',
+    locked === 0,
+    `${baseline.lockedKb} kB`,
+    `${lockedKb(holders)} kB`,
+    locked === 0 ? undefined : who,
+  );
 }

@@ -10,7 +10,13 @@ export async function guestSampleNow(ctx: ScenarioContext): Promise<Sample> {
 }
 
 /** Waits for the guest's pinned pages to return to `baseline` after `event`; records the verdict. */
-export async function guestRelease(ctx: ScenarioContext, baseline: Sample, event: string, eventT: number, timeoutMs: number): Promise<ReleaseVerdict> {
+export async function guestRelease(
+  ctx: ScenarioContext,
+  baseline: Sample,
+  event: string,
+  eventT: number,
+  timeoutMs: number,
+): Promise<ReleaseVerdict> {
   const v = await awaitRelease(ctx.sampler, 'guest', 'pinnedPages', baseline, { name: event, t: eventT }, timeoutMs);
   ctx.releases.push(v);
   return v;

@@ -16,8 +16,11 @@ export async function findGuestDevice(agent: AgentClient, profile: Profile, devi
   const all = info.iommuGroups.flatMap((g) => g.devices);
   const hit = all.find((d) => d.address.startsWith(`${domain}:`));
   if (!hit) {
-    throw new TcelabError(`find device ${dev.id} in the guest`, `no PCI device in domain ${domain} (PHB ${phb.id}); the guest has ${all.map((d) => d.address).join(', ') || 'none'}`,
-      'check the guest console for PCI probe errors');
+    throw new TcelabError(
+      `find device ${dev.id} in the guest`,
+      `no PCI device in domain ${domain} (PHB ${phb.id}); the guest has ${all.map((d) => d.address).join(', ') || 'none'}`,
+      'check the guest console for PCI probe errors',
+    );
   }
   return hit;
 }

@@ -59,7 +59,9 @@ export interface ExpectedKernelReport {
 
 /** The first lines of each report, for a check's detail. */
 export function describeReports(reports: KernelReport[], max = 3): string {
-  const shown = reports.slice(0, max).map((r) => `${r.kind}: ${r.line}${r.excerpt.length ? ` | ${r.excerpt.slice(0, 3).join(' | ')}` : ''}`);
+  const shown = reports
+    .slice(0, max)
+    .map((r) => `${r.kind}: ${r.line}${r.excerpt.length ? ` | ${r.excerpt.slice(0, 3).join(' | ')}` : ''}`);
   return `${shown.join(' || ')}${reports.length > max ? ` (+${reports.length - max} more)` : ''}`;
 }
 
@@ -67,7 +69,10 @@ export function describeReports(reports: KernelReport[], max = 3): string {
  * The verdict on a kernel log: pass when nothing was reported; known-defect
  * when every report matches one a scenario declared for a documented defect.
  */
-export function judgeKernelLog(reports: KernelReport[], expected: ExpectedKernelReport[]): { pass: boolean; measured: string; knownDefect?: string } {
+export function judgeKernelLog(
+  reports: KernelReport[],
+  expected: ExpectedKernelReport[],
+): { pass: boolean; measured: string; knownDefect?: string } {
   if (!reports.length) return { pass: true, measured: 'none' };
   const explainedBy = (r: KernelReport) => expected.find((e) => e.pattern.test(`${r.line}\n${r.excerpt.join('\n')}`));
   const all = reports.every((r) => explainedBy(r));

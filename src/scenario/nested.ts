@@ -13,13 +13,21 @@ import { TcelabError } from '../util/errors.js';
  */
 export function innerProfile(ctx: ScenarioContext): Profile {
   if (!ctx.profile.inner) {
-    throw new TcelabError('inner lab', `profile ${ctx.profile.name} has no inner lab`, 'run it with the nested-lab-host profile (or one with an "inner" section)');
+    throw new TcelabError(
+      'inner lab',
+      `profile ${ctx.profile.name} has no inner lab`,
+      'run it with the nested-lab-host profile (or one with an "inner" section)',
+    );
   }
   return ctx.profile.inner;
 }
 
 export async function launchInnerLab(ctx: ScenarioContext): Promise<Lab> {
-  const lab = await Lab.launch(innerProfile(ctx), { host: ctx.guestProbe.host, runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'), progress: ctx.progress });
+  const lab = await Lab.launch(innerProfile(ctx), {
+    host: ctx.guestProbe.host,
+    runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'),
+    progress: ctx.progress,
+  });
   ctx.observeLab(lab, `inner pid ${lab.process.pid}`);
   return lab;
 }
@@ -34,7 +42,10 @@ export async function disposeInnerLab(ctx: ScenarioContext, lab: Lab, label: str
  */
 export async function adoptInnerVfioFds(ctx: ScenarioContext, worker: VfioWorker, lab: Lab): Promise<string[]> {
   const fds = ((await ctx.guestProbe.host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
-  if (fds.length === 0) throw new TcelabError('adopt the inner QEMU\'s VFIO fds', `pid ${lab.process.pid} holds no /dev/vfio fd`);
-  await worker.adoptFds(lab.process.pid, fds.map((e) => Number(e.name)));
+  if (fds.length === 0) throw new TcelabError("adopt the inner QEMU's VFIO fds", `pid ${lab.process.pid} holds no /dev/vfio fd`);
+  await worker.adoptFds(
+    lab.process.pid,
+    fds.map((e) => Number(e.name)),
+  );
   return fds.map((e) => e.target!);
 }

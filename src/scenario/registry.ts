@@ -13,7 +13,15 @@ import { join } from 'node:path';
 import { scenariosDir } from './data/scenario-file.js';
 
 /** Procedures written in TypeScript; scenario files call them with a "do" step. */
-export const procedures: ScenarioDefinition[] = [preregAccounting, ddwWindows, guestRelease3, shutdownRelease, ddwHotplug, registrationSoak, nestedPreregRelease];
+export const procedures: ScenarioDefinition[] = [
+  preregAccounting,
+  ddwWindows,
+  guestRelease3,
+  shutdownRelease,
+  ddwHotplug,
+  registrationSoak,
+  nestedPreregRelease,
+];
 
 export function findScenario(name: string): ScenarioDefinition | undefined {
   return procedures.find((s) => s.name === name);

@@ -100,19 +100,38 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     live?.publish({ type: 'phase', name, atMs });
     return atMs;
   };
-  const checks = new CheckRecorder(progress, live ? (c) => live.publish({ type: 'check', name: c.name, status: c.status, measured: c.measured, expected: c.expected }) : undefined);
+  const checks = new CheckRecorder(
+    progress,
+    live ? (c) => live.publish({ type: 'check', name: c.name, status: c.status, measured: c.measured, expected: c.expected }) : undefined,
+  );
   if (live) {
     live.publish({ type: 'hello', scenario: def.name, profile: opts.profile ?? def.defaultProfile });
     const MiB = 1024 * 1024;
-    sampler.on('sample', (s: Sample) => live.publish({
-      type: 'sample', t: s.t, source: s.source, pinnedMiB: (s.counters.pinnedPages * 4096) / MiB, mlockedMiB: (s.counters.mlockedKb * 1024) / MiB,
-      ...(s.counters.vmLckKb !== undefined ? { vmLckMiB: (s.counters.vmLckKb * 1024) / MiB } : {}),
-    }));
+    sampler.on('sample', (s: Sample) =>
+      live.publish({
+        type: 'sample',
+        t: s.t,
+        source: s.source,
+        pinnedMiB: (s.counters.pinnedPages * 4096) / MiB,
+        mlockedMiB: (s.counters.mlockedKb * 1024) / MiB,
+        ...(s.counters.vmLckKb !== undefined ? { vmLckMiB: (s.counters.vmLckKb * 1024) / MiB } : {}),
+      }),
+    );
   }
   const report: ScenarioReport = {
-    scenario: def.name, profile: opts.profile ?? def.defaultProfile, options: opts.options ?? {}, passed: false,
-    startedAt: new Date(t0).toISOString(), durationMs: 0, checks: checks.checks, phases, releases: [], timings: [], samples: sampler.samples,
-    sampling: { hostRateHz, guestRateHz, hostOverruns: 0, gaps: 0 }, resultsDir,
+    scenario: def.name,
+    profile: opts.profile ?? def.defaultProfile,
+    options: opts.options ?? {},
+    passed: false,
+    startedAt: new Date(t0).toISOString(),
+    durationMs: 0,
+    checks: checks.checks,
+    phases,
+    releases: [],
+    timings: [],
+    samples: sampler.samples,
+    sampling: { hostRateHz, guestRateHz, hostOverruns: 0, gaps: 0 },
+    resultsDir,
   };
   let profile = await loadProfile(opts.profile ?? def.defaultProfile);
   if (def.adjustProfile) profile = def.adjustProfile(profile, opts.options ?? {});
@@ -170,10 +189,15 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     if (!agent || !balanceBaseline || theLab.panic || !theLab.process.running) return;
     const baseline = balanceBaseline;
     balanceBaseline = undefined;
-    await progress.step('judge the guest balance (pins and locked memory back to the agent-up baseline)', async () => {
-      await judgeGuestBalance(agent, baseline, checks, progress, keptPins);
-    }).catch((err) => checks.record('guest: balance judged before shutdown', false, 'the agent answers', describeError(err)));
-    guestDmesg = await agent.exec(['dmesg'], 10_000).then((r) => r.stdout, () => '');
+    await progress
+      .step('judge the guest balance (pins and locked memory back to the agent-up baseline)', async () => {
+        await judgeGuestBalance(agent, baseline, checks, progress, keptPins);
+      })
+      .catch((err) => checks.record('guest: balance judged before shutdown', false, 'the agent answers', describeError(err)));
+    guestDmesg = await agent.exec(['dmesg'], 10_000).then(
+      (r) => r.stdout,
+      () => '',
+    );
   };
   const shutdown = async (method: ShutdownMethod | 'agent'): Promise<ShutdownReport> => {
     await beforeGuestGoes();
@@ -203,7 +227,18 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     const guestProbe = new ProcCountersProbe(new AgentHost(agent));
     sampler.start('guest', guestProbe, { rateHz: guestRateHz, pid: () => guestPid });
     const ctx: ScenarioContext = {
-      lab, agent, profile, checks, progress, phase, sampler, guestProbe, hostBaseline, options: opts.options ?? {}, releases: report.releases, timings: report.timings,
+      lab,
+      agent,
+      profile,
+      checks,
+      progress,
+      phase,
+      sampler,
+      guestProbe,
+      hostBaseline,
+      options: opts.options ?? {},
+      releases: report.releases,
+      timings: report.timings,
       ddw: new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs),
       observeLab,
       watchGuestPid: (pid) => {
@@ -233,7 +268,17 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
       if (!report.error) checks.equal('guest powered off cleanly', sd.effective, 'powerdown', sd.escalations.join('; ') || undefined);
     }
     await sampler.stop('guest');
-    await hostReleaseChecks(report, sampler, scanner, hostBaseline, checks, lab, releaseTimeoutMs, opts.mlockedToleranceKb ?? 1024, progress);
+    await hostReleaseChecks(
+      report,
+      sampler,
+      scanner,
+      hostBaseline,
+      checks,
+      lab,
+      releaseTimeoutMs,
+      opts.mlockedToleranceKb ?? 1024,
+      progress,
+    );
   } catch (err) {
     report.error = `${report.error ? `${report.error}; ` : ''}${describeError(err)}`;
     checks.record('lab torn down and judged', false, 'no error', describeError(err));
@@ -242,8 +287,14 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
     // A kernel validation run must never miss a kernel report, whatever the scenario checked or how it ended:
     // the console (everything up to the end, a panic included) and the guest's dmesg (read before shutdown).
     const logVerdict = judgeKernelLog(scanKernelLog(`${lab.process.console.tail(100_000)}\n${guestDmesg}`), expectedReports);
-    checks.record(`guest kernel logged no ${KERNEL_REPORT_NAMES.join(', ')}`, logVerdict.pass, 'none', logVerdict.measured,
-      guestDmesg ? 'console and dmesg' : 'console only (dmesg was not read: the agent was gone)', logVerdict.knownDefect);
+    checks.record(
+      `guest kernel logged no ${KERNEL_REPORT_NAMES.join(', ')}`,
+      logVerdict.pass,
+      'none',
+      logVerdict.measured,
+      guestDmesg ? 'console and dmesg' : 'console only (dmesg was not read: the agent was gone)',
+      logVerdict.knownDefect,
+    );
     if (lab.process.running) lab.process.kill('SIGKILL');
     await lab.process.exited;
     if (!report.releases.length && !report.error) phase('baseline regained');
@@ -270,27 +321,63 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
  * baseline taken before launch; while it ran, the host must have accounted
  * what the profile implies (locked guest RAM, or VFIO-pinned guest RAM).
  */
-async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSampler, scanner: ProcessScanner, baseline: Sample, checks: CheckRecorder, lab: Lab, timeoutMs: number, mlockedToleranceKb: number, progress: Progress): Promise<void> {
+async function hostReleaseChecks(
+  report: ScenarioReport,
+  sampler: PinnedPageSampler,
+  scanner: ProcessScanner,
+  baseline: Sample,
+  checks: CheckRecorder,
+  lab: Lab,
+  timeoutMs: number,
+  mlockedToleranceKb: number,
+  progress: Progress,
+): Promise<void> {
   const exit = await lab.process.exited;
   const exitT = exit.at - sampler.t0;
   const ramKb = lab.profile.qemu.memoryMiB * 1024;
   const running = sampler.of('host').filter((s) => s.pid === lab.process.pid);
   if (lab.profile.qemu.memLock) {
     const peakLck = Math.max(0, ...running.map((s) => s.counters.vmLckKb ?? 0));
-    checks.atLeast('host: QEMU VmLck while running covers guest RAM (mem-lock=on)', peakLck, ramKb, `kB, guest RAM ${lab.profile.qemu.memoryMiB} MiB`);
+    checks.atLeast(
+      'host: QEMU VmLck while running covers guest RAM (mem-lock=on)',
+      peakLck,
+      ramKb,
+      `kB, guest RAM ${lab.profile.qemu.memoryMiB} MiB`,
+    );
     const peakMlocked = Math.max(0, ...running.map((s) => s.counters.mlockedKb)) - baseline.counters.mlockedKb;
     checks.atLeast('host: Mlocked grew by at least guest RAM while running', peakMlocked, ramKb, 'kB');
   }
   if (lab.profile.devices.some((d) => d.driver === 'vfio-pci')) {
     const ramPages = ramKb / 4;
     const peakPinned = Math.max(0, ...running.map((s) => s.counters.pinnedPages)) - baseline.counters.pinnedPages;
-    checks.atLeast('host: FOLL_PIN pages while running ≈ guest RAM (VFIO pre-registration)', peakPinned, Math.floor(ramPages * 0.9), 'pages');
+    checks.atLeast(
+      'host: FOLL_PIN pages while running ≈ guest RAM (VFIO pre-registration)',
+      peakPinned,
+      Math.floor(ramPages * 0.9),
+      'pages',
+    );
   }
   // Judged on the part of each system-wide counter that no neighbour accounts for: a neighbour that
   // locks or pins memory meanwhile moves the raw counter and its own VmLck/VmPin alike.
   const judged = [
-    { counter: 'unattributedPinnedPages', raw: 'pinnedPages', neighbours: 'neighbourPinnedKb', own: 'VmPin', label: 'pinned pages (FOLL_PIN)', unit: 'pages', tolerance: 0 },
-    { counter: 'unattributedMlockedKb', raw: 'mlockedKb', neighbours: 'neighbourLockedKb', own: 'locked memory', label: 'Mlocked', unit: 'kB', tolerance: mlockedToleranceKb },
+    {
+      counter: 'unattributedPinnedPages',
+      raw: 'pinnedPages',
+      neighbours: 'neighbourPinnedKb',
+      own: 'VmPin',
+      label: 'pinned pages (FOLL_PIN)',
+      unit: 'pages',
+      tolerance: 0,
+    },
+    {
+      counter: 'unattributedMlockedKb',
+      raw: 'mlockedKb',
+      neighbours: 'neighbourLockedKb',
+      own: 'locked memory',
+      label: 'Mlocked',
+      unit: 'kB',
+      tolerance: mlockedToleranceKb,
+    },
   ] as const;
   const signed = (n: number) => `${n >= 0 ? '+' : ''}${n}`;
   for (const j of judged) {
@@ -303,8 +390,21 @@ async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSamp
         // Only the lab's own leftovers fail it: a neighbour's release (an exited process's pins put late) ends below the baseline.
         // Attributing a neighbour's Mlocked share from its mappings is good to a fraction of a percent (seen: 4.5 MB
         // of a 2.26 GB mem-lock QEMU that left during a run): 1 % of the neighbours' change is allowed on top.
-        const churn = (c: PinCounters) => (j.counter === 'unattributedMlockedKb' ? Math.abs((c.neighbourLockedKb ?? 0) - (baseline.counters.neighbourLockedKb ?? 0)) / 100 : 0);
-        return await awaitRelease(sampler, 'host', j.counter, baseline, { name: 'QEMU exit', t: exitT }, timeoutMs, j.tolerance, 'not-above', churn);
+        const churn = (c: PinCounters) =>
+          j.counter === 'unattributedMlockedKb'
+            ? Math.abs((c.neighbourLockedKb ?? 0) - (baseline.counters.neighbourLockedKb ?? 0)) / 100
+            : 0;
+        return await awaitRelease(
+          sampler,
+          'host',
+          j.counter,
+          baseline,
+          { name: 'QEMU exit', t: exitT },
+          timeoutMs,
+          j.tolerance,
+          'not-above',
+          churn,
+        );
       } finally {
         clearInterval(timer);
       }
@@ -313,14 +413,23 @@ async function hostReleaseChecks(report: ScenarioReport, sampler: PinnedPageSamp
     const last = sampler.of('host').at(-1)?.counters;
     const rawDelta = (last?.[j.raw] ?? 0) - baseline.counters[j.raw];
     const neighbourDelta = (last?.[j.neighbours] ?? 0) - (baseline.counters[j.neighbours] ?? 0);
-    checks.record(`host: ${j.label} back to baseline after QEMU exit (neighbours' own accounted)`, v.returned,
-      `≤ ${v.baseline}${j.tolerance ? ` + ${j.tolerance}` : ''}${j.counter === 'unattributedMlockedKb' ? ' + 1 % of the neighbours\' change' : ''}`, v.final,
+    checks.record(
+      `host: ${j.label} back to baseline after QEMU exit (neighbours' own accounted)`,
+      v.returned,
+      `≤ ${v.baseline}${j.tolerance ? ` + ${j.tolerance}` : ''}${j.counter === 'unattributedMlockedKb' ? " + 1 % of the neighbours' change" : ''}`,
+      v.final,
       `${v.returned ? `release latency ${v.latencyMs} ms from process exit, peak ${v.peak}` : `not back within ${timeoutMs} ms, peak ${v.peak}`}; ` +
-        `system-wide ${signed(rawDelta)} ${j.unit}, the neighbours' own ${j.own} ${signed(neighbourDelta)} kB`);
+        `system-wide ${signed(rawDelta)} ${j.unit}, the neighbours' own ${j.own} ${signed(neighbourDelta)} kB`,
+    );
   }
   // Whatever the lab started must be gone with QEMU: a helper that lives on keeps its locked and pinned memory.
   const leftovers = scanner.scan().lab.filter((p) => p.pid !== lab.process.pid);
-  checks.record('host: no process of the lab outlives QEMU', leftovers.length === 0, 'none', leftovers.length ? leftovers.map(describeProcessMemory).join('; ') : 'none',
-    leftovers.length ? `processes carrying ${lab.name}'s marker (${LAB_MARKER_ENV}) are still alive after QEMU exited` : undefined);
+  checks.record(
+    'host: no process of the lab outlives QEMU',
+    leftovers.length === 0,
+    'none',
+    leftovers.length ? leftovers.map(describeProcessMemory).join('; ') : 'none',
+    leftovers.length ? `processes carrying ${lab.name}'s marker (${LAB_MARKER_ENV}) are still alive after QEMU exited` : undefined,
+  );
   report.phases.push({ name: 'baseline regained', atMs: sampler.now(), wallTime: new Date().toISOString() });
 }

@@ -3,7 +3,11 @@ import { Validator, type Spec } from '../util/validate.js';
 import type { ScenarioDefinition } from './scenario.js';
 
 /** `seedFaults`: every scenario that can seed faults takes it. */
-export const SEED_FAULTS_OPTION: Spec = { type: 'string', pattern: /^[a-z0-9-]+(,[a-z0-9-]+)*$/, patternHint: 'fault names separated by commas' };
+export const SEED_FAULTS_OPTION: Spec = {
+  type: 'string',
+  pattern: /^[a-z0-9-]+(,[a-z0-9-]+)*$/,
+  patternHint: 'fault names separated by commas',
+};
 
 /**
  * Checks a run's options against the scenario's optionSpecs: an unknown
@@ -18,8 +22,12 @@ export function validateScenarioOptions(def: ScenarioDefinition, options: Record
     const spec = specs[key];
     if (!spec) {
       const known = Object.keys(specs);
-      throw new InputError(`scenario ${def.name}`, `${where} ${key}`, 'is not an option of this scenario',
-        known.length ? `its options: ${known.join(', ')}` : 'this scenario takes no options');
+      throw new InputError(
+        `scenario ${def.name}`,
+        `${where} ${key}`,
+        'is not an option of this scenario',
+        known.length ? `its options: ${known.join(', ')}` : 'this scenario takes no options',
+      );
     }
     v.check(value, spec, `${where} ${key}`);
   }
@@ -37,11 +45,18 @@ export function parseSeedFaults(def: ScenarioDefinition, options: Record<string,
   const raw = options.seedFaults;
   if (raw === undefined || raw === '') return new Set();
   const known = Object.keys(def.seedableFaults ?? {});
-  const names = String(raw).split(',').map((s) => s.trim()).filter(Boolean);
+  const names = String(raw)
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const n of names) {
     if (!known.includes(n)) {
-      throw new InputError(`scenario ${def.name}`, 'seedFaults', `has no seedable fault "${n}"`,
-        known.length ? `seedable faults: ${known.join(', ')}` : 'this scenario seeds no faults');
+      throw new InputError(
+        `scenario ${def.name}`,
+        'seedFaults',
+        `has no seedable fault "${n}"`,
+        known.length ? `seedable faults: ${known.join(', ')}` : 'this scenario seeds no faults',
+      );
     }
   }
   return new Set(names);

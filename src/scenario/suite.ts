@@ -33,7 +33,13 @@ export function shardEntries<T extends { label: string }>(entries: T[], shard: {
 export function prefixed(progress: Progress, label: string): Progress {
   return {
     step: (l, fn) => progress.step(`[${label}] ${l}`, fn),
-    info: (line) => progress.info(line.split('\n').map((x) => `[${label}] ${x}`).join('\n')),
+    info: (line) =>
+      progress.info(
+        line
+          .split('\n')
+          .map((x) => `[${label}] ${x}`)
+          .join('\n'),
+      ),
   };
 }
 
@@ -49,7 +55,10 @@ export interface SuiteResult {
  * results dir; an exclusive entry waits for the others to finish and runs
  * alone. Writes a suite junit.xml and summary.json beside the per-run dirs.
  */
-export async function runSuite(entries: SuiteEntry[], opts: { jobs: number; resultsDir: string; progress: Progress; runtimeRoot?: string }): Promise<SuiteResult> {
+export async function runSuite(
+  entries: SuiteEntry[],
+  opts: { jobs: number; resultsDir: string; progress: Progress; runtimeRoot?: string },
+): Promise<SuiteResult> {
   const t0 = Date.now();
   await mkdir(opts.resultsDir, { recursive: true });
   const reports: ScenarioReport[] = [];
@@ -66,13 +75,31 @@ export async function runSuite(entries: SuiteEntry[], opts: { jobs: number; resu
         running++;
         if (next.exclusiveHost) exclusiveRunning = true;
         const progress = opts.jobs > 1 ? prefixed(opts.progress, next.label) : opts.progress;
-        runScenario(next.def, { profile: next.profile, options: next.options, resultsDir: join(opts.resultsDir, next.label), progress, runtimeRoot: opts.runtimeRoot })
-          .catch((err): ScenarioReport => ({
-            scenario: next.label, profile: next.profile ?? next.def.defaultProfile, options: next.options, passed: false, startedAt: new Date().toISOString(), durationMs: 0,
-            checks: [{ name: 'lab started', pass: false, status: 'fail', expected: 'started', measured: describeError(err), atMs: 0 }],
-            phases: [], releases: [], timings: [], samples: [], sampling: { hostRateHz: 0, guestRateHz: 0, hostOverruns: 0, gaps: 0 }, error: describeError(err),
-            resultsDir: join(opts.resultsDir, next.label),
-          }))
+        runScenario(next.def, {
+          profile: next.profile,
+          options: next.options,
+          resultsDir: join(opts.resultsDir, next.label),
+          progress,
+          runtimeRoot: opts.runtimeRoot,
+        })
+          .catch(
+            (err): ScenarioReport => ({
+              scenario: next.label,
+              profile: next.profile ?? next.def.defaultProfile,
+              options: next.options,
+              passed: false,
+              startedAt: new Date().toISOString(),
+              durationMs: 0,
+              checks: [{ name: 'lab started', pass: false, status: 'fail', expected: 'started', measured: describeError(err), atMs: 0 }],
+              phases: [],
+              releases: [],
+              timings: [],
+              samples: [],
+              sampling: { hostRateHz: 0, guestRateHz: 0, hostOverruns: 0, gaps: 0 },
+              error: describeError(err),
+              resultsDir: join(opts.resultsDir, next.label),
+            }),
+          )
           .then((r) => {
             r.scenario = next.label;
             reports.push(r);
@@ -89,11 +116,34 @@ export async function runSuite(entries: SuiteEntry[], opts: { jobs: number; resu
   });
   const order = new Map(entries.map((e, i) => [e.label, i]));
   reports.sort((a, b) => (order.get(a.scenario) ?? 0) - (order.get(b.scenario) ?? 0));
-  const result = { reports, passed: reports.length === entries.length && reports.every((r) => r.passed), durationMs: Date.now() - t0, jobs: opts.jobs };
+  const result = {
+    reports,
+    passed: reports.length === entries.length && reports.every((r) => r.passed),
+    durationMs: Date.now() - t0,
+    jobs: opts.jobs,
+  };
   await writeFile(join(opts.resultsDir, 'junit.xml'), toJunitXml(reports));
-  await writeFile(join(opts.resultsDir, 'summary.json'), `${JSON.stringify({
-    passed: result.passed, durationMs: result.durationMs, jobs: opts.jobs,
-    runs: reports.map((r) => ({ label: r.scenario, passed: r.passed, durationMs: r.durationMs, checks: r.checks.length, failed: r.checks.filter((c) => c.status === 'fail').length, knownDefects: r.checks.filter((c) => c.status === 'known-defect').length, resultsDir: r.resultsDir, error: r.error })),
-  }, bigintSafe, 2)}\n`);
+  await writeFile(
+    join(opts.resultsDir, 'summary.json'),
+    `${JSON.stringify(
+      {
+        passed: result.passed,
+        durationMs: result.durationMs,
+        jobs: opts.jobs,
+        runs: reports.map((r) => ({
+          label: r.scenario,
+          passed: r.passed,
+          durationMs: r.durationMs,
+          checks: r.checks.length,
+          failed: r.checks.filter((c) => c.status === 'fail').length,
+          knownDefects: r.checks.filter((c) => c.status === 'known-defect').length,
+          resultsDir: r.resultsDir,
+          error: r.error,
+        })),
+      },
+      bigintSafe,
+      2,
+    )}\n`,
+  );
   return result;
 }

@@ -77,10 +77,19 @@ function resolveBinary(binary: string): string | undefined {
  * One entry per reason: a new one is one line.
  */
 const COLD_ONLY: Array<{ applies: (p: Profile, extraArgs: string[]) => boolean; why: string }> = [
-  { applies: (p) => p.devices.some((d) => d.driver === 'vfio-pci'), why: 'a host vfio-pci device cannot be migrated (its state lives in the hardware)' },
+  {
+    applies: (p) => p.devices.some((d) => d.driver === 'vfio-pci'),
+    why: 'a host vfio-pci device cannot be migrated (its state lives in the hardware)',
+  },
   { applies: (p) => !p.guest.boot, why: 'the profile boots no guest (guest.boot false): there is no booted state to save' },
-  { applies: (p, extra) => p.qemu.startPaused || extra.includes('-S') || extra.includes('-incoming'), why: 'the machine is started paused (-S) or given its own -incoming' },
-  { applies: (p) => p.qemu.accel === 'kvm', why: 'KVM labs boot cold: a KVM guest is saved against this host CPU, and KVM boots fast anyway' },
+  {
+    applies: (p, extra) => p.qemu.startPaused || extra.includes('-S') || extra.includes('-incoming'),
+    why: 'the machine is started paused (-S) or given its own -incoming',
+  },
+  {
+    applies: (p) => p.qemu.accel === 'kvm',
+    why: 'KVM labs boot cold: a KVM guest is saved against this host CPU, and KVM boots fast anyway',
+  },
 ];
 
 export function coldOnlyReason(profile: Profile, extraArgs: string[] = []): string | undefined {
@@ -92,10 +101,18 @@ export function coldOnlyReason(profile: Profile, extraArgs: string[] = []): stri
  * this lab's own paths and name taken out (they differ per lab and shape
  * nothing in the guest), and the guest image's kernel and initrd (content).
  */
-export function snapshotKey(profile: Profile, argv: string[], paths: RuntimePaths, labName: string, image: { kernel: string; initrd: string }): { key: string; inputs: Record<string, string> } {
+export function snapshotKey(
+  profile: Profile,
+  argv: string[],
+  paths: RuntimePaths,
+  labName: string,
+  image: { kernel: string; initrd: string },
+): { key: string; inputs: Record<string, string> } {
   const binary = resolveBinary(profile.qemu.binary);
   const vof = '/usr/share/qemu/vof.bin';
-  const normalized = argv.map((a) => a.split(paths.dir).join('<rundir>').split(paths.hostDir).join('<hostdir>').split(labName).join('<lab>'));
+  const normalized = argv.map((a) =>
+    a.split(paths.dir).join('<rundir>').split(paths.hostDir).join('<hostdir>').split(labName).join('<lab>'),
+  );
   const inputs: Record<string, string> = {
     format: String(FORMAT),
     qemu: binary ? `${binary} sha256:${fileSha256(binary)}` : profile.qemu.binary,
@@ -174,7 +191,14 @@ export async function listSnapshots(): Promise<SnapshotListing[]> {
       const metaPath = join(root, name, 'meta.json');
       const meta = JSON.parse(await readFile(metaPath, 'utf8')) as SnapshotMeta;
       const used = (await stat(metaPath)).mtime.toISOString();
-      out.push({ key: name, profile: meta.profile, kernelRelease: meta.kernelRelease, createdAt: meta.createdAt, lastUsed: used, bytes: (await stat(join(root, name, 'state'))).size });
+      out.push({
+        key: name,
+        profile: meta.profile,
+        kernelRelease: meta.kernelRelease,
+        createdAt: meta.createdAt,
+        lastUsed: used,
+        bytes: (await stat(join(root, name, 'state'))).size,
+      });
     } catch {
       out.push({ key: name, profile: '?', kernelRelease: '?', createdAt: '?', lastUsed: new Date(0).toISOString(), bytes: 0 });
     }

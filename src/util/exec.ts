@@ -27,8 +27,13 @@ export function run(
       if (code === 0) resolve({ stdout, stderr });
       else {
         const tail = stderr.trim().split('\n').slice(-8).join('\n    ');
-        reject(new TcelabError(opts.what ?? `${cmd} ${args.join(' ')}`.slice(0, 200),
-          `exited with ${signal ?? `code ${code}`}${tail ? `:\n    ${tail}` : ''}`, opts.hint));
+        reject(
+          new TcelabError(
+            opts.what ?? `${cmd} ${args.join(' ')}`.slice(0, 200),
+            `exited with ${signal ?? `code ${code}`}${tail ? `:\n    ${tail}` : ''}`,
+            opts.hint,
+          ),
+        );
       }
     });
     if (opts.input) child.stdin.end(opts.input);
@@ -46,7 +51,9 @@ export function runBinary(cmd: string, args: string[], what: string): Promise<Bu
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.on('error', (e) => reject(new TcelabError(what, e.message)));
     child.on('close', (code) =>
-      code === 0 ? resolve(Buffer.concat(out)) : reject(new TcelabError(what, `${cmd} exited with ${code}: ${Buffer.concat(err).toString().trim()}`)),
+      code === 0
+        ? resolve(Buffer.concat(out))
+        : reject(new TcelabError(what, `${cmd} exited with ${code}: ${Buffer.concat(err).toString().trim()}`)),
     );
   });
 }

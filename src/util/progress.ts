@@ -30,7 +30,8 @@ export class StderrProgress implements Progress {
     const draw = () => {
       if (!tty) return;
       const width = 20;
-      const bar = fraction === undefined ? '' : ` [${'#'.repeat(Math.round(fraction * width)).padEnd(width, '.')}] ${Math.floor(fraction * 100)}%`;
+      const bar =
+        fraction === undefined ? '' : ` [${'#'.repeat(Math.round(fraction * width)).padEnd(width, '.')}] ${Math.floor(fraction * 100)}%`;
       const cols = this.out.columns ?? 100;
       const line = `${label}${bar}${detail ? ` — ${detail}` : ''} (${seconds()} s)`;
       this.out.write(`\r\x1b[K${paint('36', '…')} ${line.length > cols - 4 ? `${line.slice(0, cols - 5)}…` : line}`);

@@ -46,7 +46,8 @@ export class Validator {
         return value.map((v, i) => this.check(v, spec.items, `${path}[${i}]`));
       }
       case 'scalar': {
-        if (!['string', 'number', 'boolean'].includes(typeof value)) throw this.err(where, `must be a string, number or boolean, got ${describe(value)}`);
+        if (!['string', 'number', 'boolean'].includes(typeof value))
+          throw this.err(where, `must be a string, number or boolean, got ${describe(value)}`);
         if (typeof value === 'number' && !Number.isFinite(value)) throw this.err(where, 'must be a finite number');
         if (typeof value === 'string' && value.length > 4096) throw this.err(where, 'is too long');
         return value;
@@ -115,7 +116,11 @@ export function parseJsonText(text: string, source: string): unknown {
       const col = pos - before.lastIndexOf('\n');
       where = `line ${line}, column ${col}`;
     }
-    throw new InputError(source, where, `is not valid JSON (${msg.replace(/ in JSON at position \d+.*$/, '').replace(/, (\.\.\.)?".*" is not valid JSON$/s, '')})`);
+    throw new InputError(
+      source,
+      where,
+      `is not valid JSON (${msg.replace(/ in JSON at position \d+.*$/, '').replace(/, (\.\.\.)?".*" is not valid JSON$/s, '')})`,
+    );
   }
 }
 
@@ -125,8 +130,12 @@ export function substituteVariables(value: unknown, env: NodeJS.ProcessEnv, sour
     return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_all, name: string) => {
       const v = env[name];
       if (v === undefined || v === '') {
-        throw new InputError(source, path || '(top level)', `uses \${${name}}, which is not set in the environment`,
-          `set ${name} before running (e.g. ${name}=... tcelab run ${source})`);
+        throw new InputError(
+          source,
+          path || '(top level)',
+          `uses \${${name}}, which is not set in the environment`,
+          `set ${name} before running (e.g. ${name}=... tcelab run ${source})`,
+        );
       }
       return v;
     });

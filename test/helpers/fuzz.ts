@@ -17,13 +17,27 @@ export function mutate(base: string, r: () => number): Buffer {
   for (let k = 0; k < ops; k++) {
     const at = Math.floor(r() * (b.length + 1));
     switch (Math.floor(r() * 7)) {
-      case 0: b[at] = Math.floor(r() * 256); break;
-      case 1: b.splice(at, 1 + Math.floor(r() * 5)); break;
-      case 2: b.splice(at, 0, Math.floor(r() * 128)); break;
-      case 3: b.splice(at, 0, 0xff); break;
-      case 4: b.splice(at, 0, 0x0a); break;
-      case 5: b.splice(Math.floor(b.length * r())); break;
-      case 6: b.splice(at, 0, ...Buffer.from('"'.repeat(1 + Math.floor(r() * 3)) + '{'.repeat(Math.floor(r() * 40)))); break;
+      case 0:
+        b[at] = Math.floor(r() * 256);
+        break;
+      case 1:
+        b.splice(at, 1 + Math.floor(r() * 5));
+        break;
+      case 2:
+        b.splice(at, 0, Math.floor(r() * 128));
+        break;
+      case 3:
+        b.splice(at, 0, 0xff);
+        break;
+      case 4:
+        b.splice(at, 0, 0x0a);
+        break;
+      case 5:
+        b.splice(Math.floor(b.length * r()));
+        break;
+      case 6:
+        b.splice(at, 0, ...Buffer.from('"'.repeat(1 + Math.floor(r() * 3)) + '{'.repeat(Math.floor(r() * 40))));
+        break;
     }
   }
   return Buffer.from(b.filter((x) => x !== undefined));

@@ -1,5 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import { parseMtreeWindows, parseDdwTraceLine, pageShiftFromTrace, liobnOf, phbIndexOfLiobn, describeWindow } from '../../src/ddw/dma-window.js';
+import {
+  parseMtreeWindows,
+  parseDdwTraceLine,
+  pageShiftFromTrace,
+  liobnOf,
+  phbIndexOfLiobn,
+  describeWindow,
+} from '../../src/ddw/dma-window.js';
 import { DdwTraceLog } from '../../src/ddw/host-view.js';
 
 // Lines as QEMU 7.2 prints them (info mtree; -trace spapr_iommu_ddw_* with the log backend).
@@ -22,8 +29,12 @@ describe('DDW host view parsing', () => {
 
   it('reads page sizes from DDW trace events, the last create winning', () => {
     const log = new DdwTraceLog();
-    log.feed('spapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x1000, requested=0x10000000, start addr=0x800000000000000, liobn=0x80000101\nspapr_iommu_ddw_remove li');
-    log.feed('obn=0x80000101\nspapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x10000, requested=0x40000000, start addr=0x800000000000000, liobn=0x80000101\n');
+    log.feed(
+      'spapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x1000, requested=0x10000000, start addr=0x800000000000000, liobn=0x80000101\nspapr_iommu_ddw_remove li',
+    );
+    log.feed(
+      'obn=0x80000101\nspapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x10000, requested=0x40000000, start addr=0x800000000000000, liobn=0x80000101\n',
+    );
     expect(log.events.map((e) => e.kind)).toEqual(['create', 'remove', 'create']);
     expect(pageShiftFromTrace(log.events, 0x80000101)).toBe(16);
     expect(pageShiftFromTrace(log.events, 0x80000100)).toBe(12);
@@ -34,6 +45,8 @@ describe('DDW host view parsing', () => {
   it('encodes LIOBNs as QEMU does', () => {
     expect(liobnOf(1, 1)).toBe(0x80000101);
     expect(phbIndexOfLiobn(0x80000201)).toBe(2);
-    expect(describeWindow({ start: 0x0800000000000000n, size: 0x40000000n, pageShift: 16 })).toBe('0x800000000000000+0x40000000 (64 KiB pages)');
+    expect(describeWindow({ start: 0x0800000000000000n, size: 0x40000000n, pageShift: 16 })).toBe(
+      '0x800000000000000+0x40000000 (64 KiB pages)',
+    );
   });
 });

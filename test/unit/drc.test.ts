@@ -14,7 +14,10 @@ describe('DRC numbering (QEMU pseries)', () => {
   });
 
   it('finds a device in a query-pci reply', () => {
-    const reply = [{ bus: 0, devices: [{ bus: 0, slot: 0, function: 0, qdev_id: 'edu1' }] }, { bus: 0, devices: [{ bus: 0, slot: 2, function: 0, qdev_id: 'hp0' }] }];
+    const reply = [
+      { bus: 0, devices: [{ bus: 0, slot: 0, function: 0, qdev_id: 'edu1' }] },
+      { bus: 0, devices: [{ bus: 0, slot: 2, function: 0, qdev_id: 'hp0' }] },
+    ];
     expect(findInQueryPci(reply, 'hp0')).toEqual({ bus: 0, slot: 2, fn: 0 });
     expect(findInQueryPci(reply, 'nope')).toBeUndefined();
   });

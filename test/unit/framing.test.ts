@@ -37,10 +37,14 @@ describe('parseJsonLossless', () => {
     const { parseJsonLossless } = await import('../../src/qmp/framing.js');
     expect(parseJsonLossless('{"return": 576460752303423488}')).toEqual({ return: 576460752303423488n });
     expect(parseJsonLossless('{"a": 1, "b": -2.5e3, "c": "123456789012345678901", "d": [9007199254740991]}')).toEqual({
-      a: 1, b: -2500, c: '123456789012345678901', d: [9007199254740991],
+      a: 1,
+      b: -2500,
+      c: '123456789012345678901',
+      d: [9007199254740991],
     });
     expect(parseJsonLossless('{"s": "quote \\" 18446744073709551615", "n": 18446744073709551615}')).toEqual({
-      s: 'quote " 18446744073709551615', n: 18446744073709551615n,
+      s: 'quote " 18446744073709551615',
+      n: 18446744073709551615n,
     });
   });
 });

@@ -31,7 +31,8 @@ describe('kernel log verdict', () => {
   });
 
   it('passes a clean log, and what only looks like a report', () => {
-    const clean = '[    0.1] Linux version 6.12\n[    0.245845] WARNING: nvram corruption detected: 0-length partition\n[    1.2] vfio-pci 0001:00:00.0: enabling device\nTCELAB-INIT-READY kernel=6.12 machine=ppc64le\nWARNINGS: none\n';
+    const clean =
+      '[    0.1] Linux version 6.12\n[    0.245845] WARNING: nvram corruption detected: 0-length partition\n[    1.2] vfio-pci 0001:00:00.0: enabling device\nTCELAB-INIT-READY kernel=6.12 machine=ppc64le\nWARNINGS: none\n';
     expect(scanKernelLog(clean)).toEqual([]);
     expect(judgeKernelLog([], [])).toEqual({ pass: true, measured: 'none' });
   });
@@ -43,6 +44,8 @@ describe('kernel log verdict', () => {
     const more = judgeKernelLog(scanKernelLog(`${warning}\n[ 2.0] Oops: Kernel access of bad area, sig: 11 [#1]`), expected);
     expect(more.pass).toBe(false);
     expect(more.knownDefect).toBeUndefined();
-    expect(describeReports(scanKernelLog(warning))).toMatch(/^WARNING: WARNING: CPU: 0 PID: 52 at .*destroy_context\+0xe0\/0xf0 \| Modules linked in/);
+    expect(describeReports(scanKernelLog(warning))).toMatch(
+      /^WARNING: WARNING: CPU: 0 PID: 52 at .*destroy_context\+0xe0\/0xf0 \| Modules linked in/,
+    );
   });
 });

@@ -9,8 +9,14 @@ describe('/proc parsers', () => {
     expect(status.get('VmLck')).toBe(16384);
     expect(status.get('Threads')).toBe(4);
     expect(parseKbFields('Mlocked:           1024 kB\n').get('Mlocked')).toBe(1024);
-    expect(parseMemlockLimit('Max locked memory         8388608              8388608              bytes\n')).toEqual({ soft: 8388608, hard: 8388608 });
-    expect(parseMemlockLimit('Max locked memory         unlimited            unlimited            bytes\n')).toEqual({ soft: Infinity, hard: Infinity });
+    expect(parseMemlockLimit('Max locked memory         8388608              8388608              bytes\n')).toEqual({
+      soft: 8388608,
+      hard: 8388608,
+    });
+    expect(parseMemlockLimit('Max locked memory         unlimited            unlimited            bytes\n')).toEqual({
+      soft: Infinity,
+      hard: Infinity,
+    });
   });
 
   it('reads this machine’s counters and this process’s status', async () => {

@@ -32,9 +32,27 @@ describe('profile validation', () => {
     expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, memoryMiB: '1G' } }, 't'))).toBe('qemu.memoryMiB');
     expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, memoryMiB: 1e12 } }, 't'))).toBe('qemu.memoryMiB');
     expect(fieldOf(() => validateProfile({ ...base(), devices: [{ id: 'd', driver: 'edu', phb: 'phb9' }] }, 't'))).toBe('devices[0].phb');
-    expect(fieldOf(() => validateProfile({ ...base(), devices: [{ id: 'd', driver: 'vfio-pci', phb: 'phb1' }] }, 't'))).toBe('devices[0].host');
-    expect(fieldOf(() => validateProfile({ ...base(), phbs: [{ id: 'p', index: 1 }, { id: 'q', index: 1 }], devices: [] }, 't'))).toBe('phbs[1].index');
-    expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, machine: { 'x-vof': 'on,evil=1' } } }, 't'))).toBe('qemu.machine.x-vof');
+    expect(fieldOf(() => validateProfile({ ...base(), devices: [{ id: 'd', driver: 'vfio-pci', phb: 'phb1' }] }, 't'))).toBe(
+      'devices[0].host',
+    );
+    expect(
+      fieldOf(() =>
+        validateProfile(
+          {
+            ...base(),
+            phbs: [
+              { id: 'p', index: 1 },
+              { id: 'q', index: 1 },
+            ],
+            devices: [],
+          },
+          't',
+        ),
+      ),
+    ).toBe('phbs[1].index');
+    expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, machine: { 'x-vof': 'on,evil=1' } } }, 't'))).toBe(
+      'qemu.machine.x-vof',
+    );
   });
 
   it('substitutes variables and reports an unset one by field', () => {
@@ -55,13 +73,21 @@ describe('profile validation', () => {
     const p = validateProfile(outer(inner()), 'n');
     expect(p.inner!.name).toBe('n.inner');
     expect(p.inner!.guest.boot).toBe(false);
-    expect(fieldOf(() => validateProfile(outer({ ...inner(), qemu: { ...inner().qemu, memoryMiB: 'big' } }), 'n'))).toBe('inner.qemu.memoryMiB');
-    expect(fieldOf(() => validateProfile(outer({ ...inner(), devices: [{ id: 'h', driver: 'vfio-pci', phb: 'nope', host: '0001:00:00.0' }] }), 'n'))).toBe('inner.devices[0].phb');
+    expect(fieldOf(() => validateProfile(outer({ ...inner(), qemu: { ...inner().qemu, memoryMiB: 'big' } }), 'n'))).toBe(
+      'inner.qemu.memoryMiB',
+    );
+    expect(
+      fieldOf(() =>
+        validateProfile(outer({ ...inner(), devices: [{ id: 'h', driver: 'vfio-pci', phb: 'nope', host: '0001:00:00.0' }] }), 'n'),
+      ),
+    ).toBe('inner.devices[0].phb');
     expect(fieldOf(() => validateProfile(outer({ ...inner(), inner: {} }), 'n'))).toBe('inner.inner');
     expect(fieldOf(() => validateProfile(outer(inner(), 'base'), 'n'))).toBe('guest.image');
     expect(fieldOf(() => validateProfile(outer({ ...inner(), devices: [] }), 'n'))).toBe('inner.devices');
     // The passed-through device must be one of this guest's: domain 0002 is no PHB of the outer profile.
-    expect(fieldOf(() => validateProfile(outer({ ...inner(), devices: [{ ...inner().devices[0], host: '0002:00:00.0' }] }), 'n'))).toBe('inner.devices[0].host');
+    expect(fieldOf(() => validateProfile(outer({ ...inner(), devices: [{ ...inner().devices[0], host: '0002:00:00.0' }] }), 'n'))).toBe(
+      'inner.devices[0].host',
+    );
   });
 
   it('loads every shipped profile', async () => {
@@ -83,7 +109,9 @@ describe('argv', () => {
     expect(argv).toContain('/tmp/tcelab-lab-x/qemu.pid');
     expect(argv).toContain('spapr-pci-host-bridge,index=1,id=phb1,ddw=on,dma_win_size=0x4000000');
     expect(argv).toContain('vfio-pci,bus=phb1.0,id=hostdev0,host=0001:00:00.0');
-    expect(() => buildArgv(p.name ? { ...p, guest: { ...p.guest, boot: true } } : p, runtimePaths('/l'), undefined, 'x')).toThrow(/needs its kernel and initrd/);
+    expect(() => buildArgv(p.name ? { ...p, guest: { ...p.guest, boot: true } } : p, runtimePaths('/l'), undefined, 'x')).toThrow(
+      /needs its kernel and initrd/,
+    );
   });
 
   it('builds the emulated lab command line', async () => {

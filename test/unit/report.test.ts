@@ -4,15 +4,37 @@ import { renderTimelineSvg } from '../../src/report/timeline-svg.js';
 import type { ScenarioReport } from '../../src/scenario/runner.js';
 
 const report = (): ScenarioReport => ({
-  scenario: 's', profile: 'p', options: {}, passed: false, startedAt: '2026-01-01T00:00:00Z', durationMs: 1500, resultsDir: '/r',
+  scenario: 's',
+  profile: 'p',
+  options: {},
+  passed: false,
+  startedAt: '2026-01-01T00:00:00Z',
+  durationMs: 1500,
+  resultsDir: '/r',
   checks: [
     { name: 'ok <1>', pass: true, status: 'pass', expected: '1', measured: '1', atMs: 10 },
     { name: 'bad & worse', pass: false, status: 'fail', expected: '0', measured: '5', detail: 'x', atMs: 20 },
     { name: 'defect', pass: false, status: 'known-defect', knownDefect: 'upstream bug', expected: 'EBUSY', measured: 'success', atMs: 30 },
   ],
-  phases: [{ name: 'launch', atMs: 0, wallTime: '' }, { name: 'exit', atMs: 1000, wallTime: '' }],
+  phases: [
+    { name: 'launch', atMs: 0, wallTime: '' },
+    { name: 'exit', atMs: 1000, wallTime: '' },
+  ],
   timings: [],
-  releases: [{ source: 'host', counter: 'pinnedPages', baseline: 0, peak: 10, final: 0, returned: true, tolerance: 0, latencyMs: 20, event: 'QEMU exit', timeoutMs: 10000 }],
+  releases: [
+    {
+      source: 'host',
+      counter: 'pinnedPages',
+      baseline: 0,
+      peak: 10,
+      final: 0,
+      returned: true,
+      tolerance: 0,
+      latencyMs: 20,
+      event: 'QEMU exit',
+      timeoutMs: 10000,
+    },
+  ],
   samples: [
     { t: 0, source: 'host', counters: { follPinAcquired: 0, follPinReleased: 0, pinnedPages: 0, mlockedKb: 100 } },
     { t: 500, source: 'host', counters: { follPinAcquired: 10, follPinReleased: 0, pinnedPages: 10, mlockedKb: 2000, vmLckKb: 1900 } },

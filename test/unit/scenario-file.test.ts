@@ -32,7 +32,9 @@ describe('scenario files', () => {
     expect(fieldOf('{"description": "d", "steps": []}')).toMatch(/^steps/);
     expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "sleep", "ms": 1e12}]}')).toBe('steps[0].ms (line 3)');
     expect(fieldOf('{"description": "d", "steps": [ }')).toMatch(/^line 1, column/);
-    expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "inner-shutdown", "inner": "l2", "via": "sigterm"}]}')).toBe('steps[0].via (line 3)');
+    expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "inner-shutdown", "inner": "l2", "via": "sigterm"}]}')).toBe(
+      'steps[0].via (line 3)',
+    );
     expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "adopt-fds", "worker": "w"}]}')).toBe('steps[0].inner (line 3)');
   });
 
@@ -45,7 +47,18 @@ describe('scenario files', () => {
 
   it('every shipped scenario parses and names known procedures', async () => {
     const names = await listScenarioFiles();
-    expect(names).toEqual(expect.arrayContaining(['prereg-accounting', 'ddw-windows', 'guest-release', 'shutdown-release', 'ddw-hotplug', 'window-map-release', 'nested-prereg-release', 'nested-steps']));
+    expect(names).toEqual(
+      expect.arrayContaining([
+        'prereg-accounting',
+        'ddw-windows',
+        'guest-release',
+        'shutdown-release',
+        'ddw-hotplug',
+        'window-map-release',
+        'nested-prereg-release',
+        'nested-steps',
+      ]),
+    );
     for (const n of names) definitionFromFile(await loadScenarioFile(n), procedures);
     const bad = parseScenarioFile('{"description": "d", "steps": [{"step": "do", "procedure": "nope"}]}', '/x/y.json');
     expect(() => definitionFromFile(bad, procedures)).toThrow(/unknown procedure "nope"/);

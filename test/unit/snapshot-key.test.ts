@@ -10,10 +10,16 @@ const image = { kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd') };
 writeFileSync(image.kernel, 'kernel');
 writeFileSync(image.initrd, 'initrd');
 
-const profile = (over: Record<string, unknown> = {}): Profile => validateProfile({
-  qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024, firmware: 'vof', ...over },
-  phbs: [{ id: 'phb1', index: 1, ddw: true }], devices: [{ id: 'edu1', driver: 'edu', phb: 'phb1' }],
-}, 'emulated', {});
+const profile = (over: Record<string, unknown> = {}): Profile =>
+  validateProfile(
+    {
+      qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024, firmware: 'vof', ...over },
+      phbs: [{ id: 'phb1', index: 1, ddw: true }],
+      devices: [{ id: 'edu1', driver: 'edu', phb: 'phb1' }],
+    },
+    'emulated',
+    {},
+  );
 
 const paths = (n: string) => runtimePaths(`/tmp/tcelab-0/lab-${n}`);
 const key = (p: Profile, n: string) => snapshotKey(p, buildArgv(p, paths(n), image, `tcelab-${n}`), paths(n), `tcelab-${n}`, image).key;

@@ -15,9 +15,8 @@ const GiB = 1n << 30n;
  * and configuring a slot on it then oopses in rpaphp's enable_slot().
  */
 export const STALE_PHB_SLOTS_DEFECT =
-  'rpadlpar_io does not deregister a removed PHB\'s rpaphp slots (they stay in /sys/bus/pci/slots); ' +
+  "rpadlpar_io does not deregister a removed PHB's rpaphp slots (they stay in /sys/bus/pci/slots); " +
   're-adding a PHB at the same index then oopses in rpaphp enable_slot() (run with --set reuseIndex=true to reproduce)';
-
 
 /**
  * Hot-plug a DDW-enabled PHB and a device, bind it to vfio-pci, create a
@@ -29,7 +28,11 @@ export const ddwHotplug: ScenarioDefinition = {
   name: 'ddw-hotplug',
   description: 'hot-plug PHB + device, DDW window, register+map, unplug; K rounds with no growth (--set repeat=K)',
   defaultProfile: 'emulated',
-  optionSpecs: { repeat: { type: 'integer', min: 1, max: 1000 }, phbIndex: { type: 'integer', min: 1, max: 30 }, reuseIndex: { type: 'boolean' } },
+  optionSpecs: {
+    repeat: { type: 'integer', min: 1, max: 1000 },
+    phbIndex: { type: 'integer', min: 1, max: 30 },
+    reuseIndex: { type: 'boolean' },
+  },
   async run(ctx) {
     const { agent, checks, lab } = ctx;
     const rounds = Number(ctx.options.repeat ?? 3);
@@ -42,7 +45,8 @@ export const ddwHotplug: ScenarioDefinition = {
     const hp = new Hotplugger(lab.qmp, agent);
     let index = firstIndex;
     let phbId = `hphb${index}`;
-    const record = (round: number, ts: StepTiming[]) => ctx.timings.push(...ts.map((t) => ({ step: `round ${round}: ${t.step}`, ms: t.ms })));
+    const record = (round: number, ts: StepTiming[]) =>
+      ctx.timings.push(...ts.map((t) => ({ step: `round ${round}: ${t.step}`, ms: t.ms })));
 
     const snapshot = async () => {
       const info = await agent.info();
@@ -55,7 +59,13 @@ export const ddwHotplug: ScenarioDefinition = {
       };
     };
     const start = await snapshot();
-    const series = { pins: [] as Array<[number, number]>, groups: [] as Array<[number, number]>, windows: [] as Array<[number, number]>, ctlFds: [] as Array<[number, number]>, rss: [] as Array<[number, number]> };
+    const series = {
+      pins: [] as Array<[number, number]>,
+      groups: [] as Array<[number, number]>,
+      windows: [] as Array<[number, number]>,
+      ctlFds: [] as Array<[number, number]>,
+      rss: [] as Array<[number, number]>,
+    };
     let sharedWith = 0;
     const point = (round: number, snap: { pinned: number; groups: number; hostWindows: number }) => {
       sharedWith = Math.max(sharedWith, Lab.active - 1);
@@ -82,19 +92,37 @@ export const ddwHotplug: ScenarioDefinition = {
         const dev = await hp.hotplugDevice(phbId, device);
         record(round, dev.timings);
         ctx.phase(`${tag}: device plugged`);
-        checks.record(`${tag}: device in a new IOMMU group in the guest`, !groupsBefore.includes(dev.device.group), `a group other than ${groupsBefore.join(', ')}`,
-          `${dev.device.address} in group ${dev.device.group}`);
+        checks.record(
+          `${tag}: device in a new IOMMU group in the guest`,
+          !groupsBefore.includes(dev.device.group),
+          `a group other than ${groupsBefore.join(', ')}`,
+          `${dev.device.address} in group ${dev.device.group}`,
+        );
 
         const bound = await agent.bind(dev.device.address);
         const worker = await agent.startWorker();
         ctx.watchGuestPid(worker.pid);
         const opened = await worker.open(bound.group);
-        const dma32: DmaWindow = { phb: phbId, liobn: liobnOf(index, 0), start: BigInt(opened.info.dma32WindowStart), size: BigInt(opened.info.dma32WindowSize), pageShift: 12 };
-        checks.equal(`${tag}: host view of the new PHB before DDW = the guest's 32-bit window`, summarizeWindows(await hostPhbWindows()), summarizeWindows([dma32]));
+        const dma32: DmaWindow = {
+          phb: phbId,
+          liobn: liobnOf(index, 0),
+          start: BigInt(opened.info.dma32WindowStart),
+          size: BigInt(opened.info.dma32WindowSize),
+          pageShift: 12,
+        };
+        checks.equal(
+          `${tag}: host view of the new PHB before DDW = the guest's 32-bit window`,
+          summarizeWindows(await hostPhbWindows()),
+          summarizeWindows([dma32]),
+        );
         const win = await worker.createWindow(16, GiB);
         ctx.phase(`${tag}: window live`);
         const want: DmaWindow = { phb: phbId, liobn: liobnOf(index, 1), start: BigInt(win.startAddr), size: GiB, pageShift: 16 };
-        checks.equal(`${tag}: host view shows the guest's 64-bit window`, summarizeWindows(await hostPhbWindows()), summarizeWindows([dma32, want]));
+        checks.equal(
+          `${tag}: host view shows the guest's 64-bit window`,
+          summarizeWindows(await hostPhbWindows()),
+          summarizeWindows([dma32, want]),
+        );
 
         const before = await guestSampleNow(ctx);
         const region = await worker.alloc(2 * 1024 * 1024, true);
@@ -106,7 +134,11 @@ export const ddwHotplug: ScenarioDefinition = {
         await worker.unmap(want.start, 2 * 1024 * 1024);
         await worker.unregister(region.region);
         await worker.removeWindow(win.startAddr);
-        checks.equal(`${tag}: host view after removing the window = the 32-bit window`, summarizeWindows(await hostPhbWindows()), summarizeWindows([dma32]));
+        checks.equal(
+          `${tag}: host view after removing the window = the 32-bit window`,
+          summarizeWindows(await hostPhbWindows()),
+          summarizeWindows([dma32]),
+        );
         await worker.stop('TERM');
         ctx.watchGuestPid(undefined);
         await agent.unbind(dev.device.address);
@@ -119,8 +151,14 @@ export const ddwHotplug: ScenarioDefinition = {
 
         const now = await snapshot();
         checks.equal(`${tag}: no growth in IOMMU groups`, now.groups, start.groups);
-        checks.record(`${tag}: no growth in the guest's PCI hotplug slots`, now.slots === start.slots, start.slots, now.slots,
-          `${now.slots - start.slots} slots left behind`, STALE_PHB_SLOTS_DEFECT);
+        checks.record(
+          `${tag}: no growth in the guest's PCI hotplug slots`,
+          now.slots === start.slots,
+          start.slots,
+          now.slots,
+          `${now.slots - start.slots} slots left behind`,
+          STALE_PHB_SLOTS_DEFECT,
+        );
         checks.equal(`${tag}: no growth in host DMA windows`, now.hostWindows, start.hostWindows);
         await waitPins(ctx, start.pinned);
         const settled = await guestSampleNow(ctx);
@@ -129,18 +167,40 @@ export const ddwHotplug: ScenarioDefinition = {
       }
       // Slopes per round over all rounds: a leak too small to see in one round shows here.
       const f = (v: number) => v.toFixed(3);
-      for (const [name, pts, unit] of [['guest pinned pages', series.pins, 'pages'], ['IOMMU groups', series.groups, ''], ['host DMA windows', series.windows, '']] as const) {
-        checks.record(`slope of ${name} per round over ${rounds} rounds`, Math.abs(slope([...pts])) < 0.5, 0, f(slope([...pts])), unit || undefined);
+      for (const [name, pts, unit] of [
+        ['guest pinned pages', series.pins, 'pages'],
+        ['IOMMU groups', series.groups, ''],
+        ['host DMA windows', series.windows, ''],
+      ] as const) {
+        checks.record(
+          `slope of ${name} per round over ${rounds} rounds`,
+          Math.abs(slope([...pts])) < 0.5,
+          0,
+          f(slope([...pts])),
+          unit || undefined,
+        );
       }
       // The controller's own fds and memory are process-wide: only this lab's when it ran alone.
       const alone = sharedWith === 0;
       const note = alone ? undefined : `not judged: ${sharedWith} other lab(s) shared this controller`;
-      checks.record(`slope of controller file descriptors per round over ${rounds} rounds`, !alone || Math.abs(slope(series.ctlFds)) < 0.5, 0, f(slope(series.ctlFds)), note);
+      checks.record(
+        `slope of controller file descriptors per round over ${rounds} rounds`,
+        !alone || Math.abs(slope(series.ctlFds)) < 0.5,
+        0,
+        f(slope(series.ctlFds)),
+        note,
+      );
       // RSS also grows with the timeline recorded for the report and with V8's lazy collection: a slope
       // over a few long rounds cannot tell that from a leak, so it is judged from 10 rounds on.
       const judgeRss = alone && rounds >= 10;
       const rssNote = note ?? (judgeRss ? 'kB' : `kB; not judged with ${rounds} rounds (from 10 on: --set repeat=50 for the full soak)`);
-      checks.record(`slope of controller RSS per round over ${rounds} rounds`, !judgeRss || slope(series.rss) < 2048, '< 2048', f(slope(series.rss)), rssNote);
+      checks.record(
+        `slope of controller RSS per round over ${rounds} rounds`,
+        !judgeRss || slope(series.rss) < 2048,
+        '< 2048',
+        f(slope(series.rss)),
+        rssNote,
+      );
     } finally {
       const left = await hp.unplugAll();
       if (left.length) checks.record('everything hot-plugged was unplugged', false, 'no errors', left.join('; '));

@@ -10,7 +10,6 @@ async function hostWindows(ctx: ScenarioContext, phb: string): Promise<DmaWindow
   return (await ctx.ddw.windows()).filter((w) => w.phb === phb);
 }
 
-
 /**
  * Dynamic DMA windows created by the guest's VFIO container through QEMU's
  * RTAS DDW calls, checked from both sides: what the guest asked for and got
@@ -28,7 +27,12 @@ export const ddwWindows: ScenarioDefinition = {
     'window-before-look': 'a 64-bit window is created before the first look at the host view',
   },
   adjustProfile(profile, options) {
-    if (!String(options.seedFaults ?? '').split(',').includes('phb-without-ddw')) return profile;
+    if (
+      !String(options.seedFaults ?? '')
+        .split(',')
+        .includes('phb-without-ddw')
+    )
+      return profile;
     const phb = profile.devices[0]!.phb;
     return { ...profile, phbs: profile.phbs.map((p) => (p.id === phb ? { ...p, ddw: false } : p)) };
   },
@@ -51,7 +55,13 @@ export const ddwWindows: ScenarioDefinition = {
     const early = ctx.seeded('window-before-look') ? await worker.createWindow(16, GiB) : undefined;
     let host = await hostWindows(ctx, phb.id);
     if (early) await worker.removeWindow(early.startAddr);
-    const dma32: DmaWindow = { phb: phb.id, liobn: liobnOf(phb.index, 0), start: BigInt(info.dma32WindowStart), size: BigInt(info.dma32WindowSize), pageShift: 12 };
+    const dma32: DmaWindow = {
+      phb: phb.id,
+      liobn: liobnOf(phb.index, 0),
+      start: BigInt(info.dma32WindowStart),
+      size: BigInt(info.dma32WindowSize),
+      pageShift: 12,
+    };
     checks.equal('host view before: only the default 32-bit window', summarizeWindows(host), summarizeWindows([dma32]));
 
     for (const spec of [
@@ -59,11 +69,20 @@ export const ddwWindows: ScenarioDefinition = {
       { pageShift: 12, size: GiB / 4n, hugetlb: false, label: '4K-page' },
     ]) {
       const asked = spec.pageShift === 16 && ctx.seeded('window-4k-as-64k') ? 12 : spec.pageShift;
-      const created = await checks.succeeds(`create a ${spec.label} 64-bit window of ${spec.size / (1n << 20n)} MiB`,
-        worker.createWindow(asked, spec.size), (w) => `start ${w.startAddr}`);
+      const created = await checks.succeeds(
+        `create a ${spec.label} 64-bit window of ${spec.size / (1n << 20n)} MiB`,
+        worker.createWindow(asked, spec.size),
+        (w) => `start ${w.startAddr}`,
+      );
       if (!created) continue;
       ctx.phase(`${spec.label} window live`);
-      const want: DmaWindow = { phb: phb.id, liobn: liobnOf(phb.index, 1), start: BigInt(created.startAddr), size: spec.size, pageShift: spec.pageShift };
+      const want: DmaWindow = {
+        phb: phb.id,
+        liobn: liobnOf(phb.index, 1),
+        start: BigInt(created.startAddr),
+        size: spec.size,
+        pageShift: spec.pageShift,
+      };
       host = await hostWindows(ctx, phb.id);
       checks.equal(`host view shows exactly the ${spec.label} window`, summarizeWindows(host), summarizeWindows([dma32, want]));
       checks.equal('host QOM dma64_win_addr equals the guest start address', (await ctx.ddw.phbState(phb.id)).dma64Start, want.start);
@@ -73,22 +92,35 @@ export const ddwWindows: ScenarioDefinition = {
       const region = await worker.alloc(size, spec.hugetlb);
       await worker.register(region.region);
       const mapAt = ctx.seeded('map-beyond-window') ? want.start + GiB : want.start;
-      await checks.succeeds(`map ${size >> 20} MiB of ${spec.hugetlb ? 'hugetlb' : '4K-page'} memory into the ${spec.label} window`,
-        worker.map(region.region, mapAt, { size }));
+      await checks.succeeds(
+        `map ${size >> 20} MiB of ${spec.hugetlb ? 'hugetlb' : '4K-page'} memory into the ${spec.label} window`,
+        worker.map(region.region, mapAt, { size }),
+      );
       if (spec.pageShift > 12) {
         const small = await worker.alloc(64 * 1024);
         await worker.register(small.region);
-        await checks.failsWith('map ordinary 4K-page memory into the 64K-page window', worker.map(small.region, want.start + BigInt(size), { size: 64 * 1024 }), 'EINVAL');
+        await checks.failsWith(
+          'map ordinary 4K-page memory into the 64K-page window',
+          worker.map(small.region, want.start + BigInt(size), { size: 64 * 1024 }),
+          'EINVAL',
+        );
         await worker.unregister(small.region);
         await worker.free(small.region);
       }
       await checks.succeeds('unmap it', worker.unmap(want.start, size));
       await worker.unregister(region.region);
       await worker.free(region.region);
-      const removeAt = spec.pageShift === 12 && ctx.seeded('remove-wrong-window') ? `0x${(BigInt(created.startAddr) + GiB).toString(16)}` : created.startAddr;
+      const removeAt =
+        spec.pageShift === 12 && ctx.seeded('remove-wrong-window')
+          ? `0x${(BigInt(created.startAddr) + GiB).toString(16)}`
+          : created.startAddr;
       await checks.succeeds(`remove the ${spec.label} window`, worker.removeWindow(removeAt));
       host = await hostWindows(ctx, phb.id);
-      checks.equal(`host view after removing the ${spec.label} window: only the default window`, summarizeWindows(host), summarizeWindows([dma32]));
+      checks.equal(
+        `host view after removing the ${spec.label} window: only the default window`,
+        summarizeWindows(host),
+        summarizeWindows([dma32]),
+      );
     }
 
     // More windows than the container supports: the excess one fails cleanly, with an errno.
@@ -103,8 +135,11 @@ export const ddwWindows: ScenarioDefinition = {
       }
     }
     // The default 32-bit window holds one of the container's table slots.
-    checks.equal(`windows beyond max_dynamic_windows_supported (${info.ddw.maxDynamicWindows}, the default one included) fail with ENOSPC`,
-      `${created.length} created, then ${failure ?? 'no failure'}`, `${info.ddw.maxDynamicWindows - 1} created, then ENOSPC`);
+    checks.equal(
+      `windows beyond max_dynamic_windows_supported (${info.ddw.maxDynamicWindows}, the default one included) fail with ENOSPC`,
+      `${created.length} created, then ${failure ?? 'no failure'}`,
+      `${info.ddw.maxDynamicWindows - 1} created, then ENOSPC`,
+    );
     host = await hostWindows(ctx, phb.id);
     checks.equal('host view holds the default window plus the ones created', host.length, 1 + created.length, summarizeWindows(host));
     for (const start of created) await worker.removeWindow(start);

@@ -55,7 +55,13 @@ export const guestRelease3: ScenarioDefinition = {
       await w.stop('TERM');
       const t = ctx.phase('case 1: worker exited');
       const v = await guestRelease(ctx, base, 'worker exit', t, seededHolder ? leakWaitMs : timeoutMs);
-      checks.record('case 1: pins released after the worker exits', v.returned, v.baseline, v.final, v.returned ? `release latency ${v.latencyMs} ms` : `not within ${timeoutMs} ms`);
+      checks.record(
+        'case 1: pins released after the worker exits',
+        v.returned,
+        v.baseline,
+        v.final,
+        v.returned ? `release latency ${v.latencyMs} ms` : `not within ${timeoutMs} ms`,
+      );
       if (seededHolder) {
         await agent.kill(seededHolder.pid, 'KILL');
         await guestRelease(ctx, base, 'seeded holder killed', ctx.phase('case 1: seeded holder killed'), timeoutMs);
@@ -72,12 +78,21 @@ export const guestRelease3: ScenarioDefinition = {
       await new Promise((r) => setTimeout(r, 1500));
       const afterContainer = await guestSampleNow(ctx);
       // The group fd still references the container: nothing may be released yet.
-      checks.equal('case 2: pins still held after close(container) alone (the group holds it)', afterContainer.counters.pinnedPages - base.counters.pinnedPages, pages);
+      checks.equal(
+        'case 2: pins still held after close(container) alone (the group holds it)',
+        afterContainer.counters.pinnedPages - base.counters.pinnedPages,
+        pages,
+      );
       if (!ctx.seeded('close-group-early')) await w.closeGroup();
       const t = ctx.phase('case 2: group fd closed');
       const v = await guestRelease(ctx, base, 'close(group)', t, timeoutMs);
-      checks.record('case 2: pins released on container shutdown while the process lives', v.returned, v.baseline, v.final,
-        v.returned ? `release latency ${v.latencyMs} ms from close(group)` : `not within ${timeoutMs} ms`);
+      checks.record(
+        'case 2: pins released on container shutdown while the process lives',
+        v.returned,
+        v.baseline,
+        v.final,
+        v.returned ? `release latency ${v.latencyMs} ms from close(group)` : `not within ${timeoutMs} ms`,
+      );
       const st = await w.status();
       checks.equal('case 2: the worker is still alive', st.pid, w.pid);
       await w.stop('TERM');
@@ -93,15 +108,28 @@ export const guestRelease3: ScenarioDefinition = {
       const v = await guestRelease(ctx, base, 'worker exit (holder alive)', t, leakWaitMs);
       const holders = await agent.pinHolders();
       const named = holders.find((h) => h.pid === holder?.pid);
-      checks.record('case 3: seeded leak detected: pins NOT released while a child holds the fds', !v.returned, `not released within ${leakWaitMs} ms`,
-        v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`);
-      checks.record('case 3: the holder is named', named !== undefined, `pid ${holder?.pid ?? '(the forked holder)'}`,
-        named ? describeHolder(named) : describeHolders(holders));
+      checks.record(
+        'case 3: seeded leak detected: pins NOT released while a child holds the fds',
+        !v.returned,
+        `not released within ${leakWaitMs} ms`,
+        v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`,
+      );
+      checks.record(
+        'case 3: the holder is named',
+        named !== undefined,
+        `pid ${holder?.pid ?? '(the forked holder)'}`,
+        named ? describeHolder(named) : describeHolders(holders),
+      );
       if (holder) await agent.kill(holder.pid, ctx.seeded('holder-survives') ? 'STOP' : 'KILL');
       const t2 = ctx.phase('case 3: holder killed');
       const v2 = await guestRelease(ctx, base, 'holder exit', t2, timeoutMs);
-      checks.record('case 3: pins released once the holder exits', v2.returned, v2.baseline, v2.final,
-        v2.returned ? `release latency ${v2.latencyMs} ms` : `not within ${timeoutMs} ms`);
+      checks.record(
+        'case 3: pins released once the holder exits',
+        v2.returned,
+        v2.baseline,
+        v2.final,
+        v2.returned ? `release latency ${v2.latencyMs} ms` : `not within ${timeoutMs} ms`,
+      );
     }
     ctx.watchGuestPid(undefined);
     await agent.unbind(dev.address);

@@ -22,7 +22,8 @@ type InnerShutdown = (typeof METHODS)[number];
  */
 export const nestedPreregRelease: ScenarioDefinition = {
   name: 'nested-prereg-release',
-  description: 'the guest runs QEMU with its device passed through: pins = inner RAM exactly, released after quit/SIGTERM/SIGKILL; a seeded fd holder is reported',
+  description:
+    'the guest runs QEMU with its device passed through: pins = inner RAM exactly, released after quit/SIGTERM/SIGKILL; a seeded fd holder is reported',
   defaultProfile: 'nested-lab-host',
   optionSpecs: {
     via: { type: 'string', pattern: /^(quit|term|kill)(,(quit|term|kill))*$/, patternHint: 'quit, term or kill, separated by commas' },
@@ -34,9 +35,12 @@ export const nestedPreregRelease: ScenarioDefinition = {
   async run(ctx) {
     const { agent, checks } = ctx;
     const inner = innerProfile(ctx);
-    const methods = String(ctx.options.via ?? METHODS.join(',')).split(',').map((m) => m.trim());
+    const methods = String(ctx.options.via ?? METHODS.join(','))
+      .split(',')
+      .map((m) => m.trim());
     for (const m of methods) {
-      if (!(METHODS as readonly string[]).includes(m)) throw new TcelabError('option via', `"${m}" is not one of ${METHODS.join(', ')}`, 'e.g. --set via=quit,term');
+      if (!(METHODS as readonly string[]).includes(m))
+        throw new TcelabError('option via', `"${m}" is not one of ${METHODS.join(', ')}`, 'e.g. --set via=quit,term');
     }
     const host = ctx.guestProbe.host;
     const pageSize = (await agent.info()).pageSize;
@@ -54,13 +58,19 @@ export const nestedPreregRelease: ScenarioDefinition = {
     const fdsBefore = await agentFds();
     for (const m of methods as InnerShutdown[]) await innerCycle(ctx, inner, m, pages);
     const faultVia = String(ctx.options.faultVia ?? 'quit');
-    if (!(METHODS as readonly string[]).includes(faultVia)) throw new TcelabError('option faultVia', `"${faultVia}" is not one of ${METHODS.join(', ')}`, 'e.g. --set faultVia=kill');
+    if (!(METHODS as readonly string[]).includes(faultVia))
+      throw new TcelabError('option faultVia', `"${faultVia}" is not one of ${METHODS.join(', ')}`, 'e.g. --set faultVia=kill');
     if (ctx.options.fault !== false) {
       // Released two ways: the holder exits; or the device leaves vfio-pci, which takes its group out of the container.
       await innerCycle(ctx, inner, faultVia as InnerShutdown, pages, 'holder-exit');
       await innerCycle(ctx, inner, faultVia as InnerShutdown, pages, 'unbind');
     }
-    checks.equal('agent: no pipe or relay left open after the inner labs', await agentFds(), fdsBefore, `fds of the agent (pid ${agentPid})`);
+    checks.equal(
+      'agent: no pipe or relay left open after the inner labs',
+      await agentFds(),
+      fdsBefore,
+      `fds of the agent (pid ${agentPid})`,
+    );
   },
 };
 
@@ -69,7 +79,13 @@ export const nestedPreregRelease: ScenarioDefinition = {
  * `seededFault`, a worker adopts its VFIO fds first; the pins must then stay,
  * and go when the holder exits or when the device is unbound from vfio-pci.
  */
-async function innerCycle(ctx: ScenarioContext, inner: Profile, method: InnerShutdown, pages: number, seededFault?: 'holder-exit' | 'unbind'): Promise<void> {
+async function innerCycle(
+  ctx: ScenarioContext,
+  inner: Profile,
+  method: InnerShutdown,
+  pages: number,
+  seededFault?: 'holder-exit' | 'unbind',
+): Promise<void> {
   const { agent, checks } = ctx;
   const label = seededFault === 'holder-exit' ? 'seeded fault' : seededFault === 'unbind' ? 'seeded fault, unbind' : method;
   const releaseTimeoutMs = Number(ctx.options.releaseTimeoutMs ?? 10_000);
@@ -81,15 +97,37 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, method: InnerShu
   let holder: Awaited<ReturnType<typeof agent.startWorker>> | undefined;
   try {
     ctx.timings.push({ step: `${label}: inner QEMU start to QMP`, ms: Date.now() - t0 });
-    if (method === 'quit' && !seededFault) ctx.progress.info(`inner lab: QEMU ${lab.qmp.qemuVersion} in the guest, pid ${lab.process.pid}, ${inner.qemu.memoryMiB} MiB, ${lab.profile.devices.filter((d) => d.host).map((d) => `${d.id} = ${d.host}`).join(', ')}`);
+    if (method === 'quit' && !seededFault)
+      ctx.progress.info(
+        `inner lab: QEMU ${lab.qmp.qemuVersion} in the guest, pid ${lab.process.pid}, ${inner.qemu.memoryMiB} MiB, ${lab.profile.devices
+          .filter((d) => d.host)
+          .map((d) => `${d.id} = ${d.host}`)
+          .join(', ')}`,
+      );
     ctx.watchGuestPid(lab.process.pid);
     // Pre-registration happens while the machine is created: by the time QMP answers it is done.
-    const held = (await ctx.sampler.waitFor('guest', (c) => c.vmLckKb !== undefined && c.pinnedPages - base.counters.pinnedPages >= pages, { after: ctx.sampler.now(), timeoutMs: 10_000 }))
-      ?? ctx.sampler.of('guest').filter((s) => s.pid === lab.process.pid).at(-1);
+    const held =
+      (await ctx.sampler.waitFor('guest', (c) => c.vmLckKb !== undefined && c.pinnedPages - base.counters.pinnedPages >= pages, {
+        after: ctx.sampler.now(),
+        timeoutMs: 10_000,
+      })) ??
+      ctx.sampler
+        .of('guest')
+        .filter((s) => s.pid === lab.process.pid)
+        .at(-1);
     if (!held) throw new TcelabError(`${label}: sample the inner QEMU`, `no guest sample of pid ${lab.process.pid} within 10 s`);
     ctx.phase(`${label}: inner RAM registered`);
-    checks.equal(`${label}: guest kernel pins = inner RAM pages (${inner.qemu.memoryMiB} MiB)`, held.counters.pinnedPages - base.counters.pinnedPages, pages);
-    checks.atLeast(`${label}: inner QEMU VmLck covers its RAM`, held.counters.vmLckKb ?? 0, inner.qemu.memoryMiB * 1024, 'kB (RAM + TCE table)');
+    checks.equal(
+      `${label}: guest kernel pins = inner RAM pages (${inner.qemu.memoryMiB} MiB)`,
+      held.counters.pinnedPages - base.counters.pinnedPages,
+      pages,
+    );
+    checks.atLeast(
+      `${label}: inner QEMU VmLck covers its RAM`,
+      held.counters.vmLckKb ?? 0,
+      inner.qemu.memoryMiB * 1024,
+      'kB (RAM + TCE table)',
+    );
     const status = await lab.qmp.execute<{ status: string }>('query-status');
     checks.equal(`${label}: inner machine created and paused (-S)`, status.status, 'prelaunch');
     if (method === 'quit' && !seededFault) await checkPassthrough(ctx, lab);
@@ -107,20 +145,41 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, method: InnerShu
     checks.equal(`${label}: inner QEMU went away via ${method} without escalation`, sd.escalations, []);
     // QMP events come through the relay too: QEMU says why it stopped before it goes.
     const reason = { quit: 'host-qmp-quit', term: 'host-signal', kill: undefined }[method];
-    if (reason) checks.equal(`${label}: the inner QEMU's SHUTDOWN event says ${reason}`, (sd.shutdownEvent as { reason?: string } | undefined)?.reason ?? 'no event', reason);
+    if (reason)
+      checks.equal(
+        `${label}: the inner QEMU's SHUTDOWN event says ${reason}`,
+        (sd.shutdownEvent as { reason?: string } | undefined)?.reason ?? 'no event',
+        reason,
+      );
     ctx.watchGuestPid(undefined);
 
     if (!seededFault) {
       const v = await guestRelease(ctx, base, `inner QEMU ${method}`, requestT, releaseTimeoutMs);
-      checks.record(`${label}: every pinned page released`, v.returned, v.baseline, v.final,
-        v.returned ? `release latency ${v.latencyMs} ms from the ${method} request (QEMU exited after ${sd.durationMs} ms), peak ${v.peak}` : `not within ${releaseTimeoutMs} ms, peak ${v.peak}`);
+      checks.record(
+        `${label}: every pinned page released`,
+        v.returned,
+        v.baseline,
+        v.final,
+        v.returned
+          ? `release latency ${v.latencyMs} ms from the ${method} request (QEMU exited after ${sd.durationMs} ms), peak ${v.peak}`
+          : `not within ${releaseTimeoutMs} ms, peak ${v.peak}`,
+      );
       return;
     }
     const v = await guestRelease(ctx, base, `inner QEMU ${method} (fds held)`, requestT, leakWaitMs);
-    checks.record(`${label}: pins NOT released while another process holds the inner QEMU's container`, !v.returned, `not released within ${leakWaitMs} ms`,
-      v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`);
+    checks.record(
+      `${label}: pins NOT released while another process holds the inner QEMU's container`,
+      !v.returned,
+      `not released within ${leakWaitMs} ms`,
+      v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`,
+    );
     const named = (await agent.pinHolders()).find((h) => h.pid === holder!.pid);
-    checks.record(`${label}: the holder is named`, named !== undefined, `pid ${holder!.pid}`, named ? describeHolder(named) : 'not among the VFIO holders');
+    checks.record(
+      `${label}: the holder is named`,
+      named !== undefined,
+      `pid ${holder!.pid}`,
+      named ? describeHolder(named) : 'not among the VFIO holders',
+    );
     if (seededFault === 'unbind') {
       // The last device of the group leaves vfio-pci: the group is removed and
       // detached from the container, whose shutdown puts the pages — holder or not.
@@ -128,18 +187,33 @@ async function innerCycle(ctx: ScenarioContext, inner: Profile, method: InnerShu
       await agent.unbind(device);
       const t = ctx.phase(`${label}: ${device} unbound from vfio-pci (holder alive)`);
       const vu = await guestRelease(ctx, base, 'device unbound (holder alive)', t, releaseTimeoutMs);
-      checks.record(`${label}: pins released when the device leaves vfio-pci, though the holder lives`, vu.returned, vu.baseline, vu.final,
-        vu.returned ? `release latency ${vu.latencyMs} ms from the unbind` : `not within ${releaseTimeoutMs} ms`);
+      checks.record(
+        `${label}: pins released when the device leaves vfio-pci, though the holder lives`,
+        vu.returned,
+        vu.baseline,
+        vu.final,
+        vu.returned ? `release latency ${vu.latencyMs} ms from the unbind` : `not within ${releaseTimeoutMs} ms`,
+      );
       const still = (await agent.pinHolders()).find((h) => h.pid === holder!.pid);
-      checks.record(`${label}: the holder's group fd now points at a deleted group`, still?.fds.some((f) => f.target.endsWith('(deleted)')) === true, 'a "(deleted)" group', still ? describeHolder(still) : 'no longer a holder');
+      checks.record(
+        `${label}: the holder's group fd now points at a deleted group`,
+        still?.fds.some((f) => f.target.endsWith('(deleted)')) === true,
+        'a "(deleted)" group',
+        still ? describeHolder(still) : 'no longer a holder',
+      );
       return;
     }
     await holder!.stop('KILL');
     holder = undefined;
     const t2 = ctx.phase(`${label}: holder killed`);
     const v2 = await guestRelease(ctx, base, 'holder exit', t2, releaseTimeoutMs);
-    checks.record(`${label}: pins released once the holder exits`, v2.returned, v2.baseline, v2.final,
-      v2.returned ? `release latency ${v2.latencyMs} ms from the holder's exit` : `not within ${releaseTimeoutMs} ms`);
+    checks.record(
+      `${label}: pins released once the holder exits`,
+      v2.returned,
+      v2.baseline,
+      v2.final,
+      v2.returned ? `release latency ${v2.latencyMs} ms from the holder's exit` : `not within ${releaseTimeoutMs} ms`,
+    );
   } finally {
     ctx.watchGuestPid(undefined);
     await holder?.stop('KILL').catch(() => {});
@@ -155,5 +229,9 @@ async function checkPassthrough(ctx: ScenarioContext, lab: Lab): Promise<void> {
   const id = (n: number) => n.toString(16).padStart(4, '0');
   const info = (await ctx.agent.info()).iommuGroups.flatMap((g) => g.devices).find((d) => d.address === dev.host);
   const expected = info ? `${id(Number(info.vendor))}:${id(Number(info.device))}` : 'the guest device';
-  ctx.checks.equal(`inner QEMU passes ${dev.host} through as ${dev.id}`, seen ? `${id(seen.id.vendor)}:${id(seen.id.device)}` : 'absent', expected);
+  ctx.checks.equal(
+    `inner QEMU passes ${dev.host} through as ${dev.id}`,
+    seen ? `${id(seen.id.vendor)}:${id(seen.id.device)}` : 'absent',
+    expected,
+  );
 }

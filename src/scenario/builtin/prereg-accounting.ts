@@ -60,7 +60,9 @@ export const preregAccounting: ScenarioDefinition = {
     await worker.free(warm.region);
     // Deferred releases of the warm-up land before the baseline is taken.
     const settled = await agent.counters(worker.pid);
-    const baseline = (await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(settled) - 256, { timeoutMs: 3000, pid: worker.pid })).counters;
+    const baseline = (
+      await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(settled) - 256, { timeoutMs: 3000, pid: worker.pid })
+    ).counters;
     const baseLck = baseline.process!.vmLckKb!;
 
     // 1. Exact accounting of one registration.
@@ -69,7 +71,11 @@ export const preregAccounting: ScenarioDefinition = {
     ctx.phase('registered');
     const reg = await agent.counters(worker.pid);
     checks.equal(`VmLck grows by exactly ${mib} MiB`, reg.process!.vmLckKb! - baseLck, mib * 1024, 'kB');
-    checks.equal(`FOLL_PIN acquired grows by exactly ${mib} MiB / ${pageSize} B pages`, reg.nrFollPinAcquired - baseline.nrFollPinAcquired, pages(mib));
+    checks.equal(
+      `FOLL_PIN acquired grows by exactly ${mib} MiB / ${pageSize} B pages`,
+      reg.nrFollPinAcquired - baseline.nrFollPinAcquired,
+      pages(mib),
+    );
     checks.equal('pinned pages (acquired − released) grow by the same', pinnedPages(reg) - pinnedPages(baseline), pages(mib));
 
     // 2. errno semantics.
@@ -82,7 +88,11 @@ export const preregAccounting: ScenarioDefinition = {
     const valid = ctx.seeded('ranges-valid');
     const b2 = valid ? await worker.alloc(1024 * 1024) : b;
     await checks.failsWith('registering a misaligned range (offset 1)', worker.register(b.region, { offset: valid ? 0 : 1 }), 'EINVAL');
-    await checks.failsWith('registering a range whose size is not a page multiple', worker.register(b2.region, { size: valid ? pageSize : pageSize + 512 }), 'EINVAL');
+    await checks.failsWith(
+      'registering a range whose size is not a page multiple',
+      worker.register(b2.region, { size: valid ? pageSize : pageSize + 512 }),
+      'EINVAL',
+    );
 
     // 3. A plain unregister returns everything.
     const c = await worker.alloc(8 * 1024 * 1024);
@@ -96,19 +106,36 @@ export const preregAccounting: ScenarioDefinition = {
 
     // 4. Unregister while mapped.
     await checks.succeeds('mapping 1 MiB of the region at IOVA 0 of the 32-bit window', worker.map(a.region, 0, { size: 1024 * 1024 }));
-    const refused = await checks.failsWith('unregistering a region while it is mapped', worker.unregister(a.region), 'EBUSY', UNREGISTER_WHILE_MAPPED_DEFECT);
+    const refused = await checks.failsWith(
+      'unregistering a region while it is mapped',
+      worker.unregister(a.region),
+      'EBUSY',
+      UNREGISTER_WHILE_MAPPED_DEFECT,
+    );
     await checks.succeeds('unmapping it', worker.unmap(0, 1024 * 1024));
     if (refused) {
       await checks.succeeds('unregistering the region once unmapped', worker.unregister(a.region));
-      const back = await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(baseline) && x.process?.vmLckKb === baseLck, { timeoutMs: 10_000, pid: worker.pid });
+      const back = await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(baseline) && x.process?.vmLckKb === baseLck, {
+        timeoutMs: 10_000,
+        pid: worker.pid,
+      });
       checks.equal('VmLck back to baseline after unregister', back.counters.process!.vmLckKb, baseLck, 'kB');
-      checks.equal('pinned pages back to baseline after unregister', pinnedPages(back.counters) - pinnedPages(baseline), 0, `after ${back.elapsedMs} ms`);
+      checks.equal(
+        'pinned pages back to baseline after unregister',
+        pinnedPages(back.counters) - pinnedPages(baseline),
+        0,
+        `after ${back.elapsedMs} ms`,
+      );
     } else {
       // The defect: the container no longer knows the region, and its pins stay.
       await checks.failsWith('the orphaned region is unknown to the container', worker.unregister(a.region), 'ENOENT');
       const held = await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(baseline), { timeoutMs: 3000, pid: worker.pid });
-      checks.equal('the orphaned region keeps its pins while the process lives', pinnedPages(held.counters) - pinnedPages(baseline), pages(mib),
-        'held by the mm, not by the container');
+      checks.equal(
+        'the orphaned region keeps its pins while the process lives',
+        pinnedPages(held.counters) - pinnedPages(baseline),
+        pages(mib),
+        'held by the mm, not by the container',
+      );
     }
 
     // 5. The process going away. A container-held registration is put when the
@@ -116,17 +143,29 @@ export const preregAccounting: ScenarioDefinition = {
     // mm_iommu_cleanup(), destroy_context() only WARNs that the mm's list is
     // not empty (measured: see ORPHANED_PINS_MEASURED).
     if (!refused) {
-      ctx.keepGuestPins({ reason: 'the orphaned registration of defect 1 is never put', pages: pages(mib), knownDefect: UNREGISTER_WHILE_MAPPED_DEFECT });
-      ctx.expectKernelReport({ pattern: /destroy_context/, knownDefect: `${UNREGISTER_WHILE_MAPPED_DEFECT}: destroy_context() warns that the mm still lists the region` });
+      ctx.keepGuestPins({
+        reason: 'the orphaned registration of defect 1 is never put',
+        pages: pages(mib),
+        knownDefect: UNREGISTER_WHILE_MAPPED_DEFECT,
+      });
+      ctx.expectKernelReport({
+        pattern: /destroy_context/,
+        knownDefect: `${UNREGISTER_WHILE_MAPPED_DEFECT}: destroy_context() warns that the mm still lists the region`,
+      });
     }
     ctx.phase('worker exit');
     const before = Date.now();
     await worker.stop('TERM');
     const watchMs = Number(ctx.options.orphanWatchMs ?? 5000);
     const gone = await waitForCounters(agent, (x) => pinnedPages(x) === pinnedPages(baseline), { timeoutMs: refused ? 10_000 : watchMs });
-    checks.record('pinned pages back to baseline after the worker exits', gone.ok, 0, pinnedPages(gone.counters) - pinnedPages(baseline),
+    checks.record(
+      'pinned pages back to baseline after the worker exits',
+      gone.ok,
+      0,
+      pinnedPages(gone.counters) - pinnedPages(baseline),
       `${gone.ok ? 'released' : 'still held'} ${Date.now() - before} ms after SIGTERM`,
-      refused ? undefined : `${UNREGISTER_WHILE_MAPPED_DEFECT}; ${ORPHANED_PINS_MEASURED}`);
+      refused ? undefined : `${UNREGISTER_WHILE_MAPPED_DEFECT}; ${ORPHANED_PINS_MEASURED}`,
+    );
     await agent.unbind(dev.address);
   },
 };

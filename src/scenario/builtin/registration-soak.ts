@@ -33,15 +33,24 @@ export const registrationSoak: ScenarioDefinition = {
     ctx.watchGuestPid(w.pid);
     await w.open(group);
     const r = await w.alloc(mib * 1024 * 1024);
-    const series = { pins: [] as Array<[number, number]>, vmLck: [] as Array<[number, number]>, fds: [] as Array<[number, number]>, windows: [] as Array<[number, number]>, rss: [] as Array<[number, number]>, ctlFds: [] as Array<[number, number]> };
+    const series = {
+      pins: [] as Array<[number, number]>,
+      vmLck: [] as Array<[number, number]>,
+      fds: [] as Array<[number, number]>,
+      windows: [] as Array<[number, number]>,
+      rss: [] as Array<[number, number]>,
+      ctlFds: [] as Array<[number, number]>,
+    };
     let settledPins: number | undefined;
     let sharedWith = 0;
     const measure = async (i: number) => {
       sharedWith = Math.max(sharedWith, Lab.active - 1);
       // FOLL_PIN releases land lazily (~1 s): judge pins once the last cycle's release has settled.
-      const s = settledPins === undefined
-        ? await guestSampleNow(ctx)
-        : (await ctx.sampler.waitFor('guest', (c) => c.pinnedPages <= settledPins!, { after: ctx.sampler.now(), timeoutMs: 3000 })) ?? (await guestSampleNow(ctx));
+      const s =
+        settledPins === undefined
+          ? await guestSampleNow(ctx)
+          : ((await ctx.sampler.waitFor('guest', (c) => c.pinnedPages <= settledPins!, { after: ctx.sampler.now(), timeoutMs: 3000 })) ??
+            (await guestSampleNow(ctx)));
       settledPins ??= s.counters.pinnedPages;
       series.pins.push([i, s.counters.pinnedPages]);
       series.vmLck.push([i, (await w.status()).vmLckKb]);
@@ -81,20 +90,37 @@ export const registrationSoak: ScenarioDefinition = {
     await measure(cycles + 1);
     const per100 = (pts: Array<[number, number]>) => slope(pts) * 100;
     const fmt = (v: number) => v.toFixed(3);
-    checks.record('soak: guest pinned pages per 100 cycles', Math.abs(per100(series.pins)) < 1, 0, fmt(per100(series.pins)), `pages; ${series.pins.length} points`);
+    checks.record(
+      'soak: guest pinned pages per 100 cycles',
+      Math.abs(per100(series.pins)) < 1,
+      0,
+      fmt(per100(series.pins)),
+      `pages; ${series.pins.length} points`,
+    );
     checks.record('soak: worker VmLck per 100 cycles', Math.abs(per100(series.vmLck)) < 1, 0, fmt(per100(series.vmLck)), 'kB');
     checks.record('soak: worker file descriptors per 100 cycles', Math.abs(per100(series.fds)) < 0.5, 0, fmt(per100(series.fds)));
     checks.record('soak: host DMA windows per 100 cycles', Math.abs(per100(series.windows)) < 0.5, 0, fmt(per100(series.windows)));
     // The controller's fds and RSS are process-wide: only this lab's when it ran alone in the controller.
     const alone = sharedWith === 0;
     const note = alone ? '' : `; not judged: ${sharedWith} other lab(s) shared this controller`;
-    checks.record('soak: controller file descriptors per 100 cycles', !alone || Math.abs(per100(series.ctlFds)) < 0.5, 0, fmt(per100(series.ctlFds)), note.slice(2) || undefined);
+    checks.record(
+      'soak: controller file descriptors per 100 cycles',
+      !alone || Math.abs(per100(series.ctlFds)) < 0.5,
+      0,
+      fmt(per100(series.ctlFds)),
+      note.slice(2) || undefined,
+    );
     // The controller's RSS moves with the garbage collector: a leak shows as a steady climb well past its noise,
     // which takes a few hundred cycles (seen: +4.3 MB over 100 fast cycles of a restored lab, no leak; +0.86 MB/100 over 1000).
     const longEnough = cycles >= 300;
     const rssNote = longEnough ? note : `; not judged under 300 cycles: the collector's noise dominates${note}`;
-    checks.record('soak: controller RSS per 100 cycles', !alone || !longEnough || per100(series.rss) < 2048, '< 2048', fmt(per100(series.rss)),
-      `kB; ${(ms / cycles).toFixed(1)} ms per cycle${rssNote}`);
+    checks.record(
+      'soak: controller RSS per 100 cycles',
+      !alone || !longEnough || per100(series.rss) < 2048,
+      '< 2048',
+      fmt(per100(series.rss)),
+      `kB; ${(ms / cycles).toFixed(1)} ms per cycle${rssNote}`,
+    );
     await w.stop('TERM');
     ctx.watchGuestPid(undefined);
     await agent.unbind(dev.address);

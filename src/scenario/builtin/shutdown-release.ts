@@ -49,6 +49,10 @@ export const shutdownRelease: ScenarioDefinition = {
     const sd = await ctx.shutdown(via as (typeof METHODS)[number]);
     checks.equal(`guest went away via ${via} without escalation`, sd.escalations, []);
     const reason = via === 'quit' ? 'host-qmp-quit' : 'guest-shutdown';
-    checks.equal('QEMU reported the SHUTDOWN event with the expected reason', (sd.shutdownEvent as { reason?: string } | undefined)?.reason ?? 'none', reason);
+    checks.equal(
+      'QEMU reported the SHUTDOWN event with the expected reason',
+      (sd.shutdownEvent as { reason?: string } | undefined)?.reason ?? 'none',
+      reason,
+    );
   },
 };

@@ -35,11 +35,18 @@ function get<T>(m: Map<string, T>, key: unknown, what: string, step: number): T 
 
 /** A ScenarioDefinition whose steps come from a scenario file; `do` steps call named procedures. */
 export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefinition[]): ScenarioDefinition {
-  const used = file.steps.filter((s) => s.step === 'do').map((s) => {
-    const p = procedures.find((x) => x.name === s.procedure);
-    if (!p) throw new TcelabError(`scenario ${file.name}`, `step "do" names the unknown procedure "${s.procedure}"`, `known: ${procedures.map((x) => x.name).join(', ')}`);
-    return p;
-  });
+  const used = file.steps
+    .filter((s) => s.step === 'do')
+    .map((s) => {
+      const p = procedures.find((x) => x.name === s.procedure);
+      if (!p)
+        throw new TcelabError(
+          `scenario ${file.name}`,
+          `step "do" names the unknown procedure "${s.procedure}"`,
+          `known: ${procedures.map((x) => x.name).join(', ')}`,
+        );
+      return p;
+    });
   // A file takes the options of the procedures it calls; each `do` step's own options are checked against its procedure now.
   for (const [i, s] of file.steps.entries()) {
     if (s.step !== 'do') continue;
@@ -53,16 +60,34 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
     optionSpecs: Object.assign({}, ...used.map((p) => p.optionSpecs ?? {})),
     seedableFaults: used.some((p) => p.seedableFaults) ? Object.assign({}, ...used.map((p) => p.seedableFaults ?? {})) : undefined,
     keepsGuestPins: used.find((p) => p.keepsGuestPins)?.keepsGuestPins,
-    adjustProfile: (profile: Profile, options) => used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p, options) : p), profile),
+    adjustProfile: (profile: Profile, options) =>
+      used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p, options) : p), profile),
     async run(ctx) {
-      const st: State = { bindings: new Map(), workers: new Map(), regions: new Map(), windows: new Map(), marks: new Map(), inners: new Map() };
+      const st: State = {
+        bindings: new Map(),
+        workers: new Map(),
+        regions: new Map(),
+        windows: new Map(),
+        marks: new Map(),
+        inners: new Map(),
+      };
       try {
         for (const [i, step] of file.steps.entries()) {
           const n = i + 1;
           const timeoutMs = (step.timeoutSec ?? 300) * 1000;
           let timer: NodeJS.Timeout | undefined;
           const timeout = new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new TcelabError(`step ${n} (${step.step})`, `did not finish within ${timeoutMs / 1000} s`, 'raise its "timeoutSec" if the lab is slow')), timeoutMs);
+            timer = setTimeout(
+              () =>
+                reject(
+                  new TcelabError(
+                    `step ${n} (${step.step})`,
+                    `did not finish within ${timeoutMs / 1000} s`,
+                    'raise its "timeoutSec" if the lab is slow',
+                  ),
+                ),
+              timeoutMs,
+            );
           });
           try {
             await Promise.race([runStep(ctx, st, step, n, procedures), timeout]);
@@ -145,7 +170,10 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
     case 'map': {
       const r = get(st.regions, s.region, 'region', n);
       const w = get(st.windows, s.window, 'window', n);
-      await expectable(`${s.region} into ${s.window}`, worker().map(r.region, w.start, { size: s.sizeMiB ? Number(s.sizeMiB) * MiB : r.size }));
+      await expectable(
+        `${s.region} into ${s.window}`,
+        worker().map(r.region, w.start, { size: s.sizeMiB ? Number(s.sizeMiB) * MiB : r.size }),
+      );
       return;
     }
     case 'unmap':
@@ -173,8 +201,13 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
       const base = get(st.marks, s.since, 'mark', n);
       const from = st.lastEvent ?? { name: `${tag}`, t: ctx.phase(tag) };
       const v = await guestRelease(ctx, base, from.name, from.t, Number(s.withinSec) * 1000);
-      checks.record(`${tag} back to ${s.since} within ${s.withinSec} s`, v.returned, v.baseline, v.final,
-        v.returned ? `release latency ${v.latencyMs} ms` : `not released: ${describeHolders(await agent.pinHolders())}`);
+      checks.record(
+        `${tag} back to ${s.since} within ${s.withinSec} s`,
+        v.returned,
+        v.baseline,
+        v.final,
+        v.returned ? `release latency ${v.latencyMs} ms` : `not released: ${describeHolders(await agent.pinHolders())}`,
+      );
       return;
     }
     case 'expect-host-windows': {
@@ -192,7 +225,11 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
     }
     case 'hotplug-device': {
       st.hotplug ??= new Hotplugger(ctx.lab.qmp, agent);
-      const r = await st.hotplug.hotplugDevice(String(s.phb), { id: String(s.as), driver: String(s.driver), host: s.host ? String(s.host) : undefined });
+      const r = await st.hotplug.hotplugDevice(String(s.phb), {
+        id: String(s.as),
+        driver: String(s.driver),
+        host: s.host ? String(s.host) : undefined,
+      });
       st.bindings.set(String(s.as), { address: r.device.address, group: r.device.group });
       ctx.timings.push(...r.timings.map((t) => ({ step: `${tag}: ${t.step}`, ms: t.ms })));
       // A hot-plugged device is bound under its own name.
@@ -211,8 +248,10 @@ async function runStep(ctx: ScenarioContext, st: State, s: ScenarioStep, n: numb
     case 'guest-exec': {
       const argv = s.argv as string[];
       const r = await agent.exec(argv, (s.timeoutSec ?? 300) * 1000);
-      if (s.expectExit !== undefined) checks.equal(`${tag} ${argv.join(' ')}`, r.exitCode, Number(s.expectExit), r.stderr.trim().slice(0, 200) || undefined);
-      else if (r.exitCode !== 0) throw new TcelabError(tag, `${argv.join(' ')} exited with ${r.exitCode}: ${r.stderr.trim().slice(0, 300)}`);
+      if (s.expectExit !== undefined)
+        checks.equal(`${tag} ${argv.join(' ')}`, r.exitCode, Number(s.expectExit), r.stderr.trim().slice(0, 200) || undefined);
+      else if (r.exitCode !== 0)
+        throw new TcelabError(tag, `${argv.join(' ')} exited with ${r.exitCode}: ${r.stderr.trim().slice(0, 300)}`);
       return;
     }
     case 'sleep':

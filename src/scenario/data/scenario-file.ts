@@ -55,7 +55,10 @@ export function parseScenarioFile(text: string, path: string): ScenarioFile {
   const v = new Validator(source);
   try {
     // Steps are checked one by one against their own type's fields.
-    const top = v.check({ ...raw, steps: Array.isArray(raw?.steps) ? raw.steps.map(() => ({})) : raw?.steps }, fileSpec) as Omit<ScenarioFile, 'name' | 'path' | 'steps'>;
+    const top = v.check({ ...raw, steps: Array.isArray(raw?.steps) ? raw.steps.map(() => ({})) : raw?.steps }, fileSpec) as Omit<
+      ScenarioFile,
+      'name' | 'path' | 'steps'
+    >;
     const steps = (raw.steps as unknown[]).map((s, i) => {
       const type = (s as Record<string, unknown>)?.step;
       if (typeof type !== 'string' || !STEP_TYPES.includes(type)) {
@@ -73,12 +76,19 @@ export function parseScenarioFile(text: string, path: string): ScenarioFile {
 export async function loadScenarioFile(nameOrPath: string): Promise<ScenarioFile> {
   const path = nameOrPath.includes('/') || nameOrPath.endsWith('.json') ? nameOrPath : join(scenariosDir, `${nameOrPath}.json`);
   if (!existsSync(path)) {
-    throw new TcelabError(`scenario ${nameOrPath}`, `no such scenario file (${path})`, `known scenarios: ${(await listScenarioFiles()).join(', ')}`);
+    throw new TcelabError(
+      `scenario ${nameOrPath}`,
+      `no such scenario file (${path})`,
+      `known scenarios: ${(await listScenarioFiles()).join(', ')}`,
+    );
   }
   return parseScenarioFile(await readFile(path, 'utf8'), path);
 }
 
 export async function listScenarioFiles(): Promise<string[]> {
   if (!existsSync(scenariosDir)) return [];
-  return (await readdir(scenariosDir)).filter((f) => f.endsWith('.json')).map((f) => f.replace(/\.json$/, '')).sort();
+  return (await readdir(scenariosDir))
+    .filter((f) => f.endsWith('.json'))
+    .map((f) => f.replace(/\.json$/, ''))
+    .sort();
 }
