@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Lab } from '../src/qemu/lab.js';
 import type { AgentClient } from '../src/agent/agent-client.js';
-import { QmpCommandError } from '../src/qmp/errors.js';
-import { AgentHost } from '../src/host/host.js';
+import { AgentCommandError } from '../src/agent/errors.js';
+import { AgentHost } from '../src/host/agent-host.js';
 import { emulatedLabInputs, testRuntimeRoot } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { rng, mutate } from './helpers/fuzz.js';
@@ -12,8 +12,8 @@ async function errorClass(p: Promise<unknown>): Promise<string> {
     () => undefined,
     (err: unknown) => err,
   );
-  expect(e).toBeInstanceOf(QmpCommandError);
-  return (e as QmpCommandError).errorClass;
+  expect(e).toBeInstanceOf(AgentCommandError);
+  return (e as AgentCommandError).errorClass;
 }
 
 // The real agent in the real guest: every bad request gets an error reply and the agent keeps serving.

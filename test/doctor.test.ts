@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { Lab } from '../src/qemu/lab.js';
-import { AgentHost } from '../src/host/host.js';
+import { AgentHost } from '../src/host/agent-host.js';
 import { VfioPciBinder } from '../src/host/vfio-binder.js';
 import { runDoctor } from '../src/doctor/doctor.js';
 import { loadProfile } from '../src/qemu/profile.js';

@@ -12,7 +12,7 @@ import { liveLabQemuPids } from './helpers/processes.js';
  * faults is this table. Checks flipped by the automatic verdicts' own faults
  * (guest balance, kernel log, host attribution) are in verdicts.test.ts.
  */
-export const SEEDED_FAULT_RUNS: Array<{ scenario: string; options: Record<string, string | number>; flips: string[] }> = [
+const SEEDED_FAULT_RUNS: Array<{ scenario: string; options: Record<string, string | number>; flips: string[] }> = [
   {
     scenario: 'prereg-accounting',
     options: { sizeMiB: 16, seedFaults: 'register-extra-mib,second-register-fresh,unknown-is-registered,ranges-valid,unregister-other' },

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { runScenario, type ScenarioReport } from '../src/scenario/runner.js';
+import { runScenario } from '../src/scenario/runner.js';
+import type { ScenarioReport } from '../src/scenario/scenario.js';
 import { resolveScenario } from '../src/scenario/registry.js';
 import { packageRoot } from '../src/util/paths.js';
 import { testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
@@ -97,7 +98,10 @@ describe('nested lab host', () => {
     );
     expect(cli.status).toBe(1);
     expect(cli.stdout).toMatch(
-      /FAIL scenario ran to the end: measured start QEMU in the guest: it exited \(SIG\w+\) before QMP was up: .*Failed to create SPAPR window: Invalid argument/,
+      new RegExp(
+        'FAIL scenario ran to the end: measured start QEMU in the guest: it exited \\(SIG\\w+\\) before QMP was up: ' +
+          '.*Failed to create SPAPR window: Invalid argument',
+      ),
     );
     expect(cli.stdout).toMatch(/set dmaWindowMiB on that PHB/);
     expect(cli.stdout + cli.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { runScenario, type ScenarioReport } from '../src/scenario/runner.js';
+import { runScenario } from '../src/scenario/runner.js';
+import type { ScenarioReport } from '../src/scenario/scenario.js';
 import { findScenario } from '../src/scenario/registry.js';
 import { testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
 import { liveLabQemuPids } from './helpers/processes.js';
@@ -39,7 +40,7 @@ describe('pinned-page release', () => {
     const junit = readFileSync(join(dir, 'junit.xml'), 'utf8');
     expect(junit.match(/<testcase /g)?.length).toBe(report.checks.length);
     const svg = readFileSync(join(dir, 'timeline.svg'), 'utf8');
-    expect(svg).toMatch(/^<\?xml[^]*<svg [^]*case 3: worker killed, holder alive[^]*<\/svg>\n$/);
+    expect(svg).toMatch(/^<\?xml[\s\S]*<svg [\s\S]*case 3: worker killed, holder alive[\s\S]*<\/svg>\n$/);
     for (const f of ['console.log', 'qmp-transcript.log', 'agent-transcript.log', 'qemu-stderr.log'])
       expect(existsSync(join(dir, 'artifacts', f))).toBe(true);
 

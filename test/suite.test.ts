@@ -26,7 +26,7 @@ describe('suites from the CLI', () => {
     expect(out).toMatchObject({ passed: true, jobs: 2 });
     expect(out.runs.map((x: { label: string }) => x.label)).toEqual(['window-map-release-r1', 'window-map-release-r2']);
     // Both labs were up at the same time: their lines interleave in the progress output.
-    expect(r.stderr).toMatch(/\[window-map-release-r1\][^]*\[window-map-release-r2\][^]*\[window-map-release-r1\]/);
+    expect(r.stderr).toMatch(/\[window-map-release-r1\][\s\S]*\[window-map-release-r2\][\s\S]*\[window-map-release-r1\]/);
     const junit = readFileSync(join(results, 'junit.xml'), 'utf8');
     expect(junit.match(/<testsuite /g)?.length).toBe(2);
     expect(existsSync(join(results, 'window-map-release-r2', 'timeline.svg'))).toBe(true);
@@ -45,7 +45,7 @@ describe('suites from the CLI', () => {
     expect(jobs.stderr).toMatch(/--jobs: 0: must be an integer from 1 to 16/);
     const unknown = spawnSync(process.execPath, [cli, 'run', 'no-such-thing'], { encoding: 'utf8' });
     expect(unknown.status).toBe(2);
-    expect(unknown.stderr).toMatch(/tcelab run: no-such-thing: is neither a scenario nor a profile[^]*profiles: emulated/);
+    expect(unknown.stderr).toMatch(/tcelab run: no-such-thing: is neither a scenario nor a profile[\s\S]*profiles: emulated/);
     const flag = spawnSync(process.execPath, [cli, 'run', '--bogus'], { encoding: 'utf8' });
     expect(flag.status).toBe(2);
     expect(flag.stderr).toMatch(/Unknown argument: bogus/);

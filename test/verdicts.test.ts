@@ -2,7 +2,8 @@ import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { runScenario, type ScenarioReport } from '../src/scenario/runner.js';
+import { runScenario } from '../src/scenario/runner.js';
+import type { ScenarioReport } from '../src/scenario/scenario.js';
 import { loadScenarioFile } from '../src/scenario/data/scenario-file.js';
 import { definitionFromFile } from '../src/scenario/data/interpreter.js';
 import { procedures } from '../src/scenario/registry.js';
@@ -106,92 +107,102 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
     expect(runtimeDirsIn(root)).toEqual([]);
   });
 
-  it("seeded host-side leak: a helper started by the lab's QEMU wrapper keeps memory locked and pinned after QEMU exits — the run fails and names it", async () => {
-    const root = testRuntimeRoot();
-    const dir = mkdtempSync('/tmp/tcelab-wrapper-');
-    const wrapper = join(dir, 'qemu-with-helper');
-    // A wrapper as labs write them (set-up, then exec QEMU); its helper lives on. Bounded: it exits after 120 s.
-    writeFileSync(wrapper, `#!/bin/sh\n${lockHolder} both 8 120 >/dev/null &\nsleep 0.3\nexec qemu-system-ppc64 "$@"\n`);
-    chmodSync(wrapper, 0o755);
-    const base = JSON.parse(readFileSync(join(profilesDir, 'emulated.json'), 'utf8'));
-    const profilePath = join(dir, 'wrapped.json');
-    writeFileSync(profilePath, JSON.stringify({ ...base, qemu: { ...base.qemu, binary: wrapper } }));
-    const file = await loadScenarioFile(join(packageRoot, 'scenarios', 'window-map-release.json'));
-    const report = await runScenario(definitionFromFile(file, procedures), {
-      resultsDir: mkdtempSync('/tmp/tcelab-res-'),
-      runtimeRoot: root,
-      profile: profilePath,
-      releaseTimeoutMs: 3000,
-    });
-    expect(failed(report).sort()).toEqual([
-      "host: Mlocked back to baseline after QEMU exit (neighbours' own accounted)",
-      'host: no process of the lab outlives QEMU',
-      "host: pinned pages (FOLL_PIN) back to baseline after QEMU exit (neighbours' own accounted)",
-    ]);
-    // The helper's 2048 pages, give or take the few that other processes' transient I/O pins move the system-wide counter by.
-    const pinned = report.releases.find((r) => r.counter === 'unattributedPinnedPages')!;
-    expect(pinned.final - pinned.baseline).toBeGreaterThanOrEqual(2048 - 64);
-    expect(pinned.final - pinned.baseline).toBeLessThanOrEqual(2048 + 64);
-    const mlocked = report.releases.find((r) => r.counter === 'unattributedMlockedKb')!;
-    expect(mlocked.final - mlocked.baseline).toBeGreaterThanOrEqual(8192 - 1024);
-    expect(check(report, 'host: no process of the lab outlives QEMU').measured).toMatch(
-      /^pid \d+ \(lock-holder, parent \d+\): locked 8192 kB, VmPin 8192 kB$/,
-    );
-    expect(report.passed).toBe(false);
-    expect(liveLabQemuPids(root)).toEqual([]);
-  });
+  it(
+    "seeded host-side leak: a helper started by the lab's QEMU wrapper keeps memory locked and pinned after QEMU " +
+      'exits — the run fails and names it',
+    async () => {
+      const root = testRuntimeRoot();
+      const dir = mkdtempSync('/tmp/tcelab-wrapper-');
+      const wrapper = join(dir, 'qemu-with-helper');
+      // A wrapper as labs write them (set-up, then exec QEMU); its helper lives on. Bounded: it exits after 120 s.
+      writeFileSync(wrapper, `#!/bin/sh\n${lockHolder} both 8 120 >/dev/null &\nsleep 0.3\nexec qemu-system-ppc64 "$@"\n`);
+      chmodSync(wrapper, 0o755);
+      const base = JSON.parse(readFileSync(join(profilesDir, 'emulated.json'), 'utf8'));
+      const profilePath = join(dir, 'wrapped.json');
+      writeFileSync(profilePath, JSON.stringify({ ...base, qemu: { ...base.qemu, binary: wrapper } }));
+      const file = await loadScenarioFile(join(packageRoot, 'scenarios', 'window-map-release.json'));
+      const report = await runScenario(definitionFromFile(file, procedures), {
+        resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+        runtimeRoot: root,
+        profile: profilePath,
+        releaseTimeoutMs: 3000,
+      });
+      expect(failed(report).sort()).toEqual([
+        "host: Mlocked back to baseline after QEMU exit (neighbours' own accounted)",
+        'host: no process of the lab outlives QEMU',
+        "host: pinned pages (FOLL_PIN) back to baseline after QEMU exit (neighbours' own accounted)",
+      ]);
+      // The helper's 2048 pages, give or take the few that other processes' transient I/O pins move the system-wide counter by.
+      const pinned = report.releases.find((r) => r.counter === 'unattributedPinnedPages')!;
+      expect(pinned.final - pinned.baseline).toBeGreaterThanOrEqual(2048 - 64);
+      expect(pinned.final - pinned.baseline).toBeLessThanOrEqual(2048 + 64);
+      const mlocked = report.releases.find((r) => r.counter === 'unattributedMlockedKb')!;
+      expect(mlocked.final - mlocked.baseline).toBeGreaterThanOrEqual(8192 - 1024);
+      expect(check(report, 'host: no process of the lab outlives QEMU').measured).toMatch(
+        /^pid \d+ \(lock-holder, parent \d+\): locked 8192 kB, VmPin 8192 kB$/,
+      );
+      expect(report.passed).toBe(false);
+      expect(liveLabQemuPids(root)).toEqual([]);
+    },
+  );
 });
 
 describe('verdicts on the guest: balance at shutdown, holders named, kernel reports', () => {
-  it('a user program that registers memory, passes its VFIO fds over a unix socket and exits; a WARNING in the kernel log — the run fails, naming the holder and the report', async () => {
-    const root = testRuntimeRoot();
-    const dir = mkdtempSync('/tmp/tcelab-scn-');
-    const path = join(dir, 'handed-off.json');
-    const group = '$(basename $(readlink /sys/bus/pci/devices/0001:00:00.0/iommu_group))';
-    writeFileSync(
-      path,
-      JSON.stringify(
-        {
-          description: 'seeded faults: fds handed off to a long-lived process; a WARNING in the kernel log',
-          steps: [
-            { step: 'bind', device: 'edu1', as: 'dev' },
-            { step: 'mark', as: 'before' },
-            { step: 'guest-exec', argv: ['sh', '-c', `tcelab-agent hand-off ${group} 16 600`] },
-            { step: 'expect-release', since: 'before', withinSec: 2 },
-            // A process that locks 4 MiB and lives on: locked memory (VmLck) held at shutdown.
-            { step: 'guest-exec', argv: ['sh', '-c', 'tcelab-agent lock 4 600 </dev/null >/dev/null 2>&1 &'] },
-            {
-              step: 'guest-exec',
-              argv: ['sh', '-c', 'echo "<4>WARNING: CPU: 0 PID: 1 at tcelab/seeded.c:1 seeded_fault+0x0/0x10" > /dev/kmsg'],
-            },
-          ],
-        },
-        null,
-        2,
-      ),
-    );
-    const report = await runScenario(definitionFromFile(await loadScenarioFile(path), procedures), {
-      resultsDir: mkdtempSync('/tmp/tcelab-res-'),
-      runtimeRoot: root,
-    });
-    expect(failed(report).sort()).toEqual([
-      'guest kernel logged no panic, Oops, soft lockup, hard lockup, BUG, WARNING, RCU stall, hung task',
-      'guest: locked memory of its processes (Σ VmLck) back to the agent-up baseline before shutdown',
-      'guest: pinned pages back to the agent-up baseline before shutdown',
-      'step 4: expect-release back to before within 2 s',
-    ]);
-    const holder =
-      /pid \d+ \(fd-receiver "tcelab-agent hand-off \d+ 16 600", parent 1\): fd \d+ → \/dev\/vfio\/vfio \(container\), fd \d+ → \/dev\/vfio\/\d+ \(group\)/;
-    expect(check(report, 'step 4: expect-release').detail).toMatch(holder);
-    expect(check(report, 'guest: pinned pages back').measured).toBe('4096');
-    expect(check(report, 'guest: pinned pages back').detail).toMatch(holder);
-    expect(check(report, 'guest: locked memory').measured).toBe('4096 kB');
-    expect(check(report, 'guest: locked memory').detail).toMatch(
-      /pid \d+ \(mem-locker "tcelab-agent lock 4 600", parent 1\): VmLck 4096 kB/,
-    );
-    expect(check(report, 'guest kernel logged no').measured).toMatch(
-      /^WARNING: WARNING: CPU: 0 PID: 1 at tcelab\/seeded\.c:1 seeded_fault/,
-    );
-    expect(liveLabQemuPids(root)).toEqual([]);
-  });
+  it(
+    'a user program that registers memory, passes its VFIO fds over a unix socket and exits; a WARNING in the ' +
+      'kernel log — the run fails, naming the holder and the report',
+    async () => {
+      const root = testRuntimeRoot();
+      const dir = mkdtempSync('/tmp/tcelab-scn-');
+      const path = join(dir, 'handed-off.json');
+      const group = '$(basename $(readlink /sys/bus/pci/devices/0001:00:00.0/iommu_group))';
+      writeFileSync(
+        path,
+        JSON.stringify(
+          {
+            description: 'seeded faults: fds handed off to a long-lived process; a WARNING in the kernel log',
+            steps: [
+              { step: 'bind', device: 'edu1', as: 'dev' },
+              { step: 'mark', as: 'before' },
+              { step: 'guest-exec', argv: ['sh', '-c', `tcelab-agent hand-off ${group} 16 600`] },
+              { step: 'expect-release', since: 'before', withinSec: 2 },
+              // A process that locks 4 MiB and lives on: locked memory (VmLck) held at shutdown.
+              { step: 'guest-exec', argv: ['sh', '-c', 'tcelab-agent lock 4 600 </dev/null >/dev/null 2>&1 &'] },
+              {
+                step: 'guest-exec',
+                argv: ['sh', '-c', 'echo "<4>WARNING: CPU: 0 PID: 1 at tcelab/seeded.c:1 seeded_fault+0x0/0x10" > /dev/kmsg'],
+              },
+            ],
+          },
+          null,
+          2,
+        ),
+      );
+      const report = await runScenario(definitionFromFile(await loadScenarioFile(path), procedures), {
+        resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+        runtimeRoot: root,
+      });
+      expect(failed(report).sort()).toEqual([
+        'guest kernel logged no panic, Oops, soft lockup, hard lockup, BUG, WARNING, RCU stall, hung task',
+        'guest: locked memory of its processes (Σ VmLck) back to the agent-up baseline before shutdown',
+        'guest: pinned pages back to the agent-up baseline before shutdown',
+        'step 4: expect-release back to before within 2 s',
+      ]);
+      const holder = new RegExp(
+        'pid \\d+ \\(fd-receiver "tcelab-agent hand-off \\d+ 16 600", parent 1\\): ' +
+          'fd \\d+ → /dev/vfio/vfio \\(container\\), fd \\d+ → /dev/vfio/\\d+ \\(group\\)',
+      );
+      expect(check(report, 'step 4: expect-release').detail).toMatch(holder);
+      expect(check(report, 'guest: pinned pages back').measured).toBe('4096');
+      expect(check(report, 'guest: pinned pages back').detail).toMatch(holder);
+      expect(check(report, 'guest: locked memory').measured).toBe('4096 kB');
+      expect(check(report, 'guest: locked memory').detail).toMatch(
+        /pid \d+ \(mem-locker "tcelab-agent lock 4 600", parent 1\): VmLck 4096 kB/,
+      );
+      expect(check(report, 'guest kernel logged no').measured).toMatch(
+        /^WARNING: WARNING: CPU: 0 PID: 1 at tcelab\/seeded\.c:1 seeded_fault/,
+      );
+      expect(liveLabQemuPids(root)).toEqual([]);
+    },
+  );
 });

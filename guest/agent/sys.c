@@ -209,7 +209,9 @@ int cmd_counters(const struct jval *args, struct reply *r)
 	struct timespec ts;
 	fold_vmstat();
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	sb_fmt(&r->val, "{\"monotonicNs\":%lld,\"nrFollPinAcquired\":%lld,\"nrFollPinReleased\":%lld,\"mlockedKb\":%lld,\"hugePagesTotal\":%lld,\"hugePagesFree\":%lld",
+	sb_fmt(&r->val,
+	       "{\"monotonicNs\":%lld,\"nrFollPinAcquired\":%lld,\"nrFollPinReleased\":%lld,\"mlockedKb\":%lld,"
+	       "\"hugePagesTotal\":%lld,\"hugePagesFree\":%lld",
 	       (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
 	       kv_value("/proc/vmstat", "nr_foll_pin_acquired"), kv_value("/proc/vmstat", "nr_foll_pin_released"),
 	       kv_value("/proc/meminfo", "Mlocked"), kv_value("/proc/meminfo", "HugePages_Total"), kv_value("/proc/meminfo", "HugePages_Free"));

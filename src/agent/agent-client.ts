@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { ProtocolConnection, type ProtocolOptions } from '../qmp/protocol.js';
 import { QmpTimeoutError } from '../qmp/errors.js';
+import { AgentCommandError } from './errors.js';
 import { TcelabError } from '../util/errors.js';
 import type {
   AgentInfo,
@@ -24,7 +25,12 @@ export class AgentClient {
   private constructor(readonly connection: ProtocolConnection) {}
 
   static async connect(socketPath: string, opts: Partial<ProtocolOptions> & { readyTimeoutMs?: number } = {}): Promise<AgentClient> {
-    const connection = await ProtocolConnection.connectUnix(socketPath, { peer: 'agent', defaultTimeoutMs: 30_000, ...opts });
+    const connection = await ProtocolConnection.connectUnix(socketPath, {
+      peer: 'agent',
+      defaultTimeoutMs: 30_000,
+      commandError: (...a) => new AgentCommandError(...a),
+      ...opts,
+    });
     const client = new AgentClient(connection);
     try {
       await client.resync(opts.readyTimeoutMs ?? 60_000);

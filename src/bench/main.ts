@@ -14,7 +14,8 @@ import { allScenarioFiles, procedures } from '../scenario/registry.js';
 import { definitionFromFile } from '../scenario/data/interpreter.js';
 import { PinnedPageSampler } from '../probes/sampler.js';
 import { ProcCountersProbe } from '../probes/proc.js';
-import { LocalHost, AgentHost } from '../host/host.js';
+import { LocalHost } from '../host/local-host.js';
+import { AgentHost } from '../host/agent-host.js';
 import { packageRoot } from '../util/paths.js';
 
 /**
@@ -33,7 +34,8 @@ async function main(): Promise<void> {
   const image = await requireGuestImage('base');
   out(`tcelab bench — ${new Date().toISOString()}`);
   out(
-    `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, guest ${image.manifest.kernelRelease}`,
+    `machine: ${cpus().length} × ${cpus()[0]?.model ?? '?'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ` +
+      `${process.version}, guest ${image.manifest.kernelRelease}`,
   );
   out();
 
@@ -70,13 +72,15 @@ async function main(): Promise<void> {
   for (const [name, r] of Object.entries(rtt))
     out(`${name.padEnd(11)} ${fmt(r.p50, 3).padStart(8)}  ${fmt(r.p99, 3).padStart(8)}  ${fmt(r.perSec, 0).padStart(10)}`);
   out(
-    `ratio tcelab / node-qemu: p50 ${fmt(rtt.tcelab!.p50 / rtt['node-qemu']!.p50)}, throughput ${fmt(rtt['node-qemu']!.perSec / rtt.tcelab!.perSec)}  (target ≤ 1.0)`,
+    `ratio tcelab / node-qemu: p50 ${fmt(rtt.tcelab!.p50 / rtt['node-qemu']!.p50)}, throughput ` +
+      `${fmt(rtt['node-qemu']!.perSec / rtt.tcelab!.perSec)}  (target ≤ 1.0)`,
   );
   out(
     `ratio tcelab / floor:     p50 ${fmt(rtt.tcelab!.p50 / rtt.floor!.p50)}, throughput ${fmt(rtt.floor!.perSec / rtt.tcelab!.perSec)}  (target ≤ 1.2)`,
   );
   out(
-    `ratio tcelab / floor+ids: p50 ${fmt(rtt.tcelab!.p50 / rtt['floor+ids']!.p50)}, throughput ${fmt(rtt['floor+ids']!.perSec / rtt.tcelab!.perSec)}  (same bytes on the wire: the client's own cost)`,
+    `ratio tcelab / floor+ids: p50 ${fmt(rtt.tcelab!.p50 / rtt['floor+ids']!.p50)}, throughput ` +
+      `${fmt(rtt['floor+ids']!.perSec / rtt.tcelab!.perSec)}  (same bytes on the wire: the client's own cost)`,
   );
   out('(tcelab tags every command with an id so that a reply arriving after its timeout is recognised and dropped;');
   out(' node-qemu and the plain floor send none, and QEMU takes longer over a request that carries one.)');
@@ -105,7 +109,8 @@ async function main(): Promise<void> {
         await w.free(r.region);
         if (mib === 16) base = ms;
         out(
-          `${`${mib} MiB`.padEnd(8)} ${(hugetlb ? 'hugetlb' : '4K pages').padEnd(9)} ${fmt(ms, 1).padStart(8)}  ${fmt((mib * 256) / (ms / 1000), 0).padStart(15)}  ${fmt(ms / base)}× (size ×${mib / 16})`,
+          `${`${mib} MiB`.padEnd(8)} ${(hugetlb ? 'hugetlb' : '4K pages').padEnd(9)} ${fmt(ms, 1).padStart(8)}  ` +
+            `${fmt((mib * 256) / (ms / 1000), 0).padStart(15)}  ${fmt(ms / base)}× (size ×${mib / 16})`,
         );
       }
     }
@@ -125,7 +130,9 @@ async function main(): Promise<void> {
     const busy = await cpuOver(true);
     out('## Sampler');
     out(
-      `host sampler at 20 Hz: ${busy.samples} samples in 5 s, controller CPU ${fmt(busy.cpuMs, 0)} ms vs ${fmt(idle.cpuMs, 0)} ms idle → ${fmt(((busy.cpuMs - idle.cpuMs) / 5000) * 100, 2)}% of one core, ${fmt((busy.cpuMs - idle.cpuMs) / busy.samples, 3)} ms per sample`,
+      `host sampler at 20 Hz: ${busy.samples} samples in 5 s, controller CPU ${fmt(busy.cpuMs, 0)} ms vs ` +
+        `${fmt(idle.cpuMs, 0)} ms idle → ${fmt(((busy.cpuMs - idle.cpuMs) / 5000) * 100, 2)}% of one core, ` +
+        `${fmt((busy.cpuMs - idle.cpuMs) / busy.samples, 3)} ms per sample`,
     );
 
     // Detection latency: from a change's completion (the ioctl's reply) to the first sample showing it.
@@ -146,7 +153,8 @@ async function main(): Promise<void> {
     }
     await guest.stop();
     out(
-      `guest sampler at 5 Hz through the agent: detection latency median ${fmt(median(lat), 0)} ms, max ${fmt(Math.max(...lat), 0)} ms over ${lat.length} registrations (bound: one interval, 200 ms, plus a round trip)`,
+      `guest sampler at 5 Hz through the agent: detection latency median ${fmt(median(lat), 0)} ms, max ` +
+        `${fmt(Math.max(...lat), 0)} ms over ${lat.length} registrations (bound: one interval, 200 ms, plus a round trip)`,
     );
     out();
     await w.stop('TERM');
@@ -173,7 +181,8 @@ async function main(): Promise<void> {
           warm = await runScenario(def, { options: v, resultsDir: join('/tmp', `tcelab-bench-${label}`) });
         const how = warm.labStart?.how === 'restored' ? '' : ` (not restored: ${warm.labStart?.why})`;
         out(
-          `${label.padEnd(28)} ${fmt(warm.durationMs / 1000, 1).padStart(7)} s ${fmt(cold.durationMs / 1000, 1).padStart(7)} s  ${fmt(warm.durationMs / cold.durationMs)}   ` +
+          `${label.padEnd(28)} ${fmt(warm.durationMs / 1000, 1).padStart(7)} s ` +
+            `${fmt(cold.durationMs / 1000, 1).padStart(7)} s  ${fmt(warm.durationMs / cold.durationMs)}   ` +
             `${warm.passed ? 'PASS' : 'FAIL'} / ${cold.passed ? 'PASS' : 'FAIL'}${how}`,
         );
       }

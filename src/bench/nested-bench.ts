@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { loadProfile } from '../qemu/profile.js';
 import { requireGuestImage } from '../image/image-builder.js';
 import { Lab } from '../qemu/lab.js';
-import { AgentHost } from '../host/host.js';
+import { AgentHost } from '../host/agent-host.js';
 import { PinnedPageSampler } from '../probes/sampler.js';
 import { ProcCountersProbe } from '../probes/proc.js';
 import { median, fmt } from './stats.js';
@@ -93,7 +93,8 @@ export async function nestedBench(out: (s?: string) => void): Promise<void> {
           timeoutMs: 10_000,
         });
         rows.push(
-          `${method.padEnd(5)} pins +${(held?.counters.pinnedPages ?? 0) - base.counters.pinnedPages}, QEMU exit ${sd.durationMs} ms, pins back ${back ? `${back.t - requestT} ms` : 'NOT within 10 s'} after the request`,
+          `${method.padEnd(5)} pins +${(held?.counters.pinnedPages ?? 0) - base.counters.pinnedPages}, QEMU exit ` +
+            `${sd.durationMs} ms, pins back ${back ? `${back.t - requestT} ms` : 'NOT within 10 s'} after the request`,
         );
       } finally {
         await lab.dispose();
@@ -109,7 +110,8 @@ export async function nestedBench(out: (s?: string) => void): Promise<void> {
     out(`  QMP query-status to the inner QEMU       ${fmt(rtt!.relay, 3).padStart(7)} ms  (through the relay)`);
     out(`  QMP query-status on this machine         ${fmt(rtt!.local, 3).padStart(7)} ms  (the outer QEMU, native)`);
     out(
-      `ratio relay echo / agent ping: ${fmt(rtt!.echo / rtt!.agent)}  (the relay's own cost: a stream-write, the peer woken, a long-poll reply — three guest wake-ups under TCG against one)`,
+      `ratio relay echo / agent ping: ${fmt(rtt!.echo / rtt!.agent)}  (the relay's own cost: a stream-write, the ` +
+        `peer woken, a long-poll reply — three guest wake-ups under TCG against one)`,
     );
     out(
       `ratio inner QMP / relay echo:  ${fmt(rtt!.relay / rtt!.echo)}  (the inner QEMU's own time: it runs emulated, on the guest's one vCPU)`,

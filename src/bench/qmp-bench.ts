@@ -1,4 +1,4 @@
-import { LocalHost } from '../host/host.js';
+import { LocalHost } from '../host/local-host.js';
 import { QMPClient } from 'node-qemu';
 import { QmpClient } from '../qmp/qmp-client.js';
 import { percentile } from './stats.js';
@@ -34,8 +34,7 @@ async function floorClient(socketPath: string, withIds = false): Promise<{ round
   let waiter: (() => void) | undefined;
   sock.on('data', (d: Buffer) => {
     buf += d.toString();
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
       buf = buf.slice(nl + 1);
       const w = waiter;
       waiter = undefined;

@@ -3,7 +3,8 @@ import { InputError } from '../util/errors.js';
 
 const MiB = 1024 * 1024;
 const row = (s: SnapshotListing) =>
-  `${s.key}  ${(s.bytes / MiB).toFixed(0).padStart(5)} MiB  ${s.profile.padEnd(16)} ${s.kernelRelease.padEnd(28)} created ${s.createdAt}  last used ${s.lastUsed}\n`;
+  `${s.key}  ${(s.bytes / MiB).toFixed(0).padStart(5)} MiB  ${s.profile.padEnd(16)} ` +
+  `${s.kernelRelease.padEnd(28)} created ${s.createdAt}  last used ${s.lastUsed}\n`;
 
 /** `tcelab cache [list|prune]`: the snapshots labs start from. */
 export async function cacheCommand(args: { action: 'list' | 'prune'; all: boolean; limitMiB?: number; json: boolean }): Promise<number> {

@@ -1,5 +1,6 @@
 import { describingEnv, listProfiles, loadProfile, PLACEHOLDER_VFIO_HOST, type Profile } from '../qemu/profile.js';
-import { AgentHost, LocalHost } from '../host/host.js';
+import { LocalHost } from '../host/local-host.js';
+import { AgentHost } from '../host/agent-host.js';
 import { runDoctor, formatDoctor, type DoctorReport } from '../doctor/doctor.js';
 import { findGuestImage } from '../image/image-builder.js';
 import { Lab } from '../qemu/lab.js';

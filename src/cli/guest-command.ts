@@ -12,7 +12,11 @@ export async function guestBuildCommand(args: { variant: ImageVariant; refresh: 
   const elapsed = Date.now() - t0;
   if (args.json) {
     process.stdout.write(
-      `${JSON.stringify({ action: result.action, elapsedMs: elapsed, downloadedBytes: result.downloadedBytes, dir: result.image.dir, manifest: m }, null, 2)}\n`,
+      `${JSON.stringify(
+        { action: result.action, elapsedMs: elapsed, downloadedBytes: result.downloadedBytes, dir: result.image.dir, manifest: m },
+        null,
+        2,
+      )}\n`,
     );
     return 0;
   }

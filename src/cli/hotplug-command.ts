@@ -4,7 +4,7 @@ import { ProtocolConnection } from '../qmp/protocol.js';
 import { TcelabError } from '../util/errors.js';
 import { runtimeRoot } from '../util/paths.js';
 import { CONTROL_SOCKET } from './up-command.js';
-import { bigintSafe } from '../report/write.js';
+import { bigintSafe } from '../util/json.js';
 
 /** The control socket of the lab named by --lab, or of the only running lab. */
 export function findControlSocket(lab?: string): string {

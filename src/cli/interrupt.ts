@@ -10,7 +10,7 @@ export function interruptExitCode(): number | undefined {
   return interruptedBy ? 128 + (interruptedBy === 'SIGINT' ? 2 : 15) : undefined;
 }
 
-export function installInterruptHandlers(teardown: () => Promise<void>): () => void {
+export function installInterruptHandlers(teardown: (signal: NodeJS.Signals) => Promise<void>): () => void {
   let tearingDown = false;
   const handler = (signal: NodeJS.Signals) => {
     const code = 128 + (signal === 'SIGINT' ? 2 : 15);
@@ -18,7 +18,7 @@ export function installInterruptHandlers(teardown: () => Promise<void>): () => v
     if (tearingDown) process.exit(code);
     tearingDown = true;
     process.stderr.write(`\ntcelab: ${signal} received, tearing the lab down\n`);
-    teardown().finally(() => process.exit(code));
+    teardown(signal).finally(() => process.exit(code));
   };
   process.on('SIGINT', handler);
   process.on('SIGTERM', handler);
@@ -26,4 +26,24 @@ export function installInterruptHandlers(teardown: () => Promise<void>): () => v
     process.off('SIGINT', handler);
     process.off('SIGTERM', handler);
   };
+}
+
+/**
+ * Runs work that takes an AbortSignal (a scenario run, a suite) with SIGINT/SIGTERM aborting it: the work
+ * winds down on its own terms (quits its labs, judges and reports what it measured), then the controller exits
+ * with 128+signal. The library code never installs handlers or calls process.exit itself.
+ */
+export async function abortingOnSignals<T>(work: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController();
+  let running: Promise<T> | undefined;
+  const uninstall = installInterruptHandlers(async (signal) => {
+    controller.abort(new Error(`${signal} received`));
+    await running?.catch(() => {});
+  });
+  try {
+    running = work(controller.signal);
+    return await running;
+  } finally {
+    uninstall();
+  }
 }

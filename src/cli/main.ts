@@ -131,13 +131,11 @@ async function main(argv: string[]): Promise<number> {
         'doctor',
         'check what a profile needs from this machine, and explain what is missing',
         (y) =>
-          y
-            .option('profile', { type: 'string', describe: 'one profile (default: all shipped ones)' })
-            .option('inner', {
-              type: 'boolean',
-              default: false,
-              describe: "for a nested lab host: boot its guest and check the inner lab's needs there, through the agent",
-            }),
+          y.option('profile', { type: 'string', describe: 'one profile (default: all shipped ones)' }).option('inner', {
+            type: 'boolean',
+            default: false,
+            describe: "for a nested lab host: boot its guest and check the inner lab's needs there, through the agent",
+          }),
         (a) => run(doctorCommand({ profile: a.profile, json: a.json, inner: a.inner })),
       )
       .command(
@@ -148,7 +146,7 @@ async function main(argv: string[]): Promise<number> {
           run(
             (async () => {
               const { sweepStaleLabs } = await import('../qemu/sweep.js');
-              const { LocalHost } = await import('../host/host.js');
+              const { LocalHost } = await import('../host/local-host.js');
               const swept = await sweepStaleLabs(undefined, new LocalHost());
               process.stdout.write(
                 a.json
@@ -157,7 +155,9 @@ async function main(argv: string[]): Promise<number> {
                     ? swept
                         .map(
                           (s) =>
-                            `swept ${s.dir} (controller ${s.controllerPid} gone${s.qemuKilled ? ', QEMU killed' : ''}${s.restored.length ? `, restored ${s.restored.join(', ')}` : ''}) → ${s.keptAs}\n`,
+                            `swept ${s.dir} (controller ${s.controllerPid} ` +
+                            `gone${s.qemuKilled ? ', QEMU killed' : ''}${s.restored.length ? `, restored ${s.restored.join(', ')}` : ''}) ` +
+                            `→ ${s.keptAs}\n`,
                         )
                         .join('')
                     : 'no stale labs\n',

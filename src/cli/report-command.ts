@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { TcelabError } from '../util/errors.js';
 import { printReport } from './scenario-command.js';
-import type { ScenarioReport } from '../scenario/runner.js';
+import type { ScenarioReport } from '../scenario/scenario.js';
 import { formatMs } from './output.js';
 
 /** `tcelab report <dir>`: the summary of a finished run, from its results.json. */
@@ -23,11 +23,14 @@ export async function reportCommand(args: { dir: string; json: boolean }): Promi
   if (!args.json) {
     for (const v of report.releases ?? []) {
       process.stdout.write(
-        `  release: ${v.source} ${v.counter} ${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`,
+        `  release: ${v.source} ${v.counter} ` +
+          `${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`,
       );
     }
     process.stdout.write(
-      `  samples: ${(report.samples ?? []).filter((s) => s.source === 'host').length} host, ${(report.samples ?? []).filter((s) => s.source === 'guest').length} guest; timeline: ${join(args.dir, 'timeline.svg')}\n`,
+      `  samples: ${(report.samples ?? []).filter((s) => s.source === 'host').length} host, ` +
+        `${(report.samples ?? []).filter((s) => s.source === 'guest').length} guest; timeline: ` +
+        `${join(args.dir, 'timeline.svg')}\n`,
     );
   }
   return report.passed ? 0 : 1;

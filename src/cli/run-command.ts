@@ -45,7 +45,7 @@ export async function runBootCommand(args: { profile: string; json: boolean; shu
         `lab ${profile.name}: ${clean ? 'PASS' : 'FAIL'}\n` +
           `  guest kernel:    ${init.kernelRelease}\n` +
           `  QEMU:            ${lab.qmp.qemuVersion} (${profile.qemu.accel})\n` +
-          `  started:         ${lab.start.how === 'restored' ? `restored from snapshot ${lab.start.snapshot}` : `cold (${lab.start.why})${lab.start.saved ? `; saved snapshot ${lab.start.saved}` : ''}`}\n` +
+          `  started:         ${describeLabStart(lab.start)}\n` +
           `  spawn to agent:  ${formatMs(spawnToAgentMs)} (${lab.start.how === 'restored' ? 'restore' : `boot to init ${formatMs(init.spawnToInitMs)}`})\n` +
           `  shutdown:        ${report.requested} → ${report.effective}, ${formatMs(report.durationMs)}, ` +
           `SHUTDOWN event ${report.shutdownEvent ? JSON.stringify(report.shutdownEvent) : 'not seen'}, exit ${report.exit.signal ?? report.exit.code}\n` +
@@ -61,4 +61,9 @@ export async function runBootCommand(args: { profile: string; json: boolean; shu
     const kept = await lab.dispose();
     if (kept) process.stderr.write(`artifacts kept in ${kept}\n`);
   }
+}
+
+function describeLabStart(start: Lab['start']): string {
+  if (start.how === 'restored') return `restored from snapshot ${start.snapshot}`;
+  return `cold (${start.why})${start.saved ? `; saved snapshot ${start.saved}` : ''}`;
 }

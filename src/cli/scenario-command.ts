@@ -1,4 +1,5 @@
-import { runScenario, defaultResultsDir, type ScenarioReport } from '../scenario/runner.js';
+import { runScenario, defaultResultsDir } from '../scenario/runner.js';
+import type { ScenarioReport } from '../scenario/scenario.js';
 import { runSuite, parseShard, shardEntries, type SuiteEntry } from '../scenario/suite.js';
 import { resolveScenario, allScenarioFiles, procedures } from '../scenario/registry.js';
 import { definitionFromFile } from '../scenario/data/interpreter.js';
@@ -7,11 +8,12 @@ import type { ScenarioDefinition } from '../scenario/scenario.js';
 import { StderrProgress } from '../util/progress.js';
 import { InputError } from '../util/errors.js';
 import { formatMs } from './output.js';
-import { bigintSafe } from '../report/write.js';
+import { bigintSafe } from '../util/json.js';
 import { describingEnv, listProfiles, loadProfile } from '../qemu/profile.js';
 import { ensureGuestImages } from './guest-command.js';
 import { LiveServer } from '../live/live-server.js';
 import { validateScenarioOptions } from '../scenario/seeded-faults.js';
+import { abortingOnSignals } from './interrupt.js';
 
 /** --set key=value pairs → scenario options (numbers and booleans parsed). */
 export function parseSetOptions(pairs: string[]): Record<string, number | string | boolean> {
@@ -102,14 +104,16 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
       progress.info(`live view: ${await live.start(port)}`);
     }
     try {
-      const report = await runScenario(entries[0]!.def, {
-        profile: args.profile,
-        resultsDir: args.results ?? defaultResultsDir(entries[0]!.label),
-        progress,
-        options: entries[0]!.options,
-        handleSignals: true,
-        live,
-      });
+      const report = await abortingOnSignals((signal) =>
+        runScenario(entries[0]!.def, {
+          profile: args.profile,
+          resultsDir: args.results ?? defaultResultsDir(entries[0]!.label),
+          progress,
+          options: entries[0]!.options,
+          signal,
+          live,
+        }),
+      );
       printReport(report, args.json);
       return report.passed ? 0 : 1;
     } finally {
@@ -124,20 +128,34 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
     return 0;
   }
   progress.info(`suite: ${entries.length} runs, ${args.jobs} at a time${args.shard ? `, shard ${args.shard}` : ''}`);
-  const result = await runSuite(entries, {
-    jobs: args.jobs,
-    resultsDir: args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name),
-    progress,
-  });
+  const result = await abortingOnSignals((signal) =>
+    runSuite(entries, {
+      jobs: args.jobs,
+      resultsDir: args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name),
+      progress,
+      signal,
+    }),
+  );
   if (args.json) {
     process.stdout.write(
-      `${JSON.stringify({ passed: result.passed, durationMs: result.durationMs, jobs: result.jobs, runs: result.reports.map((r) => ({ label: r.scenario, passed: r.passed, resultsDir: r.resultsDir, error: r.error })) }, bigintSafe, 2)}\n`,
+      `${JSON.stringify(
+        {
+          passed: result.passed,
+          durationMs: result.durationMs,
+          jobs: result.jobs,
+          runs: result.reports.map((r) => ({ label: r.scenario, passed: r.passed, resultsDir: r.resultsDir, error: r.error })),
+        },
+        bigintSafe,
+        2,
+      )}\n`,
     );
   } else {
     for (const r of result.reports) printReport(r, false);
     const failed = result.reports.filter((r) => !r.passed).length;
     process.stdout.write(
-      `suite: ${result.passed ? 'PASS' : 'FAIL'} — ${result.reports.length - failed}/${result.reports.length} runs passed in ${formatMs(result.durationMs)} with --jobs ${result.jobs}; junit: ${result.reports[0] ? result.reports[0].resultsDir.replace(/\/[^/]+$/, '') : args.results}/junit.xml\n`,
+      `suite: ${result.passed ? 'PASS' : 'FAIL'} — ${result.reports.length - failed}/${result.reports.length} runs ` +
+        `passed in ${formatMs(result.durationMs)} with --jobs ${result.jobs}; junit: ` +
+        `${result.reports[0] ? result.reports[0].resultsDir.replace(/\/[^/]+$/, '') : args.results}/junit.xml\n`,
     );
   }
   return result.passed ? 0 : 1;
@@ -151,7 +169,8 @@ export function printReport(report: ScenarioReport, json: boolean): void {
   const failed = report.checks.filter((c) => c.status === 'fail');
   const defects = report.checks.filter((c) => c.status === 'known-defect');
   process.stdout.write(
-    `${report.scenario} on ${report.profile}: ${report.passed ? 'PASS' : 'FAIL'} — ${report.checks.length - failed.length - defects.length}/${report.checks.length} checks passed` +
+    `${report.scenario} on ${report.profile}: ${report.passed ? 'PASS' : 'FAIL'} — ` +
+      `${report.checks.length - failed.length - defects.length}/${report.checks.length} checks passed` +
       `${defects.length ? `, ${defects.length} known defect${defects.length > 1 ? 's' : ''} reproduced` : ''} in ${formatMs(report.durationMs)}\n` +
       (report.guestKernel
         ? `  guest kernel ${report.guestKernel}, QEMU ${report.qemuVersion}, spawn to init ${formatMs(report.spawnToInitMs ?? 0)}\n`
@@ -161,7 +180,8 @@ export function printReport(report: ScenarioReport, json: boolean): void {
       (report.releases ?? [])
         .map(
           (v) =>
-            `  release: ${v.source} ${v.counter} ${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`,
+            `  release: ${v.source} ${v.counter} ` +
+            `${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`,
         )
         .join('') +
       (report.timings?.length
@@ -187,7 +207,21 @@ export async function listCommand(args: { json: boolean }): Promise<number> {
   const files = await allScenarioFiles();
   if (args.json) {
     process.stdout.write(
-      `${JSON.stringify({ profiles, scenarios: files.map((f) => ({ name: f.name, description: f.description, profile: f.profile, variants: f.variants, steps: f.steps.length })), procedures: procedures.map((p) => p.name) }, null, 2)}\n`,
+      `${JSON.stringify(
+        {
+          profiles,
+          scenarios: files.map((f) => ({
+            name: f.name,
+            description: f.description,
+            profile: f.profile,
+            variants: f.variants,
+            steps: f.steps.length,
+          })),
+          procedures: procedures.map((p) => p.name),
+        },
+        null,
+        2,
+      )}\n`,
     );
     return 0;
   }

@@ -7,7 +7,7 @@ import { Hotplugger } from '../hotplug/hotplug.js';
 import { HostDdwView } from '../ddw/host-view.js';
 import { InputError } from '../util/errors.js';
 import { describeWindow } from '../ddw/dma-window.js';
-import { AgentHost } from '../host/host.js';
+import { AgentHost } from '../host/agent-host.js';
 import { ensureGuestImage } from './guest-command.js';
 
 export const CONTROL_SOCKET = 'control.sock';
@@ -119,7 +119,7 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
             ? `  inner QEMU ${inner.qmp.qemuVersion} in the guest (pid ${inner.process.pid}), ${profile
                 .inner!.devices.filter((d) => d.host)
                 .map((d) => `${d.host} passed through`)
-                .join(', ')}\n` + '  try: tcelab qmp inner query-status\n'
+                .join(', ')}\n  try: tcelab qmp inner query-status\n`
             : '  try: tcelab hotplug phb add 2 && tcelab hotplug device add hphb2 dev0\n') +
           '  Ctrl-C (or tcelab hotplug shutdown) powers it down\n',
       );

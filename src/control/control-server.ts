@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
 import { JsonLineDecoder, stringifyLossless } from '../qmp/framing.js';
-import { QmpCommandError } from '../qmp/errors.js';
+import { PeerCommandError } from '../qmp/errors.js';
 import { TcelabError, describeError } from '../util/errors.js';
 
 /**
@@ -43,7 +43,9 @@ export class ControlServer {
         queue = queue.then(async () => {
           if (frame.kind !== 'message') {
             socket.write(
-              `${stringifyLossless({ error: { class: 'GenericError', desc: frame.kind === 'oversized' ? 'request too long' : `malformed request: ${frame.why}` } })}\n`,
+              `${stringifyLossless({
+                error: { class: 'GenericError', desc: frame.kind === 'oversized' ? 'request too long' : `malformed request: ${frame.why}` },
+              })}\n`,
             );
             return;
           }
@@ -70,7 +72,7 @@ export class ControlServer {
           try {
             reply({ return: (await handler(args as Record<string, unknown>)) ?? {} });
           } catch (err) {
-            const cls = err instanceof QmpCommandError ? err.errorClass : err instanceof TcelabError ? err.name : 'GenericError';
+            const cls = err instanceof PeerCommandError ? err.errorClass : err instanceof TcelabError ? err.name : 'GenericError';
             reply({ error: { class: cls, desc: describeError(err) } });
           }
         });

@@ -50,12 +50,14 @@ export type DdwTraceEvent =
   | { kind: 'remove'; liobn: number }
   | { kind: 'reset'; buid: bigint };
 
+const hexGroup = '(0x[0-9a-f]+)';
+const DDW_CREATE_TRACE = new RegExp(
+  `spapr_iommu_ddw_create buid=${hexGroup} addr=0x[0-9a-f]+, page size=${hexGroup}, requested=${hexGroup}, start addr=${hexGroup}, liobn=${hexGroup}`,
+);
+
 /** Parses QEMU's spapr_iommu_ddw_* trace lines (log backend, on stderr). */
 export function parseDdwTraceLine(line: string): DdwTraceEvent | undefined {
-  let m =
-    /spapr_iommu_ddw_create buid=(0x[0-9a-f]+) addr=0x[0-9a-f]+, page size=(0x[0-9a-f]+), requested=(0x[0-9a-f]+), start addr=(0x[0-9a-f]+), liobn=(0x[0-9a-f]+)/.exec(
-      line,
-    );
+  let m = DDW_CREATE_TRACE.exec(line);
   if (m)
     return {
       kind: 'create',

@@ -108,7 +108,7 @@ export async function requireGuestImage(variant: ImageVariant, cache = cacheDir(
     throw new TcelabError(
       `guest image "${variant}"`,
       `not built in ${imageDir(variant, cache)}`,
-      `run \`tcelab guest build${variant === 'base' ? '' : ' --variant ' + variant}\``,
+      `run \`tcelab guest build${variant === 'base' ? '' : ` --variant ${variant}`}\``,
     );
   }
   return image;
@@ -220,7 +220,8 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
               '-o',
               'pipefail',
               '-c',
-              `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/vmlinux-*' ${GUEST_MODULE_DIRS.map((d) => `'./usr/lib/modules/*/${d}/*'`).join(' ')}`,
+              `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/vmlinux-*' ` +
+                `${GUEST_MODULE_DIRS.map((d) => `'./usr/lib/modules/*/${d}/*'`).join(' ')}`,
               'unpack',
               deb,
               staging,
@@ -463,7 +464,7 @@ async function resolveInStaging(staging: string, guestPath: string, depth = 0): 
   if (depth > 16) return undefined;
   const p = normalizeUsr(guestPath);
   const host = join(staging, p);
-  let st;
+  let st: Awaited<ReturnType<typeof lstat>>;
   try {
     st = await lstat(host);
   } catch {

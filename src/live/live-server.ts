@@ -3,7 +3,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { livePage } from './page.js';
-import { bigintSafe } from '../report/write.js';
+import { bigintSafe } from '../util/json.js';
 
 /**
  * The live view of a run: a page on 127.0.0.1 only, behind a random token in

@@ -17,7 +17,8 @@ export function livePage(): string {
 <div class="row"><div>
  <div class="panel">Host: pinned / Mlocked / QEMU VmLck (MiB)</div><canvas id="host" width="640" height="200"></canvas>
  <div class="panel">Guest: pinned / watched process VmLck (MiB)</div><canvas id="guest" width="640" height="200"></canvas>
- <div class="legend"><span style="color:#d62728">■ pinned</span><span style="color:#1f77b4">■ Mlocked</span><span style="color:#ff7f0e">■ VmLck</span></div>
+ <div class="legend"><span style="color:#d62728">■ pinned</span><span style="color:#1f77b4">■ Mlocked</span>
+  <span style="color:#ff7f0e">■ VmLck</span></div>
 </div><div>
  <div class="panel">Verdicts</div><ul id="checks"></ul>
  <div class="panel">Phases and QMP events</div><ul id="events"></ul>
@@ -42,7 +43,10 @@ function draw(name) {
     g.stroke();
   }
 }
-function item(list, cls, text) { const li = document.createElement('li'); li.className = cls; li.textContent = text; const ul = document.getElementById(list); ul.appendChild(li); ul.scrollTop = ul.scrollHeight; }
+function item(list, cls, text) {
+  const li = document.createElement('li'); li.className = cls; li.textContent = text;
+  const ul = document.getElementById(list); ul.appendChild(li); ul.scrollTop = ul.scrollHeight;
+}
 let pending = false;
 function redraw() { if (pending) return; pending = true; requestAnimationFrame(() => { pending = false; draw('host'); draw('guest'); }); }
 const ws = new WebSocket('ws://' + location.host + '/ws?token=' + encodeURIComponent(token));
@@ -55,7 +59,9 @@ ws.onmessage = (e) => {
   else if (m.type === 'phase') { phases.push(m); item('events', '', (m.atMs / 1000).toFixed(2) + ' s  ' + m.name); redraw(); }
   else if (m.type === 'event') item('events', '', (m.atMs / 1000).toFixed(2) + ' s  QMP ' + m.event);
   else if (m.type === 'check') item('checks', m.status, m.status.toUpperCase() + ' ' + m.name + ': ' + m.measured);
-  else if (m.type === 'done') { const v = document.getElementById('verdict'); v.textContent = m.passed ? 'PASS' : 'FAIL'; v.className = m.passed ? 'pass' : 'fail'; }
+  else if (m.type === 'done') {
+    const v = document.getElementById('verdict'); v.textContent = m.passed ? 'PASS' : 'FAIL'; v.className = m.passed ? 'pass' : 'fail';
+  }
 };
 </script></body></html>
 `;

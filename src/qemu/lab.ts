@@ -9,7 +9,8 @@ import { explainingLines, knownCauseHint } from './stderr-diagnosis.js';
 import type { Profile } from './profile.js';
 import { QmpClient } from '../qmp/qmp-client.js';
 import { AgentClient } from '../agent/agent-client.js';
-import { LocalHost, type Host } from '../host/host.js';
+import type { Host } from '../host/host.js';
+import { LocalHost } from '../host/local-host.js';
 import { VfioPciBinder, type DeviceBinding } from '../host/vfio-binder.js';
 import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
@@ -92,7 +93,6 @@ export function labNameOf(paths: RuntimePaths): string {
 export class Lab {
   /** Labs alive in this controller process: process-wide metrics are only one lab's when this is 1. */
   static active = 0;
-  private disposed = false;
   private agentClient: AgentClient | undefined;
   failed = false;
   /** Host devices bound to vfio-pci for this lab; restored in dispose(). */
@@ -440,7 +440,6 @@ export class Lab {
   }
 
   private async doDispose(opts: { artifactsTo?: string }): Promise<string | undefined> {
-    this.disposed = true;
     Lab.active--;
     if (this.process.running) {
       this.process.kill('SIGKILL');

@@ -2,7 +2,7 @@ import { readFile, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { Validator, parseJsonText, substituteVariables, type Spec } from '../util/validate.js';
-import { InputError, TcelabError } from '../util/errors.js';
+import { TcelabError } from '../util/errors.js';
 import { profilesDir } from '../util/paths.js';
 
 /**
@@ -153,12 +153,23 @@ export const profileSpec: Spec = {
   },
 };
 
+/** A machine as the schema leaves it: what crossCheck fills in is optional here. */
+interface CheckedMachine {
+  description: string;
+  qemu: Omit<Profile['qemu'], 'machine'> & { machine?: Profile['qemu']['machine'] };
+  guest: Profile['guest'];
+  phbs: PhbSpec[];
+  devices: Array<Omit<DeviceSpec, 'props'> & { props?: DeviceSpec['props'] }>;
+  timeouts?: Profile['timeouts'];
+  inner?: CheckedMachine;
+}
+
 /** Validates parsed JSON into a Profile; cross-field rules after the schema. */
 export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessEnv = process.env): Profile {
   const source = `profile ${name}`;
   const v = new Validator(source);
   // Variables first, so that the schema checks the values QEMU will see.
-  const p = v.check(substituteVariables(raw, env, source), profileSpec) as Record<string, any>;
+  const p = v.check(substituteVariables(raw, env, source), profileSpec) as CheckedMachine;
   const profile = crossCheck(p, name, v, '');
   if (p.inner) {
     profile.inner = crossCheck(p.inner, `${name}.inner`, v, 'inner.');
@@ -173,7 +184,8 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
       if (!phb || !profile.devices.some((x) => x.phb === phb.id)) {
         throw v.err(
           `inner.devices[${i}].host`,
-          `${d.host} is not a device of this guest: the PCI domain is the index of the PHB it sits on (${profile.phbs.map((x) => `${x.id} → ${guestPciDomain(x)}`).join(', ') || 'no phbs'})`,
+          `${d.host} is not a device of this guest: the PCI domain is the index of the PHB it sits on ` +
+            `(${profile.phbs.map((x) => `${x.id} → ${guestPciDomain(x)}`).join(', ') || 'no phbs'})`,
         );
       }
     });
@@ -182,14 +194,14 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
 }
 
 /** Builds one machine's Profile from validated fields and applies the rules that span fields; `at` prefixes field paths. */
-function crossCheck(p: Record<string, any>, name: string, v: Validator, at: string): Profile {
+function crossCheck(p: CheckedMachine, name: string, v: Validator, at: string): Profile {
   const profile: Profile = {
     name,
     description: p.description,
     qemu: { ...p.qemu, machine: p.qemu.machine ?? {} },
     guest: p.guest,
     phbs: p.phbs,
-    devices: p.devices.map((d: any) => ({ ...d, props: d.props ?? {} })),
+    devices: p.devices.map((d) => ({ ...d, props: d.props ?? {} })),
     timeouts: p.timeouts ?? { powerdownSec: 30, quitSec: 10 },
   };
 

@@ -8,7 +8,9 @@ const HARMLESS = [/Cannot reset device .* no available reset mechanism/, /vfio\/
 const KNOWN: Array<{ pattern: RegExp; hint: string }> = [
   {
     pattern: /Failed to create SPAPR window: Invalid argument|vfio: DMA mapping failed/,
-    hint: "the host kernel refused the PHB's 32-bit DMA window for the passed-through device: set dmaWindowMiB on that PHB in the profile (64 MiB works in the nested lab; QEMU's default of 1 GiB does not)",
+    hint:
+      "the host kernel refused the PHB's 32-bit DMA window for the passed-through device: set dmaWindowMiB on that " +
+      "PHB in the profile (64 MiB works in the nested lab; QEMU's default of 1 GiB does not)",
   },
   {
     pattern: /vfio .*: (?:group \d+ is not viable|no iommu_group found)/,

@@ -1,7 +1,7 @@
 import { TcelabError } from '../util/errors.js';
 
-/** The peer answered a command with {"error": {"class", "desc"}}. */
-export class QmpCommandError extends TcelabError {
+/** A peer (QEMU's QMP or the guest agent) answered a command with {"error": {"class", "desc"}}. */
+export class PeerCommandError extends TcelabError {
   constructor(
     readonly command: string,
     readonly errorClass: string,
@@ -9,9 +9,20 @@ export class QmpCommandError extends TcelabError {
     readonly peer: string,
   ) {
     super(`${peer} command ${command} failed`, `${errorClass}: ${desc}`);
+    this.name = 'PeerCommandError';
+  }
+}
+
+/** QEMU refused a QMP command (errorClass is QMP's: GenericError, DeviceNotFound…). */
+export class QmpCommandError extends PeerCommandError {
+  constructor(command: string, errorClass: string, desc: string, peer: string) {
+    super(command, errorClass, desc, peer);
     this.name = 'QmpCommandError';
   }
 }
+
+/** How a connection turns an error reply into an exception: each vocabulary names its own. */
+export type CommandErrorFactory = (command: string, errorClass: string, desc: string, peer: string) => PeerCommandError;
 
 /** No reply within the command's timeout. The connection stays usable. */
 export class QmpTimeoutError extends TcelabError {

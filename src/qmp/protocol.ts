@@ -1,9 +1,9 @@
 import type { Duplex } from 'node:stream';
-import { LocalHost, type Host } from '../host/host.js';
+import { connectUnixSocket } from '../util/unix-socket.js';
 import { EventEmitter } from 'node:events';
 import { JsonLineDecoder, stringifyLossless, type Frame } from './framing.js';
 import { Transcript } from './transcript.js';
-import { QmpCommandError, QmpConnectionClosedError, QmpProtocolError, QmpTimeoutError } from './errors.js';
+import { type CommandErrorFactory, QmpCommandError, QmpConnectionClosedError, QmpProtocolError, QmpTimeoutError } from './errors.js';
 import { TcelabError } from '../util/errors.js';
 
 /**
@@ -28,7 +28,21 @@ export interface ProtocolOptions {
   defaultTimeoutMs?: number;
   /** How many past events to keep for waitForEvent(since). */
   eventBacklog?: number;
+  /** The exception an error reply becomes (QmpCommandError unless the vocabulary names its own). */
+  commandError?: CommandErrorFactory;
 }
+
+/**
+ * Where a unix socket is dialled: this machine by default, or a guest through its agent's relay (a Host
+ * satisfies this shape; the protocol layer needs nothing else of it).
+ */
+export interface SocketDialer {
+  readonly name: string;
+  readonly local: boolean;
+  connectUnix(path: string): Promise<Duplex>;
+}
+
+const thisMachine: SocketDialer = { name: 'host', local: true, connectUnix: connectUnixSocket };
 
 interface Pending {
   command: string;
@@ -50,6 +64,7 @@ export class ProtocolConnection extends EventEmitter {
   private closedReason: string | undefined;
   readonly defaultTimeoutMs: number;
   private readonly eventBacklog: number;
+  private readonly commandError: CommandErrorFactory;
   /** Count of malformed or oversized frames received: a test and verdict input. */
   protocolErrors = 0;
 
@@ -59,6 +74,7 @@ export class ProtocolConnection extends EventEmitter {
   ) {
     super();
     this.peer = opts.peer;
+    this.commandError = opts.commandError ?? ((...a) => new QmpCommandError(...a));
     this.transcript = new Transcript(opts.transcriptPath);
     this.decoder = new JsonLineDecoder(opts.maxLineBytes ?? 8 * 1024 * 1024);
     this.defaultTimeoutMs = opts.defaultTimeoutMs ?? 10_000;
@@ -74,9 +90,12 @@ export class ProtocolConnection extends EventEmitter {
    * Connects to a unix socket on `host` (this machine by default, or a guest
    * through its agent's relay), retrying while it does not exist yet.
    */
-  static async connectUnix(path: string, opts: ProtocolOptions & { connectTimeoutMs?: number; host?: Host }): Promise<ProtocolConnection> {
+  static async connectUnix(
+    path: string,
+    opts: ProtocolOptions & { connectTimeoutMs?: number; host?: SocketDialer },
+  ): Promise<ProtocolConnection> {
     const deadline = Date.now() + (opts.connectTimeoutMs ?? 10_000);
-    const host = opts.host ?? new LocalHost();
+    const host = opts.host ?? thisMachine;
     let lastError = '';
     while (Date.now() < deadline) {
       try {
@@ -260,7 +279,7 @@ export class ProtocolConnection extends EventEmitter {
         clearTimeout(p.timer);
         if ('error' in m) {
           const e = (m.error ?? {}) as Record<string, unknown>;
-          p.reject(new QmpCommandError(p.command, String(e.class ?? 'GenericError'), String(e.desc ?? 'no description'), this.peer));
+          p.reject(this.commandError(p.command, String(e.class ?? 'GenericError'), String(e.desc ?? 'no description'), this.peer));
         } else {
           p.resolve(m.return);
         }

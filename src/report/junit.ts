@@ -1,9 +1,10 @@
-import type { ScenarioReport } from '../scenario/runner.js';
+import type { ScenarioReport } from '../scenario/scenario.js';
 
 const esc = (s: string) =>
   s
     .replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!)
     // XML 1.0 forbids most control characters.
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: removing them is the point
     .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, '');
 
 /** JUnit XML for Jenkins/GitLab: one testsuite per run, one testcase per check; known defects are skipped with the defect named. */
@@ -15,7 +16,8 @@ export function toJunitXml(reports: ScenarioReport[]): string {
       const head = `    <testcase classname="tcelab.${esc(r.scenario)}.${esc(r.profile)}" name="${esc(c.name)}" time="${(c.atMs / 1000).toFixed(3)}">`;
       const out = `      <system-out>${esc(`measured ${c.measured}; expected ${c.expected}${c.detail ? `; ${c.detail}` : ''}`)}</system-out>`;
       if (c.status === 'fail') {
-        return `${head}\n      <failure message="${esc(`measured ${c.measured}, expected ${c.expected}`)}">${esc(c.detail ?? '')}</failure>\n${out}\n    </testcase>`;
+        const message = esc(`measured ${c.measured}, expected ${c.expected}`);
+        return `${head}\n      <failure message="${message}">${esc(c.detail ?? '')}</failure>\n${out}\n    </testcase>`;
       }
       if (c.status === 'known-defect')
         return `${head}\n      <skipped message="${esc(`known defect: ${c.knownDefect}`)}"/>\n${out}\n    </testcase>`;
@@ -29,7 +31,12 @@ export function toJunitXml(reports: ScenarioReport[]): string {
     ]
       .filter(([, v]) => v)
       .map(([k, v]) => `      <property name="${k}" value="${esc(String(v))}"/>`);
-    return `  <testsuite name="${esc(`${r.scenario} (${r.profile})`)}" tests="${r.checks.length}" failures="${failures}" errors="${r.error ? 1 : 0}" skipped="${skipped}" time="${(r.durationMs / 1000).toFixed(3)}" timestamp="${r.startedAt}">\n    <properties>\n${props.join('\n')}\n    </properties>\n${cases.join('\n')}\n  </testsuite>`;
+    return (
+      `  <testsuite name="${esc(`${r.scenario} (${r.profile})`)}" tests="${r.checks.length}" failures="${failures}" ` +
+      `errors="${r.error ? 1 : 0}" skipped="${skipped}" time="${(r.durationMs / 1000).toFixed(3)}" ` +
+      `timestamp="${r.startedAt}">\n    <properties>\n${props.join('\n')}\n    </properties>\n${cases.join('\n')}\n ` +
+      ` </testsuite>`
+    );
   });
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuites name="tcelab">\n${suites.join('\n')}\n</testsuites>\n`;
 }

@@ -1,4 +1,4 @@
-import type { ScenarioReport } from '../scenario/runner.js';
+import type { ScenarioReport } from '../scenario/scenario.js';
 import type { Sample } from '../probes/sampler.js';
 
 /**
@@ -74,7 +74,8 @@ function panel(title: string, y0: number, all: Series[], tMax: number, phases: S
     );
     const ly = y0 + 14 + i * 20;
     out.push(
-      `<line x1="${W - RIGHT + 16}" x2="${W - RIGHT + 40}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" stroke-width="3"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
+      `<line x1="${W - RIGHT + 16}" x2="${W - RIGHT + 40}" y1="${ly - 4}" y2="${ly - 4}" stroke="${s.color}" ` +
+        `stroke-width="3"${s.dash ? ` stroke-dasharray="${s.dash}"` : ''}/>`,
     );
     const last = s.points.at(-1)![1];
     out.push(`<text x="${W - RIGHT + 46}" y="${ly}" class="legend">${esc(s.label)} (${last.toFixed(1)})</text>`);
@@ -129,7 +130,10 @@ export function renderTimelineSvg(r: ScenarioReport): string {
   const labels = r.phases.map((p, i) => {
     const col = Math.floor(i / Math.max(1, rows));
     const row = i % Math.max(1, rows);
-    return `<text x="${LEFT + col * colW}" y="${keyTop + row * 15}" class="phaselabel"><tspan class="phasenum">${i + 1}</tspan> ${esc(p.name)} (${(p.atMs / 1000).toFixed(2)} s)</text>`;
+    return (
+      `<text x="${LEFT + col * colW}" y="${keyTop + row * 15}" class="phaselabel"><tspan ` +
+      `class="phasenum">${i + 1}</tspan> ${esc(p.name)} (${(p.atMs / 1000).toFixed(2)} s)</text>`
+    );
   });
   const ticks: string[] = [];
   const step = niceMax(tMax / 10);
@@ -138,7 +142,14 @@ export function renderTimelineSvg(r: ScenarioReport): string {
   }
   const releases = r.releases.map(
     (v, i) =>
-      `<text x="${LEFT}" y="${y2 + PANEL_H + 70 + Math.ceil(r.phases.length / 3) * 15 + i * 16}" class="note">${esc(`${v.source} ${v.counter}: ${v.returned ? `back to baseline ${v.latencyMs} ms after ${v.event}` : `NOT back to baseline within ${v.timeoutMs} ms of ${v.event}`} (baseline ${v.baseline}, peak ${v.peak}, final ${v.final})`)}</text>`,
+      `<text x="${LEFT}" y="${y2 + PANEL_H + 70 + Math.ceil(r.phases.length / 3) * 15 + i * 16}" ` +
+      `class="note">${esc(
+        `${v.source} ${v.counter}: ` +
+          (v.returned
+            ? `back to baseline ${v.latencyMs} ms after ${v.event}`
+            : `NOT back to baseline within ${v.timeoutMs} ms of ${v.event}`) +
+          ` (baseline ${v.baseline}, peak ${v.peak}, final ${v.final})`,
+      )}</text>`,
   );
   return `<?xml version="1.0" encoding="UTF-8"?>
 <svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="sans-serif">
@@ -159,7 +170,10 @@ export function renderTimelineSvg(r: ScenarioReport): string {
 </style>
 <rect width="100%" height="100%" fill="white"/>
 <text x="${LEFT}" y="28" class="title">tcelab ${esc(r.scenario)} on ${esc(r.profile)}: <tspan class="${verdict.toLowerCase()}">${verdict}</tspan></text>
-<text x="${LEFT}" y="48" class="sub">${esc(`guest ${r.guestKernel ?? '?'}, QEMU ${r.qemuVersion ?? '?'}, ${r.startedAt}, ${r.checks.filter((c) => c.status === 'pass').length}/${r.checks.length} checks passed`)}</text>
+<text x="${LEFT}" y="48" class="sub">${esc(
+    `guest ${r.guestKernel ?? '?'}, QEMU ${r.qemuVersion ?? '?'}, ${r.startedAt}, ` +
+      `${r.checks.filter((c) => c.status === 'pass').length}/${r.checks.length} checks passed`,
+  )}</text>
 ${labels.join('\n')}
 ${hostPanel}
 ${guestPanel}

@@ -1,10 +1,9 @@
 import { writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ScenarioReport } from '../scenario/runner.js';
+import type { ScenarioReport } from '../scenario/scenario.js';
+import { bigintSafe } from '../util/json.js';
 import { toJunitXml } from './junit.js';
 import { renderTimelineSvg } from './timeline-svg.js';
-
-export const bigintSafe = (_k: string, v: unknown) => (typeof v === 'bigint' ? `0x${v.toString(16)}` : v === Infinity ? 'unlimited' : v);
 
 /** results.json (everything), junit.xml (one testcase per check), timeline.svg (pinned memory over time). */
 export async function writeReportFiles(report: ScenarioReport): Promise<void> {

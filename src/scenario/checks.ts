@@ -1,4 +1,4 @@
-import { QmpCommandError } from '../qmp/errors.js';
+import { PeerCommandError } from '../qmp/errors.js';
 import type { Progress } from '../util/progress.js';
 
 /** One verdict of a scenario, with what was expected and what was measured. */
@@ -75,13 +75,13 @@ export class CheckRecorder {
       const v = await op;
       return this.record(name, false, `error ${errorClass}`, `success ${jsonish(v)}`, undefined, knownDefect);
     } catch (err) {
-      const got = err instanceof QmpCommandError ? err.errorClass : (err as Error).message;
+      const got = err instanceof PeerCommandError ? err.errorClass : (err as Error).message;
       return this.record(
         name,
         got === errorClass,
         `error ${errorClass}`,
         `error ${got}`,
-        err instanceof QmpCommandError ? err.desc : undefined,
+        err instanceof PeerCommandError ? err.desc : undefined,
         knownDefect,
       );
     }
@@ -94,7 +94,7 @@ export class CheckRecorder {
       this.record(name, true, 'success', describe ? describe(v) : 'success');
       return v;
     } catch (err) {
-      this.record(name, false, 'success', err instanceof QmpCommandError ? `error ${err.errorClass}` : 'error', (err as Error).message);
+      this.record(name, false, 'success', err instanceof PeerCommandError ? `error ${err.errorClass}` : 'error', (err as Error).message);
       return undefined;
     }
   }

@@ -1,8 +1,8 @@
-import type { Lab, ShutdownMethod, ShutdownReport } from '../qemu/lab.js';
+import type { Lab, LabStart, ShutdownMethod, ShutdownReport } from '../qemu/lab.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import type { Profile } from '../qemu/profile.js';
 import type { Progress } from '../util/progress.js';
-import type { CheckRecorder } from './checks.js';
+import type { Check, CheckRecorder } from './checks.js';
 import type { HostDdwView } from '../ddw/host-view.js';
 import type { PinnedPageSampler, Sample } from '../probes/sampler.js';
 import type { ProcCountersProbe } from '../probes/proc.js';
@@ -16,6 +16,37 @@ export interface Phase {
   name: string;
   atMs: number;
   wallTime: string;
+}
+
+/** How a run may shut its guest down: a lab method, or the agent powering the guest off from inside. */
+export type GuestShutdownMethod = ShutdownMethod | 'agent';
+
+/** Everything a run measured and decided; results.json is this object. */
+export interface ScenarioReport {
+  scenario: string;
+  profile: string;
+  options: Record<string, number | string | boolean>;
+  passed: boolean;
+  startedAt: string;
+  durationMs: number;
+  guestKernel?: string;
+  qemuVersion?: string;
+  qemuPid?: number;
+  spawnToInitMs?: number;
+  /** How the lab came up: restored from a snapshot (which), or cold (why). */
+  labStart?: LabStart;
+  guestRamMiB?: number;
+  hostMemlockLimit?: { soft: number; hard: number };
+  checks: Check[];
+  phases: Phase[];
+  releases: ReleaseVerdict[];
+  timings: Array<{ step: string; ms: number }>;
+  samples: Sample[];
+  sampling: { hostRateHz: number; guestRateHz: number; hostOverruns: number; gaps: number; guestEndedBecause?: string };
+  /** requested is what the run asked for ('agent' included); effective what the lab did. */
+  shutdown?: Omit<ShutdownReport, 'requested'> & { requested: GuestShutdownMethod };
+  error?: string;
+  resultsDir: string;
 }
 
 export interface ScenarioContext {
@@ -36,7 +67,7 @@ export interface ScenarioContext {
   /** Which guest process's VmLck/VmPin the guest samples include. */
   watchGuestPid(pid: number | undefined): void;
   /** Shuts the lab down with phase markers; the runner then checks host release. */
-  shutdown(method: ShutdownMethod | 'agent'): Promise<ShutdownReport>;
+  shutdown(method: GuestShutdownMethod): Promise<NonNullable<ScenarioReport['shutdown']>>;
   /** Per-step durations (hotplug steps…) for the report. */
   timings: Array<{ step: string; ms: number }>;
   /** Release verdicts the scenario measured (they go into the report and the timeline). */

@@ -1,10 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runScenario, type ScenarioReport } from './runner.js';
+import { runScenario } from './runner.js';
+import type { ScenarioReport } from './scenario.js';
 import type { ScenarioDefinition } from './scenario.js';
 import type { Progress } from '../util/progress.js';
 import { toJunitXml } from '../report/junit.js';
-import { bigintSafe } from '../report/write.js';
+import { bigintSafe } from '../util/json.js';
 import { InputError, describeError } from '../util/errors.js';
 
 export interface SuiteEntry {
@@ -57,7 +58,7 @@ export interface SuiteResult {
  */
 export async function runSuite(
   entries: SuiteEntry[],
-  opts: { jobs: number; resultsDir: string; progress: Progress; runtimeRoot?: string },
+  opts: { jobs: number; resultsDir: string; progress: Progress; runtimeRoot?: string; signal?: AbortSignal },
 ): Promise<SuiteResult> {
   const t0 = Date.now();
   await mkdir(opts.resultsDir, { recursive: true });
@@ -67,6 +68,8 @@ export async function runSuite(
   let exclusiveRunning = false;
   await new Promise<void>((resolveAll) => {
     const pump = () => {
+      // An interrupted suite starts nothing new; the runs under way wind down and report.
+      if (opts.signal?.aborted) queue.length = 0;
       if (queue.length === 0 && running === 0) return resolveAll();
       while (queue.length > 0 && !exclusiveRunning && running < opts.jobs) {
         const next = queue[0]!;
@@ -81,6 +84,7 @@ export async function runSuite(
           resultsDir: join(opts.resultsDir, next.label),
           progress,
           runtimeRoot: opts.runtimeRoot,
+          signal: opts.signal,
         })
           .catch(
             (err): ScenarioReport => ({

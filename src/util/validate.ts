@@ -14,6 +14,30 @@ export type Spec =
   | { type: 'map'; values: Spec; optional?: boolean }
   | { type: 'scalar'; optional?: boolean };
 
+/** The value a Spec accepts, as a type: a table of specs declared `as const` gives its readers typed fields. */
+export type Infer<S> = S extends { type: 'string'; enum: readonly (infer E)[] }
+  ? E
+  : S extends { type: 'string' }
+    ? string
+    : S extends { type: 'integer' }
+      ? number
+      : S extends { type: 'boolean' }
+        ? boolean
+        : S extends { type: 'array'; items: infer I }
+          ? Infer<I>[]
+          : S extends { type: 'map'; values: infer V }
+            ? Record<string, Infer<V>>
+            : S extends { type: 'scalar' }
+              ? string | number | boolean
+              : S extends { type: 'object'; fields: infer F }
+                ? InferFields<F>
+                : never;
+
+/** An object's fields: the ones marked optional may be absent. */
+export type InferFields<F> = { [K in keyof F as F[K] extends { optional: true } ? never : K]: Infer<F[K]> } & {
+  [K in keyof F as F[K] extends { optional: true } ? K : never]?: Infer<F[K]>;
+};
+
 export class Validator {
   constructor(private readonly source: string) {}
 
@@ -161,7 +185,10 @@ export function jsonErrorOffset(text: string): number {
   const fail = (): never => {
     throw i;
   };
-  const lit = (w: string) => (text.startsWith(w, i) ? (i += w.length) : fail());
+  const lit = (w: string) => {
+    if (!text.startsWith(w, i)) fail();
+    i += w.length;
+  };
   const str = () => {
     if (text[i] !== '"') fail();
     i++;
@@ -200,14 +227,22 @@ export function jsonErrorOffset(text: string): number {
         value();
         ws();
         if (text[i] === ',') i++;
-        else if (text[i] === ']') return void i++;
-        else fail();
+        else if (text[i] === ']') {
+          i++;
+          return;
+        } else fail();
       }
     }
-    if (c === '"') return str();
-    if (c === 't') return void lit('true');
-    if (c === 'f') return void lit('false');
-    if (c === 'n') return void lit('null');
+    if (c === '"') {
+      str();
+      return;
+    }
+    for (const word of ['true', 'false', 'null']) {
+      if (c === word[0]) {
+        lit(word);
+        return;
+      }
+    }
     const m = /^-?(0|[1-9]\d*)(\.\d+)?([eE][+-]?\d+)?/.exec(text.slice(i));
     if (!m) fail();
     i += m![0].length;

@@ -30,10 +30,12 @@ describe('DDW host view parsing', () => {
   it('reads page sizes from DDW trace events, the last create winning', () => {
     const log = new DdwTraceLog();
     log.feed(
-      'spapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x1000, requested=0x10000000, start addr=0x800000000000000, liobn=0x80000101\nspapr_iommu_ddw_remove li',
+      'spapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x1000, requested=0x10000000, start ' +
+        'addr=0x800000000000000, liobn=0x80000101\nspapr_iommu_ddw_remove li',
     );
     log.feed(
-      'obn=0x80000101\nspapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x10000, requested=0x40000000, start addr=0x800000000000000, liobn=0x80000101\n',
+      'obn=0x80000101\nspapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x10000, ' +
+        'requested=0x40000000, start addr=0x800000000000000, liobn=0x80000101\n',
     );
     expect(log.events.map((e) => e.kind)).toEqual(['create', 'remove', 'create']);
     expect(pageShiftFromTrace(log.events, 0x80000101)).toBe(16);

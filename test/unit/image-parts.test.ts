@@ -62,7 +62,8 @@ describe('Debian versions', () => {
 describe('apt sources', () => {
   it('finds the main Debian archive in deb822 and list formats', () => {
     const deb822 =
-      'Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n\nTypes: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n';
+      'Types: deb\nURIs: http://mirror.example/debian/\nSuites: bookworm bookworm-updates\n\nTypes: deb\nURIs: ' +
+      'http://mirror.example/debian-security\nSuites: bookworm-security\n';
     expect(pickDebianMirror(parseAptSources(deb822, 'deb822'))).toBe('http://mirror.example/debian');
     const list = '# comment\ndeb [arch=amd64] http://other.example/debian trixie main\n';
     expect(pickDebianMirror(parseAptSources(list, 'list'))).toBe('http://other.example/debian');
@@ -71,7 +72,8 @@ describe('apt sources', () => {
 
   it('parses a Packages paragraph with alternatives and version constraints', () => {
     const [p] = parsePackagesIndex(
-      'Package: powerpc-ibm-utils\nVersion: 1.3.13-1\nArchitecture: ppc64el\nDepends: bash (>= 3), libc6 (>= 2.38), a | b\nFilename: pool/x.deb\nSize: 10\nSHA256: ab\n',
+      'Package: powerpc-ibm-utils\nVersion: 1.3.13-1\nArchitecture: ppc64el\nDepends: bash (>= 3), libc6 (>= 2.38), ' +
+        'a | b\nFilename: pool/x.deb\nSize: 10\nSHA256: ab\n',
     );
     expect(p).toMatchObject({
       name: 'powerpc-ibm-utils',

@@ -32,7 +32,8 @@ describe('kernel log verdict', () => {
 
   it('passes a clean log, and what only looks like a report', () => {
     const clean =
-      '[    0.1] Linux version 6.12\n[    0.245845] WARNING: nvram corruption detected: 0-length partition\n[    1.2] vfio-pci 0001:00:00.0: enabling device\nTCELAB-INIT-READY kernel=6.12 machine=ppc64le\nWARNINGS: none\n';
+      '[    0.1] Linux version 6.12\n[    0.245845] WARNING: nvram corruption detected: 0-length partition\n[    ' +
+      '1.2] vfio-pci 0001:00:00.0: enabling device\nTCELAB-INIT-READY kernel=6.12 machine=ppc64le\nWARNINGS: none\n';
     expect(scanKernelLog(clean)).toEqual([]);
     expect(judgeKernelLog([], [])).toEqual({ pass: true, measured: 'none' });
   });

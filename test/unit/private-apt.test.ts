@@ -10,7 +10,8 @@ describe('private apt: a mirror caught mid-sync', () => {
     expect(
       isMidSyncError(
         apt(
-          'Failed to fetch http://m/debian/dists/trixie/main/binary-ppc64el/Packages.xz  File has unexpected size (9515196 != 9516256). Mirror sync in progress? [IP: 1.2.3.4 80]',
+          'Failed to fetch http://m/debian/dists/trixie/main/binary-ppc64el/Packages.xz  File has unexpected size ' +
+            '(9515196 != 9516256). Mirror sync in progress? [IP: 1.2.3.4 80]',
         ),
       ),
     ).toBe(true);
@@ -23,7 +24,8 @@ describe('private apt: a mirror caught mid-sync', () => {
     const root = mkdtempSync('/tmp/tcelab-apt-');
     mkdirSync(join(root, 'state', 'lists', 'partial'), { recursive: true });
     const inRelease =
-      '-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nOrigin: Debian\nLabel: Debian\nSuite: stable\nVersion: 13.7\nCodename: trixie\nDate: Sat, 21 Nov 2026 09:15:44 UTC\nAcquire-By-Hash: yes\n';
+      '-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nOrigin: Debian\nLabel: Debian\nSuite: stable\nVersion: ' +
+      '13.7\nCodename: trixie\nDate: Sat, 21 Nov 2026 09:15:44 UTC\nAcquire-By-Hash: yes\n';
     writeFileSync(join(root, 'state', 'lists', 'partial', 'deb.debian.org_debian_dists_trixie_InRelease'), inRelease);
     const apt = new PrivateApt(root, 'http://deb.debian.org/debian');
     expect(await apt.releaseField('trixie', 'Suite')).toBe('stable');

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { parseVmstat, parseKbFields, parseMemlockLimit, ProcCountersProbe } from '../../src/probes/proc.js';
-import { LocalHost } from '../../src/host/host.js';
+import { LocalHost } from '../../src/host/local-host.js';
 
 describe('/proc parsers', () => {
   it('parses vmstat, meminfo/status and limits', () => {

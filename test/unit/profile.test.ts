@@ -56,6 +56,7 @@ describe('profile validation', () => {
   });
 
   it('substitutes variables and reports an unset one by field', () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: a profile variable, substituted by the loader
     const raw = { ...base(), devices: [{ id: 'h', driver: 'vfio-pci', phb: 'phb1', host: '${BDF}' }] };
     expect(validateProfile(raw, 't', { BDF: '0001:01:00.0' }).devices[0]!.host).toBe('0001:01:00.0');
     expect(fieldOf(() => validateProfile(raw, 't', {}))).toBe('devices[0].host');

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { toJunitXml } from '../../src/report/junit.js';
 import { renderTimelineSvg } from '../../src/report/timeline-svg.js';
-import type { ScenarioReport } from '../../src/scenario/runner.js';
+import type { ScenarioReport } from '../../src/scenario/scenario.js';
 
 const report = (): ScenarioReport => ({
   scenario: 's',

@@ -5,6 +5,10 @@ import { procedures } from '../../src/scenario/registry.js';
 import { parseShard, shardEntries } from '../../src/scenario/suite.js';
 import { InputError } from '../../src/util/errors.js';
 import { jsonPathLines } from '../../src/util/json-lines.js';
+import { withStepTable } from '../../src/scenario/data/step-docs.js';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { packageRoot } from '../../src/util/paths.js';
 
 function fieldOf(text: string): string {
   try {
@@ -72,5 +76,12 @@ describe('scenario files', () => {
     expect(() => parseShard('0/3')).toThrow(InputError);
     expect(() => parseShard('4/3')).toThrow(InputError);
     expect(parseShard('2/3')).toEqual({ index: 2, count: 3 });
+  });
+});
+
+describe('the README lists the steps of the step table', () => {
+  it('is current (npm run docs rewrites it)', () => {
+    const readme = readFileSync(join(packageRoot, 'README.md'), 'utf8');
+    expect(readme).toBe(withStepTable(readme));
   });
 });

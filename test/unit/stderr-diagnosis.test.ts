@@ -15,7 +15,8 @@ NIP 0000000000000100   LR 0000000000000000 CTR 0000000000000000 XER 000000000000
 describe('QEMU stderr diagnosis', () => {
   it("picks QEMU's own error lines over a register dump, and skips known harmless warnings", () => {
     expect(explainingLines(aborted)).toBe(
-      'qemu-system-ppc64: Failed to create a window, ret = -1 (Invalid argument) | qemu-system-ppc64: Failed to create SPAPR window: Invalid argument | qemu: hardware error: vfio: DMA mapping failed, unable to continue',
+      'qemu-system-ppc64: Failed to create a window, ret = -1 (Invalid argument) | qemu-system-ppc64: Failed to ' +
+        'create SPAPR window: Invalid argument | qemu: hardware error: vfio: DMA mapping failed, unable to continue',
     );
     expect(knownCauseHint(aborted)).toMatch(/dmaWindowMiB/);
   });

@@ -1,7 +1,7 @@
 import type { ScenarioDefinition, ScenarioContext } from '../scenario.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { liobnOf, summarizeWindows, type DmaWindow } from '../../ddw/dma-window.js';
-import { QmpCommandError } from '../../qmp/errors.js';
+import { PeerCommandError } from '../../qmp/errors.js';
 
 const GiB = 1n << 30n;
 
@@ -130,7 +130,7 @@ export const ddwWindows: ScenarioDefinition = {
       try {
         created.push((await worker.createWindow(16, GiB)).startAddr);
       } catch (err) {
-        failure = err instanceof QmpCommandError ? err.errorClass : (err as Error).message;
+        failure = err instanceof PeerCommandError ? err.errorClass : (err as Error).message;
         break;
       }
     }

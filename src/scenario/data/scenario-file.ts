@@ -5,15 +5,11 @@ import { Validator, parseJsonText, type Spec } from '../../util/validate.js';
 import { InputError, TcelabError } from '../../util/errors.js';
 import { jsonPathLines, lineOf } from '../../util/json-lines.js';
 import { packageRoot } from '../../util/paths.js';
-import { STEP_TYPES, stepSpec } from './steps.js';
+import { STEP_TYPES, isStepType, stepSpec, type ScenarioStep } from './steps.js';
 
 export const scenariosDir = join(packageRoot, 'scenarios');
 
-export interface ScenarioStep {
-  step: string;
-  timeoutSec?: number;
-  [key: string]: unknown;
-}
+export type { ScenarioStep };
 
 export interface ScenarioFile {
   name: string;
@@ -32,7 +28,7 @@ const fileSpec: Spec = {
   fields: {
     $schema: { type: 'string', optional: true },
     description: { type: 'string' },
-    profile: { type: 'string', default: 'emulated', pattern: /^[A-Za-z0-9_.\/-]+$/ },
+    profile: { type: 'string', default: 'emulated', pattern: /^[A-Za-z0-9_./-]+$/ },
     exclusiveHost: { type: 'boolean', default: false },
     variants: { type: 'array', maxItems: 16, default: [{}], items: { type: 'map', values: { type: 'scalar' } } },
     steps: { type: 'array', maxItems: 500, items: { type: 'object', fields: {} } },
@@ -61,7 +57,7 @@ export function parseScenarioFile(text: string, path: string): ScenarioFile {
     >;
     const steps = (raw.steps as unknown[]).map((s, i) => {
       const type = (s as Record<string, unknown>)?.step;
-      if (typeof type !== 'string' || !STEP_TYPES.includes(type)) {
+      if (!isStepType(type)) {
         throw v.err(`steps[${i}].step`, `must be one of ${STEP_TYPES.join(', ')}, got ${JSON.stringify(type)}`);
       }
       return v.check(s, stepSpec(type), `steps[${i}]`) as ScenarioStep;

@@ -1,68 +1,347 @@
-import type { Spec } from '../../util/validate.js';
+import type { VfioWorker } from '../../agent/agent-client.js';
+import { Hotplugger } from '../../hotplug/hotplug.js';
+import type { Sample } from '../../probes/sampler.js';
+import type { Lab } from '../../qemu/lab.js';
+import { TcelabError } from '../../util/errors.js';
+import type { InferFields, Spec } from '../../util/validate.js';
+import { describeHolders } from '../guest-balance.js';
+import { guestRelease, guestSampleNow } from '../guest-release.js';
+import { findGuestDevice } from '../guest-vfio.js';
+import { adoptInnerVfioFds, launchInnerLab } from '../nested.js';
+import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 
 /**
- * The step vocabulary of scenario files. Every step is {"step": <type>, ...}
- * with an optional "timeoutSec"; names given with "as" are referred to by
- * later steps (a worker, a binding, a region, a window, a mark).
+ * The step vocabulary of scenario files, one entry per step type: what it is for, its fields (checked when the
+ * file is loaded) and what it does. Every step is {"step": <type>, ...} with an optional "timeoutSec"; names
+ * given with "as" are referred to by later steps (a worker, a binding, a region, a window, a mark, an inner lab).
+ * A new step type is one entry here; the README's table of steps is checked against this table.
  */
-const name: Spec = {
+
+const MiB = 1024 * 1024;
+
+/** What the steps of one run have made so far, by the names the file gave them. */
+export interface StepState {
+  bindings: Map<string, { address: string; group: number }>;
+  workers: Map<string, VfioWorker>;
+  regions: Map<string, { worker: string; region: number; size: number }>;
+  windows: Map<string, { start: bigint; size: bigint }>;
+  marks: Map<string, Sample>;
+  hotplug?: Hotplugger;
+  /** Inner labs of a nested lab host, by name; disposed at the end whatever happened. */
+  inners: Map<string, Lab>;
+  /** The last action that may release pins: what expect-release measures from. */
+  lastEvent?: { name: string; t: number };
+}
+
+/** What a step's run gets besides its own fields. */
+export interface StepEnv {
+  ctx: ScenarioContext;
+  st: StepState;
+  /** "step 3: register": how checks and errors name this step. */
+  tag: string;
+  procedures: ScenarioDefinition[];
+  /** Something that may release pins happened now: expect-release measures from the last one. */
+  event(name: string): void;
+  /** A thing an earlier step named with "as". */
+  named<T>(m: Map<string, T>, key: string, what: string): T;
+  /** Runs an operation that may be expected to fail with an errno (expectError), as a check. */
+  expectable(label: string, op: Promise<unknown>, expectError: string | undefined): Promise<void>;
+}
+
+const name = {
   type: 'string',
   pattern: /^[A-Za-z][A-Za-z0-9_-]{0,31}$/,
   patternHint: 'a name: a letter, then letters, digits, - or _',
+} as const;
+const opt = <const T extends Spec>(s: T): T & { optional: true } => ({ ...s, optional: true });
+const errno = opt({ type: 'string', pattern: /^E[A-Z0-9]+$/, patternHint: 'an errno name such as EBUSY' } as const);
+const mib = (max: number) => ({ type: 'integer', min: 1, max }) as const;
+
+export interface StepEntry<F extends Record<string, Spec> = Record<string, Spec>> {
+  /** One line for the README's table of steps. */
+  doc: string;
+  fields: F;
+  run(s: InferFields<F> & { timeoutSec?: number }, env: StepEnv): Promise<void>;
+}
+
+/** Declares a step; its run receives its fields typed as the schema says. */
+const step = <const F extends Record<string, Spec>>(
+  doc: string,
+  fields: F,
+  run: (s: InferFields<F> & { timeoutSec?: number }, env: StepEnv) => Promise<void>,
+): StepEntry<F> => ({ doc, fields, run });
+
+const timings = (ctx: ScenarioContext, tag: string, list: Array<{ step: string; ms: number }>) =>
+  ctx.timings.push(...list.map((t) => ({ step: `${tag}: ${t.step}`, ms: t.ms })));
+
+export const STEPS = {
+  bind: step('binds a profile device (by id) in the guest to vfio-pci', { device: name, as: name }, async (s, { ctx, st }) => {
+    const dev = await findGuestDevice(ctx.agent, ctx.profile, s.device);
+    const b = await ctx.agent.bind(dev.address);
+    st.bindings.set(s.as, { address: dev.address, group: b.group });
+  }),
+  unbind: step('gives a bound device back to its driver', { binding: name }, async (s, { ctx, st, named }) => {
+    await ctx.agent.unbind(named(st.bindings, s.binding, 'binding').address);
+  }),
+  'start-worker': step('starts a guest process that holds VFIO fds and memory for later steps', { as: name }, async (s, { ctx, st }) => {
+    const w = await ctx.agent.startWorker();
+    st.workers.set(s.as, w);
+    ctx.watchGuestPid(w.pid);
+  }),
+  'stop-worker': step(
+    'signals a worker (TERM by default, or KILL) and waits for it to exit',
+    { worker: name, signal: opt({ type: 'string', enum: ['TERM', 'KILL'] }) },
+    async (s, { tag, st, named, event }) => {
+      await named(st.workers, s.worker, 'worker').stop(s.signal ?? 'TERM');
+      event(`${tag} (${s.worker})`);
+    },
+  ),
+  open: step(
+    "opens the binding's IOMMU group and a VFIO container (sPAPR TCE v2) in the worker",
+    { worker: name, binding: name },
+    async (s, { st, named }) => {
+      await named(st.workers, s.worker, 'worker').open(named(st.bindings, s.binding, 'binding').group);
+    },
+  ),
+  alloc: step(
+    'maps sizeMiB of anonymous (or hugetlb) memory in the worker',
+    { worker: name, sizeMiB: mib(65536), hugetlb: opt({ type: 'boolean' }), as: name },
+    async (s, { st, named }) => {
+      const r = await named(st.workers, s.worker, 'worker').alloc(s.sizeMiB * MiB, s.hugetlb === true);
+      st.regions.set(s.as, { worker: s.worker, region: r.region, size: r.size });
+    },
+  ),
+  register: step(
+    'VFIO_IOMMU_SPAPR_REGISTER_MEMORY of a region (pre-registration: pins its pages)',
+    { worker: name, region: name, expectError: errno },
+    async (s, { st, named, expectable, event, tag }) => {
+      const r = named(st.regions, s.region, 'region');
+      await expectable(s.region, named(st.workers, s.worker, 'worker').register(r.region), s.expectError);
+      event(`${tag} ${s.region}`);
+    },
+  ),
+  unregister: step(
+    'VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY of a region',
+    { worker: name, region: name, expectError: errno },
+    async (s, { st, named, expectable, event, tag }) => {
+      const r = named(st.regions, s.region, 'region');
+      await expectable(s.region, named(st.workers, s.worker, 'worker').unregister(r.region), s.expectError);
+      event(`${tag} ${s.region}`);
+    },
+  ),
+  'create-window': step(
+    'VFIO_IOMMU_SPAPR_TCE_CREATE: a DMA window of 2^pageShift pages, sizeMiB long',
+    {
+      worker: name,
+      pageShift: { type: 'integer', min: 12, max: 34 },
+      sizeMiB: mib(1 << 24),
+      levels: opt({ type: 'integer', min: 1, max: 5 }),
+      as: name,
+      expectError: errno,
+    },
+    async (s, { ctx, st, named, tag }) => {
+      const size = BigInt(s.sizeMiB) * BigInt(MiB);
+      const op = named(st.workers, s.worker, 'worker').createWindow(s.pageShift, size, s.levels ?? 1);
+      if (s.expectError) {
+        await ctx.checks.failsWith(`${tag} ${s.as}`, op, s.expectError);
+        return;
+      }
+      const w = await op;
+      st.windows.set(s.as, { start: BigInt(w.startAddr), size });
+      ctx.phase(`${tag} ${s.as}`);
+    },
+  ),
+  'remove-window': step('VFIO_IOMMU_SPAPR_TCE_REMOVE of a window', { worker: name, window: name }, async (s, { st, named }) => {
+    const w = named(st.windows, s.window, 'window');
+    await named(st.workers, s.worker, 'worker').removeWindow(`0x${w.start.toString(16)}`);
+    st.windows.delete(s.window);
+  }),
+  map: step(
+    "VFIO_IOMMU_MAP_DMA of a region (or its first sizeMiB) at a window's start",
+    { worker: name, region: name, window: name, sizeMiB: opt(mib(65536)), expectError: errno },
+    async (s, { st, named, expectable }) => {
+      const r = named(st.regions, s.region, 'region');
+      const w = named(st.windows, s.window, 'window');
+      const op = named(st.workers, s.worker, 'worker').map(r.region, w.start, { size: s.sizeMiB ? s.sizeMiB * MiB : r.size });
+      await expectable(`${s.region} into ${s.window}`, op, s.expectError);
+    },
+  ),
+  unmap: step(
+    "VFIO_IOMMU_UNMAP_DMA of sizeMiB at a window's start",
+    { worker: name, window: name, sizeMiB: mib(65536) },
+    async (s, { st, named }) => {
+      await named(st.workers, s.worker, 'worker').unmap(named(st.windows, s.window, 'window').start, s.sizeMiB * MiB);
+    },
+  ),
+  'close-container': step("closes the worker's container fd", { worker: name }, async (s, { st, named, event, tag }) => {
+    await named(st.workers, s.worker, 'worker').closeContainer();
+    event(`${tag} (${s.worker})`);
+  }),
+  'close-group': step("closes the worker's group fd", { worker: name }, async (s, { st, named, event, tag }) => {
+    await named(st.workers, s.worker, 'worker').closeGroup();
+    event(`${tag} (${s.worker})`);
+  }),
+  mark: step("remembers the guest's counters now, for later expect- steps", { as: name }, async (s, { ctx, st }) => {
+    st.marks.set(s.as, await guestSampleNow(ctx));
+  }),
+  'expect-guest-pins': step(
+    "checks the guest's pinned pages changed by exactly mib MiB (or pages pages) since a mark",
+    { since: name, mib: opt({ type: 'integer', min: 0, max: 65536 }), pages: opt({ type: 'integer', min: 0, max: 1 << 30 }) },
+    async (s, { ctx, st, named, tag }) => {
+      const base = named(st.marks, s.since, 'mark');
+      const now = await guestSampleNow(ctx);
+      const want = s.pages !== undefined ? s.pages : ((s.mib ?? 0) * MiB) / 4096;
+      ctx.checks.equal(`${tag} since ${s.since}`, now.counters.pinnedPages - base.counters.pinnedPages, want, 'pages');
+    },
+  ),
+  'expect-guest-locked': step(
+    "checks the watched guest process's VmLck changed by exactly mib MiB (or kb kB) since a mark",
+    { since: name, mib: opt({ type: 'integer', min: 0, max: 65536 }), kb: opt({ type: 'integer', min: 0, max: 1 << 30 }) },
+    async (s, { ctx, st, named, tag }) => {
+      const base = named(st.marks, s.since, 'mark');
+      const now = await guestSampleNow(ctx);
+      const want = s.kb !== undefined ? s.kb : (s.mib ?? 0) * 1024;
+      ctx.checks.equal(`${tag} VmLck since ${s.since}`, (now.counters.vmLckKb ?? 0) - (base.counters.vmLckKb ?? 0), want, 'kB');
+    },
+  ),
+  'expect-release': step(
+    "checks the guest's pins return to a mark within withinSec of the last releasing step; names the holders when not",
+    { since: name, withinSec: { type: 'integer', min: 1, max: 600 } },
+    async (s, { ctx, st, named, tag }) => {
+      const base = named(st.marks, s.since, 'mark');
+      const from = st.lastEvent ?? { name: tag, t: ctx.phase(tag) };
+      const v = await guestRelease(ctx, base, from.name, from.t, s.withinSec * 1000);
+      ctx.checks.record(
+        `${tag} back to ${s.since} within ${s.withinSec} s`,
+        v.returned,
+        v.baseline,
+        v.final,
+        v.returned ? `release latency ${v.latencyMs} ms` : `not released: ${describeHolders(await ctx.agent.pinHolders())}`,
+      );
+    },
+  ),
+  'expect-host-windows': step(
+    "checks how many DMA windows the host's QEMU shows on a PHB",
+    { phb: name, count: { type: 'integer', min: 0, max: 8 } },
+    async (s, { ctx, st, tag }) => {
+      const extra = [...(st.hotplug?.phbs.values() ?? [])];
+      const ws = (await ctx.ddw.windows(extra)).filter((w) => w.phb === s.phb);
+      ctx.checks.equal(`${tag} ${s.phb}`, ws.length, s.count);
+    },
+  ),
+  'hotplug-phb': step(
+    'hot-plugs a PHB (DDW unless ddw is false) and has the guest add it (drmgr)',
+    { index: { type: 'integer', min: 1, max: 30 }, ddw: opt({ type: 'boolean' }), as: name },
+    async (s, { ctx, st, tag }) => {
+      st.hotplug ??= new Hotplugger(ctx.lab.qmp, ctx.agent);
+      timings(ctx, tag, (await st.hotplug.hotplugPhb(s.index, { id: s.as, ddw: s.ddw !== false })).timings);
+    },
+  ),
+  'hotplug-device': step(
+    'hot-plugs a device on a hot-plugged PHB, has the guest add it, and binds it to vfio-pci under its own name',
+    { phb: name, driver: { type: 'string', pattern: /^[a-z0-9][a-z0-9_-]*$/ }, host: opt({ type: 'string' }), as: name },
+    async (s, { ctx, st, tag }) => {
+      st.hotplug ??= new Hotplugger(ctx.lab.qmp, ctx.agent);
+      const r = await st.hotplug.hotplugDevice(s.phb, { id: s.as, driver: s.driver, host: s.host });
+      st.bindings.set(s.as, { address: r.device.address, group: r.device.group });
+      timings(ctx, tag, r.timings);
+      await ctx.agent.bind(r.device.address);
+    },
+  ),
+  'unplug-device': step('unbinds and unplugs a hot-plugged device', { device: name }, async (s, { ctx, st, tag }) => {
+    const b = st.bindings.get(s.device);
+    if (b) await ctx.agent.unbind(b.address).catch(() => {});
+    timings(ctx, tag, await hotplugger(st, tag).unplugDevice(s.device));
+  }),
+  'unplug-phb': step('unplugs a hot-plugged PHB', { phb: name }, async (s, { ctx, st, tag }) => {
+    timings(ctx, tag, await hotplugger(st, tag).unplugPhb(s.phb));
+  }),
+  'guest-exec': step(
+    'runs a program in the guest; fails on a non-zero exit unless expectExit names the expected one',
+    { argv: { type: 'array', maxItems: 64, items: { type: 'string' } }, expectExit: opt({ type: 'integer', min: 0, max: 255 }) },
+    async (s, { ctx, tag }) => {
+      const r = await ctx.agent.exec(s.argv, (s.timeoutSec ?? 300) * 1000);
+      const detail = r.stderr.trim().slice(0, 300);
+      if (s.expectExit !== undefined) ctx.checks.equal(`${tag} ${s.argv.join(' ')}`, r.exitCode, s.expectExit, detail || undefined);
+      else if (r.exitCode !== 0) throw new TcelabError(tag, `${s.argv.join(' ')} exited with ${r.exitCode}: ${detail}`);
+    },
+  ),
+  sleep: step('waits ms milliseconds', { ms: { type: 'integer', min: 0, max: 600_000 } }, async (s) => {
+    await new Promise((r) => setTimeout(r, s.ms));
+  }),
+  shutdown: step(
+    'shuts the guest down (powerdown, the agent, or QMP quit); the run judges the host afterwards',
+    { via: { type: 'string', enum: ['powerdown', 'agent', 'quit'] } },
+    async (s, { ctx, tag }) => {
+      const sd = await ctx.shutdown(s.via);
+      ctx.checks.equal(`${tag} via ${s.via} without escalation`, sd.escalations, []);
+    },
+  ),
+  'inner-launch': step(
+    "starts the nested lab host's inner QEMU in the guest (its VmLck joins the guest samples)",
+    { as: name },
+    async (s, { ctx, st, tag }) => {
+      const t0 = Date.now();
+      const lab = await launchInnerLab(ctx);
+      st.inners.set(s.as, lab);
+      ctx.timings.push({ step: `${tag}: inner QEMU start to QMP`, ms: Date.now() - t0 });
+      // Pre-registration is done by the time QMP answers.
+      ctx.watchGuestPid(lab.process.pid);
+      ctx.phase(`${tag} (${s.as}, pid ${lab.process.pid})`);
+    },
+  ),
+  'inner-shutdown': step(
+    'ends an inner QEMU with QMP quit, SIGTERM or SIGKILL (it is disposed at the end of the scenario)',
+    { inner: name, via: { type: 'string', enum: ['quit', 'term', 'kill'] } },
+    async (s, { ctx, st, named, event, tag }) => {
+      const lab = named(st.inners, s.inner, 'inner lab');
+      event(`${tag} ${s.inner} via ${s.via}`);
+      const sd = await lab.shutdown(s.via);
+      ctx.checks.equal(`${tag} ${s.inner} via ${s.via} without escalation`, sd.escalations, []);
+      ctx.watchGuestPid(undefined);
+      // Not disposed here: disposing gives the device back to its driver, and unbinding it from vfio-pci is itself
+      // a way pins go (see the README).
+    },
+  ),
+  'adopt-fds': step(
+    "a seeded fault: the worker takes duplicates of an inner QEMU's VFIO fds (pidfd_getfd)",
+    { worker: name, inner: name },
+    async (s, { ctx, st, named, tag }) => {
+      const lab = named(st.inners, s.inner, 'inner lab');
+      const held = await adoptInnerVfioFds(ctx, named(st.workers, s.worker, 'worker'), lab);
+      ctx.phase(`${tag} ${s.worker} holds ${held.join(', ')}`);
+    },
+  ),
+  do: step(
+    'runs a procedure written in TypeScript (a built-in scenario) with options; --set on the command line wins',
+    { procedure: name, options: opt({ type: 'map', values: { type: 'scalar' } }) },
+    async (s, { ctx, procedures }) => {
+      const proc = procedures.find((p) => p.name === s.procedure)!;
+      await proc.run({ ...ctx, options: { ...(s.options ?? {}), ...ctx.options } });
+    },
+  ),
 };
-const opt = <T extends Spec>(s: T): T => ({ ...s, optional: true });
-const timeoutSec: Spec = { type: 'integer', min: 1, max: 3600, optional: true };
-const errno: Spec = { type: 'string', pattern: /^E[A-Z0-9]+$/, patternHint: 'an errno name such as EBUSY', optional: true };
 
-export const STEP_SPECS: Record<string, Record<string, Spec>> = {
-  bind: { device: name, as: name },
-  unbind: { binding: name },
-  'start-worker': { as: name },
-  'stop-worker': { worker: name, signal: { type: 'string', enum: ['TERM', 'KILL'], optional: true } },
-  open: { worker: name, binding: name },
-  alloc: { worker: name, sizeMiB: { type: 'integer', min: 1, max: 65536 }, hugetlb: opt({ type: 'boolean' }), as: name },
-  register: { worker: name, region: name, expectError: errno },
-  unregister: { worker: name, region: name, expectError: errno },
-  'create-window': {
-    worker: name,
-    pageShift: { type: 'integer', min: 12, max: 34 },
-    sizeMiB: { type: 'integer', min: 1, max: 1 << 24 },
-    levels: opt({ type: 'integer', min: 1, max: 5 }),
-    as: name,
-    expectError: errno,
-  },
-  'remove-window': { worker: name, window: name },
-  map: { worker: name, region: name, window: name, sizeMiB: opt({ type: 'integer', min: 1, max: 65536 }), expectError: errno },
-  unmap: { worker: name, window: name, sizeMiB: { type: 'integer', min: 1, max: 65536 } },
-  'close-container': { worker: name },
-  'close-group': { worker: name },
-  mark: { as: name },
-  'expect-guest-pins': {
-    since: name,
-    mib: opt({ type: 'integer', min: 0, max: 65536 }),
-    pages: opt({ type: 'integer', min: 0, max: 1 << 30 }),
-  },
-  'expect-release': { since: name, withinSec: { type: 'integer', min: 1, max: 600 } },
-  'expect-host-windows': { phb: name, count: { type: 'integer', min: 0, max: 8 } },
-  'hotplug-phb': { index: { type: 'integer', min: 1, max: 30 }, ddw: opt({ type: 'boolean' }), as: name },
-  'hotplug-device': { phb: name, driver: { type: 'string', pattern: /^[a-z0-9][a-z0-9_-]*$/ }, host: opt({ type: 'string' }), as: name },
-  'unplug-device': { device: name },
-  'unplug-phb': { phb: name },
-  'guest-exec': {
-    argv: { type: 'array', maxItems: 64, items: { type: 'string' } },
-    expectExit: opt({ type: 'integer', min: 0, max: 255 }),
-  },
-  sleep: { ms: { type: 'integer', min: 0, max: 600_000 } },
-  shutdown: { via: { type: 'string', enum: ['powerdown', 'agent', 'quit'] } },
-  // A nested lab host (a profile with "inner"): the inner QEMU in the guest.
-  'inner-launch': { as: name },
-  'inner-shutdown': { inner: name, via: { type: 'string', enum: ['quit', 'term', 'kill'] } },
-  'adopt-fds': { worker: name, inner: name },
-  do: { procedure: name, options: opt({ type: 'map', values: { type: 'scalar' } }) },
-};
+function hotplugger(st: StepState, tag: string): Hotplugger {
+  if (!st.hotplug) throw new TcelabError(tag, 'nothing was hot-plugged in this scenario');
+  return st.hotplug;
+}
 
-export const STEP_TYPES = Object.keys(STEP_SPECS);
+export type StepType = keyof typeof STEPS;
+export const STEP_TYPES = Object.keys(STEPS) as StepType[];
 
-export function stepSpec(type: string): Spec {
-  return { type: 'object', fields: { step: { type: 'string', enum: STEP_TYPES }, timeoutSec, ...STEP_SPECS[type]! } };
+/** A step of a scenario file: a discriminated union on "step", each with its own typed fields. */
+export type ScenarioStep = {
+  [K in StepType]: { step: K; timeoutSec?: number } & InferFields<(typeof STEPS)[K]['fields']>;
+}[StepType];
+
+const timeoutSec = { type: 'integer', min: 1, max: 3600, optional: true } as const;
+
+/** The schema a step of the given type is checked against when its file is loaded. */
+export function stepSpec(type: StepType): Spec {
+  return { type: 'object', fields: { step: { type: 'string', enum: STEP_TYPES }, timeoutSec, ...STEPS[type].fields } };
+}
+
+export function isStepType(type: unknown): type is StepType {
+  return typeof type === 'string' && Object.hasOwn(STEPS, type);
 }
