@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 HOST_PACKAGES=(
   qemu-system-ppc            # qemu-system-ppc64
   gcc-powerpc64le-linux-gnu  # cross compiler for the static guest agent
+  make                       # guest/agent/Makefile builds it
   libc6-dev-ppc64el-cross    # its libc and linux/vfio.h
   xz-utils                   # kernel modules are .ko.xz
   util-linux                 # setpriv --pdeathsig: QEMU never outlives tcelab

@@ -37,59 +37,6 @@ static struct worker workers[MAX_WORKERS];
 static int next_worker_id = 1;
 static int port_fd = -1;
 
-int fail(struct reply *r, const char *cls, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(r->desc, sizeof(r->desc), fmt, ap);
-	va_end(ap);
-	r->cls = cls;
-	return -1;
-}
-
-const char *errno_name(int err)
-{
-	switch (err) {
-	case EPERM: return "EPERM";
-	case ENOENT: return "ENOENT";
-	case ESRCH: return "ESRCH";
-	case EIO: return "EIO";
-	case ENXIO: return "ENXIO";
-	case E2BIG: return "E2BIG";
-	case EBADF: return "EBADF";
-	case EAGAIN: return "EAGAIN";
-	case ENOMEM: return "ENOMEM";
-	case EACCES: return "EACCES";
-	case EFAULT: return "EFAULT";
-	case EBUSY: return "EBUSY";
-	case EEXIST: return "EEXIST";
-	case ENODEV: return "ENODEV";
-	case EINVAL: return "EINVAL";
-	case ENOSPC: return "ENOSPC";
-	case ERANGE: return "ERANGE";
-	case ENOTTY: return "ENOTTY";
-	case ENOSYS: return "ENOSYS";
-	case EOPNOTSUPP: return "EOPNOTSUPP";
-	case ETIMEDOUT: return "ETIMEDOUT";
-	default: return "EUNKNOWN";
-	}
-}
-
-int fail_errno(struct reply *r, int err, const char *fmt, ...)
-{
-	char what[400];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(what, sizeof(what), fmt, ap);
-	va_end(ap);
-	return fail(r, errno_name(err), "%s: %s (errno %d)", what, strerror(err), err);
-}
-
-int bad_arg(struct reply *r, const char *name, int rc, const char *want)
-{
-	return fail(r, "InvalidParameter", rc == -1 ? "argument '%s' is required (%s)" : "argument '%s' must be %s", name, want);
-}
-
 static void reap_workers(void)
 {
 	for (int i = 0; i < MAX_WORKERS; i++) {
@@ -135,9 +82,9 @@ static void worker_json(struct sbuf *s, struct worker *w)
 	sb_raw(s, "}");
 }
 
-static int cmd_worker_start(const struct jval *args, struct reply *r)
+static enum outcome cmd_worker_start(const struct request *req, struct reply *r)
 {
-	(void)args;
+	(void)req;
 	reap_workers();
 	struct worker *slot = NULL;
 	for (int i = 0; i < MAX_WORKERS; i++)
@@ -169,12 +116,12 @@ static int cmd_worker_start(const struct jval *args, struct reply *r)
 	slot->pid = pid;
 	slot->fd = sv[0];
 	worker_json(&r->val, slot);
-	return 0;
+	return REPLY_OK;
 }
 
-static int cmd_worker_list(const struct jval *args, struct reply *r)
+static enum outcome cmd_worker_list(const struct request *req, struct reply *r)
 {
-	(void)args;
+	(void)req;
 	reap_workers();
 	sb_raw(&r->val, "[");
 	int first = 1;
@@ -187,14 +134,15 @@ static int cmd_worker_list(const struct jval *args, struct reply *r)
 		worker_json(&r->val, &workers[i]);
 	}
 	sb_raw(&r->val, "]");
-	return 0;
+	return REPLY_OK;
 }
 
-static int cmd_worker_stop(const struct jval *args, struct reply *r)
+static enum outcome cmd_worker_stop(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	struct worker *w = find_worker(args, r);
 	if (!w)
-		return -1;
+		return REPLY_ERROR;
 	const char *sig = "TERM";
 	uint64_t wait_ms = 5000;
 	int rc = json_str(args, "signal", &sig);
@@ -218,16 +166,16 @@ static int cmd_worker_stop(const struct jval *args, struct reply *r)
 	if (!w->exited)
 		return fail(r, "ETIMEDOUT", "worker %d (pid %d) still alive %llu ms after SIG%s", w->id, w->pid, (unsigned long long)wait_ms, sig);
 	worker_json(&r->val, w);
-	return 0;
+	return REPLY_OK;
 }
 
 /* Forwards {"op", "args"} to a worker and copies its reply. */
-static int cmd_worker(const struct jval *args, struct reply *r, const char *line)
+static enum outcome cmd_worker(const struct request *req, struct reply *r)
 {
-	(void)line;
+	const struct jval *args = req->args;
 	struct worker *w = find_worker(args, r);
 	if (!w)
-		return -1;
+		return REPLY_ERROR;
 	reap_workers();
 	if (w->exited || w->fd < 0)
 		return fail(r, "ESRCH", "worker %d (pid %d) has exited", w->id, w->pid);
@@ -236,24 +184,24 @@ static int cmd_worker(const struct jval *args, struct reply *r, const char *line
 	if (rc)
 		return bad_arg(r, "op", rc, "a worker operation name");
 	/* Re-serialise just what the worker needs: op and its args as given. */
-	struct sbuf req;
-	sb_init(&req);
-	sb_raw(&req, "{\"op\":");
-	sb_jstr(&req, op);
+	struct sbuf forward;
+	sb_init(&forward);
+	sb_raw(&forward, "{\"op\":");
+	sb_jstr(&forward, op);
 	const struct jval *wargs = json_get(args, "args");
 	if (wargs && wargs->type != J_OBJ) {
-		sb_free(&req);
+		sb_free(&forward);
 		return bad_arg(r, "args", -2, "an object");
 	}
 	/* The worker gets the original arguments text back from the parse tree. */
-	sb_raw(&req, ",\"args\":");
+	sb_raw(&forward, ",\"args\":");
 	if (wargs)
-		json_write(&req, wargs);
+		json_write(&forward, wargs);
 	else
-		sb_raw(&req, "{}");
-	sb_raw(&req, "}\n");
-	ssize_t n = write(w->fd, req.buf, req.len);
-	sb_free(&req);
+		sb_raw(&forward, "{}");
+	sb_raw(&forward, "}\n");
+	ssize_t n = write(w->fd, forward.buf, forward.len);
+	sb_free(&forward);
 	if (n < 0)
 		return fail_errno(r, errno, "send to worker %d", w->id);
 	/* One line back. */
@@ -273,25 +221,48 @@ static int cmd_worker(const struct jval *args, struct reply *r, const char *line
 		sb_raw(&resp, one);
 	}
 	/* The worker's line is a complete reply object; pass it through verbatim. */
-	r->cls = "__raw__";
 	r->val = resp;
-	return -1;
+	return REPLY_RAW;
 }
 
-static int cmd_poweroff(const struct jval *args, struct reply *r)
+static enum outcome cmd_poweroff(const struct request *req, struct reply *r)
 {
-	(void)args;
+	(void)req;
 	(void)r;
 	sync();
-	/* Reply first, then power off: the host sees the reply before SHUTDOWN. */
-	return 1;
+	/* handle_line replies first, then powers off. */
+	return REPLY_AND_POWER_OFF;
 }
 
-typedef int (*handler_fn)(const struct jval *, struct reply *);
+static enum outcome cmd_ping(const struct request *req, struct reply *r)
+{
+	(void)req;
+	sb_fmt(&r->val, "{\"pong\":true,\"pid\":%d}", getpid());
+	return REPLY_OK;
+}
+
+static void write_all(int fd, const char *buf, size_t len);
+
+/* QGA guest-sync-delimited: 0xFF, then the id back, so the host can drop whatever stale bytes preceded it. */
+static enum outcome cmd_sync_delimited(const struct request *req, struct reply *r)
+{
+	uint64_t sid;
+	int rc = json_u64(req->args, "id", &sid);
+	if (rc)
+		return bad_arg(r, "id", rc, "an integer");
+	char ff = (char)0xff;
+	write_all(port_fd, &ff, 1);
+	sb_fmt(&r->val, "%llu", (unsigned long long)sid);
+	return REPLY_OK;
+}
+
+/* Every command the agent serves; a new command is one entry. */
 static const struct {
 	const char *name;
-	handler_fn fn;
+	command_fn fn;
 } commands[] = {
+	{ "ping", cmd_ping },
+	{ "sync-delimited", cmd_sync_delimited },
 	{ "info", cmd_info },
 	{ "counters", cmd_counters },
 	{ "bind", cmd_bind },
@@ -301,13 +272,15 @@ static const struct {
 	{ "write-file", cmd_write_file },
 	{ "pin-holders", cmd_pin_holders },
 	{ "kill", cmd_kill },
-	{ "hugepages", cmd_hugepages },
+	{ "exec", cmd_exec },
 	{ "worker-start", cmd_worker_start },
 	{ "worker-list", cmd_worker_list },
 	{ "worker-stop", cmd_worker_stop },
+	{ "worker", cmd_worker },
 	{ "poweroff", cmd_poweroff },
 	{ "spawn", cmd_spawn },
 	{ "relay-open", cmd_relay_open },
+	{ "stream-read", cmd_stream_read },
 	{ "stream-write", cmd_stream_write },
 	{ "stream-close", cmd_stream_close },
 };
@@ -326,133 +299,65 @@ static void write_all(int fd, const char *buf, size_t len)
 	}
 }
 
-static void send_reply(struct sbuf *id, struct reply *r, int ok)
+/* The one way a reply reaches the host, now or later (the services' reply_sender). */
+static void send_reply(const struct sbuf *id, struct reply *r, enum outcome o)
 {
 	struct sbuf out;
 	sb_init(&out);
-	if (r->cls && !strcmp(r->cls, "__raw__")) {
-		/* A worker's {"return"...} or {"error"...}: add our id before the final brace. */
-		if (r->val.len && r->val.buf[r->val.len - 1] == '}') {
-			r->val.buf[--r->val.len] = 0;
-			sb_raw(&out, r->val.buf);
-			if (id->len)
-				sb_fmt(&out, ",\"id\":%s", id->buf);
-			sb_raw(&out, "}");
-		} else {
-			sb_raw(&out, "{\"error\":{\"class\":\"GenericError\",\"desc\":\"malformed worker reply\"}");
-			if (id->len)
-				sb_fmt(&out, ",\"id\":%s", id->buf);
-			sb_raw(&out, "}");
-		}
-	} else if (ok) {
-		sb_raw(&out, "{\"return\":");
-		sb_raw(&out, r->val.len ? r->val.buf : "{}");
-		if (id->len)
-			sb_fmt(&out, ",\"id\":%s", id->buf);
-		sb_raw(&out, "}");
-	} else {
-		sb_raw(&out, "{\"error\":{\"class\":");
-		sb_jstr(&out, r->cls ? r->cls : "GenericError");
-		sb_raw(&out, ",\"desc\":");
-		sb_jstr(&out, r->desc);
-		sb_raw(&out, "}");
-		if (id->len)
-			sb_fmt(&out, ",\"id\":%s", id->buf);
-		sb_raw(&out, "}");
-	}
-	sb_raw(&out, "\n");
+	reply_format(&out, r, o, id);
 	write_all(port_fd, out.buf, out.len);
 	sb_free(&out);
 }
 
+static command_fn find_command(const char *name)
+{
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(commands[i].name, name))
+			return commands[i].fn;
+	return NULL;
+}
 
+/* Parses a request, runs its command and replies as the command's outcome says. */
 static void handle_line(const char *line)
 {
-	struct jval req;
+	struct jval parsed;
 	struct reply r;
 	struct sbuf id;
 	memset(&r, 0, sizeof(r));
 	sb_init(&r.val);
 	sb_init(&id);
-	const char *err = json_parse(line, &req);
+	static const struct jval empty = { .type = J_OBJ };
+	enum outcome o;
+	const char *err = json_parse(line, &parsed);
 	if (err) {
-		fail(&r, "GenericError", "request is not valid JSON: %s", err);
-		send_reply(&id, &r, 0);
+		send_reply(&id, &r, fail(&r, "GenericError", "request is not valid JSON: %s", err));
 		sb_free(&r.val);
 		return;
 	}
-	const struct jval *idv = json_get(&req, "id");
+	const struct jval *idv = json_get(&parsed, "id");
 	if (idv && (idv->type == J_STR || idv->type == J_NUM))
 		json_write(&id, idv);
 	const char *cmd;
-	int ok = 0;
-	int rc = json_str(&req, "execute", &cmd);
-	const struct jval *args = json_get(&req, "arguments");
-	static const struct jval empty = { .type = J_OBJ };
-	if (req.type != J_OBJ || rc) {
-		fail(&r, "GenericError", "expected {\"execute\": <command>, \"arguments\": {...}}");
-	} else if (args && args->type != J_OBJ) {
-		fail(&r, "InvalidParameter", "'arguments' must be an object");
-	} else if (!strcmp(cmd, "ping")) {
-		sb_fmt(&r.val, "{\"pong\":true,\"pid\":%d}", getpid());
-		ok = 1;
-	} else if (!strcmp(cmd, "sync-delimited")) {
-		/* QGA guest-sync-delimited: 0xFF, then the id back, so the host can
-		 * drop whatever stale bytes preceded it. */
-		uint64_t sid;
-		if (json_u64(args, "id", &sid)) {
-			bad_arg(&r, "id", -1, "an integer");
-		} else {
-			char ff = (char)0xff;
-			write_all(port_fd, &ff, 1);
-			sb_fmt(&r.val, "%llu", (unsigned long long)sid);
-			ok = 1;
-		}
-	} else if (!strcmp(cmd, "worker")) {
-		rc = cmd_worker(args ? args : &empty, &r, line);
-	} else if (!strcmp(cmd, "exec")) {
-		/* Replied later, when the program ends (exec_service). */
-		if (exec_start(args ? args : &empty, &r, &id) == 0) {
-			sb_free(&r.val);
-			sb_free(&id);
-			json_free(&req);
-			return;
-		}
-	} else if (!strcmp(cmd, "stream-read")) {
-		/* A long poll: replied later when data arrives (stream_service). */
-		rc = stream_read_start(args ? args : &empty, &r, &id);
-		if (rc == 2) {
-			sb_free(&r.val);
-			sb_free(&id);
-			json_free(&req);
-			return;
-		}
-		ok = rc == 0;
-	} else {
-		handler_fn fn = NULL;
-		for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-			if (!strcmp(commands[i].name, cmd))
-				fn = commands[i].fn;
-		if (!fn) {
-			fail(&r, "CommandNotFound", "the agent has no command '%s'", cmd);
-		} else {
-			rc = fn(args ? args : &empty, &r);
-			ok = rc >= 0;
-			if (rc == 1) {
-				send_reply(&id, &r, 1);
-				sb_free(&r.val);
-				sb_free(&id);
-				json_free(&req);
-				usleep(100000);
-				reboot(RB_POWER_OFF);
-				return;
-			}
-		}
-	}
-	send_reply(&id, &r, ok);
+	const struct jval *args = json_get(&parsed, "arguments");
+	command_fn fn;
+	if (parsed.type != J_OBJ || json_str(&parsed, "execute", &cmd))
+		o = fail(&r, "GenericError", "expected {\"execute\": <command>, \"arguments\": {...}}");
+	else if (args && args->type != J_OBJ)
+		o = fail(&r, "InvalidParameter", "'arguments' must be an object");
+	else if (!(fn = find_command(cmd)))
+		o = fail(&r, "CommandNotFound", "the agent has no command '%s'", cmd);
+	else
+		o = fn(&(struct request){ .args = args ? args : &empty, .id = &id }, &r);
+	if (o != REPLY_LATER)
+		send_reply(&id, &r, o);
 	sb_free(&r.val);
 	sb_free(&id);
-	json_free(&req);
+	json_free(&parsed);
+	if (o == REPLY_AND_POWER_OFF) {
+		/* The host has the reply before the SHUTDOWN event. */
+		usleep(100000);
+		reboot(RB_POWER_OFF);
+	}
 }
 
 static int open_port(void)
@@ -512,15 +417,31 @@ static int echo_server(const char *path)
 	}
 }
 
+static int echo_server_main(int argc, char **argv)
+{
+	if (argc != 3) {
+		fprintf(stderr, "usage: tcelab-agent echo-server PATH\n");
+		return 2;
+	}
+	return echo_server(argv[2]);
+}
+
+/* `tcelab-agent MODE ...`: programs other than the agent itself, in the same static binary. */
+static const struct {
+	const char *name;
+	int (*main)(int argc, char **argv);
+} modes[] = {
+	{ "echo-server", echo_server_main },
+	{ "hand-off", hand_off_main },
+	{ "lock", lock_main },
+};
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
-	if (argc == 3 && !strcmp(argv[1], "echo-server"))
-		return echo_server(argv[2]);
-	if (argc >= 2 && !strcmp(argv[1], "hand-off"))
-		return hand_off_main(argc, argv);
-	if (argc >= 2 && !strcmp(argv[1], "lock"))
-		return lock_main(argc, argv);
+	for (size_t i = 0; argc >= 2 && i < sizeof(modes) / sizeof(modes[0]); i++)
+		if (!strcmp(argv[1], modes[i].name))
+			return modes[i].main(argc, argv);
 	for (int i = 0; i < MAX_WORKERS; i++)
 		workers[i].fd = -1;
 	port_fd = open_port();
@@ -565,11 +486,8 @@ int main(int argc, char **argv)
 			if (c == '\n') {
 				if (discarding) {
 					struct reply r;
-					struct sbuf id;
 					memset(&r, 0, sizeof(r));
-					sb_init(&id);
-					fail(&r, "GenericError", "request longer than %d bytes dropped", MAX_LINE);
-					send_reply(&id, &r, 0);
+					send_reply(NULL, &r, fail(&r, "GenericError", "request longer than %d bytes dropped", MAX_LINE));
 				} else if (line.len) {
 					line.buf[line.len] = 0;
 					handle_line(line.buf);

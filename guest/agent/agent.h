@@ -1,34 +1,68 @@
-/* tcelab guest agent: shared declarations. */
+/* tcelab guest agent: shared declarations and the conventions every command follows. */
 #ifndef TCELAB_AGENT_H
 #define TCELAB_AGENT_H
 #include "json.h"
 #include <sys/types.h>
 
-/* A command's outcome: on success `val` holds one JSON value; on failure
- * `cls` is an errno name (EBUSY, ENOENT…) or a QMP-like class and `desc` says why. */
+/*
+ * A command's reply. On success `val` holds one JSON value (empty means {}); on failure `cls` is an errno name
+ * (EBUSY, ENOENT…) or a QMP-like class (InvalidParameter, CommandNotFound, GenericError) and `desc` says why.
+ * fail(), fail_errno() and bad_arg() fill a failure and return REPLY_ERROR, so a handler ends with
+ * `return fail(r, ...)`.
+ */
 struct reply {
 	struct sbuf val;
 	const char *cls;
 	char desc[512];
 };
 
-int fail(struct reply *r, const char *cls, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-int fail_errno(struct reply *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/*
+ * What a handler returns: how and when the dispatcher replies. Every agent command and every worker operation
+ * returns one of these; nothing else decides it.
+ */
+enum outcome {
+	REPLY_ERROR = -1,     /* reply now: {"error": {"class": cls, "desc": desc}} */
+	REPLY_OK = 0,         /* reply now: {"return": val} */
+	REPLY_LATER,          /* no reply now: the handler kept req->id and a service loop replies when the work ends */
+	REPLY_RAW,            /* reply now: val is a complete {"return"…} or {"error"…} object (a worker's); the id is added */
+	REPLY_AND_POWER_OFF,  /* reply now (as REPLY_OK), then power the guest off */
+	REPLY_AND_EXIT,       /* reply now (as REPLY_OK), then the process exits (a worker's "exit") */
+};
+
+/* A request as a handler sees it: its arguments (an object, {} when absent) and its id (empty when none). */
+struct request {
+	const struct jval *args;
+	const struct sbuf *id;
+};
+
+/* An agent command: one entry of the agent's command table (agent.c). */
+typedef enum outcome (*command_fn)(const struct request *req, struct reply *r);
+
+/* reply.c: filling and writing replies (the agent's and the workers', one writer for both) */
+enum outcome fail(struct reply *r, const char *cls, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+enum outcome fail_errno(struct reply *r, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 const char *errno_name(int err);
-int bad_arg(struct reply *r, const char *name, int rc, const char *want);
+/* rc as json_str()/json_u64() return it: -1 absent, -2 wrong type. */
+enum outcome bad_arg(struct reply *r, const char *name, int rc, const char *want);
+/* Appends the reply line (newline included) for an outcome; `id` (may be NULL or empty) is added when present. */
+void reply_format(struct sbuf *out, const struct reply *r, enum outcome o, const struct sbuf *id);
+/* How a service loop sends a reply it was holding (REPLY_LATER) once the work ends. */
+typedef void (*reply_sender)(const struct sbuf *id, struct reply *r, enum outcome o);
 
 /* sys.c: /proc and /sys */
 ssize_t read_text(const char *path, char *buf, size_t max);
 int write_text(const char *path, const char *text);
 long long proc_status_kb(pid_t pid, const char *field);
 long long kv_value(const char *path, const char *key);
-int cmd_info(const struct jval *args, struct reply *r);
-int cmd_counters(const struct jval *args, struct reply *r);
-int cmd_bind(const struct jval *args, struct reply *r);
-int cmd_unbind(const struct jval *args, struct reply *r);
-int cmd_read_file(const struct jval *args, struct reply *r);
-int cmd_list_dir(const struct jval *args, struct reply *r);
-int cmd_write_file(const struct jval *args, struct reply *r);
+enum outcome cmd_info(const struct request *req, struct reply *r);
+enum outcome cmd_counters(const struct request *req, struct reply *r);
+enum outcome cmd_bind(const struct request *req, struct reply *r);
+enum outcome cmd_unbind(const struct request *req, struct reply *r);
+enum outcome cmd_read_file(const struct request *req, struct reply *r);
+enum outcome cmd_list_dir(const struct request *req, struct reply *r);
+enum outcome cmd_write_file(const struct request *req, struct reply *r);
+enum outcome cmd_pin_holders(const struct request *req, struct reply *r);
+enum outcome cmd_kill(const struct request *req, struct reply *r);
 /* The "argv" argument (1 to max strings), or NULL with the reply filled. */
 const struct jval *argv_arg(const struct jval *args, int max, struct reply *r);
 /* Forks argv (PATH searched) with stdin /dev/null and stdout/stderr on pipes whose
@@ -36,21 +70,20 @@ const struct jval *argv_arg(const struct jval *args, int max, struct reply *r);
  * The pid, or -1 with the reply filled. */
 pid_t start_program(const struct jval *argv, const char *cwd, int detach, int fds[2], struct reply *r);
 struct pollfd;
-int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id);
+/* "exec": REPLY_LATER; exec_service() replies when the program ends. */
+enum outcome cmd_exec(const struct request *req, struct reply *r);
 int exec_poll_fds(struct pollfd *p, int max);
-void exec_service(void (*send)(struct sbuf *id, struct reply *r, int ok));
-int cmd_pin_holders(const struct jval *args, struct reply *r);
-int cmd_kill(const struct jval *args, struct reply *r);
-int cmd_hugepages(const struct jval *args, struct reply *r);
+void exec_service(reply_sender send);
 
 /* stream.c: spawned programs and unix-socket relays */
-int cmd_spawn(const struct jval *args, struct reply *r);
-int cmd_relay_open(const struct jval *args, struct reply *r);
-int cmd_stream_write(const struct jval *args, struct reply *r);
-int cmd_stream_close(const struct jval *args, struct reply *r);
-int stream_read_start(const struct jval *args, struct reply *r, const struct sbuf *id);
+enum outcome cmd_spawn(const struct request *req, struct reply *r);
+enum outcome cmd_relay_open(const struct request *req, struct reply *r);
+enum outcome cmd_stream_write(const struct request *req, struct reply *r);
+enum outcome cmd_stream_close(const struct request *req, struct reply *r);
+/* "stream-read": REPLY_OK with data now, or REPLY_LATER (a long poll stream_service() answers). */
+enum outcome cmd_stream_read(const struct request *req, struct reply *r);
 int stream_poll_fds(struct pollfd *p, int max, int *busy);
-void stream_service(void (*send)(struct sbuf *id, struct reply *r, int ok));
+void stream_service(reply_sender send);
 
 /* seeded.c: user programs that seed faults (`tcelab-agent hand-off`, `tcelab-agent lock`) */
 int hand_off_main(int argc, char **argv);

@@ -153,30 +153,32 @@ static struct stream *find_stream(const struct jval *args, struct reply *r)
 	return NULL;
 }
 
-int cmd_spawn(const struct jval *args, struct reply *r)
+enum outcome cmd_spawn(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	const struct jval *argv = argv_arg(args, 256, r);
 	if (!argv)
-		return -1;
+		return REPLY_ERROR;
 	const char *cwd = NULL;
 	if (json_str(args, "cwd", &cwd) == -2)
 		return bad_arg(r, "cwd", -2, "a directory path");
 	struct stream *s = new_stream(r);
 	if (!s)
-		return -1;
+		return REPLY_ERROR;
 	pid_t pid = start_program(argv, cwd, 1, s->fd, r);
 	if (pid < 0) {
 		s->id = 0;
-		return -1;
+		return REPLY_ERROR;
 	}
 	s->is_proc = 1;
 	s->pid = pid;
 	sb_fmt(&r->val, "{\"stream\":%d,\"pid\":%d}", s->id, pid);
-	return 0;
+	return REPLY_OK;
 }
 
-int cmd_relay_open(const struct jval *args, struct reply *r)
+enum outcome cmd_relay_open(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	const char *path;
 	int rc = json_str(args, "path", &path);
 	struct sockaddr_un addr = { .sun_family = AF_UNIX };
@@ -194,12 +196,12 @@ int cmd_relay_open(const struct jval *args, struct reply *r)
 	struct stream *s = new_stream(r);
 	if (!s) {
 		close(fd);
-		return -1;
+		return REPLY_ERROR;
 	}
 	fcntl(fd, F_SETFL, O_NONBLOCK);
 	s->fd[0] = fd;
 	sb_fmt(&r->val, "{\"stream\":%d}", s->id);
-	return 0;
+	return REPLY_OK;
 }
 
 /* Writes what the peer takes now of the queued bytes; a peer that is gone ends the relay. */
@@ -219,11 +221,12 @@ static void stream_flush(struct stream *s)
 	}
 }
 
-int cmd_stream_write(const struct jval *args, struct reply *r)
+enum outcome cmd_stream_write(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	struct stream *s = find_stream(args, r);
 	if (!s)
-		return -1;
+		return REPLY_ERROR;
 	const char *data;
 	int rc = json_str(args, "data", &data);
 	if (rc)
@@ -245,7 +248,7 @@ int cmd_stream_write(const struct jval *args, struct reply *r)
 	free(p);
 	stream_flush(s);
 	sb_fmt(&r->val, "{\"queued\":%zd,\"pending\":%zu}", n, s->wbuf.len);
-	return 0;
+	return REPLY_OK;
 }
 
 static long ms_until(const struct timespec *t)
@@ -317,11 +320,13 @@ static int stream_ready(struct stream *s)
 }
 
 /* Returns 0 with a reply, 2 when parked (replied later by stream_service), -1 on error. */
-int stream_read_start(const struct jval *args, struct reply *r, const struct sbuf *id)
+enum outcome cmd_stream_read(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
+	const struct sbuf *id = req->id;
 	struct stream *s = find_stream(args, r);
 	if (!s)
-		return -1;
+		return REPLY_ERROR;
 	uint64_t wait_ms = 0;
 	int rc = json_u64(args, "waitMs", &wait_ms);
 	if (rc == -2 || wait_ms > 60000)
@@ -331,7 +336,7 @@ int stream_read_start(const struct jval *args, struct reply *r, const struct sbu
 	stream_drain(s);
 	if (stream_ready(s) || !wait_ms) {
 		stream_reply(s, r);
-		return 0;
+		return REPLY_OK;
 	}
 	s->parked = 1;
 	sb_free(&s->park_id);
@@ -345,7 +350,7 @@ int stream_read_start(const struct jval *args, struct reply *r, const struct sbu
 		s->park_deadline.tv_sec++;
 		s->park_deadline.tv_nsec -= 1000000000;
 	}
-	return 2;
+	return REPLY_LATER;
 }
 
 static void stream_free(struct stream *s)
@@ -360,11 +365,12 @@ static void stream_free(struct stream *s)
 	s->id = 0;
 }
 
-int cmd_stream_close(const struct jval *args, struct reply *r)
+enum outcome cmd_stream_close(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	struct stream *s = find_stream(args, r);
 	if (!s)
-		return -1;
+		return REPLY_ERROR;
 	if (s->is_proc && !s->exited) {
 		stream_drain(s);
 		if (!s->exited)
@@ -374,7 +380,7 @@ int cmd_stream_close(const struct jval *args, struct reply *r)
 		return fail(r, "EBUSY", "stream %d has a read waiting", s->id);
 	stream_free(s);
 	sb_raw(&r->val, "{}");
-	return 0;
+	return REPLY_OK;
 }
 
 int stream_poll_fds(struct pollfd *p, int max, int *busy)
@@ -399,7 +405,7 @@ int stream_poll_fds(struct pollfd *p, int max, int *busy)
 	return n;
 }
 
-void stream_service(void (*send)(struct sbuf *id, struct reply *r, int ok))
+void stream_service(reply_sender send)
 {
 	for (int i = 0; i < MAX_STREAMS; i++) {
 		struct stream *s = &streams[i];
@@ -415,7 +421,7 @@ void stream_service(void (*send)(struct sbuf *id, struct reply *r, int ok))
 		sb_init(&r.val);
 		stream_reply(s, &r);
 		s->parked = 0;
-		send(&s->park_id, &r, 1);
+		send(&s->park_id, &r, REPLY_OK);
 		sb_free(&r.val);
 	}
 }

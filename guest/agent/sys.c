@@ -161,9 +161,9 @@ static void groups_json(struct sbuf *s)
 	sb_raw(s, "]");
 }
 
-int cmd_info(const struct jval *args, struct reply *r)
+enum outcome cmd_info(const struct request *req, struct reply *r)
 {
-	(void)args;
+	(void)req;
 	struct utsname u;
 	uname(&u);
 	long long huge_kb = kv_value("/proc/meminfo", "Hugepagesize");
@@ -185,7 +185,7 @@ int cmd_info(const struct jval *args, struct reply *r)
 	sb_raw(&r->val, ",\"iommuGroups\":");
 	groups_json(&r->val);
 	sb_raw(&r->val, "}");
-	return 0;
+	return REPLY_OK;
 }
 
 /*
@@ -200,8 +200,9 @@ static void fold_vmstat(void)
 	write_text("/proc/sys/vm/stat_refresh", "1");
 }
 
-int cmd_counters(const struct jval *args, struct reply *r)
+enum outcome cmd_counters(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	uint64_t pid = 0;
 	int rc = json_u64(args, "pid", &pid);
 	if (rc == -2)
@@ -224,11 +225,12 @@ int cmd_counters(const struct jval *args, struct reply *r)
 			       (unsigned long long)pid, lck, proc_status_kb((pid_t)pid, "VmPin"));
 	}
 	sb_raw(&r->val, "}");
-	return 0;
+	return REPLY_OK;
 }
 
-int cmd_bind(const struct jval *args, struct reply *r)
+enum outcome cmd_bind(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	const char *bdf;
 	int rc = json_str(args, "device", &bdf);
 	if (rc || !valid_bdf(bdf))
@@ -267,11 +269,12 @@ int cmd_bind(const struct jval *args, struct reply *r)
 	else
 		sb_raw(&r->val, "null");
 	sb_fmt(&r->val, ",\"group\":%s}", grp);
-	return 0;
+	return REPLY_OK;
 }
 
-int cmd_unbind(const struct jval *args, struct reply *r)
+enum outcome cmd_unbind(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	const char *bdf;
 	int rc = json_str(args, "device", &bdf);
 	if (rc || !valid_bdf(bdf))
@@ -304,11 +307,12 @@ int cmd_unbind(const struct jval *args, struct reply *r)
 	else
 		sb_raw(&r->val, "null");
 	sb_raw(&r->val, "}");
-	return 0;
+	return REPLY_OK;
 }
 
-int cmd_read_file(const struct jval *args, struct reply *r)
+enum outcome cmd_read_file(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	const char *path;
 	uint64_t max = 65536;
 	int rc = json_str(args, "path", &path);
@@ -330,12 +334,13 @@ int cmd_read_file(const struct jval *args, struct reply *r)
 	sb_jstrn(&r->val, buf, n);
 	sb_fmt(&r->val, ",\"truncated\":%s}", (uint64_t)n >= max ? "true" : "false");
 	free(buf);
-	return 0;
+	return REPLY_OK;
 }
 
 /* Writes a short text to a file (sysfs attributes: driver_override, bind, unbind…). */
-int cmd_write_file(const struct jval *args, struct reply *r)
+enum outcome cmd_write_file(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	const char *path, *content;
 	int rc = json_str(args, "path", &path);
 	if (rc || path[0] != '/')
@@ -346,11 +351,12 @@ int cmd_write_file(const struct jval *args, struct reply *r)
 	if ((rc = write_text(path, content)))
 		return fail_errno(r, -rc, "write %s", path);
 	sb_raw(&r->val, "{}");
-	return 0;
+	return REPLY_OK;
 }
 
-int cmd_list_dir(const struct jval *args, struct reply *r)
+enum outcome cmd_list_dir(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	const char *path;
 	int rc = json_str(args, "path", &path);
 	if (rc || path[0] != '/')
@@ -384,7 +390,7 @@ int cmd_list_dir(const struct jval *args, struct reply *r)
 	}
 	closedir(d);
 	sb_raw(&r->val, "]");
-	return 0;
+	return REPLY_OK;
 }
 
 static void drain(int fd, struct sbuf *s, size_t cap)
@@ -496,12 +502,14 @@ pid_t start_program(const struct jval *argv, const char *cwd, int detach, int fd
 	return pid;
 }
 
-int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id)
+enum outcome cmd_exec(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
+	const struct sbuf *id = req->id;
 	const struct jval *argv = argv_arg(args, 64, r);
 	uint64_t timeout_ms = 30000;
 	if (!argv)
-		return -1;
+		return REPLY_ERROR;
 	int rc = json_u64(args, "timeoutMs", &timeout_ms);
 	if (rc == -2 || timeout_ms > 600000)
 		return bad_arg(r, "timeoutMs", -2, "milliseconds, at most 600000");
@@ -518,7 +526,7 @@ int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id)
 	int fds[2];
 	pid_t pid = start_program(argv, NULL, 0, fds, r);
 	if (pid < 0)
-		return -1;
+		return REPLY_ERROR;
 	j->used = 1;
 	j->pid = pid;
 	j->out = fds[0];
@@ -529,7 +537,7 @@ int exec_start(const struct jval *args, struct reply *r, const struct sbuf *id)
 	sb_init(&j->id);
 	if (id->len)
 		sb_raw(&j->id, id->buf);
-	return 0;
+	return REPLY_LATER;
 }
 
 /* Adds the running jobs' pipes to a poll set; returns how many were added. */
@@ -546,7 +554,7 @@ int exec_poll_fds(struct pollfd *p, int max)
 }
 
 /* Collects output, enforces timeouts, and replies for every finished job. */
-void exec_service(void (*send)(struct sbuf *id, struct reply *r, int ok))
+void exec_service(reply_sender send)
 {
 	for (int i = 0; i < MAX_JOBS; i++) {
 		struct job *j = &jobs[i];
@@ -576,7 +584,7 @@ void exec_service(void (*send)(struct sbuf *id, struct reply *r, int ok))
 		sb_raw(&r.val, ",\"stderr\":");
 		sb_jstrn(&r.val, j->se.buf ? j->se.buf : "", j->se.len);
 		sb_raw(&r.val, "}");
-		send(&j->id, &r, 1);
+		send(&j->id, &r, REPLY_OK);
 		sb_free(&r.val);
 		sb_free(&j->so);
 		sb_free(&j->se);
@@ -606,9 +614,9 @@ static const char *vfio_fd_kind(const char *target)
  * inherited, passed over a unix socket, taken with pidfd_getfd): /proc/<pid>/fd
  * shows them all.
  */
-int cmd_pin_holders(const struct jval *args, struct reply *r)
+enum outcome cmd_pin_holders(const struct request *req, struct reply *r)
 {
-	(void)args;
+	(void)req;
 	DIR *proc = opendir("/proc");
 	if (!proc)
 		return fail_errno(r, errno, "open /proc");
@@ -667,11 +675,12 @@ int cmd_pin_holders(const struct jval *args, struct reply *r)
 	}
 	closedir(proc);
 	sb_raw(&r->val, "]");
-	return 0;
+	return REPLY_OK;
 }
 
-int cmd_kill(const struct jval *args, struct reply *r)
+enum outcome cmd_kill(const struct request *req, struct reply *r)
 {
+	const struct jval *args = req->args;
 	uint64_t pid;
 	const char *sig = "TERM";
 	int rc = json_u64(args, "pid", &pid);
@@ -687,20 +696,5 @@ int cmd_kill(const struct jval *args, struct reply *r)
 	if (kill((pid_t)pid, signo))
 		return fail_errno(r, errno, "kill %llu", (unsigned long long)pid);
 	sb_raw(&r->val, "{}");
-	return 0;
-}
-
-int cmd_hugepages(const struct jval *args, struct reply *r)
-{
-	uint64_t count;
-	int rc = json_u64(args, "count", &count);
-	if (rc || count > 4096)
-		return bad_arg(r, "count", rc ? rc : -2, "a number of huge pages, at most 4096");
-	char text[32];
-	snprintf(text, sizeof(text), "%llu", (unsigned long long)count);
-	if ((rc = write_text("/proc/sys/vm/nr_hugepages", text)))
-		return fail_errno(r, -rc, "set nr_hugepages");
-	sb_fmt(&r->val, "{\"total\":%lld,\"free\":%lld,\"size\":%lld}", kv_value("/proc/meminfo", "HugePages_Total"),
-	       kv_value("/proc/meminfo", "HugePages_Free"), kv_value("/proc/meminfo", "Hugepagesize") * 1024);
-	return 0;
+	return REPLY_OK;
 }

@@ -73,7 +73,7 @@ static void info_json(struct sbuf *s)
 	       (unsigned long long)info.ddw.pgsizes, info.ddw.max_dynamic_windows_supported, info.ddw.levels);
 }
 
-static int op_open(const struct jval *args, struct reply *r)
+static enum outcome op_open(const struct jval *args, struct reply *r)
 {
 	uint64_t group;
 	int rc = json_u64(args, "group", &group);
@@ -124,19 +124,19 @@ static int op_open(const struct jval *args, struct reply *r)
 	sb_fmt(&r->val, "{\"group\":%d,\"pid\":%d,\"info\":", group_no, getpid());
 	info_json(&r->val);
 	sb_raw(&r->val, "}");
-	return 0;
+	return REPLY_OK;
 }
 
-static int op_info(const struct jval *args, struct reply *r)
+static enum outcome op_info(const struct jval *args, struct reply *r)
 {
 	(void)args;
 	if (need_container(r))
-		return -1;
+		return REPLY_ERROR;
 	info_json(&r->val);
-	return 0;
+	return REPLY_OK;
 }
 
-static int op_alloc(const struct jval *args, struct reply *r)
+static enum outcome op_alloc(const struct jval *args, struct reply *r)
 {
 	uint64_t size;
 	bool huge = false;
@@ -179,18 +179,18 @@ static int op_alloc(const struct jval *args, struct reply *r)
 	slot->hugetlb = huge;
 	sb_fmt(&r->val, "{\"region\":%d,\"vaddr\":\"0x%llx\",\"size\":%llu,\"hugetlb\":%s}", slot->id, (unsigned long long)(uintptr_t)p,
 	       (unsigned long long)size, huge ? "true" : "false");
-	return 0;
+	return REPLY_OK;
 }
 
-static int op_free(const struct jval *args, struct reply *r)
+static enum outcome op_free(const struct jval *args, struct reply *r)
 {
 	struct region *g = get_region(args, r);
 	if (!g)
-		return -1;
+		return REPLY_ERROR;
 	munmap(g->addr, g->size);
 	memset(g, 0, sizeof(*g));
 	sb_raw(&r->val, "{}");
-	return 0;
+	return REPLY_OK;
 }
 
 /* (region, offset, size) → the ioctl's vaddr/size: offset and size let a test
@@ -212,26 +212,26 @@ static int region_range(const struct jval *args, struct reply *r, struct region 
 	return 0;
 }
 
-static int op_register(const struct jval *args, struct reply *r, bool reg)
+static enum outcome op_register(const struct jval *args, struct reply *r, bool reg)
 {
 	struct region *g;
 	uint64_t vaddr, size;
 	if (need_container(r) || region_range(args, r, &g, &vaddr, &size))
-		return -1;
+		return REPLY_ERROR;
 	struct vfio_iommu_spapr_register_memory m = { .argsz = sizeof(m), .vaddr = vaddr, .size = size };
 	if (ioctl(container_fd, reg ? VFIO_IOMMU_SPAPR_REGISTER_MEMORY : VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY, &m))
 		return fail_errno(r, errno, "%s vaddr 0x%llx size 0x%llx", reg ? "VFIO_IOMMU_SPAPR_REGISTER_MEMORY" : "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY",
 				  (unsigned long long)vaddr, (unsigned long long)size);
 	g->registered = reg;
 	sb_fmt(&r->val, "{\"region\":%d,\"vaddr\":\"0x%llx\",\"size\":%llu}", g->id, (unsigned long long)vaddr, (unsigned long long)size);
-	return 0;
+	return REPLY_OK;
 }
 
-static int op_create_window(const struct jval *args, struct reply *r)
+static enum outcome op_create_window(const struct jval *args, struct reply *r)
 {
 	uint64_t shift, wsize, levels = 1;
 	if (need_container(r))
-		return -1;
+		return REPLY_ERROR;
 	int rc = json_u64(args, "pageShift", &shift);
 	if (rc || shift < 12 || shift > 34)
 		return bad_arg(r, "pageShift", rc ? rc : -2, "12 to 34 (4K to 16G pages)");
@@ -254,14 +254,14 @@ static int op_create_window(const struct jval *args, struct reply *r)
 		}
 	sb_fmt(&r->val, "{\"startAddr\":\"0x%016llx\",\"windowSize\":\"0x%llx\",\"pageShift\":%llu,\"levels\":%llu}",
 	       (unsigned long long)c.start_addr, (unsigned long long)wsize, (unsigned long long)shift, (unsigned long long)levels);
-	return 0;
+	return REPLY_OK;
 }
 
-static int op_remove_window(const struct jval *args, struct reply *r)
+static enum outcome op_remove_window(const struct jval *args, struct reply *r)
 {
 	uint64_t start;
 	if (need_container(r))
-		return -1;
+		return REPLY_ERROR;
 	int rc = json_u64(args, "startAddr", &start);
 	if (rc)
 		return bad_arg(r, "startAddr", rc, "the window's start address (\"0x...\")");
@@ -272,21 +272,21 @@ static int op_remove_window(const struct jval *args, struct reply *r)
 		if (windows[i] == start)
 			windows[i] = 0;
 	sb_fmt(&r->val, "{\"startAddr\":\"0x%016llx\"}", (unsigned long long)start);
-	return 0;
+	return REPLY_OK;
 }
 
-static int op_map(const struct jval *args, struct reply *r, bool map)
+static enum outcome op_map(const struct jval *args, struct reply *r, bool map)
 {
 	uint64_t iova, vaddr = 0, size;
 	struct region *g = NULL;
 	if (need_container(r))
-		return -1;
+		return REPLY_ERROR;
 	int rc = json_u64(args, "iova", &iova);
 	if (rc)
 		return bad_arg(r, "iova", rc, "an I/O virtual address");
 	if (map) {
 		if (region_range(args, r, &g, &vaddr, &size))
-			return -1;
+			return REPLY_ERROR;
 		struct vfio_iommu_type1_dma_map m = { .argsz = sizeof(m), .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
 						      .vaddr = vaddr, .iova = iova, .size = size };
 		if (ioctl(container_fd, VFIO_IOMMU_MAP_DMA, &m))
@@ -300,21 +300,21 @@ static int op_map(const struct jval *args, struct reply *r, bool map)
 			return fail_errno(r, errno, "VFIO_IOMMU_UNMAP_DMA iova 0x%llx size 0x%llx", (unsigned long long)iova, (unsigned long long)size);
 	}
 	sb_fmt(&r->val, "{\"iova\":\"0x%llx\",\"size\":%llu}", (unsigned long long)iova, (unsigned long long)size);
-	return 0;
+	return REPLY_OK;
 }
 
-static int op_close(struct reply *r, int *fd, const char *what)
+static enum outcome op_close(struct reply *r, int *fd, const char *what)
 {
 	if (*fd < 0)
 		return fail(r, "EBADF", "the %s is not open", what);
 	close(*fd);
 	*fd = -1;
 	sb_raw(&r->val, "{}");
-	return 0;
+	return REPLY_OK;
 }
 
 /* The seeded leak: a child inherits the container and group fds and lives on. */
-static int op_fork_holder(const struct jval *args, struct reply *r, int agent_fd)
+static enum outcome op_fork_holder(const struct jval *args, struct reply *r, int agent_fd)
 {
 	(void)args;
 	if (container_fd < 0 && group_fd < 0)
@@ -331,7 +331,7 @@ static int op_fork_holder(const struct jval *args, struct reply *r, int agent_fd
 	}
 	holders[nholders++] = pid;
 	sb_fmt(&r->val, "{\"pid\":%d}", pid);
-	return 0;
+	return REPLY_OK;
 }
 
 /*
@@ -344,7 +344,7 @@ static int op_fork_holder(const struct jval *args, struct reply *r, int agent_fd
 static int adopted[16];
 static int nadopted;
 
-static int op_adopt_fds(const struct jval *args, struct reply *r)
+static enum outcome op_adopt_fds(const struct jval *args, struct reply *r)
 {
 	uint64_t pid;
 	int rc = json_u64(args, "pid", &pid);
@@ -373,10 +373,10 @@ static int op_adopt_fds(const struct jval *args, struct reply *r)
 	}
 	close(pidfd);
 	sb_raw(&r->val, "]}");
-	return 0;
+	return REPLY_OK;
 }
 
-static int op_status(struct reply *r)
+static enum outcome op_status(struct reply *r)
 {
 	sb_fmt(&r->val, "{\"pid\":%d,\"group\":%d,\"containerOpen\":%s,\"groupOpen\":%s,\"vmLckKb\":%lld,\"vmPinKb\":%lld,\"regions\":[",
 	       getpid(), group_no, container_fd >= 0 ? "true" : "false", group_fd >= 0 ? "true" : "false", proc_status_kb(getpid(), "VmLck"),
@@ -403,24 +403,94 @@ static int op_status(struct reply *r)
 	for (int i = 0; i < nholders; i++)
 		sb_fmt(&r->val, "%s%d", i ? "," : "", holders[i]);
 	sb_raw(&r->val, "]}");
-	return 0;
+	return REPLY_OK;
 }
 
-static void respond(int fd, struct reply *r, int rc)
+static enum outcome op_register_memory(const struct jval *args, struct reply *r)
+{
+	return op_register(args, r, true);
+}
+
+static enum outcome op_unregister_memory(const struct jval *args, struct reply *r)
+{
+	return op_register(args, r, false);
+}
+
+static enum outcome op_map_dma(const struct jval *args, struct reply *r)
+{
+	return op_map(args, r, true);
+}
+
+static enum outcome op_unmap_dma(const struct jval *args, struct reply *r)
+{
+	return op_map(args, r, false);
+}
+
+static enum outcome op_close_container(const struct jval *args, struct reply *r)
+{
+	(void)args;
+	return op_close(r, &container_fd, "container");
+}
+
+static enum outcome op_close_group(const struct jval *args, struct reply *r)
+{
+	(void)args;
+	return op_close(r, &group_fd, "group");
+}
+
+/* The socket to the agent: a holder the worker forks must not keep it open. */
+static int agent_fd = -1;
+
+static enum outcome op_fork_holder_child(const struct jval *args, struct reply *r)
+{
+	return op_fork_holder(args, r, agent_fd);
+}
+
+static enum outcome op_status_now(const struct jval *args, struct reply *r)
+{
+	(void)args;
+	return op_status(r);
+}
+
+static int exit_code;
+
+static enum outcome op_exit(const struct jval *args, struct reply *r)
+{
+	uint64_t code = 0;
+	json_u64(args, "code", &code);
+	exit_code = (int)code;
+	sb_raw(&r->val, "{}");
+	return REPLY_AND_EXIT;
+}
+
+/* Every operation a worker performs; a new operation is one entry. */
+static const struct {
+	const char *name;
+	enum outcome (*fn)(const struct jval *args, struct reply *r);
+} operations[] = {
+	{ "open", op_open },
+	{ "info", op_info },
+	{ "alloc", op_alloc },
+	{ "free", op_free },
+	{ "register", op_register_memory },
+	{ "unregister", op_unregister_memory },
+	{ "create-window", op_create_window },
+	{ "remove-window", op_remove_window },
+	{ "map", op_map_dma },
+	{ "unmap", op_unmap_dma },
+	{ "close-container", op_close_container },
+	{ "close-group", op_close_group },
+	{ "fork-holder", op_fork_holder_child },
+	{ "adopt-fds", op_adopt_fds },
+	{ "status", op_status_now },
+	{ "exit", op_exit },
+};
+
+static void respond(int fd, const struct reply *r, enum outcome o)
 {
 	struct sbuf out;
 	sb_init(&out);
-	if (rc >= 0) {
-		sb_raw(&out, "{\"return\":");
-		sb_raw(&out, r->val.len ? r->val.buf : "{}");
-		sb_raw(&out, "}\n");
-	} else {
-		sb_raw(&out, "{\"error\":{\"class\":");
-		sb_jstr(&out, r->cls ? r->cls : "GenericError");
-		sb_raw(&out, ",\"desc\":");
-		sb_jstr(&out, r->desc);
-		sb_raw(&out, "}}\n");
-	}
+	reply_format(&out, r, o, NULL);
 	size_t off = 0;
 	while (off < out.len) {
 		ssize_t n = write(fd, out.buf + off, out.len - off);
@@ -431,9 +501,20 @@ static void respond(int fd, struct reply *r, int rc)
 	sb_free(&out);
 }
 
+/* Runs one operation by name: its outcome, with the reply filled. */
+static enum outcome run_operation(const char *op, const struct jval *args, struct reply *r)
+{
+	static const struct jval empty = { .type = J_OBJ };
+	for (size_t i = 0; i < sizeof(operations) / sizeof(operations[0]); i++)
+		if (!strcmp(operations[i].name, op))
+			return operations[i].fn(args ? args : &empty, r);
+	return fail(r, "CommandNotFound", "the worker has no operation '%s'", op);
+}
+
 void worker_main(int fd)
 {
 	signal(SIGTERM, SIG_DFL);
+	agent_fd = fd;
 	struct sbuf line;
 	sb_init(&line);
 	for (;;) {
@@ -450,40 +531,18 @@ void worker_main(int fd)
 		struct reply r;
 		memset(&r, 0, sizeof(r));
 		sb_init(&r.val);
-		int rc = -1;
+		enum outcome o;
 		const char *err = json_parse(line.buf ? line.buf : "", &req);
 		line.len = 0;
 		const char *op = NULL;
-		if (err || json_str(&req, "op", &op)) {
-			fail(&r, "GenericError", "malformed worker request");
-		} else {
-			const struct jval *a = json_get(&req, "args");
-			if (!strcmp(op, "open")) rc = op_open(a, &r);
-			else if (!strcmp(op, "info")) rc = op_info(a, &r);
-			else if (!strcmp(op, "alloc")) rc = op_alloc(a, &r);
-			else if (!strcmp(op, "free")) rc = op_free(a, &r);
-			else if (!strcmp(op, "register")) rc = op_register(a, &r, true);
-			else if (!strcmp(op, "unregister")) rc = op_register(a, &r, false);
-			else if (!strcmp(op, "create-window")) rc = op_create_window(a, &r);
-			else if (!strcmp(op, "remove-window")) rc = op_remove_window(a, &r);
-			else if (!strcmp(op, "map")) rc = op_map(a, &r, true);
-			else if (!strcmp(op, "unmap")) rc = op_map(a, &r, false);
-			else if (!strcmp(op, "close-container")) rc = op_close(&r, &container_fd, "container");
-			else if (!strcmp(op, "close-group")) rc = op_close(&r, &group_fd, "group");
-			else if (!strcmp(op, "fork-holder")) rc = op_fork_holder(a, &r, fd);
-			else if (!strcmp(op, "adopt-fds")) rc = op_adopt_fds(a, &r);
-			else if (!strcmp(op, "status")) rc = op_status(&r);
-			else if (!strcmp(op, "exit")) {
-				uint64_t code = 0;
-				json_u64(a, "code", &code);
-				sb_raw(&r.val, "{}");
-				respond(fd, &r, 0);
-				_exit((int)code);
-			} else
-				fail(&r, "CommandNotFound", "the worker has no operation '%s'", op);
-		}
-		respond(fd, &r, rc);
+		if (err || json_str(&req, "op", &op))
+			o = fail(&r, "GenericError", "malformed worker request");
+		else
+			o = run_operation(op, json_get(&req, "args"), &r);
+		respond(fd, &r, o);
 		sb_free(&r.val);
 		json_free(&req);
+		if (o == REPLY_AND_EXIT)
+			_exit(exit_code);
 	}
 }

@@ -55,7 +55,7 @@ async function echoRoundTrip(host: AgentHost): Promise<number> {
 export async function nestedBench(out: (s?: string) => void): Promise<void> {
   const profile = await loadProfile('nested-lab-host');
   const inner = profile.inner!;
-  const outer = await Lab.launch(profile, { image: await requireGuestImage(profile.guest.image) });
+  const outer = await Lab.launch(profile, { image: await requireGuestImage(profile.guest.image, profile.guest.kernel) });
   try {
     const init = await outer.waitForGuestInit();
     const agent = await outer.agent();

@@ -22,7 +22,7 @@ export async function doctorCommand(args: { profile?: string; json: boolean; inn
     // The lab-host profile reads its device from the environment; say so rather than fail on it.
     const profile = await loadProfile(name, describingEnv());
     const report = await runDoctor(new LocalHost(), profile, { skipDevices: !process.env.TCELAB_VFIO_HOST });
-    const image = await findGuestImage(profile.guest.image);
+    const image = await findGuestImage(profile.guest.image, profile.guest.kernel);
     report.findings.push(
       image
         ? {

@@ -1,13 +1,21 @@
+import type { KernelFacts } from '../kernel/kernel-facts.js';
+import { parseKernelSpec } from '../kernel/kernel-spec.js';
 import { buildGuestImage, type GuestImage, type ImageVariant } from '../image/image-builder.js';
 import type { Profile } from '../qemu/profile.js';
 import type { Progress } from '../util/progress.js';
 import { StderrProgress } from '../util/progress.js';
 import { formatBytes, formatMs } from './output.js';
 
-export async function guestBuildCommand(args: { variant: ImageVariant; refresh: boolean; json: boolean }): Promise<number> {
+export async function guestBuildCommand(args: {
+  variant: ImageVariant;
+  refresh: boolean;
+  json: boolean;
+  kernel?: string;
+}): Promise<number> {
+  if (args.kernel !== undefined) parseKernelSpec(args.kernel, '--kernel');
   const progress = new StderrProgress();
   const t0 = Date.now();
-  const result = await buildGuestImage({ variant: args.variant, refresh: args.refresh, progress });
+  const result = await buildGuestImage({ variant: args.variant, kernel: args.kernel, refresh: args.refresh, progress });
   const m = result.image.manifest;
   const elapsed = Date.now() - t0;
   if (args.json) {
@@ -24,7 +32,13 @@ export async function guestBuildCommand(args: { variant: ImageVariant; refresh: 
   process.stdout.write(
     `guest image "${m.variant}" ${verb} in ${formatMs(elapsed)} (downloaded ${formatBytes(result.downloadedBytes)})\n` +
       `  dir:     ${result.image.dir}\n` +
-      `  kernel:  ${m.kernelRelease} (vmlinux ${formatBytes(m.outputs.kernel.size)})\n` +
+      `  kernel:  ${m.kernelRelease} (vmlinux ${formatBytes(m.outputs.kernel.size)}) from ${describeKernelSource(m.kernel)}\n` +
+      `           ${m.kernel.pageSize / 1024} KiB pages; ${Object.entries(m.kernel.config)
+        .map(([k, v]) => `${k}=${v}`)
+        .join(' ')}\n` +
+      `           modules: ${Object.entries(m.kernel.modules)
+        .map(([k, v]) => `${k} ${v}`)
+        .join(', ')}\n` +
       `  initrd:  ${formatBytes(m.outputs.initrd.size)} gzip, ${m.initramfs.files} entries, ${formatBytes(m.initramfs.bytes)} unpacked\n` +
       `  packages (Debian ${m.suite} ${m.architecture}):\n` +
       m.packages.map((p) => `    ${p.name.padEnd(40)} ${p.version.padEnd(22)} sha256:${p.sha256.slice(0, 16)}…\n`).join(''),
@@ -38,14 +52,21 @@ export async function guestBuildCommand(args: { variant: ImageVariant; refresh: 
  */
 export async function ensureGuestImage(profile: Profile, progress: Progress): Promise<GuestImage> {
   const variant = profile.guest.image;
-  const r = await buildGuestImage({ variant, refresh: false, progress });
+  const r = await buildGuestImage({ variant, kernel: profile.guest.kernel, refresh: false, progress });
   if (r.action !== 'up-to-date')
-    progress.info(`guest image "${variant}" ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`);
+    progress.info(
+      `guest image "${variant}" for ${profile.guest.kernel} ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`,
+    );
   return r.image;
 }
 
-/** ensureGuestImage for every variant these profiles boot, one build at a time. */
+/** ensureGuestImage for every variant and kernel these profiles boot, one build at a time. */
 export async function ensureGuestImages(profiles: Profile[], progress: Progress): Promise<void> {
-  const byVariant = new Map(profiles.map((p) => [p.guest.image, p]));
-  for (const p of byVariant.values()) await ensureGuestImage(p, progress);
+  const byImage = new Map(profiles.map((p) => [`${p.guest.image} ${p.guest.kernel}`, p]));
+  for (const p of byImage.values()) await ensureGuestImage(p, progress);
+}
+
+/** "Debian package linux-image-… 6.12.107-1", or the spec of a local kernel. */
+export function describeKernelSource(k: KernelFacts): string {
+  return k.source.package ? `${k.source.package} ${k.source.version} (${k.source.spec})` : k.source.spec;
 }

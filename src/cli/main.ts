@@ -12,6 +12,7 @@ import { upCommand } from './up-command.js';
 import { doctorCommand } from './doctor-command.js';
 import { controlRequest } from './hotplug-command.js';
 import { cacheCommand } from './cache-command.js';
+import { matrixCommand } from './matrix-command.js';
 import { InputError } from '../util/errors.js';
 import { listProfiles, resolveProfilePath } from '../qemu/profile.js';
 import { listScenarioFiles } from '../scenario/data/scenario-file.js';
@@ -52,9 +53,19 @@ async function main(argv: string[]): Promise<number> {
         default: false,
         describe: 'boot every lab cold (the default; TCELAB_SNAPSHOTS=off), whatever the environment says',
       })
+      .option('kernel', {
+        type: 'string',
+        describe:
+          'the guest kernel under test: debian:<suite>[/64k][@<version glob>] (e.g. debian:experimental), deb:<a.deb,…> ' +
+          "or local:<vmlinux>[,<modules root>] (TCELAB_KERNEL); default: the profile's guest.kernel (debian:trixie)",
+      })
+      .option('qemu', { type: 'string', describe: "the host QEMU binary (TCELAB_QEMU); default: the profile's qemu.binary" })
       .middleware((a) => {
         if (a.snapshots) process.env.TCELAB_SNAPSHOTS = 'use';
         if (a.cold) process.env.TCELAB_SNAPSHOTS = 'off';
+        // Every profile a command loads takes them (loadProfile), so run, up, doctor and matrix all do.
+        if (a.kernel !== undefined) process.env.TCELAB_KERNEL = a.kernel;
+        if (a.qemu !== undefined) process.env.TCELAB_QEMU = a.qemu;
       })
       .command(
         'guest <action>',
@@ -69,7 +80,15 @@ async function main(argv: string[]): Promise<number> {
               describe: 'the same as --variant with-qemu: the guest can run QEMU (a nested lab host)',
             })
             .option('refresh', { type: 'boolean', default: false, describe: 're-resolve the newest package versions' }),
-        (a) => run(guestBuildCommand({ variant: a.withQemu ? 'with-qemu' : a.variant, refresh: a.refresh, json: a.json })),
+        (a) =>
+          run(
+            guestBuildCommand({
+              variant: a.withQemu ? 'with-qemu' : a.variant,
+              refresh: a.refresh,
+              json: a.json,
+              kernel: process.env.TCELAB_KERNEL,
+            }),
+          ),
       )
       .command(
         'run [target]',
@@ -181,13 +200,70 @@ async function main(argv: string[]): Promise<number> {
               type: 'string',
               demandOption: true,
               describe:
-                'a QMP socket path, a profile name, or "inner": the inner QEMU of a running nested lab (`tcelab up nested-lab-host`)',
+                'a QMP socket path, a profile name, "lab": the QEMU of a running `tcelab up` lab (relayed by its controller), ' +
+                'or "inner": the inner QEMU of a running nested lab (`tcelab up nested-lab-host`)',
             })
             .positional('qmpCommand', { type: 'string', demandOption: true })
             .positional('qmpArguments', { type: 'string', describe: 'arguments as a JSON object' })
             .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' })
-            .option('lab', { type: 'string', describe: 'with "inner": runtime dir of the lab (default: the only running one)' }),
+            .option('lab', { type: 'string', describe: 'with "lab" or "inner": runtime dir of the lab (default: the only running one)' }),
         (a) => run(qmpCommand({ target: a.target, command: a.qmpCommand, arguments: a.qmpArguments, timeout: a.timeout, lab: a.lab })),
+      )
+      .command(
+        'matrix [scenarios..]',
+        'run scenarios on several kernels (and QEMUs) and report what changed between them',
+        (y) =>
+          y
+            .positional('scenarios', { type: 'string', array: true, default: [] as string[], describe: 'scenarios (tcelab list)' })
+            .option('all', { type: 'boolean', default: false, describe: 'every scenario in scenarios/' })
+            .option('kernels', {
+              type: 'string',
+              demandOption: true,
+              describe: 'comma-separated kernel specs, oldest first: debian:trixie,debian:trixie-backports,debian:experimental',
+            })
+            .option('qemus', { type: 'string', describe: "comma-separated host QEMU binaries to compare (default: the profile's)" })
+            .option('jobs', { type: 'number', default: 1, describe: 'labs at once' })
+            .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the matrix' })
+            .option('results', { type: 'string', describe: 'results dir (default results/matrix-<time>)' })
+            .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value' }),
+        (a) =>
+          run(
+            matrixCommand({
+              scenarios: a.scenarios as string[],
+              all: a.all,
+              kernels: a.kernels,
+              qemus: a.qemus,
+              jobs: a.jobs,
+              shard: a.shard,
+              results: a.results,
+              set: a.set as string[],
+              json: a.json,
+            }),
+          ),
+      )
+      .command(
+        'hmp <target> <commandLine>',
+        'run one HMP command (through QMP human-monitor-command), e.g. tcelab hmp lab "info mtree"',
+        (y) =>
+          y
+            .positional('target', {
+              type: 'string',
+              demandOption: true,
+              describe: 'as for `tcelab qmp`: a socket, a profile, "lab" or "inner"',
+            })
+            .positional('commandLine', { type: 'string', demandOption: true })
+            .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' })
+            .option('lab', { type: 'string', describe: 'with "lab" or "inner": runtime dir of the lab (default: the only running one)' }),
+        (a) =>
+          run(
+            qmpCommand({
+              target: a.target,
+              command: 'human-monitor-command',
+              arguments: JSON.stringify({ 'command-line': a.commandLine }),
+              timeout: a.timeout,
+              lab: a.lab,
+            }),
+          ),
       )
       .command(
         'up [profile]',
@@ -305,7 +381,15 @@ async function main(argv: string[]): Promise<number> {
 }
 
 // An interrupted run ends with 128+signal whatever the command's own error path says.
+/**
+ * Exits once stdout and stderr have taken everything written to them: a pipe's writes are asynchronous, and
+ * process.exit() drops what is still queued (seen: a 333 KB --json report cut at 219 KB).
+ */
+function exitWhenFlushed(code: number): void {
+  process.stdout.write('', () => process.stderr.write('', () => process.exit(code)));
+}
+
 main(hideBin(process.argv)).then(
-  (code) => process.exit(interruptExitCode() ?? code),
-  (err) => process.exit(interruptExitCode() ?? reportError(err)),
+  (code) => exitWhenFlushed(interruptExitCode() ?? code),
+  (err) => exitWhenFlushed(interruptExitCode() ?? reportError(err)),
 );

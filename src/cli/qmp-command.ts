@@ -1,6 +1,8 @@
 import { existsSync, statSync } from 'node:fs';
 import { QmpClient } from '../qmp/qmp-client.js';
-import { InputError } from '../util/errors.js';
+import { dirname, join } from 'node:path';
+import { InputError, TcelabError } from '../util/errors.js';
+import { CONTROL_SOCKET } from './up-command.js';
 import { parseJsonText } from '../util/validate.js';
 import { loadProfile } from '../qemu/profile.js';
 import { requireGuestImage } from '../image/image-builder.js';
@@ -26,20 +28,36 @@ export async function qmpCommand(args: {
     if (!v || typeof v !== 'object' || Array.isArray(v)) throw new InputError('QMP arguments', 'json', 'must be a JSON object');
     parsed = v as Record<string, unknown>;
   }
-  if (args.target === 'inner') {
-    // The inner QEMU of a running nested lab host: its socket is in the guest, so the lab's controller relays.
-    const reply = await controlCall({
-      lab: args.lab,
-      command: 'inner-qmp',
+  const relay = (lab: string | undefined, command: 'qmp' | 'inner-qmp') =>
+    controlCall({
+      lab,
+      command,
       arguments: { command: args.command, ...(parsed ? { arguments: parsed } : {}) },
       timeoutSec: args.timeout + 5,
     });
-    print((reply as { return: unknown }).return);
+  // The QEMUs of a running lab (`tcelab up`): its controller holds their only QMP connection, so it relays.
+  // "inner": the inner QEMU of a nested lab host, whose socket is in the guest.
+  if (args.target === 'lab' || args.target === 'inner') {
+    print((await relay(args.lab, args.target === 'lab' ? 'qmp' : 'inner-qmp')).return);
     return 0;
   }
   const isSocket = existsSync(args.target) && statSync(args.target).isSocket();
   if (isSocket) {
-    const qmp = await QmpClient.connect(args.target);
+    // A running lab's own QMP socket: QEMU serves one client, the lab's controller; dialling it would wait for a
+    // greeting that never comes. Its controller's control socket sits beside it.
+    const control = join(dirname(args.target), CONTROL_SOCKET);
+    if (existsSync(control)) {
+      process.stderr.write(`tcelab qmp: ${args.target} is held by the controller of this lab; relaying through ${control}\n`);
+      print((await relay(control, 'qmp')).return);
+      return 0;
+    }
+    const qmp = await QmpClient.connect(args.target).catch((err) => {
+      throw new TcelabError(
+        `QMP socket ${args.target}`,
+        (err as Error).message,
+        'QEMU serves one QMP client at a time: if a tcelab run holds this lab, use `tcelab qmp lab …` with `tcelab up`, or its --live view',
+      );
+    });
     try {
       print(await qmp.execute(args.command, parsed, args.timeout * 1000));
     } finally {
@@ -48,7 +66,7 @@ export async function qmpCommand(args: {
     return 0;
   }
   const profile = await loadProfile(args.target);
-  const image = await requireGuestImage(profile.guest.image);
+  const image = await requireGuestImage(profile.guest.image, profile.guest.kernel);
   const lab = await Lab.launch(profile, { image, progress: new StderrProgress(), extraArgs: ['-S'] });
   try {
     print(await lab.qmp.execute(args.command, parsed, args.timeout * 1000));

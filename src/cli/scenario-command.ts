@@ -27,7 +27,7 @@ export function parseSetOptions(pairs: string[]): Record<string, number | string
   return out;
 }
 
-function entriesFor(
+export function entriesFor(
   def: ScenarioDefinition,
   file: ScenarioFile | undefined,
   set: Record<string, string | number | boolean>,

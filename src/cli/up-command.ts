@@ -79,16 +79,10 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
             }
           : {}),
       }),
+      // One QMP command to the lab's QEMU: this controller holds QEMU's only QMP connection, so others come through here.
+      qmp: async (a) => relayQmp(lab, a),
       // One QMP command to the inner QEMU, relayed by the guest agent.
-      'inner-qmp': async (a) => {
-        const command = a.command;
-        if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]{0,63}$/.test(command))
-          throw new InputError('control request', 'command', 'must be a QMP command name');
-        const qmpArgs = a.arguments;
-        if (qmpArgs !== undefined && (typeof qmpArgs !== 'object' || qmpArgs === null || Array.isArray(qmpArgs)))
-          throw new InputError('control request', 'arguments', 'must be a JSON object');
-        return { return: await innerLab().qmp.execute(command, qmpArgs as Record<string, unknown> | undefined) };
-      },
+      'inner-qmp': async (a) => relayQmp(innerLab(), a),
       'hotplug-phb': async (a) => await hotplug.hotplugPhb(int(a, 'index', 1, 30), { id: str(a, 'id', false), ddw: a.ddw !== false }),
       'hotplug-device': async (a) =>
         await hotplug.hotplugDevice(str(a, 'phb')!, { id: str(a, 'id')!, driver: str(a, 'driver')!, host: str(a, 'host', false) }),
@@ -144,4 +138,15 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     const kept = await lab.dispose();
     if (kept) process.stderr.write(`artifacts kept in ${kept}\n`);
   }
+}
+
+/** A relayed QMP request ({command, arguments}) checked, then run on the lab's own QMP connection. */
+async function relayQmp(lab: Lab, a: Record<string, unknown>): Promise<{ return: unknown }> {
+  const command = a.command;
+  if (typeof command !== 'string' || !/^[a-z][a-z0-9_-]{0,63}$/.test(command))
+    throw new InputError('control request', 'command', 'must be a QMP command name');
+  const qmpArgs = a.arguments;
+  if (qmpArgs !== undefined && (typeof qmpArgs !== 'object' || qmpArgs === null || Array.isArray(qmpArgs)))
+    throw new InputError('control request', 'arguments', 'must be a JSON object');
+  return { return: await lab.qmp.execute(command, qmpArgs as Record<string, unknown> | undefined) };
 }

@@ -1,6 +1,7 @@
 import type { QmpClient } from '../qmp/qmp-client.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
+import { PeerCommandError } from '../qmp/errors.js';
 import { DRC_TYPE_PCI, DRC_TYPE_PHB, drcName, findInQueryPci, pciDrcIndex, phbDeviceTreeNode, phbDrcIndex } from './drc.js';
 import { deviceArg } from '../qemu/argv.js';
 import { guestPciDomain } from '../qemu/profile.js';
@@ -114,15 +115,21 @@ export class Hotplugger {
     return entries.some((e) => e.name === phbDeviceTreeNode(index));
   }
 
-  private async deleted(step: string, id: string, since: number, timeoutMs = this.timeouts.deletedMs): Promise<void> {
-    // A PHB's DRC children are deleted first, each with its own event; wait for the device itself.
-    await this.qmp.waitForEvent('DEVICE_DELETED', { timeoutMs, since, predicate: (d) => d.device === id }).catch((err) => {
+  /** QMP device_del and its DEVICE_DELETED, timed as two steps ("QMP device_del <what>", "DEVICE_DELETED <what>"). */
+  private async removeFromQemu(timings: StepTiming[], what: string, id: string, timeoutMs = this.timeouts.deletedMs): Promise<void> {
+    const t0 = Date.now();
+    try {
+      const took = await this.qmp.deviceDelAndWait(id, timeoutMs);
+      timings.push({ step: `QMP device_del ${what}`, ms: took.requestMs }, { step: `DEVICE_DELETED ${what}`, ms: took.deletedMs });
+    } catch (err) {
+      timings.push({ step: `QMP device_del ${what}`, ms: Date.now() - t0 });
+      if (err instanceof PeerCommandError) throw new HotplugError(`QMP device_del ${what}`, err.message);
       throw new HotplugError(
-        step,
+        `DEVICE_DELETED ${what}`,
         `no DEVICE_DELETED for ${id}: ${(err as Error).message}`,
         'the guest may not have released it; see the console log',
       );
-    });
+    }
   }
 
   /** device_add spapr-pci-host-bridge, then drmgr -c phb -a, then wait for the guest's device-tree node. */
@@ -148,11 +155,7 @@ export class Hotplugger {
       return { phb, timings };
     } catch (err) {
       // Leave the lab as it was: the guest never configured the PHB, so QEMU can drop it at once.
-      const mark = this.qmp.eventMark();
-      await this.qmp
-        .deviceDel(id)
-        .then(() => this.deleted('roll back PHB', id, mark, 10_000))
-        .catch(() => {});
+      await this.qmp.deviceDelAndWait(id, 10_000).catch(() => {});
       throw err;
     }
   }
@@ -194,11 +197,7 @@ export class Hotplugger {
       this.devices.set(dev.id, device);
       return { device, timings };
     } catch (err) {
-      const mark = this.qmp.eventMark();
-      await this.qmp
-        .deviceDel(dev.id)
-        .then(() => this.deleted('roll back device', dev.id, mark, 10_000))
-        .catch(() => {});
+      await this.qmp.deviceDelAndWait(dev.id, 10_000).catch(() => {});
       throw err;
     }
   }
@@ -209,9 +208,7 @@ export class Hotplugger {
     const dev = this.devices.get(id);
     if (!dev) throw new HotplugError('unplug device', `${id} was not hot-plugged by this controller`);
     await this.timed(timings, 'guest drmgr -c pci -r', () => this.drmgr('guest drmgr -c pci -r', ['-c', 'pci', '-r', '-I', '-s', dev.drc]));
-    const mark = this.qmp.eventMark();
-    await this.timed(timings, 'QMP device_del device', () => this.qmp.deviceDel(id));
-    await this.timed(timings, 'DEVICE_DELETED device', () => this.deleted('DEVICE_DELETED device', id, mark));
+    await this.removeFromQemu(timings, 'device', id);
     this.devices.delete(id);
     return timings;
   }
@@ -226,9 +223,7 @@ export class Hotplugger {
     await this.timed(timings, 'guest drmgr -c phb -r', () =>
       this.drmgr('guest drmgr -c phb -r', ['-c', 'phb', '-r', '-s', phb.drc], this.timeouts.phbRemoveMs),
     );
-    const mark = this.qmp.eventMark();
-    await this.timed(timings, 'QMP device_del PHB', () => this.qmp.deviceDel(id));
-    await this.timed(timings, 'DEVICE_DELETED PHB', () => this.deleted('DEVICE_DELETED PHB', id, mark));
+    await this.removeFromQemu(timings, 'PHB', id);
     await this.timed(timings, 'guest drops the PHB', () =>
       this.waitUntil('guest drops the PHB', `removal of ${phbDeviceTreeNode(phb.index)}`, async () =>
         (await this.guestHasPhb(phb.index)) ? undefined : true,

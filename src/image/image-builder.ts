@@ -7,6 +7,10 @@ import { PrivateApt, sha256File, debFileName, type DebPackage } from './private-
 import { hostDebianMirror } from './apt-sources.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
 import { moduleInfo, modulesDep, normalizeModuleName } from './kmod.js';
+import { resolveDebianKernel } from '../kernel/debian-kernel.js';
+import { GUEST_MODULES, type KernelFacts } from '../kernel/kernel-facts.js';
+import { DEFAULT_KERNEL, formatKernelSpec, kernelKey, parseKernelSpec, type KernelSpec } from '../kernel/kernel-spec.js';
+import { GUEST_MODULE_DIRS, stageKernelDebs, stageLocalKernel, type StagedKernel } from '../kernel/stage-kernel.js';
 import { readElfDeps, EM_PPC64 } from './elf.js';
 import { run, runBinary } from '../util/exec.js';
 import { TcelabError } from '../util/errors.js';
@@ -14,10 +18,11 @@ import { cacheDir, guestSourceDir } from '../util/paths.js';
 import type { Progress } from '../util/progress.js';
 
 /**
- * Builds the guest image (vmlinux + initramfs) from Debian trixie ppc64el
- * packages: resolves the newest versions, downloads them with a private apt
- * configuration, verifies every .deb against the index's SHA256, and records
- * versions and hashes in manifest.json. A warm cache downloads nothing.
+ * Builds the guest image (vmlinux + initramfs): the kernel under test (a Debian suite's, local .debs or a local
+ * build; see kernel-spec.ts) with a Debian trixie ppc64el userland. Resolves the newest versions, downloads them
+ * with a private apt configuration, verifies every .deb against the index's SHA256, and records versions, hashes
+ * and what the kernel is (release, page size, config) in manifest.json. One image per variant and kernel; a warm
+ * cache downloads nothing.
  */
 export type ImageVariant = 'base' | 'with-qemu';
 
@@ -36,6 +41,8 @@ export interface ImageManifest {
   index?: { dist: string; date?: string };
   architecture: string;
   kernelRelease: string;
+  /** The kernel under test: where it came from, its release, page size, config values and modules. */
+  kernel: KernelFacts;
   packages: Array<Pick<DebPackage, 'name' | 'version' | 'architecture' | 'filename' | 'sha256' | 'size'>>;
   inputsSha256: string;
   outputs: { kernel: ManifestFile; initrd: ManifestFile; agent?: ManifestFile };
@@ -48,10 +55,6 @@ export interface GuestImage {
   initrd: string;
   manifest: ImageManifest;
 }
-
-/** Where the guest's modules are unpacked from, and which it loads (their deps follow from .modinfo). */
-const GUEST_MODULE_DIRS = ['kernel/drivers/vfio', 'kernel/drivers/pci/hotplug'];
-const GUEST_MODULES = ['vfio', 'vfio_iommu_spapr_tce', 'vfio_pci', 'rpadlpar_io'];
 
 interface VariantSpec {
   /** Packages taken by exact name; their shared-library dependencies follow. */
@@ -75,18 +78,22 @@ const VARIANTS: Record<ImageVariant, VariantSpec> = {
   },
 };
 
-const KERNEL_PATTERN = /^linux-image-6\.12\.\d+\+deb\d+-powerpc64le$/;
+/** The userland's suite (and the default kernel's). */
 const SUITE = 'trixie';
 const ARCH = 'ppc64el';
 const LIB_DIRS = ['/usr/lib/powerpc64le-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/powerpc64le-linux-gnu', '/lib64', '/lib'];
 
-export function imageDir(variant: ImageVariant, cache = cacheDir()): string {
-  return join(cache, 'guest', variant);
+const shortHash = (s: string) => createHash('sha256').update(s).digest('hex');
+
+/** The cache dir of a variant's image for a kernel: guest/<variant> for trixie's, guest/<variant>@<kernel key> for others. */
+export function imageDir(variant: ImageVariant, kernel = DEFAULT_KERNEL, cache = cacheDir()): string {
+  const key = kernelKey(parseKernelSpec(kernel), shortHash);
+  return join(cache, 'guest', key === SUITE ? variant : `${variant}@${key}`);
 }
 
 /** The image if it is built and its files still match the manifest's hashes. */
-export async function findGuestImage(variant: ImageVariant, cache = cacheDir()): Promise<GuestImage | undefined> {
-  const dir = imageDir(variant, cache);
+export async function findGuestImage(variant: ImageVariant, kernel = DEFAULT_KERNEL, cache = cacheDir()): Promise<GuestImage | undefined> {
+  const dir = imageDir(variant, kernel, cache);
   const manifestPath = join(dir, 'manifest.json');
   if (!existsSync(manifestPath)) return undefined;
   let manifest: ImageManifest;
@@ -95,6 +102,8 @@ export async function findGuestImage(variant: ImageVariant, cache = cacheDir()):
   } catch {
     return undefined;
   }
+  // An image from before kernels were inputs records no kernel facts: it is rebuilt.
+  if (!manifest.kernel) return undefined;
   for (const f of [manifest.outputs.kernel, manifest.outputs.initrd]) {
     const p = join(dir, f.path);
     if (!existsSync(p) || (await stat(p)).size !== f.size) return undefined;
@@ -102,22 +111,28 @@ export async function findGuestImage(variant: ImageVariant, cache = cacheDir()):
   return { dir, kernel: join(dir, manifest.outputs.kernel.path), initrd: join(dir, manifest.outputs.initrd.path), manifest };
 }
 
-export async function requireGuestImage(variant: ImageVariant, cache = cacheDir()): Promise<GuestImage> {
-  const image = await findGuestImage(variant, cache);
+export async function requireGuestImage(variant: ImageVariant, kernel = DEFAULT_KERNEL, cache = cacheDir()): Promise<GuestImage> {
+  const image = await findGuestImage(variant, kernel, cache);
   if (!image) {
     throw new TcelabError(
-      `guest image "${variant}"`,
-      `not built in ${imageDir(variant, cache)}`,
-      `run \`tcelab guest build${variant === 'base' ? '' : ` --variant ${variant}`}\``,
+      `guest image "${variant}" for kernel ${kernel}`,
+      `not built in ${imageDir(variant, kernel, cache)}`,
+      `run \`tcelab guest build${variant === 'base' ? '' : ` --variant ${variant}`}${kernel === DEFAULT_KERNEL ? '' : ` --kernel ${kernel}`}\``,
     );
   }
   return image;
 }
 
-/** Hash of everything from this repository that goes into the image. */
-export async function guestInputsSha256(): Promise<string> {
+/** Hash of everything from this repository that goes into the image, and of the kernel it is for. */
+export async function guestInputsSha256(kernel: KernelSpec = parseKernelSpec(DEFAULT_KERNEL)): Promise<string> {
   const h = createHash('sha256');
-  h.update('image-builder-format-2\n');
+  h.update('image-builder-format-3\n');
+  h.update(`kernel ${formatKernelSpec(kernel)}\n`);
+  // A local kernel changes under the same name: its files are inputs too.
+  const localFiles = kernel.kind === 'deb' ? kernel.files : kernel.kind === 'local' ? [kernel.vmlinux] : [];
+  for (const f of localFiles) if (existsSync(f)) h.update(`${f} ${await sha256File(f)}\n`);
+  if (kernel.kind === 'local' && kernel.modulesRoot && existsSync(kernel.modulesRoot))
+    h.update(`modules ${(await stat(kernel.modulesRoot)).mtimeMs}\n`);
   const files = ['init.sh', ...(await listAgentSources()).map((f) => `agent/${f}`)];
   for (const f of files.sort()) {
     h.update(`${f}\n`);
@@ -134,6 +149,8 @@ async function listAgentSources(): Promise<string[]> {
 
 export interface BuildOptions {
   variant: ImageVariant;
+  /** The kernel under test (kernel-spec.ts); Debian trixie's by default. */
+  kernel?: string;
   /** Re-resolve package versions even if cached ones exist. */
   refresh?: boolean;
   cache?: string;
@@ -147,12 +164,24 @@ export interface BuildResult {
   downloadedBytes: number;
 }
 
+type ManifestPackage = ImageManifest['packages'][number];
+
+/** Debian packages of the image: the userland's, and the kernel's when it comes from Debian. */
+interface ResolvedPackages {
+  userland: DebPackage[];
+  kernel: DebPackage[];
+  index?: ImageManifest['index'];
+  kernelSource?: KernelFacts['source'];
+}
+
 export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> {
   const cache = opts.cache ?? cacheDir();
   const { progress, variant } = opts;
+  const kernelText = opts.kernel ?? DEFAULT_KERNEL;
+  const kernel = parseKernelSpec(kernelText);
   const spec = VARIANTS[variant];
-  const inputs = await guestInputsSha256();
-  const existing = await findGuestImage(variant, cache);
+  const inputs = await guestInputsSha256(kernel);
+  const existing = await findGuestImage(variant, kernelText, cache);
   const debDir = join(cache, 'guest', 'debs');
 
   if (existing && !opts.refresh && existing.manifest.inputsSha256 === inputs) {
@@ -160,34 +189,35 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   }
 
   // Reuse the recorded package set when every .deb is still cached intact.
-  let packages: DebPackage[] | undefined;
+  let resolved: ResolvedPackages | undefined;
   if (existing && !opts.refresh) {
-    const cached = existing.manifest.packages.map((p) => ({ ...p, depends: [] }));
+    const asDeb = (p: ManifestPackage): DebPackage => ({ ...p, depends: [] });
+    const kernelNames = new Set(existing.manifest.kernel.source.package ? kernelPackageNames(existing.manifest) : []);
+    const all = existing.manifest.packages.map(asDeb);
     const intact = await progress.step('verify cached packages', async () => {
-      for (const p of cached) {
+      for (const p of all) {
         const f = join(debDir, debFileName(p));
         if (!existsSync(f) || (await sha256File(f)) !== p.sha256) return false;
       }
       return true;
     });
-    if (intact) packages = cached;
+    if (intact) {
+      resolved = {
+        userland: all.filter((p) => !kernelNames.has(p.name)),
+        kernel: all.filter((p) => kernelNames.has(p.name)),
+        index: existing.manifest.index,
+        kernelSource: existing.manifest.kernel.source,
+      };
+    }
   }
 
   let downloadedBytes = 0;
   let action: BuildResult['action'] = 'repacked';
-  // A repack keeps the record of where its packages were resolved.
-  let index: ImageManifest['index'] = packages ? existing?.manifest.index : undefined;
-  if (!packages) {
+  if (!resolved) {
     action = 'downloaded';
-    const apt = new PrivateApt(join(cache, 'guest', 'apt'), hostDebianMirror(), SUITE, ARCH);
-    await progress.step(`update Debian ${SUITE} ${ARCH} package lists (private apt config)`, () => apt.update());
-    index = { dist: apt.dist, date: await apt.releaseField(apt.dist, 'Date') };
-    if (apt.dist !== SUITE)
-      progress.info(
-        `the mirror's ${SUITE} index is mid-sync; using its ${apt.dist} alias (same release, signed, from ${index.date ?? 'unknown date'})`,
-      );
-    packages = await progress.step('resolve package versions', () => resolvePackages(apt, spec));
-    const toFetch = packages;
+    const fresh = await resolveAll(cache, spec, kernel, progress);
+    resolved = fresh;
+    const toFetch = [...resolved.userland, ...resolved.kernel];
     await progress.step(`download and verify ${toFetch.length} packages`, async (update) => {
       let i = 0;
       for (const p of toFetch) {
@@ -195,52 +225,42 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
         i++;
         const target = join(debDir, debFileName(p));
         const had = existsSync(target);
-        await apt.download(p, debDir);
+        await fresh.apts.get(p)!.download(p, debDir);
         if (!had) downloadedBytes += p.size;
       }
     });
   }
+  const packages = [...resolved.userland, ...resolved.kernel];
 
   const work = join(cache, 'guest', `.build-${variant}-${process.pid}`);
   await rm(work, { recursive: true, force: true });
   try {
     const staging = join(work, 'staging');
     await mkdir(staging, { recursive: true });
-    const kernelPkg = packages.find((p) => KERNEL_PATTERN.test(p.name));
-    if (!kernelPkg) throw new TcelabError('guest image', 'no kernel package in the package set');
     await progress.step('unpack packages', async (update) => {
-      for (const p of packages!) {
+      for (const p of resolved!.userland) {
         update(p.name);
-        const deb = join(debDir, debFileName(p));
-        if (p === kernelPkg) {
-          // Only the kernel and the modules the guest loads: the rest is ~300 MB.
-          await run(
-            'bash',
-            [
-              '-o',
-              'pipefail',
-              '-c',
-              `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/vmlinux-*' ` +
-                `${GUEST_MODULE_DIRS.map((d) => `'./usr/lib/modules/*/${d}/*'`).join(' ')}`,
-              'unpack',
-              deb,
-              staging,
-            ],
-            { what: `unpack ${p.name}` },
-          );
-        } else {
-          await run('dpkg-deb', ['-x', deb, staging], { what: `unpack ${p.name}` });
-        }
+        await run('dpkg-deb', ['-x', join(debDir, debFileName(p)), staging], { what: `unpack ${p.name}` });
       }
     });
+    const kernelDir = join(work, 'kernel');
+    const staged = await progress.step(`stage the kernel (${formatKernelSpec(kernel)})`, () =>
+      kernel.kind === 'local'
+        ? stageLocalKernel(kernel.vmlinux, kernel.modulesRoot, kernelDir, formatKernelSpec(kernel))
+        : stageKernelDebs(
+            kernel.kind === 'deb' ? kernel.files : resolved!.kernel.map((p) => join(debDir, debFileName(p))),
+            kernelDir,
+            resolved!.kernelSource ?? { spec: formatKernelSpec(kernel), layout: 'single' },
+          ),
+    );
     const agent = await progress.step('cross-compile the guest agent (ppc64le, static)', () => buildAgent(work));
-    const { entries, kernelRelease } = await progress.step('assemble initramfs', () => assembleInitramfs(staging, spec, agent));
+    const { entries } = await progress.step('assemble initramfs', () => assembleInitramfs(staging, spec, agent, staged));
     const outDir = join(work, 'out');
     await mkdir(outDir);
     const cpio = writeCpio(entries);
     const initrd = gzipSync(cpio, { level: 6 });
     await writeFile(join(outDir, 'initrd.cpio.gz'), initrd);
-    await copyFile(join(staging, 'boot', `vmlinux-${kernelRelease}`), join(outDir, 'vmlinux'));
+    await copyFile(staged.vmlinux, join(outDir, 'vmlinux'));
     const fileInfo = async (name: string): Promise<ManifestFile> => ({
       path: name,
       sha256: await sha256File(join(outDir, name)),
@@ -251,9 +271,10 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
       variant,
       builtAt: new Date().toISOString(),
       suite: SUITE,
-      ...(index ? { index } : {}),
+      ...(resolved.index ? { index: resolved.index } : {}),
       architecture: ARCH,
-      kernelRelease,
+      kernelRelease: staged.release,
+      kernel: staged.facts,
       packages: packages.map(({ name, version, architecture, filename, sha256, size }) => ({
         name,
         version,
@@ -274,7 +295,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
     };
     await writeFile(join(outDir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
     // Replace the image in one rename so a reader never sees half of it.
-    const dir = imageDir(variant, cache);
+    const dir = imageDir(variant, kernelText, cache);
     await rm(`${dir}.old`, { recursive: true, force: true });
     if (existsSync(dir)) await rename(dir, `${dir}.old`);
     await rename(outDir, dir);
@@ -285,11 +306,56 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   }
 }
 
-/** Kernel (newest 6.12), the variant's packages, and their shared-library dependency closure. */
+/** The kernel's packages in a manifest: those of its image package's source set (linux-{image,binary,modules,base}-<abi>-…). */
+function kernelPackageNames(m: ImageManifest): string[] {
+  return m.packages.filter((p) => /^linux-(image|binary|modules|base)-\d/.test(p.name)).map((p) => p.name);
+}
+
+/**
+ * Resolves the userland (trixie) and, for a Debian kernel, the kernel's packages in its suite, each through a
+ * private apt of its own suite. Every package keeps the apt that resolved it (it downloads from there).
+ */
+async function resolveAll(
+  cache: string,
+  spec: VariantSpec,
+  kernel: KernelSpec,
+  progress: Progress,
+): Promise<ResolvedPackages & { apts: Map<DebPackage, PrivateApt> }> {
+  const aptFor = async (suite: string) => {
+    const apt = new PrivateApt(join(cache, 'guest', suite === SUITE ? 'apt' : `apt-${suite}`), hostDebianMirror(), suite, ARCH);
+    await progress.step(`update Debian ${suite} ${ARCH} package lists (private apt config)`, () => apt.update());
+    if (apt.dist !== suite) {
+      progress.info(
+        `the mirror's ${suite} index is mid-sync; using its ${apt.dist} alias (same release, signed, from ${await apt.releaseField(apt.dist, 'Date')})`,
+      );
+    }
+    return apt;
+  };
+  const userlandApt = await aptFor(SUITE);
+  const index = { dist: userlandApt.dist, date: await userlandApt.releaseField(userlandApt.dist, 'Date') };
+  const userland = await progress.step('resolve package versions', () => resolvePackages(userlandApt, spec));
+  const apts = new Map<DebPackage, PrivateApt>(userland.map((p) => [p, userlandApt]));
+  if (kernel.kind !== 'debian') return { userland, kernel: [], index, apts };
+  const kernelApt = kernel.suite === SUITE ? userlandApt : await aptFor(kernel.suite);
+  const found = await progress.step(`resolve the ${kernel.flavour} kernel in Debian ${kernel.suite}`, async () =>
+    resolveDebianKernel(await kernelApt.candidates(/^linux-(image|binary|modules|base)-\d/), { ...kernel }),
+  );
+  progress.info(
+    `kernel: ${found.image.name} ${found.image.version} (${found.layout} layout: ${found.packages.map((p) => p.name).join(', ')})`,
+  );
+  for (const p of found.packages) apts.set(p, kernelApt);
+  return {
+    userland,
+    kernel: found.packages,
+    index,
+    apts,
+    kernelSource: { spec: formatKernelSpec(kernel), package: found.image.name, version: found.image.version, layout: found.layout },
+  };
+}
+
+/** The variant's userland packages and their shared-library dependency closure. */
 async function resolvePackages(apt: PrivateApt, spec: VariantSpec): Promise<DebPackage[]> {
   const out = new Map<string, DebPackage>();
-  const kernel = await apt.newest(KERNEL_PATTERN);
-  out.set(kernel.name, kernel);
   const queue = [...spec.packages];
   // Follow only library packages: the image carries binaries, not whole systems.
   const follow = (name: string) => /^(lib|zlib1g$)/.test(name) && !/-(base|common|data|bin|dev|doc)$/.test(name) && name !== 'libc-bin';
@@ -307,28 +373,15 @@ async function resolvePackages(apt: PrivateApt, spec: VariantSpec): Promise<DebP
   return [...out.values()];
 }
 
-/** Builds guest/agent/*.c with the cross compiler; undefined when there is no agent source. */
+/** Builds the guest agent with its own Makefile (guest/agent/Makefile, the cross compiler); undefined when there is no agent source. */
 async function buildAgent(work: string): Promise<Buffer | undefined> {
   const sources = (await listAgentSources()).filter((f) => f.endsWith('.c'));
   if (sources.length === 0) return undefined;
   const out = join(work, 'tcelab-agent');
-  await run(
-    'powerpc64le-linux-gnu-gcc',
-    [
-      '-static',
-      '-s',
-      '-O2',
-      '-Wall',
-      '-Wextra',
-      '-Werror',
-      '-std=gnu11',
-      '-D_GNU_SOURCE',
-      '-o',
-      out,
-      ...sources.map((s) => join(guestSourceDir, 'agent', s)),
-    ],
-    { what: 'cross-compile the guest agent', hint: 'install gcc-powerpc64le-linux-gnu (scripts/bootstrap.sh does)' },
-  );
+  await run('make', ['-s', '-C', join(guestSourceDir, 'agent'), `OUT=${out}`, 'CC=powerpc64le-linux-gnu-gcc'], {
+    what: 'cross-compile the guest agent (make in guest/agent)',
+    hint: 'install make and gcc-powerpc64le-linux-gnu (scripts/bootstrap.sh does)',
+  });
   const bin = await readFile(out);
   const deps = readElfDeps(bin);
   if (deps.machine !== EM_PPC64 || deps.interpreter) {
@@ -341,7 +394,8 @@ async function assembleInitramfs(
   staging: string,
   spec: VariantSpec,
   agent: Buffer | undefined,
-): Promise<{ entries: CpioEntry[]; kernelRelease: string }> {
+  kernel: StagedKernel,
+): Promise<{ entries: CpioEntry[] }> {
   const entries = new Map<string, CpioEntry>();
   const addDir = (p: string) => {
     const parts = p.split('/').filter(Boolean);
@@ -390,23 +444,25 @@ async function assembleInitramfs(
   addFile('/etc/group', Buffer.from('root:x:0:\n'));
 
   // Kernel modules with a generated modules.dep.
-  const modRoot = join(staging, 'usr/lib/modules');
-  const [kernelRelease] = await readdir(modRoot);
-  if (!kernelRelease) throw new TcelabError('guest image', 'the kernel package has no modules directory');
+  const kernelRelease = kernel.release;
   const available: Array<{ relPath: string; name: string; depends: string[]; ko: Buffer }> = [];
   for (const sub of GUEST_MODULE_DIRS) {
-    for (const file of await walk(join(modRoot, kernelRelease, sub))) {
-      if (!file.endsWith('.ko.xz')) continue;
-      const ko = await runBinary('xz', ['-dc', file], `decompress ${file}`);
-      available.push({ relPath: file.slice(join(modRoot, kernelRelease).length + 1).replace(/\.xz$/, ''), ...moduleInfo(ko), ko });
+    for (const file of await walk(join(kernel.modulesDir, sub))) {
+      if (!/\.ko(\.xz)?$/.test(file)) continue;
+      const ko = file.endsWith('.xz') ? await runBinary('xz', ['-dc', file], `decompress ${file}`) : await readFile(file);
+      available.push({ relPath: file.slice(kernel.modulesDir.length + 1).replace(/\.xz$/, ''), ...moduleInfo(ko), ko });
     }
   }
   // Only what the guest loads, and what that needs: a smaller initramfs boots faster under TCG.
   const byName = new Map(available.map((m) => [normalizeModuleName(m.name), m]));
   const modules: typeof available = [];
+  // Built into this kernel, or missing from it (the kernel's facts say so; a scenario that needs it is refused).
+  const notAModule = (name: string) =>
+    kernel.facts.modules[normalizeModuleName(name)] !== undefined && kernel.facts.modules[normalizeModuleName(name)] !== 'module';
   const want = (name: string) => {
     const m = byName.get(normalizeModuleName(name));
-    if (!m) throw new TcelabError('guest image', `kernel module ${name} is not in the kernel package`);
+    if (!m && notAModule(name)) return;
+    if (!m) throw new TcelabError('guest image', `kernel module ${name} (a dependency) is not in the kernel's module tree`);
     if (modules.includes(m)) return;
     m.depends.forEach(want);
     modules.push(m);
@@ -452,7 +508,7 @@ async function assembleInitramfs(
   for (const d of spec.dataDirs) {
     for (const file of await walk(join(staging, d))) addFile(file.slice(staging.length), await readFile(file));
   }
-  return { entries: [...entries.values()], kernelRelease };
+  return { entries: [...entries.values()] };
 }
 
 function normalizeUsr(p: string): string {

@@ -5,11 +5,7 @@ import { WebSocketServer, type WebSocket } from 'ws';
 import { livePage } from './page.js';
 import { bigintSafe } from '../util/json.js';
 
-/**
- * The live view of a run: a page on 127.0.0.1 only, behind a random token in
- * its URL, plotting pinned-page counters and listing QMP events and verdicts
- * as they happen, fed over a WebSocket. A wrong or missing token gets 403.
- */
+/** What the live page receives over its WebSocket, one JSON object per message. */
 export type LiveMessage =
   | { type: 'hello'; scenario: string; profile: string }
   | { type: 'sample'; t: number; source: 'host' | 'guest'; pinnedMiB: number; mlockedMiB: number; vmLckMiB?: number }
@@ -18,6 +14,11 @@ export type LiveMessage =
   | { type: 'event'; event: string; data: unknown; atMs: number }
   | { type: 'done'; passed: boolean };
 
+/**
+ * The live view of a run: a page on 127.0.0.1 only, behind a random token in
+ * its URL, plotting pinned-page counters and listing QMP events and verdicts
+ * as they happen, fed over a WebSocket. A wrong or missing token gets 403.
+ */
 export class LiveServer {
   private readonly token = randomBytes(16).toString('hex');
   private readonly history: LiveMessage[] = [];

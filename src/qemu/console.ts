@@ -2,11 +2,7 @@ import { createWriteStream, type WriteStream } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { TcelabError } from '../util/errors.js';
 
-/**
- * The guest console (hvc0, QEMU's stdout): written to console.log as it
- * arrives, scanned for patterns. A wait fails at once on a kernel panic or
- * when QEMU exits, instead of running into its timeout.
- */
+/** The line a panicking Linux kernel prints first. */
 export const PANIC_PATTERN = /Kernel panic - not syncing[^\n]*/;
 
 export class GuestPanicError extends TcelabError {
@@ -16,6 +12,11 @@ export class GuestPanicError extends TcelabError {
   }
 }
 
+/**
+ * The guest console (hvc0, QEMU's stdout): written to console.log as it
+ * arrives, scanned for patterns. A wait fails at once on a kernel panic or
+ * when QEMU exits, instead of running into its timeout.
+ */
 export class GuestConsole extends EventEmitter {
   private text = '';
   /** Bytes dropped from the front of `text` to bound memory. */

@@ -427,12 +427,12 @@ export class Lab {
     });
   }
 
+  private disposing: Promise<string | undefined> | undefined;
+
   /**
    * Reaps QEMU (SIGKILL if still running), closes the connections, and removes
    * the runtime dir, unless the run failed: then it is kept and its path is returned.
    */
-  private disposing: Promise<string | undefined> | undefined;
-
   dispose(opts: { artifactsTo?: string } = {}): Promise<string | undefined> {
     // Concurrent callers (an interrupt handler and the normal path) share one teardown.
     this.disposing ??= this.doDispose(opts);

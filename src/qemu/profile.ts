@@ -1,9 +1,10 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { basename, join } from 'node:path';
-import { existsSync } from 'node:fs';
+import { accessSync, constants, existsSync } from 'node:fs';
 import { Validator, parseJsonText, substituteVariables, type Spec } from '../util/validate.js';
-import { TcelabError } from '../util/errors.js';
+import { InputError, TcelabError } from '../util/errors.js';
 import { profilesDir } from '../util/paths.js';
+import { DEFAULT_KERNEL, parseKernelSpec } from '../kernel/kernel-spec.js';
 
 /**
  * A lab profile: everything needed to start one pseries machine, as data.
@@ -49,6 +50,8 @@ export interface Profile {
     boot: boolean;
     /** "base" or "with-qemu": which image variant `tcelab guest build` makes. */
     image: 'base' | 'with-qemu';
+    /** The kernel under test (kernel-spec.ts): debian:trixie unless the profile or --kernel says otherwise. */
+    kernel: string;
     append: string;
     bootTimeoutSec: number;
   };
@@ -100,6 +103,12 @@ const machineFields: Record<string, Spec> = {
     fields: {
       boot: { type: 'boolean', default: true },
       image: { type: 'string', enum: ['base', 'with-qemu'], default: 'base' },
+      kernel: {
+        type: 'string',
+        default: DEFAULT_KERNEL,
+        pattern: /^(debian|deb|local):\S+$/,
+        patternHint: 'debian:<suite>[/64k][@<glob>], deb:<files> or local:<vmlinux>[,<modules root>]',
+      },
       // loglevel=5 after quiet: the console also shows KERN_WARNING (WARNING reports), which quiet hides.
       append: { type: 'string', default: 'console=hvc0 quiet loglevel=5' },
       bootTimeoutSec: { type: 'integer', min: 5, max: 3600, default: 120 },
@@ -225,6 +234,12 @@ function crossCheck(p: CheckedMachine, name: string, v: Validator, at: string): 
     if (d.driver === 'vfio-pci' && !d.host) throw v.err(`${at}devices[${i}].host`, 'is required for a vfio-pci device');
     if (d.driver !== 'vfio-pci' && d.host) throw v.err(`${at}devices[${i}].host`, `only applies to vfio-pci, not ${d.driver}`);
   });
+  // A bad kernel spec is refused with the profile, naming the field.
+  try {
+    parseKernelSpec(profile.guest.kernel, `${at}guest.kernel`);
+  } catch (err) {
+    throw v.err(`${at}guest.kernel`, `${profile.guest.kernel}: ${(err as InputError).why}`);
+  }
   if (profile.qemu.accel === 'tcg' && profile.qemu.cpu === 'host') {
     throw v.err(`${at}qemu.cpu`, '"host" needs KVM; under TCG name a model such as power9');
   }
@@ -256,7 +271,39 @@ export async function loadProfile(nameOrPath = 'emulated', env: NodeJS.ProcessEn
   }
   const name = basename(path).replace(/\.json$/, '');
   const text = await readFile(path, 'utf8');
-  return validateProfile(parseJsonText(text, `profile ${name}`), name, env);
+  // --kernel and --qemu (the CLI passes them as TCELAB_KERNEL, TCELAB_QEMU) apply to every profile a command loads.
+  return withInputs(validateProfile(parseJsonText(text, `profile ${name}`), name, env), {
+    kernel: env.TCELAB_KERNEL,
+    qemu: env.TCELAB_QEMU,
+  });
+}
+
+/**
+ * A profile with the inputs under test given on the command line: the guest kernel (--kernel) and the host
+ * QEMU binary (--qemu). Both are checked here, before anything starts.
+ */
+export function withInputs(profile: Profile, inputs: { kernel?: string; qemu?: string }): Profile {
+  let out = profile;
+  if (inputs.kernel !== undefined) {
+    parseKernelSpec(inputs.kernel, '--kernel');
+    out = { ...out, guest: { ...out.guest, kernel: inputs.kernel } };
+  }
+  if (inputs.qemu !== undefined) {
+    checkQemuBinary(inputs.qemu);
+    out = { ...out, qemu: { ...out.qemu, binary: inputs.qemu } };
+  }
+  return out;
+}
+
+/** A QEMU given as a path must exist and be executable (a bare name is looked up on PATH when it starts). */
+export function checkQemuBinary(binary: string): void {
+  if (!binary.includes('/')) return;
+  if (!existsSync(binary)) throw new InputError('--qemu', binary, 'does not exist');
+  try {
+    accessSync(binary, constants.X_OK);
+  } catch {
+    throw new InputError('--qemu', binary, 'is not executable');
+  }
 }
 
 export async function listProfiles(): Promise<string[]> {

@@ -83,6 +83,20 @@ export class QmpClient {
     return this.execute('device_del', { id }) as Promise<void>;
   }
 
+  /**
+   * device_del that waits for its own DEVICE_DELETED (a PHB's DRC children each send one first; only the device's
+   * own counts). Events are marked before the request, so one that arrives before the reply is not missed.
+   * Resolves with how long the request and the wait took.
+   */
+  async deviceDelAndWait(id: string, timeoutMs: number): Promise<{ requestMs: number; deletedMs: number }> {
+    const mark = this.eventMark();
+    const t0 = Date.now();
+    await this.deviceDel(id);
+    const t1 = Date.now();
+    await this.waitForEvent('DEVICE_DELETED', { timeoutMs, since: mark, predicate: (d) => d.device === id });
+    return { requestMs: t1 - t0, deletedMs: Date.now() - t1 };
+  }
+
   qomList(path: string): Promise<QomProperty[]> {
     return this.execute<QomProperty[]>('qom-list', { path });
   }

@@ -1,6 +1,7 @@
 import type { ScenarioReport } from '../scenario/scenario.js';
 
-const esc = (s: string) =>
+/** Text or attribute content for XML: the five entities escaped, the control characters XML 1.0 forbids removed. */
+export const xmlEscape = (s: string) =>
   s
     .replace(/[<>&"']/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' })[c]!)
     // XML 1.0 forbids most control characters.
@@ -11,16 +12,19 @@ const esc = (s: string) =>
 export function toJunitXml(reports: ScenarioReport[]): string {
   const suites = reports.map((r) => {
     const failures = r.checks.filter((c) => c.status === 'fail').length;
-    const skipped = r.checks.filter((c) => c.status === 'known-defect').length;
+    const skipped = r.checks.filter((c) => c.status === 'known-defect' || c.status === 'not-applicable').length;
     const cases = r.checks.map((c) => {
-      const head = `    <testcase classname="tcelab.${esc(r.scenario)}.${esc(r.profile)}" name="${esc(c.name)}" time="${(c.atMs / 1000).toFixed(3)}">`;
-      const out = `      <system-out>${esc(`measured ${c.measured}; expected ${c.expected}${c.detail ? `; ${c.detail}` : ''}`)}</system-out>`;
+      const classname = `tcelab.${xmlEscape(r.scenario)}.${xmlEscape(r.profile)}`;
+      const head = `    <testcase classname="${classname}" name="${xmlEscape(c.name)}" time="${(c.atMs / 1000).toFixed(3)}">`;
+      const out = `      <system-out>${xmlEscape(`measured ${c.measured}; expected ${c.expected}${c.detail ? `; ${c.detail}` : ''}`)}</system-out>`;
       if (c.status === 'fail') {
-        const message = esc(`measured ${c.measured}, expected ${c.expected}`);
-        return `${head}\n      <failure message="${message}">${esc(c.detail ?? '')}</failure>\n${out}\n    </testcase>`;
+        const message = xmlEscape(`measured ${c.measured}, expected ${c.expected}`);
+        return `${head}\n      <failure message="${message}">${xmlEscape(c.detail ?? '')}</failure>\n${out}\n    </testcase>`;
       }
+      if (c.status === 'not-applicable')
+        return `${head}\n      <skipped message="${xmlEscape(`not applicable: ${c.notApplicable}`)}"/>\n${out}\n    </testcase>`;
       if (c.status === 'known-defect')
-        return `${head}\n      <skipped message="${esc(`known defect: ${c.knownDefect}`)}"/>\n${out}\n    </testcase>`;
+        return `${head}\n      <skipped message="${xmlEscape(`known defect: ${c.knownDefect}`)}"/>\n${out}\n    </testcase>`;
       return `${head}\n${out}\n    </testcase>`;
     });
     const props = [
@@ -30,9 +34,9 @@ export function toJunitXml(reports: ScenarioReport[]): string {
       ['error', r.error],
     ]
       .filter(([, v]) => v)
-      .map(([k, v]) => `      <property name="${k}" value="${esc(String(v))}"/>`);
+      .map(([k, v]) => `      <property name="${k}" value="${xmlEscape(String(v))}"/>`);
     return (
-      `  <testsuite name="${esc(`${r.scenario} (${r.profile})`)}" tests="${r.checks.length}" failures="${failures}" ` +
+      `  <testsuite name="${xmlEscape(`${r.scenario} (${r.profile})`)}" tests="${r.checks.length}" failures="${failures}" ` +
       `errors="${r.error ? 1 : 0}" skipped="${skipped}" time="${(r.durationMs / 1000).toFixed(3)}" ` +
       `timestamp="${r.startedAt}">\n    <properties>\n${props.join('\n')}\n    </properties>\n${cases.join('\n')}\n ` +
       ` </testsuite>`

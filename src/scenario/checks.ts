@@ -10,8 +10,10 @@ export interface Check {
    * of the code under test. It is reported, but does not fail the verdict;
    * when the defect is fixed the check passes and the report says so.
    */
-  status: 'pass' | 'fail' | 'known-defect';
+  status: 'pass' | 'fail' | 'known-defect' | 'not-applicable';
   knownDefect?: string;
+  /** Why the check cannot apply to this kernel or lab (status not-applicable). */
+  notApplicable?: string;
   expected: string;
   measured: string;
   detail?: string;
@@ -49,7 +51,7 @@ export class CheckRecorder {
     };
     this.checks.push(c);
     this.onRecord?.(c);
-    const label = { pass: 'PASS', fail: 'FAIL', 'known-defect': 'KNOWN-DEFECT' }[status];
+    const label = { pass: 'PASS', fail: 'FAIL', 'known-defect': 'KNOWN-DEFECT', 'not-applicable': 'N/A' }[status];
     this.progress.info(
       `  ${label} ${name}: measured ${c.measured}${pass ? '' : `, expected ${c.expected}`}${detail ? ` (${detail})` : ''}` +
         (status === 'known-defect'
@@ -59,6 +61,22 @@ export class CheckRecorder {
             : ''),
     );
     return pass;
+  }
+
+  /** A check that cannot apply here (the kernel's page size, a missing feature): reported with why, never a failure. */
+  notApplicable(name: string, why: string): void {
+    const c: Check = {
+      name,
+      pass: true,
+      status: 'not-applicable',
+      notApplicable: why,
+      expected: 'n/a',
+      measured: 'n/a',
+      atMs: Date.now() - this.t0,
+    };
+    this.checks.push(c);
+    this.onRecord?.(c);
+    this.progress.info(`  N/A ${name}: ${why}`);
   }
 
   equal<T>(name: string, measured: T, expected: T, detail?: string): boolean {

@@ -10,7 +10,7 @@ export async function guestSampleNow(ctx: ScenarioContext): Promise<Sample> {
 }
 
 /** Waits for the guest's pinned pages to return to `baseline` after `event`; records the verdict. */
-export async function guestRelease(
+export async function awaitGuestRelease(
   ctx: ScenarioContext,
   baseline: Sample,
   event: string,

@@ -1,11 +1,11 @@
 import type { ScenarioDefinition } from './scenario.js';
-import { preregAccounting } from './builtin/prereg-accounting.js';
-import { ddwWindows } from './builtin/ddw-windows.js';
-import { guestRelease3 } from './builtin/guest-release.js';
-import { shutdownRelease } from './builtin/shutdown-release.js';
-import { ddwHotplug } from './builtin/ddw-hotplug.js';
-import { registrationSoak } from './builtin/registration-soak.js';
-import { nestedPreregRelease } from './builtin/nested-prereg-release.js';
+import { preregAccounting } from './procedures/prereg-accounting.js';
+import { ddwWindows } from './procedures/ddw-windows.js';
+import { guestReleaseCases } from './procedures/guest-release.js';
+import { shutdownRelease } from './procedures/shutdown-release.js';
+import { ddwHotplug } from './procedures/ddw-hotplug.js';
+import { registrationSoak } from './procedures/registration-soak.js';
+import { nestedPreregRelease } from './procedures/nested-prereg-release.js';
 import { listScenarioFiles, loadScenarioFile, type ScenarioFile } from './data/scenario-file.js';
 import { definitionFromFile } from './data/interpreter.js';
 import { existsSync, readFileSync } from 'node:fs';
@@ -16,14 +16,14 @@ import { scenariosDir } from './data/scenario-file.js';
 export const procedures: ScenarioDefinition[] = [
   preregAccounting,
   ddwWindows,
-  guestRelease3,
+  guestReleaseCases,
   shutdownRelease,
   ddwHotplug,
   registrationSoak,
   nestedPreregRelease,
 ];
 
-export function findScenario(name: string): ScenarioDefinition | undefined {
+export function findProcedure(name: string): ScenarioDefinition | undefined {
   return procedures.find((s) => s.name === name);
 }
 
@@ -36,7 +36,7 @@ export async function resolveScenario(nameOrPath: string): Promise<{ def: Scenar
     const file = await loadScenarioFile(nameOrPath);
     return { def: definitionFromFile(file, procedures), file };
   }
-  const def = findScenario(nameOrPath);
+  const def = findProcedure(nameOrPath);
   return def ? { def } : undefined;
 }
 

@@ -3,15 +3,16 @@ import { join, resolve } from 'node:path';
 import { HostDdwView } from '../ddw/host-view.js';
 import { AgentHost } from '../host/agent-host.js';
 import { LocalHost } from '../host/local-host.js';
-import { requireGuestImage } from '../image/image-builder.js';
+import { type GuestImage, requireGuestImage } from '../image/image-builder.js';
+import { mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
 import type { LiveServer } from '../live/live-server.js';
 import { ProcessScanner } from '../probes/host-attribution.js';
 import { ProcCountersProbe } from '../probes/proc.js';
 import type { Sample } from '../probes/sampler.js';
 import { Lab } from '../qemu/lab.js';
-import { loadProfile, type Profile } from '../qemu/profile.js';
+import { loadProfile, type Profile, withInputs } from '../qemu/profile.js';
 import { writeReportFiles } from '../report/write.js';
-import { describeError, TcelabError } from '../util/errors.js';
+import { describeError, InputError, TcelabError } from '../util/errors.js';
 import { type Progress, silentProgress } from '../util/progress.js';
 import { GuestSession } from './run/guest-session.js';
 import { judgeHostRelease } from './run/host-release.js';
@@ -21,6 +22,10 @@ import { validateScenarioOptions } from './seeded-faults.js';
 
 export interface RunOptions {
   profile?: string;
+  /** The guest kernel under test (kernel-spec.ts), instead of the profile's guest.kernel. */
+  kernel?: string;
+  /** The host QEMU binary (a path or a name on PATH), instead of the profile's qemu.binary. */
+  qemu?: string;
   progress?: Progress;
   resultsDir?: string;
   runtimeRoot?: string;
@@ -95,8 +100,8 @@ interface Run {
  * properly, the host is judged) → report (results.json, junit.xml, timeline.svg and the artifacts, pass or fail).
  */
 export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}): Promise<ScenarioReport> {
-  const { run, profile } = await prepare(def, opts);
-  const launched = await launch(run, profile);
+  const { run, profile, image } = await prepare(def, opts);
+  const launched = await launch(run, profile, image);
   const session = new GuestSession(launched.lab, run.observation.checks, run.progress, (n) => run.observation.phase(n), def.keepsGuestPins);
   const steps = runSteps(run, launched, session);
   try {
@@ -114,13 +119,24 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
 }
 
 /** Bad options are refused here, before anything starts; the report exists from here on. */
-async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run: Run; profile: Profile }> {
+async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run: Run; profile: Profile; image: GuestImage }> {
   const progress = opts.progress ?? silentProgress;
   const faults = validateScenarioOptions(def, opts.options ?? {});
   const resultsDir = opts.resultsDir ?? defaultResultsDir(def.name);
   await mkdir(resultsDir, { recursive: true });
-  let profile = await loadProfile(opts.profile ?? def.defaultProfile);
+  let profile = withInputs(await loadProfile(opts.profile ?? def.defaultProfile), opts);
   if (def.adjustProfile) profile = def.adjustProfile(profile, opts.options ?? {});
+  // The kernel must have what the scenario needs: refused now, naming what is missing, rather than failing in the guest.
+  const image = await requireGuestImage(profile.guest.image, profile.guest.kernel);
+  const unmet = unmetRequirements(image.manifest.kernel, mergeRequirements(VFIO_SPAPR_REQUIREMENTS, def.requires));
+  if (unmet.length) {
+    throw new InputError(
+      `kernel ${profile.guest.kernel}`,
+      image.manifest.kernel.release,
+      `lacks what ${def.name} needs: ${unmet.join(', ')}`,
+      'pick another kernel with --kernel, or a scenario that does not need it',
+    );
+  }
   const observation = new RunObservation(progress, opts.live, { scenario: def.name, profile: profile.name });
   const report: ScenarioReport = {
     scenario: def.name,
@@ -130,6 +146,8 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
     startedAt: new Date(observation.t0).toISOString(),
     durationMs: 0,
     guestRamMiB: profile.qemu.memoryMiB,
+    kernel: image.manifest.kernel,
+    qemuBinary: profile.qemu.binary,
     checks: observation.checks.checks,
     phases: observation.phases,
     releases: [],
@@ -150,7 +168,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
     hostProbe: new ProcCountersProbe(new LocalHost(), scanner),
     faults,
   };
-  return { run, profile };
+  return { run, profile, image };
 }
 
 interface Launched {
@@ -160,10 +178,9 @@ interface Launched {
 }
 
 /** The host baseline is taken before QEMU exists; then the lab starts (cold, or from a snapshot). */
-async function launch(run: Run, profile: Profile): Promise<Launched> {
+async function launch(run: Run, profile: Profile, image: GuestImage): Promise<Launched> {
   const { observation, progress, report, opts } = run;
   const { sampler } = observation;
-  const image = await requireGuestImage(profile.guest.image);
   sampler.start('host', run.hostProbe, {
     rateHz: report.sampling.hostRateHz,
     pid: () => (run.lab?.process.running ? run.lab.process.pid : undefined),

@@ -10,6 +10,7 @@ import type { ReleaseVerdict } from '../probes/release.js';
 import type { Spec } from '../util/validate.js';
 import type { KeptGuestPins } from './guest-balance.js';
 import type { ExpectedKernelReport } from './kernel-log.js';
+import type { KernelFacts, KernelRequirements } from '../kernel/kernel-facts.js';
 
 /** A named instant in a run (launch, registered, shutdown requested…), in ms since the run began. */
 export interface Phase {
@@ -30,7 +31,11 @@ export interface ScenarioReport {
   startedAt: string;
   durationMs: number;
   guestKernel?: string;
+  /** The kernel under test as its image recorded it: source (package and version), page size, config values, modules. */
+  kernel?: KernelFacts;
   qemuVersion?: string;
+  /** The QEMU binary the lab ran (the profile's, or --qemu). */
+  qemuBinary?: string;
   qemuPid?: number;
   spawnToInitMs?: number;
   /** How the lab came up: restored from a snapshot (which), or cold (why). */
@@ -99,6 +104,8 @@ export interface ScenarioDefinition {
   optionSpecs?: Record<string, Spec>;
   /** Faults a run can seed (`--set seedFaults=a,b`): name → what it changes. See seeded-faults.ts. */
   seedableFaults?: Record<string, string>;
+  /** What it needs of the guest kernel beyond VFIO sPAPR (e.g. RPA hotplug); a kernel without it is refused before launch. */
+  requires?: KernelRequirements;
   /** The scenario shuts the guest down with pins held on purpose (why): the guest balance is not judged. */
   keepsGuestPins?: string;
   run(ctx: ScenarioContext): Promise<void>;

@@ -15,6 +15,9 @@ export interface SuiteEntry {
   profile?: string;
   /** Never runs beside another lab (its verdicts read system-wide host counters). */
   exclusiveHost: boolean;
+  /** The guest kernel and host QEMU under test, when not the profile's (a matrix). */
+  kernel?: string;
+  qemu?: string;
 }
 
 export function parseShard(text: string): { index: number; count: number } {
@@ -85,6 +88,8 @@ export async function runSuite(
           progress,
           runtimeRoot: opts.runtimeRoot,
           signal: opts.signal,
+          kernel: next.kernel,
+          qemu: next.qemu,
         })
           .catch(
             (err): ScenarioReport => ({

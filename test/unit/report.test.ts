@@ -30,6 +30,7 @@ const report = (): ScenarioReport => ({
       final: 0,
       returned: true,
       tolerance: 0,
+      direction: 'both',
       latencyMs: 20,
       event: 'QEMU exit',
       timeoutMs: 10000,

@@ -5,6 +5,7 @@ import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 import { validateScenarioOptions } from '../seeded-faults.js';
 import type { ScenarioFile } from './scenario-file.js';
 import { STEPS, type ScenarioStep, type StepEnv, type StepState } from './steps.js';
+import { type KernelRequirements, mergeRequirements } from '../../kernel/kernel-facts.js';
 
 /** A ScenarioDefinition whose steps come from a scenario file; `do` steps call named procedures. */
 export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefinition[]): ScenarioDefinition {
@@ -33,6 +34,7 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
     optionSpecs: Object.assign({}, ...used.map((p) => p.optionSpecs ?? {})),
     seedableFaults: used.some((p) => p.seedableFaults) ? Object.assign({}, ...used.map((p) => p.seedableFaults ?? {})) : undefined,
     keepsGuestPins: used.find((p) => p.keepsGuestPins)?.keepsGuestPins,
+    requires: mergeRequirements(...used.map((p) => p.requires), ...file.steps.map((s) => stepRequirements(s.step))),
     adjustProfile: (profile: Profile, options) =>
       used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p, options) : p), profile),
     async run(ctx) {
@@ -100,5 +102,18 @@ function runStep(ctx: ScenarioContext, st: StepState, s: ScenarioStep, n: number
   };
   // The file was checked against this entry's fields when it was loaded: s is the entry's own step type.
   const entry = STEPS[s.step] as unknown as { run(step: ScenarioStep, env: StepEnv): Promise<void> };
-  return entry.run(s, env);
+  const only = s.onlyIfPageSize;
+  if (only === undefined) return entry.run(s, env);
+  return ctx.agent
+    .info()
+    .then(({ pageSize }) =>
+      pageSize === only
+        ? entry.run(s, env)
+        : ctx.checks.notApplicable(tag, `only for ${only / 1024} KiB pages; this kernel's are ${pageSize / 1024} KiB`),
+    );
+}
+
+/** What a step type needs of the guest kernel. */
+function stepRequirements(type: ScenarioStep['step']): KernelRequirements | undefined {
+  return (STEPS as unknown as Record<string, { requires?: KernelRequirements }>)[type]?.requires;
 }

@@ -4,8 +4,9 @@ import type { Sample } from '../../probes/sampler.js';
 import type { Lab } from '../../qemu/lab.js';
 import { TcelabError } from '../../util/errors.js';
 import type { InferFields, Spec } from '../../util/validate.js';
+import { RPA_HOTPLUG_REQUIREMENTS, type KernelRequirements } from '../../kernel/kernel-facts.js';
 import { describeHolders } from '../guest-balance.js';
-import { guestRelease, guestSampleNow } from '../guest-release.js';
+import { awaitGuestRelease, guestSampleNow } from '../guest-release.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { adoptInnerVfioFds, launchInnerLab } from '../nested.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
@@ -60,6 +61,8 @@ const mib = (max: number) => ({ type: 'integer', min: 1, max }) as const;
 export interface StepEntry<F extends Record<string, Spec> = Record<string, Spec>> {
   /** One line for the README's table of steps. */
   doc: string;
+  /** What it needs of the guest kernel beyond VFIO sPAPR. */
+  requires?: KernelRequirements;
   fields: F;
   run(s: InferFields<F> & { timeoutSec?: number }, env: StepEnv): Promise<void>;
 }
@@ -69,7 +72,8 @@ const step = <const F extends Record<string, Spec>>(
   doc: string,
   fields: F,
   run: (s: InferFields<F> & { timeoutSec?: number }, env: StepEnv) => Promise<void>,
-): StepEntry<F> => ({ doc, fields, run });
+  requires?: KernelRequirements,
+): StepEntry<F> => ({ doc, fields, run, requires });
 
 const timings = (ctx: ScenarioContext, tag: string, list: Array<{ step: string; ms: number }>) =>
   ctx.timings.push(...list.map((t) => ({ step: `${tag}: ${t.step}`, ms: t.ms })));
@@ -190,7 +194,8 @@ export const STEPS = {
     async (s, { ctx, st, named, tag }) => {
       const base = named(st.marks, s.since, 'mark');
       const now = await guestSampleNow(ctx);
-      const want = s.pages !== undefined ? s.pages : ((s.mib ?? 0) * MiB) / 4096;
+      // mib counts in the guest kernel's own pages (4 KiB or 64 KiB).
+      const want = s.pages !== undefined ? s.pages : ((s.mib ?? 0) * MiB) / (await ctx.agent.info()).pageSize;
       ctx.checks.equal(`${tag} since ${s.since}`, now.counters.pinnedPages - base.counters.pinnedPages, want, 'pages');
     },
   ),
@@ -210,7 +215,7 @@ export const STEPS = {
     async (s, { ctx, st, named, tag }) => {
       const base = named(st.marks, s.since, 'mark');
       const from = st.lastEvent ?? { name: tag, t: ctx.phase(tag) };
-      const v = await guestRelease(ctx, base, from.name, from.t, s.withinSec * 1000);
+      const v = await awaitGuestRelease(ctx, base, from.name, from.t, s.withinSec * 1000);
       ctx.checks.record(
         `${tag} back to ${s.since} within ${s.withinSec} s`,
         v.returned,
@@ -236,6 +241,7 @@ export const STEPS = {
       st.hotplug ??= new Hotplugger(ctx.lab.qmp, ctx.agent);
       timings(ctx, tag, (await st.hotplug.hotplugPhb(s.index, { id: s.as, ddw: s.ddw !== false })).timings);
     },
+    RPA_HOTPLUG_REQUIREMENTS,
   ),
   'hotplug-device': step(
     'hot-plugs a device on a hot-plugged PHB, has the guest add it, and binds it to vfio-pci under its own name',
@@ -247,15 +253,26 @@ export const STEPS = {
       timings(ctx, tag, r.timings);
       await ctx.agent.bind(r.device.address);
     },
+    RPA_HOTPLUG_REQUIREMENTS,
   ),
-  'unplug-device': step('unbinds and unplugs a hot-plugged device', { device: name }, async (s, { ctx, st, tag }) => {
-    const b = st.bindings.get(s.device);
-    if (b) await ctx.agent.unbind(b.address).catch(() => {});
-    timings(ctx, tag, await hotplugger(st, tag).unplugDevice(s.device));
-  }),
-  'unplug-phb': step('unplugs a hot-plugged PHB', { phb: name }, async (s, { ctx, st, tag }) => {
-    timings(ctx, tag, await hotplugger(st, tag).unplugPhb(s.phb));
-  }),
+  'unplug-device': step(
+    'unbinds and unplugs a hot-plugged device',
+    { device: name },
+    async (s, { ctx, st, tag }) => {
+      const b = st.bindings.get(s.device);
+      if (b) await ctx.agent.unbind(b.address).catch(() => {});
+      timings(ctx, tag, await hotplugger(st, tag).unplugDevice(s.device));
+    },
+    RPA_HOTPLUG_REQUIREMENTS,
+  ),
+  'unplug-phb': step(
+    'unplugs a hot-plugged PHB',
+    { phb: name },
+    async (s, { ctx, st, tag }) => {
+      timings(ctx, tag, await hotplugger(st, tag).unplugPhb(s.phb));
+    },
+    RPA_HOTPLUG_REQUIREMENTS,
+  ),
   'guest-exec': step(
     'runs a program in the guest; fails on a non-zero exit unless expectExit names the expected one',
     { argv: { type: 'array', maxItems: 64, items: { type: 'string' } }, expectExit: opt({ type: 'integer', min: 0, max: 255 }) },
@@ -332,14 +349,20 @@ export const STEP_TYPES = Object.keys(STEPS) as StepType[];
 
 /** A step of a scenario file: a discriminated union on "step", each with its own typed fields. */
 export type ScenarioStep = {
-  [K in StepType]: { step: K; timeoutSec?: number } & InferFields<(typeof STEPS)[K]['fields']>;
+  [K in StepType]: { step: K } & InferFields<typeof COMMON_STEP_FIELDS> & InferFields<(typeof STEPS)[K]['fields']>;
 }[StepType];
 
-const timeoutSec = { type: 'integer', min: 1, max: 3600, optional: true } as const;
+/** Fields every step takes besides its own. */
+export const COMMON_STEP_FIELDS = {
+  timeoutSec: { type: 'integer', min: 1, max: 3600, optional: true },
+  // A step whose outcome depends on the guest kernel's page size (e.g. what maps into a 64K-page window):
+  // on another page size it is reported as not applicable instead of run.
+  onlyIfPageSize: { type: 'integer', min: 4096, max: 65536, optional: true },
+} as const;
 
 /** The schema a step of the given type is checked against when its file is loaded. */
 export function stepSpec(type: StepType): Spec {
-  return { type: 'object', fields: { step: { type: 'string', enum: STEP_TYPES }, timeoutSec, ...STEPS[type].fields } };
+  return { type: 'object', fields: { step: { type: 'string', enum: STEP_TYPES }, ...COMMON_STEP_FIELDS, ...STEPS[type].fields } };
 }
 
 export function isStepType(type: unknown): type is StepType {

@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { Lab } from '../src/qemu/lab.js';
-import { QmpCommandError, QmpConnectionClosedError, QmpTimeoutError } from '../src/qmp/errors.js';
-import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-import { rng, mutate } from './helpers/fuzz.js';
+import { Lab } from '../../src/qemu/lab.js';
+import { QmpCommandError, QmpConnectionClosedError, QmpTimeoutError } from '../../src/qmp/errors.js';
+import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+import { rng, mutate } from '../helpers/fuzz.js';
 
 // A real qemu-system-ppc64 held at -S: the CPU never runs, QMP is fully live.
 describe('QMP against a real QEMU (-S)', () => {

@@ -1,15 +1,13 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { Lab } from '../src/qemu/lab.js';
-import { AgentHost } from '../src/host/agent-host.js';
-import { VfioPciBinder } from '../src/host/vfio-binder.js';
-import { runDoctor } from '../src/doctor/doctor.js';
-import { loadProfile } from '../src/qemu/profile.js';
-import { emulatedLabInputs, testRuntimeRoot } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-import { packageRoot } from '../src/util/paths.js';
-import { sweepStaleLabs } from '../src/qemu/sweep.js';
+import { AgentHost } from '../../src/host/agent-host.js';
+import { VfioPciBinder } from '../../src/host/vfio-binder.js';
+import { runDoctor } from '../../src/doctor/doctor.js';
+import { loadProfile } from '../../src/qemu/profile.js';
+import { useBootedLab } from '../helpers/booted-lab.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { sweepStaleLabs } from '../../src/qemu/sweep.js';
 import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
@@ -33,21 +31,10 @@ describe('doctor on this machine', () => {
 
 // The host-side sysfs code, run for real inside the guest, whose kernel has IOMMU groups and vfio-pci.
 describe('doctor and the vfio-pci binder inside the guest (through the agent)', () => {
-  const root = testRuntimeRoot();
-  let lab: Lab;
+  const booted = useBootedLab();
   let host: AgentHost;
-
-  beforeAll(async () => {
-    const { profile, image } = await emulatedLabInputs();
-    lab = await Lab.launch(profile, { image, runtimeRoot: root });
-    await lab.waitForGuestInit();
-    host = new AgentHost(await lab.agent());
-  });
-
-  afterAll(async () => {
-    await lab?.shutdown('quit').catch(() => {});
-    await lab?.dispose();
-    expect(liveLabQemuPids(root)).toEqual([]);
+  beforeAll(() => {
+    host = new AgentHost(booted.agent);
   });
 
   it('reports the device, its viable IOMMU group, /dev/vfio, and binds and restores it', async () => {

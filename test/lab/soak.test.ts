@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
-import { runScenario } from '../src/scenario/runner.js';
-import { resolveScenario } from '../src/scenario/registry.js';
-import { testRuntimeRoot } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import { resolveScenario } from '../../src/scenario/registry.js';
+import { testRuntimeRoot } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
 
 // CI runs the soak at a reduced count; `tcelab run registration-soak --set cycles=1000` is the full one.
 describe('registration soak (reduced count)', () => {

@@ -1,7 +1,7 @@
 import type { ScenarioDefinition } from '../scenario.js';
 import { describeHolder, describeHolders } from '../guest-balance.js';
 import { findGuestDevice } from '../guest-vfio.js';
-import { guestRelease, guestSampleNow } from '../guest-release.js';
+import { awaitGuestRelease, guestSampleNow } from '../guest-release.js';
 
 /**
  * The seed's semantics in the guest kernel, which owns the VFIO container:
@@ -11,7 +11,7 @@ import { guestRelease, guestSampleNow } from '../guest-release.js';
  * 3. seeded leak: it forks a child that inherits the fds and lives on → the
  *    checker must report the pins as NOT released and name the holder.
  */
-export const guestRelease3: ScenarioDefinition = {
+export const guestReleaseCases: ScenarioDefinition = {
   name: 'guest-release',
   description: 'pins released on exit and on container close; a seeded fd leak is detected and its holder named',
   defaultProfile: 'emulated',
@@ -54,7 +54,7 @@ export const guestRelease3: ScenarioDefinition = {
       const seededHolder = ctx.seeded('exit-with-holder') ? await w.forkHolder() : undefined;
       await w.stop('TERM');
       const t = ctx.phase('case 1: worker exited');
-      const v = await guestRelease(ctx, base, 'worker exit', t, seededHolder ? leakWaitMs : timeoutMs);
+      const v = await awaitGuestRelease(ctx, base, 'worker exit', t, seededHolder ? leakWaitMs : timeoutMs);
       checks.record(
         'case 1: pins released after the worker exits',
         v.returned,
@@ -64,7 +64,7 @@ export const guestRelease3: ScenarioDefinition = {
       );
       if (seededHolder) {
         await agent.kill(seededHolder.pid, 'KILL');
-        await guestRelease(ctx, base, 'seeded holder killed', ctx.phase('case 1: seeded holder killed'), timeoutMs);
+        await awaitGuestRelease(ctx, base, 'seeded holder killed', ctx.phase('case 1: seeded holder killed'), timeoutMs);
       }
     }
 
@@ -85,7 +85,7 @@ export const guestRelease3: ScenarioDefinition = {
       );
       if (!ctx.seeded('close-group-early')) await w.closeGroup();
       const t = ctx.phase('case 2: group fd closed');
-      const v = await guestRelease(ctx, base, 'close(group)', t, timeoutMs);
+      const v = await awaitGuestRelease(ctx, base, 'close(group)', t, timeoutMs);
       checks.record(
         'case 2: pins released on container shutdown while the process lives',
         v.returned,
@@ -105,7 +105,7 @@ export const guestRelease3: ScenarioDefinition = {
       const holder = ctx.seeded('no-holder') ? undefined : await w.forkHolder();
       await w.stop('KILL');
       const t = ctx.phase('case 3: worker killed, holder alive');
-      const v = await guestRelease(ctx, base, 'worker exit (holder alive)', t, leakWaitMs);
+      const v = await awaitGuestRelease(ctx, base, 'worker exit (holder alive)', t, leakWaitMs);
       const holders = await agent.pinHolders();
       const named = holders.find((h) => h.pid === holder?.pid);
       checks.record(
@@ -122,7 +122,7 @@ export const guestRelease3: ScenarioDefinition = {
       );
       if (holder) await agent.kill(holder.pid, ctx.seeded('holder-survives') ? 'STOP' : 'KILL');
       const t2 = ctx.phase('case 3: holder killed');
-      const v2 = await guestRelease(ctx, base, 'holder exit', t2, timeoutMs);
+      const v2 = await awaitGuestRelease(ctx, base, 'holder exit', t2, timeoutMs);
       checks.record(
         'case 3: pins released once the holder exits',
         v2.returned,

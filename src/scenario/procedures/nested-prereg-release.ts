@@ -1,6 +1,6 @@
 import { describeHolder } from '../guest-balance.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
-import { guestRelease, guestSampleNow } from '../guest-release.js';
+import { awaitGuestRelease, guestSampleNow } from '../guest-release.js';
 import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
 import { innerProfile, launchInnerLab, disposeInnerLab, adoptInnerVfioFds } from '../nested.js';
 import type { Profile } from '../../qemu/profile.js';
@@ -154,7 +154,7 @@ async function innerCycle(
     ctx.watchGuestPid(undefined);
 
     if (!seededFault) {
-      const v = await guestRelease(ctx, base, `inner QEMU ${method}`, requestT, releaseTimeoutMs);
+      const v = await awaitGuestRelease(ctx, base, `inner QEMU ${method}`, requestT, releaseTimeoutMs);
       checks.record(
         `${label}: every pinned page released`,
         v.returned,
@@ -166,7 +166,7 @@ async function innerCycle(
       );
       return;
     }
-    const v = await guestRelease(ctx, base, `inner QEMU ${method} (fds held)`, requestT, leakWaitMs);
+    const v = await awaitGuestRelease(ctx, base, `inner QEMU ${method} (fds held)`, requestT, leakWaitMs);
     checks.record(
       `${label}: pins NOT released while another process holds the inner QEMU's container`,
       !v.returned,
@@ -186,7 +186,7 @@ async function innerCycle(
       const device = lab.profile.devices.find((d) => d.host)!.host!;
       await agent.unbind(device);
       const t = ctx.phase(`${label}: ${device} unbound from vfio-pci (holder alive)`);
-      const vu = await guestRelease(ctx, base, 'device unbound (holder alive)', t, releaseTimeoutMs);
+      const vu = await awaitGuestRelease(ctx, base, 'device unbound (holder alive)', t, releaseTimeoutMs);
       checks.record(
         `${label}: pins released when the device leaves vfio-pci, though the holder lives`,
         vu.returned,
@@ -206,7 +206,7 @@ async function innerCycle(
     await holder!.stop('KILL');
     holder = undefined;
     const t2 = ctx.phase(`${label}: holder killed`);
-    const v2 = await guestRelease(ctx, base, 'holder exit', t2, releaseTimeoutMs);
+    const v2 = await awaitGuestRelease(ctx, base, 'holder exit', t2, releaseTimeoutMs);
     checks.record(
       `${label}: pins released once the holder exits`,
       v2.returned,

@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { runScenario } from '../src/scenario/runner.js';
-import type { ScenarioReport } from '../src/scenario/scenario.js';
-import { findScenario } from '../src/scenario/registry.js';
-import { testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-import { packageRoot } from '../src/util/paths.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import type { ScenarioReport } from '../../src/scenario/scenario.js';
+import { findProcedure } from '../../src/scenario/registry.js';
+import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+import { packageRoot } from '../../src/util/paths.js';
 
 function check(report: ScenarioReport, prefix: string) {
   const c = report.checks.find((x) => x.name.startsWith(prefix));
@@ -19,7 +19,7 @@ describe('pinned-page release', () => {
   it('guest-release: exit and container close release the pins; the seeded leak is caught and its holder named', async () => {
     const root = testRuntimeRoot();
     const dir = mkdtempSync('/tmp/tcelab-res-');
-    const report = await runScenario(findScenario('guest-release')!, { resultsDir: dir, runtimeRoot: root, options: { sizeMiB: 16 } });
+    const report = await runScenario(findProcedure('guest-release')!, { resultsDir: dir, runtimeRoot: root, options: { sizeMiB: 16 } });
     expect(report.error).toBeUndefined();
     expect(check(report, 'case 1: pins released after the worker exits').pass).toBe(true);
     expect(check(report, 'case 2: pins still held after close(container) alone').measured).toBe('4096');
@@ -55,7 +55,7 @@ describe('pinned-page release', () => {
   for (const via of ['powerdown', 'agent', 'quit'] as const) {
     it(`shutdown-release via ${via}: host counters return to the pre-launch baseline`, async () => {
       const root = testRuntimeRoot();
-      const report = await runScenario(findScenario('shutdown-release')!, {
+      const report = await runScenario(findProcedure('shutdown-release')!, {
         resultsDir: mkdtempSync('/tmp/tcelab-res-'),
         runtimeRoot: root,
         options: { via, sizeMiB: 16 },

@@ -1,23 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
-import { chromium } from 'playwright-core';
 import WebSocket from 'ws';
-import { LiveServer } from '../src/live/live-server.js';
-import { runScenario } from '../src/scenario/runner.js';
-import { resolveScenario } from '../src/scenario/registry.js';
-import { testRuntimeRoot } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { LiveServer } from '../../src/live/live-server.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import { resolveScenario } from '../../src/scenario/registry.js';
+import { testRuntimeRoot } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+import { launchChromium } from '../helpers/chromium.js';
 
 function wsStatus(url: string): Promise<string> {
   return new Promise((resolve) => {
@@ -47,11 +36,7 @@ describe('live view', () => {
     const { def } = (await resolveScenario('window-map-release'))!;
     const run = runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, live });
     // A fresh, empty profile for every run.
-    const browser = await chromium.launchPersistentContext(mkdtempSync('/tmp/tcelab-chromium-'), {
-      executablePath: '/usr/bin/chromium',
-      args: CHROMIUM_ARGS,
-      headless: true,
-    });
+    const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const response = await page.goto(url);

@@ -2,18 +2,18 @@ import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
-import { runScenario } from '../src/scenario/runner.js';
-import { findScenario } from '../src/scenario/registry.js';
-import { testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-import { packageRoot } from '../src/util/paths.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import { findProcedure } from '../../src/scenario/registry.js';
+import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+import { packageRoot } from '../../src/util/paths.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
 describe('PHB and device hotplug: failures and the control socket', () => {
   it('re-plugging a PHB at the same index: the failing step is named, the oops is caught, the lab is torn down', async () => {
     const root = testRuntimeRoot();
-    const report = await runScenario(findScenario('ddw-hotplug')!, {
+    const report = await runScenario(findProcedure('ddw-hotplug')!, {
       resultsDir: mkdtempSync('/tmp/tcelab-res-'),
       runtimeRoot: root,
       options: { repeat: 2, reuseIndex: true },
@@ -48,6 +48,13 @@ describe('PHB and device hotplug: failures and the control socket', () => {
     };
     try {
       expect(hp('status').out.runtimeDir).toBe(ready.runtimeDir);
+      // The lab's own QMP, which its controller holds: relayed, whether asked as "lab" or by its socket.
+      const cliRun = (...args: string[]) => spawnSync(process.execPath, [cli, ...args], { env, encoding: 'utf8', timeout: 60_000 });
+      expect(JSON.parse(cliRun('qmp', 'lab', 'query-status').stdout)).toMatchObject({ status: 'running' });
+      const bySocket = cliRun('qmp', join(ready.runtimeDir, 'qmp.sock'), 'query-status');
+      expect(bySocket.stderr).toMatch(/is held by the controller of this lab; relaying through/);
+      expect(JSON.parse(bySocket.stdout)).toMatchObject({ status: 'running' });
+      expect(cliRun('hmp', 'lab', 'info version').stdout).toMatch(/^7\.\d+\.\d+/);
       expect(hp('phb', 'add', '3').out.phb).toMatchObject({ id: 'hphb3', index: 3, ddw: true, drc: 'PHB 3' });
       const dev = hp('device', 'add', 'hphb3', 'dev0').out.device;
       expect(dev).toMatchObject({ id: 'dev0', drc: 'C196608', address: '0003:00:00.0' });

@@ -1,11 +1,9 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Lab } from '../src/qemu/lab.js';
-import type { AgentClient } from '../src/agent/agent-client.js';
-import { AgentCommandError } from '../src/agent/errors.js';
-import { AgentHost } from '../src/host/agent-host.js';
-import { emulatedLabInputs, testRuntimeRoot } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-import { rng, mutate } from './helpers/fuzz.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { AgentClient } from '../../src/agent/agent-client.js';
+import { AgentCommandError } from '../../src/agent/errors.js';
+import { AgentHost } from '../../src/host/agent-host.js';
+import { useBootedLab } from '../helpers/booted-lab.js';
+import { rng, mutate } from '../helpers/fuzz.js';
 
 async function errorClass(p: Promise<unknown>): Promise<string> {
   const e = await p.then(
@@ -18,21 +16,10 @@ async function errorClass(p: Promise<unknown>): Promise<string> {
 
 // The real agent in the real guest: every bad request gets an error reply and the agent keeps serving.
 describe('guest agent', () => {
-  const root = testRuntimeRoot();
-  let lab: Lab;
+  const booted = useBootedLab();
   let agent: AgentClient;
-
-  beforeAll(async () => {
-    const { profile, image } = await emulatedLabInputs();
-    lab = await Lab.launch(profile, { image, runtimeRoot: root });
-    await lab.waitForGuestInit();
-    agent = await lab.agent();
-  });
-
-  afterAll(async () => {
-    await lab?.shutdown('quit').catch(() => {});
-    await lab?.dispose();
-    expect(liveLabQemuPids(root)).toEqual([]);
+  beforeAll(() => {
+    agent = booted.agent;
   });
 
   it('reports the kernel, page size, VFIO extensions and IOMMU groups', async () => {

@@ -2,8 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageRoot } from '../src/util/paths.js';
-import { runtimeDirsIn, TEST_ROOT_PREFIX } from './helpers/lab.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { runtimeDirsIn, TEST_ROOT_PREFIX } from '../helpers/lab.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 const dir = mkdtempSync('/tmp/tcelab-bad-');
@@ -114,6 +114,13 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
     [['run', 'prereg-accounting', '--set', 'seedFaults=nope'], /seedFaults: has no seedable fault "nope"/],
     [['run', 'window-map-release', '--set', 'sizeMiB=4'], /this scenario takes no options/],
     [['run', 'nosuch'], /tcelab run: nosuch: is neither a scenario nor a profile/],
+    // The kernel and QEMU under test are inputs like any other.
+    [['run', 'prereg-accounting', '--kernel', 'trixie'], /--kernel: trixie: must start with debian:, deb: or local:/],
+    [['run', 'prereg-accounting', '--kernel', 'debian:sid/16k'], /--kernel: debian:sid\/16k: must be debian:<suite>\[\/4k\|\/64k\]/],
+    [['run', 'prereg-accounting', '--qemu', '/nonexistent/qemu'], /--qemu: \/nonexistent\/qemu: does not exist/],
+    [['matrix', 'prereg-accounting', '--kernels', 'debian:trixie,nope'], /--kernels: nope: must start with debian:/],
+    [['matrix', '--kernels', 'debian:trixie'], /tcelab matrix: \(no scenario\): name the scenarios to run, or --all/],
+    [['guest', 'build', '--kernel', 'local:'], /--kernel: local:: must be local:<vmlinux>/],
   ];
   for (const [args, message] of options) {
     it(`options: ${args.join(' ')}`, () => {

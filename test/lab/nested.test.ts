@@ -2,12 +2,12 @@ import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { runScenario } from '../src/scenario/runner.js';
-import type { ScenarioReport } from '../src/scenario/scenario.js';
-import { resolveScenario } from '../src/scenario/registry.js';
-import { packageRoot } from '../src/util/paths.js';
-import { testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import type { ScenarioReport } from '../../src/scenario/scenario.js';
+import { resolveScenario } from '../../src/scenario/registry.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
 
 /**
  * The nested lab host against the real thing: the emulated lab's guest runs

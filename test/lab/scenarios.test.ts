@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runScenario } from '../src/scenario/runner.js';
-import { findScenario } from '../src/scenario/registry.js';
-import { testRuntimeRoot, runtimeDirsIn } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import { findProcedure } from '../../src/scenario/registry.js';
+import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
 
 function byName(report: { checks: Array<{ name: string }> }, prefix: string) {
   const c = report.checks.find((x) => x.name.startsWith(prefix));
@@ -17,7 +17,7 @@ describe('guest VFIO scenarios on the emulated lab', () => {
   it('prereg-accounting: exact VmLck/FOLL_PIN accounting and errno semantics', async () => {
     const root = testRuntimeRoot();
     const results = mkdtempSync('/tmp/tcelab-res-');
-    const report = await runScenario(findScenario('prereg-accounting')!, {
+    const report = await runScenario(findProcedure('prereg-accounting')!, {
       resultsDir: results,
       runtimeRoot: root,
       options: { sizeMiB: 16 },
@@ -44,7 +44,7 @@ describe('guest VFIO scenarios on the emulated lab', () => {
   it('ddw-windows: the host view of every window matches what the guest created', async () => {
     const root = testRuntimeRoot();
     const results = mkdtempSync('/tmp/tcelab-res-');
-    const report = await runScenario(findScenario('ddw-windows')!, { resultsDir: results, runtimeRoot: root });
+    const report = await runScenario(findProcedure('ddw-windows')!, { resultsDir: results, runtimeRoot: root });
     expect(report.error).toBeUndefined();
     expect(byName(report, 'host view shows exactly the 64K-page window').measured).toMatch(
       /80000101:0x800000000000000\+0x40000000 \(64 KiB pages\)/,

@@ -1,3 +1,4 @@
+import { RPA_HOTPLUG_REQUIREMENTS } from '../../kernel/kernel-facts.js';
 import type { ScenarioDefinition, ScenarioContext } from '../scenario.js';
 import { Hotplugger, type StepTiming } from '../../hotplug/hotplug.js';
 import { liobnOf, summarizeWindows, type DmaWindow } from '../../ddw/dma-window.js';
@@ -28,6 +29,7 @@ export const ddwHotplug: ScenarioDefinition = {
   name: 'ddw-hotplug',
   description: 'hot-plug PHB + device, DDW window, register+map, unplug; K rounds with no growth (--set repeat=K)',
   defaultProfile: 'emulated',
+  requires: RPA_HOTPLUG_REQUIREMENTS,
   optionSpecs: {
     repeat: { type: 'integer', min: 1, max: 1000 },
     phbIndex: { type: 'integer', min: 1, max: 30 },

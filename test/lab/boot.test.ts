@@ -2,10 +2,10 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab } from '../src/qemu/lab.js';
-import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn, TEST_ROOT_PREFIX } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-import { packageRoot } from '../src/util/paths.js';
+import { Lab } from '../../src/qemu/lab.js';
+import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn, TEST_ROOT_PREFIX } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+import { packageRoot } from '../../src/util/paths.js';
 
 describe('emulated lab boot', () => {
   it('boots the Debian 6.12 guest to init and powers it off cleanly over QMP', async () => {

@@ -1,15 +1,15 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
-import { runScenario } from '../src/scenario/runner.js';
-import { findScenario } from '../src/scenario/registry.js';
-import { testRuntimeRoot } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import { findProcedure } from '../../src/scenario/registry.js';
+import { testRuntimeRoot } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
 
 describe('PHB and device hotplug with DDW', () => {
   // Three rounds of drmgr in a TCG guest take 2–4 minutes, more beside another lab.
   it('ddw-hotplug: 3 rounds of plug, bind, DDW, register+map, unplug; views agree and nothing grows', { timeout: 480_000 }, async () => {
     const root = testRuntimeRoot();
-    const report = await runScenario(findScenario('ddw-hotplug')!, {
+    const report = await runScenario(findProcedure('ddw-hotplug')!, {
       resultsDir: mkdtempSync('/tmp/tcelab-res-'),
       runtimeRoot: root,
       options: { repeat: 3 },

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { packageRoot } from '../src/util/paths.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-import { runtimeDirsIn, TEST_ROOT_PREFIX } from './helpers/lab.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+import { runtimeDirsIn, TEST_ROOT_PREFIX } from '../helpers/lab.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 

@@ -2,14 +2,14 @@ import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { runScenario } from '../src/scenario/runner.js';
-import { resolveScenario } from '../src/scenario/registry.js';
-import { packageRoot } from '../src/util/paths.js';
-import { liveLabQemuPids } from './helpers/processes.js';
-import { testRuntimeRoot, runtimeDirsIn, emulatedLabInputs } from './helpers/lab.js';
-import { Lab } from '../src/qemu/lab.js';
-import { LiveServer } from '../src/live/live-server.js';
-import type { Progress } from '../src/util/progress.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import { resolveScenario } from '../../src/scenario/registry.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+import { testRuntimeRoot, runtimeDirsIn, emulatedLabInputs } from '../helpers/lab.js';
+import { Lab } from '../../src/qemu/lab.js';
+import { LiveServer } from '../../src/live/live-server.js';
+import type { Progress } from '../../src/util/progress.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 

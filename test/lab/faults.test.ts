@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
-import { runScenario } from '../src/scenario/runner.js';
-import { findScenario } from '../src/scenario/registry.js';
-import { testRuntimeRoot } from './helpers/lab.js';
-import { liveLabQemuPids } from './helpers/processes.js';
+import { runScenario } from '../../src/scenario/runner.js';
+import { findProcedure } from '../../src/scenario/registry.js';
+import { testRuntimeRoot } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
 
 /**
  * Every verdict can fail: each row seeds faults into a real run (the real
@@ -18,7 +18,7 @@ const SEEDED_FAULT_RUNS: Array<{ scenario: string; options: Record<string, strin
     options: { sizeMiB: 16, seedFaults: 'register-extra-mib,second-register-fresh,unknown-is-registered,ranges-valid,unregister-other' },
     flips: [
       'VmLck grows by exactly 16 MiB',
-      'FOLL_PIN acquired grows by exactly 16 MiB / 4096 B pages',
+      'FOLL_PIN acquired grows by exactly 16 MiB of pages',
       'pinned pages (acquired − released) grow by the same',
       'registering the same region again in the container',
       'unregistering a region that was never registered',
@@ -107,7 +107,7 @@ describe('seeded faults flip exactly the checks they name', () => {
   for (const row of SEEDED_FAULT_RUNS) {
     it(`${row.scenario} --set seedFaults=${row.options.seedFaults}`, async () => {
       const root = testRuntimeRoot();
-      const report = await runScenario(findScenario(row.scenario)!, {
+      const report = await runScenario(findProcedure(row.scenario)!, {
         resultsDir: mkdtempSync('/tmp/tcelab-res-'),
         runtimeRoot: root,
         options: row.options,

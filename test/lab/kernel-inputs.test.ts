@@ -1,0 +1,85 @@
+import { execFileSync, spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { requireGuestImage } from '../../src/image/image-builder.js';
+import { cacheDir, packageRoot } from '../../src/util/paths.js';
+import { testRuntimeRoot } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+
+const cli = join(packageRoot, 'dist/cli/main.js');
+
+/**
+ * A kernel as a kernel developer has it after `make` and `make modules_install INSTALL_MOD_PATH=…`: here made from
+ * trixie's own package (the one the default image boots), laid out as a local build.
+ */
+async function localBuild(opts: { withoutHotplug: boolean }): Promise<string> {
+  const image = await requireGuestImage('base');
+  const pkg = image.manifest.packages.find((p) => /^linux-image-6\.12\./.test(p.name))!;
+  const deb = join(cacheDir(), 'guest', 'debs', `${pkg.name}_${pkg.version}_${pkg.architecture}.deb`);
+  const dir = mkdtempSync('/tmp/tcelab-kbuild-');
+  const unpacked = join(dir, 'pkg');
+  mkdirSync(unpacked);
+  execFileSync('bash', [
+    '-o',
+    'pipefail',
+    '-c',
+    `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/*' './usr/lib/modules/*/kernel/drivers/vfio/*' './usr/lib/modules/*/kernel/drivers/pci/hotplug/*'`,
+    'x',
+    deb,
+    unpacked,
+  ]);
+  const release = readdirSync(join(unpacked, 'usr/lib/modules'))[0]!;
+  const build = join(dir, 'linux');
+  mkdirSync(build);
+  copyFileSync(join(unpacked, 'boot', `vmlinux-${release}`), join(build, 'vmlinux'));
+  let config = readFileSync(join(unpacked, 'boot', `config-${release}`), 'utf8');
+  mkdirSync(join(dir, 'mods', 'lib', 'modules'), { recursive: true });
+  renameSync(join(unpacked, 'usr/lib/modules', release), join(dir, 'mods', 'lib', 'modules', release));
+  if (opts.withoutHotplug) {
+    // A build configured without RPA hotplug.
+    config = config.replace(/^CONFIG_HOTPLUG_PCI_RPA(_DLPAR)?=.*$/gm, '# CONFIG_HOTPLUG_PCI_RPA$1 is not set');
+    rmSync(join(dir, 'mods', 'lib', 'modules', release, 'kernel/drivers/pci/hotplug'), { recursive: true });
+  }
+  writeFileSync(join(build, '.config'), config);
+  return `local:${join(build, 'vmlinux')},${join(dir, 'mods')}`;
+}
+
+describe('the kernel under test is an input', () => {
+  it('a local build without RPA hotplug: ddw-hotplug is refused before QEMU starts, naming what is missing', async () => {
+    const kernel = await localBuild({ withoutHotplug: true });
+    const root = testRuntimeRoot();
+    const r = spawnSync(process.execPath, [cli, 'run', 'ddw-hotplug', '--kernel', kernel, '--results', mkdtempSync('/tmp/tcelab-res-')], {
+      env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    expect(r.status, r.stderr.slice(-2000)).toBe(2);
+    expect(r.stderr).toMatch(
+      /kernel local:\S+: 6\.12\.\S+: lacks what ddw-hotplug needs: CONFIG_HOTPLUG_PCI_RPA \(not set\), CONFIG_HOTPLUG_PCI_RPA_DLPAR \(not set\), module rpadlpar_io/,
+    );
+    expect(readdirSync(root)).toEqual([]);
+  });
+
+  it('a complete local build boots and prereg-accounting passes on it; the report says what ran', async () => {
+    const kernel = await localBuild({ withoutHotplug: false });
+    const root = testRuntimeRoot();
+    const results = mkdtempSync('/tmp/tcelab-res-');
+    const r = spawnSync(process.execPath, [cli, 'run', 'prereg-accounting', '--kernel', kernel, '--results', results], {
+      env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    expect(r.status, r.stderr.slice(-2000)).toBe(0);
+    const report = JSON.parse(readFileSync(join(results, 'results.json'), 'utf8'));
+    expect(report.kernel).toMatchObject({
+      release: expect.stringMatching(/^6\.12\./),
+      pageSize: 4096,
+      source: { spec: kernel, layout: 'local' },
+      config: { VFIO_IOMMU_SPAPR_TCE: 'm', HOTPLUG_PCI_RPA: 'm', PPC_64K_PAGES: 'not set' },
+      modules: { vfio: 'module', vfio_iommu_spapr_tce: 'module', vfio_pci: 'module', rpadlpar_io: 'module' },
+    });
+    expect(report.guestKernel).toBe(report.kernel.release);
+    expect(liveLabQemuPids(root)).toEqual([]);
+  });
+});

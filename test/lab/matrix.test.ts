@@ -1,0 +1,103 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../../src/util/paths.js';
+import { launchChromium } from '../helpers/chromium.js';
+import { testRuntimeRoot } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+
+const cli = join(packageRoot, 'dist/cli/main.js');
+
+// The kernel is an input: trixie's 6.12 and the newest kernel the mirror serves (experimental, 7.x), each in its
+// own image, the same scenarios on both, one matrix. The first run downloads the new kernel (≈86 MB of debs).
+describe('kernel matrix, end to end', () => {
+  it('prereg-accounting and ddw-windows on debian:trixie and debian:experimental', () => {
+    const root = testRuntimeRoot();
+    const results = mkdtempSync('/tmp/tcelab-res-');
+    const r = spawnSync(
+      process.execPath,
+      [cli, 'matrix', 'prereg-accounting', 'ddw-windows', '--kernels', 'debian:trixie,debian:experimental', '--results', results, '--json'],
+      { env: { ...process.env, TCELAB_RUNTIME_DIR: root }, encoding: 'utf8', timeout: 840_000 },
+    );
+    expect(r.status, r.stderr.slice(-3000)).toBe(0);
+    const m = JSON.parse(readFileSync(join(results, 'matrix.json'), 'utf8'));
+    expect(m.columns.map((c: { label: string }) => c.label)).toEqual(['trixie', 'experimental']);
+    const [old, latest] = m.columns;
+    expect(old.kernelRelease).toMatch(/^6\.12\./);
+    expect(old.kernelPackage).toMatch(/^linux-image-6\.12\.\d+\+deb13-powerpc64le 6\.12\./);
+    expect(latest.kernelRelease).toMatch(/^7\./);
+    expect(latest.kernelPackage).toMatch(/^linux-image-7\.\d+[^ ]*-powerpc64le 7\./);
+    for (const c of m.columns) expect(c.pageSize).toBe(4096);
+    // Every check has a verdict on both kernels; defect 1 (unregister while mapped) is in both.
+    for (const row of m.rows)
+      for (const c of m.columns) expect(row.cells[c.label].status, `${row.check} on ${c.label}`).not.toBe('not-run');
+    type Row = { check: string; cells: Record<string, { status: string; resultsDir: string }> };
+    const defect = (m.rows as Row[]).find((x) => /unregister/i.test(x.check) && x.cells.trixie!.status === 'known-defect')!;
+    expect(defect.cells.experimental!.status).toBe('known-defect');
+    // Each run's report says what ran.
+    const run = JSON.parse(readFileSync(join(defect.cells.experimental!.resultsDir, 'results.json'), 'utf8'));
+    expect(run.kernel).toMatchObject({
+      pageSize: 4096,
+      config: { VFIO_IOMMU_SPAPR_TCE: 'm', VFIO_CONTAINER: 'y' },
+      source: { spec: 'debian:experimental', layout: 'split' },
+    });
+    expect(run.qemuBinary).toBe('qemu-system-ppc64');
+    const junit = readFileSync(join(results, 'junit.xml'), 'utf8');
+    expect(junit).toMatch(/<testsuite name="tcelab.matrix.trixie"[\s\S]*<testsuite name="tcelab.matrix.experimental"/);
+    expect(liveLabQemuPids(root)).toEqual([]);
+  }, 900_000);
+
+  it('its page shows the same matrix in Chromium, with nothing loaded from anywhere else', async () => {
+    const results = mkdtempSync('/tmp/tcelab-res-');
+    // A matrix page from pure logic is enough here: what the page shows is what matrix.json holds.
+    const { buildMatrix } = await import('../../src/matrix/matrix.js');
+    const { matrixHtml } = await import('../../src/matrix/matrix-output.js');
+    const m = buildMatrix(
+      [
+        { label: 'trixie', kernel: 'debian:trixie' },
+        { label: 'experimental', kernel: 'debian:experimental' },
+      ],
+      [
+        {
+          scenario: 'p',
+          column: 'trixie',
+          report: {
+            checks: [{ name: 'c', status: 'known-defect', pass: true, expected: '', measured: '', atMs: 0 }],
+            resultsDir: '/a',
+            passed: true,
+          } as never,
+        },
+        {
+          scenario: 'p',
+          column: 'experimental',
+          report: {
+            checks: [{ name: 'c', status: 'pass', pass: true, expected: '', measured: '', atMs: 0 }],
+            resultsDir: '/b',
+            passed: true,
+          } as never,
+        },
+      ],
+    );
+    const file = join(results, 'matrix.html');
+    (await import('node:fs')).writeFileSync(file, matrixHtml(m));
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      const requests: string[] = [];
+      page.on('request', (req) => requests.push(req.url()));
+      await page.goto(pathToFileURL(file).href);
+      expect(await page.locator('#matrix thead th[data-column]').allTextContents()).toEqual([
+        expect.stringMatching(/^trixie/),
+        expect.stringMatching(/^experimental/),
+      ]);
+      expect(await page.locator('#matrix tbody td.defect').count()).toBe(1);
+      expect(await page.locator('#matrix tbody td.pass .change.fixed').textContent()).toBe('fixed here');
+      expect(await page.locator('#changes li.fixed').textContent()).toMatch(/Fixed in experimental \(since trixie\): p: c/);
+      expect(requests.every((u) => u.startsWith('file:'))).toBe(true);
+    } finally {
+      await browser.close();
+    }
+  });
+});
