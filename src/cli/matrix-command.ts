@@ -94,7 +94,8 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
     else toRun.push(e);
   }
   progress.info(
-    `matrix: ${base.length} scenario runs × ${columns.length} columns = ${entries.length} runs${args.shard ? ` (shard ${args.shard})` : ''}, ${args.jobs} at a time`,
+    `matrix: ${base.length} scenario runs × ${columns.length} columns = ${entries.length} ` +
+      `runs${args.shard ? ` (shard ${args.shard})` : ''}, ${args.jobs} at a time`,
   );
   const suite = await abortingOnSignals((signal) => runSuite(toRun, { jobs: args.jobs, resultsDir, progress, signal }));
   for (const e of toRun) runs.push({ scenario: e.scenario, column: e.column, report: suite.reports.find((r) => r.scenario === e.label) });

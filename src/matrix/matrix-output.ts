@@ -19,7 +19,8 @@ export function matrixJunit(m: Matrix): string {
     const skipped = m.rows.filter((r) => !['pass', 'fail'].includes(r.cells[col.label]!.status)).length;
     return (
       `  <testsuite name="tcelab.matrix.${xmlEscape(col.label)}" tests="${m.rows.length}" failures="${failures}" skipped="${skipped}">\n` +
-      `    <properties><property name="kernel" value="${xmlEscape(col.kernel)}"/><property name="kernelRelease" value="${xmlEscape(col.kernelRelease ?? '')}"/>` +
+      `    <properties><property name="kernel" value="${xmlEscape(col.kernel)}"/><property name="kernelRelease" ` +
+      `value="${xmlEscape(col.kernelRelease ?? '')}"/>` +
       `<property name="pageSize" value="${col.pageSize ?? ''}"/><property name="qemuVersion" value="${xmlEscape(col.qemuVersion ?? '')}"/></properties>\n` +
       `${cases.join('\n')}\n  </testsuite>`
     );
@@ -84,16 +85,21 @@ export function matrixHtml(m: Matrix, title = 'tcelab kernel matrix'): string {
         .map(
           (c) =>
             `<li class="${c.kind}"><b>${c.kind === 'fixed' ? 'Fixed' : 'Regression'} in ${htmlEscape(c.column)}</b> (since ${htmlEscape(c.since)}): ` +
-            `${htmlEscape(r.scenario)}: ${htmlEscape(r.check)} — ${LABEL[c.from]} → ${LABEL[c.to]}<br><code>${htmlEscape(c.runs[0] ?? '')}</code><br><code>${htmlEscape(c.runs[1] ?? '')}</code></li>`,
+            `${htmlEscape(r.scenario)}: ${htmlEscape(r.check)} — ${LABEL[c.from]} → ` +
+            `${LABEL[c.to]}<br><code>${htmlEscape(c.runs[0] ?? '')}</code><br><code>${htmlEscape(c.runs[1] ?? '')}</code></li>`,
         ),
     )
     .join('\n');
+  const notRun = m.notRun.length
+    ? `<h2>Not run</h2><ul>${m.notRun.map((n) => `<li>${htmlEscape(n.scenario)} on ${htmlEscape(n.column)}: ${htmlEscape(n.why)}</li>`).join('')}</ul>`
+    : '';
   return `<!doctype html>
 <html><head><meta charset="utf-8"><title>${htmlEscape(title)}</title>
 <style>
 body{font:14px system-ui,sans-serif;margin:1.5em}table{border-collapse:collapse}th,td{border:1px solid #ccc;padding:.3em .6em;vertical-align:top}
 td.pass{background:#e6f4ea}td.fail{background:#fce8e6;font-weight:bold}td.defect{background:#fef7e0}td.na,td.notrun{color:#777;background:#f5f5f5}
-.k{font-weight:normal;font-size:12px;color:#555}.change{display:block;font-size:11px;font-weight:bold}.change.fixed{color:#137333}.change.regression{color:#c5221f}
+.k{font-weight:normal;font-size:12px;color:#555}.change{display:block;font-size:11px;font-weight:bold}
+.change.fixed{color:#137333}.change.regression{color:#c5221f}
 th.s{text-align:left;font-weight:normal;color:#555}li.regression{color:#c5221f}li.fixed{color:#137333}code{font-size:11px;color:#555}
 </style></head><body>
 <h1>${htmlEscape(title)}</h1>
@@ -102,7 +108,7 @@ th.s{text-align:left;font-weight:normal;color:#555}li.regression{color:#c5221f}l
 ${rows}
 </tbody></table>
 <h2>Changes</h2><ul id="changes">${changes || '<li>none</li>'}</ul>
-${m.notRun.length ? `<h2>Not run</h2><ul>${m.notRun.map((n) => `<li>${htmlEscape(n.scenario)} on ${htmlEscape(n.column)}: ${htmlEscape(n.why)}</li>`).join('')}</ul>` : ''}
+${notRun}
 </body></html>
 `;
 }

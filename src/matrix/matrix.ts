@@ -156,9 +156,14 @@ export function matrixTable(m: Matrix): string {
   const width = Math.min(72, Math.max(20, ...m.rows.map((r) => r.check.length + r.scenario.length + 2)));
   const colW = Math.max(8, ...m.columns.map((c) => c.label.length + 1));
   const head = `${'scenario: check'.padEnd(width)} ${m.columns.map((c) => c.label.padEnd(colW)).join(' ')}`;
-  const kernels = m.columns.map(
-    (c) =>
-      `  ${c.label}: ${c.kernel}${c.kernelRelease ? ` → ${c.kernelRelease}` : ''}${c.kernelPackage ? ` (${c.kernelPackage})` : ''}${c.pageSize ? `, ${c.pageSize / 1024} KiB pages` : ''}${c.qemuVersion ? `, QEMU ${c.qemuVersion}` : ''}`,
+  const kernels = m.columns.map((c) =>
+    [
+      `  ${c.label}: ${c.kernel}`,
+      c.kernelRelease ? ` → ${c.kernelRelease}` : '',
+      c.kernelPackage ? ` (${c.kernelPackage})` : '',
+      c.pageSize ? `, ${c.pageSize / 1024} KiB pages` : '',
+      c.qemuVersion ? `, QEMU ${c.qemuVersion}` : '',
+    ].join(''),
   );
   const lines = m.rows.map((r) => {
     const name = `${r.scenario}: ${r.check}`;
@@ -174,7 +179,8 @@ export function matrixTable(m: Matrix): string {
       .filter((c) => c.kind !== 'changed')
       .map(
         (c) =>
-          `  ${c.kind === 'fixed' ? 'FIXED' : 'REGRESSION'} in ${c.column} (since ${c.since}): ${r.scenario}: ${r.check} — ${c.from} → ${c.to}\n      ${c.runs[0] ?? '?'}\n      ${c.runs[1] ?? '?'}`,
+          `  ${c.kind === 'fixed' ? 'FIXED' : 'REGRESSION'} in ${c.column} (since ${c.since}): ${r.scenario}: ` +
+          `${r.check} — ${c.from} → ${c.to}\n      ${c.runs[0] ?? '?'}\n      ${c.runs[1] ?? '?'}`,
       ),
   );
   const notRun = m.notRun.map((n) => `  not run: ${n.scenario} on ${n.column}: ${n.why}`);

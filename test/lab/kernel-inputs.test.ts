@@ -24,7 +24,8 @@ async function localBuild(opts: { withoutHotplug: boolean }): Promise<string> {
     '-o',
     'pipefail',
     '-c',
-    `dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards './boot/*' './usr/lib/modules/*/kernel/drivers/vfio/*' './usr/lib/modules/*/kernel/drivers/pci/hotplug/*'`,
+    'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards ' +
+      "'./boot/*' './usr/lib/modules/*/kernel/drivers/vfio/*' './usr/lib/modules/*/kernel/drivers/pci/hotplug/*'",
     'x',
     deb,
     unpacked,
@@ -56,7 +57,10 @@ describe('the kernel under test is an input', () => {
     });
     expect(r.status, r.stderr.slice(-2000)).toBe(2);
     expect(r.stderr).toMatch(
-      /kernel local:\S+: 6\.12\.\S+: lacks what ddw-hotplug needs: CONFIG_HOTPLUG_PCI_RPA \(not set\), CONFIG_HOTPLUG_PCI_RPA_DLPAR \(not set\), module rpadlpar_io/,
+      new RegExp(
+        'kernel local:\\S+: 6\\.12\\.\\S+: lacks what ddw-hotplug needs: ' +
+          'CONFIG_HOTPLUG_PCI_RPA \\(not set\\), CONFIG_HOTPLUG_PCI_RPA_DLPAR \\(not set\\), module rpadlpar_io',
+      ),
     );
     expect(readdirSync(root)).toEqual([]);
   });

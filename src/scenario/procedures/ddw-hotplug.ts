@@ -36,7 +36,6 @@ export const ddwHotplug: ScenarioDefinition = {
     reuseIndex: { type: 'boolean' },
   },
   async run(ctx) {
-    const { agent, checks, lab } = ctx;
     const rounds = Number(ctx.options.repeat ?? 3);
     const firstIndex = Number(ctx.options.phbIndex ?? Math.max(0, ...ctx.profile.phbs.map((p) => p.index)) + 1);
     // A fresh PHB index per round avoids the stale-slot defect below, unless asked to reproduce it.
@@ -44,171 +43,200 @@ export const ddwHotplug: ScenarioDefinition = {
     const labHostDevice = ctx.profile.devices.find((d) => d.driver === 'vfio-pci');
     // Emulated lab: another edu; lab host: the profile's vfio-pci device is plugged at run time instead.
     const device = labHostDevice ? { id: 'hpdev', driver: 'vfio-pci', host: labHostDevice.host } : { id: 'hpdev', driver: 'edu' };
-    const hp = new Hotplugger(lab.qmp, agent);
-    let index = firstIndex;
-    let phbId = `hphb${index}`;
-    const record = (round: number, ts: StepTiming[]) =>
-      ctx.timings.push(...ts.map((t) => ({ step: `round ${round}: ${t.step}`, ms: t.ms })));
-
-    const snapshot = async () => {
-      const info = await agent.info();
-      const sample = await guestSampleNow(ctx);
-      return {
-        slots: (await agent.listDir('/sys/bus/pci/slots')).length,
-        groups: info.iommuGroups.length,
-        hostWindows: (await ctx.ddw.windows([{ id: phbId, index }])).length,
-        pinned: sample.counters.pinnedPages,
-      };
-    };
-    const start = await snapshot();
-    const series = {
-      pins: [] as Array<[number, number]>,
-      groups: [] as Array<[number, number]>,
-      windows: [] as Array<[number, number]>,
-      ctlFds: [] as Array<[number, number]>,
-      rss: [] as Array<[number, number]>,
-    };
-    let sharedWith = 0;
-    const point = (round: number, snap: { pinned: number; groups: number; hostWindows: number }) => {
-      sharedWith = Math.max(sharedWith, Lab.active - 1);
-      series.pins.push([round, snap.pinned]);
-      series.groups.push([round, snap.groups]);
-      series.windows.push([round, snap.hostWindows]);
-      series.ctlFds.push([round, readdirSync('/proc/self/fd').length]);
-      series.rss.push([round, process.memoryUsage().rss / 1024]);
-    };
-    point(0, start);
-    const hostPhbWindows = async () => (await ctx.ddw.windows([{ id: phbId, index }])).filter((w) => w.phb === phbId);
-
+    const hp = new Hotplugger(ctx.lab.qmp, ctx.agent);
+    const series = new RoundSeries();
+    const start = await lookAround(ctx, { id: `hphb${firstIndex}`, index: firstIndex });
+    series.add(0, start);
     try {
       for (let round = 1; round <= rounds; round++) {
-        const tag = `round ${round}`;
-        index = reuseIndex ? firstIndex : firstIndex + round - 1;
-        phbId = `hphb${index}`;
-        // The PHB brings its own IOMMU group: "new" means one the guest did not have before this round's plug.
-        const groupsBefore = (await agent.info()).iommuGroups.map((g) => g.group);
-        const plugged = await hp.hotplugPhb(index, { id: phbId, ddw: true });
-        record(round, plugged.timings);
-        ctx.phase(`${tag}: PHB plugged`);
-        checks.equal(`${tag}: host QOM of the hot-plugged PHB has ddw=on`, (await ctx.ddw.phbState(phbId)).ddw, true);
-        const dev = await hp.hotplugDevice(phbId, device);
-        record(round, dev.timings);
-        ctx.phase(`${tag}: device plugged`);
-        checks.record(
-          `${tag}: device in a new IOMMU group in the guest`,
-          !groupsBefore.includes(dev.device.group),
-          `a group other than ${groupsBefore.join(', ')}`,
-          `${dev.device.address} in group ${dev.device.group}`,
-        );
-
-        const bound = await agent.bind(dev.device.address);
-        const worker = await agent.startWorker();
-        ctx.watchGuestPid(worker.pid);
-        const opened = await worker.open(bound.group);
-        const dma32: DmaWindow = {
-          phb: phbId,
-          liobn: liobnOf(index, 0),
-          start: BigInt(opened.info.dma32WindowStart),
-          size: BigInt(opened.info.dma32WindowSize),
-          pageShift: 12,
-        };
-        checks.equal(
-          `${tag}: host view of the new PHB before DDW = the guest's 32-bit window`,
-          summarizeWindows(await hostPhbWindows()),
-          summarizeWindows([dma32]),
-        );
-        const win = await worker.createWindow(16, GiB);
-        ctx.phase(`${tag}: window live`);
-        const want: DmaWindow = { phb: phbId, liobn: liobnOf(index, 1), start: BigInt(win.startAddr), size: GiB, pageShift: 16 };
-        checks.equal(
-          `${tag}: host view shows the guest's 64-bit window`,
-          summarizeWindows(await hostPhbWindows()),
-          summarizeWindows([dma32, want]),
-        );
-
-        const before = await guestSampleNow(ctx);
-        const region = await worker.alloc(2 * 1024 * 1024, true);
-        await worker.register(region.region);
-        await worker.map(region.region, want.start, { size: 2 * 1024 * 1024 });
-        const mapped = await guestSampleNow(ctx);
-        checks.equal(`${tag}: registering 2 MiB pins 512 pages`, mapped.counters.pinnedPages - before.counters.pinnedPages, 512);
-
-        await worker.unmap(want.start, 2 * 1024 * 1024);
-        await worker.unregister(region.region);
-        await worker.removeWindow(win.startAddr);
-        checks.equal(
-          `${tag}: host view after removing the window = the 32-bit window`,
-          summarizeWindows(await hostPhbWindows()),
-          summarizeWindows([dma32]),
-        );
-        await worker.stop('TERM');
-        ctx.watchGuestPid(undefined);
-        await agent.unbind(dev.device.address);
-
-        record(round, await hp.unplugDevice(device.id));
-        ctx.phase(`${tag}: device unplugged`);
-        record(round, await hp.unplugPhb(phbId));
-        ctx.phase(`${tag}: PHB unplugged`);
-        checks.equal(`${tag}: host has no window of the unplugged PHB`, summarizeWindows(await hostPhbWindows()), 'none');
-
-        const now = await snapshot();
-        checks.equal(`${tag}: no growth in IOMMU groups`, now.groups, start.groups);
-        checks.record(
-          `${tag}: no growth in the guest's PCI hotplug slots`,
-          now.slots === start.slots,
-          start.slots,
-          now.slots,
-          `${now.slots - start.slots} slots left behind`,
-          STALE_PHB_SLOTS_DEFECT,
-        );
-        checks.equal(`${tag}: no growth in host DMA windows`, now.hostWindows, start.hostWindows);
-        await waitPins(ctx, start.pinned);
-        const settled = await guestSampleNow(ctx);
-        checks.equal(`${tag}: no growth in guest pinned pages`, settled.counters.pinnedPages - start.pinned, 0);
-        point(round, { ...now, pinned: settled.counters.pinnedPages });
+        const index = reuseIndex ? firstIndex : firstIndex + round - 1;
+        series.add(round, await playRound(ctx, hp, { round, index, phbId: `hphb${index}`, device, start }));
       }
-      // Slopes per round over all rounds: a leak too small to see in one round shows here.
-      const f = (v: number) => v.toFixed(3);
-      for (const [name, pts, unit] of [
-        ['guest pinned pages', series.pins, 'pages'],
-        ['IOMMU groups', series.groups, ''],
-        ['host DMA windows', series.windows, ''],
-      ] as const) {
-        checks.record(
-          `slope of ${name} per round over ${rounds} rounds`,
-          Math.abs(slope([...pts])) < 0.5,
-          0,
-          f(slope([...pts])),
-          unit || undefined,
-        );
-      }
-      // The controller's own fds and memory are process-wide: only this lab's when it ran alone.
-      const alone = sharedWith === 0;
-      const note = alone ? undefined : `not judged: ${sharedWith} other lab(s) shared this controller`;
-      checks.record(
-        `slope of controller file descriptors per round over ${rounds} rounds`,
-        !alone || Math.abs(slope(series.ctlFds)) < 0.5,
-        0,
-        f(slope(series.ctlFds)),
-        note,
-      );
-      // RSS also grows with the timeline recorded for the report and with V8's lazy collection: a slope
-      // over a few long rounds cannot tell that from a leak, so it is judged from 10 rounds on.
-      const judgeRss = alone && rounds >= 10;
-      const rssNote = note ?? (judgeRss ? 'kB' : `kB; not judged with ${rounds} rounds (from 10 on: --set repeat=50 for the full soak)`);
-      checks.record(
-        `slope of controller RSS per round over ${rounds} rounds`,
-        !judgeRss || slope(series.rss) < 2048,
-        '< 2048',
-        f(slope(series.rss)),
-        rssNote,
-      );
+      series.judge(ctx, rounds);
     } finally {
       const left = await hp.unplugAll();
-      if (left.length) checks.record('everything hot-plugged was unplugged', false, 'no errors', left.join('; '));
+      if (left.length) ctx.checks.record('everything hot-plugged was unplugged', false, 'no errors', left.join('; '));
     }
   },
 };
+
+/** What a round must leave as it found: the guest's slots, groups and pins, and the host's windows of the PHB. */
+interface Surroundings {
+  slots: number;
+  groups: number;
+  hostWindows: number;
+  pinned: number;
+}
+
+async function lookAround(ctx: ScenarioContext, phb: { id: string; index: number }): Promise<Surroundings> {
+  const info = await ctx.agent.info();
+  const sample = await guestSampleNow(ctx);
+  return {
+    slots: (await ctx.agent.listDir('/sys/bus/pci/slots')).length,
+    groups: info.iommuGroups.length,
+    hostWindows: (await ctx.ddw.windows([phb])).length,
+    pinned: sample.counters.pinnedPages,
+  };
+}
+
+/**
+ * One round: plug a DDW PHB and a device, bind it, open a container, create a 64-bit window, register and map
+ * hugetlb memory into it, undo all of it, unplug, and check nothing grew. Returns what it left.
+ */
+async function playRound(
+  ctx: ScenarioContext,
+  hp: Hotplugger,
+  r: { round: number; index: number; phbId: string; device: { id: string; driver: string; host?: string }; start: Surroundings },
+): Promise<Surroundings> {
+  const { agent, checks } = ctx;
+  const { round, index, phbId, device, start } = r;
+  const tag = `round ${round}`;
+  const record = (ts: StepTiming[]) => ctx.timings.push(...ts.map((t) => ({ step: `${tag}: ${t.step}`, ms: t.ms })));
+  const hostPhbWindows = async () => (await ctx.ddw.windows([{ id: phbId, index }])).filter((w) => w.phb === phbId);
+  // The PHB brings its own IOMMU group: "new" means one the guest did not have before this round's plug.
+  const groupsBefore = (await agent.info()).iommuGroups.map((g) => g.group);
+  record((await hp.hotplugPhb(index, { id: phbId, ddw: true })).timings);
+  ctx.phase(`${tag}: PHB plugged`);
+  checks.equal(`${tag}: host QOM of the hot-plugged PHB has ddw=on`, (await ctx.ddw.phbState(phbId)).ddw, true);
+  const dev = await hp.hotplugDevice(phbId, device);
+  record(dev.timings);
+  ctx.phase(`${tag}: device plugged`);
+  checks.record(
+    `${tag}: device in a new IOMMU group in the guest`,
+    !groupsBefore.includes(dev.device.group),
+    `a group other than ${groupsBefore.join(', ')}`,
+    `${dev.device.address} in group ${dev.device.group}`,
+  );
+
+  const bound = await agent.bind(dev.device.address);
+  const worker = await agent.startWorker();
+  ctx.watchGuestPid(worker.pid);
+  const opened = await worker.open(bound.group);
+  const dma32: DmaWindow = {
+    phb: phbId,
+    liobn: liobnOf(index, 0),
+    start: BigInt(opened.info.dma32WindowStart),
+    size: BigInt(opened.info.dma32WindowSize),
+    pageShift: 12,
+  };
+  checks.equal(
+    `${tag}: host view of the new PHB before DDW = the guest's 32-bit window`,
+    summarizeWindows(await hostPhbWindows()),
+    summarizeWindows([dma32]),
+  );
+  const win = await worker.createWindow(16, GiB);
+  ctx.phase(`${tag}: window live`);
+  const want: DmaWindow = { phb: phbId, liobn: liobnOf(index, 1), start: BigInt(win.startAddr), size: GiB, pageShift: 16 };
+  checks.equal(
+    `${tag}: host view shows the guest's 64-bit window`,
+    summarizeWindows(await hostPhbWindows()),
+    summarizeWindows([dma32, want]),
+  );
+
+  const size = 2 * 1024 * 1024;
+  const before = await guestSampleNow(ctx);
+  const region = await worker.alloc(size, true);
+  await worker.register(region.region);
+  await worker.map(region.region, want.start, { size });
+  const mapped = await guestSampleNow(ctx);
+  // Named the same on every kernel; the count follows its page size.
+  const pageSize = (await agent.info()).pageSize;
+  checks.equal(`${tag}: registering 2 MiB pins 2 MiB of pages`, mapped.counters.pinnedPages - before.counters.pinnedPages, size / pageSize);
+
+  await worker.unmap(want.start, size);
+  await worker.unregister(region.region);
+  await worker.removeWindow(win.startAddr);
+  checks.equal(
+    `${tag}: host view after removing the window = the 32-bit window`,
+    summarizeWindows(await hostPhbWindows()),
+    summarizeWindows([dma32]),
+  );
+  await worker.stop('TERM');
+  ctx.watchGuestPid(undefined);
+  await agent.unbind(dev.device.address);
+
+  record(await hp.unplugDevice(device.id));
+  ctx.phase(`${tag}: device unplugged`);
+  record(await hp.unplugPhb(phbId));
+  ctx.phase(`${tag}: PHB unplugged`);
+  checks.equal(`${tag}: host has no window of the unplugged PHB`, summarizeWindows(await hostPhbWindows()), 'none');
+
+  const now = await lookAround(ctx, { id: phbId, index });
+  checks.equal(`${tag}: no growth in IOMMU groups`, now.groups, start.groups);
+  checks.record(
+    `${tag}: no growth in the guest's PCI hotplug slots`,
+    now.slots === start.slots,
+    start.slots,
+    now.slots,
+    `${now.slots - start.slots} slots left behind`,
+    STALE_PHB_SLOTS_DEFECT,
+  );
+  checks.equal(`${tag}: no growth in host DMA windows`, now.hostWindows, start.hostWindows);
+  await waitPins(ctx, start.pinned);
+  const settled = await guestSampleNow(ctx);
+  checks.equal(`${tag}: no growth in guest pinned pages`, settled.counters.pinnedPages - start.pinned, 0);
+  return { ...now, pinned: settled.counters.pinnedPages };
+}
+
+/** Per-round series of what must not grow, the controller's own fds and RSS included; judged as slopes. */
+class RoundSeries {
+  private readonly pins: Array<[number, number]> = [];
+  private readonly groups: Array<[number, number]> = [];
+  private readonly windows: Array<[number, number]> = [];
+  private readonly ctlFds: Array<[number, number]> = [];
+  private readonly rss: Array<[number, number]> = [];
+  /** The most other labs this controller ran at once during the rounds. */
+  private sharedWith = 0;
+
+  add(round: number, s: Surroundings): void {
+    this.sharedWith = Math.max(this.sharedWith, Lab.active - 1);
+    this.pins.push([round, s.pinned]);
+    this.groups.push([round, s.groups]);
+    this.windows.push([round, s.hostWindows]);
+    this.ctlFds.push([round, readdirSync('/proc/self/fd').length]);
+    this.rss.push([round, process.memoryUsage().rss / 1024]);
+  }
+
+  /** Slopes per round over all rounds: a leak too small to see in one round shows here. */
+  judge(ctx: ScenarioContext, rounds: number): void {
+    const { checks } = ctx;
+    const f = (v: number) => v.toFixed(3);
+    for (const [name, pts, unit] of [
+      ['guest pinned pages', this.pins, 'pages'],
+      ['IOMMU groups', this.groups, ''],
+      ['host DMA windows', this.windows, ''],
+    ] as const) {
+      checks.record(
+        `slope of ${name} per round over ${rounds} rounds`,
+        Math.abs(slope([...pts])) < 0.5,
+        0,
+        f(slope([...pts])),
+        unit || undefined,
+      );
+    }
+    // The controller's own fds and memory are process-wide: only this lab's when it ran alone.
+    const alone = this.sharedWith === 0;
+    const note = alone ? undefined : `not judged: ${this.sharedWith} other lab(s) shared this controller`;
+    checks.record(
+      `slope of controller file descriptors per round over ${rounds} rounds`,
+      !alone || Math.abs(slope(this.ctlFds)) < 0.5,
+      0,
+      f(slope(this.ctlFds)),
+      note,
+    );
+    // RSS also grows with the timeline recorded for the report and with V8's lazy collection: a slope
+    // over a few long rounds cannot tell that from a leak, so it is judged from 10 rounds on.
+    const judgeRss = alone && rounds >= 10;
+    const rssNote = note ?? (judgeRss ? 'kB' : `kB; not judged with ${rounds} rounds (from 10 on: --set repeat=50 for the full soak)`);
+    checks.record(
+      `slope of controller RSS per round over ${rounds} rounds`,
+      !judgeRss || slope(this.rss) < 2048,
+      '< 2048',
+      f(slope(this.rss)),
+      rssNote,
+    );
+  }
+}
 
 async function waitPins(ctx: ScenarioContext, pinned: number): Promise<void> {
   await ctx.sampler.waitFor('guest', (c) => c.pinnedPages === pinned, { after: ctx.sampler.now(), timeoutMs: 5000 });
