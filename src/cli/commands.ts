@@ -38,309 +38,359 @@ function command<T>(
   return { command: name, describe, builder, handler: handler ?? (() => {}) } as unknown as CommandModule;
 }
 
+type Run = (p: Promise<number>) => Promise<void>;
+
+function guestEntry(run: Run): CommandModule {
+  return command(
+    'guest <action>',
+    'build or inspect the guest image',
+    (y) =>
+      y
+        .positional('action', { choices: ['build'] as const, describe: 'build: download Debian packages and make vmlinux + initramfs' })
+        .option('variant', { choices: ['base', 'with-qemu'] as const, default: 'base' as const, describe: 'image variant' })
+        .option('with-qemu', {
+          type: 'boolean',
+          default: false,
+          describe: 'the same as --variant with-qemu: the guest can run QEMU (a nested lab host)',
+        })
+        .option('refresh', { type: 'boolean', default: false, describe: 're-resolve the newest package versions' }),
+    (a) =>
+      run(
+        guestBuildCommand({
+          variant: a.withQemu ? 'with-qemu' : a.variant,
+          refresh: a.refresh,
+          json: a.json,
+          kernel: process.env.TCELAB_KERNEL,
+        }),
+      ),
+  );
+}
+
+function runEntry(run: Run): CommandModule {
+  return command(
+    'run [target]',
+    'run a scenario (or --all), or boot a profile and shut it down',
+    (y) =>
+      y
+        .positional('target', { type: 'string', describe: 'a scenario (tcelab list) or a profile; default: the emulated profile' })
+        .option('all', { type: 'boolean', default: false, describe: 'run every scenario in scenarios/ (a suite)' })
+        .option('jobs', { type: 'number', default: 1, describe: 'labs at once in a suite' })
+        .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the suite' })
+        .option('repeat', { type: 'number', default: 1, describe: 'run each scenario N times' })
+        .option('live', { type: 'string', describe: 'serve a live view on 127.0.0.1 (optionally on this port) with a token URL' })
+        .option('dry-run', { type: 'boolean', default: false, describe: 'list the runs (of this shard) without running them' })
+        .option('profile', { type: 'string', describe: "profile for a scenario (default: the scenario's own)" })
+        .option('results', { type: 'string', describe: 'results dir (default results/<scenario>-<time>)' })
+        .option('set', {
+          type: 'string',
+          array: true,
+          default: [] as string[],
+          describe: 'scenario option key=value (e.g. sizeMiB=64)',
+        })
+        .option('shutdown', {
+          choices: ['powerdown', 'quit'] as const,
+          default: 'powerdown' as const,
+          describe: 'how a profile boot ends',
+        }),
+    (a) =>
+      run(
+        (async () => {
+          const args = {
+            target: a.target,
+            all: a.all,
+            profile: a.profile,
+            results: a.results,
+            set: a.set,
+            json: a.json,
+            repeat: a.repeat,
+            jobs: a.jobs,
+            shard: a.shard,
+            dryRun: a.dryRun,
+            live: a.live,
+          };
+          if (a.all) return scenarioCommand(args);
+          const resolved = a.target ? await resolveScenario(a.target) : undefined;
+          if (resolved) return scenarioCommand(args, resolved);
+          if (a.target && !(await profileExists(a.target))) {
+            throw new InputError(
+              'tcelab run',
+              a.target,
+              'is neither a scenario nor a profile',
+              `scenarios: ${(await listScenarioFiles()).join(', ')}; profiles: ${(await listProfiles()).join(', ')}`,
+            );
+          }
+          return runBootCommand({ profile: a.target ?? 'emulated', json: a.json, shutdown: a.shutdown });
+        })(),
+      ),
+  );
+}
+
+function doctorEntry(run: Run): CommandModule {
+  return command(
+    'doctor',
+    'check what a profile needs from this machine, and explain what is missing',
+    (y) =>
+      y.option('profile', { type: 'string', describe: 'one profile (default: all shipped ones)' }).option('inner', {
+        type: 'boolean',
+        default: false,
+        describe: "for a nested lab host: boot its guest and check the inner lab's needs there, through the agent",
+      }),
+    (a) => run(doctorCommand({ profile: a.profile, json: a.json, inner: a.inner })),
+  );
+}
+
+function sweepEntry(run: Run): CommandModule {
+  return command(
+    'sweep',
+    'clean up after labs whose controller died (kill QEMU, restore devices, keep artifacts)',
+    (y) => y,
+    (a) =>
+      run(
+        (async () => {
+          const { sweepStaleLabs } = await import('../qemu/sweep.js');
+          const { LocalHost } = await import('../host/local-host.js');
+          const swept = await sweepStaleLabs(undefined, new LocalHost());
+          process.stdout.write(
+            a.json
+              ? `${JSON.stringify(swept, null, 2)}\n`
+              : swept.length
+                ? swept
+                    .map(
+                      (s) =>
+                        `swept ${s.dir} (controller ${s.controllerPid} ` +
+                        `gone${s.qemuKilled ? ', QEMU killed' : ''}${s.restored.length ? `, restored ${s.restored.join(', ')}` : ''}) ` +
+                        `→ ${s.keptAs}\n`,
+                    )
+                    .join('')
+                : 'no stale labs\n',
+          );
+          return 0;
+        })(),
+      ),
+  );
+}
+
+function listEntry(run: Run): CommandModule {
+  return command(
+    'list',
+    'profiles and scenarios',
+    (y) => y,
+    (a) => run(listCommand({ json: a.json as boolean })),
+  );
+}
+
+function qmpEntry(run: Run): CommandModule {
+  return command(
+    'qmp <target> <qmpCommand> [qmpArguments]',
+    'run one QMP command against a socket or a (stopped) lab from a profile',
+    (y) =>
+      y
+        .positional('target', {
+          type: 'string',
+          demandOption: true,
+          describe:
+            'a QMP socket path, a profile name, "lab": the QEMU of a running `tcelab up` lab (relayed by its controller), ' +
+            'or "inner": the inner QEMU of a running nested lab (`tcelab up nested-lab-host`)',
+        })
+        .positional('qmpCommand', { type: 'string', demandOption: true })
+        .positional('qmpArguments', { type: 'string', describe: 'arguments as a JSON object' })
+        .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' })
+        .option('lab', { type: 'string', describe: 'with "lab" or "inner": runtime dir of the lab (default: the only running one)' }),
+    (a) => run(qmpCommand({ target: a.target, command: a.qmpCommand, arguments: a.qmpArguments, timeout: a.timeout, lab: a.lab })),
+  );
+}
+
+function matrixEntry(run: Run): CommandModule {
+  return command(
+    'matrix [scenarios..]',
+    'run scenarios on several kernels (and QEMUs) and report what changed between them',
+    (y) =>
+      y
+        .positional('scenarios', { type: 'string', array: true, default: [] as string[], describe: 'scenarios (tcelab list)' })
+        .option('all', { type: 'boolean', default: false, describe: 'every scenario in scenarios/' })
+        .option('kernels', {
+          type: 'string',
+          demandOption: true,
+          describe: 'comma-separated kernel specs, oldest first: debian:trixie,debian:trixie-backports,debian:experimental',
+        })
+        .option('qemus', { type: 'string', describe: "comma-separated host QEMU binaries to compare (default: the profile's)" })
+        .option('jobs', { type: 'number', default: 1, describe: 'labs at once' })
+        .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the matrix' })
+        .option('results', { type: 'string', describe: 'results dir (default results/matrix-<time>)' })
+        .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value' }),
+    (a) =>
+      run(
+        matrixCommand({
+          scenarios: a.scenarios as string[],
+          all: a.all,
+          kernels: a.kernels,
+          qemus: a.qemus,
+          jobs: a.jobs,
+          shard: a.shard,
+          results: a.results,
+          set: a.set as string[],
+          json: a.json,
+        }),
+      ),
+  );
+}
+
+function hmpEntry(run: Run): CommandModule {
+  return command(
+    'hmp <target> <commandLine>',
+    'run one HMP command (through QMP human-monitor-command), e.g. tcelab hmp lab "info mtree"',
+    (y) =>
+      y
+        .positional('target', {
+          type: 'string',
+          demandOption: true,
+          describe: 'as for `tcelab qmp`: a socket, a profile, "lab" or "inner"',
+        })
+        .positional('commandLine', { type: 'string', demandOption: true })
+        .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' })
+        .option('lab', { type: 'string', describe: 'with "lab" or "inner": runtime dir of the lab (default: the only running one)' }),
+    (a) =>
+      run(
+        qmpCommand({
+          target: a.target,
+          command: 'human-monitor-command',
+          arguments: JSON.stringify({ 'command-line': a.commandLine }),
+          timeout: a.timeout,
+          lab: a.lab,
+        }),
+      ),
+  );
+}
+
+function upEntry(run: Run): CommandModule {
+  return command(
+    'up [profile]',
+    'boot a lab and keep it running, with a control socket for `tcelab hotplug`',
+    (y) => y.positional('profile', { type: 'string', default: 'emulated' }),
+    (a) => run(upCommand({ profile: a.profile, json: a.json })),
+  );
+}
+
+function hotplugEntry(run: Run): CommandModule {
+  return command('hotplug', 'hot-plug PHBs and devices in a running lab (`tcelab up`)', (y) =>
+    y
+      .option('lab', { type: 'string', describe: 'runtime dir of the lab (default: the only running one)' })
+      .command(
+        'phb <action> <target>',
+        'add <index> | remove <id>',
+        (z) =>
+          z
+            .positional('action', { choices: ['add', 'remove'] as const, demandOption: true })
+            .positional('target', { type: 'string', demandOption: true })
+            .option('ddw', { type: 'boolean', default: true, describe: 'enable DDW on an added PHB' })
+            .option('id', { type: 'string', describe: 'QEMU id of an added PHB (default hphb<index>)' }),
+        (a) => {
+          if (a.action === 'add') {
+            const index = Number(a.target);
+            return run(
+              controlRequest({
+                lab: a.lab,
+                json: a.json,
+                command: 'hotplug-phb',
+                arguments: { index: Number.isInteger(index) ? index : a.target, ddw: a.ddw, ...(a.id ? { id: a.id } : {}) },
+              }),
+            );
+          }
+          return run(controlRequest({ lab: a.lab, json: a.json, command: 'unplug-phb', arguments: { id: a.target } }));
+        },
+      )
+      .command(
+        'device <action> <target> [id]',
+        'add <phb> <id> | remove <id>',
+        (z) =>
+          z
+            .positional('action', { choices: ['add', 'remove'] as const, demandOption: true })
+            .positional('target', { type: 'string', demandOption: true })
+            .positional('id', { type: 'string' })
+            .option('driver', { type: 'string', default: 'edu', describe: 'QEMU device driver (vfio-pci on a lab host)' })
+            .option('host', { type: 'string', describe: 'host PCI address for vfio-pci' }),
+        (a) =>
+          run(
+            a.action === 'add'
+              ? controlRequest({
+                  lab: a.lab,
+                  json: a.json,
+                  command: 'hotplug-device',
+                  arguments: { phb: a.target, id: a.id ?? 'hpdev0', driver: a.driver, ...(a.host ? { host: a.host } : {}) },
+                })
+              : controlRequest({ lab: a.lab, json: a.json, command: 'unplug-device', arguments: { id: a.target } }),
+          ),
+      )
+      .command(
+        'list',
+        'what is plugged, and the guest’s IOMMU groups',
+        (z) => z,
+        (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'list' })),
+      )
+      .command(
+        'windows',
+        'the host’s view of every DMA window',
+        (z) => z,
+        (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'windows' })),
+      )
+      .command(
+        'status',
+        'the running lab',
+        (z) => z,
+        (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'status' })),
+      )
+      .command(
+        'shutdown',
+        'unplug everything and power the lab down',
+        (z) => z,
+        (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'shutdown' })),
+      )
+      .demandCommand(1, 'name a hotplug action'),
+  );
+}
+
+function cacheEntry(run: Run): CommandModule {
+  return command(
+    'cache [action]',
+    'the saved, booted machines (snapshots) labs start from: list them, or prune',
+    (y) =>
+      y
+        .positional('action', { choices: ['list', 'prune'] as const, default: 'list' as const })
+        .option('all', { type: 'boolean', default: false, describe: 'with prune: remove every snapshot' })
+        .option('limit', {
+          type: 'number',
+          describe: 'with prune: keep the most recently used within this many MiB (default: TCELAB_SNAPSHOT_LIMIT_MIB or 4096)',
+        }),
+    (a) => run(cacheCommand({ action: a.action, all: a.all, limitMiB: a.limit, json: a.json })),
+  );
+}
+
+function reportEntry(run: Run): CommandModule {
+  return command(
+    'report <dir>',
+    'print the summary of a finished run from its results dir',
+    (y) => y.positional('dir', { type: 'string', demandOption: true, describe: 'a results dir (with results.json)' }),
+    (a) => run(reportCommand({ dir: a.dir, json: a.json })),
+  );
+}
+
 /**
  * Every command of the tcelab CLI; a new command is one entry. `run` reports a command's outcome (its exit code, or
  * its error, said once) to main.
  */
-export function commandTable(run: (p: Promise<number>) => Promise<void>): CommandModule[] {
+export function commandTable(run: Run): CommandModule[] {
   return [
-    command(
-      'guest <action>',
-      'build or inspect the guest image',
-      (y) =>
-        y
-          .positional('action', { choices: ['build'] as const, describe: 'build: download Debian packages and make vmlinux + initramfs' })
-          .option('variant', { choices: ['base', 'with-qemu'] as const, default: 'base' as const, describe: 'image variant' })
-          .option('with-qemu', {
-            type: 'boolean',
-            default: false,
-            describe: 'the same as --variant with-qemu: the guest can run QEMU (a nested lab host)',
-          })
-          .option('refresh', { type: 'boolean', default: false, describe: 're-resolve the newest package versions' }),
-      (a) =>
-        run(
-          guestBuildCommand({
-            variant: a.withQemu ? 'with-qemu' : a.variant,
-            refresh: a.refresh,
-            json: a.json,
-            kernel: process.env.TCELAB_KERNEL,
-          }),
-        ),
-    ),
-    command(
-      'run [target]',
-      'run a scenario (or --all), or boot a profile and shut it down',
-      (y) =>
-        y
-          .positional('target', { type: 'string', describe: 'a scenario (tcelab list) or a profile; default: the emulated profile' })
-          .option('all', { type: 'boolean', default: false, describe: 'run every scenario in scenarios/ (a suite)' })
-          .option('jobs', { type: 'number', default: 1, describe: 'labs at once in a suite' })
-          .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the suite' })
-          .option('repeat', { type: 'number', default: 1, describe: 'run each scenario N times' })
-          .option('live', { type: 'string', describe: 'serve a live view on 127.0.0.1 (optionally on this port) with a token URL' })
-          .option('dry-run', { type: 'boolean', default: false, describe: 'list the runs (of this shard) without running them' })
-          .option('profile', { type: 'string', describe: "profile for a scenario (default: the scenario's own)" })
-          .option('results', { type: 'string', describe: 'results dir (default results/<scenario>-<time>)' })
-          .option('set', {
-            type: 'string',
-            array: true,
-            default: [] as string[],
-            describe: 'scenario option key=value (e.g. sizeMiB=64)',
-          })
-          .option('shutdown', {
-            choices: ['powerdown', 'quit'] as const,
-            default: 'powerdown' as const,
-            describe: 'how a profile boot ends',
-          }),
-      (a) =>
-        run(
-          (async () => {
-            const args = {
-              target: a.target,
-              all: a.all,
-              profile: a.profile,
-              results: a.results,
-              set: a.set,
-              json: a.json,
-              repeat: a.repeat,
-              jobs: a.jobs,
-              shard: a.shard,
-              dryRun: a.dryRun,
-              live: a.live,
-            };
-            if (a.all) return scenarioCommand(args);
-            const resolved = a.target ? await resolveScenario(a.target) : undefined;
-            if (resolved) return scenarioCommand(args, resolved);
-            if (a.target && !(await profileExists(a.target))) {
-              throw new InputError(
-                'tcelab run',
-                a.target,
-                'is neither a scenario nor a profile',
-                `scenarios: ${(await listScenarioFiles()).join(', ')}; profiles: ${(await listProfiles()).join(', ')}`,
-              );
-            }
-            return runBootCommand({ profile: a.target ?? 'emulated', json: a.json, shutdown: a.shutdown });
-          })(),
-        ),
-    ),
-    command(
-      'doctor',
-      'check what a profile needs from this machine, and explain what is missing',
-      (y) =>
-        y.option('profile', { type: 'string', describe: 'one profile (default: all shipped ones)' }).option('inner', {
-          type: 'boolean',
-          default: false,
-          describe: "for a nested lab host: boot its guest and check the inner lab's needs there, through the agent",
-        }),
-      (a) => run(doctorCommand({ profile: a.profile, json: a.json, inner: a.inner })),
-    ),
-    command(
-      'sweep',
-      'clean up after labs whose controller died (kill QEMU, restore devices, keep artifacts)',
-      (y) => y,
-      (a) =>
-        run(
-          (async () => {
-            const { sweepStaleLabs } = await import('../qemu/sweep.js');
-            const { LocalHost } = await import('../host/local-host.js');
-            const swept = await sweepStaleLabs(undefined, new LocalHost());
-            process.stdout.write(
-              a.json
-                ? `${JSON.stringify(swept, null, 2)}\n`
-                : swept.length
-                  ? swept
-                      .map(
-                        (s) =>
-                          `swept ${s.dir} (controller ${s.controllerPid} ` +
-                          `gone${s.qemuKilled ? ', QEMU killed' : ''}${s.restored.length ? `, restored ${s.restored.join(', ')}` : ''}) ` +
-                          `→ ${s.keptAs}\n`,
-                      )
-                      .join('')
-                  : 'no stale labs\n',
-            );
-            return 0;
-          })(),
-        ),
-    ),
-    command(
-      'list',
-      'profiles and scenarios',
-      (y) => y,
-      (a) => run(listCommand({ json: a.json as boolean })),
-    ),
-    command(
-      'qmp <target> <qmpCommand> [qmpArguments]',
-      'run one QMP command against a socket or a (stopped) lab from a profile',
-      (y) =>
-        y
-          .positional('target', {
-            type: 'string',
-            demandOption: true,
-            describe:
-              'a QMP socket path, a profile name, "lab": the QEMU of a running `tcelab up` lab (relayed by its controller), ' +
-              'or "inner": the inner QEMU of a running nested lab (`tcelab up nested-lab-host`)',
-          })
-          .positional('qmpCommand', { type: 'string', demandOption: true })
-          .positional('qmpArguments', { type: 'string', describe: 'arguments as a JSON object' })
-          .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' })
-          .option('lab', { type: 'string', describe: 'with "lab" or "inner": runtime dir of the lab (default: the only running one)' }),
-      (a) => run(qmpCommand({ target: a.target, command: a.qmpCommand, arguments: a.qmpArguments, timeout: a.timeout, lab: a.lab })),
-    ),
-    command(
-      'matrix [scenarios..]',
-      'run scenarios on several kernels (and QEMUs) and report what changed between them',
-      (y) =>
-        y
-          .positional('scenarios', { type: 'string', array: true, default: [] as string[], describe: 'scenarios (tcelab list)' })
-          .option('all', { type: 'boolean', default: false, describe: 'every scenario in scenarios/' })
-          .option('kernels', {
-            type: 'string',
-            demandOption: true,
-            describe: 'comma-separated kernel specs, oldest first: debian:trixie,debian:trixie-backports,debian:experimental',
-          })
-          .option('qemus', { type: 'string', describe: "comma-separated host QEMU binaries to compare (default: the profile's)" })
-          .option('jobs', { type: 'number', default: 1, describe: 'labs at once' })
-          .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the matrix' })
-          .option('results', { type: 'string', describe: 'results dir (default results/matrix-<time>)' })
-          .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value' }),
-      (a) =>
-        run(
-          matrixCommand({
-            scenarios: a.scenarios as string[],
-            all: a.all,
-            kernels: a.kernels,
-            qemus: a.qemus,
-            jobs: a.jobs,
-            shard: a.shard,
-            results: a.results,
-            set: a.set as string[],
-            json: a.json,
-          }),
-        ),
-    ),
-    command(
-      'hmp <target> <commandLine>',
-      'run one HMP command (through QMP human-monitor-command), e.g. tcelab hmp lab "info mtree"',
-      (y) =>
-        y
-          .positional('target', {
-            type: 'string',
-            demandOption: true,
-            describe: 'as for `tcelab qmp`: a socket, a profile, "lab" or "inner"',
-          })
-          .positional('commandLine', { type: 'string', demandOption: true })
-          .option('timeout', { type: 'number', default: 10, describe: 'seconds to wait for the reply' })
-          .option('lab', { type: 'string', describe: 'with "lab" or "inner": runtime dir of the lab (default: the only running one)' }),
-      (a) =>
-        run(
-          qmpCommand({
-            target: a.target,
-            command: 'human-monitor-command',
-            arguments: JSON.stringify({ 'command-line': a.commandLine }),
-            timeout: a.timeout,
-            lab: a.lab,
-          }),
-        ),
-    ),
-    command(
-      'up [profile]',
-      'boot a lab and keep it running, with a control socket for `tcelab hotplug`',
-      (y) => y.positional('profile', { type: 'string', default: 'emulated' }),
-      (a) => run(upCommand({ profile: a.profile, json: a.json })),
-    ),
-    command('hotplug', 'hot-plug PHBs and devices in a running lab (`tcelab up`)', (y) =>
-      y
-        .option('lab', { type: 'string', describe: 'runtime dir of the lab (default: the only running one)' })
-        .command(
-          'phb <action> <target>',
-          'add <index> | remove <id>',
-          (z) =>
-            z
-              .positional('action', { choices: ['add', 'remove'] as const, demandOption: true })
-              .positional('target', { type: 'string', demandOption: true })
-              .option('ddw', { type: 'boolean', default: true, describe: 'enable DDW on an added PHB' })
-              .option('id', { type: 'string', describe: 'QEMU id of an added PHB (default hphb<index>)' }),
-          (a) => {
-            if (a.action === 'add') {
-              const index = Number(a.target);
-              return run(
-                controlRequest({
-                  lab: a.lab,
-                  json: a.json,
-                  command: 'hotplug-phb',
-                  arguments: { index: Number.isInteger(index) ? index : a.target, ddw: a.ddw, ...(a.id ? { id: a.id } : {}) },
-                }),
-              );
-            }
-            return run(controlRequest({ lab: a.lab, json: a.json, command: 'unplug-phb', arguments: { id: a.target } }));
-          },
-        )
-        .command(
-          'device <action> <target> [id]',
-          'add <phb> <id> | remove <id>',
-          (z) =>
-            z
-              .positional('action', { choices: ['add', 'remove'] as const, demandOption: true })
-              .positional('target', { type: 'string', demandOption: true })
-              .positional('id', { type: 'string' })
-              .option('driver', { type: 'string', default: 'edu', describe: 'QEMU device driver (vfio-pci on a lab host)' })
-              .option('host', { type: 'string', describe: 'host PCI address for vfio-pci' }),
-          (a) =>
-            run(
-              a.action === 'add'
-                ? controlRequest({
-                    lab: a.lab,
-                    json: a.json,
-                    command: 'hotplug-device',
-                    arguments: { phb: a.target, id: a.id ?? 'hpdev0', driver: a.driver, ...(a.host ? { host: a.host } : {}) },
-                  })
-                : controlRequest({ lab: a.lab, json: a.json, command: 'unplug-device', arguments: { id: a.target } }),
-            ),
-        )
-        .command(
-          'list',
-          'what is plugged, and the guest’s IOMMU groups',
-          (z) => z,
-          (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'list' })),
-        )
-        .command(
-          'windows',
-          'the host’s view of every DMA window',
-          (z) => z,
-          (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'windows' })),
-        )
-        .command(
-          'status',
-          'the running lab',
-          (z) => z,
-          (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'status' })),
-        )
-        .command(
-          'shutdown',
-          'unplug everything and power the lab down',
-          (z) => z,
-          (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'shutdown' })),
-        )
-        .demandCommand(1, 'name a hotplug action'),
-    ),
-    command(
-      'cache [action]',
-      'the saved, booted machines (snapshots) labs start from: list them, or prune',
-      (y) =>
-        y
-          .positional('action', { choices: ['list', 'prune'] as const, default: 'list' as const })
-          .option('all', { type: 'boolean', default: false, describe: 'with prune: remove every snapshot' })
-          .option('limit', {
-            type: 'number',
-            describe: 'with prune: keep the most recently used within this many MiB (default: TCELAB_SNAPSHOT_LIMIT_MIB or 4096)',
-          }),
-      (a) => run(cacheCommand({ action: a.action, all: a.all, limitMiB: a.limit, json: a.json })),
-    ),
-    command(
-      'report <dir>',
-      'print the summary of a finished run from its results dir',
-      (y) => y.positional('dir', { type: 'string', demandOption: true, describe: 'a results dir (with results.json)' }),
-      (a) => run(reportCommand({ dir: a.dir, json: a.json })),
-    ),
+    guestEntry(run),
+    runEntry(run),
+    doctorEntry(run),
+    sweepEntry(run),
+    listEntry(run),
+    qmpEntry(run),
+    matrixEntry(run),
+    hmpEntry(run),
+    upEntry(run),
+    hotplugEntry(run),
+    cacheEntry(run),
+    reportEntry(run),
   ];
 }
