@@ -9,6 +9,7 @@ import { doctorCommand } from './doctor-command.js';
 import { controlRequest } from './hotplug-command.js';
 import { cacheCommand } from './cache-command.js';
 import { matrixCommand } from './matrix-command.js';
+import { mergeCommand } from './merge-command.js';
 import { InputError } from '../util/errors.js';
 import { listProfiles, resolveProfilePath } from '../qemu/profile.js';
 import { listScenarioFiles } from '../scenario/data/scenario-file.js';
@@ -87,6 +88,8 @@ function runEntry(run: Run): CommandModule {
           default: [] as string[],
           describe: 'scenario option key=value (e.g. sizeMiB=64)',
         })
+        .option('kcidb', { type: 'string', describe: 'also write a KernelCI KCIDB v5.3 document to this file' })
+        .option('ktap', { type: 'string', describe: 'also write KTAP v1 to this file (no value: KTAP on stdout instead of the summary)' })
         .option('shutdown', {
           choices: ['powerdown', 'quit'] as const,
           default: 'powerdown' as const,
@@ -107,6 +110,8 @@ function runEntry(run: Run): CommandModule {
             shard: a.shard,
             dryRun: a.dryRun,
             live: a.live,
+            kcidb: a.kcidb,
+            ktap: a.ktap,
           };
           if (a.all) return scenarioCommand(args);
           const resolved = a.target ? await resolveScenario(a.target) : undefined;
@@ -217,7 +222,9 @@ function matrixEntry(run: Run): CommandModule {
         .option('jobs', { type: 'number', default: 1, describe: 'labs at once' })
         .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the matrix' })
         .option('results', { type: 'string', describe: 'results dir (default results/matrix-<time>)' })
-        .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value' }),
+        .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value' })
+        .option('kcidb', { type: 'string', describe: 'also write a KernelCI KCIDB v5.3 document to this file' })
+        .option('ktap', { type: 'string', describe: 'also write KTAP v1 to this file (no value: KTAP on stdout instead of the summary)' }),
     (a) =>
       run(
         matrixCommand({
@@ -230,6 +237,8 @@ function matrixEntry(run: Run): CommandModule {
           results: a.results,
           set: a.set as string[],
           json: a.json,
+          kcidb: a.kcidb,
+          ktap: a.ktap,
         }),
       ),
   );
@@ -367,10 +376,31 @@ function cacheEntry(run: Run): CommandModule {
 
 function reportEntry(run: Run): CommandModule {
   return command(
-    'report <dir>',
-    'print the summary of a finished run from its results dir',
-    (y) => y.positional('dir', { type: 'string', demandOption: true, describe: 'a results dir (with results.json)' }),
-    (a) => run(reportCommand({ dir: a.dir, json: a.json })),
+    'report <dirs..>',
+    'print the summary of a finished run from its results dir; --merge: bring the shards of a pipeline together',
+    (y) =>
+      y
+        .positional('dirs', {
+          type: 'string',
+          array: true,
+          demandOption: true,
+          describe: 'a results dir (with results.json or summary.json)',
+        })
+        .option('merge', {
+          type: 'boolean',
+          default: false,
+          describe: 'merge the results of --shard runs (from any machines) into --results',
+        })
+        .option('results', { type: 'string', describe: 'with --merge: the dir the merged results go to' })
+        .option('kcidb', { type: 'string', describe: 'also write a KernelCI KCIDB v5.3 document to this file' })
+        .option('ktap', { type: 'string', describe: 'also write KTAP v1 to this file (no value: KTAP on stdout instead of the summary)' }),
+    (a) => {
+      const dirs = a.dirs as string[];
+      if (a.merge) return run(mergeCommand({ dirs, results: a.results, json: a.json, kcidb: a.kcidb, ktap: a.ktap }));
+      if (dirs.length !== 1)
+        return run(Promise.reject(new InputError('tcelab report', dirs.join(' '), 'takes one results dir (or --merge)')));
+      return run(reportCommand({ dir: dirs[0]!, json: a.json, kcidb: a.kcidb, ktap: a.ktap }));
+    },
   );
 }
 

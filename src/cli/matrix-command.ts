@@ -16,6 +16,7 @@ import { InputError } from '../util/errors.js';
 import { bigintSafe } from '../util/json.js';
 import { StderrProgress } from '../util/progress.js';
 import { abortingOnSignals } from './interrupt.js';
+import { checkExchangeOutputs, writeExchangeOutputs } from './exchange-outputs.js';
 import { entriesFor, parseSetOptions } from './scenario-command.js';
 
 export interface MatrixArgs {
@@ -28,6 +29,8 @@ export interface MatrixArgs {
   results?: string;
   set: string[];
   json: boolean;
+  kcidb?: string;
+  ktap?: string;
 }
 
 const shortHash = (s: string) => createHash('sha256').update(s).digest('hex');
@@ -39,6 +42,7 @@ const shortHash = (s: string) => createHash('sha256').update(s).digest('hex');
  */
 export async function matrixCommand(args: MatrixArgs): Promise<number> {
   // Everything is checked before an image is built or a lab started.
+  checkExchangeOutputs(args);
   const kernels = args.kernels.split(',').filter(Boolean);
   if (kernels.length === 0)
     throw new InputError('--kernels', args.kernels, 'must list at least one kernel, e.g. debian:trixie,debian:experimental');
@@ -97,12 +101,15 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
     `matrix: ${base.length} scenario runs × ${columns.length} columns = ${entries.length} ` +
       `runs${args.shard ? ` (shard ${args.shard})` : ''}, ${args.jobs} at a time`,
   );
-  const suite = await abortingOnSignals((signal) => runSuite(toRun, { jobs: args.jobs, resultsDir, progress, signal }));
+  const suite = await abortingOnSignals((signal) =>
+    runSuite(toRun, { jobs: args.jobs, resultsDir, progress, signal, ...(args.shard ? { shard: parseShard(args.shard) } : {}) }),
+  );
   for (const e of toRun) runs.push({ scenario: e.scenario, column: e.column, report: suite.reports.find((r) => r.scenario === e.label) });
   const matrix = buildMatrix(columns, runs);
   await writeFile(join(resultsDir, 'matrix.json'), `${JSON.stringify(matrix, bigintSafe, 2)}\n`);
   await writeFile(join(resultsDir, 'junit.xml'), matrixJunit(matrix));
   await writeFile(join(resultsDir, 'matrix.html'), matrixHtml(matrix));
+  if (await writeExchangeOutputs(suite.reports, args)) return matrix.passed ? 0 : 1;
   if (args.json) process.stdout.write(`${JSON.stringify({ resultsDir, ...matrix }, bigintSafe, 2)}\n`);
   else
     process.stdout.write(

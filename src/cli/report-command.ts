@@ -5,9 +5,11 @@ import { TcelabError } from '../util/errors.js';
 import { printReport } from './scenario-command.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
 import { formatMs } from './output.js';
+import { checkExchangeOutputs, type ExchangeOutputs, writeExchangeOutputs } from './exchange-outputs.js';
 
 /** `tcelab report <dir>`: the summary of a finished run, from its results.json. */
-export async function reportCommand(args: { dir: string; json: boolean }): Promise<number> {
+export async function reportCommand(args: { dir: string; json: boolean } & ExchangeOutputs): Promise<number> {
+  checkExchangeOutputs(args);
   const file = join(args.dir, 'results.json');
   if (!existsSync(file)) throw new TcelabError(`report ${args.dir}`, 'no results.json there', 'name a results dir written by `tcelab run`');
   let report: ScenarioReport;
@@ -19,6 +21,7 @@ export async function reportCommand(args: { dir: string; json: boolean }): Promi
   if (!Array.isArray(report.checks) || typeof report.scenario !== 'string') {
     throw new TcelabError(`report ${args.dir}`, 'results.json is not a tcelab results file (no scenario/checks)');
   }
+  if (await writeExchangeOutputs([report], args)) return report.passed ? 0 : 1;
   printReport(report, args.json);
   if (!args.json) {
     for (const v of report.releases ?? []) {

@@ -14,6 +14,7 @@ import { ensureGuestImages } from './guest-command.js';
 import { LiveServer } from '../live/live-server.js';
 import { validateScenarioOptions } from '../scenario/seeded-faults.js';
 import { abortingOnSignals } from './interrupt.js';
+import { checkExchangeOutputs, writeExchangeOutputs } from './exchange-outputs.js';
 
 /** --set key=value pairs → scenario options (numbers and booleans parsed). */
 export function parseSetOptions(pairs: string[]): Record<string, number | string | boolean> {
@@ -62,10 +63,13 @@ export interface RunArgs {
   dryRun?: boolean;
   /** Port for the live view ('' or 0: any free port), undefined: no live view. */
   live?: string;
+  kcidb?: string;
+  ktap?: string;
 }
 
 /** `tcelab run <scenario>` / `tcelab run --all`: exit 0 only when every verdict passed. */
 export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioDefinition; file?: ScenarioFile }): Promise<number> {
+  checkExchangeOutputs(args);
   if (!Number.isInteger(args.repeat) || args.repeat < 1 || args.repeat > 1000)
     throw new InputError('--repeat', String(args.repeat), 'must be an integer from 1 to 1000');
   if (!Number.isInteger(args.jobs) || args.jobs < 1 || args.jobs > 16)
@@ -114,7 +118,7 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
           live,
         }),
       );
-      printReport(report, args.json);
+      if (!(await writeExchangeOutputs([report], args))) printReport(report, args.json);
       return report.passed ? 0 : 1;
     } finally {
       // Give an open page a moment to receive the verdict before the server goes.
@@ -134,8 +138,10 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
       resultsDir: args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name),
       progress,
       signal,
+      ...(args.shard ? { shard: parseShard(args.shard) } : {}),
     }),
   );
+  if (await writeExchangeOutputs(result.reports, args)) return result.passed ? 0 : 1;
   if (args.json) {
     process.stdout.write(
       `${JSON.stringify(

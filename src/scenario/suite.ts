@@ -61,7 +61,15 @@ export interface SuiteResult {
  */
 export async function runSuite(
   entries: SuiteEntry[],
-  opts: { jobs: number; resultsDir: string; progress: Progress; runtimeRoot?: string; signal?: AbortSignal },
+  opts: {
+    jobs: number;
+    resultsDir: string;
+    progress: Progress;
+    runtimeRoot?: string;
+    signal?: AbortSignal;
+    /** Which shard of which whole this suite is (`--shard i/n`), recorded so shards can be merged and counted. */
+    shard?: { index: number; count: number };
+  },
 ): Promise<SuiteResult> {
   const t0 = Date.now();
   await mkdir(opts.resultsDir, { recursive: true });
@@ -139,6 +147,9 @@ export async function runSuite(
         passed: result.passed,
         durationMs: result.durationMs,
         jobs: opts.jobs,
+        ...(opts.shard ? { shard: opts.shard } : {}),
+        // What this suite was to run: a merge tells a run that never reported from one that was never planned.
+        planned: entries.map((e) => e.label),
         runs: reports.map((r) => ({
           label: r.scenario,
           passed: r.passed,

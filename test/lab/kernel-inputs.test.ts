@@ -1,8 +1,8 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
-import { requireGuestImage } from '../../src/image/image-builder.js';
+import { afterAll, describe, expect, it } from 'vitest';
+import { imageDir, requireGuestImage } from '../../src/image/image-builder.js';
 import { cacheDir, packageRoot } from '../../src/util/paths.js';
 import { testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
@@ -47,8 +47,14 @@ async function localBuild(opts: { withoutHotplug: boolean }): Promise<string> {
 }
 
 describe('the kernel under test is an input', () => {
+  // Each local build here has paths of its own, hence an image of its own: they go with the test.
+  const built: string[] = [];
+  afterAll(() => {
+    for (const k of built) rmSync(imageDir('base', k), { recursive: true, force: true });
+  });
   it('a local build without RPA hotplug: ddw-hotplug is refused before QEMU starts, naming what is missing', async () => {
     const kernel = await localBuild({ withoutHotplug: true });
+    built.push(kernel);
     const root = testRuntimeRoot();
     const r = spawnSync(process.execPath, [cli, 'run', 'ddw-hotplug', '--kernel', kernel, '--results', mkdtempSync('/tmp/tcelab-res-')], {
       env: { ...process.env, TCELAB_RUNTIME_DIR: root },
@@ -67,6 +73,7 @@ describe('the kernel under test is an input', () => {
 
   it('a complete local build boots and prereg-accounting passes on it; the report says what ran', async () => {
     const kernel = await localBuild({ withoutHotplug: false });
+    built.push(kernel);
     const root = testRuntimeRoot();
     const results = mkdtempSync('/tmp/tcelab-res-');
     const r = spawnSync(process.execPath, [cli, 'run', 'prereg-accounting', '--kernel', kernel, '--results', results], {

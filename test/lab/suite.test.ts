@@ -5,16 +5,33 @@ import { join } from 'node:path';
 import { packageRoot } from '../../src/util/paths.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { runtimeDirsIn, TEST_ROOT_PREFIX } from '../helpers/lab.js';
+import { kcidbValidator } from '../helpers/kcidb.js';
+import { type FinalResults, Parser } from 'tap-parser';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
 describe('suites from the CLI', () => {
-  it('runs a scenario file twice in parallel labs (--repeat 2 --jobs 2) with JUnit output', () => {
+  it('runs a scenario file twice in parallel labs (--repeat 2 --jobs 2) with JUnit, KCIDB and KTAP output', async () => {
     const root = mkdtempSync(TEST_ROOT_PREFIX);
     const results = mkdtempSync('/tmp/tcelab-res-');
     const r = spawnSync(
       process.execPath,
-      [cli, 'run', 'window-map-release', '--repeat', '2', '--jobs', '2', '--results', results, '--json'],
+      [
+        cli,
+        'run',
+        'window-map-release',
+        '--repeat',
+        '2',
+        '--jobs',
+        '2',
+        '--results',
+        results,
+        '--json',
+        '--kcidb',
+        join(results, 'kcidb.json'),
+        '--ktap',
+        join(results, 'results.ktap'),
+      ],
       {
         env: { ...process.env, TCELAB_RUNTIME_DIR: root },
         encoding: 'utf8',
@@ -30,6 +47,22 @@ describe('suites from the CLI', () => {
     const junit = readFileSync(join(results, 'junit.xml'), 'utf8');
     expect(junit.match(/<testsuite /g)?.length).toBe(2);
     expect(existsSync(join(results, 'window-map-release-r2', 'timeline.svg'))).toBe(true);
+    // What KernelCI and KTAP readers get: valid against KCIDB's published schema, read by a real TAP parser.
+    const kcidb = JSON.parse(readFileSync(join(results, 'kcidb.json'), 'utf8'));
+    const validate = kcidbValidator();
+    expect(validate(kcidb), JSON.stringify(validate.errors)).toBe(true);
+    expect(kcidb.builds).toHaveLength(1);
+    // Two runs of the same test: one path, two ids.
+    const paths = kcidb.tests.map((t: { path: string }) => t.path);
+    expect(paths.every((p: string) => p.startsWith('tcelab.window-map-release.'))).toBe(true);
+    expect(new Set(paths).size).toBe(paths.length / 2);
+    const ktap = readFileSync(join(results, 'results.ktap'), 'utf8');
+    const parsed = await new Promise<FinalResults>((resolve) => new Parser((res) => resolve(res)).end(ktap));
+    expect(parsed).toMatchObject({ ok: true, count: 2, pass: 2 });
+    // The same from a finished run's results dir, KTAP on stdout.
+    const again = spawnSync(process.execPath, [cli, 'report', join(results, 'window-map-release-r1'), '--ktap'], { encoding: 'utf8' });
+    expect(again.status).toBe(0);
+    expect(again.stdout).toMatch(/^KTAP version 1\n1\.\.1\n {4}KTAP version 1\n {4}# Subtest: window-map-release-r1\n/);
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
   });
