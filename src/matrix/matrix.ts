@@ -72,6 +72,19 @@ const transition = (from: CellStatus, to: CellStatus): MatrixChange['kind'] | un
   return 'changed';
 };
 
+/**
+ * A run's checks with names unique within it: a name seen again gets " (2)", " (3)"… in the order recorded, so
+ * that the same check of two kernels lands in the same row and none overwrites another.
+ */
+export function uniquelyNamed(checks: Check[]): Array<{ check: Check; name: string }> {
+  const seen = new Map<string, number>();
+  return checks.map((check) => {
+    const n = (seen.get(check.name) ?? 0) + 1;
+    seen.set(check.name, n);
+    return { check, name: n === 1 ? check.name : `${check.name} (${n})` };
+  });
+}
+
 export function buildMatrix(columns: MatrixColumn[], runs: MatrixRun[]): Matrix {
   const scenarios = [...new Set(runs.map((r) => r.scenario))];
   const rows = new Map<string, MatrixRow>();
@@ -86,8 +99,8 @@ export function buildMatrix(columns: MatrixColumn[], runs: MatrixRun[]): Matrix 
   };
   for (const run of runs) {
     if (!run.report) continue;
-    for (const c of run.report.checks) {
-      rowOf(run.scenario, c.name).cells[run.column] = {
+    for (const { check: c, name } of uniquelyNamed(run.report.checks)) {
+      rowOf(run.scenario, name).cells[run.column] = {
         status: c.status,
         measured: c.measured,
         expected: c.expected,

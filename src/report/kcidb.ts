@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Check } from '../scenario/checks.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
+import { uniquelyNamed } from '../matrix/matrix.js';
 
 /**
  * KernelCI's KCIDB I/O format, version 5.3 (what KCIDB accepts today): a checkout and a build for every kernel under
@@ -111,7 +112,7 @@ export function toKcidb(reports: ScenarioReport[], opts: { host?: string } = {})
     // the runs apart, the build tells the kernels apart), so the same path.
     const scenario = pathComponent(r.scenario.replace(/@.*$/, '').replace(/-r\d+$/, ''));
     const start = Date.parse(r.startedAt);
-    r.checks.forEach((c, i) => {
+    uniquelyNamed(r.checks).forEach(({ check: c, name }, i) => {
       const status = kcidbStatus(c);
       const number = kcidbNumber(c);
       const excerpt = `${c.name}: measured ${c.measured}, expected ${c.expected}${c.detail ? ` (${c.detail})` : ''}`;
@@ -119,7 +120,7 @@ export function toKcidb(reports: ScenarioReport[], opts: { host?: string } = {})
         id: `${ORIGIN}:${run}-${i + 1}`,
         build_id: buildId,
         origin: ORIGIN,
-        path: `tcelab.${scenario}.${pathComponent(c.name)}`,
+        path: `tcelab.${scenario}.${pathComponent(name)}`,
         comment: c.name,
         status,
         ...(number && status !== 'SKIP' ? { number } : {}),

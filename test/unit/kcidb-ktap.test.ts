@@ -33,6 +33,11 @@ describe('KCIDB output', () => {
     });
     expect(doc.builds[0]).toMatchObject({ architecture: 'powerpc', config_name: 'powerpc64le', misc: { page_size: 4096 } });
     expect(doc.checkouts[0]).toMatchObject({ tree_name: 'debian-trixie', misc: { package_version: '6.12.107-1' } });
+    // Within one run every path is distinct, a check recorded twice included.
+    const r = sampleReport();
+    r.checks.push({ ...r.checks[0]! });
+    const paths = toKcidb([r]).tests.map((t) => t.path);
+    expect(new Set(paths).size).toBe(paths.length);
   });
 
   it('the schema copy is the real one: a document it must refuse is refused', () => {

@@ -86,4 +86,16 @@ describe('kernel matrix', () => {
     expect(html).toMatch(/<span class="change fixed">fixed here<\/span>/);
     expect(html).toMatch(/<span class="change regression">regression<\/span>/);
   });
+
+  it('keeps a check that a run records twice under the same name as two rows', () => {
+    const twice = (dir: string) => report(dir, '6.12', [check('unmap it', 'pass'), check('unmap it', 'fail')]);
+    const m = buildMatrix(columns(), [
+      { scenario: 'ddw', column: 'old', report: twice('/o') },
+      { scenario: 'ddw', column: 'new', report: twice('/n') },
+    ]);
+    expect(m.rows.map((r) => [r.check, r.cells.old!.status, r.cells.new!.status])).toEqual([
+      ['unmap it', 'pass', 'pass'],
+      ['unmap it (2)', 'fail', 'fail'],
+    ]);
+  });
 });

@@ -86,7 +86,12 @@ export const ddwWindows: ScenarioDefinition = {
       };
       host = await hostWindows(ctx, phb.id);
       checks.equal(`host view shows exactly the ${spec.label} window`, summarizeWindows(host), summarizeWindows([dma32, want]));
-      checks.equal('host QOM dma64_win_addr equals the guest start address', (await ctx.ddw.phbState(phb.id)).dma64Start, want.start);
+      // Each window's checks carry its name: a check's name is its identity in reports, KCIDB paths and matrices.
+      checks.equal(
+        `host QOM dma64_win_addr equals the guest start address of the ${spec.label} window`,
+        (await ctx.ddw.phbState(phb.id)).dma64Start,
+        want.start,
+      );
 
       // Map memory whose page size fits the window; 4K pages into a 64K window must fail.
       const size = 2 * 1024 * 1024;
@@ -113,7 +118,7 @@ export const ddwWindows: ScenarioDefinition = {
         await worker.unregister(small.region);
         await worker.free(small.region);
       }
-      await checks.succeeds('unmap it', worker.unmap(want.start, size));
+      await checks.succeeds(`unmap it from the ${spec.label} window`, worker.unmap(want.start, size));
       await worker.unregister(region.region);
       await worker.free(region.region);
       const removeAt =
