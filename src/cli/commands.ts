@@ -1,3 +1,4 @@
+import type { ImageVariant } from '../image/image-builder.js';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import { guestBuildCommand } from './guest-command.js';
 import { runBootCommand } from './run-command.js';
@@ -48,7 +49,11 @@ function guestEntry(run: Run): CommandModule {
     (y) =>
       y
         .positional('action', { choices: ['build'] as const, describe: 'build: download Debian packages and make vmlinux + initramfs' })
-        .option('variant', { choices: ['base', 'with-qemu'] as const, default: 'base' as const, describe: 'image variant' })
+        .option('variant', {
+          type: 'string',
+          default: 'base',
+          describe: 'image variant: base, with-qemu, or with-qemu:<suite> (the guest QEMU from another Debian suite, e.g. with-qemu:sid)',
+        })
         .option('with-qemu', {
           type: 'boolean',
           default: false,
@@ -58,7 +63,7 @@ function guestEntry(run: Run): CommandModule {
     (a) =>
       run(
         guestBuildCommand({
-          variant: a.withQemu ? 'with-qemu' : a.variant,
+          variant: a.withQemu ? 'with-qemu' : (a.variant as ImageVariant),
           refresh: a.refresh,
           json: a.json,
           kernel: process.env.TCELAB_KERNEL,

@@ -1,6 +1,7 @@
 import type { KernelFacts } from '../kernel/kernel-facts.js';
 import { parseKernelSpec } from '../kernel/kernel-spec.js';
-import { buildGuestImage, type GuestImage, type ImageVariant } from '../image/image-builder.js';
+import { buildGuestImage, IMAGE_VARIANT_PATTERN, type GuestImage, type ImageVariant } from '../image/image-builder.js';
+import { InputError } from '../util/errors.js';
 import type { Profile } from '../qemu/profile.js';
 import type { Progress } from '../util/progress.js';
 import { StderrProgress } from '../util/progress.js';
@@ -13,6 +14,8 @@ export async function guestBuildCommand(args: {
   kernel?: string;
 }): Promise<number> {
   if (args.kernel !== undefined) parseKernelSpec(args.kernel, '--kernel');
+  if (!IMAGE_VARIANT_PATTERN.test(args.variant))
+    throw new InputError('--variant', args.variant, 'must be base, with-qemu or with-qemu:<suite>');
   const progress = new StderrProgress();
   const t0 = Date.now();
   const result = await buildGuestImage({ variant: args.variant, kernel: args.kernel, refresh: args.refresh, progress });
@@ -40,7 +43,8 @@ export async function guestBuildCommand(args: {
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}\n` +
       `  initrd:  ${formatBytes(m.outputs.initrd.size)} gzip, ${m.initramfs.files} entries, ${formatBytes(m.initramfs.bytes)} unpacked\n` +
-      `  packages (Debian ${m.suite} ${m.architecture}):\n` +
+      (m.fromSuite ? `  from Debian ${m.fromSuite.suite}: ${m.fromSuite.packages.join(', ')}\n` : '') +
+      `  packages (Debian ${m.suite} ${m.architecture}${m.fromSuite ? `, and ${m.fromSuite.suite} as above` : ''}):\n` +
       m.packages.map((p) => `    ${p.name.padEnd(40)} ${p.version.padEnd(22)} sha256:${p.sha256.slice(0, 16)}…\n`).join(''),
   );
   return 0;

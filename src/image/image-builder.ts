@@ -24,7 +24,13 @@ import type { Progress } from '../util/progress.js';
  * and what the kernel is (release, page size, config) in manifest.json. One image per variant and kernel; a warm
  * cache downloads nothing.
  */
-export type ImageVariant = 'base' | 'with-qemu';
+/**
+ * base: the lab's guest; with-qemu: a guest that is itself a POWER lab host (it runs QEMU), with Debian trixie's
+ * QEMU, or another suite's with `with-qemu:<suite>` (e.g. with-qemu:sid): the QEMU under test inside the guest.
+ */
+export type ImageVariant = 'base' | 'with-qemu' | `with-qemu:${string}`;
+
+export const IMAGE_VARIANT_PATTERN = /^(base|with-qemu(:[a-z][a-z0-9-]{1,40})?)$/;
 
 export interface ManifestFile {
   path: string;
@@ -43,6 +49,8 @@ export interface ImageManifest {
   kernelRelease: string;
   /** The kernel under test: where it came from, its release, page size, config values and modules. */
   kernel: KernelFacts;
+  /** Packages taken from another suite than the userland's (a guest QEMU under test): the suite and which. */
+  fromSuite?: { suite: string; packages: string[] };
   packages: Array<Pick<DebPackage, 'name' | 'version' | 'architecture' | 'filename' | 'sha256' | 'size'>>;
   inputsSha256: string;
   outputs: { kernel: ManifestFile; initrd: ManifestFile; agent?: ManifestFile };
@@ -59,13 +67,18 @@ export interface GuestImage {
 interface VariantSpec {
   /** Packages taken by exact name; their shared-library dependencies follow. */
   packages: string[];
+  /**
+   * Packages (and their libraries) taken from another Debian suite than the userland's: a guest QEMU under test.
+   * Where both suites would give a package (libc6…), this suite's wins: newer libraries serve the older binaries.
+   */
+  fromSuite?: { suite: string; packages: string[] };
   /** Dynamically linked binaries copied with the libraries they need. */
   binaries: string[];
   /** Directories copied whole (firmware blobs, data). */
   dataDirs: string[];
 }
 
-const VARIANTS: Record<ImageVariant, VariantSpec> = {
+const VARIANTS: Record<'base' | 'with-qemu', VariantSpec> = {
   base: {
     packages: ['busybox-static', 'powerpc-ibm-utils'],
     binaries: ['/usr/sbin/drmgr', '/usr/sbin/lsslot'],
@@ -78,6 +91,18 @@ const VARIANTS: Record<ImageVariant, VariantSpec> = {
   },
 };
 
+/** A variant's packages, binaries and data; with-qemu:<suite> takes QEMU from that suite. */
+function variantSpec(variant: ImageVariant): VariantSpec {
+  if (!IMAGE_VARIANT_PATTERN.test(variant))
+    throw new TcelabError(`guest image variant ${variant}`, 'is not base, with-qemu or with-qemu:<suite>');
+  if (variant === 'base') return VARIANTS.base;
+  const suite = variant.split(':')[1];
+  const spec = VARIANTS['with-qemu'];
+  if (!suite || suite === SUITE) return spec;
+  const qemu = ['qemu-system-ppc', 'qemu-system-data'];
+  return { ...spec, packages: spec.packages.filter((p) => !qemu.includes(p)), fromSuite: { suite, packages: qemu } };
+}
+
 /** The userland's suite (and the default kernel's). */
 const SUITE = 'trixie';
 const ARCH = 'ppc64el';
@@ -88,7 +113,8 @@ const shortHash = (s: string) => createHash('sha256').update(s).digest('hex');
 /** The cache dir of a variant's image for a kernel: guest/<variant> for trixie's, guest/<variant>@<kernel key> for others. */
 export function imageDir(variant: ImageVariant, kernel = DEFAULT_KERNEL, cache = cacheDir()): string {
   const key = kernelKey(parseKernelSpec(kernel), shortHash);
-  return join(cache, 'guest', key === SUITE ? variant : `${variant}@${key}`);
+  const name = variant.replace(':', '-');
+  return join(cache, 'guest', key === SUITE ? name : `${name}@${key}`);
 }
 
 /** The image if it is built and its files still match the manifest's hashes. */
@@ -172,6 +198,7 @@ interface ResolvedPackages {
   kernel: DebPackage[];
   index?: ImageManifest['index'];
   kernelSource?: KernelFacts['source'];
+  fromSuite?: ImageManifest['fromSuite'];
 }
 
 export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> {
@@ -179,7 +206,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   const { progress, variant } = opts;
   const kernelText = opts.kernel ?? DEFAULT_KERNEL;
   const kernel = parseKernelSpec(kernelText);
-  const spec = VARIANTS[variant];
+  const spec = variantSpec(variant);
   const inputs = await guestInputsSha256(kernel);
   const existing = await findGuestImage(variant, kernelText, cache);
   const debDir = join(cache, 'guest', 'debs');
@@ -207,6 +234,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
         kernel: all.filter((p) => kernelNames.has(p.name)),
         index: existing.manifest.index,
         kernelSource: existing.manifest.kernel.source,
+        fromSuite: existing.manifest.fromSuite,
       };
     }
   }
@@ -232,7 +260,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   }
   const packages = [...resolved.userland, ...resolved.kernel];
 
-  const work = join(cache, 'guest', `.build-${variant}-${process.pid}`);
+  const work = join(cache, 'guest', `.build-${variant.replace(':', '-')}-${process.pid}`);
   await rm(work, { recursive: true, force: true });
   try {
     const staging = join(work, 'staging');
@@ -275,6 +303,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
       architecture: ARCH,
       kernelRelease: staged.release,
       kernel: staged.facts,
+      ...(resolved.fromSuite ? { fromSuite: resolved.fromSuite } : {}),
       packages: packages.map(({ name, version, architecture, filename, sha256, size }) => ({
         name,
         version,
@@ -333,9 +362,24 @@ async function resolveAll(
   };
   const userlandApt = await aptFor(SUITE);
   const index = { dist: userlandApt.dist, date: await userlandApt.releaseField(userlandApt.dist, 'Date') };
-  const userland = await progress.step('resolve package versions', () => resolvePackages(userlandApt, spec));
-  const apts = new Map<DebPackage, PrivateApt>(userland.map((p) => [p, userlandApt]));
-  if (kernel.kind !== 'debian') return { userland, kernel: [], index, apts };
+  const apts = new Map<DebPackage, PrivateApt>();
+  const userland: DebPackage[] = [];
+  let fromSuite: ImageManifest['fromSuite'];
+  if (spec.fromSuite) {
+    const from = spec.fromSuite;
+    const otherApt = await aptFor(from.suite);
+    const taken = await progress.step(`resolve ${from.packages.join(', ')} in Debian ${from.suite}`, () =>
+      resolvePackages(otherApt, { ...spec, packages: from.packages }),
+    );
+    for (const p of taken) apts.set(p, otherApt);
+    userland.push(...taken);
+    fromSuite = { suite: from.suite, packages: taken.map((p) => p.name) };
+  }
+  const have = new Set(userland.map((p) => p.name));
+  const trixie = await progress.step('resolve package versions', () => resolvePackages(userlandApt, spec, have));
+  for (const p of trixie) apts.set(p, userlandApt);
+  userland.push(...trixie);
+  if (kernel.kind !== 'debian') return { userland, kernel: [], index, apts, fromSuite };
   const kernelApt = kernel.suite === SUITE ? userlandApt : await aptFor(kernel.suite);
   const found = await progress.step(`resolve the ${kernel.flavour} kernel in Debian ${kernel.suite}`, async () =>
     resolveDebianKernel(await kernelApt.candidates(/^linux-(image|binary|modules|base)-\d/), { ...kernel }),
@@ -349,23 +393,26 @@ async function resolveAll(
     kernel: found.packages,
     index,
     apts,
+    fromSuite,
     kernelSource: { spec: formatKernelSpec(kernel), package: found.image.name, version: found.image.version, layout: found.layout },
   };
 }
 
 /** The variant's userland packages and their shared-library dependency closure. */
-async function resolvePackages(apt: PrivateApt, spec: VariantSpec): Promise<DebPackage[]> {
+async function resolvePackages(apt: PrivateApt, spec: VariantSpec, have: Set<string> = new Set()): Promise<DebPackage[]> {
   const out = new Map<string, DebPackage>();
+  // Packages another suite already gives are neither taken again nor followed.
+  const already = (name: string) => out.has(name) || have.has(name);
   const queue = [...spec.packages];
   // Follow only library packages: the image carries binaries, not whole systems.
   const follow = (name: string) => /^(lib|zlib1g$)/.test(name) && !/-(base|common|data|bin|dev|doc)$/.test(name) && name !== 'libc-bin';
   while (queue.length) {
     const name = queue.shift()!;
-    if (out.has(name)) continue;
+    if (already(name)) continue;
     const pkg = await apt.show(name);
     out.set(name, pkg);
     for (const group of pkg.depends) {
-      if (group.some((alt) => out.has(alt))) continue;
+      if (group.some(already)) continue;
       const pick = group.find(follow);
       if (pick) queue.push(pick);
     }

@@ -5,6 +5,7 @@ import { Validator, parseJsonText, substituteVariables, type Spec } from '../uti
 import { InputError, TcelabError } from '../util/errors.js';
 import { profilesDir } from '../util/paths.js';
 import { DEFAULT_KERNEL, parseKernelSpec } from '../kernel/kernel-spec.js';
+import { IMAGE_VARIANT_PATTERN, type ImageVariant } from '../image/image-builder.js';
 
 /**
  * A lab profile: everything needed to start one pseries machine, as data.
@@ -49,7 +50,7 @@ export interface Profile {
     /** false: no kernel, no agent (a machine that only needs to exist, e.g. the inner lab of a nested host). */
     boot: boolean;
     /** "base" or "with-qemu": which image variant `tcelab guest build` makes. */
-    image: 'base' | 'with-qemu';
+    image: ImageVariant;
     /** The kernel under test (kernel-spec.ts): debian:trixie unless the profile or --kernel says otherwise. */
     kernel: string;
     append: string;
@@ -102,7 +103,12 @@ const machineFields: Record<string, Spec> = {
     type: 'object',
     fields: {
       boot: { type: 'boolean', default: true },
-      image: { type: 'string', enum: ['base', 'with-qemu'], default: 'base' },
+      image: {
+        type: 'string',
+        default: 'base',
+        pattern: IMAGE_VARIANT_PATTERN,
+        patternHint: 'base, with-qemu, or with-qemu:<suite> (a guest QEMU from another Debian suite, e.g. with-qemu:sid)',
+      },
       kernel: {
         type: 'string',
         default: DEFAULT_KERNEL,
@@ -183,7 +189,9 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
   if (p.inner) {
     profile.inner = crossCheck(p.inner, `${name}.inner`, v, 'inner.');
     if (!profile.guest.boot) throw v.err('guest.boot', 'must be true: the inner lab runs inside this guest');
-    if (profile.guest.image !== 'with-qemu') throw v.err('guest.image', 'must be "with-qemu": the inner lab needs QEMU in the guest');
+    if (!profile.guest.image.startsWith('with-qemu')) {
+      throw v.err('guest.image', 'must be "with-qemu" (or "with-qemu:<suite>"): the inner lab needs QEMU in the guest');
+    }
     if (!profile.inner.devices.some((d) => d.driver === 'vfio-pci')) {
       throw v.err('inner.devices', 'needs a vfio-pci device: the point of a nested lab host is a device of this guest passed through');
     }

@@ -27,6 +27,17 @@ describe('profile validation', () => {
     expect(p.guest.bootTimeoutSec).toBe(120);
   });
 
+  it('takes the kernel and the guest QEMU under test as inputs, and names them when bad', () => {
+    const guest = (g: Record<string, unknown>) => ({ ...base(), guest: { ...(base() as { guest?: object }).guest, ...g } });
+    expect(validateProfile(guest({ image: 'with-qemu:sid', kernel: 'debian:experimental/64k' }), 't').guest).toMatchObject({
+      image: 'with-qemu:sid',
+      kernel: 'debian:experimental/64k',
+    });
+    expect(fieldOf(() => validateProfile(guest({ image: 'with-qemu:' }), 't'))).toBe('guest.image');
+    expect(fieldOf(() => validateProfile(guest({ image: 'qemu' }), 't'))).toBe('guest.image');
+    expect(fieldOf(() => validateProfile(guest({ kernel: 'debian:sid/16k' }), 't'))).toBe('guest.kernel');
+  });
+
   it('names the bad field', () => {
     expect(fieldOf(() => validateProfile({ ...base(), colour: 'red' }, 't'))).toBe('colour');
     expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, memoryMiB: '1G' } }, 't'))).toBe('qemu.memoryMiB');
