@@ -270,9 +270,10 @@ export class ProtocolConnection extends EventEmitter {
     }
     const id = typeof m.id === 'string' ? m.id : undefined;
     if ('return' in m || 'error' in m) {
-      // QMP answers a request it could not parse with an error that has no id:
-      // that belongs to the oldest pending command.
-      const key = id ?? (this.pending.size > 0 && !('return' in m) ? this.pending.keys().next().value : undefined);
+      // Every command this connection sends carries an id, and the peer echoes it. A reply without one answers a
+      // line the peer could not parse, which only raw bytes (a resync, a fuzzer) can be: it is no pending command's
+      // answer, however late it arrives (seen: 300 fuzzed lines answered while the next command waited, under load).
+      const key = id;
       const p = key !== undefined ? this.pending.get(key) : undefined;
       if (p) {
         this.pending.delete(key!);
@@ -293,7 +294,11 @@ export class ProtocolConnection extends EventEmitter {
     }
     const waiter = this.untaggedWaiters.shift();
     if (waiter) waiter(m);
-    else this.untagged.push(m);
+    else {
+      // Kept for nextUntagged() (the greeting); a peer answering a flood of raw lines must not grow it without end.
+      this.untagged.push(m);
+      if (this.untagged.length > 64) this.untagged.shift();
+    }
   }
 
   private onClose(reason: string): void {
