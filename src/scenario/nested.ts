@@ -33,9 +33,10 @@ export async function launchInnerLab(ctx: ScenarioContext): Promise<Lab> {
 }
 
 export async function disposeInnerLab(ctx: ScenarioContext, lab: Lab, label: string): Promise<void> {
-  // Normally the scenario disposes its inner labs while the outer guest still runs; when the outer lab is already
-  // gone (an interrupted run, a dead QEMU), the inner lab's runtime dir is kept as artifacts like any failed lab's.
-  if (!ctx.lab.process.running) lab.failed = true;
+  // Normally the scenario disposes its inner labs while the outer guest still runs; when the run was interrupted
+  // (the runner quits the outer lab while this code may still run) or the outer QEMU is gone, the inner lab's
+  // runtime dir is kept as artifacts like any failed lab's.
+  if (!ctx.lab.process.running || ctx.signal?.aborted) lab.failed = true;
   await lab.dispose({ artifactsTo: join(ctx.lab.paths.dir, 'inner', label.replace(/\W+/g, '-')) });
 }
 

@@ -247,6 +247,7 @@ async function runSteps(run: Run, { lab, hostBaseline }: Launched, session: Gues
     expectKernelReport: (e) => {
       session.expectedReports.push(e);
     },
+    signal: opts.signal,
   };
   const start = lab.start.how === 'restored' ? `restored from snapshot ${lab.start.snapshot}` : `booted cold: ${lab.start.why}`;
   progress.info(`scenario ${def.name} on ${lab.profile.name} (guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion}; ${start})`);

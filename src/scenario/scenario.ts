@@ -88,6 +88,11 @@ export interface ScenarioContext {
   seeded(fault: string): boolean;
   /** A kernel report (WARNING…) this run provokes on purpose, as a documented defect. */
   expectKernelReport(expected: ExpectedKernelReport): void;
+  /**
+   * Aborted when the run is interrupted (a signal): the runner then quits the lab while the scenario's code may still
+   * be running; what the scenario cleans up after that is kept as artifacts, as for any failed run.
+   */
+  signal?: AbortSignal;
 }
 
 export interface ScenarioDefinition {

@@ -49,6 +49,8 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
       try {
         for (const [i, step] of file.steps.entries()) {
           const n = i + 1;
+          // An interrupted run starts no further step.
+          if (ctx.signal?.aborted) throw new TcelabError(`step ${n} (${step.step})`, 'not started: the run was interrupted');
           const timeoutMs = (step.timeoutSec ?? 300) * 1000;
           let timer: NodeJS.Timeout | undefined;
           const timeout = new Promise<never>((_, reject) => {
