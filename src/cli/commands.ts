@@ -18,6 +18,12 @@ import { existsSync } from 'node:fs';
 
 const profileExists = async (nameOrPath: string) => existsSync(resolveProfilePath(nameOrPath));
 
+/** --kcidb and --ktap: what KernelCI and KTAP readers get, on every command that has reports (run, matrix, report). */
+const EXCHANGE_OPTIONS = {
+  kcidb: { type: 'string', describe: 'also write a KernelCI KCIDB v5.3 document to this file' },
+  ktap: { type: 'string', describe: 'also write KTAP v1 to this file (no value: KTAP on stdout instead of the summary)' },
+} as const;
+
 /** The options every command takes (main declares them). */
 export interface GlobalOptions {
   json: boolean;
@@ -93,8 +99,7 @@ function runEntry(run: Run): CommandModule {
           default: [] as string[],
           describe: 'scenario option key=value (e.g. sizeMiB=64)',
         })
-        .option('kcidb', { type: 'string', describe: 'also write a KernelCI KCIDB v5.3 document to this file' })
-        .option('ktap', { type: 'string', describe: 'also write KTAP v1 to this file (no value: KTAP on stdout instead of the summary)' })
+        .options(EXCHANGE_OPTIONS)
         .option('shutdown', {
           choices: ['powerdown', 'quit'] as const,
           default: 'powerdown' as const,
@@ -228,8 +233,7 @@ function matrixEntry(run: Run): CommandModule {
         .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the matrix' })
         .option('results', { type: 'string', describe: 'results dir (default results/matrix-<time>)' })
         .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value' })
-        .option('kcidb', { type: 'string', describe: 'also write a KernelCI KCIDB v5.3 document to this file' })
-        .option('ktap', { type: 'string', describe: 'also write KTAP v1 to this file (no value: KTAP on stdout instead of the summary)' }),
+        .options(EXCHANGE_OPTIONS),
     (a) =>
       run(
         matrixCommand({
@@ -397,8 +401,7 @@ function reportEntry(run: Run): CommandModule {
           describe: 'merge the results of --shard runs (from any machines) into --results',
         })
         .option('results', { type: 'string', describe: 'with --merge: the dir the merged results go to' })
-        .option('kcidb', { type: 'string', describe: 'also write a KernelCI KCIDB v5.3 document to this file' })
-        .option('ktap', { type: 'string', describe: 'also write KTAP v1 to this file (no value: KTAP on stdout instead of the summary)' }),
+        .options(EXCHANGE_OPTIONS),
     (a) => {
       const dirs = a.dirs as string[];
       if (a.merge) return run(mergeCommand({ dirs, results: a.results, json: a.json, kcidb: a.kcidb, ktap: a.ktap }));

@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildGuestImage } from '../image/image-builder.js';
@@ -33,8 +32,6 @@ export interface MatrixArgs {
   ktap?: string;
 }
 
-const shortHash = (s: string) => createHash('sha256').update(s).digest('hex');
-
 /**
  * `tcelab matrix <scenario…> --kernels a,b[,…] [--qemus p,q]`: every scenario on every kernel (and QEMU), two
  * labs at a time with --jobs 2; one verdict per check and kernel, what changed from one kernel to the next, as a
@@ -67,7 +64,7 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   for (const e of base) validateScenarioOptions(e.def, e.options);
   const columns: MatrixColumn[] = specs.flatMap((spec) =>
     qemus.map((qemu, qi) => ({
-      label: `${kernelKey(spec, shortHash)}${qemus.length > 1 ? `~qemu${qi + 1}` : ''}`,
+      label: `${kernelKey(spec)}${qemus.length > 1 ? `~qemu${qi + 1}` : ''}`,
       kernel: formatKernelSpec(spec),
       ...(qemu ? { qemu } : {}),
     })),

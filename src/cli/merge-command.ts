@@ -9,7 +9,6 @@ import { toKcidb } from '../report/kcidb.js';
 import { mergeResults, resultsDirsIn } from '../report/merge.js';
 import { InputError } from '../util/errors.js';
 import { bigintSafe } from '../util/json.js';
-import { createHash } from 'node:crypto';
 import { checkExchangeOutputs, type ExchangeOutputs, writeExchangeOutputs } from './exchange-outputs.js';
 
 /**
@@ -80,7 +79,7 @@ function kernelOrder(spec: string): string {
   const order = ['trixie', 'trixie-backports', 'sid', 'experimental'];
   try {
     const k = parseKernelSpec(spec);
-    const key = kernelKey(k, (s) => createHash('sha256').update(s).digest('hex'));
+    const key = kernelKey(k);
     const i = k.kind === 'debian' ? order.indexOf(k.suite) : -1;
     return `${String(i < 0 ? 9 : i)}-${key}`;
   } catch {

@@ -15,6 +15,7 @@ import { readElfDeps, EM_PPC64 } from './elf.js';
 import { run, runBinary } from '../util/exec.js';
 import { TcelabError } from '../util/errors.js';
 import { cacheDir, guestSourceDir } from '../util/paths.js';
+import { filesUnder } from '../util/fs.js';
 import type { Progress } from '../util/progress.js';
 
 /**
@@ -108,11 +109,9 @@ const SUITE = 'trixie';
 const ARCH = 'ppc64el';
 const LIB_DIRS = ['/usr/lib/powerpc64le-linux-gnu', '/usr/lib64', '/usr/lib', '/lib/powerpc64le-linux-gnu', '/lib64', '/lib'];
 
-const shortHash = (s: string) => createHash('sha256').update(s).digest('hex');
-
 /** The cache dir of a variant's image for a kernel: guest/<variant> for trixie's, guest/<variant>@<kernel key> for others. */
 export function imageDir(variant: ImageVariant, kernel = DEFAULT_KERNEL, cache = cacheDir()): string {
-  const key = kernelKey(parseKernelSpec(kernel), shortHash);
+  const key = kernelKey(parseKernelSpec(kernel));
   const name = variant.replace(':', '-');
   return join(cache, 'guest', key === SUITE ? name : `${name}@${key}`);
 }
@@ -494,7 +493,7 @@ async function assembleInitramfs(
   const kernelRelease = kernel.release;
   const available: Array<{ relPath: string; name: string; depends: string[]; ko: Buffer }> = [];
   for (const sub of GUEST_MODULE_DIRS) {
-    for (const file of await walk(join(kernel.modulesDir, sub))) {
+    for (const file of await filesUnder(join(kernel.modulesDir, sub))) {
       if (!/\.ko(\.xz)?$/.test(file)) continue;
       const ko = file.endsWith('.xz') ? await runBinary('xz', ['-dc', file], `decompress ${file}`) : await readFile(file);
       available.push({ relPath: file.slice(kernel.modulesDir.length + 1).replace(/\.xz$/, ''), ...moduleInfo(ko), ko });
@@ -553,7 +552,7 @@ async function assembleInitramfs(
     }
   }
   for (const d of spec.dataDirs) {
-    for (const file of await walk(join(staging, d))) addFile(file.slice(staging.length), await readFile(file));
+    for (const file of await filesUnder(join(staging, d))) addFile(file.slice(staging.length), await readFile(file));
   }
   return { entries: [...entries.values()] };
 }
@@ -579,15 +578,4 @@ async function resolveInStaging(staging: string, guestPath: string, depth = 0): 
     return resolveInStaging(staging, next, depth + 1);
   }
   return st.isFile() ? p : undefined;
-}
-
-async function walk(dir: string): Promise<string[]> {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await walk(p)));
-    else if (e.isFile()) out.push(p);
-  }
-  return out.sort();
 }

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { isAbsolute, resolve } from 'node:path';
 import { InputError } from '../util/errors.js';
 
@@ -57,6 +58,8 @@ export function parseKernelSpec(text: string, field = '--kernel'): KernelSpec {
   }
 }
 
+const sha256Hex = (s: string) => createHash('sha256').update(s).digest('hex');
+
 const absolute = (p: string) => (isAbsolute(p) ? p : resolve(p));
 
 /** The spec written back in its canonical form (what manifests and reports record). */
@@ -75,7 +78,7 @@ export function formatKernelSpec(spec: KernelSpec): string {
  * A short name for a kernel, safe in a directory name and a label: trixie, experimental-64k,
  * sid@7.2.x; local builds and .deb sets by a hash of their paths.
  */
-export function kernelKey(spec: KernelSpec, hash: (s: string) => string): string {
+export function kernelKey(spec: KernelSpec, hash: (s: string) => string = sha256Hex): string {
   if (spec.kind === 'debian') {
     const glob = spec.versionGlob ? `@${spec.versionGlob.replace(/[*?]/g, 'x').replace(/[^A-Za-z0-9.+~-]/g, '_')}` : '';
     return `${spec.suite}${spec.flavour === 'powerpc64le-64k' ? '-64k' : ''}${glob}`;

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { run } from '../util/exec.js';
+import { filesUnder } from '../util/fs.js';
 import { TcelabError } from '../util/errors.js';
 import { type KernelFacts, kernelFacts } from './kernel-facts.js';
 
@@ -108,7 +109,7 @@ async function releaseOfVmlinux(vmlinux: string): Promise<string> {
 async function readFacts(release: string, config: string, modulesDir: string, source: KernelFacts['source']): Promise<KernelFacts> {
   const moduleFiles = new Set<string>();
   for (const sub of GUEST_MODULE_DIRS) {
-    for (const f of await walkFiles(join(modulesDir, sub))) {
+    for (const f of await filesUnder(join(modulesDir, sub))) {
       const m = /([^/]+)\.ko(\.xz)?$/.exec(f);
       if (m) moduleFiles.add(m[1]!.replace(/-/g, '_'));
     }
@@ -121,15 +122,4 @@ async function readFacts(release: string, config: string, modulesDir: string, so
     builtinText: existsSync(builtinPath) ? await readFile(builtinPath, 'utf8') : undefined,
     source,
   });
-}
-
-async function walkFiles(dir: string): Promise<string[]> {
-  if (!existsSync(dir)) return [];
-  const out: string[] = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) out.push(...(await walkFiles(p)));
-    else out.push(p);
-  }
-  return out;
 }

@@ -75,6 +75,14 @@ const step = <const F extends Record<string, Spec>>(
   requires?: KernelRequirements,
 ): StepEntry<F> => ({ doc, fields, run, requires });
 
+/** register / unregister: the same fields and checks, one ioctl apart. */
+const registration = (doc: string, op: 'register' | 'unregister') =>
+  step(doc, { worker: name, region: name, expectError: errno }, async (s, { st, named, expectable, event, tag }) => {
+    const r = named(st.regions, s.region, 'region');
+    await expectable(s.region, named(st.workers, s.worker, 'worker')[op](r.region), s.expectError);
+    event(`${tag} ${s.region}`);
+  });
+
 const timings = (ctx: ScenarioContext, tag: string, list: Array<{ step: string; ms: number }>) =>
   ctx.timings.push(...list.map((t) => ({ step: `${tag}: ${t.step}`, ms: t.ms })));
 
@@ -115,24 +123,8 @@ export const STEPS = {
       st.regions.set(s.as, { worker: s.worker, region: r.region, size: r.size });
     },
   ),
-  register: step(
-    'VFIO_IOMMU_SPAPR_REGISTER_MEMORY of a region (pre-registration: pins its pages)',
-    { worker: name, region: name, expectError: errno },
-    async (s, { st, named, expectable, event, tag }) => {
-      const r = named(st.regions, s.region, 'region');
-      await expectable(s.region, named(st.workers, s.worker, 'worker').register(r.region), s.expectError);
-      event(`${tag} ${s.region}`);
-    },
-  ),
-  unregister: step(
-    'VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY of a region',
-    { worker: name, region: name, expectError: errno },
-    async (s, { st, named, expectable, event, tag }) => {
-      const r = named(st.regions, s.region, 'region');
-      await expectable(s.region, named(st.workers, s.worker, 'worker').unregister(r.region), s.expectError);
-      event(`${tag} ${s.region}`);
-    },
-  ),
+  register: registration('VFIO_IOMMU_SPAPR_REGISTER_MEMORY of a region (pre-registration: pins its pages)', 'register'),
+  unregister: registration('VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY of a region', 'unregister'),
   'create-window': step(
     'VFIO_IOMMU_SPAPR_TCE_CREATE: a DMA window of 2^pageShift pages, sizeMiB long',
     {
