@@ -29,6 +29,13 @@ trap 'echo "tcelab-init: rebooting"; sync; reboot -f' USR1 INT
 
 echo "TCELAB-INIT-READY kernel=$(uname -r) machine=$(uname -m)"
 
+# tcelab.agent=off (a reproducer bundle's try-out): no agent; a shell on the console, as a user would have.
+if grep -qw tcelab.agent=off /proc/cmdline; then
+  while true; do
+    sh
+  done
+fi
+
 if [ -x /usr/sbin/tcelab-agent ]; then
   (
     while true; do

@@ -317,6 +317,16 @@ static command_fn find_command(const char *name)
 	return NULL;
 }
 
+/* Runs one agent command by name (the standalone runner's way in: same table, no port). */
+enum outcome agent_command(const char *name, const struct jval *args, struct reply *r)
+{
+	command_fn fn = find_command(name);
+	if (!fn)
+		return fail(r, "CommandNotFound", "the agent has no command '%s'", name);
+	static const struct sbuf no_id;
+	return fn(&(struct request){ .args = args, .id = &no_id }, r);
+}
+
 /* Parses a request, runs its command and replies as the command's outcome says. */
 static void handle_line(const char *line)
 {
@@ -434,6 +444,7 @@ static const struct {
 	{ "echo-server", echo_server_main },
 	{ "hand-off", hand_off_main },
 	{ "lock", lock_main },
+	{ "run", standalone_main },
 };
 
 int main(int argc, char **argv)

@@ -89,6 +89,12 @@ void stream_service(reply_sender send);
 int hand_off_main(int argc, char **argv);
 int lock_main(int argc, char **argv);
 
+/* agent.c: one command of the agent's table, run in this process (CommandNotFound when there is none) */
+enum outcome agent_command(const char *name, const struct jval *args, struct reply *r);
+
+/* standalone.c: `tcelab-agent run STEPS [name=value...]`, a scenario's guest-side steps without the controller */
+int standalone_main(int argc, char **argv);
+
 /* worker.c: the VFIO worker process */
 void worker_main(int fd);
 #endif

@@ -11,6 +11,7 @@ import { controlRequest } from './hotplug-command.js';
 import { cacheCommand } from './cache-command.js';
 import { matrixCommand } from './matrix-command.js';
 import { mergeCommand } from './merge-command.js';
+import { reproExportCommand, reproTryCommand } from './repro-command.js';
 import { InputError } from '../util/errors.js';
 import { listProfiles, resolveProfilePath } from '../qemu/profile.js';
 import { listScenarioFiles } from '../scenario/data/scenario-file.js';
@@ -412,6 +413,30 @@ function reportEntry(run: Run): CommandModule {
   );
 }
 
+function reproEntry(run: Run): CommandModule {
+  return command(
+    'repro <action> [target]',
+    'export: a reproducer bundle (static agent, steps, run.sh, REPORT.txt) for a failed or known-defect check; ' +
+      'try: run a bundle in a fresh guest without the agent',
+    (y) =>
+      y
+        .positional('action', { choices: ['export', 'try'] as const })
+        .positional('target', { type: 'string', describe: "export: a run's results dir; try: a bundle dir" })
+        .option('check', { type: 'string', describe: "export: the check (default: the run's first failure tcelab can reproduce)" })
+        .option('scenario', { type: 'string', describe: 'export without a results dir: the scenario (with --check)' })
+        .option('matrix', { type: 'string', describe: 'export: a `tcelab matrix` results dir: the kernels it reproduces on' })
+        .option('out', { type: 'string', describe: 'export: the bundle dir (default: <results>/repro-<id>)' })
+        .option('profile', { type: 'string', describe: 'try: the lab profile (default emulated)' })
+        .option('results', { type: 'string', describe: "try: where the guest's console and records go" }),
+    (a) =>
+      run(
+        a.action === 'export'
+          ? reproExportCommand({ target: a.target, scenario: a.scenario, check: a.check, matrix: a.matrix, out: a.out, json: a.json })
+          : reproTryCommand({ target: a.target, profile: a.profile, results: a.results, json: a.json }),
+      ),
+  );
+}
+
 /**
  * Every command of the tcelab CLI; a new command is one entry. `run` reports a command's outcome (its exit code, or
  * its error, said once) to main.
@@ -429,6 +454,7 @@ export function commandTable(run: Run): CommandModule[] {
     upEntry(run),
     hotplugEntry(run),
     cacheEntry(run),
+    reproEntry(run),
     reportEntry(run),
   ];
 }

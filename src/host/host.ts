@@ -1,4 +1,4 @@
-import type { Duplex, Readable } from 'node:stream';
+import type { Duplex, Readable, Writable } from 'node:stream';
 
 export interface DirEntry {
   name: string;
@@ -18,6 +18,8 @@ export interface HostProcess {
   readonly pid: number;
   readonly stdout: Readable;
   readonly stderr: Readable;
+  /** The program's standard input, where the host gives one (this machine does; a guest's agent does not). */
+  readonly stdin?: Writable;
   readonly exited: Promise<HostExit>;
   /** Sends a signal; a process that already exited is not an error. */
   kill(signal: NodeJS.Signals): void;

@@ -34,6 +34,7 @@ export class LocalHost implements Host {
       pid: child.pid!,
       stdout: child.stdout!,
       stderr: child.stderr!,
+      stdin: child.stdin!,
       exited,
       kill: (signal) => {
         if (!done) child.kill(signal);

@@ -420,7 +420,7 @@ async function resolvePackages(apt: PrivateApt, spec: VariantSpec, have: Set<str
 }
 
 /** Builds the guest agent with its own Makefile (guest/agent/Makefile, the cross compiler); undefined when there is no agent source. */
-async function buildAgent(work: string): Promise<Buffer | undefined> {
+export async function buildAgent(work: string): Promise<Buffer | undefined> {
   const sources = (await listAgentSources()).filter((f) => f.endsWith('.c'));
   if (sources.length === 0) return undefined;
   const out = join(work, 'tcelab-agent');

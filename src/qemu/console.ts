@@ -66,6 +66,11 @@ export class GuestConsole extends EventEmitter {
     return this.dropped + this.text.length;
   }
 
+  /** The output since a mark() (what is still buffered of it). */
+  textSince(mark: number): string {
+    return this.text.slice(Math.max(0, mark - this.dropped));
+  }
+
   tail(lines = 20): string {
     return this.text.split('\n').slice(-lines).join('\n');
   }

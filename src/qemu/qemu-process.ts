@@ -64,6 +64,13 @@ export class QemuProcess {
     return new QemuProcess(child, paths);
   }
 
+  /** Types on the guest console (hvc0 is QEMU's stdio): a guest without an agent is driven as a person would. */
+  typeOnConsole(text: string): void {
+    if (!this.child.stdin)
+      throw new TcelabError('type on the guest console', 'this host gives QEMU no console input', 'run the lab on this machine');
+    this.child.stdin.write(text);
+  }
+
   get running(): boolean {
     return this.exitInfo === undefined;
   }

@@ -12,7 +12,24 @@ const cli = join(packageRoot, 'dist/cli/main.js');
 
 // The kernel is an input: trixie's 6.12 and the newest kernel the mirror serves (experimental, 7.x), each in its
 // own image, the same scenarios on both, one matrix. The first run downloads the new kernel (≈86 MB of debs).
+/** KTAP result lines of run.sh's output: check name → ok, and the diagnostics after it. */
+function ktapResults(output: string): Map<string, { ok: boolean; diagnostics: string }> {
+  const out = new Map<string, { ok: boolean; diagnostics: string }>();
+  const lines = output.split('\n');
+  for (const [i, line] of lines.entries()) {
+    const m = /^(ok|not ok) \d+ (.*)$/.exec(line);
+    if (!m) continue;
+    const rest = lines.slice(i + 1);
+    const next = rest.findIndex((l) => /^(ok|not ok) \d+ |^# \d+ of \d+ checks failed/.test(l));
+    out.set(m[2]!, { ok: m[1] === 'ok', diagnostics: rest.slice(0, next < 0 ? undefined : next).join('\n') });
+  }
+  return out;
+}
+
 describe("kernel matrix, end to end (and the suite's runs of prereg-accounting and ddw-windows)", () => {
+  /** The matrix's results dir: the reproducer below is cut from its runs. */
+  let matrixResults: string | undefined;
+
   it('prereg-accounting and ddw-windows on debian:trixie and debian:experimental', () => {
     const root = testRuntimeRoot();
     const results = mkdtempSync('/tmp/tcelab-res-');
@@ -79,7 +96,74 @@ describe("kernel matrix, end to end (and the suite's runs of prereg-accounting a
     const junit = readFileSync(join(results, 'junit.xml'), 'utf8');
     expect(junit).toMatch(/<testsuite name="tcelab.matrix.trixie"[\s\S]*<testsuite name="tcelab.matrix.experimental"/);
     expect(liveLabQemuPids(root)).toEqual([]);
+    matrixResults = results;
   }, 900_000);
+
+  // Defects that travel: the bundle cut from the trixie run reproduces defect 1 in a fresh guest booted without
+  // the agent, with nothing of tcelab in it but the bundle; its report names both kernels of the matrix.
+  it('repro export of the trixie prereg-accounting run → repro try: the same checks fail with the same values', () => {
+    if (!matrixResults) throw new Error('the matrix test above did not finish: no runs to cut a reproducer from');
+    const preregDir = join(matrixResults, 'prereg-accounting@trixie');
+    const lab = new Map(
+      (
+        JSON.parse(readFileSync(join(preregDir, 'results.json'), 'utf8')).checks as Array<{
+          name: string;
+          status: string;
+          measured: string;
+        }>
+      ).map((c) => [c.name, c]),
+    );
+    // This test is about the defect travelling: it needs a kernel that has it.
+    expect(lab.get('unregistering a region while it is mapped')?.status).toBe('known-defect');
+    const bundleDir = join(mkdtempSync('/tmp/tcelab-res-'), 'bundle');
+    const exported = spawnSync(
+      process.execPath,
+      [cli, 'repro', 'export', preregDir, '--matrix', matrixResults, '--out', bundleDir, '--json'],
+      {
+        encoding: 'utf8',
+        timeout: 120_000,
+      },
+    );
+    expect(exported.status, exported.stderr.slice(-2000)).toBe(0);
+    expect(JSON.parse(exported.stdout)).toMatchObject({
+      recipe: 'unregister-while-mapped',
+      check: 'unregistering a region while it is mapped',
+    });
+    for (const f of ['tcelab-agent', 'steps.jsonl', 'run.sh', 'REPORT.txt']) expect(existsSync(join(bundleDir, f)), f).toBe(true);
+    expect(existsSync(`${bundleDir}.tar.gz`)).toBe(true);
+    const text = readFileSync(join(bundleDir, 'REPORT.txt'), 'utf8');
+    expect(text).toMatch(/^Subject: vfio\/spapr_tce: UNREGISTER_MEMORY of a mapped region returns 0, leaks its pins\n/);
+    // Both kernels of the matrix, from the matrix.
+    expect(text).toMatch(
+      /\nKernels \(tcelab matrix [^)]+\)\n {2}reproduces +6\.12\.\S+ \(6\.12\.[^)]+\), 4 KiB pages\n {2}reproduces +7\.\S+ \(7\.[^)]+\), 4 KiB pages\n/,
+    );
+    expect(text).toMatch(/Kernel log\n {2}WARNING: .*arch\/powerpc\/mm\/book3s64\/mmu_context\.c:\d+.*destroy_context/);
+    expect(text).toContain('CONFIG_VFIO_IOMMU_SPAPR_TCE=m');
+
+    const root = testRuntimeRoot();
+    const tried = spawnSync(process.execPath, [cli, 'repro', 'try', bundleDir, '--results', mkdtempSync('/tmp/tcelab-res-'), '--json'], {
+      env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+      encoding: 'utf8',
+      timeout: 300_000,
+    });
+    // Exit 1: run.sh says the defect reproduced.
+    expect(tried.status, tried.stderr.slice(-3000)).toBe(1);
+    const outcome = JSON.parse(tried.stdout) as { exitCode: number; output: string; kernelRelease: string };
+    expect(outcome.kernelRelease).toMatch(/^6\.12\./);
+    const ktap = ktapResults(outcome.output);
+    expect(ktap.get('unregistering a region while it is mapped')?.ok, outcome.output).toBe(false);
+    expect(ktap.get('unregistering a region while it is mapped')!.diagnostics).toContain('expected EBUSY, observed success');
+    // The pins the lab measured after the worker exited are the pins the bundle measures.
+    const exited = lab.get('pinned pages back to baseline after the worker exits')!;
+    expect(ktap.get('pinned pages back to baseline after the worker exits')!.diagnostics).toContain(`observed ${exited.measured}`);
+    expect(ktap.get('guest kernel logged no panic, Oops, soft lockup, hard lockup, BUG, WARNING, RCU stall, hung task')?.ok).toBe(false);
+    expect(outcome.output).toMatch(/# \| WARNING: .*destroy_context/);
+    // What holds on any kernel holds here too.
+    expect(ktap.get('registering 32 MiB pins 32 MiB of pages')?.ok).toBe(true);
+    expect(ktap.get('unmapping it')?.ok).toBe(true);
+    expect(runtimeDirsIn(root)).toEqual([]);
+    expect(liveLabQemuPids(root)).toEqual([]);
+  }, 360_000);
 
   it('its page shows the same matrix in Chromium, with nothing loaded from anywhere else', async () => {
     const results = mkdtempSync('/tmp/tcelab-res-');

@@ -1,0 +1,137 @@
+import { KERNEL_REPORT_NAMES } from '../scenario/kernel-log.js';
+import { UNREGISTER_WHILE_MAPPED_DEFECT } from '../scenario/procedures/prereg-accounting.js';
+import { workerStep, type ReproStep } from './steps-file.js';
+
+/** The kernel-log verdict, under the lab's own name. */
+export const KERNEL_LOG_CHECK = `guest kernel logged no ${KERNEL_REPORT_NAMES.join(', ')}`;
+
+/**
+ * How to reproduce one kind of failure without tcelab: the guest-side steps,
+ * cut down to what the checks need, and what a maintainer reads in the report.
+ */
+export interface ReproRecipe {
+  /** The bundle's name and the report's subject. */
+  id: string;
+  subject: string;
+  scenario: string;
+  /** The scenario's checks this recipe reproduces (a results dir's failed or known-defect check picks it). */
+  checks: string[];
+  /** The steps, from the run's options (sizes as the run had them). */
+  steps(options: Record<string, unknown>): ReproStep[];
+  /** What the steps do, in words, in order. */
+  what(options: Record<string, unknown>): string[];
+  /** Kernel config values that matter (the run's values are reported). */
+  config: string[];
+  /** Source lines involved, as tcelab knows them: path, function, and what it does wrong. */
+  sources: Array<{ path: string; fn: string; why: string }>;
+  /** How the kernel's log shows it, when it does. */
+  logPattern?: RegExp;
+}
+
+/** Pinned pages now, minus the baseline saved as $acquired0/$released0 (nr_foll_pin_acquired − released). */
+const PINNED_SINCE_BASELINE = 'nrFollPinAcquired - nrFollPinReleased - ($acquired0 - $released0)';
+
+const unregisterWhileMapped: ReproRecipe = {
+  id: 'unregister-while-mapped',
+  subject: 'vfio/spapr_tce: UNREGISTER_MEMORY of a mapped region returns 0, leaks its pins',
+  scenario: 'prereg-accounting',
+  checks: [
+    'unregistering a region while it is mapped',
+    'the orphaned region is unknown to the container',
+    'the orphaned region keeps its pins while the process lives',
+    'pinned pages back to baseline after the worker exits',
+    'guest: pinned pages back to the agent-up baseline before shutdown',
+    KERNEL_LOG_CHECK,
+  ],
+  steps(options) {
+    const mib = Number(options.sizeMiB ?? 32);
+    const bytes = mib * 1024 * 1024;
+    return [
+      { note: `VFIO sPAPR TCE v2: unregister a ${mib} MiB pre-registered region while 1 MiB of it is mapped` },
+      { execute: 'info', save: { pageSize: 'pageSize' } },
+      { execute: 'bind', arguments: { device: '$device' }, save: { group: 'group' } },
+      { execute: 'worker-start', save: { worker: 'worker' } },
+      workerStep('open', { group: '$group' }),
+      { execute: 'counters', save: { acquired0: 'nrFollPinAcquired', released0: 'nrFollPinReleased' } },
+      workerStep('alloc', { size: bytes }, { save: { region: 'region' } }),
+      workerStep('register', { region: '$region' }),
+      {
+        execute: 'counters',
+        check: `registering ${mib} MiB pins ${mib} MiB of pages`,
+        expect: { value: PINNED_SINCE_BASELINE, equals: `${bytes} / $pageSize` },
+      },
+      workerStep(
+        'map',
+        { region: '$region', iova: '0x0', size: 1024 * 1024 },
+        { check: 'mapping 1 MiB of the region at IOVA 0 of the 32-bit window' },
+      ),
+      workerStep(
+        'unregister',
+        { region: '$region' },
+        { check: 'unregistering a region while it is mapped', expect: { error: 'EBUSY' }, knownDefect: UNREGISTER_WHILE_MAPPED_DEFECT },
+      ),
+      workerStep('unmap', { iova: '0x0', size: 1024 * 1024 }, { check: 'unmapping it' }),
+      // On a correct kernel the region is still registered here; with the defect the container forgot it (ENOENT).
+      workerStep(
+        'unregister',
+        { region: '$region' },
+        { check: 'unregistering the region once unmapped', knownDefect: 'the first unregister orphaned it' },
+      ),
+      {
+        execute: 'counters',
+        check: 'pinned pages back to baseline after unregister',
+        waitMs: 10_000,
+        expect: { value: PINNED_SINCE_BASELINE, equals: 0 },
+        knownDefect: 'the orphaned registration keeps its pins while the process lives',
+      },
+      { execute: 'worker-stop', arguments: { worker: '$worker', signal: 'TERM' } },
+      {
+        execute: 'counters',
+        check: 'pinned pages back to baseline after the worker exits',
+        waitMs: 10_000,
+        expect: { value: PINNED_SINCE_BASELINE, equals: 0 },
+        knownDefect: 'nothing puts an orphaned registration: destroy_context() only warns that the mm still lists it',
+      },
+      { execute: 'unbind', arguments: { device: '$device' } },
+      { execute: 'kernel-log', check: KERNEL_LOG_CHECK, expect: { value: 'reports', equals: 0 } },
+    ];
+  },
+  what(options) {
+    const mib = Number(options.sizeMiB ?? 32);
+    return [
+      'bind the device to vfio-pci; open its IOMMU group in a VFIO_SPAPR_TCE_v2_IOMMU container (a forked process, the "worker")',
+      `VFIO_IOMMU_SPAPR_REGISTER_MEMORY of a ${mib} MiB anonymous region; VFIO_IOMMU_MAP_DMA of its first 1 MiB at IOVA 0 of the default 32-bit window`,
+      'VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY of the region while it is mapped (expected: EBUSY)',
+      'VFIO_IOMMU_UNMAP_DMA of the 1 MiB; VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY again (expected: success)',
+      'pinned pages (nr_foll_pin_acquired − nr_foll_pin_released) back to where they were, within 10 s; then SIGTERM the worker and look again',
+      'the kernel log since the start: no WARNING, BUG, Oops, panic, lockup, RCU stall or hung task',
+    ];
+  },
+  config: ['VFIO_IOMMU_SPAPR_TCE', 'SPAPR_TCE_IOMMU', 'VFIO_CONTAINER', 'IOMMUFD', 'PPC_64K_PAGES'],
+  sources: [
+    {
+      path: 'drivers/vfio/vfio_iommu_spapr_tce.c',
+      fn: 'tce_iommu_unregister_pages()',
+      why: "takes its own mm_iommu_get() reference, so tce_iommu_prereg_free()'s mm_iommu_put() succeeds and the container forgets the region; the final mm_iommu_put()'s -EBUSY (still mapped) is discarded and 0 returned",
+    },
+    {
+      path: 'arch/powerpc/mm/book3s64/iommu_api.c',
+      fn: 'mm_iommu_put()',
+      why: 'returns -EBUSY while the region has mappings (mem->mapped); the region stays on mm->context.iommu_group_mem_list with its pages pinned',
+    },
+    {
+      path: 'arch/powerpc/mm/book3s64/mmu_context.c',
+      fn: 'destroy_context()',
+      why: 'only WARN_ON_ONCE(!list_empty(&mm->context.iommu_group_mem_list)): nothing puts the orphaned pages when the mm goes',
+    },
+  ],
+  logPattern: /destroy_context/,
+};
+
+/** Every recipe; a new reproducible failure is one entry. */
+export const RECIPES: ReproRecipe[] = [unregisterWhileMapped];
+
+/** The recipe that reproduces a scenario's check, if tcelab has one. */
+export function recipeFor(scenario: string, check: string): ReproRecipe | undefined {
+  return RECIPES.find((r) => r.scenario === scenario && r.checks.includes(check));
+}
