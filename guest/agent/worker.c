@@ -81,6 +81,12 @@ static enum outcome op_open(const struct jval *args, struct reply *r)
 		return bad_arg(r, "group", rc ? rc : -2, "an IOMMU group number");
 	if (container_fd >= 0 || group_fd >= 0)
 		return fail(r, "EEXIST", "this worker already has a container or group open");
+	/* "iommu": "v1" opens a VFIO_SPAPR_TCE_IOMMU container (no DDW, no pre-registration): a seeded fault's way in. */
+	const char *type_name = "v2";
+	rc = json_str(args, "iommu", &type_name);
+	if (rc == -2 || (strcmp(type_name, "v1") && strcmp(type_name, "v2")))
+		return bad_arg(r, "iommu", -2, "\"v1\" or \"v2\"");
+	unsigned long iommu_type = strcmp(type_name, "v1") ? VFIO_SPAPR_TCE_v2_IOMMU : VFIO_SPAPR_TCE_IOMMU;
 	int c = open("/dev/vfio/vfio", O_RDWR);
 	if (c < 0)
 		return fail_errno(r, errno, "open /dev/vfio/vfio");
@@ -112,11 +118,11 @@ static enum outcome op_open(const struct jval *args, struct reply *r)
 		close(c);
 		return fail_errno(r, e, "VFIO_GROUP_SET_CONTAINER");
 	}
-	if (ioctl(c, VFIO_SET_IOMMU, VFIO_SPAPR_TCE_v2_IOMMU)) {
+	if (ioctl(c, VFIO_SET_IOMMU, iommu_type)) {
 		int e = errno;
 		close(g);
 		close(c);
-		return fail_errno(r, e, "VFIO_SET_IOMMU(VFIO_SPAPR_TCE_v2_IOMMU)");
+		return fail_errno(r, e, "VFIO_SET_IOMMU(%s)", iommu_type == VFIO_SPAPR_TCE_IOMMU ? "VFIO_SPAPR_TCE_IOMMU" : "VFIO_SPAPR_TCE_v2_IOMMU");
 	}
 	container_fd = c;
 	group_fd = g;

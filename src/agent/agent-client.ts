@@ -173,8 +173,9 @@ export class VfioWorker {
     return this.agent.execute<T>('worker', { worker: this.id, op, args }, timeoutMs);
   }
 
-  open(group: number): Promise<{ group: number; pid: number; info: TceInfo }> {
-    return this.op('open', { group });
+  /** iommu 'v1': a VFIO_SPAPR_TCE_IOMMU container (no DDW, no pre-registration), for seeded faults. */
+  open(group: number, iommu: 'v1' | 'v2' = 'v2'): Promise<{ group: number; pid: number; info: TceInfo }> {
+    return this.op('open', iommu === 'v2' ? { group } : { group, iommu });
   }
 
   info(): Promise<TceInfo> {

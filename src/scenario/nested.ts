@@ -22,8 +22,9 @@ export function innerProfile(ctx: ScenarioContext): Profile {
   return ctx.profile.inner;
 }
 
-export async function launchInnerLab(ctx: ScenarioContext): Promise<Lab> {
-  const lab = await Lab.launch(innerProfile(ctx), {
+/** Launches the inner lab: the profile's inner section, or a changed copy of it (a seeded fault's). */
+export async function launchInnerLab(ctx: ScenarioContext, profile: Profile = innerProfile(ctx)): Promise<Lab> {
+  const lab = await Lab.launch(profile, {
     host: ctx.guestProbe.host,
     runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'),
     progress: ctx.progress,

@@ -16,12 +16,33 @@ import { liveLabQemuPids } from '../helpers/processes.js';
  * exactly as a user runs it: `tcelab run nested-prereg-release`.
  */
 describe('nested lab host', () => {
-  it('tcelab run nested-prereg-release: inner RAM pinned exactly, released after quit, SIGTERM and SIGKILL; the seeded fd holder is reported', () => {
+  // One run proves both: every check of the quit cycle passes, and the faults seeded into one cycle each (and into
+  // the doctor and the agent's fd count) flip exactly the checks they name; the same checks pass in the other cycles.
+  const SEEDED = 'doctor-wrong-qemu,inner-without-device,inner-not-paused,term-via-quit,agent-fd-leak';
+  const FLIPS = [
+    'doctor on the guest: QEMU binary',
+    'kill: guest kernel pins = inner RAM pages (256 MiB)',
+    'kill: inner QEMU VmLck covers its RAM',
+    'term: inner machine created and paused (-S)',
+    "term: the inner QEMU's SHUTDOWN event says host-signal",
+    'agent: no pipe or relay left open after the inner labs',
+  ];
+
+  it('tcelab run nested-prereg-release: pins = inner RAM, released after quit/SIGTERM/SIGKILL; the fd holder named; seeded faults flip their checks', () => {
     const root = testRuntimeRoot();
     const results = mkdtempSync('/tmp/tcelab-res-');
     const cli = spawnSync(
       process.execPath,
-      [join(packageRoot, 'dist/cli/main.js'), 'run', 'nested-prereg-release', '--results', results, '--json'],
+      [
+        join(packageRoot, 'dist/cli/main.js'),
+        'run',
+        'nested-prereg-release',
+        '--set',
+        `seedFaults=${SEEDED}`,
+        '--results',
+        results,
+        '--json',
+      ],
       {
         encoding: 'utf8',
         env: { ...process.env, TCELAB_RUNTIME_DIR: root },
@@ -35,21 +56,34 @@ describe('nested lab host', () => {
       return c;
     };
     expect(report.error, cli.stderr.slice(-2000)).toBeUndefined();
-    expect(report.checks.filter((c) => c.status !== 'pass')).toEqual([]);
-    expect(cli.status).toBe(0);
+    expect(
+      report.checks
+        .filter((c) => c.status !== 'pass')
+        .map((c) => c.name)
+        .sort(),
+    ).toEqual([...FLIPS].sort());
+    expect(cli.status).toBe(1);
     expect(report.profile).toBe('nested-lab-host');
 
-    // doctor, run on the guest through the agent, found the device's group viable.
-    expect(check('doctor on the guest: QEMU binary').detail).toMatch(/^qemu-system-ppc64 10\.\d+\.\d+$/);
+    // doctor, run on the guest through the agent, found the device's group viable (and the absent QEMU absent).
+    expect(check('doctor on the guest: QEMU binary').detail).toMatch(/qemu-system-ppc64-absent/);
     expect(report.checks.find((c) => /^doctor on the guest: IOMMU group \d+$/.test(c.name))?.detail).toMatch(/^viable: 0001:00:00\.0/);
     expect(check('inner QEMU passes 0001:00:00.0 through as hostdev0').measured).toBe('1234:11e8');
+    // The kill cycle's inner QEMU had no device to pass through: nothing was pre-registered.
+    expect(check('kill: guest kernel pins = inner RAM pages (256 MiB)').measured).toBe('0');
+    // Started without -S, the machine runs (the guest's QEMU 10 with VOF and no kernel: "running").
+    expect(check('term: inner machine created and paused (-S)').measured).not.toBe('prelaunch');
+    expect(check("term: the inner QEMU's SHUTDOWN event says host-signal").measured).toBe('host-qmp-quit');
 
     for (const m of ['quit', 'term', 'kill']) {
+      const release = check(`${m}: every pinned page released`);
+      expect(release.pass).toBe(true);
+      if (m === 'kill') continue;
       // 256 MiB of inner RAM in the guest's pages, exactly: pre-registration pins every page once.
       expect(check(`${m}: guest kernel pins = inner RAM pages (256 MiB)`).pass).toBe(true);
       expect(Number(check(`${m}: guest kernel pins = inner RAM pages (256 MiB)`).measured)).toBeGreaterThan(0);
       expect(Number(check(`${m}: inner QEMU VmLck covers its RAM`).measured)).toBeGreaterThanOrEqual(256 * 1024);
-      expect(check(`${m}: inner machine created and paused (-S)`).measured).toBe('prelaunch');
+      if (m === 'quit') expect(check(`${m}: inner machine created and paused (-S)`).measured).toBe('prelaunch');
       const v = report.releases.find((r) => r.event === `inner QEMU ${m}`)!;
       expect(v.returned).toBe(true);
       expect(v.peak - v.baseline).toBeGreaterThan(0);
@@ -77,7 +111,8 @@ describe('nested lab host', () => {
     expect(readFileSync(join(results, 'artifacts', 'inner', 'term', 'qmp-transcript.log'), 'utf8')).toMatch(/query-status/);
     expect(cli.stdout + cli.stderr).not.toMatch(/\n\s+at .*\(.*:\d+:\d+\)/);
     expect(liveLabQemuPids(root)).toEqual([]);
-    expect(runtimeDirsIn(root)).toEqual([]);
+    // A failed run (the seeded faults' checks) keeps its lab's runtime dir as artifacts: one, the outer lab's.
+    expect(runtimeDirsIn(root)).toHaveLength(1);
   });
 
   it("an inner QEMU that dies at start (QEMU's default 1 GiB window) fails the run with QEMU's own words and the fix; no QEMU left, artifacts kept", () => {

@@ -32,6 +32,14 @@ export const nestedPreregRelease: ScenarioDefinition = {
     releaseTimeoutMs: { type: 'integer', min: 100, max: 600_000 },
     leakWaitMs: { type: 'integer', min: 100, max: 600_000 },
   },
+  // Each applies to one cycle, so one run shows the same checks passing in the other cycles.
+  seedableFaults: {
+    'doctor-wrong-qemu': 'the doctor on the guest is asked about a QEMU binary that is not there',
+    'inner-without-device': "the kill cycle's inner QEMU is started without its vfio-pci device, so nothing is pre-registered",
+    'inner-not-paused': "the term cycle's inner QEMU is started without -S: its machine runs (VOF, no kernel)",
+    'term-via-quit': 'the term cycle asks its inner QEMU to go with QMP quit instead of SIGTERM',
+    'agent-fd-leak': "a program is spawned in the guest after the agent's fds are counted and left running until the count",
+  },
   async run(ctx) {
     const { agent, checks } = ctx;
     const inner = innerProfile(ctx);
@@ -47,7 +55,8 @@ export const nestedPreregRelease: ScenarioDefinition = {
     const pages = (inner.qemu.memoryMiB * 1024 * 1024) / pageSize;
 
     // The same doctor that checks a real lab host, run on the guest through its agent.
-    const doctor = await runDoctor(host, inner, { pid: 'self' });
+    const doctorOf = ctx.seeded('doctor-wrong-qemu') ? { ...inner, qemu: { ...inner.qemu, binary: 'qemu-system-ppc64-absent' } } : inner;
+    const doctor = await runDoctor(host, doctorOf, { pid: 'self' });
     for (const f of doctor.findings.filter((x) => x.check.startsWith('IOMMU group') || x.check === 'QEMU binary' || x.status === 'fail')) {
       checks.record(`doctor on the guest: ${f.check}`, f.status !== 'fail', 'ok', f.status, f.detail);
     }
@@ -56,6 +65,7 @@ export const nestedPreregRelease: ScenarioDefinition = {
     const agentPid = (await agent.ping()).pid;
     const agentFds = async () => ((await host.listDir(`/proc/${agentPid}/fd`)) ?? []).length;
     const fdsBefore = await agentFds();
+    const leaked = ctx.seeded('agent-fd-leak') ? await agent.spawn(['sleep', '600']) : undefined;
     for (const m of methods as InnerShutdown[]) await innerCycle(ctx, inner, m, pages);
     const faultVia = String(ctx.options.faultVia ?? 'quit');
     if (!(METHODS as readonly string[]).includes(faultVia))
@@ -71,6 +81,12 @@ export const nestedPreregRelease: ScenarioDefinition = {
       fdsBefore,
       `fds of the agent (pid ${agentPid})`,
     );
+    if (leaked) {
+      // The stream can be closed once the agent has seen its program end.
+      await agent.kill(leaked.pid, 'KILL');
+      for (let i = 0; i < 10 && !(await agent.streamRead(leaked.stream, 1000)).done; i++);
+      await agent.streamClose(leaked.stream);
+    }
   },
 };
 
@@ -93,7 +109,14 @@ async function innerCycle(
   const base = await guestSampleNow(ctx);
   ctx.phase(`${label}: launch inner QEMU`);
   const t0 = Date.now();
-  const lab = await launchInnerLab(ctx);
+  // Seeded faults change one cycle's inner QEMU or request; the checks keep expecting what the profile says.
+  const seededHere = (fault: string, cycle: InnerShutdown) => !seededFault && method === cycle && ctx.seeded(fault);
+  const launched: Profile = {
+    ...inner,
+    qemu: { ...inner.qemu, startPaused: seededHere('inner-not-paused', 'term') ? false : inner.qemu.startPaused },
+    devices: seededHere('inner-without-device', 'kill') ? inner.devices.filter((d) => d.driver !== 'vfio-pci') : inner.devices,
+  };
+  const lab = await launchInnerLab(ctx, launched);
   let holder: Awaited<ReturnType<typeof agent.startWorker>> | undefined;
   try {
     ctx.timings.push({ step: `${label}: inner QEMU start to QMP`, ms: Date.now() - t0 });
@@ -139,7 +162,7 @@ async function innerCycle(
     }
 
     const requestT = ctx.phase(`${label}: inner QEMU shutdown requested (${method})`);
-    const sd = await lab.shutdown(method as ShutdownMethod);
+    const sd = await lab.shutdown(seededHere('term-via-quit', 'term') ? 'quit' : (method as ShutdownMethod));
     ctx.phase(`${label}: inner QEMU exited`);
     ctx.timings.push({ step: `${label}: ${method} to inner QEMU exit`, ms: sd.durationMs });
     checks.equal(`${label}: inner QEMU went away via ${method} without escalation`, sd.escalations, []);

@@ -1,4 +1,4 @@
-import { readdirSync } from 'node:fs';
+import { closeSync, openSync, readdirSync } from 'node:fs';
 import type { ScenarioDefinition } from '../scenario.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { guestSampleNow } from '../guest-release.js';
@@ -20,6 +20,8 @@ export const registrationSoak: ScenarioDefinition = {
     'leak-registration': 'every measured cycle also registers a fresh 1 MiB region and keeps it',
     'leak-fd': 'every measured cycle (up to 10) the worker duplicates its container fd into itself',
     'leak-window': 'half-way through, a 64-bit DMA window is created and kept',
+    'leak-controller-fd': 'every measured cycle the controller opens /dev/null and keeps it until the checks are done',
+    'leak-controller-memory': 'every measured cycle the controller keeps 4 MiB of written memory until the checks are done',
   },
   async run(ctx) {
     const { agent, checks } = ctx;
@@ -41,6 +43,8 @@ export const registrationSoak: ScenarioDefinition = {
       rss: [] as Array<[number, number]>,
       ctlFds: [] as Array<[number, number]>,
     };
+    // What the controller-side seeded faults hold until the checks are done (then given back: a fault must not outlive its run).
+    const controllerLeak = { fds: [] as number[], buffers: [] as Buffer[] };
     let settledPins: number | undefined;
     let sharedWith = 0;
     const measure = async (i: number) => {
@@ -82,6 +86,9 @@ export const registrationSoak: ScenarioDefinition = {
         if (ctx.seeded('leak-registration')) await w.register((await w.alloc(1024 * 1024)).region);
         if (ctx.seeded('leak-fd') && i / every <= 10) await w.adoptFds(w.pid, [await containerFd()]);
         if (ctx.seeded('leak-window') && i === every * Math.ceil(cycles / every / 2)) await w.createWindow(16, 1n << 30n);
+        if (ctx.seeded('leak-controller-fd')) controllerLeak.fds.push(openSync('/dev/null', 'r'));
+        // Written, so that its pages are resident (a zero-filled allocation may not be).
+        if (ctx.seeded('leak-controller-memory')) controllerLeak.buffers.push(Buffer.alloc(4 * 1024 * 1024, 0x5a));
         await measure(i);
         ctx.progress.info(`  soak: ${i}/${cycles} cycles`);
       }
@@ -121,6 +128,8 @@ export const registrationSoak: ScenarioDefinition = {
       fmt(per100(series.rss)),
       `kB; ${(ms / cycles).toFixed(1)} ms per cycle${rssNote}`,
     );
+    for (const fd of controllerLeak.fds.splice(0)) closeSync(fd);
+    controllerLeak.buffers.length = 0;
     await w.stop('TERM');
     ctx.watchGuestPid(undefined);
     await agent.unbind(dev.address);
