@@ -112,7 +112,9 @@ const unregisterWhileMapped: ReproRecipe = {
     {
       path: 'drivers/vfio/vfio_iommu_spapr_tce.c',
       fn: 'tce_iommu_unregister_pages()',
-      why: "takes its own mm_iommu_get() reference, so tce_iommu_prereg_free()'s mm_iommu_put() succeeds and the container forgets the region; the final mm_iommu_put()'s -EBUSY (still mapped) is discarded and 0 returned",
+      why:
+        "takes its own mm_iommu_get() reference, so tce_iommu_prereg_free()'s mm_iommu_put() succeeds and the container " +
+        "forgets the region; the final mm_iommu_put()'s -EBUSY (still mapped) is discarded and 0 returned",
     },
     {
       path: 'arch/powerpc/mm/book3s64/iommu_api.c',
