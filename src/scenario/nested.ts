@@ -24,6 +24,9 @@ export function innerProfile(ctx: ScenarioContext): Profile {
 
 /** Launches the inner lab: the profile's inner section, or a changed copy of it (a seeded fault's). */
 export async function launchInnerLab(ctx: ScenarioContext, profile: Profile = innerProfile(ctx)): Promise<Lab> {
+  // An interrupted run starts no further inner lab: the runner is tearing the outer one down, and a lab launched
+  // in the meantime would only race that teardown for its runtime dir.
+  if (ctx.signal?.aborted) throw new TcelabError('launch an inner lab', 'not started: the run was interrupted');
   const lab = await Lab.launch(profile, {
     host: ctx.guestProbe.host,
     runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'),

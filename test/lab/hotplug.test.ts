@@ -6,17 +6,18 @@ import { testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 
 describe('PHB and device hotplug with DDW', () => {
-  // Three rounds of drmgr in a TCG guest take 2–4 minutes, more beside another lab.
-  // One run proves both: rounds 1 and 2 pass every check, and the faults seeded in round 3 (the last) flip exactly
-  // the checks they name, the slope over the rounds included. (A run of its own would cost 1–3 more minutes of drmgr.)
-  it('ddw-hotplug: 3 rounds of plug, bind, DDW, register+map, unplug; views agree and nothing grows; faults in round 3 flip exactly their checks', {
+  // Two rounds of drmgr in a TCG guest take 1.5–3 minutes, more beside another lab (each PHB removal is slower
+  // than the last: defect 2's stale slots). One run proves both: round 1 passes every check, and the faults seeded
+  // in round 2 (the last) flip exactly the checks they name, the slopes over the rounds included. (A run of its
+  // own would cost 1–3 more minutes of drmgr.)
+  it('ddw-hotplug: 2 rounds of plug, bind, DDW, register+map, unplug; views agree and nothing grows; faults in round 2 flip exactly their checks', {
     timeout: 480_000,
   }, async () => {
     const root = testRuntimeRoot();
     const report = await runScenario(findProcedure('ddw-hotplug')!, {
       resultsDir: mkdtempSync('/tmp/tcelab-res-'),
       runtimeRoot: root,
-      options: { repeat: 3, seedFaults: 'register-more,window-before-look,window-4k,keep-window,leak-pins,leak-window,leak-controller-fd' },
+      options: { repeat: 2, seedFaults: 'register-more,window-before-look,window-4k,keep-window,leak-pins,leak-window,leak-controller-fd' },
     });
     expect(report.error).toBeUndefined();
     expect(
@@ -26,19 +27,19 @@ describe('PHB and device hotplug with DDW', () => {
         .sort(),
     ).toEqual(
       [
-        'round 3: registering 2 MiB pins 2 MiB of pages',
-        "round 3: host view of the new PHB before DDW = the guest's 32-bit window",
-        "round 3: host view shows the guest's 64-bit window",
-        'round 3: host view after removing the window = the 32-bit window',
-        'round 3: no growth in guest pinned pages',
-        'round 3: no growth in host DMA windows',
-        'slope of guest pinned pages per round over 3 rounds',
-        'slope of controller file descriptors per round over 3 rounds',
+        'round 2: registering 2 MiB pins 2 MiB of pages',
+        "round 2: host view of the new PHB before DDW = the guest's 32-bit window",
+        "round 2: host view shows the guest's 64-bit window",
+        'round 2: host view after removing the window = the 32-bit window',
+        'round 2: no growth in guest pinned pages',
+        'round 2: no growth in host DMA windows',
+        'slope of guest pinned pages per round over 2 rounds',
+        'slope of controller file descriptors per round over 2 rounds',
         'guest: pinned pages back to the agent-up baseline before shutdown',
         'guest: locked memory of its processes (Σ VmLck) back to the agent-up baseline before shutdown',
       ].sort(),
     );
-    for (const round of [1, 2]) {
+    for (const round of [1]) {
       const named = (s: string) => report.checks.find((c) => c.name === `round ${round}: ${s}`)!;
       expect(named("host view shows the guest's 64-bit window").pass).toBe(true);
       expect(named('no growth in IOMMU groups').pass).toBe(true);
