@@ -18,6 +18,8 @@ import { silentProgress } from '../util/progress.js';
 import {
   coldOnlyReason,
   findSnapshot,
+  qemuVersionOf,
+  restoreUnsafeReason,
   publishSnapshot,
   removeSnapshot,
   snapshotKey,
@@ -532,7 +534,7 @@ async function planStart(
     };
   }
   if (opts.host && !opts.host.local) return { start: { how: 'cold', why: 'an inner lab (its QEMU runs in a guest)' } };
-  const reason = coldOnlyReason(profile, opts.extraArgs);
+  const reason = coldOnlyReason(profile, opts.extraArgs) ?? restoreUnsafeReason(profile, qemuVersionOf(profile.qemu.binary));
   if (reason || !opts.image) return { start: { how: 'cold', why: reason ?? 'no guest image' } };
   const { key, inputs } = snapshotKey(profile, argv, paths, labName, opts.image);
   const snap = mayRestore ? await findSnapshot(key) : undefined;

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
@@ -94,6 +95,43 @@ const COLD_ONLY: Array<{ applies: (p: Profile, extraArgs: string[]) => boolean; 
 
 export function coldOnlyReason(profile: Profile, extraArgs: string[] = []): string | undefined {
   return COLD_ONLY.find((c) => c.applies(profile, extraArgs))?.why;
+}
+
+/**
+ * QEMU migrates a TCG pseries CPU's decrementer (the POWER timer) only from 8.2 on ("target/ppc: Migrate DECR
+ * SPR", Nicholas Piggin, pulled 2023-09-04: "This fixes lost decrementer interrupt on migration that can cause
+ * hangs"). Before, a restored guest whose timer was armed when it was saved never gets that interrupt: measured
+ * here on 7.2 as guests that never run their RCU callbacks (unregistered pre-registrations never unpinned) or whose
+ * timers stop. So labs restore only with a QEMU that carries the fix.
+ */
+const DECREMENTER_MIGRATED_SINCE = [8, 2] as const;
+
+/** Why a TCG lab of this QEMU must not be restored (undefined: it may be). `version` as QEMU reports it (7.2.22). */
+export function restoreUnsafeReason(profile: Profile, version: string | undefined): string | undefined {
+  if (profile.qemu.accel !== 'tcg') return undefined;
+  const m = /^(\d+)\.(\d+)/.exec(version ?? '');
+  if (!m) return `the version of ${profile.qemu.binary} could not be read: a TCG lab restores only with QEMU 8.2 or later`;
+  const [major, minor] = [Number(m[1]), Number(m[2])];
+  const [wantMajor, wantMinor] = DECREMENTER_MIGRATED_SINCE;
+  if (major > wantMajor || (major === wantMajor && minor >= wantMinor)) return undefined;
+  return (
+    `QEMU ${version} does not migrate a TCG guest's decrementer (fixed in 8.2, "target/ppc: Migrate DECR SPR"): a ` +
+    'restored guest can lose its timer interrupt and never run its RCU callbacks; a QEMU of 8.2 or later (--qemu) restores'
+  );
+}
+
+const versions = new Map<string, string | undefined>();
+
+/** `binary --version`'s "7.2.22", once per binary (its path and mtime). */
+export function qemuVersionOf(binary: string): string | undefined {
+  const path = resolveBinary(binary);
+  if (!path) return undefined;
+  const id = `${path} ${statSync(path).mtimeMs}`;
+  if (!versions.has(id)) {
+    const r = spawnSync(path, ['--version'], { encoding: 'utf8', timeout: 10_000 });
+    versions.set(id, /version (\d+\.\d+\.\d+)/.exec(r.stdout ?? '')?.[1]);
+  }
+  return versions.get(id);
 }
 
 /**

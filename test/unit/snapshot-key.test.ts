@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { coldOnlyReason, snapshotKey } from '../../src/snapshot/snapshot.js';
+import { coldOnlyReason, restoreUnsafeReason, snapshotKey } from '../../src/snapshot/snapshot.js';
 import { validateProfile, type Profile } from '../../src/qemu/profile.js';
 import { buildArgv, runtimePaths } from '../../src/qemu/argv.js';
 
@@ -41,5 +41,13 @@ describe('snapshot keys', () => {
     expect(coldOnlyReason(profile())).toBeUndefined();
     expect(coldOnlyReason(profile({ accel: 'kvm', cpu: 'host' }))).toMatch(/KVM/);
     expect(coldOnlyReason(profile(), ['-S'])).toMatch(/paused/);
+  });
+  it('a TCG lab restores only with a QEMU that migrates the decrementer (8.2 on)', () => {
+    expect(restoreUnsafeReason(profile(), '7.2.22')).toMatch(/QEMU 7\.2\.22 does not migrate a TCG guest's decrementer \(fixed in 8\.2/);
+    expect(restoreUnsafeReason(profile(), '8.1.5')).toMatch(/8\.1\.5/);
+    expect(restoreUnsafeReason(profile(), '8.2.0')).toBeUndefined();
+    expect(restoreUnsafeReason(profile(), '10.0.13')).toBeUndefined();
+    expect(restoreUnsafeReason(profile(), undefined)).toMatch(/could not be read/);
+    expect(restoreUnsafeReason(profile({ accel: 'kvm', cpu: 'host' }), '7.2.22')).toBeUndefined();
   });
 });
