@@ -37,6 +37,12 @@ export async function awaitRelease(
   direction: ReleaseVerdict['direction'] = 'both',
   /** More room a sample earns (e.g. for the neighbours' churn it had to subtract). */
   extraTolerance: (c: PinCounters) => number = () => 0,
+  /**
+   * Back only when it stays back: every sample of the next `ms` is back and `steady` holds for them. A counter
+   * derived from two readings (a system-wide counter minus what a scan attributes to neighbours) can look back for
+   * a moment while a neighbour is exiting (its memory leaves the counter before it leaves the scan).
+   */
+  confirm?: { ms: number; steady: (window: PinCounters[]) => boolean },
 ): Promise<ReleaseVerdict> {
   const base = baseline.counters[counter] ?? 0;
   const isBack = (c: PinCounters) => {
@@ -44,10 +50,24 @@ export async function awaitRelease(
     const tol = tolerance + extraTolerance(c);
     return direction === 'both' ? Math.abs(v - base) <= tol : v - base <= tol;
   };
-  const back = await sampler.waitFor(source, isBack, {
-    after: event.t,
-    timeoutMs: Math.max(0, timeoutMs - (sampler.now() - event.t)),
-  });
+  const deadline = event.t + timeoutMs;
+  let after = event.t;
+  let back: Sample | undefined;
+  for (;;) {
+    const candidate = await sampler.waitFor(source, isBack, { after, timeoutMs: Math.max(0, deadline - sampler.now()) });
+    if (!candidate || !confirm) {
+      back = candidate;
+      break;
+    }
+    await new Promise((r) => setTimeout(r, confirm.ms));
+    const window = sampler.of(source).filter((s) => s.t >= candidate.t && s.t <= candidate.t + confirm.ms);
+    if (window.length >= 2 && window.every((s) => isBack(s.counters)) && confirm.steady(window.map((s) => s.counters))) {
+      back = candidate;
+      break;
+    }
+    after = candidate.t + 1;
+    if (sampler.now() >= deadline) break;
+  }
   const seen = sampler.of(source).filter((s) => s.t >= baseline.t);
   const values = seen.map((s) => s.counters[counter] ?? 0);
   return {

@@ -103,6 +103,15 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
           j.tolerance,
           'not-above',
           churn,
+          // Back for 500 ms while what the neighbours hold stays put (within 1 MiB).
+          {
+            ms: 500,
+            steady: (w) =>
+              (['neighbourLockedKb', 'neighbourPinnedKb'] as const).every((k) => {
+                const xs = w.map((c) => c[k] ?? 0);
+                return Math.max(...xs) - Math.min(...xs) <= 1024;
+              }),
+          },
         );
       } finally {
         clearInterval(timer);
