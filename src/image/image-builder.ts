@@ -53,6 +53,11 @@ export interface ImageManifest {
   /** Packages taken from another suite than the userland's (a guest QEMU under test): the suite and which. */
   fromSuite?: { suite: string; packages: string[] };
   packages: Array<Pick<DebPackage, 'name' | 'version' | 'architecture' | 'filename' | 'sha256' | 'size'>>;
+  /**
+   * Userland packages the mirror listed but did not serve (its index ahead of its pool), each taken instead from
+   * FALLBACK_SUITE's index, verified against it: which, the version wanted and the version taken.
+   */
+  substituted?: Array<{ name: string; wanted: string; took: string; suite: string }>;
   inputsSha256: string;
   outputs: { kernel: ManifestFile; initrd: ManifestFile; agent?: ManifestFile };
   initramfs: { files: number; bytes: number };
@@ -198,6 +203,59 @@ interface ResolvedPackages {
   index?: ImageManifest['index'];
   kernelSource?: KernelFacts['source'];
   fromSuite?: ImageManifest['fromSuite'];
+  substituted?: ImageManifest['substituted'];
+}
+
+/**
+ * Where a userland package comes from when the mirror lists a version it does not serve (seen: trixie's index
+ * listed libc6 2.41-12+deb13u5 and zlib1g …+deb13u1 while the mirror's pool answered 404 for both): the same
+ * package from unstable, whose libraries are newer and serve binaries built against the older ones. The kernel
+ * under test is never substituted.
+ */
+const FALLBACK_SUITE = 'sid';
+
+/** The mirror answered that it does not have the file the index names. */
+const notOnMirror = (err: unknown) => /\b404\b|Not Found/.test(`${(err as Error).message} ${(err as { why?: string }).why ?? ''}`);
+
+async function downloadOrSubstitute(
+  p: DebPackage,
+  fresh: { apts: Map<DebPackage, PrivateApt>; userland: DebPackage[] },
+  cache: string,
+  debDir: string,
+  progress: Progress,
+): Promise<DebPackage> {
+  try {
+    await fresh.apts.get(p)!.download(p, debDir);
+    return p;
+  } catch (err) {
+    if (!notOnMirror(err) || !fresh.userland.includes(p)) throw err;
+    const apt = new PrivateApt(join(cache, 'guest', `apt-${FALLBACK_SUITE}`), hostDebianMirror(), FALLBACK_SUITE, ARCH);
+    if (!fallbackUpdated.has(apt.root)) {
+      await apt.update();
+      fallbackUpdated.add(apt.root);
+    }
+    const other = await apt.show(p.name).catch(() => undefined);
+    if (!other) throw err;
+    await apt.download(other, debDir).catch(() => {
+      throw err;
+    });
+    progress.info(
+      `the mirror lists ${p.name} ${p.version} but does not serve it; ` +
+        `took ${p.name} ${other.version} from Debian ${FALLBACK_SUITE} (verified against its index)`,
+    );
+    return other;
+  }
+}
+const fallbackUpdated = new Set<string>();
+
+/** The first package whose file the mirror does not serve (HEAD), or undefined. */
+async function firstNotServed(mirror: string, packages: DebPackage[]): Promise<DebPackage | undefined> {
+  for (const p of packages) {
+    const r = await fetch(`${mirror}/${p.filename}`, { method: 'HEAD' }).catch(() => undefined);
+    // Unreachable: not a verdict on this version; the download says what failed.
+    if (r && r.status === 404) return p;
+  }
+  return undefined;
 }
 
 export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> {
@@ -234,6 +292,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
         index: existing.manifest.index,
         kernelSource: existing.manifest.kernel.source,
         fromSuite: existing.manifest.fromSuite,
+        substituted: existing.manifest.substituted,
       };
     }
   }
@@ -250,10 +309,16 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
       for (const p of toFetch) {
         update(`${i + 1}/${toFetch.length} ${p.name} ${p.version}`, i / toFetch.length);
         i++;
-        const target = join(debDir, debFileName(p));
-        const had = existsSync(target);
-        await fresh.apts.get(p)!.download(p, debDir);
-        if (!had) downloadedBytes += p.size;
+        const had = existsSync(join(debDir, debFileName(p)));
+        const got = await downloadOrSubstitute(p, fresh, cache, debDir, progress);
+        if (got !== p) {
+          resolved!.userland[resolved!.userland.indexOf(p)] = got;
+          resolved!.substituted = [
+            ...(resolved!.substituted ?? []),
+            { name: p.name, wanted: p.version, took: got.version, suite: FALLBACK_SUITE },
+          ];
+        }
+        if (!had) downloadedBytes += got.size;
       }
     });
   }
@@ -303,6 +368,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
       kernelRelease: staged.release,
       kernel: staged.facts,
       ...(resolved.fromSuite ? { fromSuite: resolved.fromSuite } : {}),
+      ...(resolved.substituted ? { substituted: resolved.substituted } : {}),
       packages: packages.map(({ name, version, architecture, filename, sha256, size }) => ({
         name,
         version,
@@ -380,9 +446,18 @@ async function resolveAll(
   userland.push(...trixie);
   if (kernel.kind !== 'debian') return { userland, kernel: [], index, apts, fromSuite };
   const kernelApt = kernel.suite === SUITE ? userlandApt : await aptFor(kernel.suite);
-  const found = await progress.step(`resolve the ${kernel.flavour} kernel in Debian ${kernel.suite}`, async () =>
-    resolveDebianKernel(await kernelApt.candidates(/^linux-(image|binary|modules|base)-\d/), { ...kernel }),
-  );
+  const found = await progress.step(`resolve the ${kernel.flavour} kernel in Debian ${kernel.suite}`, async () => {
+    let index = await kernelApt.candidates(/^linux-(image|binary|modules|base)-\d/);
+    // The newest kernel the mirror serves: its index can be ahead of its pool (seen: trixie listed 6.12.117 and
+    // 6.12.107, the pool had only 6.12.107). An older kernel is said, and recorded as what ran.
+    for (;;) {
+      const k = resolveDebianKernel(index, { ...kernel });
+      const missing = await firstNotServed(kernelApt.mirror, k.packages);
+      if (!missing) return k;
+      progress.info(`the mirror lists ${missing.name} ${missing.version} but does not serve it; trying the next older kernel`);
+      index = index.filter((p) => p.version !== k.image.version);
+    }
+  });
   progress.info(
     `kernel: ${found.image.name} ${found.image.version} (${found.layout} layout: ${found.packages.map((p) => p.name).join(', ')})`,
   );
