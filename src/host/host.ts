@@ -29,6 +29,8 @@ export interface SpawnOptions {
   cwd?: string;
   /** Added to the environment the program inherits (a guest's agent ignores it). */
   env?: Record<string, string>;
+  /** A cgroup's `cgroup.procs`: the program starts in that cgroup (this machine only; a guest's agent ignores it). */
+  cgroupProcs?: string;
 }
 
 /**

@@ -17,7 +17,11 @@ export class LocalHost implements Host {
   async spawn(argv: string[], opts: SpawnOptions = {}): Promise<HostProcess> {
     // setpriv --pdeathsig: the kernel kills the child when the controller dies, even by SIGKILL.
     const usePdeathsig = process.platform === 'linux' && existsSync('/usr/bin/setpriv');
-    const [cmd, ...args] = usePdeathsig ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--', ...argv] : argv;
+    const withPdeathsig = usePdeathsig ? ['/usr/bin/setpriv', '--pdeathsig', 'SIGKILL', '--', ...argv] : argv;
+    // Into the cgroup before the exec: memory is charged where it is first touched, and moving later would leave QEMU's first pages behind.
+    const [cmd, ...args] = opts.cgroupProcs
+      ? ['/bin/sh', '-c', 'echo $$ > "$0" && exec "$@"', opts.cgroupProcs, ...withPdeathsig]
+      : withPdeathsig;
     const child = spawn(cmd!, args, {
       cwd: opts.cwd,
       stdio: ['pipe', 'pipe', 'pipe'],
@@ -56,9 +60,9 @@ export class LocalHost implements Host {
 
   async readFile(path: string): Promise<string | undefined> {
     try {
-      // /proc is served from kernel memory and never blocks: a synchronous read costs a
+      // /proc and /sys are served from kernel memory and never block: a synchronous read costs a
       // tenth of the thread-pool round trip, which matters at 20 samples a second.
-      return path.startsWith('/proc/') ? readFileSync(path, 'utf8') : await readFile(path, 'utf8');
+      return path.startsWith('/proc/') || path.startsWith('/sys/fs/cgroup/') ? readFileSync(path, 'utf8') : await readFile(path, 'utf8');
     } catch (err) {
       if (missing(err)) return undefined;
       throw err;

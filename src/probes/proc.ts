@@ -1,5 +1,6 @@
 import type { Host } from '../host/host.js';
 import { hostPageKb, type ProcessScanner } from './host-attribution.js';
+import { type LabCgroup, unevictableKb } from './lab-cgroup.js';
 
 /**
  * The pinned-page counters tcelab checks, from /proc of any Host:
@@ -23,6 +24,8 @@ export interface PinCounters {
   neighbourPinnedKb?: number;
   unattributedMlockedKb?: number;
   unattributedPinnedPages?: number;
+  /** Unevictable (mlocked) memory charged to the lab's own memory cgroup, where it has one (lab-cgroup.ts). */
+  labLockedKb?: number;
 }
 
 /** "key value" lines (/proc/vmstat). */
@@ -54,17 +57,23 @@ export function parseMemlockLimit(limits: string): { soft: number; hard: number 
 }
 
 export class ProcCountersProbe {
-  /** `scanner`: attribute the system-wide counters to this machine's processes (see host-attribution.ts). */
+  /**
+   * `scanner`: attribute the system-wide counters to this machine's processes (see host-attribution.ts);
+   * `labCgroup`: the lab's memory cgroup, once there is a lab and it has one.
+   */
   constructor(
     readonly host: Host,
     private readonly scanner?: ProcessScanner,
+    private readonly labCgroup?: () => LabCgroup | undefined,
   ) {}
 
   async read(pid?: number): Promise<PinCounters> {
-    const [vmstatText, meminfoText, statusText] = await Promise.all([
+    const cgroup = this.labCgroup?.();
+    const [vmstatText, meminfoText, statusText, cgroupStat] = await Promise.all([
       this.host.readFile('/proc/vmstat'),
       this.host.readFile('/proc/meminfo'),
       pid ? this.host.readFile(`/proc/${pid}/status`) : Promise.resolve(undefined),
+      cgroup ? this.host.readFile(cgroup.statFile) : Promise.resolve(undefined),
     ]);
     const vmstat = parseVmstat(vmstatText ?? '');
     const meminfo = parseKbFields(meminfoText ?? '');
@@ -83,6 +92,7 @@ export class ProcCountersProbe {
       c.unattributedMlockedKb = c.mlockedKb - a.neighbourLockedKb;
       c.unattributedPinnedPages = c.pinnedPages - Math.round(a.neighbourPinnedKb / hostPageKb());
     }
+    if (cgroup && cgroupStat) c.labLockedKb = unevictableKb(cgroupStat, cgroup.unevictableKey);
     if (statusText) {
       const status = parseKbFields(statusText);
       c.vmLckKb = status.get('VmLck') ?? 0;

@@ -2,6 +2,7 @@ import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { cacheDir } from '../util/paths.js';
 import { buildArgv, type RuntimePaths, type BootImage } from './argv.js';
+import { createLabCgroup, type LabCgroup } from '../probes/lab-cgroup.js';
 import { QemuProcess, type ExitInfo } from './qemu-process.js';
 import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } from './runtime-dir.js';
 import { sweepStaleLabs } from './sweep.js';
@@ -114,6 +115,8 @@ export class Lab {
     readonly spawnedAt: number,
     readonly argv: string[],
     readonly host: Host,
+    /** The lab's own memory cgroup on this machine, where there is one (probes/lab-cgroup.ts). */
+    readonly cgroup: LabCgroup | undefined,
   ) {}
 
   /** The lab's name: QEMU's -name, and the TCELAB_LAB marker its processes carry. */
@@ -163,6 +166,7 @@ export class Lab {
     };
     await writeLabRecord(paths, record);
     let qemu: QemuProcess | undefined;
+    let cgroup: LabCgroup | undefined;
     // A lab host passes real devices through: bind them to vfio-pci first, give them back in dispose().
     const binder = new VfioPciBinder(host);
     const bindings: DeviceBinding[] = [];
@@ -171,8 +175,9 @@ export class Lab {
         bindings.push(await progress.step(`bind ${d.host} to vfio-pci`, () => binder.bind(d.host!)));
         await writeLabRecord(paths, Object.assign(record, { bindings }));
       }
+      cgroup = host.local ? createLabCgroup(labName) : undefined;
       const spawnedAt = Date.now();
-      qemu = await QemuProcess.start(host, profile.qemu.binary, argv, paths, labName);
+      qemu = await QemuProcess.start(host, profile.qemu.binary, argv, paths, labName, cgroup?.procsFile);
       await writeLabRecord(paths, Object.assign(record, { qemuPid: qemu.pid, spawnedAt: new Date(spawnedAt).toISOString(), bindings }));
       const proc = qemu;
       const qmp = await progress.step(
@@ -193,7 +198,7 @@ export class Lab {
           }
         },
       );
-      const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv, host);
+      const lab = new Lab(profile, paths, qemu, qmp, spawnedAt, argv, host, cgroup);
       lab.bindings = bindings;
       lab.binder = binder;
       lab.start = plan.start;
@@ -206,6 +211,7 @@ export class Lab {
       qemu?.kill('SIGKILL');
       await qemu?.exited;
       await qemu?.console.close();
+      cgroup?.remove();
       for (const b of bindings.reverse()) await binder.restore(b).catch(() => {});
       if (!host.local) await host.removeDir(paths.hostDir).catch(() => {});
       if (plan.restore) {
@@ -447,6 +453,7 @@ export class Lab {
       this.process.kill('SIGKILL');
     }
     await this.process.exited;
+    this.cgroup?.remove();
     await this.qmp.close().catch(() => {});
     await this.agentClient?.close().catch(() => {});
     await this.process.console.close();

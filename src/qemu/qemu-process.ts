@@ -50,10 +50,17 @@ export class QemuProcess {
    * `labName` marks QEMU and everything it starts (TCELAB_LAB in their
    * environment), so the host verdicts can tell the lab's processes from a neighbour's.
    */
-  static async start(host: Host, binary: string, argv: string[], paths: RuntimePaths, labName: string): Promise<QemuProcess> {
+  static async start(
+    host: Host,
+    binary: string,
+    argv: string[],
+    paths: RuntimePaths,
+    labName: string,
+    cgroupProcs?: string,
+  ): Promise<QemuProcess> {
     let child: HostProcess;
     try {
-      child = await host.spawn([binary, ...argv], { cwd: paths.hostDir, env: { [LAB_MARKER_ENV]: labName } });
+      child = await host.spawn([binary, ...argv], { cwd: paths.hostDir, env: { [LAB_MARKER_ENV]: labName }, cgroupProcs });
     } catch (err) {
       throw new TcelabError(
         `start ${binary} on ${host.name}`,

@@ -165,7 +165,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
     observation,
     report,
     scanner,
-    hostProbe: new ProcCountersProbe(new LocalHost(), scanner),
+    hostProbe: new ProcCountersProbe(new LocalHost(), scanner, () => run.lab?.cgroup),
     faults,
   };
   return { run, profile, image };

@@ -64,7 +64,7 @@ describe('pinned-page release', () => {
       expect(report.checks.filter((c) => c.status !== 'pass')).toEqual([]);
       expect(Number(check(report, 'host: QEMU VmLck while running covers guest RAM').measured)).toBeGreaterThanOrEqual(1024 * 1024);
       const pinned = report.releases.find((r) => r.source === 'host' && r.counter === 'unattributedPinnedPages')!;
-      const mlocked = report.releases.find((r) => r.source === 'host' && r.counter === 'unattributedMlockedKb')!;
+      const mlocked = report.releases.find((r) => r.source === 'host' && r.counter === 'labLockedKb')!;
       expect(pinned.returned && mlocked.returned).toBe(true);
       expect(mlocked.peak - mlocked.baseline).toBeGreaterThan(1024 * 1024);
       expect(report.shutdown?.effective).toBe(via === 'quit' ? 'quit' : 'powerdown');

@@ -31,6 +31,7 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
   const exitT = exit.at - sampler.t0;
   const ramKb = lab.profile.qemu.memoryMiB * 1024;
   const running = sampler.of('host').filter((s) => s.pid === lab.process.pid);
+  const locked = lockedMemoryJudgement(lab, baseline);
   if (lab.profile.qemu.memLock) {
     const peakLck = Math.max(0, ...running.map((s) => s.counters.vmLckKb ?? 0));
     checks.atLeast(
@@ -39,11 +40,8 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
       ramKb,
       `kB, guest RAM ${lab.profile.qemu.memoryMiB} MiB`,
     );
-    // The part of Mlocked no neighbour accounts for: another mem-lock=on lab that exits meanwhile takes its own
-    // locked memory out of the system-wide counter (seen: −775 MiB during a run, beside the suite's other labs).
-    const unattributed = (c: Sample['counters']) => c.unattributedMlockedKb ?? c.mlockedKb;
-    const peakMlocked = Math.max(0, ...running.map((s) => unattributed(s.counters))) - unattributed(baseline.counters);
-    checks.atLeast('host: Mlocked grew by at least guest RAM while running', peakMlocked, ramKb, "kB (neighbours' own accounted)");
+    const peakMlocked = Math.max(0, ...running.map((s) => s.counters[locked.counter] ?? 0)) - (baseline.counters[locked.counter] ?? 0);
+    checks.atLeast('host: Mlocked grew by at least guest RAM while running', peakMlocked, ramKb, `kB (${locked.how})`);
   }
   if (lab.profile.devices.some((d) => d.driver === 'vfio-pci')) {
     const ramPages = ramKb / 4;
@@ -56,43 +54,29 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
       'pages',
     );
   }
-  // Judged on the part of each system-wide counter that no neighbour accounts for: a neighbour that
-  // locks or pins memory meanwhile moves the raw counter and its own VmLck/VmPin alike.
-  const judged = [
+  const judged: Judgement[] = [
     {
       counter: 'unattributedPinnedPages',
       raw: 'pinnedPages',
       neighbours: 'neighbourPinnedKb',
       own: 'VmPin',
       label: 'pinned pages (FOLL_PIN)',
+      how: "system-wide less the neighbours' own VmPin",
       unit: 'pages',
       tolerance: 0,
+      churn: () => 0,
     },
-    {
-      counter: 'unattributedMlockedKb',
-      raw: 'mlockedKb',
-      neighbours: 'neighbourLockedKb',
-      own: 'locked memory',
-      label: 'Mlocked',
-      unit: 'kB',
-      tolerance: mlockedToleranceKb,
-    },
-  ] as const;
+    { ...locked, tolerance: mlockedToleranceKb },
+  ];
   const signed = (n: number) => `${n >= 0 ? '+' : ''}${n}`;
   for (const j of judged) {
     const v = await progress.step(`wait for host ${j.label} to return to baseline`, async (update) => {
       const timer = setInterval(() => {
         const last = sampler.of('host').at(-1)?.counters[j.counter] ?? 0;
-        update(`${last} now, baseline ${baseline.counters[j.counter]}`, (sampler.now() - exitT) / timeoutMs);
+        update(`${last} now, baseline ${baseline.counters[j.counter] ?? 0}`, (sampler.now() - exitT) / timeoutMs);
       }, 200);
       try {
         // Only the lab's own leftovers fail it: a neighbour's release (an exited process's pins put late) ends below the baseline.
-        // Attributing a neighbour's Mlocked share from its mappings is good to a fraction of a percent (seen: 4.5 MB
-        // of a 2.26 GB mem-lock QEMU that left during a run): 1 % of the neighbours' change is allowed on top.
-        const churn = (c: PinCounters) =>
-          j.counter === 'unattributedMlockedKb'
-            ? Math.abs((c.neighbourLockedKb ?? 0) - (baseline.counters.neighbourLockedKb ?? 0)) / 100
-            : 0;
         return await awaitRelease(
           sampler,
           'host',
@@ -102,16 +86,17 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
           timeoutMs,
           j.tolerance,
           'not-above',
-          churn,
-          // Back for 500 ms while what the neighbours hold stays put (within 1 MiB).
-          {
-            ms: 500,
-            steady: (w) =>
-              (['neighbourLockedKb', 'neighbourPinnedKb'] as const).every((k) => {
-                const xs = w.map((c) => c[k] ?? 0);
-                return Math.max(...xs) - Math.min(...xs) <= 1024;
-              }),
-          },
+          j.churn,
+          j.neighbours === undefined
+            ? undefined
+            : // Back for 500 ms while what the neighbours hold of this counter stays put (within 1 MiB).
+              {
+                ms: 500,
+                steady: (w) => {
+                  const xs = w.map((c) => c[j.neighbours!] ?? 0);
+                  return Math.max(...xs) - Math.min(...xs) <= 1024;
+                },
+              },
         );
       } finally {
         clearInterval(timer);
@@ -119,15 +104,17 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
     });
     releases.push(v);
     const last = sampler.of('host').at(-1)?.counters;
-    const rawDelta = (last?.[j.raw] ?? 0) - baseline.counters[j.raw];
-    const neighbourDelta = (last?.[j.neighbours] ?? 0) - (baseline.counters[j.neighbours] ?? 0);
+    const context =
+      j.neighbours === undefined
+        ? j.how
+        : `${j.how}: system-wide ${signed((last?.[j.raw] ?? 0) - baseline.counters[j.raw])} ${j.unit}, ` +
+          `the neighbours' own ${j.own} ${signed((last?.[j.neighbours] ?? 0) - (baseline.counters[j.neighbours] ?? 0))} kB`;
     checks.record(
-      `host: ${j.label} back to baseline after QEMU exit (neighbours' own accounted)`,
+      `host: ${j.label} back to baseline after QEMU exit`,
       v.returned,
-      `≤ ${v.baseline}${j.tolerance ? ` + ${j.tolerance}` : ''}${j.counter === 'unattributedMlockedKb' ? " + 1 % of the neighbours' change" : ''}`,
+      `≤ ${v.baseline}${j.tolerance ? ` + ${j.tolerance}` : ''}${j.churnNote ?? ''}`,
       v.final,
-      `${v.returned ? `release latency ${v.latencyMs} ms from process exit, peak ${v.peak}` : `not back within ${timeoutMs} ms, peak ${v.peak}`}; ` +
-        `system-wide ${signed(rawDelta)} ${j.unit}, the neighbours' own ${j.own} ${signed(neighbourDelta)} kB`,
+      `${v.returned ? `release latency ${v.latencyMs} ms from process exit, peak ${v.peak}` : `not back within ${timeoutMs} ms, peak ${v.peak}`}; ${context}`,
     );
   }
   // Whatever the lab started must be gone with QEMU: a helper that lives on keeps its locked and pinned memory.
@@ -140,4 +127,40 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
     leftovers.length ? `processes carrying ${lab.name}'s marker (${LAB_MARKER_ENV}) are still alive after QEMU exited` : undefined,
   );
   return releases;
+}
+
+/** One counter the host must give back after QEMU exits, and how the lab's part of it is told apart. */
+interface Judgement {
+  counter: keyof PinCounters;
+  raw: keyof PinCounters & ('pinnedPages' | 'mlockedKb');
+  /** The neighbours' part of the raw counter, when the lab's part is the raw counter less it. */
+  neighbours?: 'neighbourPinnedKb' | 'neighbourLockedKb';
+  own: string;
+  label: string;
+  /** How the lab's part is measured, for the check's detail. */
+  how: string;
+  unit: string;
+  tolerance: number;
+  /** More room a sample earns for the neighbours' churn it had to subtract. */
+  churn: (c: PinCounters) => number;
+  churnNote?: string;
+}
+
+/**
+ * Mlocked, the lab's part: its own memory cgroup's unevictable memory where it has one (nobody else's pages are
+ * charged there: lab-cgroup.ts); else the system-wide counter less what the neighbours lock (host-attribution.ts).
+ */
+function lockedMemoryJudgement(lab: Lab, baseline: Sample): Omit<Judgement, 'tolerance'> {
+  const base = { raw: 'mlockedKb', own: 'locked memory', label: 'Mlocked', unit: 'kB' } as const;
+  if (lab.cgroup) return { ...base, counter: 'labLockedKb', how: "unevictable memory of the lab's own memory cgroup", churn: () => 0 };
+  return {
+    ...base,
+    counter: 'unattributedMlockedKb',
+    neighbours: 'neighbourLockedKb',
+    how: "system-wide less the neighbours' own locked memory",
+    // Attributing a neighbour's Mlocked share from its mappings is good to a fraction of a percent (seen: 4.5 MB
+    // of a 2.26 GB mem-lock QEMU that left during a run): 1 % of the neighbours' change is allowed on top.
+    churn: (c) => Math.abs((c.neighbourLockedKb ?? 0) - (baseline.counters.neighbourLockedKb ?? 0)) / 100,
+    churnNote: " + 1 % of the neighbours' change",
+  };
 }
