@@ -6,6 +6,9 @@ import { VfioPciBinder } from '../../src/host/vfio-binder.js';
 import { runDoctor } from '../../src/doctor/doctor.js';
 import { loadProfile } from '../../src/qemu/profile.js';
 import { useBootedLab } from '../helpers/booted-lab.js';
+import { emulatedLabInputs, testRuntimeRoot } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+import { Lab } from '../../src/qemu/lab.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { sweepStaleLabs } from '../../src/qemu/sweep.js';
 import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
@@ -81,5 +84,29 @@ describe('doctor and the vfio-pci binder inside the guest (through the agent)', 
     expect(await binder.driverOf('0001:00:00.0')).toBeNull();
     expect(existsSync(dir)).toBe(false);
     expect(readdirSync(`${root}/stale-lab-dead01`)).toEqual(['lab.json']);
+  });
+});
+
+// The fault that flips the group's viability (and with it the nested lab host's "doctor on the guest: IOMMU group N"):
+// a second device on the same PHB — the same IOMMU group on pseries — bound to a driver of the guest's own.
+describe('doctor on a guest whose IOMMU group is not viable', () => {
+  it('a second device on the PHB, bound to a guest driver, fails the group check and is named', async () => {
+    const root = testRuntimeRoot();
+    const { profile, image } = await emulatedLabInputs();
+    const withBusyMember = { ...profile, devices: [...profile.devices, { id: 'busy1', driver: 'virtio-rng-pci', phb: 'phb1', props: {} }] };
+    const lab = await Lab.launch(withBusyMember, { image, runtimeRoot: root });
+    try {
+      await lab.waitForGuestInit();
+      const host = new AgentHost(await lab.agent());
+      const labHost = await loadProfile('lab-host-vfio', { TCELAB_VFIO_HOST: '0001:00:00.0' });
+      const report = await runDoctor(host, labHost, { skipQemu: true, pid: (await host.agent.info()).agentPid });
+      const group = report.findings.find((f) => f.check === 'IOMMU group 1');
+      expect(group?.status).toBe('fail');
+      expect(group?.detail).toMatch(/^not viable: 0001:00:01\.0 \(virtio-pci\) is bound to a host driver$/);
+    } finally {
+      await lab.shutdown('quit').catch(() => {});
+      await lab.dispose();
+    }
+    expect(liveLabQemuPids(root)).toEqual([]);
   });
 });

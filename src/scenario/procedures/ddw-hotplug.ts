@@ -45,6 +45,7 @@ export const ddwHotplug: ScenarioDefinition = {
     'leak-pins': "in the last round, a worker on the profile's own device registers 2 MiB and lives on to the end",
     'leak-window': "in the last round, a worker on the profile's own device creates a 64-bit window and lives on to the end",
     'leak-controller-fd': 'in the last round, the controller opens /dev/null twice and keeps both until the slopes are judged',
+    'unplug-after-look': 'in the last round, the device and its PHB are unplugged only after the look that expects them gone',
   },
   async run(ctx) {
     const rounds = Number(ctx.options.repeat ?? 3);
@@ -184,10 +185,14 @@ async function playRound(
   ctx.watchGuestPid(undefined);
   await agent.unbind(dev.device.address);
 
-  record(await hp.unplugDevice(device.id));
-  ctx.phase(`${tag}: device unplugged`);
-  record(await hp.unplugPhb(phbId));
-  ctx.phase(`${tag}: PHB unplugged`);
+  const unplug = async () => {
+    record(await hp.unplugDevice(device.id));
+    ctx.phase(`${tag}: device unplugged`);
+    record(await hp.unplugPhb(phbId));
+    ctx.phase(`${tag}: PHB unplugged`);
+  };
+  const unplugLate = seeded('unplug-after-look');
+  if (!unplugLate) await unplug();
   checks.equal(`${tag}: host has no window of the unplugged PHB`, summarizeWindows(await hostPhbWindows()), 'none');
 
   const now = await lookAround(ctx, { id: phbId, index });
@@ -201,6 +206,7 @@ async function playRound(
     STALE_PHB_SLOTS_DEFECT,
   );
   checks.equal(`${tag}: no growth in host DMA windows`, now.hostWindows, start.hostWindows);
+  if (unplugLate) await unplug();
   await waitPins(ctx, start.pinned);
   const settled = await guestSampleNow(ctx);
   checks.equal(`${tag}: no growth in guest pinned pages`, settled.counters.pinnedPages - start.pinned, 0);
