@@ -4,6 +4,7 @@ import { hideBin } from 'yargs/helpers';
 import { commandTable } from './commands.js';
 import { interruptExitCode } from './interrupt.js';
 import { reportError } from './output.js';
+import { resolveQemuInput } from '../qemu/stage-qemu.js';
 
 class UsageError extends Error {}
 
@@ -31,12 +32,14 @@ async function main(argv: string[]): Promise<number> {
       .option('snapshots', {
         type: 'boolean',
         default: false,
-        describe: 'start labs from a saved, booted machine (TCELAB_SNAPSHOTS=use); see README for why this is not the default',
+        describe:
+          'start labs from a saved, booted machine where that is faithful (the default: QEMU 8.2 or later, migratable devices; ' +
+          'TCELAB_SNAPSHOTS=use)',
       })
       .option('cold', {
         type: 'boolean',
         default: false,
-        describe: 'boot every lab cold (the default; TCELAB_SNAPSHOTS=off), whatever the environment says',
+        describe: 'boot every lab cold and save nothing (TCELAB_SNAPSHOTS=off), whatever the environment says',
       })
       .option('kernel', {
         type: 'string',
@@ -44,13 +47,19 @@ async function main(argv: string[]): Promise<number> {
           'the guest kernel under test: debian:<suite>[/64k][@<version glob>] (e.g. debian:experimental), deb:<a.deb,…> ' +
           "or local:<vmlinux>[,<modules root>] (TCELAB_KERNEL); default: the profile's guest.kernel (debian:trixie)",
       })
-      .option('qemu', { type: 'string', describe: "the host QEMU binary (TCELAB_QEMU); default: the profile's qemu.binary" })
-      .middleware((a) => {
+      .option('qemu', {
+        type: 'string',
+        describe:
+          "the host QEMU: a path, a name on PATH, or debian:<suite> (staged from that suite's packages, e.g. debian:trixie) " +
+          "(TCELAB_QEMU); default: the profile's qemu.binary",
+      })
+      .middleware(async (a) => {
         if (a.snapshots) process.env.TCELAB_SNAPSHOTS = 'use';
         if (a.cold) process.env.TCELAB_SNAPSHOTS = 'off';
         // Every profile a command loads takes them (loadProfile), so run, up, doctor and matrix all do.
         if (a.kernel !== undefined) process.env.TCELAB_KERNEL = a.kernel;
-        if (a.qemu !== undefined) process.env.TCELAB_QEMU = a.qemu;
+        const qemu = a.qemu ?? process.env.TCELAB_QEMU;
+        if (qemu !== undefined) process.env.TCELAB_QEMU = await resolveQemuInput(qemu, a.qemu !== undefined ? '--qemu' : 'TCELAB_QEMU');
       })
       .command(commandTable(run))
       .demandCommand(1, 'name a command (tcelab --help lists them)')

@@ -1,3 +1,4 @@
+import { resolveQemuInput } from '../qemu/stage-qemu.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildGuestImage } from '../image/image-builder.js';
@@ -44,7 +45,8 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   if (kernels.length === 0)
     throw new InputError('--kernels', args.kernels, 'must list at least one kernel, e.g. debian:trixie,debian:experimental');
   const specs = kernels.map((k) => parseKernelSpec(k, '--kernels'));
-  const qemus = args.qemus ? args.qemus.split(',').filter(Boolean) : [undefined];
+  const qemus: Array<string | undefined> = args.qemus ? args.qemus.split(',').filter(Boolean) : [undefined];
+  for (const [i, q] of qemus.entries()) if (q) qemus[i] = await resolveQemuInput(q, '--qemus');
   for (const q of qemus) if (q) checkQemuBinary(q);
   if (!Number.isInteger(args.jobs) || args.jobs < 1 || args.jobs > 16)
     throw new InputError('--jobs', String(args.jobs), 'must be an integer from 1 to 16');

@@ -472,6 +472,11 @@ async function resolveAll(
   };
 }
 
+/** Packages by exact name and their shared-library dependency closure, in one suite. */
+export function libraryClosure(apt: PrivateApt, names: string[]): Promise<DebPackage[]> {
+  return resolvePackages(apt, { packages: names, binaries: [], dataDirs: [] });
+}
+
 /** The variant's userland packages and their shared-library dependency closure. */
 async function resolvePackages(apt: PrivateApt, spec: VariantSpec, have: Set<string> = new Set()): Promise<DebPackage[]> {
   const out = new Map<string, DebPackage>();

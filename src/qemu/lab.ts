@@ -64,11 +64,11 @@ export interface LaunchOptions {
    */
   host?: Host;
   /**
-   * 'use' (`--snapshots`, TCELAB_SNAPSHOTS=use): start from a saved, booted
-   * machine when one matches, else boot cold and save one once the agent
-   * answers. 'off' (the default, `--cold`): boot cold and save nothing. Off by
-   * default: on QEMU 7.2 TCG some restored guests never run their RCU
-   * callbacks (see README, "Labs from a saved, booted machine").
+   * 'use' (the default): start from a saved, booted machine when one matches,
+   * else boot cold and save one once the agent answers — where restoring is
+   * faithful: QEMU 8.2 or later for a TCG lab (before it the decrementer was not
+   * migrated: README, "Labs from a saved, booted machine"), migratable devices.
+   * 'off' (`--cold`, TCELAB_SNAPSHOTS=off): boot cold and save nothing.
    */
   snapshots?: 'use' | 'off';
 }
@@ -528,18 +528,8 @@ async function planStart(
   restore?: Snapshot;
   saveAs?: { key: string; inputs: Record<string, string> };
 }> {
-  const want = opts.snapshots ?? (process.env.TCELAB_SNAPSHOTS === 'use' ? 'use' : 'off');
-  if (want === 'off') {
-    return {
-      start: {
-        how: 'cold',
-        why:
-          opts.snapshots === 'off' || process.env.TCELAB_SNAPSHOTS === 'off'
-            ? 'a cold boot was asked for (--cold)'
-            : 'snapshots are off (--snapshots turns them on)',
-      },
-    };
-  }
+  const want = opts.snapshots ?? (process.env.TCELAB_SNAPSHOTS === 'off' ? 'off' : 'use');
+  if (want === 'off') return { start: { how: 'cold', why: 'a cold boot was asked for (--cold)' } };
   if (opts.host && !opts.host.local) return { start: { how: 'cold', why: 'an inner lab (its QEMU runs in a guest)' } };
   const reason = coldOnlyReason(profile, opts.extraArgs) ?? restoreUnsafeReason(profile, qemuVersionOf(profile.qemu.binary));
   if (reason || !opts.image) return { start: { how: 'cold', why: reason ?? 'no guest image' } };

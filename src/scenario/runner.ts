@@ -46,7 +46,7 @@ export interface RunOptions {
   mlockedToleranceKb?: number;
   /** Publishes samples, phases, checks and QMP events as they happen. */
   live?: LiveServer;
-  /** 'use': start from a saved machine when there is one (--snapshots); default: as TCELAB_SNAPSHOTS says, else cold. */
+  /** 'use': start from a saved machine where that is faithful (the default); 'off': boot cold (--cold, TCELAB_SNAPSHOTS=off). */
   snapshots?: 'use' | 'off';
 }
 

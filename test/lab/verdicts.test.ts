@@ -144,7 +144,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
         // A wrapper as labs write them (set-up, then exec QEMU); its helper lives on. Bounded: it exits after 120 s.
         // 64 MiB: above what the Mlocked verdict tolerates when neighbours change a lot meanwhile (1 % of their change:
         // 10 MiB when another 1 GiB mem-lock=on lab of the suite exits during the run, as seen with an 8 MiB helper).
-        writeFileSync(wrapper, `#!/bin/sh\n${lockHolder} both 64 120 >/dev/null &\nsleep 0.3\nexec qemu-system-ppc64 "$@"\n`);
+        writeFileSync(wrapper, `#!/bin/sh\n${lockHolder} both 64 120 >/dev/null 2>&1 &\nsleep 0.3\nexec qemu-system-ppc64 "$@"\n`);
         chmodSync(wrapper, 0o755);
         const base = JSON.parse(readFileSync(join(profilesDir, 'emulated.json'), 'utf8'));
         const profilePath = join(dir, 'wrapped.json');
