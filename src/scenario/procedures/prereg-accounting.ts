@@ -7,13 +7,15 @@ import { pinnedPages, waitForCounters } from '../guest-pins.js';
  * holds an extra mm_iommu_get() reference, so the mm_iommu_put() inside
  * tce_iommu_prereg_free() succeeds and the container forgets the region, while
  * the outer mm_iommu_put()'s -EBUSY ("still mapped") is discarded. The ioctl
- * returns 0, the region is orphaned, and its pages stay pinned until the
- * process's mm is torn down, which is what "Put pages on VFIO container
- * shutdown" set out to prevent.
+ * returns 0, the region is orphaned, and its pages stay pinned for good: when
+ * the process's mm is torn down, destroy_context() only warns that it still
+ * lists the region. "Put pages on VFIO container shutdown" set out to prevent
+ * exactly that.
  */
 export const UNREGISTER_WHILE_MAPPED_DEFECT =
   'VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY of a mapped region returns 0 and orphans the registration ' +
-  '(tce_iommu_unregister_pages discards the -EBUSY of its final mm_iommu_put); pins held until the mm goes away';
+  '(tce_iommu_unregister_pages discards the -EBUSY of its final mm_iommu_put); its pins are never put: when the mm goes, ' +
+  'destroy_context() only warns that it still lists the region';
 
 /** What the orphaned registration's pins did after its process was gone, as measured (src/bench/orphan-lifetime.ts). */
 export const ORPHANED_PINS_MEASURED =
