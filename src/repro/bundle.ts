@@ -5,7 +5,7 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { buildAgent } from '../image/image-builder.js';
 import type { Matrix } from '../matrix/matrix.js';
 import { findProcedure } from '../scenario/registry.js';
-import { scanKernelLog } from '../scenario/kernel-log.js';
+import { type KernelReport, scanKernelLog } from '../scenario/kernel-log.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
 import { InputError } from '../util/errors.js';
 import { run } from '../util/exec.js';
@@ -98,20 +98,23 @@ export async function exportBundle(req: ExportRequest): Promise<ExportedBundle> 
 
   const consoleLog = req.resultsDir ? join(req.resultsDir, 'artifacts', 'console.log') : undefined;
   const logText = consoleLog && existsSync(consoleLog) ? await readFile(consoleLog, 'utf8') : '';
-  const kernelReports = scanKernelLog(logText, 40).filter(
-    (k) => !recipe.logPattern || recipe.logPattern.test([k.line, ...k.excerpt].join('\n')),
-  );
+  const matching = (text: string) =>
+    scanKernelLog(text, 40).filter((k) => !recipe.logPattern || recipe.logPattern.test([k.line, ...k.excerpt].join('\n')));
+  let kernelReports = matching(logText);
+  let kernelReportsFrom: string | undefined;
   let kernels: KernelOutcome[] = [];
   if (req.matrixDir) {
     const file = join(req.matrixDir, 'matrix.json');
     if (!existsSync(file))
       throw new InputError('repro export', '--matrix', `${req.matrixDir} holds no matrix.json`, 'name a tcelab matrix results dir');
-    kernels = outcomesFromMatrix(
-      await readJsonInput<Matrix>(file, '--matrix'),
-      recipe,
-      check,
-      `tcelab matrix ${basename(resolve(req.matrixDir))}`,
-    );
+    const matrix = await readJsonInput<Matrix>(file, '--matrix');
+    kernels = outcomesFromMatrix(matrix, recipe, check, `tcelab matrix ${basename(resolve(req.matrixDir))}`);
+    // A report the kernel logs late (6.12 warns when khugepaged frees the mm, 5–20 s after the worker's exit) can
+    // fall after this run's end: then the excerpt comes from another kernel's run of the same scenario, said so.
+    if (!kernelReports.length) {
+      const found = await kernelReportsOfMatrix(matrix, recipe.scenario, matching);
+      if (found) ({ reports: kernelReports, kernel: kernelReportsFrom } = found);
+    }
   } else if (report) {
     const own = report.checks.find((c) => c.name === check);
     kernels = [
@@ -147,10 +150,26 @@ export async function exportBundle(req: ExportRequest): Promise<ExportedBundle> 
   await writeFile(join(dir, 'steps.jsonl'), formatStepsFile(header, steps));
   await writeFile(join(dir, 'run.sh'), runScript(recipe));
   await chmod(join(dir, 'run.sh'), 0o755);
-  const text = reportText({ recipe, check, options, steps, report, kernelReports, kernels });
+  const text = reportText({ recipe, check, options, steps, report, kernelReports, kernelReportsFrom, kernels });
   await writeFile(join(dir, 'REPORT.txt'), text);
   if (consoleLog && existsSync(consoleLog)) await copyFile(consoleLog, join(dir, 'lab-console.log'));
   const tarball = `${dir}.tar.gz`;
   await run('tar', ['-czf', tarball, '-C', dirname(dir), basename(dir)], { what: `write ${tarball}` });
   return { dir, tarball, recipe, check, report: text };
+}
+
+/** The first run of the matrix (column order) of `scenario` whose console holds a matching kernel report. */
+async function kernelReportsOfMatrix(
+  matrix: Matrix,
+  scenario: string,
+  matching: (text: string) => KernelReport[],
+): Promise<{ reports: KernelReport[]; kernel: string } | undefined> {
+  for (const col of matrix.columns) {
+    const dir = matrix.rows.find((r) => r.scenario === scenario && r.cells[col.label]?.resultsDir)?.cells[col.label]?.resultsDir;
+    const log = dir ? join(dir, 'artifacts', 'console.log') : undefined;
+    if (!log || !existsSync(log)) continue;
+    const reports = matching(await readFile(log, 'utf8'));
+    if (reports.length) return { reports, kernel: col.kernelRelease ?? col.kernel };
+  }
+  return undefined;
 }

@@ -22,6 +22,8 @@ export interface ReportInputs {
   /** The run the bundle was cut from (absent for `--scenario`). */
   report?: ScenarioReport;
   kernelReports: KernelReport[];
+  /** Where the kernel reports come from when not from this run: another run of the matrix (its kernel). */
+  kernelReportsFrom?: string;
   kernels: KernelOutcome[];
 }
 
@@ -108,7 +110,9 @@ export function reportText(r: ReportInputs): string {
     out.push('');
   }
   if (r.kernelReports.length) {
-    out.push('Kernel log');
+    out.push(
+      r.kernelReportsFrom ? `Kernel log (from the ${r.kernelReportsFrom} run of the matrix: this run's console has none)` : 'Kernel log',
+    );
     for (const k of r.kernelReports.slice(0, 2))
       out.push(`  ${k.line}`, ...k.excerpt.filter((l) => !REGISTER_LINE.test(l)).map((l) => `  ${l}`));
     out.push('');
