@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { cacheDir } from '../util/paths.js';
 import type { Profile } from '../qemu/profile.js';
 import type { RuntimePaths } from '../qemu/argv.js';
@@ -120,18 +120,44 @@ export function restoreUnsafeReason(profile: Profile, version: string | undefine
   );
 }
 
-const versions = new Map<string, string | undefined>();
+const versions = new Map<string, string>();
 
-/** `binary --version`'s "7.2.22", once per binary (its path and mtime). */
+/**
+ * "7.2.22": a QEMU staged by tcelab (`--qemu debian:<suite>`) from its manifest, any other from `binary --version`,
+ * once per binary (its path and mtime). A version not read is not remembered: the next lab asks again (seen once in
+ * a suite run: the staged QEMU's --version gave nothing while two labs booted, and that lab booted cold).
+ */
 export function qemuVersionOf(binary: string): string | undefined {
   const path = resolveBinary(binary);
   if (!path) return undefined;
   const id = `${path} ${statSync(path).mtimeMs}`;
-  if (!versions.has(id)) {
-    const r = spawnSync(path, ['--version'], { encoding: 'utf8', timeout: 10_000 });
-    versions.set(id, /version (\d+\.\d+\.\d+)/.exec(r.stdout ?? '')?.[1]);
+  const known = versions.get(id);
+  if (known) return known;
+  const version = stagedQemuVersion(path) ?? versionFromRunning(path);
+  if (version) versions.set(id, version);
+  return version;
+}
+
+/** The upstream version of a staged QEMU's package (Debian's "1:10.0.13+ds-0+deb13u1" → "10.0.13"). */
+function stagedQemuVersion(wrapper: string): string | undefined {
+  const manifest = join(dirname(wrapper), 'manifest.json');
+  if (!existsSync(manifest)) return undefined;
+  try {
+    const m = JSON.parse(readFileSync(manifest, 'utf8')) as { binary?: string; version?: string };
+    if (m.binary !== wrapper) return undefined;
+    return /^(?:\d+:)?(\d+\.\d+\.\d+)/.exec(m.version ?? '')?.[1];
+  } catch {
+    return undefined;
   }
-  return versions.get(id);
+}
+
+function versionFromRunning(path: string): string | undefined {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r = spawnSync(path, ['--version'], { encoding: 'utf8', timeout: 30_000 });
+    const v = /version (\d+\.\d+\.\d+)/.exec(r.stdout ?? '')?.[1];
+    if (v) return v;
+  }
+  return undefined;
 }
 
 /**

@@ -30,7 +30,7 @@ describe('labs from a saved, booted machine', () => {
     expect(failed(first)).toEqual([]);
     expect(first.qemuVersion).toMatch(/^10\./);
     const key = first.labStart?.saved ?? first.labStart?.snapshot;
-    expect(key).toMatch(/^[0-9a-f]{24}$/);
+    expect(key, JSON.stringify(first.labStart)).toMatch(/^[0-9a-f]{24}$/);
 
     const [a, b] = await Promise.all([run('prereg-accounting', root), run('guest-release', root)]);
     for (const r of [a, b]) {
