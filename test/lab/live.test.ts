@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import WebSocket from 'ws';
 import { LiveServer } from '../../src/live/live-server.js';
 import { runScenario } from '../../src/scenario/runner.js';
@@ -33,7 +34,29 @@ describe('live view', () => {
     expect(await wsStatus(`${wsBase}ws?token=nope`)).toBe('refused 403');
 
     const root = testRuntimeRoot();
-    const { def } = (await resolveScenario('window-map-release'))!;
+    // A run that is still going when the page has come up, however slowly Chromium starts on a busy machine (seen:
+    // window-map-release had ended, and its samples with it, before the page counted them twice).
+    const dir = mkdtempSync('/tmp/tcelab-scn-');
+    writeFileSync(
+      join(dir, 'live-run.json'),
+      JSON.stringify({
+        description: 'registers 16 MiB, holds it for 20 s, releases it',
+        profile: 'emulated',
+        steps: [
+          { step: 'bind', device: 'edu1', as: 'edu' },
+          { step: 'start-worker', as: 'w' },
+          { step: 'open', worker: 'w', binding: 'edu' },
+          { step: 'mark', as: 'before' },
+          { step: 'alloc', worker: 'w', sizeMiB: 16, as: 'ram' },
+          { step: 'register', worker: 'w', region: 'ram' },
+          { step: 'expect-guest-pins', since: 'before', mib: 16 },
+          { step: 'sleep', ms: 20_000 },
+          { step: 'stop-worker', worker: 'w' },
+          { step: 'expect-release', since: 'before', withinSec: 10 },
+        ],
+      }),
+    );
+    const { def } = (await resolveScenario(join(dir, 'live-run.json')))!;
     const run = runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, live });
     // A fresh, empty profile for every run.
     const browser = await launchChromium();
@@ -42,12 +65,12 @@ describe('live view', () => {
       const response = await page.goto(url);
       expect(response?.status()).toBe(200);
       await page.waitForFunction(() => document.getElementById('conn')?.textContent === 'live', undefined, { timeout: 10_000 });
-      expect(await page.textContent('#scenario')).toBe('window-map-release on emulated');
+      expect(await page.textContent('#scenario')).toBe('live-run on emulated');
       // The chart updates during the run: the sample count keeps growing.
       const count = async () => Number(await page.textContent('#sample-count'));
       await page.waitForFunction(() => Number(document.getElementById('sample-count')?.textContent) > 20, undefined, { timeout: 30_000 });
       const first = await count();
-      await page.waitForTimeout(1000);
+      await page.waitForFunction((n) => Number(document.getElementById('sample-count')?.textContent) > n, first, { timeout: 5000 });
       expect(await count()).toBeGreaterThan(first);
       // Verdicts and phases appear as they are decided.
       await page.waitForSelector('#checks li.pass', { timeout: 60_000 });
