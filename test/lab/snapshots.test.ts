@@ -37,8 +37,7 @@ describe('labs from a saved, booted machine', () => {
       expect(r.error).toBeUndefined();
       expect(failed(r)).toEqual([]);
       expect(r.labStart).toMatchObject({ how: 'restored', snapshot: key });
-      // Restored in well under a cold boot (5–8 s here): spawn → the guest's init answered.
-      expect(r.spawnToInitMs).toBeLessThan(3000);
+      // How fast is the bench's to say (restored vs cold vs floor, side by side), not a timed test's.
       // The kernel-log verdict reads the boot log saved with the snapshot, then what this lab's guest printed.
       const console = readFileSync(join(r.resultsDir, 'artifacts', 'console.log'), 'utf8');
       expect(console).toMatch(new RegExp(`TCELAB-INIT-READY kernel=6\\.12[\\s\\S]*\\[tcelab: restored from snapshot ${key}`));
