@@ -163,13 +163,15 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
           'host: no process of the lab outlives QEMU',
           'host: pinned pages (FOLL_PIN) back to baseline after QEMU exit',
         ]);
-        // The helper's 16384 pages, give or take the few that other processes' transient I/O pins move the system-wide counter by.
+        // The helper's 16384 pages, give or take what other processes' transient I/O pins and the neighbours'
+        // io_uring pins (a few pages off their VmPin) move the system-wide counter by: within 1 MiB.
         const pinned = report.releases.find((r) => r.counter === 'unattributedPinnedPages')!;
-        expect(pinned.final - pinned.baseline).toBeGreaterThanOrEqual(16384 - 64);
-        expect(pinned.final - pinned.baseline).toBeLessThanOrEqual(16384 + 64);
-        // On the lab's own memory cgroup (this machine has one), the helper's 64 MiB are charged there.
+        expect(pinned.final - pinned.baseline).toBeGreaterThanOrEqual(16384 - 256);
+        expect(pinned.final - pinned.baseline).toBeLessThanOrEqual(16384 + 256);
+        // On the lab's own memory cgroup (this machine has one) the helper's 64 MiB are charged there, exactly; the
+        // neighbours' accounting is good to a few MiB while the suite's labs come and go (seen: 1.2 MiB short).
         const mlocked = report.releases.find((r) => r.counter === (mechanism === 'cgroup' ? 'labLockedKb' : 'unattributedMlockedKb'))!;
-        expect(mlocked.final - mlocked.baseline).toBeGreaterThanOrEqual(65536 - 1024);
+        expect(mlocked.final - mlocked.baseline).toBeGreaterThanOrEqual(65536 - (mechanism === 'cgroup' ? 1024 : 4096));
         expect(check(report, 'host: no process of the lab outlives QEMU').measured).toMatch(
           /^pid \d+ \(lock-holder, parent \d+\): locked 65536 kB, VmPin 65536 kB$/,
         );
