@@ -84,3 +84,16 @@ export async function awaitRelease(
     timeoutMs,
   };
 }
+
+/**
+ * Whether nobody released more than `slackKb` of what these successive readings count: no reading lies that far
+ * below the highest one before it (growth is not a release).
+ */
+export function releasedNothing(readings: number[], slackKb = 1024): boolean {
+  let peak = Number.NEGATIVE_INFINITY;
+  for (const x of readings) {
+    peak = Math.max(peak, x);
+    if (peak - x > slackKb) return false;
+  }
+  return true;
+}

@@ -9,6 +9,7 @@ import type { LiveServer } from '../live/live-server.js';
 import { ProcessScanner } from '../probes/host-attribution.js';
 import { ProcCountersProbe } from '../probes/proc.js';
 import type { PinnedPageSampler, Sample } from '../probes/sampler.js';
+import { releasedNothing } from '../probes/release.js';
 import { Lab } from '../qemu/lab.js';
 import { loadProfile, type Profile, withInputs } from '../qemu/profile.js';
 import { writeReportFiles } from '../report/write.js';
@@ -322,23 +323,14 @@ async function finish(run: Run, lab: Lab): Promise<void> {
  */
 async function steadyBaseline(sampler: PinnedPageSampler, first: Sample): Promise<Sample> {
   const keys = ['neighbourLockedKb', 'neighbourPinnedKb'] as const;
-  const releasedNothing = (w: Sample[]) =>
-    keys.every((k) => {
-      let peak = Number.NEGATIVE_INFINITY;
-      for (const s of w) {
-        const x = s.counters[k] ?? 0;
-        peak = Math.max(peak, x);
-        if (peak - x > 1024) return false;
-      }
-      return true;
-    });
+  const neighboursSteady = (w: Sample[]) => keys.every((k) => releasedNothing(w.map((s) => s.counters[k] ?? 0)));
   const deadline = first.t + 5000;
   let start = first;
   for (;;) {
     await new Promise((r) => setTimeout(r, 500));
     const window = sampler.of('host').filter((s) => s.t >= start.t);
     const last = window.at(-1) ?? start;
-    if ((window.length >= 2 && releasedNothing(window)) || sampler.now() >= deadline) return last;
+    if ((window.length >= 2 && neighboursSteady(window)) || sampler.now() >= deadline) return last;
     start = last;
   }
 }

@@ -1,7 +1,7 @@
 import type { Lab } from '../../qemu/lab.js';
 import { LAB_MARKER_ENV, type ProcessScanner, describeProcessMemory, hostPageKb } from '../../probes/host-attribution.js';
 import type { PinCounters } from '../../probes/proc.js';
-import { awaitRelease, type ReleaseVerdict } from '../../probes/release.js';
+import { awaitRelease, type ReleaseVerdict, releasedNothing } from '../../probes/release.js';
 import type { PinnedPageSampler, Sample } from '../../probes/sampler.js';
 import type { Progress } from '../../util/progress.js';
 import type { CheckRecorder } from '../checks.js';
@@ -98,15 +98,7 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
               // than the wait (seen: a neighbouring mem-lock=on lab booting for 10 s failed a run that was back).
               {
                 ms: 500,
-                steady: (w) => {
-                  let peak = Number.NEGATIVE_INFINITY;
-                  for (const c of w) {
-                    const x = c[j.neighbours!] ?? 0;
-                    peak = Math.max(peak, x);
-                    if (peak - x > 1024) return false;
-                  }
-                  return true;
-                },
+                steady: (w) => releasedNothing(w.map((c) => c[j.neighbours!] ?? 0)),
               },
         );
       } finally {
