@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { gzipSync } from 'node:zlib';
 import { join, posix } from 'node:path';
-import { PrivateApt, sha256File, debFileName, type DebPackage } from './private-apt.js';
+import { aptFailureText, PrivateApt, sha256File, debFileName, type DebPackage } from './private-apt.js';
 import { hostDebianMirror } from './apt-sources.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
 import { moduleInfo, modulesDep, normalizeModuleName } from './kmod.js';
@@ -215,7 +215,7 @@ interface ResolvedPackages {
 const FALLBACK_SUITE = 'sid';
 
 /** The mirror answered that it does not have the file the index names. */
-const notOnMirror = (err: unknown) => /\b404\b|Not Found/.test(`${(err as Error).message} ${(err as { why?: string }).why ?? ''}`);
+const notOnMirror = (err: unknown) => /\b404\b|Not Found/.test(aptFailureText(err));
 
 async function downloadOrSubstitute(
   p: DebPackage,

@@ -183,11 +183,14 @@ export class PrivateApt {
   }
 }
 
+/** What an apt run's failure says: its message and, for a TcelabError, its why (apt's own stderr lines). */
+export function aptFailureText(err: unknown): string {
+  return `${(err as Error).message} ${(err as { why?: string }).why ?? ''}`;
+}
+
 /** apt-get update failed because the mirror served an index that does not match its InRelease. */
 export function isMidSyncError(err: unknown): boolean {
-  return /unexpected size|Hash Sum mismatch|Mirror sync in progress/i.test(
-    `${(err as Error).message} ${(err as { why?: string }).why ?? ''}`,
-  );
+  return /unexpected size|Hash Sum mismatch|Mirror sync in progress/i.test(aptFailureText(err));
 }
 
 export function debFileName(pkg: DebPackage): string {

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { libraryClosure } from '../image/image-builder.js';
 import { hostDebianMirror } from '../image/apt-sources.js';
-import { debFileName, PrivateApt, type DebPackage } from '../image/private-apt.js';
+import { aptFailureText, debFileName, PrivateApt, type DebPackage } from '../image/private-apt.js';
 import { run } from '../util/exec.js';
 import { InputError, TcelabError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
@@ -63,7 +63,7 @@ export async function stageDebianQemu(spec: string, progress: Progress = silentP
       await apt.update();
     } catch (err) {
       // A suite the mirror does not have is the input's fault, not the mirror's.
-      if (/does not have a Release file|404/.test(`${(err as Error).message} ${(err as { why?: string }).why ?? ''}`))
+      if (/does not have a Release file|404/.test(aptFailureText(err)))
         throw new InputError('--qemu', spec, `the Debian mirror has no suite ${suite} (e.g. trixie, sid, experimental)`);
       throw err;
     }
