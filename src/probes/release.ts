@@ -19,6 +19,8 @@ export interface ReleaseVerdict {
   latencyMs?: number;
   event: string;
   timeoutMs: number;
+  /** Why the counter could not be judged (its part of a shared counter could not be told apart): neither back nor not. */
+  notJudged?: string;
 }
 
 /**

@@ -146,10 +146,12 @@ export function toKcidb(reports: ScenarioReport[], opts: { host?: string } = {})
         origin: ORIGIN,
         path: `tcelab.${scenario}.release.${pathComponent(`${v.source}_${v.counter}`)}`,
         comment: `${v.source} ${v.counter} back to baseline after ${v.event}`,
-        status: v.returned ? 'PASS' : 'FAIL',
+        status: v.notJudged ? 'SKIP' : v.returned ? 'PASS' : 'FAIL',
         ...(v.returned && v.latencyMs !== undefined ? { number: { value: v.latencyMs / 1000, unit: 's' } } : {}),
         environment,
-        log_excerpt: `baseline ${v.baseline}, peak ${v.peak}, final ${v.final}; ${v.returned ? `${v.latencyMs} ms` : `not within ${v.timeoutMs} ms`}`,
+        log_excerpt:
+          `baseline ${v.baseline}, peak ${v.peak}, final ${v.final}; ` +
+          (v.notJudged ?? (v.returned ? `${v.latencyMs ?? 'late'} ms` : `not within ${v.timeoutMs} ms`)),
         misc: { results_dir: r.resultsDir },
       });
     }

@@ -145,9 +145,13 @@ export function renderTimelineSvg(r: ScenarioReport): string {
       `<text x="${LEFT}" y="${y2 + PANEL_H + 70 + Math.ceil(r.phases.length / 3) * 15 + i * 16}" ` +
       `class="note">${esc(
         `${v.source} ${v.counter}: ` +
-          (v.returned
-            ? `back to baseline ${v.latencyMs} ms after ${v.event}`
-            : `NOT back to baseline within ${v.timeoutMs} ms of ${v.event}`) +
+          (v.notJudged
+            ? 'not judged (the neighbours kept moving)'
+            : v.returned && v.latencyMs === undefined
+              ? `back to baseline once the neighbours held still, after ${v.event}`
+              : v.returned
+                ? `back to baseline ${v.latencyMs} ms after ${v.event}`
+                : `NOT back to baseline within ${v.timeoutMs} ms of ${v.event}`) +
           ` (baseline ${v.baseline}, peak ${v.peak}, final ${v.final})`,
       )}</text>`,
   );
