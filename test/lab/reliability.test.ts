@@ -152,6 +152,10 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
     const { report, root } = await runFile([{ step: 'guest-exec', argv: ['sh', '-c', 'kill -STOP $(pidof tcelab-agent)'], timeoutSec: 5 }]);
     expect(report.passed).toBe(false);
     expect(report.error).toMatch(/step 1 \(guest-exec\): did not finish within 5 s/);
+    // The last look at the guest is given up after one ping, not after each read's own timeout.
+    expect(report.checks.find((c) => c.name === 'guest: balance judged before shutdown')?.measured).toMatch(
+      /the agent did not answer a ping within 10 s/,
+    );
     expect(report.shutdown?.effective).toBe('powerdown');
     expect(liveLabQemuPids(root)).toEqual([]);
   });

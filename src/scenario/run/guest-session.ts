@@ -9,6 +9,9 @@ import type { GuestShutdownMethod, ScenarioReport } from '../scenario.js';
 
 type RunShutdown = NonNullable<ScenarioReport['shutdown']>;
 
+/** How long the agent may take to answer a ping before the last look at the guest is given up. */
+const AGENT_PING_MS = 10_000;
+
 /**
  * The guest's side of a run, from its agent answering to its shutdown: the balance baseline, what the scenario
  * declared it keeps (pins, kernel reports), and the last look at the guest before it goes — its pins and locked
@@ -46,6 +49,21 @@ export class GuestSession {
     const baseline = this.balanceBaseline;
     if (!agent || !baseline || lab.panic || !lab.process.running) return;
     this.balanceBaseline = undefined;
+    // An agent that stopped answering (a step timed out on it) would make each read below wait out its own timeout
+    // (45 s in all): one short ping decides whether the guest can still be looked at.
+    const silent = await agent.execute('ping', {}, AGENT_PING_MS).then(
+      () => undefined,
+      (err: unknown) => describeError(err),
+    );
+    if (silent) {
+      this.checks.record(
+        'guest: balance judged before shutdown',
+        false,
+        'the agent answers',
+        `the agent did not answer a ping within ${AGENT_PING_MS / 1000} s: ${silent}`,
+      );
+      return;
+    }
     await this.progress
       .step('judge the guest balance (pins and locked memory back to the agent-up baseline)', async () => {
         await judgeGuestBalance(agent, baseline, this.checks, this.progress, this.keptPins);
