@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-import { resolveQemuInput } from '../qemu/stage-qemu.js';
+import { resolveQemuInput, withStagedQemu } from '../qemu/stage-qemu.js';
+import { StderrProgress } from '../util/progress.js';
 import { writeFile, mkdir } from 'node:fs/promises';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -34,7 +35,8 @@ const out = (s = '') => {
 async function main(): Promise<void> {
   // TCELAB_QEMU=debian:<suite> as on the CLI: staged from that suite's packages (restores need QEMU 8.2 or later).
   if (process.env.TCELAB_QEMU) process.env.TCELAB_QEMU = await resolveQemuInput(process.env.TCELAB_QEMU, 'TCELAB_QEMU');
-  const profile = await loadProfile('emulated');
+  // The profile's QEMU as its labs run it (a debian:<suite> spec staged).
+  const profile = await withStagedQemu(await loadProfile('emulated'), new StderrProgress());
   const image = await requireGuestImage('base');
   out(`tcelab bench — ${new Date().toISOString()}`);
   out(

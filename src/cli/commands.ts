@@ -9,6 +9,7 @@ import { upCommand } from './up-command.js';
 import { doctorCommand } from './doctor-command.js';
 import { controlRequest } from './hotplug-command.js';
 import { cacheCommand } from './cache-command.js';
+import { qemuCommand } from './qemu-command.js';
 import { matrixCommand } from './matrix-command.js';
 import { mergeCommand } from './merge-command.js';
 import { reproExportCommand, reproTryCommand } from './repro-command.js';
@@ -92,7 +93,7 @@ function runEntry(run: Run): CommandModule {
         .option('repeat', { type: 'number', default: 1, describe: 'run each scenario N times' })
         .option('live', { type: 'string', describe: 'serve a live view on 127.0.0.1 (optionally on this port) with a token URL' })
         .option('dry-run', { type: 'boolean', default: false, describe: 'list the runs (of this shard) without running them' })
-        .option('profile', { type: 'string', describe: "profile for a scenario (default: the scenario's own)" })
+        .option('profile', { type: 'string', describe: "profile for a scenario (default: the scenario's own), or the profile to boot" })
         .option('results', { type: 'string', describe: 'results dir (default results/<scenario>-<time>)' })
         .option('set', {
           type: 'string',
@@ -135,7 +136,17 @@ function runEntry(run: Run): CommandModule {
               `scenarios: ${(await listScenarioFiles()).join(', ')}; profiles: ${(await listProfiles()).join(', ')}`,
             );
           }
-          return runBootCommand({ profile: a.target ?? 'emulated', json: a.json, shutdown: a.shutdown });
+          // A profile boot: the target or --profile names it (both only if they agree: one lab is booted).
+          if (a.target && a.profile && a.target !== a.profile)
+            throw new InputError('tcelab run', '--profile', `boots one profile: ${a.target} is one already (drop --profile or the target)`);
+          if (a.profile && !(await profileExists(a.profile)))
+            throw new InputError(
+              'tcelab run',
+              '--profile',
+              `no such profile: ${a.profile}`,
+              `profiles: ${(await listProfiles()).join(', ')}`,
+            );
+          return runBootCommand({ profile: a.target ?? a.profile ?? 'emulated', json: a.json, shutdown: a.shutdown });
         })(),
       ),
   );
@@ -368,6 +379,19 @@ function hotplugEntry(run: Run): CommandModule {
   );
 }
 
+function qemuEntry(run: Run): CommandModule {
+  return command(
+    'qemu [action] [spec]',
+    'the host QEMUs staged from Debian packages (debian:<suite>, as profiles and --qemu name them): stage one now, or list them',
+    (y) =>
+      y
+        .positional('action', { choices: ['stage', 'list'] as const, default: 'stage' as const })
+        .positional('spec', { type: 'string', describe: 'debian:<suite> (default: every one the profiles name)' })
+        .option('refresh', { type: 'boolean', default: false, describe: 'with stage: resolve the suite again and stage what it has now' }),
+    (a) => run(qemuCommand({ action: a.action, spec: a.spec, refresh: a.refresh, json: a.json })),
+  );
+}
+
 function cacheEntry(run: Run): CommandModule {
   return command(
     'cache [action]',
@@ -454,6 +478,7 @@ export function commandTable(run: Run): CommandModule[] {
     upEntry(run),
     hotplugEntry(run),
     cacheEntry(run),
+    qemuEntry(run),
     reproEntry(run),
     reportEntry(run),
   ];

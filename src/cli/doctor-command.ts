@@ -1,3 +1,4 @@
+import { withStagedQemu } from '../qemu/stage-qemu.js';
 import { describingEnv, listProfiles, loadProfile, PLACEHOLDER_VFIO_HOST, type Profile } from '../qemu/profile.js';
 import { LocalHost } from '../host/local-host.js';
 import { AgentHost } from '../host/agent-host.js';
@@ -20,8 +21,13 @@ export async function doctorCommand(args: { profile?: string; json: boolean; inn
   const out: DoctorReport[] = [];
   for (const name of names) {
     // The lab-host profile reads its device from the environment; say so rather than fail on it.
-    const profile = await loadProfile(name, describingEnv());
-    const report = await runDoctor(new LocalHost(), profile, { skipDevices: !process.env.TCELAB_VFIO_HOST });
+    const loaded = await loadProfile(name, describingEnv());
+    // A debian:<suite> QEMU is checked as the labs run it: staged (once, with progress).
+    const profile = await withStagedQemu(loaded, new StderrProgress());
+    const report = await runDoctor(new LocalHost(), profile, {
+      skipDevices: !process.env.TCELAB_VFIO_HOST,
+      ...(profile !== loaded ? { qemuLabel: `${loaded.qemu.binary} (staged: ${profile.qemu.binary})` } : {}),
+    });
     const image = await findGuestImage(profile.guest.image, profile.guest.kernel);
     report.findings.push(
       image

@@ -30,6 +30,8 @@ export interface DoctorOptions {
   skipQemu?: boolean;
   /** The profile's device address is not known (TCELAB_VFIO_HOST unset): do not inspect it. */
   skipDevices?: boolean;
+  /** How to name the QEMU binary (a debian:<suite> spec and where it was staged), if not by its path. */
+  qemuLabel?: string;
 }
 
 const CAP_IPC_LOCK = 14n;
@@ -50,7 +52,7 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
         `${profile.qemu.binary} does not run on ${host.name}: ${v.stderr.trim().split('\n')[0] ?? ''}`,
         'install QEMU for ppc64 (Debian: apt-get install qemu-system-ppc)',
       );
-    else add('QEMU binary', 'ok', `${profile.qemu.binary} ${version}`);
+    else add('QEMU binary', 'ok', `${opts.qemuLabel ?? profile.qemu.binary} ${version}`);
   }
 
   if (profile.qemu.accel === 'kvm') {

@@ -8,6 +8,7 @@ import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } fro
 import { sweepStaleLabs } from './sweep.js';
 import { explainingLines, knownCauseHint } from './stderr-diagnosis.js';
 import type { Profile } from './profile.js';
+import { withStagedQemu } from './stage-qemu.js';
 import { QmpClient } from '../qmp/qmp-client.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { Host } from '../host/host.js';
@@ -124,7 +125,9 @@ export class Lab {
     return labNameOf(this.paths);
   }
 
-  static async launch(profile: Profile, opts: LaunchOptions): Promise<Lab> {
+  static async launch(given: Profile, opts: LaunchOptions): Promise<Lab> {
+    // A QEMU the profile names as debian:<suite> is staged (once) before anything of the lab exists.
+    const profile = await withStagedQemu(given, opts.progress ?? silentProgress, opts.host?.local ?? true);
     try {
       return await Lab.launchOnce(profile, opts, true);
     } catch (err) {

@@ -87,7 +87,13 @@ const machineFields: Record<string, Spec> = {
   qemu: {
     type: 'object',
     fields: {
-      binary: { type: 'string', default: 'qemu-system-ppc64' },
+      // A path, a name on PATH, or debian:<suite>: a QEMU staged from that suite's packages (stage-qemu.ts).
+      binary: {
+        type: 'string',
+        default: 'qemu-system-ppc64',
+        pattern: /^(?:debian:[a-z][a-z0-9-]{1,40}|(?!debian:).+)$/,
+        patternHint: 'a path, a name on PATH, or debian:<suite> (e.g. debian:trixie)',
+      },
       accel: { type: 'string', enum: ['tcg', 'kvm'] },
       cpu: { type: 'string', pattern: /^[A-Za-z0-9_.+-]+$/, patternHint: 'a QEMU CPU model such as power9 or host' },
       memoryMiB: { type: 'integer', min: 128, max: 1024 * 1024 },

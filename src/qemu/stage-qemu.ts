@@ -7,7 +7,9 @@ import { aptFailureText, debFileName, PrivateApt, type DebPackage } from '../ima
 import { run } from '../util/exec.js';
 import { InputError, TcelabError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
+import { withLock } from '../util/lock.js';
 import { type Progress, StderrProgress, silentProgress } from '../util/progress.js';
+import type { Profile } from './profile.js';
 
 /**
  * A host QEMU from a Debian suite, as an input like the kernel: `--qemu debian:<suite>` resolves
@@ -45,18 +47,52 @@ export interface StagedQemu {
   packages: Array<Pick<DebPackage, 'name' | 'version' | 'sha256'>>;
 }
 
-/** The wrapper of a `debian:<suite>` spec, staged (resolved, downloaded, verified) if it is not yet. */
+/**
+ * A profile whose qemu.binary is a `debian:<suite>` spec, with the staged wrapper in its place (staged now if it
+ * is not yet, with progress); any other profile as it is. Only for a QEMU this machine runs: a spec cannot be
+ * staged into a guest.
+ */
+export async function withStagedQemu(profile: Profile, progress: Progress, local = true): Promise<Profile> {
+  if (!QEMU_SPEC_PATTERN.test(profile.qemu.binary)) return profile;
+  if (!local)
+    throw new InputError(
+      `profile ${profile.name}`,
+      'qemu.binary',
+      `${profile.qemu.binary} is staged on this machine: a QEMU in a guest is the guest's own`,
+    );
+  const staged = await stageDebianQemu(profile.qemu.binary, progress);
+  return { ...profile, qemu: { ...profile.qemu, binary: staged.binary } };
+}
+
+/**
+ * The wrapper of a `debian:<suite>` spec, staged (resolved, downloaded, verified) if it is not yet. Once staged,
+ * a suite's QEMU stays what it was (a lab's inputs do not move under it); `refresh` resolves the suite again and
+ * stages what it has now (a distro update).
+ */
 export async function stageDebianQemu(spec: string, progress: Progress = silentProgress, refresh = false): Promise<StagedQemu> {
   const m = QEMU_SPEC_PATTERN.exec(spec);
   if (!m) throw new InputError('--qemu', spec, 'must be a path, a name on PATH, or debian:<suite> (e.g. debian:trixie)');
   const suite = m[1]!;
-  const arch = debianArch();
   const base = join(cacheDir(), 'qemu');
   const current = join(base, `${suite}.json`);
-  if (!refresh && existsSync(current)) {
-    const staged = JSON.parse(await readFile(current, 'utf8')) as StagedQemu;
-    if (existsSync(staged.binary)) return staged;
-  }
+  const staged = async () => {
+    if (!existsSync(current)) return undefined;
+    const known = JSON.parse(await readFile(current, 'utf8')) as StagedQemu;
+    return existsSync(known.binary) ? known : undefined;
+  };
+  const before = refresh ? undefined : await staged();
+  if (before) return before;
+  await mkdir(base, { recursive: true });
+  // Labs that start together (a suite of tests, a matrix) would otherwise stage one suite side by side, each
+  // replacing the directory the other's QEMU runs from.
+  return withLock(join(base, `.staging-${suite}.lock`), `stage QEMU from Debian ${suite}`, progress, async () => {
+    const meanwhile = refresh ? undefined : await staged();
+    return meanwhile ?? stageNow(spec, suite, base, current, progress);
+  });
+}
+
+async function stageNow(spec: string, suite: string, base: string, current: string, progress: Progress): Promise<StagedQemu> {
+  const arch = debianArch();
   const apt = new PrivateApt(join(base, `apt-${suite}-${arch}`), hostDebianMirror(), suite, arch);
   await progress.step(`update Debian ${suite} ${arch} package lists (private apt config)`, async () => {
     try {
@@ -78,6 +114,15 @@ export async function stageDebianQemu(spec: string, progress: Progress = silentP
     }
   });
   const dir = join(base, `${suite}@${qemu.version.replace(/[^A-Za-z0-9.+~-]/g, '_')}`);
+  // Already staged (a refresh that found the same version): labs may be running from it; it stays.
+  if (existsSync(join(dir, 'manifest.json'))) {
+    const same = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as StagedQemu;
+    if (same.version === qemu.version && existsSync(same.binary)) {
+      progress.info(`QEMU from Debian ${suite}: ${qemu.version}, staged already (${dir})`);
+      await writeFile(current, `${JSON.stringify(same, null, 2)}\n`);
+      return same;
+    }
+  }
   const tmp = `${dir}.staging-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(join(tmp, 'root'), { recursive: true });

@@ -50,6 +50,11 @@ const profiles: Array<[string, unknown, RegExp]> = [
     /devices\[0\]\.phb: "nowhere" is not one of the profile's phbs/,
   ],
   ['not an object', [1, 2], /\(top level\): must be an object/],
+  [
+    'a QEMU spec that is no suite',
+    { ...goodProfile, qemu: { ...goodProfile.qemu, binary: 'debian:Trixie!' } },
+    /qemu\.binary: "debian:Trixie!" is not valid: a path, a name on PATH, or debian:<suite>/,
+  ],
 ];
 
 describe('bad input gets a clear error naming the field, never a stack trace, and no lab', () => {
@@ -100,6 +105,10 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
     [['qmp', 'emulated', 'query-status', '[1]'], /QMP arguments: json: must be a JSON object/],
     [['hotplug', 'phb', 'add', '2', '--lab', '/nonexistent'], /no control socket at \/nonexistent\/control\.sock/],
     [['report', '/nonexistent'], /report \/nonexistent: no results\.json there/],
+    // A profile boot names its profile as the target or with --profile, never silently the default.
+    [['run', '--profile', '/nonexistent/p.json'], /tcelab run: --profile: no such profile: \/nonexistent\/p\.json/],
+    [['run', 'emulated', '--profile', 'nested-lab-host'], /--profile: boots one profile: emulated is one already/],
+    [['qemu', 'stage', 'debian:Trixie!'], /tcelab qemu stage: debian:Trixie!: must be debian:<suite>/],
   ];
   // Scenario options are typed and known: refused before any image is built or lab started, exit 2.
   const options: Array<[string[], RegExp]> = [

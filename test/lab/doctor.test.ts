@@ -20,7 +20,8 @@ describe('doctor on this machine', () => {
     const emu = spawnSync(process.execPath, [cli, 'doctor', '--profile', 'emulated'], { encoding: 'utf8' });
     expect(emu.status).toBe(0);
     expect(emu.stdout).toMatch(/profile emulated on host: can run here/);
-    expect(emu.stdout).toMatch(/ok {3}QEMU binary: qemu-system-ppc64 \d+\.\d+/);
+    // The profile's QEMU as its labs run it: staged from Debian trixie.
+    expect(emu.stdout).toMatch(/ok {3}QEMU binary: debian:trixie \(staged: \/\S+\/qemu-system-ppc64\) \d+\.\d+/);
     const env = { ...process.env };
     delete env.TCELAB_VFIO_HOST;
     const lab = spawnSync(process.execPath, [cli, 'doctor', '--profile', 'lab-host-vfio'], { encoding: 'utf8', env });

@@ -68,7 +68,7 @@ describe('PHB and device hotplug: failures and the control socket', () => {
       const bySocket = cliRun('qmp', join(ready.runtimeDir, 'qmp.sock'), 'query-status');
       expect(bySocket.stderr).toMatch(/is held by the controller of this lab; relaying through/);
       expect(JSON.parse(bySocket.stdout)).toMatchObject({ status: 'running' });
-      expect(cliRun('hmp', 'lab', 'info version').stdout).toMatch(/^7\.\d+\.\d+/);
+      expect(cliRun('hmp', 'lab', 'info version').stdout).toMatch(/^\d+\.\d+\.\d+/);
       expect(hp('phb', 'add', '3').out.phb).toMatchObject({ id: 'hphb3', index: 3, ddw: true, drc: 'PHB 3' });
       const dev = hp('device', 'add', 'hphb3', 'dev0').out.device;
       expect(dev).toMatchObject({ id: 'dev0', drc: 'C196608', address: '0003:00:00.0' });
