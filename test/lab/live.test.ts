@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import WebSocket from 'ws';
 import { LiveServer } from '../../src/live/live-server.js';
 import { runScenario } from '../../src/scenario/runner.js';
+import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { resolveScenario } from '../../src/scenario/registry.js';
 import { testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
@@ -34,13 +35,14 @@ describe('live view', () => {
     expect(await wsStatus(`${wsBase}ws?token=nope`)).toBe('refused 403');
 
     const root = testRuntimeRoot();
-    // A run that is still going when the page has come up, however slowly Chromium starts on a busy machine (seen:
-    // window-map-release had ended, and its samples with it, before the page counted them twice).
+    // The page is up before the run starts, and the run holds 16 MiB for 10 s: it is still going while the page
+    // counts, however slowly Chromium starts on a busy machine (seen twice: the run had ended, and its samples with
+    // it, before a page opened during the run counted them twice — the second time a restored lab, up in 2.8 s).
     const dir = mkdtempSync('/tmp/tcelab-scn-');
     writeFileSync(
       join(dir, 'live-run.json'),
       JSON.stringify({
-        description: 'registers 16 MiB, holds it for 20 s, releases it',
+        description: 'registers 16 MiB, holds it for 10 s, releases it',
         profile: 'emulated',
         steps: [
           { step: 'bind', device: 'edu1', as: 'edu' },
@@ -50,22 +52,25 @@ describe('live view', () => {
           { step: 'alloc', worker: 'w', sizeMiB: 16, as: 'ram' },
           { step: 'register', worker: 'w', region: 'ram' },
           { step: 'expect-guest-pins', since: 'before', mib: 16 },
-          { step: 'sleep', ms: 20_000 },
+          { step: 'sleep', ms: 10_000 },
           { step: 'stop-worker', worker: 'w' },
           { step: 'expect-release', since: 'before', withinSec: 10 },
         ],
       }),
     );
     const { def } = (await resolveScenario(join(dir, 'live-run.json')))!;
-    const run = runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, live });
+    let run: Promise<ScenarioReport> | undefined;
     // A fresh, empty profile for every run.
     const browser = await launchChromium();
     try {
       const page = await browser.newPage();
       const response = await page.goto(url);
       expect(response?.status()).toBe(200);
-      await page.waitForFunction(() => document.getElementById('conn')?.textContent === 'live', undefined, { timeout: 10_000 });
-      expect(await page.textContent('#scenario')).toBe('live-run on emulated');
+      await page.waitForFunction(() => document.getElementById('conn')?.textContent === 'live', undefined, { timeout: 30_000 });
+      run = runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, live });
+      await page.waitForFunction(() => document.getElementById('scenario')?.textContent === 'live-run on emulated', undefined, {
+        timeout: 30_000,
+      });
       // The chart updates during the run: the sample count keeps growing.
       const count = async () => Number(await page.textContent('#sample-count'));
       await page.waitForFunction(() => Number(document.getElementById('sample-count')?.textContent) > 20, undefined, { timeout: 30_000 });
@@ -89,7 +94,7 @@ describe('live view', () => {
       await browser.close();
       const report = await run;
       await live.close();
-      expect(report.passed).toBe(true);
+      expect(report?.passed).toBe(true);
     }
     expect(liveLabQemuPids(root)).toEqual([]);
   });
