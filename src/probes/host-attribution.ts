@@ -48,6 +48,8 @@ export interface HostAttribution {
   neighbourLockedKb: number;
   /** Σ VmPin of processes that are not the lab's, kB. */
   neighbourPinnedKb: number;
+  /** Their VmPin one by one (pid → kB, those with any). */
+  neighbourPins: Record<number, number>;
   /** The lab's processes that are alive (QEMU, a wrapper's helpers). */
   lab: ProcessMemory[];
 }
@@ -178,7 +180,7 @@ export class ProcessScanner {
   private scanNow(): HostAttribution {
     const name = this.labName();
     const marker = name ? `${LAB_MARKER_ENV}=${name}` : undefined;
-    const out: HostAttribution = { neighbourLockedKb: 0, neighbourPinnedKb: 0, lab: [] };
+    const out: HostAttribution = { neighbourLockedKb: 0, neighbourPinnedKb: 0, neighbourPins: {}, lab: [] };
     const alive = new Set<number>();
     for (const entry of readdirSync('/proc')) {
       const pid = Number(entry);
@@ -195,6 +197,7 @@ export class ProcessScanner {
       } else {
         out.neighbourLockedKb += lockedKb;
         out.neighbourPinnedKb += vmPinKb;
+        if (vmPinKb > 0) out.neighbourPins[pid] = vmPinKb;
       }
     }
     for (const pid of this.isLab.keys()) if (!alive.has(pid)) this.isLab.delete(pid);

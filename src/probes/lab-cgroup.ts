@@ -12,7 +12,9 @@ import { join } from 'node:path';
  * can move it.
  *
  * Limits: a page charged elsewhere first (a shared library's page cache a
- * neighbour faulted in) is locked by the lab without counting here; pinned
+ * neighbour faulted in) is locked by the lab without counting here, and page
+ * cache the lab faulted first that a neighbour locks is left out (labLockedKb);
+ * pinned
  * (FOLL_PIN) pages have no per-cgroup counter, so that verdict stays
  * system-wide less what the neighbours account (host-attribution.ts). Needs a
  * writable memory controller: cgroup v1's `memory` hierarchy, or v2 where the
@@ -34,6 +36,23 @@ export interface LabCgroup {
 export function unevictableKb(stat: string, key: string): number | undefined {
   const m = new RegExp(`^${key} (\\d+)$`, 'm').exec(stat);
   return m ? Math.round(Number(m[1]) / 1024) : undefined;
+}
+
+/** memory.stat's anonymous and shared memory of a cgroup and below, in either hierarchy. */
+const ANON_KEYS: Record<string, string[]> = { total_unevictable: ['total_rss', 'total_shmem'], unevictable: ['anon', 'shmem'] };
+
+/**
+ * The lab's mlocked memory from its cgroup's memory.stat: the unevictable memory, but no more than the cgroup's
+ * anonymous and shared memory. A page-cache page the lab faulted first stays charged to it when a neighbour locks
+ * it (seen: a mem-lock=on lab of the same staged QEMU locked 1.3 MB of that QEMU's pages, which this lab had read
+ * first); what a lab locks and can leave behind (a helper's heap, a memfd) is anonymous or shared memory.
+ */
+export function labLockedKb(stat: string, key: string): number | undefined {
+  const locked = unevictableKb(stat, key);
+  if (locked === undefined) return undefined;
+  const own = (ANON_KEYS[key] ?? []).map((k) => unevictableKb(stat, k));
+  if (own.length === 0 || own.some((x) => x === undefined)) return locked;
+  return Math.min(locked, own.reduce((a, b) => a! + b!, 0)!);
 }
 
 /** Where this process's memory cgroup is, in either hierarchy, from /proc/self/cgroup. */

@@ -1,6 +1,6 @@
 import type { Host } from '../host/host.js';
 import { hostPageKb, type ProcessScanner } from './host-attribution.js';
-import { type LabCgroup, unevictableKb } from './lab-cgroup.js';
+import { type LabCgroup, labLockedKb } from './lab-cgroup.js';
 
 /**
  * The pinned-page counters tcelab checks, from /proc of any Host:
@@ -92,7 +92,7 @@ export class ProcCountersProbe {
       c.unattributedMlockedKb = c.mlockedKb - a.neighbourLockedKb;
       c.unattributedPinnedPages = c.pinnedPages - Math.round(a.neighbourPinnedKb / hostPageKb());
     }
-    if (cgroup && cgroupStat) c.labLockedKb = unevictableKb(cgroupStat, cgroup.unevictableKey);
+    if (cgroup && cgroupStat) c.labLockedKb = labLockedKb(cgroupStat, cgroup.unevictableKey);
     if (statusText) {
       const status = parseKbFields(statusText);
       c.vmLckKb = status.get('VmLck') ?? 0;

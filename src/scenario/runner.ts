@@ -176,6 +176,8 @@ interface Launched {
   lab: Lab;
   /** The host sample taken before QEMU existed. */
   hostBaseline: Sample;
+  /** The neighbours' VmPin one by one at the baseline (pid → kB). */
+  baselineNeighbourPins: Record<number, number>;
 }
 
 /** The host baseline is taken before QEMU exists; then the lab starts (cold, or from a snapshot). */
@@ -192,6 +194,8 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
     throw new TcelabError('sample the host counters', 'no sample within 5 s');
   }
   const hostBaseline = await steadyBaseline(sampler, first);
+  // Who pinned what at the baseline: a neighbour whose VmPin overstates its pins lowers the lab's part until it leaves.
+  const baselineNeighbourPins = run.scanner.scan(250).neighbourPins;
   observation.phase('baseline');
   observation.phase('launch');
   let lab: Lab;
@@ -206,7 +210,7 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
   report.labStart = lab.start;
   report.qemuVersion = lab.qmp.qemuVersion;
   observation.watchLab(lab);
-  return { lab, hostBaseline };
+  return { lab, hostBaseline, baselineNeighbourPins };
 }
 
 /** The guest comes up, its agent answers, guest sampling starts, and the scenario runs. */
@@ -257,7 +261,7 @@ async function runSteps(run: Run, { lab, hostBaseline }: Launched, session: Gues
 }
 
 /** Whether the steps passed or not, the guest goes away properly, and the host and the guest's kernel log are judged. */
-async function judge(run: Run, { lab, hostBaseline }: Launched, session: GuestSession): Promise<void> {
+async function judge(run: Run, { lab, hostBaseline, baselineNeighbourPins }: Launched, session: GuestSession): Promise<void> {
   const { observation, report, progress, opts } = run;
   try {
     if (!report.shutdown && lab.process.running) {
@@ -278,6 +282,7 @@ async function judge(run: Run, { lab, hostBaseline }: Launched, session: GuestSe
       sampler: observation.sampler,
       scanner: run.scanner,
       baseline: hostBaseline,
+      baselineNeighbourPins,
       checks: observation.checks,
       lab,
       timeoutMs: opts.releaseTimeoutMs ?? 10_000,

@@ -20,3 +20,12 @@ export async function emulatedLabInputs(): Promise<{ profile: Profile; image: Gu
   const image = await requireGuestImage('base');
   return { profile, image };
 }
+
+/**
+ * A check that did not pass, other than a host verdict the neighbours' accounting could not judge (N/A "not
+ * judged: …", said with why): on this shared machine another test's neighbour may leave it uncertain; it is
+ * never a pass either.
+ */
+export function judgedNotPassing(c: { status: string; notApplicable?: string }): boolean {
+  return c.status !== 'pass' && !(c.status === 'not-applicable' && /^not judged: /.test(c.notApplicable ?? ''));
+}

@@ -6,7 +6,7 @@ import { runScenario } from '../../src/scenario/runner.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { resolveScenario } from '../../src/scenario/registry.js';
 import { packageRoot } from '../../src/util/paths.js';
-import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { judgedNotPassing, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 
 /**
@@ -58,7 +58,7 @@ describe('nested lab host', () => {
     expect(report.error, cli.stderr.slice(-2000)).toBeUndefined();
     expect(
       report.checks
-        .filter((c) => c.status !== 'pass')
+        .filter(judgedNotPassing)
         .map((c) => c.name)
         .sort(),
     ).toEqual([...FLIPS].sort());
@@ -182,7 +182,7 @@ describe('nested lab host', () => {
     const resolved = (await resolveScenario('nested-steps'))!;
     const report = await runScenario(resolved.def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root });
     expect(report.error).toBeUndefined();
-    expect(report.checks.filter((c) => c.status !== 'pass')).toEqual([]);
+    expect(report.checks.filter(judgedNotPassing)).toEqual([]);
     const pins = report.checks.filter((c) => /expect-guest-pins/.test(c.name)).map((c) => c.measured);
     // Launched, released by SIGTERM; launched again, held by the adopted fds after quit.
     expect(pins).toEqual(['65536', '65536', '65536']);

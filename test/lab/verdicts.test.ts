@@ -26,7 +26,7 @@ const failed = (report: ScenarioReport) => report.checks.filter((c) => c.status 
 let lockHolder: string;
 const started: ChildProcess[] = [];
 const helperPids = () =>
-  execFileSync('sh', ['-c', 'pgrep -f "lock-holder (mlock|pin|both|churn)" || true'], { encoding: 'utf8' })
+  execFileSync('sh', ['-c', 'pgrep -f "lock-holder (mlock|pin|both|churn|pin-huge)" || true'], { encoding: 'utf8' })
     .split('\n')
     .filter(Boolean)
     .map(Number);
@@ -56,7 +56,7 @@ afterEach(async () => {
 });
 
 /** Starts a neighbour and resolves once its memory is held. */
-async function neighbour(mode: 'mlock' | 'pin' | 'both' | 'churn', mib: number): Promise<ChildProcess> {
+async function neighbour(mode: 'mlock' | 'pin' | 'both' | 'churn' | 'pin-huge', mib: number): Promise<ChildProcess> {
   const child = spawn(lockHolder, [mode, String(mib), '120'], { stdio: ['ignore', 'pipe', 'inherit'] });
   started.push(child);
   await new Promise<void>((resolve, reject) => {
@@ -157,6 +157,30 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
       expect(failed(report)).toEqual([]);
       expect(liveLabQemuPids(root)).toEqual([]);
     }));
+
+  it('a neighbour whose VmPin is not its pinned pages (io_uring on huge pages) leaves during the run: FOLL_PIN is not judged, not failed', async () => {
+    const root = testRuntimeRoot();
+    // In the baseline: 16 MiB of VmPin held as 8 pins (one per 2 MiB folio); gone before QEMU exits.
+    const holder = await neighbour('pin-huge', 16);
+    const def: ScenarioDefinition = {
+      name: 'with-a-huge-page-pinner-leaving',
+      description: 'a neighbour that pinned 16 MiB of huge pages with io_uring exits during the run',
+      defaultProfile: 'emulated',
+      async run(ctx) {
+        holder.kill('SIGKILL');
+        await new Promise((r) => holder.once('exit', r));
+        ctx.phase('neighbour gone');
+      },
+    };
+    const report = await runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, releaseTimeoutMs: 2000 });
+    const pinned = check(report, 'host: pinned pages (FOLL_PIN) back to baseline');
+    expect(pinned.status).toBe('not-applicable');
+    expect(pinned.notApplicable).toMatch(
+      /^not judged: \d+ pages above the baseline, no more than the VmPin that neighbours of the baseline have given up since/,
+    );
+    expect(failed(report)).toEqual([]);
+    expect(liveLabQemuPids(root)).toEqual([]);
+  });
 
   it.each(['cgroup', 'neighbours'] as const)(
     "seeded host-side leak: a helper started by the lab's QEMU wrapper keeps memory locked and pinned after QEMU " +
