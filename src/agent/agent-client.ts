@@ -73,8 +73,8 @@ export class AgentClient {
     return this.connection.execute<T>(command, args, { timeoutMs });
   }
 
-  ping(): Promise<{ pong: boolean; pid: number }> {
-    return this.execute('ping');
+  ping(timeoutMs?: number): Promise<{ pong: boolean; pid: number }> {
+    return this.execute('ping', undefined, timeoutMs);
   }
 
   info(): Promise<AgentInfo> {

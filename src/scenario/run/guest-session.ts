@@ -51,7 +51,7 @@ export class GuestSession {
     this.balanceBaseline = undefined;
     // An agent that stopped answering (a step timed out on it) would make each read below wait out its own timeout
     // (45 s in all): one short ping decides whether the guest can still be looked at.
-    const silent = await agent.execute('ping', {}, AGENT_PING_MS).then(
+    const silent = await agent.ping(AGENT_PING_MS).then(
       () => undefined,
       (err: unknown) => describeError(err),
     );
