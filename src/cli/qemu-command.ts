@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
-import { readdir, readFile } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describingEnv, listProfiles, loadProfile } from '../qemu/profile.js';
-import { QEMU_SPEC_PATTERN, type StagedQemu, stageDebianQemu } from '../qemu/stage-qemu.js';
+import { QEMU_SPEC_PATTERN, readStaged, type StagedQemu, stageDebianQemu } from '../qemu/stage-qemu.js';
 import { InputError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
 import { StderrProgress } from '../util/progress.js';
@@ -48,8 +48,8 @@ async function listStaged(): Promise<StagedQemu[]> {
   if (!existsSync(base)) return [];
   const out: StagedQemu[] = [];
   for (const f of (await readdir(base)).filter((x) => x.endsWith('.json')).sort()) {
-    const q = JSON.parse(await readFile(join(base, f), 'utf8')) as StagedQemu;
-    if (existsSync(q.binary)) out.push(q);
+    const q = await readStaged(join(base, f));
+    if (q) out.push(q);
   }
   return out;
 }

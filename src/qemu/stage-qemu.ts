@@ -75,20 +75,22 @@ export async function stageDebianQemu(spec: string, progress: Progress = silentP
   const suite = m[1]!;
   const base = join(cacheDir(), 'qemu');
   const current = join(base, `${suite}.json`);
-  const staged = async () => {
-    if (!existsSync(current)) return undefined;
-    const known = JSON.parse(await readFile(current, 'utf8')) as StagedQemu;
-    return existsSync(known.binary) ? known : undefined;
-  };
-  const before = refresh ? undefined : await staged();
+  const before = refresh ? undefined : await readStaged(current);
   if (before) return before;
   await mkdir(base, { recursive: true });
   // Labs that start together (a suite of tests, a matrix) would otherwise stage one suite side by side, each
   // replacing the directory the other's QEMU runs from.
   return withLock(join(base, `.staging-${suite}.lock`), `stage QEMU from Debian ${suite}`, progress, async () => {
-    const meanwhile = refresh ? undefined : await staged();
+    const meanwhile = refresh ? undefined : await readStaged(current);
     return meanwhile ?? stageNow(spec, suite, base, current, progress);
   });
+}
+
+/** A staged QEMU's record (a suite's current one, or a staged dir's manifest), if it is there and so is its wrapper. */
+export async function readStaged(file: string): Promise<StagedQemu | undefined> {
+  if (!existsSync(file)) return undefined;
+  const known = JSON.parse(await readFile(file, 'utf8')) as StagedQemu;
+  return existsSync(known.binary) ? known : undefined;
 }
 
 async function stageNow(spec: string, suite: string, base: string, current: string, progress: Progress): Promise<StagedQemu> {
@@ -115,13 +117,11 @@ async function stageNow(spec: string, suite: string, base: string, current: stri
   });
   const dir = join(base, `${suite}@${qemu.version.replace(/[^A-Za-z0-9.+~-]/g, '_')}`);
   // Already staged (a refresh that found the same version): labs may be running from it; it stays.
-  if (existsSync(join(dir, 'manifest.json'))) {
-    const same = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as StagedQemu;
-    if (same.version === qemu.version && existsSync(same.binary)) {
-      progress.info(`QEMU from Debian ${suite}: ${qemu.version}, staged already (${dir})`);
-      await writeFile(current, `${JSON.stringify(same, null, 2)}\n`);
-      return same;
-    }
+  const same = await readStaged(join(dir, 'manifest.json'));
+  if (same?.version === qemu.version) {
+    progress.info(`QEMU from Debian ${suite}: ${qemu.version}, staged already (${dir})`);
+    await writeFile(current, `${JSON.stringify(same, null, 2)}\n`);
+    return same;
   }
   const tmp = `${dir}.staging-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
