@@ -118,14 +118,10 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
     // Not back while the neighbours moved: what the lab left and what a neighbour was doing cannot be told apart,
     // so it is judged again once they hold still (seen: the suite's labs coming and going for the whole wait).
     const still = !v.returned && j.neighbours !== undefined ? await judgeWhenNeighboursHoldStill(sampler, j, v, progress) : undefined;
-    if (still?.window) {
-      v.returned = still.back;
-      v.final = still.window.at(-1)![j.counter] ?? v.final;
-    }
+    if (still && 'final' in still) Object.assign(v, { returned: still.back, final: still.final });
     releases.push(v);
     const name = `host: ${j.label} back to baseline after QEMU exit`;
-    const unsure = still?.window && !v.returned ? j.uncertainty?.(v) : undefined;
-    const notJudged = still && !still.window ? still.why : unsure;
+    const notJudged = still && 'why' in still ? still.why : still && !v.returned ? j.uncertainty?.(v) : undefined;
     if (notJudged) {
       v.notJudged = notJudged;
       checks.notApplicable(name, notJudged);
@@ -183,7 +179,7 @@ async function judgeWhenNeighboursHoldStill(
   j: Judgement,
   v: ReleaseVerdict,
   progress: Progress,
-): Promise<{ back: boolean; window?: PinCounters[]; why: string }> {
+): Promise<{ back: boolean; final: number } | { why: string }> {
   const neighbours = j.neighbours!;
   const tolerance = (c: PinCounters) => j.tolerance + j.churn(c);
   const start = sampler.now();
@@ -205,11 +201,10 @@ async function judgeWhenNeighboursHoldStill(
       movedAll = Math.max(movedAll, all);
       if (window.length >= 2 && theirs <= NEIGHBOURS_STILL_KB && all <= rawSlack(j)) {
         const back = window.every((c) => (c[j.counter] ?? 0) - v.baseline <= tolerance(c));
-        return { back, window, why: '' };
+        return { back, final: window.at(-1)![j.counter] ?? v.final };
       }
     }
     return {
-      back: false,
       why:
         `not judged: not back within ${v.timeoutMs} ms (final ${v.final}, baseline ${v.baseline} ${j.unit}) while the ` +
         `neighbours' own ${j.own} kept moving (by up to ${moved} kB, the system-wide counter by up to ${movedAll} ${j.unit}, ` +
