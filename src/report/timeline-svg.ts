@@ -146,7 +146,7 @@ export function renderTimelineSvg(r: ScenarioReport): string {
       `class="note">${esc(
         `${v.source} ${v.counter}: ` +
           (v.notJudged
-            ? 'not judged (the neighbours kept moving)'
+            ? "not judged (the lab's part could not be told from its neighbours')"
             : v.returned && v.latencyMs === undefined
               ? `back to baseline once the neighbours held still, after ${v.event}`
               : v.returned
