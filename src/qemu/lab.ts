@@ -12,6 +12,7 @@ import { withStagedQemu } from './stage-qemu.js';
 import { QmpClient } from '../qmp/qmp-client.js';
 import { AgentClient } from '../agent/agent-client.js';
 import type { Host } from '../host/host.js';
+import { describeThreadStates, threadStates } from '../probes/thread-states.js';
 import { LocalHost } from '../host/local-host.js';
 import { VfioPciBinder, type DeviceBinding } from '../host/vfio-binder.js';
 import { TcelabError } from '../util/errors.js';
@@ -417,14 +418,14 @@ export class Lab {
         // quit's reply may race with the socket closing: either is fine.
         await this.qmp.quit().catch(() => {});
         if (!(await this.process.waitExit(timeouts.quitSec * 1000))) {
-          escalations.push(`QEMU did not exit within ${timeouts.quitSec} s of quit`);
+          escalations.push(`QEMU did not exit within ${timeouts.quitSec} s of quit (${await this.threadsNow()})`);
           effective = 'kill';
         }
       }
       if (method === 'term' && this.process.running) {
         this.process.kill('SIGTERM');
         if (!(await this.process.waitExit(timeouts.quitSec * 1000))) {
-          escalations.push(`QEMU did not exit within ${timeouts.quitSec} s of SIGTERM`);
+          escalations.push(`QEMU did not exit within ${timeouts.quitSec} s of SIGTERM (${await this.threadsNow()})`);
           effective = 'kill';
         }
       }
@@ -436,6 +437,12 @@ export class Lab {
       const ev = this.qmp.connection.recentEvents().find((e) => e.seq >= mark && e.event === 'SHUTDOWN');
       return { requested: method, effective, shutdownEvent: ev?.data, exit, durationMs: exit.at - t0, escalations };
     });
+  }
+
+  /** What QEMU's threads are doing, for a shutdown that took too long: stuck, starved or waiting on the disk. */
+  private async threadsNow(): Promise<string> {
+    const states = await threadStates(this.host, this.process.pid).catch(() => []);
+    return `its threads then: ${describeThreadStates(states)}`;
   }
 
   private disposing: Promise<string | undefined> | undefined;

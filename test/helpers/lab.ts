@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { mkdtempSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProfile, type Profile } from '../../src/qemu/profile.js';
@@ -28,4 +29,17 @@ export async function emulatedLabInputs(): Promise<{ profile: Profile; image: Gu
  */
 export function judgedNotPassing(c: { status: string; notApplicable?: string }): boolean {
   return c.status !== 'pass' && !(c.status === 'not-applicable' && /^not judged: /.test(c.notApplicable ?? ''));
+}
+
+/**
+ * The run passed — asserted so that, when it did not, the failure shows why (its error and every check that did not
+ * pass, with what was measured) instead of `expected false to be true`: a failure in CI must be readable from its log.
+ */
+export function expectPassed(report: {
+  passed: boolean;
+  error?: string;
+  checks: { name: string; status: string; notApplicable?: string }[];
+}): void {
+  expect({ error: report.error, notPassing: report.checks.filter(judgedNotPassing) }).toEqual({ error: undefined, notPassing: [] });
+  expect(report.passed).toBe(true);
 }

@@ -6,7 +6,7 @@ import { LiveServer } from '../../src/live/live-server.js';
 import { runScenario } from '../../src/scenario/runner.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { resolveScenario } from '../../src/scenario/registry.js';
-import { testRuntimeRoot } from '../helpers/lab.js';
+import { expectPassed, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { launchChromium } from '../helpers/chromium.js';
 
@@ -60,6 +60,8 @@ describe('live view', () => {
     );
     const { def } = (await resolveScenario(join(dir, 'live-run.json')))!;
     let run: Promise<ScenarioReport> | undefined;
+    let report: ScenarioReport | undefined;
+    let pageFailure: unknown;
     // A fresh, empty profile for every run.
     const browser = await launchChromium();
     try {
@@ -79,7 +81,11 @@ describe('live view', () => {
       expect(await count()).toBeGreaterThan(first);
       // Verdicts and phases appear as they are decided.
       await page.waitForSelector('#checks li.pass', { timeout: 60_000 });
-      await page.waitForFunction(() => document.getElementById('verdict')?.textContent === 'PASS', undefined, { timeout: 90_000 });
+      // The verdict appears when the run ends (PASS or FAIL; a FAIL is explained by the report below).
+      await page.waitForFunction(() => /^(PASS|FAIL)$/.test(document.getElementById('verdict')?.textContent ?? ''), undefined, {
+        timeout: 90_000,
+      });
+      expect(await page.textContent('#verdict')).toBe('PASS');
       expect(await page.locator('#events li').count()).toBeGreaterThan(5);
       const painted = await page.evaluate(() => {
         const c = document.getElementById('host') as HTMLCanvasElement;
@@ -90,12 +96,18 @@ describe('live view', () => {
       });
       expect(painted).toBeGreaterThan(500);
       await page.screenshot({ path: '/tmp/tcelab-live.png' });
+    } catch (err) {
+      pageFailure = err;
     } finally {
+      // Only cleanup here: an assertion in `finally` would replace the error of the page's wait that failed first.
       await browser.close();
-      const report = await run;
+      report = await run;
       await live.close();
-      expect(report?.passed).toBe(true);
     }
+    // A failed run first (the page only shows its consequence), then what the page got wrong (the run may not have
+    // started: the page failed before it).
+    if (report) expectPassed(report);
+    if (pageFailure) throw pageFailure;
     expect(liveLabQemuPids(root)).toEqual([]);
   });
 });

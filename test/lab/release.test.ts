@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { findProcedure } from '../../src/scenario/registry.js';
-import { judgedNotPassing, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { expectPassed, judgedNotPassing, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { packageRoot } from '../../src/util/paths.js';
 
@@ -32,7 +32,7 @@ describe('pinned-page release', () => {
       /^pid \d+ \(tcelab-agent "\/usr\/sbin\/tcelab-agent", parent \d+\): fd \d+ → \/dev\/vfio\/vfio \(container\), fd \d+ → \/dev\/vfio\/\d+ \(group\)/,
     );
     expect(check(report, 'case 3: pins released once the holder exits').pass).toBe(true);
-    expect(report.passed).toBe(true);
+    expectPassed(report);
     // The guest was sampled through the agent while the cases ran.
     expect(report.samples.filter((s) => s.source === 'guest').length).toBeGreaterThan(10);
 

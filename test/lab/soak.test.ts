@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { runScenario } from '../../src/scenario/runner.js';
 import { resolveScenario } from '../../src/scenario/registry.js';
-import { testRuntimeRoot } from '../helpers/lab.js';
+import { expectPassed, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 
 // CI runs the soak at a reduced count; `tcelab run registration-soak --set cycles=1000` is the full one.
@@ -22,7 +22,7 @@ describe('registration soak (reduced count)', () => {
       'soak: controller RSS per 100 cycles',
     ]);
     expect(slopes.filter((c) => !c.pass)).toEqual([]);
-    expect(report.passed).toBe(true);
+    expectPassed(report);
     expect(liveLabQemuPids(root)).toEqual([]);
   });
 });
