@@ -1,3 +1,4 @@
+import { describePressure } from '../probes/pressure.js';
 import { runScenario, defaultResultsDir } from '../scenario/runner.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
 import { runSuite, parseShard, shardEntries, type SuiteEntry } from '../scenario/suite.js';
@@ -194,6 +195,7 @@ export function printReport(report: ScenarioReport, json: boolean): void {
         ? `  step timings:\n${report.timings.map((t) => `    ${t.step.padEnd(48)} ${formatMs(t.ms)}\n`).join('')}`
         : '') +
       (report.error ? `  error: ${report.error}\n` : '') +
+      (report.hostPressure ? `  the machine meanwhile: ${describePressure(report.hostPressure)}\n` : '') +
       `  results: ${report.resultsDir}\n`,
   );
 }

@@ -6,6 +6,7 @@ import { LocalHost } from '../host/local-host.js';
 import { type GuestImage, requireGuestImage } from '../image/image-builder.js';
 import { mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
 import type { LiveServer } from '../live/live-server.js';
+import { pressureOverRun, readPressure, type PressureTotals } from '../probes/pressure.js';
 import { ProcessScanner } from '../probes/host-attribution.js';
 import { ProcCountersProbe } from '../probes/proc.js';
 import type { PinnedPageSampler, Sample } from '../probes/sampler.js';
@@ -91,6 +92,8 @@ interface Run {
   scanner: ProcessScanner;
   hostProbe: ProcCountersProbe;
   faults: Set<string>;
+  /** The machine's pressure totals when the run began (where it has PSI). */
+  pressureAtStart?: PressureTotals;
   /** Once launched. */
   lab?: Lab;
 }
@@ -168,6 +171,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
     scanner,
     hostProbe: new ProcCountersProbe(new LocalHost(), scanner, () => run.lab?.cgroup),
     faults,
+    pressureAtStart: readPressure(),
   };
   return { run, profile, image };
 }
@@ -313,6 +317,9 @@ async function finish(run: Run, lab: Lab): Promise<void> {
   await lab.dispose({ artifactsTo: join(report.resultsDir, 'artifacts') });
   report.labStart = lab.start;
   report.durationMs = Date.now() - observation.t0;
+  // What the machine went through meanwhile: a slow or failed run on a machine that stalled says so.
+  const pressureAtEnd = readPressure();
+  if (run.pressureAtStart && pressureAtEnd) report.hostPressure = pressureOverRun(run.pressureAtStart, pressureAtEnd, report.durationMs);
   observation.done(report.passed);
   await writeReportFiles(report).catch((err) => {
     report.error = `${report.error ? `${report.error}; ` : ''}could not write the results: ${(err as Error).message}`;

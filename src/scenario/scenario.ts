@@ -1,3 +1,4 @@
+import type { PressureOverRun } from '../probes/pressure.js';
 import type { Lab, LabStart, ShutdownMethod, ShutdownReport } from '../qemu/lab.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import type { Profile } from '../qemu/profile.js';
@@ -42,6 +43,8 @@ export interface ScenarioReport {
   labStart?: LabStart;
   guestRamMiB?: number;
   hostMemlockLimit?: { soft: number; hard: number };
+  /** Shares of the run the whole machine spent stalled (PSI), where it has PSI: context for a slow or failed run. */
+  hostPressure?: PressureOverRun;
   checks: Check[];
   phases: Phase[];
   releases: ReleaseVerdict[];

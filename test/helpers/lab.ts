@@ -3,6 +3,8 @@ import { mkdtempSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProfile, type Profile } from '../../src/qemu/profile.js';
 import { requireGuestImage, type GuestImage } from '../../src/image/image-builder.js';
+import { describePressure } from '../../src/probes/pressure.js';
+import type { ScenarioReport } from '../../src/scenario/scenario.js';
 
 /** Every test's runtime root starts with this, so leftovers can be attributed to the suite. */
 export const TEST_ROOT_PREFIX = `/tmp/tcelab-t-${process.env.TCELAB_TEST_RUN ?? process.pid}-`;
@@ -35,11 +37,12 @@ export function judgedNotPassing(c: { status: string; notApplicable?: string }):
  * The run passed — asserted so that, when it did not, the failure shows why (its error and every check that did not
  * pass, with what was measured) instead of `expected false to be true`: a failure in CI must be readable from its log.
  */
-export function expectPassed(report: {
-  passed: boolean;
-  error?: string;
-  checks: { name: string; status: string; notApplicable?: string }[];
-}): void {
-  expect({ error: report.error, notPassing: report.checks.filter(judgedNotPassing) }).toEqual({ error: undefined, notPassing: [] });
+export function expectPassed(report: ScenarioReport): void {
+  // With what the machine went through meanwhile: a run that failed on a machine that stalled says so.
+  const machine = report.hostPressure ? `the machine during the run: ${describePressure(report.hostPressure)}` : undefined;
+  expect({ error: report.error, notPassing: report.checks.filter(judgedNotPassing) }, machine).toEqual({
+    error: undefined,
+    notPassing: [],
+  });
   expect(report.passed).toBe(true);
 }
