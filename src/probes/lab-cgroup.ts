@@ -71,6 +71,14 @@ function ownMemoryCgroup(): { dir: string; key: string } | undefined {
   return undefined;
 }
 
+/**
+ * Whether a lab here will likely get a memory cgroup of its own (createLabCgroup can still fail): then its Mlocked is
+ * judged on that cgroup, and the host baseline need not wait for the neighbours' locked memory to hold still.
+ */
+export function labCgroupExpected(): boolean {
+  return process.platform === 'linux' && process.env.TCELAB_NO_CGROUP !== '1' && ownMemoryCgroup() !== undefined;
+}
+
 /** A new memory cgroup for the lab named `labName`, or undefined where this machine offers none. */
 export function createLabCgroup(labName: string): LabCgroup | undefined {
   if (process.platform !== 'linux' || process.env.TCELAB_NO_CGROUP === '1') return undefined;

@@ -6,11 +6,12 @@ import { LocalHost } from '../host/local-host.js';
 import { type GuestImage, requireGuestImage } from '../image/image-builder.js';
 import { mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
 import type { LiveServer } from '../live/live-server.js';
+import { labCgroupExpected } from '../probes/lab-cgroup.js';
+import { type HostBaseline, readHostBaseline } from './run/host-baseline.js';
 import { pressureOverRun, readPressure, type PressureTotals } from '../probes/pressure.js';
 import { ProcessScanner } from '../probes/host-attribution.js';
 import { ProcCountersProbe } from '../probes/proc.js';
-import type { PinnedPageSampler, Sample } from '../probes/sampler.js';
-import { releasedNothing } from '../probes/release.js';
+import type { Sample } from '../probes/sampler.js';
 import { Lab } from '../qemu/lab.js';
 import { loadProfile, type Profile, withInputs } from '../qemu/profile.js';
 import { writeReportFiles } from '../report/write.js';
@@ -180,6 +181,8 @@ interface Launched {
   lab: Lab;
   /** The host sample taken before QEMU existed. */
   hostBaseline: Sample;
+  /** How far an attributed counter's baseline could be off, when it could not be read with the neighbours still. */
+  baselineSpread: HostBaseline['spread'];
   /** The neighbours' VmPin one by one at the baseline (pid → kB). */
   baselineNeighbourPins: Record<number, number>;
 }
@@ -197,7 +200,9 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
     await sampler.stop();
     throw new TcelabError('sample the host counters', 'no sample within 5 s');
   }
-  const hostBaseline = await steadyBaseline(sampler, first);
+  const { sample: hostBaseline, spread: baselineSpread } = await readHostBaseline(sampler, first, {
+    mlockedByCgroup: labCgroupExpected(),
+  });
   // Who pinned what at the baseline: a neighbour whose VmPin overstates its pins lowers the lab's part until it leaves.
   const baselineNeighbourPins = run.scanner.scan(250).neighbourPins;
   observation.phase('baseline');
@@ -214,7 +219,7 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
   report.labStart = lab.start;
   report.qemuVersion = lab.qmp.qemuVersion;
   observation.watchLab(lab);
-  return { lab, hostBaseline, baselineNeighbourPins };
+  return { lab, hostBaseline, baselineSpread, baselineNeighbourPins };
 }
 
 /** The guest comes up, its agent answers, guest sampling starts, and the scenario runs. */
@@ -265,7 +270,11 @@ async function runSteps(run: Run, { lab, hostBaseline }: Launched, session: Gues
 }
 
 /** Whether the steps passed or not, the guest goes away properly, and the host and the guest's kernel log are judged. */
-async function judge(run: Run, { lab, hostBaseline, baselineNeighbourPins }: Launched, session: GuestSession): Promise<void> {
+async function judge(
+  run: Run,
+  { lab, hostBaseline, baselineSpread, baselineNeighbourPins }: Launched,
+  session: GuestSession,
+): Promise<void> {
   const { observation, report, progress, opts } = run;
   try {
     if (!report.shutdown && lab.process.running) {
@@ -286,6 +295,7 @@ async function judge(run: Run, { lab, hostBaseline, baselineNeighbourPins }: Lau
       sampler: observation.sampler,
       scanner: run.scanner,
       baseline: hostBaseline,
+      baselineSpread,
       baselineNeighbourPins,
       checks: observation.checks,
       lab,
@@ -325,24 +335,4 @@ async function finish(run: Run, lab: Lab): Promise<void> {
     report.error = `${report.error ? `${report.error}; ` : ''}could not write the results: ${(err as Error).message}`;
     report.passed = false;
   });
-}
-
-/**
- * The host baseline, taken where the neighbours release nothing for 500 ms (at most 5 s of waiting; else the last
- * sample): a neighbour that is exiting leaves the system-wide counters before it leaves the process scan, and a
- * baseline taken then counts its memory as nobody's — a leak of the lab's own as large would then pass (seen once,
- * without a lab cgroup: a 64 MiB leak, while a 1 GiB mem-lock=on lab of the suite exited at the baseline).
- */
-async function steadyBaseline(sampler: PinnedPageSampler, first: Sample): Promise<Sample> {
-  const keys = ['neighbourLockedKb', 'neighbourPinnedKb'] as const;
-  const neighboursSteady = (w: Sample[]) => keys.every((k) => releasedNothing(w.map((s) => s.counters[k] ?? 0)));
-  const deadline = first.t + 5000;
-  let start = first;
-  for (;;) {
-    await new Promise((r) => setTimeout(r, 500));
-    const window = sampler.of('host').filter((s) => s.t >= start.t);
-    const last = window.at(-1) ?? start;
-    if ((window.length >= 2 && neighboursSteady(window)) || sampler.now() >= deadline) return last;
-    start = last;
-  }
 }

@@ -65,7 +65,13 @@ describe('pinned-page release', () => {
       expect(Number(check(report, 'host: QEMU VmLck while running covers guest RAM').measured)).toBeGreaterThanOrEqual(1024 * 1024);
       const pinned = report.releases.find((r) => r.source === 'host' && r.counter === 'unattributedPinnedPages')!;
       const mlocked = report.releases.find((r) => r.source === 'host' && r.counter === 'labLockedKb')!;
-      expect(pinned.returned && mlocked.returned).toBe(true);
+      // Back — or, where a neighbour of this shared machine was in the way (another test file's pinner leaving, say),
+      // not judged, with why (the check above is then N/A): never a fail.
+      for (const r of [pinned, mlocked])
+        expect({ counter: r.counter, back: r.returned || /^not judged: /.test(r.notJudged ?? '') }).toEqual({
+          counter: r.counter,
+          back: true,
+        });
       expect(mlocked.peak - mlocked.baseline).toBeGreaterThan(1024 * 1024);
       expect(report.shutdown?.effective).toBe(via === 'quit' ? 'quit' : 'powerdown');
       const names = report.phases.map((p) => p.name);

@@ -4,6 +4,7 @@ import type { PinCounters } from '../../probes/proc.js';
 import { awaitRelease, type ReleaseVerdict, releasedNothing } from '../../probes/release.js';
 import type { PinnedPageSampler, Sample } from '../../probes/sampler.js';
 import type { Progress } from '../../util/progress.js';
+import type { HostBaseline } from './host-baseline.js';
 import type { CheckRecorder } from '../checks.js';
 
 export interface HostReleaseJudging {
@@ -11,6 +12,8 @@ export interface HostReleaseJudging {
   scanner: ProcessScanner;
   /** The host sample taken before QEMU existed. */
   baseline: Sample;
+  /** How far an attributed counter's baseline could be off (host-baseline.ts): the lowest reading was taken. */
+  baselineSpread: HostBaseline['spread'];
   /** The neighbours' VmPin one by one at the baseline (pid → kB). */
   baselineNeighbourPins: Record<number, number>;
   checks: CheckRecorder;
@@ -27,7 +30,8 @@ export interface HostReleaseJudging {
  * what the profile implies (locked guest RAM, or VFIO-pinned guest RAM).
  */
 export async function judgeHostRelease(judging: HostReleaseJudging): Promise<ReleaseVerdict[]> {
-  const { sampler, scanner, baseline, baselineNeighbourPins, checks, lab, timeoutMs, mlockedToleranceKb, progress } = judging;
+  const { sampler, scanner, baseline, baselineSpread, baselineNeighbourPins, checks, lab, timeoutMs, mlockedToleranceKb, progress } =
+    judging;
   const releases: ReleaseVerdict[] = [];
   const exit = await lab.process.exited;
   const exitT = exit.at - sampler.t0;
@@ -121,7 +125,12 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
     if (still && 'final' in still) Object.assign(v, { returned: still.back, final: still.final });
     releases.push(v);
     const name = `host: ${j.label} back to baseline after QEMU exit`;
-    const notJudged = still && 'why' in still ? still.why : still && !v.returned ? j.uncertainty?.(v) : undefined;
+    const notJudged =
+      still && 'why' in still
+        ? still.why
+        : !v.returned
+          ? (baselineUncertainty(v, j, baselineSpread[j.counter]) ?? (still ? j.uncertainty?.(v) : undefined))
+          : undefined;
     if (notJudged) {
       v.notJudged = notJudged;
       checks.notApplicable(name, notJudged);
@@ -251,6 +260,20 @@ function coalescedPinsUncertainty(v: ReleaseVerdict, atBaseline: Record<number, 
     `not judged: ${above} pages above the baseline, no more than the VmPin that neighbours of the baseline have given ` +
     `up since (${left} pages): io_uring counts the pins of a buffer backed by huge folios once per folio where VmPin ` +
     "counts every page, so such a neighbour's VmPin overstates its pins and its leaving raises the lab's part"
+  );
+}
+
+/**
+ * A baseline that could not be read while the neighbours held still is the lowest reading of its wait, `spread`
+ * below the highest (host-baseline.ts): a counter above it by no more than that may be the lab's or the skew of the
+ * neighbours' scan at the baseline — not judged, with why; above by more, it is above every reading: the lab's.
+ */
+function baselineUncertainty(v: ReleaseVerdict, j: Judgement, spread: number | undefined): string | undefined {
+  if (!spread || v.final - v.baseline > spread + j.tolerance) return undefined;
+  return (
+    `not judged: ${v.final - v.baseline} ${j.unit} above the baseline, which could not be read while the neighbours ` +
+    `held still: the lab's part (nothing yet) spread over ${spread} ${j.unit} in the 5 s before QEMU started, the lowest ` +
+    'reading was taken, and what the lab left cannot be told from that skew'
   );
 }
 
