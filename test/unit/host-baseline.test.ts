@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { Sample } from '../../src/probes/sampler.js';
+import type { ReleaseVerdict } from '../../src/probes/release.js';
 import { baselineFromSamples } from '../../src/scenario/run/host-baseline.js';
+import { baselineUncertainty, type Judgement } from '../../src/scenario/run/host-release.js';
 
 /** 20 Hz host samples; `locked(t)` is the system-wide Mlocked and `seen(t)` what the neighbour scan accounts. */
 function samples(ms: number, locked: (t: number) => number, seen: (t: number) => number): Sample[] {
@@ -67,5 +69,17 @@ describe('host baseline', () => {
     expect(b.spread).toEqual({ unattributedMlockedKb: 2 * 32_768 });
     // FOLL_PIN held still all along: exact.
     expect(b.sample.counters.unattributedPinnedPages).toBe(100);
+  });
+});
+
+describe('a release judged against an uncertain baseline', () => {
+  const j = { unit: 'kB', tolerance: 1024 } as Judgement;
+  const v = (above: number) => ({ baseline: -62_768, final: -62_768 + above }) as ReleaseVerdict;
+  it('is not judged when above it by no more than its spread, and fails (stays judged) above that', () => {
+    expect(baselineUncertainty(v(40_000), j, 65_536)).toMatch(/^not judged: 40000 kB above the baseline, which could not be read/);
+    // A 64 MiB leak over a 32 MiB spread is above every reading of the baseline: the lab's.
+    expect(baselineUncertainty(v(65_536 + 32_768), j, 32_768)).toBeUndefined();
+    // A baseline read while all held still has no spread: nothing changes.
+    expect(baselineUncertainty(v(4096), j, undefined)).toBeUndefined();
   });
 });

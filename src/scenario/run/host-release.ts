@@ -225,7 +225,7 @@ async function judgeWhenNeighboursHoldStill(
 }
 
 /** One counter the host must give back after QEMU exits, and how the lab's part of it is told apart. */
-interface Judgement {
+export interface Judgement {
   counter: keyof PinCounters;
   raw: keyof PinCounters & ('pinnedPages' | 'mlockedKb');
   /** The neighbours' part of the raw counter, when the lab's part is the raw counter less it. */
@@ -268,7 +268,7 @@ function coalescedPinsUncertainty(v: ReleaseVerdict, atBaseline: Record<number, 
  * below the highest (host-baseline.ts): a counter above it by no more than that may be the lab's or the skew of the
  * neighbours' scan at the baseline — not judged, with why; above by more, it is above every reading: the lab's.
  */
-function baselineUncertainty(v: ReleaseVerdict, j: Judgement, spread: number | undefined): string | undefined {
+export function baselineUncertainty(v: ReleaseVerdict, j: Judgement, spread: number | undefined): string | undefined {
   if (!spread || v.final - v.baseline > spread + j.tolerance) return undefined;
   return (
     `not judged: ${v.final - v.baseline} ${j.unit} above the baseline, which could not be read while the neighbours ` +
