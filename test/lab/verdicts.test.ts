@@ -148,13 +148,28 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
           ctx.phase('neighbour churning');
         },
       };
-      const report = await runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, releaseTimeoutMs: 2000 });
-      const mlocked = check(report, 'host: Mlocked back to baseline');
-      expect(mlocked.status).toBe('not-applicable');
-      expect(mlocked.notApplicable).toMatch(/^not judged: .*the neighbours' own locked memory kept moving \(by up to \d+ kB/);
-      expect(report.releases.find((r) => r.counter === 'unattributedMlockedKb')!.notJudged).toBe(mlocked.notApplicable);
-      // Nothing else is disturbed: the other verdicts are judged and pass.
-      expect(failed(report)).toEqual([]);
+      // On a busy machine the neighbour itself can be starved of CPU for 500 ms: then it did hold still, and the
+      // verdict is judged — rightly, and it must pass (seen once in 15 suite runs). Up to three runs: each is
+      // either not judged or judged while all held still and passing, and at least one is not judged.
+      const outcomes: string[] = [];
+      for (let attempt = 0; attempt < 3 && !outcomes.includes('not judged'); attempt++) {
+        const report = await runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, releaseTimeoutMs: 2000 });
+        const mlocked = check(report, 'host: Mlocked back to baseline');
+        if (mlocked.status === 'not-applicable') {
+          expect(mlocked.notApplicable).toMatch(/^not judged: .*the neighbours' own locked memory kept moving \(by up to \d+ kB/);
+          expect(report.releases.find((r) => r.counter === 'unattributedMlockedKb')!.notJudged).toBe(mlocked.notApplicable);
+          outcomes.push('not judged');
+        } else {
+          expect({ status: mlocked.status, detail: mlocked.detail }).toEqual({
+            status: 'pass',
+            detail: expect.stringMatching(/back once they held still for 500 ms/),
+          });
+          outcomes.push('judged while still');
+        }
+        // Nothing else is disturbed: the other verdicts are judged and pass.
+        expect(failed(report)).toEqual([]);
+      }
+      expect(outcomes).toContain('not judged');
       expect(liveLabQemuPids(root)).toEqual([]);
     }));
 
