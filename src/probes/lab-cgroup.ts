@@ -76,13 +76,17 @@ function ownMemoryCgroup(): { dir: string; key: string } | undefined {
  * judged on that cgroup, and the host baseline need not wait for the neighbours' locked memory to hold still.
  */
 export function labCgroupExpected(): boolean {
-  return process.platform === 'linux' && process.env.TCELAB_NO_CGROUP !== '1' && ownMemoryCgroup() !== undefined;
+  return usableOwnCgroup() !== undefined;
+}
+
+/** Our own memory cgroup, where labs may make theirs under it (not turned off by TCELAB_NO_CGROUP=1). */
+function usableOwnCgroup(): { dir: string; key: string } | undefined {
+  return process.platform !== 'linux' || process.env.TCELAB_NO_CGROUP === '1' ? undefined : ownMemoryCgroup();
 }
 
 /** A new memory cgroup for the lab named `labName`, or undefined where this machine offers none. */
 export function createLabCgroup(labName: string): LabCgroup | undefined {
-  if (process.platform !== 'linux' || process.env.TCELAB_NO_CGROUP === '1') return undefined;
-  const own = ownMemoryCgroup();
+  const own = usableOwnCgroup();
   if (!own) return undefined;
   sweepEmptyLabCgroups(own.dir);
   const dir = join(own.dir, labName);

@@ -1,6 +1,6 @@
-import { hostPageKb } from '../../probes/host-attribution.js';
 import type { PinCounters } from '../../probes/proc.js';
 import type { PinnedPageSampler, Sample } from '../../probes/sampler.js';
+import { bothHeldStill, HOLD_STILL_MS, spreadOf } from './hold-still.js';
 
 /** The lab's part of a system-wide counter: the counter less what the neighbours account themselves. */
 interface AttributedCounter {
@@ -14,11 +14,8 @@ const ATTRIBUTED: AttributedCounter[] = [
   { counter: 'unattributedPinnedPages', raw: 'pinnedPages', neighbours: 'neighbourPinnedKb' },
 ];
 
-/** How long, and to within how much, both parts must hold still for their difference to be read. */
-const STILL_MS = 500;
-const STILL_KB = 1024;
-/** How long the baseline waits for that before it takes the lowest reading and says how uncertain it is. */
-const BASELINE_WAIT_MS = 5000;
+/** How long the baseline waits for both parts to hold still before it takes the lowest reading and says how uncertain it is. */
+export const BASELINE_WAIT_MS = 5000;
 
 /** The host baseline, and how far each attributed counter's baseline could be off (0: read while all held still). */
 export interface HostBaseline {
@@ -27,20 +24,17 @@ export interface HostBaseline {
   spread: Partial<Record<keyof PinCounters, number>>;
 }
 
-const spreadOf = (xs: number[]) => Math.max(...xs) - Math.min(...xs);
-
-/** The system-wide counter and the neighbours' part both moved by at most 1 MiB over these samples. */
-function heldStill(window: Sample[], c: AttributedCounter): boolean {
-  const rawSlack = c.raw === 'pinnedPages' ? STILL_KB / hostPageKb() : STILL_KB;
-  return (
-    spreadOf(window.map((s) => s.counters[c.raw])) <= rawSlack && spreadOf(window.map((s) => s.counters[c.neighbours] ?? 0)) <= STILL_KB
+const heldStill = (window: Sample[], c: AttributedCounter) =>
+  bothHeldStill(
+    window.map((s) => s.counters),
+    c.raw,
+    c.neighbours,
   );
-}
 
-/** The samples of the last STILL_MS before `end` (inclusive), if they span it. */
+/** The samples of the last HOLD_STILL_MS before `end` (inclusive), if they span it. */
 function windowEndingAt(samples: Sample[], end: number): Sample[] | undefined {
-  const w = samples.slice(0, end + 1).filter((s) => s.t >= samples[end]!.t - STILL_MS);
-  return w.length >= 2 && samples[end]!.t - w[0]!.t >= STILL_MS * 0.9 ? w : undefined;
+  const w = samples.slice(0, end + 1).filter((s) => s.t >= samples[end]!.t - HOLD_STILL_MS);
+  return w.length >= 2 && samples[end]!.t - w[0]!.t >= HOLD_STILL_MS * 0.9 ? w : undefined;
 }
 
 /**

@@ -4,7 +4,8 @@ import type { PinCounters } from '../../probes/proc.js';
 import { awaitRelease, type ReleaseVerdict, releasedNothing } from '../../probes/release.js';
 import type { PinnedPageSampler, Sample } from '../../probes/sampler.js';
 import type { Progress } from '../../util/progress.js';
-import type { HostBaseline } from './host-baseline.js';
+import { BASELINE_WAIT_MS, type HostBaseline } from './host-baseline.js';
+import { bothHeldStill, HOLD_STILL_MS, rawSlack, spreadOf } from './hold-still.js';
 import type { CheckRecorder } from '../checks.js';
 
 export interface HostReleaseJudging {
@@ -111,7 +112,7 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
                   releasedNothing(w.map((c) => c[j.neighbours!] ?? 0)) &&
                   releasedNothing(
                     w.map((c) => c[j.raw]),
-                    rawSlack(j),
+                    rawSlack(j.raw),
                   ),
               },
         );
@@ -167,14 +168,6 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
   return releases;
 }
 
-/**
- * How long the neighbours' part and the system-wide counter must hold still (within 1 MiB) for the lab's part to be
- * read from their difference.
- */
-const HOLD_STILL_MS = 500;
-const NEIGHBOURS_STILL_KB = 1024;
-/** 1 MiB of the system-wide counter, in its unit. */
-const rawSlack = (j: Judgement) => (j.unit === 'pages' ? NEIGHBOURS_STILL_KB / hostPageKb() : NEIGHBOURS_STILL_KB);
 /** How long after the release wait a verdict on the neighbours' accounting waits for them to hold still. */
 const HOLD_STILL_WAIT_MS = 5000;
 
@@ -203,12 +196,11 @@ async function judgeWhenNeighboursHoldStill(
         .of('host')
         .filter((s) => s.t >= now - HOLD_STILL_MS)
         .map((s) => s.counters);
-      const spread = (xs: number[]) => Math.max(...xs) - Math.min(...xs);
-      const theirs = spread(window.map((c) => c[neighbours] ?? 0));
-      const all = spread(window.map((c) => c[j.raw]));
+      const theirs = spreadOf(window.map((c) => c[neighbours] ?? 0));
+      const all = spreadOf(window.map((c) => c[j.raw]));
       moved = Math.max(moved, theirs);
       movedAll = Math.max(movedAll, all);
-      if (window.length >= 2 && theirs <= NEIGHBOURS_STILL_KB && all <= rawSlack(j)) {
+      if (window.length >= 2 && bothHeldStill(window, j.raw, neighbours)) {
         const back = window.every((c) => (c[j.counter] ?? 0) - v.baseline <= tolerance(c));
         return { back, final: window.at(-1)![j.counter] ?? v.final };
       }
@@ -272,8 +264,8 @@ export function baselineUncertainty(v: ReleaseVerdict, j: Judgement, spread: num
   if (!spread || v.final - v.baseline > spread + j.tolerance) return undefined;
   return (
     `not judged: ${v.final - v.baseline} ${j.unit} above the baseline, which could not be read while the neighbours ` +
-    `held still: the lab's part (nothing yet) spread over ${spread} ${j.unit} in the 5 s before QEMU started, the lowest ` +
-    'reading was taken, and what the lab left cannot be told from that skew'
+    `held still: the lab's part (nothing yet) spread over ${spread} ${j.unit} in the ${BASELINE_WAIT_MS / 1000} s before QEMU ` +
+    'started, the lowest reading was taken, and what the lab left cannot be told from that skew'
   );
 }
 
