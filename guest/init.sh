@@ -21,6 +21,16 @@ hostname tcelab-guest
 for m in vfio vfio_iommu_spapr_tce vfio-pci rpadlpar_io; do
   modprobe "$m" || echo "tcelab-init: modprobe $m failed"
 done
+# tcelab.modules=a,b: what the profile asks for besides (guest.modules; kvm_hv on a KVM lab host).
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    tcelab.modules=*)
+      for m in $(echo "${arg#tcelab.modules=}" | tr ',' ' '); do
+        modprobe "$m" || echo "tcelab-init: modprobe $m failed"
+      done
+      ;;
+  esac
+done
 
 # orderly_poweroff (QMP system_powerdown → EPOW) runs /sbin/poweroff, which
 # signals PID 1 with USR2; TERM is what `kill 1` sends. Both power off.

@@ -1,5 +1,5 @@
 import { randomInt } from 'node:crypto';
-import { ProtocolConnection, type ProtocolOptions } from '../qmp/protocol.js';
+import { ProtocolConnection, type ProtocolOptions, type SocketDialer } from '../qmp/protocol.js';
 import { QmpTimeoutError } from '../qmp/errors.js';
 import { AgentCommandError } from './errors.js';
 import { TcelabError } from '../util/errors.js';
@@ -24,7 +24,10 @@ import type {
 export class AgentClient {
   private constructor(readonly connection: ProtocolConnection) {}
 
-  static async connect(socketPath: string, opts: Partial<ProtocolOptions> & { readyTimeoutMs?: number } = {}): Promise<AgentClient> {
+  static async connect(
+    socketPath: string,
+    opts: Partial<ProtocolOptions> & { readyTimeoutMs?: number; host?: SocketDialer } = {},
+  ): Promise<AgentClient> {
     const connection = await ProtocolConnection.connectUnix(socketPath, {
       peer: 'agent',
       defaultTimeoutMs: 30_000,

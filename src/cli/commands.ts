@@ -60,7 +60,9 @@ function guestEntry(run: Run): CommandModule {
         .option('variant', {
           type: 'string',
           default: 'base',
-          describe: 'image variant: base, with-qemu, or with-qemu:<suite> (the guest QEMU from another Debian suite, e.g. with-qemu:sid)',
+          describe:
+            'image variant: base, with-qemu, with-qemu:<suite> (the guest QEMU from another Debian suite, e.g. with-qemu:sid), ' +
+            'or kvm-host (with-qemu plus KVM-HV and the base image for its inner guest)',
         })
         .option('with-qemu', {
           type: 'boolean',

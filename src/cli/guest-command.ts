@@ -15,7 +15,7 @@ export async function guestBuildCommand(args: {
 }): Promise<number> {
   if (args.kernel !== undefined) parseKernelSpec(args.kernel, '--kernel');
   if (!IMAGE_VARIANT_PATTERN.test(args.variant))
-    throw new InputError('--variant', args.variant, 'must be base, with-qemu or with-qemu:<suite>');
+    throw new InputError('--variant', args.variant, 'must be base, with-qemu, with-qemu:<suite> or kvm-host');
   const progress = new StderrProgress();
   const t0 = Date.now();
   const result = await buildGuestImage({ variant: args.variant, kernel: args.kernel, refresh: args.refresh, progress });

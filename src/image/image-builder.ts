@@ -8,7 +8,7 @@ import { hostDebianMirror } from './apt-sources.js';
 import { writeCpio, type CpioEntry } from './cpio.js';
 import { moduleInfo, modulesDep, normalizeModuleName } from './kmod.js';
 import { resolveDebianKernel } from '../kernel/debian-kernel.js';
-import { GUEST_MODULES, type KernelFacts } from '../kernel/kernel-facts.js';
+import { GUEST_MODULES, KVM_HOST_MODULES, type KernelFacts } from '../kernel/kernel-facts.js';
 import { DEFAULT_KERNEL, formatKernelSpec, kernelKey, parseKernelSpec, type KernelSpec } from '../kernel/kernel-spec.js';
 import { GUEST_MODULE_DIRS, stageKernelDebs, stageLocalKernel, type StagedKernel } from '../kernel/stage-kernel.js';
 import { readElfDeps, EM_PPC64 } from './elf.js';
@@ -27,11 +27,21 @@ import type { Progress } from '../util/progress.js';
  */
 /**
  * base: the lab's guest; with-qemu: a guest that is itself a POWER lab host (it runs QEMU), with Debian trixie's
- * QEMU, or another suite's with `with-qemu:<suite>` (e.g. with-qemu:sid): the QEMU under test inside the guest.
+ * QEMU, or another suite's with `with-qemu:<suite>` (e.g. with-qemu:sid): the QEMU under test inside the guest;
+ * kvm-host: with-qemu plus KVM-HV (kvm, kvm-hv) and the base image of the same kernel for the guest it runs, so
+ * that a guest with nested HV is a KVM lab host whose inner guest boots (INNER_BOOT_IMAGE).
  */
-export type ImageVariant = 'base' | 'with-qemu' | `with-qemu:${string}`;
+export type ImageVariant = 'base' | 'with-qemu' | 'kvm-host' | `with-qemu:${string}`;
 
-export const IMAGE_VARIANT_PATTERN = /^(base|with-qemu(:[a-z][a-z0-9-]{1,40})?)$/;
+export const IMAGE_VARIANT_PATTERN = /^(base|kvm-host|with-qemu(:[a-z][a-z0-9-]{1,40})?)$/;
+
+/** Where a kvm-host image carries the base image (kernel and initramfs) its inner guests boot, as paths in that guest. */
+export const INNER_BOOT_IMAGE = { kernel: '/usr/share/tcelab/inner/vmlinux', initrd: '/usr/share/tcelab/inner/initrd.cpio.gz' };
+
+/** The variants whose guest runs QEMU: they can hold an inner lab. */
+export function runsQemu(variant: ImageVariant): boolean {
+  return variant !== 'base';
+}
 
 export interface ManifestFile {
   path: string;
@@ -59,7 +69,8 @@ export interface ImageManifest {
    */
   substituted?: Array<{ name: string; wanted: string; took: string; suite: string }>;
   inputsSha256: string;
-  outputs: { kernel: ManifestFile; initrd: ManifestFile; agent?: ManifestFile };
+  /** inner: a kvm-host image's copy of the base image, at its paths in the guest (INNER_BOOT_IMAGE). */
+  outputs: { kernel: ManifestFile; initrd: ManifestFile; agent?: ManifestFile; inner?: { kernel: ManifestFile; initrd: ManifestFile } };
   initramfs: { files: number; bytes: number };
 }
 
@@ -82,26 +93,38 @@ interface VariantSpec {
   binaries: string[];
   /** Directories copied whole (firmware blobs, data). */
   dataDirs: string[];
+  /** Kernel modules beyond the guest's own (GUEST_MODULES), with what they need. */
+  modules?: readonly string[];
+  /** Carries the base image of the same kernel at INNER_BOOT_IMAGE, for the inner guest. */
+  innerImage?: boolean;
 }
 
-const VARIANTS: Record<'base' | 'with-qemu', VariantSpec> = {
+const WITH_QEMU: VariantSpec = {
+  packages: ['busybox-static', 'powerpc-ibm-utils', 'qemu-system-ppc', 'qemu-system-data'],
+  binaries: ['/usr/sbin/drmgr', '/usr/sbin/lsslot', '/usr/bin/qemu-system-ppc64'],
+  dataDirs: ['/usr/share/qemu'],
+};
+
+const VARIANTS: Record<'base' | 'with-qemu' | 'kvm-host', VariantSpec> = {
   base: {
     packages: ['busybox-static', 'powerpc-ibm-utils'],
     binaries: ['/usr/sbin/drmgr', '/usr/sbin/lsslot'],
     dataDirs: [],
   },
-  'with-qemu': {
-    packages: ['busybox-static', 'powerpc-ibm-utils', 'qemu-system-ppc', 'qemu-system-data'],
-    binaries: ['/usr/sbin/drmgr', '/usr/sbin/lsslot', '/usr/bin/qemu-system-ppc64'],
-    dataDirs: ['/usr/share/qemu'],
-  },
+  'with-qemu': WITH_QEMU,
+  'kvm-host': { ...WITH_QEMU, modules: KVM_HOST_MODULES, innerImage: true },
 };
+
+/** The kernel modules a variant carries beyond the guest's own (GUEST_MODULES): what a profile may ask /init to load. */
+export function extraModules(variant: ImageVariant): readonly string[] {
+  return IMAGE_VARIANT_PATTERN.test(variant) ? (variantSpec(variant).modules ?? []) : [];
+}
 
 /** A variant's packages, binaries and data; with-qemu:<suite> takes QEMU from that suite. */
 function variantSpec(variant: ImageVariant): VariantSpec {
   if (!IMAGE_VARIANT_PATTERN.test(variant))
-    throw new TcelabError(`guest image variant ${variant}`, 'is not base, with-qemu or with-qemu:<suite>');
-  if (variant === 'base') return VARIANTS.base;
+    throw new TcelabError(`guest image variant ${variant}`, 'is not base, with-qemu, with-qemu:<suite> or kvm-host');
+  if (variant === 'base' || variant === 'kvm-host') return VARIANTS[variant];
   const suite = variant.split(':')[1];
   const spec = VARIANTS['with-qemu'];
   if (!suite || suite === SUITE) return spec;
@@ -346,7 +369,9 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
           ),
     );
     const agent = await progress.step('cross-compile the guest agent (ppc64le, static)', () => buildAgent(work));
-    const { entries } = await progress.step('assemble initramfs', () => assembleInitramfs(staging, spec, agent, staged));
+    // The inner guest boots the base image of the same kernel (built first; a no-op when it is up to date).
+    const inner = spec.innerImage ? (await buildGuestImage({ ...opts, variant: 'base', refresh: false })).image : undefined;
+    const { entries } = await progress.step('assemble initramfs', () => assembleInitramfs(staging, spec, agent, staged, inner));
     const outDir = join(work, 'out');
     await mkdir(outDir);
     const cpio = writeCpio(entries);
@@ -383,6 +408,14 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
         initrd: await fileInfo('initrd.cpio.gz'),
         ...(agent
           ? { agent: { path: '/usr/sbin/tcelab-agent', sha256: createHash('sha256').update(agent).digest('hex'), size: agent.length } }
+          : {}),
+        ...(inner
+          ? {
+              inner: {
+                kernel: { ...inner.manifest.outputs.kernel, path: INNER_BOOT_IMAGE.kernel },
+                initrd: { ...inner.manifest.outputs.initrd, path: INNER_BOOT_IMAGE.initrd },
+              },
+            }
           : {}),
       },
       initramfs: { files: entries.length, bytes: cpio.length },
@@ -521,6 +554,7 @@ async function assembleInitramfs(
   spec: VariantSpec,
   agent: Buffer | undefined,
   kernel: StagedKernel,
+  inner?: GuestImage,
 ): Promise<{ entries: CpioEntry[] }> {
   const entries = new Map<string, CpioEntry>();
   const addDir = (p: string) => {
@@ -593,7 +627,7 @@ async function assembleInitramfs(
     m.depends.forEach(want);
     modules.push(m);
   };
-  GUEST_MODULES.forEach(want);
+  [...GUEST_MODULES, ...(spec.modules ?? [])].forEach(want);
   for (const m of modules) addFile(`/usr/lib/modules/${kernelRelease}/${m.relPath}`, m.ko);
   addFile(`/usr/lib/modules/${kernelRelease}/modules.dep`, Buffer.from(modulesDep(modules)));
 
@@ -633,6 +667,10 @@ async function assembleInitramfs(
   }
   for (const d of spec.dataDirs) {
     for (const file of await filesUnder(join(staging, d))) addFile(file.slice(staging.length), await readFile(file));
+  }
+  if (inner) {
+    addFile(INNER_BOOT_IMAGE.kernel, await readFile(inner.kernel));
+    addFile(INNER_BOOT_IMAGE.initrd, await readFile(inner.initrd));
   }
   return { entries: [...entries.values()] };
 }

@@ -15,10 +15,17 @@ export const RECORDED_CONFIG = [
   'PPC_64K_PAGES',
   'SPAPR_TCE_IOMMU',
   'VFIO_PCI',
+  'KVM_BOOK3S_64_HV',
 ] as const;
 
 /** The modules the guest's /init loads (their dependencies follow from .modinfo). */
 export const GUEST_MODULES = ['vfio', 'vfio_iommu_spapr_tce', 'vfio_pci', 'rpadlpar_io'] as const;
+
+/** What a guest that is a KVM lab host loads besides (kvm-host images; /init loads it where the profile asks). */
+export const KVM_HOST_MODULES = ['kvm_hv'] as const;
+
+/** Every module whose state a kernel's facts record. */
+export const RECORDED_MODULES = [...GUEST_MODULES, ...KVM_HOST_MODULES] as const;
 
 export type ModuleState = 'module' | 'builtin' | 'missing';
 
@@ -66,7 +73,7 @@ export function kernelFacts(args: {
       ),
   );
   const modules: Record<string, ModuleState> = {};
-  for (const m of GUEST_MODULES) {
+  for (const m of RECORDED_MODULES) {
     modules[m] = args.moduleFiles.has(m) ? 'module' : builtin.has(m) ? 'builtin' : 'missing';
   }
   return {

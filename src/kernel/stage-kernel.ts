@@ -7,7 +7,7 @@ import { TcelabError } from '../util/errors.js';
 import { type KernelFacts, kernelFacts } from './kernel-facts.js';
 
 /** Where the guest's modules are taken from in a module tree (the rest of the tree is not needed). */
-export const GUEST_MODULE_DIRS = ['kernel/drivers/vfio', 'kernel/drivers/pci/hotplug'];
+export const GUEST_MODULE_DIRS = ['kernel/drivers/vfio', 'kernel/drivers/pci/hotplug', 'kernel/arch/powerpc/kvm'];
 
 /**
  * A kernel laid out the same way whatever it came from (one Debian package, the 7.x package set, local .debs,

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Profile } from './profile.js';
+import { TCE_PATH_TRACE_EVENTS } from '../kvm/in-kernel-tce.js';
 
 /**
  * Files of one lab inside its private runtime dir. Logs and transcripts are
@@ -111,9 +112,12 @@ export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImag
       '-initrd',
       image.initrd,
       '-append',
-      profile.guest.append,
+      profile.guest.modules.length ? `${profile.guest.append} tcelab.modules=${profile.guest.modules.join(',')}` : profile.guest.append,
     );
   }
+  // Where a device is passed through, QEMU's record of its TCE tables (in the kernel or not) and of the TCE updates
+  // it handled itself: the KVM path's verdicts (kvm/in-kernel-tce.ts).
+  if (profile.devices.some((d) => d.driver === 'vfio-pci')) for (const e of TCE_PATH_TRACE_EVENTS) argv.push('-trace', e);
   if (q.startPaused) argv.push('-S');
   if (q.memLock) argv.push('-overcommit', 'mem-lock=on');
   for (const phb of profile.phbs) {

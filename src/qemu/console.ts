@@ -24,6 +24,8 @@ export class GuestConsole extends EventEmitter {
   private readonly file: WriteStream;
   private endedReason: string | undefined;
   panicLine: string | undefined;
+  /** QEMU stopped the machine for good (internal-error: an unknown KVM exit…): waits fail at once, like a panic. */
+  haltedReason: string | undefined;
 
   constructor(
     path: string,
@@ -51,6 +53,12 @@ export class GuestConsole extends EventEmitter {
         this.emit('panic', m[0]);
       }
     }
+    this.emit('data');
+  }
+
+  /** The machine will run no more though QEMU lives (its run state is internal-error): pending waits fail. */
+  halt(reason: string): void {
+    this.haltedReason ??= reason;
     this.emit('data');
   }
 
@@ -90,6 +98,15 @@ export class GuestConsole extends EventEmitter {
         } else if (this.panicLine) {
           cleanup();
           reject(new GuestPanicError(this.panicLine));
+        } else if (this.haltedReason) {
+          cleanup();
+          reject(
+            new TcelabError(
+              `waiting for ${opts.what}`,
+              `QEMU stopped the machine: ${this.haltedReason}`,
+              'see qemu-stderr.log in the run artifacts',
+            ),
+          );
         } else if (this.endedReason) {
           cleanup();
           reject(

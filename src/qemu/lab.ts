@@ -308,6 +308,21 @@ export class Lab {
     this.process.console.on('panic', (line: string) => onPanic(line));
     this.qmp.onEvent((e) => {
       if (e.event === 'GUEST_PANICKED') onPanic(`GUEST_PANICKED ${JSON.stringify(e.data)}`);
+      // A machine QEMU stopped on an error it cannot recover from (an unknown KVM exit) runs no more.
+      if (e.event === 'STOP') {
+        void this.qmp.queryStatus().then(
+          (st) => {
+            if (st.status !== 'internal-error') return;
+            const stderr = this.process.stderr();
+            const kvm = stderr.split('\n').filter((l) => /^KVM: /.test(l));
+            const said = kvm.length ? kvm.slice(-2).join(' | ') : explainingLines(stderr);
+            const reason = `internal-error${said ? ` (${said})` : ''}`;
+            this.process.console.halt(reason);
+            onPanic(`QEMU stopped the machine: ${reason}`);
+          },
+          () => {},
+        );
+      }
     });
   }
 
@@ -317,7 +332,7 @@ export class Lab {
     const proc = this.process;
     this.agentClient = await progress.step('connect the guest agent', () =>
       Promise.race([
-        AgentClient.connect(this.paths.agentSocket, { transcriptPath: this.paths.agentTranscript }),
+        AgentClient.connect(this.paths.agentSocket, { transcriptPath: this.paths.agentTranscript, host: this.host }),
         proc.exited.then((e) => {
           throw new TcelabError(
             'connect the guest agent',

@@ -5,7 +5,7 @@ import { Validator, parseJsonText, substituteVariables, type Spec } from '../uti
 import { InputError, TcelabError } from '../util/errors.js';
 import { profilesDir } from '../util/paths.js';
 import { DEFAULT_KERNEL, parseKernelSpec } from '../kernel/kernel-spec.js';
-import { IMAGE_VARIANT_PATTERN, type ImageVariant } from '../image/image-builder.js';
+import { extraModules, IMAGE_VARIANT_PATTERN, type ImageVariant, runsQemu } from '../image/image-builder.js';
 
 /**
  * A lab profile: everything needed to start one pseries machine, as data.
@@ -54,6 +54,8 @@ export interface Profile {
     /** The kernel under test (kernel-spec.ts): debian:trixie unless the profile or --kernel says otherwise. */
     kernel: string;
     append: string;
+    /** Kernel modules /init loads besides the guest's own (tcelab.modules=): kvm_hv on a KVM lab host. */
+    modules: string[];
     bootTimeoutSec: number;
   };
   phbs: PhbSpec[];
@@ -113,7 +115,7 @@ const machineFields: Record<string, Spec> = {
         type: 'string',
         default: 'base',
         pattern: IMAGE_VARIANT_PATTERN,
-        patternHint: 'base, with-qemu, or with-qemu:<suite> (a guest QEMU from another Debian suite, e.g. with-qemu:sid)',
+        patternHint: 'base, with-qemu, with-qemu:<suite> (a guest QEMU from another Debian suite, e.g. with-qemu:sid) or kvm-host',
       },
       kernel: {
         type: 'string',
@@ -123,6 +125,12 @@ const machineFields: Record<string, Spec> = {
       },
       // loglevel=5 after quiet: the console also shows KERN_WARNING (WARNING reports), which quiet hides.
       append: { type: 'string', default: 'console=hvc0 quiet loglevel=5' },
+      modules: {
+        type: 'array',
+        maxItems: 8,
+        default: [],
+        items: { type: 'string', pattern: /^[a-z0-9_]{1,40}$/, patternHint: 'a kernel module name such as kvm_hv' },
+      },
       bootTimeoutSec: { type: 'integer', min: 5, max: 3600, default: 120 },
     },
   },
@@ -195,8 +203,21 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
   if (p.inner) {
     profile.inner = crossCheck(p.inner, `${name}.inner`, v, 'inner.');
     if (!profile.guest.boot) throw v.err('guest.boot', 'must be true: the inner lab runs inside this guest');
-    if (!profile.guest.image.startsWith('with-qemu')) {
-      throw v.err('guest.image', 'must be "with-qemu" (or "with-qemu:<suite>"): the inner lab needs QEMU in the guest');
+    if (!runsQemu(profile.guest.image)) {
+      throw v.err('guest.image', 'must be "with-qemu" (or "with-qemu:<suite>", "kvm-host"): the inner lab needs QEMU in the guest');
+    }
+    // An inner machine that boots boots the base image the kvm-host image carries (INNER_BOOT_IMAGE).
+    if (profile.inner.guest.boot && profile.guest.image !== 'kvm-host') {
+      throw v.err(
+        'guest.image',
+        'must be "kvm-host" for an inner machine that boots (inner.guest.boot): it carries the inner guest\'s image',
+      );
+    }
+    if (profile.inner.guest.boot && profile.inner.guest.image !== 'base') {
+      throw v.err('inner.guest.image', 'must be "base": the inner guest boots the base image of the lab host\'s kernel');
+    }
+    if (profile.inner.qemu.accel === 'kvm' && !profile.guest.modules.includes('kvm_hv')) {
+      throw v.err('guest.modules', 'must include "kvm_hv": the inner machine runs under KVM in this guest');
     }
     if (!profile.inner.devices.some((d) => d.driver === 'vfio-pci')) {
       throw v.err('inner.devices', 'needs a vfio-pci device: the point of a nested lab host is a device of this guest passed through');
@@ -254,6 +275,16 @@ function crossCheck(p: CheckedMachine, name: string, v: Validator, at: string): 
   } catch (err) {
     throw v.err(`${at}guest.kernel`, `${profile.guest.kernel}: ${(err as InputError).why}`);
   }
+  const carried = extraModules(profile.guest.image);
+  profile.guest.modules.forEach((m, i) => {
+    if (!carried.includes(m)) {
+      throw v.err(
+        `${at}guest.modules[${i}]`,
+        `${m} is not in the "${profile.guest.image}" image ` +
+          `(${carried.length ? `it carries ${carried.join(', ')}` : 'it carries no extra modules'}; kvm-host carries kvm_hv)`,
+      );
+    }
+  });
   if (profile.qemu.accel === 'tcg' && profile.qemu.cpu === 'host') {
     throw v.err(`${at}qemu.cpu`, '"host" needs KVM; under TCG name a model such as power9');
   }

@@ -1,6 +1,7 @@
 import { createWriteStream } from 'node:fs';
 import { GuestConsole } from './console.js';
 import { DdwTraceLog } from '../ddw/host-view.js';
+import { TcePathTraceLog } from '../kvm/in-kernel-tce.js';
 import type { RuntimePaths } from './argv.js';
 import { TcelabError } from '../util/errors.js';
 import type { Host, HostExit, HostProcess } from '../host/host.js';
@@ -22,6 +23,8 @@ export class QemuProcess {
   readonly pid: number;
   /** spapr_iommu_ddw_* trace events from stderr: the host's record of each DMA window. */
   readonly ddwTrace = new DdwTraceLog();
+  /** spapr_iommu_new_table, vfio_spapr_group_attach and userspace TCE updates: whether KVM handled the TCEs. */
+  readonly tcePath = new TcePathTraceLog();
   private stderrTail = '';
 
   private constructor(
@@ -36,6 +39,7 @@ export class QemuProcess {
     child.stderr!.on('data', (d: Buffer) => {
       stderrFile.write(d);
       this.ddwTrace.feed(d.toString('utf8'));
+      this.tcePath.feed(d.toString('utf8'));
       this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-4000);
     });
     this.exited = child.exited.then((info) => {

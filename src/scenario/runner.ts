@@ -18,6 +18,9 @@ import { writeReportFiles } from '../report/write.js';
 import { describeError, InputError, TcelabError } from '../util/errors.js';
 import { type Progress, silentProgress } from '../util/progress.js';
 import { GuestSession } from './run/guest-session.js';
+import { bootGuestHost, disposeGuestHost, type GuestHost, launchLabInGuestHost, runsOnGuestHost } from './run/guest-host.js';
+import { judgeHostKernelLog } from './run/host-kernel-log.js';
+import { judgesTcePath, judgeTcePath } from '../kvm/in-kernel-tce.js';
 import { judgeHostRelease } from './run/host-release.js';
 import { RunObservation } from './run/observation.js';
 import type { ScenarioContext, ScenarioDefinition, ScenarioReport } from './scenario.js';
@@ -91,7 +94,10 @@ interface Run {
   report: ScenarioReport;
   /** Counts the lab's own processes apart from its neighbours' on the host. */
   scanner: ProcessScanner;
+  /** This machine's /proc, or the host guest's where the lab's host is a guest (guest-host.ts). */
   hostProbe: ProcCountersProbe;
+  /** The lab's host, where it is a guest: booted before the lab, judged after it, quit last. */
+  guestHost?: GuestHost;
   faults: Set<string>;
   /** The machine's pressure totals when the run began (where it has PSI). */
   pressureAtStart?: PressureTotals;
@@ -187,10 +193,29 @@ interface Launched {
   baselineNeighbourPins: Record<number, number>;
 }
 
-/** The host baseline is taken before QEMU exists; then the lab starts (cold, or from a snapshot). */
+/**
+ * The host baseline is taken before QEMU exists; then the lab starts (cold, or from a snapshot). Where the lab's host
+ * is a guest (kvm-lab-host), that guest boots first and is the host from then on: its counters, its baseline.
+ */
 async function launch(run: Run, profile: Profile, image: GuestImage): Promise<Launched> {
   const { observation, progress, report, opts } = run;
   const { sampler } = observation;
+  if (runsOnGuestHost(run.def, profile)) {
+    observation.phase('lab host launch');
+    const guestHost = await bootGuestHost(profile, image, { progress, runtimeRoot: opts.runtimeRoot, snapshots: opts.snapshots });
+    run.guestHost = guestHost;
+    observation.observeLab(guestHost.lab, 'lab host');
+    // The host guest runs nothing but this lab: its system-wide counters are the lab's (no neighbours to attribute).
+    run.hostProbe = new ProcCountersProbe(guestHost.host);
+    report.labHost = {
+      profile: profile.name,
+      kernel: guestHost.kernelRelease,
+      qemuVersion: guestHost.lab.qmp.qemuVersion,
+      spawnToAgentMs: guestHost.spawnToAgentMs,
+      labStart: guestHost.lab.start,
+    };
+    observation.phase('lab host up');
+  }
   sampler.start('host', run.hostProbe, {
     rateHz: report.sampling.hostRateHz,
     pid: () => (run.lab?.process.running ? run.lab.process.pid : undefined),
@@ -201,17 +226,20 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
     throw new TcelabError('sample the host counters', 'no sample within 5 s');
   }
   const { sample: hostBaseline, spread: baselineSpread } = await readHostBaseline(sampler, first, {
-    mlockedByCgroup: labCgroupExpected(),
+    mlockedByCgroup: !run.guestHost && labCgroupExpected(),
   });
   // Who pinned what at the baseline: a neighbour whose VmPin overstates its pins lowers the lab's part until it leaves.
-  const baselineNeighbourPins = run.scanner.scan(250).neighbourPins;
+  const baselineNeighbourPins = run.guestHost ? {} : run.scanner.scan(250).neighbourPins;
   observation.phase('baseline');
   observation.phase('launch');
   let lab: Lab;
   try {
-    lab = await Lab.launch(profile, { image, progress, runtimeRoot: opts.runtimeRoot, snapshots: opts.snapshots });
+    lab = run.guestHost
+      ? await launchLabInGuestHost(profile, run.guestHost, progress)
+      : await Lab.launch(profile, { image, progress, runtimeRoot: opts.runtimeRoot, snapshots: opts.snapshots });
   } catch (err) {
     await sampler.stop();
+    if (run.guestHost) await disposeGuestHost(run.guestHost, true, join(report.resultsDir, 'artifacts', 'lab-host'), progress);
     throw err;
   }
   run.lab = lab;
@@ -299,17 +327,20 @@ async function judge(
       baselineNeighbourPins,
       checks: observation.checks,
       lab,
+      guestHost: run.guestHost,
       timeoutMs: opts.releaseTimeoutMs ?? 10_000,
       mlockedToleranceKb: opts.mlockedToleranceKb ?? 1024,
       progress,
     });
     report.releases.push(...releases);
     observation.phase('baseline regained');
+    if (judgesTcePath(lab.profile)) judgeTcePath(lab.process.tcePath, lab.profile, observation.checks, lab.process.stderr());
   } catch (err) {
     report.error = `${report.error ? `${report.error}; ` : ''}${describeError(err)}`;
     observation.checks.record('lab torn down and judged', false, 'no error', describeError(err));
   } finally {
     session.recordKernelLogVerdict();
+    if (run.guestHost) await judgeHostKernelLog(run.guestHost, observation.checks);
   }
 }
 
@@ -325,6 +356,12 @@ async function finish(run: Run, lab: Lab): Promise<void> {
   report.passed = observation.checks.passed && !report.error;
   if (!report.passed) lab.failed = true;
   await lab.dispose({ artifactsTo: join(report.resultsDir, 'artifacts') });
+  if (run.guestHost) {
+    await disposeGuestHost(run.guestHost, !report.passed, join(report.resultsDir, 'artifacts', 'lab-host'), run.progress).catch((err) => {
+      report.error = `${report.error ? `${report.error}; ` : ''}could not tear the lab host down: ${describeError(err)}`;
+      report.passed = false;
+    });
+  }
   report.labStart = lab.start;
   report.durationMs = Date.now() - observation.t0;
   // What the machine went through meanwhile: a slow or failed run on a machine that stalled says so.

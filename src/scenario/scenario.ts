@@ -43,6 +43,11 @@ export interface ScenarioReport {
   labStart?: LabStart;
   guestRamMiB?: number;
   hostMemlockLimit?: { soft: number; hard: number };
+  /**
+   * Where the lab's host is itself a guest (kvm-lab-host): that machine, whose kernel and QEMU are inputs too. The
+   * host verdicts are judged in it; hostPressure stays this machine's.
+   */
+  labHost?: { profile: string; kernel: string; qemuVersion: string; spawnToAgentMs: number; labStart?: LabStart };
   /** Shares of the run the whole machine spent stalled (PSI), where it has PSI: context for a slow or failed run. */
   hostPressure?: PressureOverRun;
   checks: Check[];
@@ -116,5 +121,10 @@ export interface ScenarioDefinition {
   requires?: KernelRequirements;
   /** The scenario shuts the guest down with pins held on purpose (why): the guest balance is not judged. */
   keepsGuestPins?: string;
+  /**
+   * The scenario launches the inner labs of a nested lab host itself (launchInnerLab): it runs on the outer machine
+   * even with a profile whose inner machine boots (kvm-lab-host), where other scenarios run on the inner one.
+   */
+  drivesInnerLabs?: boolean;
   run(ctx: ScenarioContext): Promise<void>;
 }

@@ -7,6 +7,8 @@ import type { Progress } from '../../util/progress.js';
 import { BASELINE_WAIT_MS, type HostBaseline } from './host-baseline.js';
 import { bothHeldStill, HOLD_STILL_MS, rawSlack, spreadOf } from './hold-still.js';
 import type { CheckRecorder } from '../checks.js';
+import { describeHolders } from '../guest-balance.js';
+import type { GuestHost } from './guest-host.js';
 
 export interface HostReleaseJudging {
   sampler: PinnedPageSampler;
@@ -19,6 +21,11 @@ export interface HostReleaseJudging {
   baselineNeighbourPins: Record<number, number>;
   checks: CheckRecorder;
   lab: Lab;
+  /**
+   * The lab's host where it is a guest that runs nothing but this lab (kvm-lab-host): its system-wide counters are
+   * judged as they are, and what outlives QEMU is asked of its agent.
+   */
+  guestHost?: GuestHost;
   /** How long counters may take to return to baseline after QEMU exits. */
   timeoutMs: number;
   mlockedToleranceKb: number;
@@ -61,24 +68,26 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
       'pages',
     );
   }
-  const judged: Judgement[] = [
-    {
-      counter: 'unattributedPinnedPages',
-      raw: 'pinnedPages',
-      neighbours: 'neighbourPinnedKb',
-      own: 'VmPin',
-      label: 'pinned pages (FOLL_PIN)',
-      how: "system-wide less the neighbours' own VmPin",
-      unit: 'pages',
-      tolerance: 0,
-      // A neighbour's VmPin and the FOLL_PIN pages behind it differ by a few pages (io_uring's own pins: seen 18
-      // pages while neighbours pinned 120 MiB): 1 % of the neighbours' change is allowed, as for Mlocked.
-      churn: (c) => Math.abs((c.neighbourPinnedKb ?? 0) - (baseline.counters.neighbourPinnedKb ?? 0)) / 100 / hostPageKb(),
-      churnNote: " + 1 % of the neighbours' change",
-      uncertainty: (v) => coalescedPinsUncertainty(v, baselineNeighbourPins, scanner.scan().neighbourPins),
-    },
-    { ...locked, tolerance: mlockedToleranceKb },
-  ];
+  const judged: Judgement[] = judging.guestHost
+    ? dedicatedHostJudgements(mlockedToleranceKb)
+    : [
+        {
+          counter: 'unattributedPinnedPages',
+          raw: 'pinnedPages',
+          neighbours: 'neighbourPinnedKb',
+          own: 'VmPin',
+          label: 'pinned pages (FOLL_PIN)',
+          how: "system-wide less the neighbours' own VmPin",
+          unit: 'pages',
+          tolerance: 0,
+          // A neighbour's VmPin and the FOLL_PIN pages behind it differ by a few pages (io_uring's own pins: seen 18
+          // pages while neighbours pinned 120 MiB): 1 % of the neighbours' change is allowed, as for Mlocked.
+          churn: (c) => Math.abs((c.neighbourPinnedKb ?? 0) - (baseline.counters.neighbourPinnedKb ?? 0)) / 100 / hostPageKb(),
+          churnNote: " + 1 % of the neighbours' change",
+          uncertainty: (v) => coalescedPinsUncertainty(v, baselineNeighbourPins, scanner.scan().neighbourPins),
+        },
+        { ...locked, tolerance: mlockedToleranceKb },
+      ];
   const signed = (n: number) => `${n >= 0 ? '+' : ''}${n}`;
   for (const j of judged) {
     const v = await progress.step(`wait for host ${j.label} to return to baseline`, async (update) => {
@@ -156,6 +165,10 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
       `${when}, peak ${v.peak}; ${context}`,
     );
   }
+  if (judging.guestHost) {
+    await judgeGuestHostLeftovers(judging.guestHost, lab, checks);
+    return releases;
+  }
   // Whatever the lab started must be gone with QEMU: a helper that lives on keeps its locked and pinned memory.
   const leftovers = scanner.scan().lab.filter((p) => p.pid !== lab.process.pid);
   checks.record(
@@ -166,6 +179,55 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
     leftovers.length ? `processes carrying ${lab.name}'s marker (${LAB_MARKER_ENV}) are still alive after QEMU exited` : undefined,
   );
   return releases;
+}
+
+/** A host that runs nothing but the lab (a guest: kvm-lab-host): the system-wide counters are the lab's part. */
+function dedicatedHostJudgements(mlockedToleranceKb: number): Judgement[] {
+  const how = 'system-wide, on a lab host that runs nothing but this lab';
+  return [
+    {
+      counter: 'pinnedPages',
+      raw: 'pinnedPages',
+      own: 'VmPin',
+      label: 'pinned pages (FOLL_PIN)',
+      how,
+      unit: 'pages',
+      tolerance: 0,
+      churn: () => 0,
+    },
+    {
+      counter: 'mlockedKb',
+      raw: 'mlockedKb',
+      own: 'locked memory',
+      label: 'Mlocked',
+      how,
+      unit: 'kB',
+      tolerance: mlockedToleranceKb,
+      churn: () => 0,
+    },
+  ];
+}
+
+/**
+ * On a lab host that is a guest, whatever outlives QEMU and still holds a VFIO fd or locked memory is the lab's: the
+ * host guest runs nothing else that would (its agent holds none).
+ */
+async function judgeGuestHostLeftovers(guestHost: GuestHost, lab: Lab, checks: CheckRecorder): Promise<void> {
+  const holders = await guestHost.agent.pinHolders().then(
+    (all) => all.filter((h) => h.pid !== lab.process.pid),
+    (err: Error) => err,
+  );
+  if (holders instanceof Error) {
+    checks.record('host: no process of the lab outlives QEMU', false, 'none', `the lab host's agent did not answer: ${holders.message}`);
+    return;
+  }
+  checks.record(
+    'host: no process of the lab outlives QEMU',
+    holders.length === 0,
+    'none',
+    holders.length ? describeHolders(holders) : 'none',
+    holders.length ? 'processes of the lab host still hold a VFIO fd or locked memory after QEMU exited' : undefined,
+  );
 }
 
 /** How long after the release wait a verdict on the neighbours' accounting waits for them to hold still. */
