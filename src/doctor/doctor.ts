@@ -64,9 +64,10 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
         `this machine is ${arch}: KVM runs a pseries guest only on a POWER host, so profile ${profile.name} cannot run here`,
         'run it on a POWER lab host, or use the emulated profile (TCG) here',
       );
-    else if (!(await host.listDir('/dev'))?.some((e) => e.name === 'kvm'))
-      add('KVM for pseries', 'fail', '/dev/kvm is missing', 'load kvm_hv (modprobe kvm_hv) and check the firmware enables it');
-    else add('KVM for pseries', 'ok', `/dev/kvm on ${arch}`);
+    else if (!(await host.listDir('/dev'))?.some((e) => e.name === 'kvm')) {
+      const why = await whyNoKvm(host);
+      add('KVM for pseries', 'fail', `/dev/kvm is missing: ${why.detail}`, why.fix);
+    } else add('KVM for pseries', 'ok', `/dev/kvm on ${arch}${await kvmHvDetail(host)}`);
   } else {
     add('accelerator', 'ok', `TCG (emulation) on ${arch}: no KVM needed`);
   }
@@ -156,14 +157,68 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
   const meminfo = parseKbFields((await host.readFile('/proc/meminfo')) ?? '');
   const hpTotal = meminfo.get('HugePages_Total') ?? 0;
   const hpSize = meminfo.get('Hugepagesize') ?? 0;
-  add(
-    'huge pages',
-    hpTotal > 0 ? 'ok' : 'warn',
-    `${hpTotal} reserved, ${meminfo.get('HugePages_Free') ?? 0} free, ${hpSize} kB each`,
-    hpTotal > 0 ? undefined : 'only needed for hugetlb-backed guest RAM or 64K-page DMA windows; reserve with /proc/sys/vm/nr_hugepages',
-  );
+  const hpFree = meminfo.get('HugePages_Free') ?? 0;
+  const hpShown = `${hpTotal} reserved, ${hpFree} free, ${hpSize} kB each`;
+  const hpNeed = hpSize ? Math.ceil((profile.qemu.memoryMiB * 1024) / hpSize) : Infinity;
+  if (!profile.qemu.hugepages)
+    add(
+      'huge pages',
+      hpTotal > 0 ? 'ok' : 'warn',
+      hpShown,
+      hpTotal > 0 ? undefined : 'only needed for hugetlb-backed guest RAM or 64K-page DMA windows; reserve with /proc/sys/vm/nr_hugepages',
+    );
+  else if (hpFree >= hpNeed) add('huge pages', 'ok', `${hpShown}: guest RAM (qemu.hugepages) needs ${hpNeed}`);
+  // A lab host that is a guest reserves its own when the lab starts (scenario/run/guest-host.ts).
+  else if (!host.local) add('huge pages', 'ok', `${hpShown}: guest RAM needs ${hpNeed}, which tcelab reserves in ${host.name} at launch`);
+  else
+    add(
+      'huge pages',
+      'fail',
+      `${hpShown}: guest RAM (qemu.hugepages) needs ${hpNeed} free`,
+      `reserve them: echo ${hpTotal + hpNeed - hpFree} > /proc/sys/vm/nr_hugepages (or set qemu.hugepages false)`,
+    );
 
   return { host: host.name, profile: profile.name, findings: f, canRun: f.every((x) => x.status !== 'fail') };
+}
+
+/** Lines of the kernel log about KVM, newest last (the kernel says why kvm_hv would not load). */
+async function kvmLogLines(host: Host): Promise<string[]> {
+  const r = await host.exec(['dmesg']).catch(() => undefined);
+  return (r?.stdout ?? '')
+    .split('\n')
+    .filter((l) => /kvm/i.test(l))
+    .map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, '').trim())
+    .slice(-3);
+}
+
+/** Whether this POWER machine is a guest of another hypervisor (a pSeries LPAR) or bare metal (PowerNV). */
+async function platformOf(host: Host): Promise<string | undefined> {
+  return /^platform\s*:\s*(\S+)/m.exec((await host.readFile('/proc/cpuinfo')) ?? '')?.[1];
+}
+
+/** Why a POWER machine has no /dev/kvm, and what to do: the module, the parent hypervisor, the kernel's own words. */
+async function whyNoKvm(host: Host): Promise<{ detail: string; fix: string }> {
+  const loaded = (await host.listDir('/sys/module/kvm_hv')) !== undefined;
+  const platform = await platformOf(host);
+  const said = await kvmLogLines(host);
+  const guest = platform === 'pSeries';
+  const detail =
+    `${loaded ? 'kvm_hv is loaded' : 'kvm_hv is not loaded'}; ${guest ? 'this machine is a pSeries guest (KVM here needs nested HV from its parent)' : `platform ${platform ?? 'unknown'}`}` +
+    (said.length ? `; its kernel said: ${said.join(' | ')}` : '');
+  const fix = guest
+    ? 'load kvm_hv (modprobe kvm_hv; a tcelab guest: guest.modules ["kvm_hv"] with guest.image "kvm-host"), and give this guest nested HV: ' +
+      'QEMU -M pseries,cap-nested-hv=on (POWER9 under TCG, or a KVM parent whose kvm_hv has nested=1)'
+    : 'load kvm_hv (modprobe kvm_hv) and check that the firmware runs Linux as the hypervisor (PowerNV, not a PowerVM LPAR)';
+  return { detail, fix };
+}
+
+/** What a working KVM host says of itself: a guest (nested HV, v1 or v2) or bare metal. */
+async function kvmHvDetail(host: Host): Promise<string> {
+  const platform = await platformOf(host);
+  if (platform !== 'pSeries') return platform ? ` (${platform})` : '';
+  const said = await kvmLogLines(host);
+  const v1 = said.some((l) => /falling back to nestedv1/.test(l));
+  return ` (a pSeries guest with nested HV from its parent${v1 ? ', API v1' : ''})`;
 }
 
 export function formatDoctor(r: DoctorReport): string {

@@ -85,7 +85,8 @@ export function judgeTcePath(trace: TcePathTrace, profile: Profile, checks: Chec
   const emulated = tables.filter((t) => t.fd < 0);
   const why = stderr
     .split('\n')
-    .filter((l) => /kvm|tce|spapr/i.test(l) && !/^\d+@/.test(l))
+    // QEMU's own words (KVM: …, qemu-system-ppc64: …), not the trace lines themselves.
+    .filter((l) => /kvm|tce|spapr/i.test(l) && !/^(?:\d+@\S+:)?[a-z0-9_]+ \S+=/.test(l))
     .slice(-3)
     .join(' | ');
   checks.record(

@@ -38,6 +38,9 @@ export interface BootImage {
   initrd: string;
 }
 
+/** Where guest RAM backed by huge pages comes from (the guest image's /init mounts hugetlbfs there too). */
+export const HUGEPAGES_MOUNT = '/dev/hugepages';
+
 /** The virtio-serial port name the guest agent looks for. */
 export const AGENT_PORT_NAME = 'org.tcelab.agent.0';
 
@@ -120,6 +123,7 @@ export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImag
   if (profile.devices.some((d) => d.driver === 'vfio-pci')) for (const e of TCE_PATH_TRACE_EVENTS) argv.push('-trace', e);
   if (q.startPaused) argv.push('-S');
   if (q.memLock) argv.push('-overcommit', 'mem-lock=on');
+  if (q.hugepages) argv.push('-mem-path', HUGEPAGES_MOUNT);
   for (const phb of profile.phbs) {
     argv.push('-device', phbDeviceArg(phb));
   }

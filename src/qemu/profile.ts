@@ -42,6 +42,11 @@ export interface Profile {
     firmware: 'vof' | 'slof';
     machine: Record<string, string>;
     memLock: boolean;
+    /**
+     * Guest RAM backed by the host's huge pages (hugetlbfs at /dev/hugepages): QEMU then gives a passed-through
+     * device IOMMU pages as large as them. A lab host that is a guest reserves them itself.
+     */
+    hugepages: boolean;
     /** -S: the machine is created (and its RAM pre-registered with VFIO) but its CPUs never run. */
     startPaused: boolean;
     extraArgs: string[];
@@ -103,6 +108,7 @@ const machineFields: Record<string, Spec> = {
       firmware: { type: 'string', enum: ['vof', 'slof'], default: 'vof' },
       machine: { type: 'map', values: qemuOptionValue, optional: true },
       memLock: { type: 'boolean', default: false },
+      hugepages: { type: 'boolean', default: false },
       startPaused: { type: 'boolean', default: false },
       extraArgs: { type: 'array', items: { type: 'string' }, maxItems: 64, default: [] },
     },

@@ -6,6 +6,8 @@ import { shutdownRelease } from './procedures/shutdown-release.js';
 import { ddwHotplug } from './procedures/ddw-hotplug.js';
 import { registrationSoak } from './procedures/registration-soak.js';
 import { nestedPreregRelease } from './procedures/nested-prereg-release.js';
+import { kvmTcePath } from './procedures/kvm-tce-path.js';
+import { kvmVfioEarlyExit } from './procedures/kvm-vfio-early-exit.js';
 import { listScenarioFiles, loadScenarioFile, type ScenarioFile } from './data/scenario-file.js';
 import { definitionFromFile } from './data/interpreter.js';
 import { existsSync, readFileSync } from 'node:fs';
@@ -21,6 +23,8 @@ export const procedures: ScenarioDefinition[] = [
   ddwHotplug,
   registrationSoak,
   nestedPreregRelease,
+  kvmTcePath,
+  kvmVfioEarlyExit,
 ];
 
 export function findProcedure(name: string): ScenarioDefinition | undefined {

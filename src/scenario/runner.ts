@@ -96,6 +96,8 @@ interface Run {
   scanner: ProcessScanner;
   /** This machine's /proc, or the host guest's where the lab's host is a guest (guest-host.ts). */
   hostProbe: ProcCountersProbe;
+  /** Whether the lab passes a device through under KVM: then QEMU's TCE trace is judged (kvm/in-kernel-tce.ts). */
+  tcePathJudged: boolean;
   /** The lab's host, where it is a guest: booted before the lab, judged after it, quit last. */
   guestHost?: GuestHost;
   faults: Set<string>;
@@ -136,6 +138,8 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
   const resultsDir = opts.resultsDir ?? defaultResultsDir(def.name);
   await mkdir(resultsDir, { recursive: true });
   let profile = withInputs(await loadProfile(opts.profile ?? def.defaultProfile), opts);
+  // Judged on the profile as given: a seeded fault that moves the lab off the KVM path must fail these checks.
+  const tcePathJudged = judgesTcePath(runsOnGuestHost(def, profile) ? profile.inner! : profile);
   if (def.adjustProfile) profile = def.adjustProfile(profile, opts.options ?? {});
   // The kernel must have what the scenario needs: refused now, naming what is missing, rather than failing in the guest.
   const image = await requireGuestImage(profile.guest.image, profile.guest.kernel);
@@ -178,6 +182,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
     scanner,
     hostProbe: new ProcCountersProbe(new LocalHost(), scanner, () => run.lab?.cgroup),
     faults,
+    tcePathJudged,
     pressureAtStart: readPressure(),
   };
   return { run, profile, image };
@@ -334,7 +339,7 @@ async function judge(
     });
     report.releases.push(...releases);
     observation.phase('baseline regained');
-    if (judgesTcePath(lab.profile)) judgeTcePath(lab.process.tcePath, lab.profile, observation.checks, lab.process.stderr());
+    if (run.tcePathJudged) judgeTcePath(lab.process.tcePath, lab.profile, observation.checks, lab.process.stderr());
   } catch (err) {
     report.error = `${report.error ? `${report.error}; ` : ''}${describeError(err)}`;
     observation.checks.record('lab torn down and judged', false, 'no error', describeError(err));

@@ -119,7 +119,13 @@ describe('kernel facts and requirements', () => {
     });
     expect(f.pageSize).toBe(65536);
     expect(f.config).toMatchObject({ VFIO_CONTAINER: 'y', VFIO_IOMMU_SPAPR_TCE: 'm', IOMMUFD: 'not set', PPC_64K_PAGES: 'y' });
-    expect(f.modules).toEqual({ kvm_hv: 'missing', vfio: 'builtin', vfio_iommu_spapr_tce: 'module', vfio_pci: 'module', rpadlpar_io: 'missing' });
+    expect(f.modules).toEqual({
+      kvm_hv: 'missing',
+      vfio: 'builtin',
+      vfio_iommu_spapr_tce: 'module',
+      vfio_pci: 'module',
+      rpadlpar_io: 'missing',
+    });
     expect(unmetRequirements(f, VFIO_SPAPR_REQUIREMENTS)).toEqual([]);
     expect(unmetRequirements(f, RPA_HOTPLUG_REQUIREMENTS)).toEqual([
       'CONFIG_HOTPLUG_PCI_RPA (not set)',

@@ -34,6 +34,8 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
     optionSpecs: Object.assign({}, ...used.map((p) => p.optionSpecs ?? {})),
     seedableFaults: used.some((p) => p.seedableFaults) ? Object.assign({}, ...used.map((p) => p.seedableFaults ?? {})) : undefined,
     keepsGuestPins: used.find((p) => p.keepsGuestPins)?.keepsGuestPins,
+    // A file that launches inner labs (an inner-launch step, or a procedure that does) runs on the outer machine.
+    drivesInnerLabs: used.some((p) => p.drivesInnerLabs) || file.steps.some((s) => s.step === 'inner-launch'),
     requires: mergeRequirements(...used.map((p) => p.requires), ...file.steps.map((s) => stepRequirements(s.step))),
     adjustProfile: (profile: Profile, options) =>
       used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p, options) : p), profile),

@@ -1,10 +1,12 @@
 import { join } from 'node:path';
 import type { AgentClient } from '../../agent/agent-client.js';
 import { AgentHost } from '../../host/agent-host.js';
+import type { Host } from '../../host/host.js';
 import { type GuestImage, INNER_BOOT_IMAGE } from '../../image/image-builder.js';
 import { Lab, type LaunchOptions } from '../../qemu/lab.js';
 import type { Profile } from '../../qemu/profile.js';
 import { TcelabError } from '../../util/errors.js';
+import { parseKbFields } from '../../probes/proc.js';
 import type { Progress } from '../../util/progress.js';
 import type { ScenarioDefinition } from '../scenario.js';
 
@@ -79,6 +81,27 @@ async function requireKvm(host: AgentHost, agent: AgentClient): Promise<void> {
   );
 }
 
+/** Enough free huge pages in a host guest for `mib` of guest RAM (its kernel's default size), or why not. */
+export async function reserveHugepages(host: Host, mib: number): Promise<void> {
+  const meminfo = async () => parseKbFields((await host.readFile('/proc/meminfo')) ?? '');
+  const before = await meminfo();
+  const sizeKb = before.get('Hugepagesize') ?? 0;
+  if (!sizeKb)
+    throw new TcelabError('reserve huge pages in the lab host', 'its kernel has no huge pages (no Hugepagesize in /proc/meminfo)');
+  const need = Math.ceil((mib * 1024) / sizeKb);
+  const free = before.get('HugePages_Free') ?? 0;
+  if (free >= need) return;
+  await host.writeFile('/proc/sys/vm/nr_hugepages', String((before.get('HugePages_Total') ?? 0) + need - free));
+  const got = (await meminfo()).get('HugePages_Free') ?? 0;
+  if (got < need) {
+    throw new TcelabError(
+      'reserve huge pages in the lab host',
+      `${got} of the ${need} free ${sizeKb / 1024} MiB pages that ${mib} MiB of guest RAM needs`,
+      "give the lab host's guest more memory (qemu.memoryMiB) or the inner machine less",
+    );
+  }
+}
+
 /** Quits the host guest once the lab under test is gone; its artifacts go beside the lab's. */
 export async function disposeGuestHost(guestHost: GuestHost, failed: boolean, artifactsTo: string, progress: Progress): Promise<void> {
   const { lab } = guestHost;
@@ -89,7 +112,10 @@ export async function disposeGuestHost(guestHost: GuestHost, failed: boolean, ar
 
 /** The inner lab, the lab under test, launched in the host guest. */
 export async function launchLabInGuestHost(profile: Profile, guestHost: GuestHost, progress: Progress): Promise<Lab> {
-  return Lab.launch(profile.inner!, {
+  const inner = profile.inner!;
+  if (inner.qemu.hugepages)
+    await progress.step('reserve huge pages in the lab host', () => reserveHugepages(guestHost.host, inner.qemu.memoryMiB));
+  return Lab.launch(inner, {
     host: guestHost.host,
     image: innerBootImage(),
     runtimeRoot: join(guestHost.lab.paths.dir, 'inner-runtime'),

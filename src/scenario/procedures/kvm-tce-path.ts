@@ -1,0 +1,64 @@
+import type { Profile } from '../../qemu/profile.js';
+import { InputError } from '../../util/errors.js';
+import { findGuestDevice } from '../guest-vfio.js';
+import type { ScenarioDefinition } from '../scenario.js';
+
+const MiB = 1024 * 1024;
+
+/**
+ * The production path of a POWER KVM lab host, driven from the inner guest: its VFIO container maps and unmaps the
+ * passed-through device's TCEs through both kinds of window (the default 32-bit one and a DDW), so that the inner
+ * guest's kernel issues H_PUT_TCE, H_PUT_TCE_INDIRECT and H_STUFF_TCE. The runner then judges from QEMU's trace
+ * that the host kernel handled every one of them (kvm/in-kernel-tce.ts); this scenario makes sure there were some.
+ */
+export const kvmTcePath: ScenarioDefinition = {
+  name: 'kvm-tce-path',
+  description: 'map and unmap through the 32-bit window and a DDW in a KVM guest: the host kernel handles every TCE update',
+  defaultProfile: 'kvm-lab-host',
+  seedableFaults: {
+    'userspace-tce': 'the inner machine runs under TCG instead of KVM: QEMU emulates its TCE tables and handles every update itself',
+  },
+  adjustProfile(profile, options) {
+    const inner = profile.inner;
+    if (!inner || inner.qemu.accel !== 'kvm' || !inner.guest.boot) {
+      throw new InputError(
+        'scenario kvm-tce-path',
+        `--profile ${profile.name}`,
+        'is not a KVM lab host: its inner machine must boot under KVM (inner.qemu.accel "kvm", inner.guest.boot true)',
+        'run it with --profile kvm-lab-host',
+      );
+    }
+    if (
+      !String(options.seedFaults ?? '')
+        .split(',')
+        .includes('userspace-tce')
+    )
+      return profile;
+    const tcg: Profile['qemu'] = { ...inner.qemu, accel: 'tcg', cpu: 'power9' };
+    return { ...profile, inner: { ...inner, qemu: tcg, guest: { ...inner.guest, bootTimeoutSec: 900 } } };
+  },
+  async run(ctx) {
+    const { agent, checks } = ctx;
+    const dev = await findGuestDevice(agent, ctx.profile);
+    const bound = await agent.bind(dev.address);
+    checks.equal(`${dev.address} bound to vfio-pci`, bound.group, dev.iommuGroup);
+    const worker = await agent.startWorker();
+    await worker.open(bound.group);
+    const region = await worker.alloc(4 * MiB);
+    await worker.register(region.region);
+    // One TCE (H_PUT_TCE), then 1 MiB of them at once (H_PUT_TCE_INDIRECT), then all cleared (H_STUFF_TCE).
+    await checks.succeeds('map one 4 KiB page at IOVA 0 of the 32-bit window', worker.map(region.region, 0, { size: 4096 }));
+    await checks.succeeds('map 1 MiB at IOVA 1 MiB of the 32-bit window', worker.map(region.region, MiB, { offset: MiB, size: MiB }));
+    await checks.succeeds('unmap both', worker.unmap(0, 2 * MiB));
+    // A DDW small enough for the host guest to give its device (4 KiB IOMMU pages: the host guest's RAM is 4 KiB pages).
+    const window = await checks.succeeds('create a 4K-page 64-bit window of 64 MiB', worker.createWindow(12, 64 * MiB));
+    if (window) {
+      await checks.succeeds('map 2 MiB into it', worker.map(region.region, BigInt(window.startAddr), { size: 2 * MiB }));
+      await checks.succeeds('unmap it', worker.unmap(BigInt(window.startAddr), 2 * MiB));
+      await checks.succeeds('remove the window', worker.removeWindow(window.startAddr));
+    }
+    await worker.unregister(region.region);
+    await worker.stop('TERM');
+    await agent.unbind(dev.address);
+  },
+};
