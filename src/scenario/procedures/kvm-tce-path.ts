@@ -20,7 +20,7 @@ export const kvmTcePath: ScenarioDefinition = {
   },
   adjustProfile(profile, options) {
     const inner = profile.inner;
-    if (!inner || inner.qemu.accel !== 'kvm' || !inner.guest.boot) {
+    if (inner?.qemu.accel !== 'kvm' || !inner.guest.boot) {
       throw new InputError(
         'scenario kvm-tce-path',
         `--profile ${profile.name}`,
