@@ -17,6 +17,23 @@ node -e '
 ' "$work/nested-lab-host-sid.json"
 node dist/cli/main.js guest build --variant with-qemu:sid >&2
 node dist/cli/main.js run nested-prereg-release --profile "$work/nested-lab-host-sid.json" --results "$work/results"
+# The KVM lab host beyond the suite's two runs: the scenarios of the emulated lab on its inner KVM guest, the inner
+# QEMU's lifetimes (quit, SIGTERM, SIGKILL, fds that outlive it) under KVM, and the seeded fault that moves the inner
+# machine to TCG (≈3 min: TCG inside TCG), which must fail exactly the three KVM checks.
+for s in prereg-accounting ddw-windows window-map-release guest-release shutdown-release nested-prereg-release; do
+  node dist/cli/main.js run "$s" --profile kvm-lab-host --results "$work/kvm-$s"
+done
+if node dist/cli/main.js run kvm-tce-path --set seedFaults=userspace-tce --results "$work/kvm-userspace" --json >"$work/kvm-userspace.json"; then
+  echo "kvm-tce-path with userspace-tce passed: the KVM checks cannot fail" >&2
+  exit 1
+fi
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const failed = r.checks.filter((c) => c.status !== "pass").map((c) => c.name).sort();
+  const want = ["KVM: QEMU handled none of the guest\u0027s TCE updates for the device", "KVM: the TCE tables of the passed-through device are in the kernel", "KVM: the VFIO group is attached to its in-kernel TCE tables"];
+  console.error(`userspace-tce failed: ${failed.join("; ")}`);
+  if (r.error || JSON.stringify(failed) !== JSON.stringify(want.sort())) process.exit(1);
+' "$work/kvm-userspace.json"
 node dist/cli/main.js run --all --jobs 2 --results "$work/restored"
 node -e '
   const fs = require("fs");

@@ -64,10 +64,10 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
         `this machine is ${arch}: KVM runs a pseries guest only on a POWER host, so profile ${profile.name} cannot run here`,
         'run it on a POWER lab host, or use the emulated profile (TCG) here',
       );
-    else if (!(await host.listDir('/dev'))?.some((e) => e.name === 'kvm')) {
+    else if (!(await kvmHvReady(host))) {
       const why = await whyNoKvm(host);
-      add('KVM for pseries', 'fail', `/dev/kvm is missing: ${why.detail}`, why.fix);
-    } else add('KVM for pseries', 'ok', `/dev/kvm on ${arch}${await kvmHvDetail(host)}`);
+      add('KVM for pseries', 'fail', `no KVM-HV: ${why.detail}`, why.fix);
+    } else add('KVM for pseries', 'ok', `/dev/kvm and kvm_hv on ${arch}${await kvmHvDetail(host)}`);
   } else {
     add('accelerator', 'ok', `TCG (emulation) on ${arch}: no KVM needed`);
   }
@@ -189,6 +189,16 @@ async function kvmLogLines(host: Host): Promise<string[]> {
     .filter((l) => /kvm/i.test(l))
     .map((l) => l.replace(/^\[\s*[\d.]+\]\s*/, '').trim())
     .slice(-3);
+}
+
+/**
+ * KVM that runs pseries guests: /dev/kvm and the kvm_hv module. /dev/kvm alone is not enough: kvm.ko creates it
+ * even where kvm_hv refused to load (measured in a guest without nested HV: "Parent hypervisor does not support
+ * nesting", then QEMU's KVM_CREATE_VM fails with EINVAL).
+ */
+export async function kvmHvReady(host: Host): Promise<boolean> {
+  const dev = (await host.listDir('/dev'))?.some((e) => e.name === 'kvm') ?? false;
+  return dev && (await host.listDir('/sys/module/kvm_hv')) !== undefined;
 }
 
 /** Whether this POWER machine is a guest of another hypervisor (a pSeries LPAR) or bare metal (PowerNV). */

@@ -7,6 +7,7 @@ import { Lab, type LaunchOptions } from '../../qemu/lab.js';
 import type { Profile } from '../../qemu/profile.js';
 import { TcelabError } from '../../util/errors.js';
 import { parseKbFields } from '../../probes/proc.js';
+import { kvmHvReady } from '../../doctor/doctor.js';
 import type { Progress } from '../../util/progress.js';
 import type { ScenarioDefinition } from '../scenario.js';
 
@@ -61,8 +62,7 @@ export async function bootGuestHost(
 
 /** /dev/kvm in the host guest, or why not (the module did not load, the parent gave no nested HV…), from its kernel log. */
 async function requireKvm(host: AgentHost, agent: AgentClient): Promise<void> {
-  const dev = await host.listDir('/dev');
-  if (dev?.some((e) => e.name === 'kvm')) return;
+  if (await kvmHvReady(host)) return;
   const dmesg = await agent.exec(['dmesg'], 10_000).then(
     (r) => r.stdout,
     () => '',
@@ -75,7 +75,7 @@ async function requireKvm(host: AgentHost, agent: AgentClient): Promise<void> {
     .join(' | ');
   throw new TcelabError(
     'KVM lab host',
-    `/dev/kvm did not appear in the host guest${said ? `; its kernel said: ${said}` : ' (its kernel said nothing about kvm)'}`,
+    `no KVM-HV in the host guest (kvm_hv not loaded)${said ? `; its kernel said: ${said}` : ' (its kernel said nothing about kvm)'}`,
     'the profile needs guest.modules ["kvm_hv"], guest.image "kvm-host" and qemu.machine "cap-nested-hv": "on" ' +
       '(POWER9 under TCG, or a parent KVM with nested HV); `tcelab doctor --profile kvm-lab-host --inner` checks it',
   );

@@ -1,0 +1,94 @@
+import { describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import type { ScenarioReport } from '../../src/scenario/scenario.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { judgedNotPassing, runtimeDirsIn, testRuntimeRoot } from '../helpers/lab.js';
+import { liveLabQemuPids } from '../helpers/processes.js';
+
+/** `tcelab run <args> --json` on a runtime root of its own: the report, the exit status and stderr. */
+function tcelabRun(args: string[]): { report: ScenarioReport; status: number | null; stderr: string; root: string; results: string } {
+  const root = testRuntimeRoot();
+  const results = mkdtempSync('/tmp/tcelab-res-');
+  const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', ...args, '--results', results, '--json'], {
+    encoding: 'utf8',
+    env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+    timeout: 170_000,
+  });
+  if (!cli.stdout.trim()) throw new Error(`tcelab run ${args.join(' ')} printed no report: ${cli.stderr.slice(-3000)}`);
+  return { report: JSON.parse(cli.stdout) as ScenarioReport, status: cli.status, stderr: cli.stderr, root, results };
+}
+
+const checkOf = (report: ScenarioReport, name: string) => {
+  const c = report.checks.find((x) => x.name === name);
+  if (!c) throw new Error(`no check "${name}" in ${report.checks.map((x) => x.name).join(' | ')}`);
+  return c;
+};
+
+const KVM_CHECKS = [
+  'KVM: the TCE tables of the passed-through device are in the kernel',
+  'KVM: the VFIO group is attached to its in-kernel TCE tables',
+  "KVM: QEMU handled none of the guest's TCE updates for the device",
+];
+
+/**
+ * The KVM lab host, emulated, against the real thing: the emulated lab's guest, given nested HV, loads kvm_hv and
+ * runs Debian's QEMU under KVM with its edu passed through; the inner guest boots the base image with the agent and
+ * is the lab under test. Run exactly as a user runs it.
+ */
+describe('KVM lab host', () => {
+  it('tcelab run kvm-tce-path: the inner guest maps through both windows, and the host kernel handled every TCE update', () => {
+    const { report, status, stderr, root } = tcelabRun(['kvm-tce-path']);
+    expect({ error: report.error, notPassing: report.checks.filter(judgedNotPassing) }, stderr.slice(-2000)).toEqual({
+      error: undefined,
+      notPassing: [],
+    });
+    expect(status).toBe(0);
+    expect(report.profile).toBe('kvm-lab-host');
+    // The lab host is a guest with its own kernel and QEMU; the lab under test (the inner guest) runs in it.
+    expect(report.labHost).toMatchObject({ profile: 'kvm-lab-host', qemuVersion: expect.stringMatching(/^\d+\.\d+\.\d+$/) });
+    expect(report.labHost?.labStart?.how).toBe('cold');
+    for (const name of KVM_CHECKS) expect(checkOf(report, name).pass).toBe(true);
+    // Every window of the device's PHB (the 32-bit one and the DDW) was an in-kernel table with the group attached.
+    expect(checkOf(report, KVM_CHECKS[0]!).measured).toMatch(/^liobn 0x80000100 fd \d+, liobn 0x80000101 fd \d+$/);
+    // Host verdicts judged in the host guest: the inner guest's 512 MiB pre-registered there, all of it given back.
+    expect(Number(checkOf(report, 'host: FOLL_PIN pages while running ≈ guest RAM (VFIO pre-registration)').measured)).toBe(131072);
+    expect(checkOf(report, 'host: pinned pages (FOLL_PIN) back to baseline after QEMU exit').detail).toMatch(
+      /on a lab host that runs nothing but this lab/,
+    );
+    expect(checkOf(report, 'host kernel logged no panic, Oops, soft lockup, hard lockup, BUG, WARNING, RCU stall, hung task').pass).toBe(
+      true,
+    );
+    expect(liveLabQemuPids(root)).toEqual([]);
+    expect(runtimeDirsIn(root)).toEqual([]);
+  });
+
+  it('defect 3: a VMM that exits before attaching its VFIO group makes the host kernel warn (known defect); attach-first flips it', () => {
+    const defect = tcelabRun(['kvm-vfio-early-exit']);
+    expect(defect.report.error, defect.stderr.slice(-2000)).toBeUndefined();
+    expect(defect.report.checks.filter(judgedNotPassing).map((c) => [c.name, c.status])).toEqual([
+      ['host kernel: releasing a kvm-vfio device whose group was never attached to a TCE table does not warn', 'known-defect'],
+      ['guest kernel logged no panic, Oops, soft lockup, hard lockup, BUG, WARNING, RCU stall, hung task', 'known-defect'],
+    ]);
+    expect(defect.status).toBe(0);
+    expect(
+      checkOf(defect.report, 'host kernel: releasing a kvm-vfio device whose group was never attached to a TCE table does not warn')
+        .measured,
+    ).toMatch(/WARNING: .*virt\/kvm\/vfio\.c:\d+ kvm_vfio_release/);
+    expect(checkOf(defect.report, 'the inner QEMU exits after realizing its VFIO device, before the TCE attach').measured).toMatch(
+      /64 ?kiB/,
+    );
+    expect(liveLabQemuPids(defect.root)).toEqual([]);
+
+    // The same run with the group attached first: the defect is not reached, the exit check fails, the WARNING check passes.
+    const seeded = tcelabRun(['kvm-vfio-early-exit', '--set', 'seedFaults=attach-first']);
+    expect(seeded.report.error, seeded.stderr.slice(-2000)).toBeUndefined();
+    expect(seeded.report.checks.filter(judgedNotPassing).map((c) => c.name)).toEqual([
+      'the inner QEMU exits after realizing its VFIO device, before the TCE attach',
+    ]);
+    expect(seeded.status).toBe(1);
+    expect(liveLabQemuPids(seeded.root)).toEqual([]);
+    expect(existsSync(join(seeded.results, 'results.json'))).toBe(true);
+  });
+});
