@@ -21,6 +21,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
 #include <regex.h>
 #include <signal.h>
 #include <stdio.h>
@@ -308,16 +309,53 @@ static enum outcome cmd_kernel_log(const struct request *req, struct reply *r)
 	return REPLY_OK;
 }
 
+/* The reply of the one program exec_wait() runs, as exec_service() delivers it. */
+static struct reply exec_reply;
+static enum outcome exec_outcome;
+static int exec_done;
+
+static void exec_capture(const struct sbuf *id, struct reply *r, enum outcome o)
+{
+	(void)id;
+	sb_init(&exec_reply.val);
+	if (r->val.len)
+		sb_raw(&exec_reply.val, r->val.buf);
+	exec_outcome = o;
+	exec_done = 1;
+}
+
+/*
+ * The agent's exec, waited for: a step runs a program (a VMM, modprobe) and gets its exit code and output, as the
+ * controller would. The agent replies to exec later, from its poll loop; the runner has no loop, so it polls here.
+ */
+static enum outcome cmd_exec_wait(const struct request *req, struct reply *r)
+{
+	enum outcome o = cmd_exec(req, r);
+	if (o != REPLY_LATER)
+		return o;
+	exec_done = 0;
+	while (!exec_done) {
+		struct pollfd p[8];
+		int n = exec_poll_fds(p, 8);
+		poll(p, n, 50);
+		exec_service(exec_capture);
+	}
+	sb_raw(&r->val, exec_reply.val.buf ? exec_reply.val.buf : "{}");
+	sb_free(&exec_reply.val);
+	return exec_outcome;
+}
+
 /* The runner's own commands; everything else is the agent's table. */
 static const struct {
 	const char *name;
 	command_fn fn;
 } own_commands[] = {
 	{ "kernel-log", cmd_kernel_log },
+	{ "exec", cmd_exec_wait },
 };
 
 /* Agent commands that reply later or act on the agent's port: they have no meaning without the controller. */
-static const char *const lab_only[] = { "exec", "spawn", "relay-open", "stream-read", "stream-write", "stream-close", "poweroff", "sync-delimited" };
+static const char *const lab_only[] = { "spawn", "relay-open", "stream-read", "stream-write", "stream-close", "poweroff", "sync-delimited" };
 
 /* Runs one command and returns its reply as parsed JSON: {"return": …} or {"error": {"class", "desc"}}. */
 static void run_command(const char *name, const struct jval *args, struct jval *out)

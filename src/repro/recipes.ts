@@ -1,5 +1,6 @@
 import { KERNEL_REPORT_NAMES } from '../scenario/kernel-log.js';
 import { UNREGISTER_WHILE_MAPPED_DEFECT } from '../scenario/procedures/prereg-accounting.js';
+import { KVM_VFIO_RELEASE_WARNING, KVM_VFIO_UNATTACHED_DEFECT } from '../scenario/procedures/kvm-vfio-early-exit.js';
 import { workerStep, type ReproStep } from './steps-file.js';
 
 /** The kernel-log verdict, under the lab's own name. */
@@ -133,8 +134,76 @@ const unregisterWhileMapped: ReproRecipe = {
   logPattern: /destroy_context/,
 };
 
+/**
+ * A VMM that realizes its vfio-pci device (its group goes to the kvm-vfio device) and fails before machine reset,
+ * where the TCE table would be attached: here a device model that does not exist, after the vfio-pci one (QEMU
+ * creates -device entries in order), which fails on any host; the lab's scenario uses KVM's page-size refusal.
+ */
+const EARLY_EXIT_VMM =
+  'exec qemu-system-ppc64 -M pseries,accel=kvm,x-vof=on -cpu host -m 256M -nodefaults -display none -serial none ' +
+  '-device spapr-pci-host-bridge,index=1,id=phb1,ddw=on,dma_win_size=0x4000000 -device "vfio-pci,host=$1,bus=phb1.0" ' +
+  '-device tcelab-no-such-device';
+
+const kvmVfioUnattached: ReproRecipe = {
+  id: 'kvm-vfio-unattached-group',
+  subject: 'KVM: PPC: kvm_vfio_release WARNs for a VFIO group never attached to a TCE table',
+  scenario: 'kvm-vfio-early-exit',
+  checks: ['host kernel: releasing a kvm-vfio device whose group was never attached to a TCE table does not warn', KERNEL_LOG_CHECK],
+  steps() {
+    return [
+      { note: 'a KVM host: a VMM adds a VFIO group to the kvm-vfio device and exits before KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE' },
+      {
+        execute: 'exec',
+        arguments: { argv: ['modprobe', 'kvm_hv'], timeoutMs: 60_000 },
+        check: 'kvm_hv is loaded',
+        expect: { value: 'exitCode', equals: 0 },
+      },
+      { execute: 'bind', arguments: { device: '$device' }, save: { group: 'group' } },
+      {
+        execute: 'exec',
+        arguments: { argv: ['sh', '-c', EARLY_EXIT_VMM, 'vmm', '$device'], timeoutMs: 120_000 },
+        check: 'the VMM realizes its vfio-pci device and exits before the machine resets',
+        expect: { value: 'exitCode', equals: 1 },
+      },
+      { note: "the kvm-vfio device is released with the VMM's last fd", sleepMs: 2000 },
+      {
+        execute: 'kernel-log',
+        check: KERNEL_LOG_CHECK,
+        expect: { value: 'reports', equals: 0 },
+        knownDefect: KVM_VFIO_UNATTACHED_DEFECT,
+      },
+      { execute: 'unbind', arguments: { device: '$device' } },
+    ];
+  },
+  what() {
+    return [
+      'on a POWER KVM host (kvm_hv loaded), bind the device to vfio-pci',
+      'start qemu-system-ppc64 -accel kvm with the device passed through (vfio-pci on a DDW PHB) and, after it, a -device ' +
+        'that does not exist: QEMU realizes vfio-pci (its group is added to the kvm-vfio device, KVM_DEV_VFIO_FILE_ADD) and ' +
+        'exits on the next device, before machine reset attaches the group to a TCE table (KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE)',
+      'the kernel log since the start: no WARNING (kvm_vfio_release, when the VMM exits and its kvm-vfio device is released)',
+    ];
+  },
+  config: ['KVM_BOOK3S_64_HV', 'SPAPR_TCE_IOMMU', 'VFIO_CONTAINER', 'IOMMUFD'],
+  sources: [
+    {
+      path: 'virt/kvm/vfio.c',
+      fn: 'kvm_spapr_tce_release_vfio_group()',
+      why:
+        'warns (WARN_ON_ONCE) when the file has no iommu_group; that is set only by KVM_DEV_VFIO_GROUP_SET_SPAPR_TCE, so a ' +
+        'group that was added and never attached to a TCE table warns',
+    },
+    {
+      path: 'virt/kvm/vfio.c',
+      fn: 'kvm_vfio_release()',
+      why: 'calls the sPAPR release for every file the device tracks, attached or not (the WARNING names it: vfio.c:103 on 6.12.107)',
+    },
+  ],
+  logPattern: KVM_VFIO_RELEASE_WARNING,
+};
+
 /** Every recipe; a new reproducible failure is one entry. */
-export const RECIPES: ReproRecipe[] = [unregisterWhileMapped];
+export const RECIPES: ReproRecipe[] = [unregisterWhileMapped, kvmVfioUnattached];
 
 /** The recipe that reproduces a scenario's check, if tcelab has one. */
 export function recipeFor(scenario: string, check: string): ReproRecipe | undefined {

@@ -95,7 +95,7 @@ const COLD_ONLY: Array<{ applies: (p: Profile, extraArgs: string[]) => boolean; 
     // Measured with QEMU 10.0.13 (TCG, POWER9): a KVM lab host restored from a snapshot starts its inner KVM guest,
     // which dies at once with "KVM: unknown exit, hardware reason 3" (trap 0x3 at pc 0x100); booted cold it runs.
     applies: (p) => p.qemu.machine['cap-nested-hv'] === 'on',
-    why: "a nested-HV lab host boots cold: restored, QEMU 10.0's TCG gives its inner KVM guests an unknown exit (hardware reason 3) at once",
+    why: 'a nested-HV lab host boots cold: restored (measured with QEMU 10.0.13), its inner KVM guests die at once (KVM: unknown exit, hardware reason 3)',
   },
 ];
 

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { packageRoot } from '../../src/util/paths.js';
+import { KVM_VFIO_RELEASE_WARNING } from '../../src/scenario/procedures/kvm-vfio-early-exit.js';
 import { judgedNotPassing, runtimeDirsIn, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 
@@ -75,10 +76,27 @@ describe('KVM lab host', () => {
     expect(
       checkOf(defect.report, 'host kernel: releasing a kvm-vfio device whose group was never attached to a TCE table does not warn')
         .measured,
-    ).toMatch(/WARNING: .*virt\/kvm\/vfio\.c:\d+ kvm_vfio_release/);
+    ).toMatch(KVM_VFIO_RELEASE_WARNING);
     expect(checkOf(defect.report, 'the inner QEMU exits after realizing its VFIO device, before the TCE attach').measured).toMatch(
       /64 ?kiB/,
     );
+    expect(liveLabQemuPids(defect.root)).toEqual([]);
+
+    // The reproducer: exported from the run, tried in a fresh host guest that runs no tcelab agent, it reproduces.
+    const bundle = join(defect.results, 'repro');
+    const cli = (...args: string[]) =>
+      spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'repro', ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, TCELAB_RUNTIME_DIR: defect.root },
+        timeout: 170_000,
+      });
+    const exported = cli('export', defect.results, '--out', bundle);
+    expect(exported.status, exported.stderr.slice(-2000)).toBe(0);
+    expect(readFileSync(join(bundle, 'REPORT.txt'), 'utf8')).toMatch(KVM_VFIO_RELEASE_WARNING);
+    const tried = cli('try', bundle, '--profile', 'kvm-lab-host');
+    expect(tried.status, tried.stderr.slice(-2000)).toBe(1);
+    expect(tried.stdout).toMatch(/^ok 2 the VMM realizes its vfio-pci device and exits before the machine resets$/m);
+    expect(tried.stdout).toMatch(/^not ok 3 guest kernel logged no .*WARNING/m);
     expect(liveLabQemuPids(defect.root)).toEqual([]);
 
     // The same run with the group attached first: the defect is not reached, the exit check fails, the WARNING check passes.

@@ -15,8 +15,12 @@ export const KVM_VFIO_UNATTACHED_DEFECT =
   '(kvm_spapr_tce_release_vfio_group: WARN_ON_ONCE(!kvf->iommu_group), virt/kvm/vfio.c kvm_vfio_release): a user-triggerable ' +
   'WARN in the KVM host kernel, a crash with panic_on_warn';
 
-/** The host kernel's report of defect 3. */
-export const KVM_VFIO_RELEASE_WARNING = /WARNING:.*kvm_vfio_release/;
+/**
+ * The host kernel's report of defect 3: the WARN at virt/kvm/vfio.c in the kvm-vfio release path, named as its
+ * caller was inlined — `kvm_vfio_release+0x1a8/0x1c0` (6.12.107), `kvm_vfio_file_free.isra.0+0x118/0x130` (7.2.11,
+ * 7.3~rc7, which also print the line before the function: "WARNING: …/vfio.c:103 at kvm_vfio_file_free…").
+ */
+export const KVM_VFIO_RELEASE_WARNING = /WARNING:.*virt\/kvm\/vfio\.c:\d+.*kvm_vfio_(?:release|file_free)/;
 
 /**
  * KVM's refusal of a machine whose largest page size it cannot back, after the VFIO device is realized: "Can't
