@@ -83,8 +83,12 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
   } else {
     entries = entriesFor(resolved!.def, resolved!.file, set, args.profile);
   }
-  // Every run's options are checked before any image is built or lab started.
-  for (const e of entries) validateScenarioOptions(e.def, e.options);
+  // Every run's options, and the profile each scenario adjusts (a KVM scenario refuses a profile without KVM), are
+  // checked before any image is built or lab started.
+  for (const e of entries) {
+    validateScenarioOptions(e.def, e.options);
+    e.def.adjustProfile?.(await loadProfile(e.profile ?? e.def.defaultProfile), e.options);
+  }
   entries = withRepeats(entries, args.repeat);
   if (args.shard) entries = shardEntries(entries, parseShard(args.shard));
   if (args.dryRun) {

@@ -55,6 +55,16 @@ const profiles: Array<[string, unknown, RegExp]> = [
     { ...goodProfile, qemu: { ...goodProfile.qemu, binary: 'debian:Trixie!' } },
     /qemu\.binary: "debian:Trixie!" is not valid: a path, a name on PATH, or debian:<suite>/,
   ],
+  [
+    'a module the image does not carry',
+    { ...goodProfile, guest: { modules: ['kvm_hv'] } },
+    /guest\.modules\[0\]: kvm_hv is not in the "base" image \(it carries no extra modules; kvm-host carries kvm_hv\)/,
+  ],
+  [
+    'huge pages that are no boolean',
+    { ...goodProfile, qemu: { ...goodProfile.qemu, hugepages: 'yes' } },
+    /qemu\.hugepages: must be true or false, got the string "yes"/,
+  ],
 ];
 
 describe('bad input gets a clear error naming the field, never a stack trace, and no lab', () => {
@@ -130,6 +140,10 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
     [['matrix', 'prereg-accounting', '--kernels', 'debian:trixie,nope'], /--kernels: nope: must start with debian:/],
     [['matrix', '--kernels', 'debian:trixie'], /tcelab matrix: \(no scenario\): name the scenarios to run, or --all/],
     [['guest', 'build', '--kernel', 'local:'], /--kernel: local:: must be local:<vmlinux>/],
+    // A KVM scenario refuses a profile without a KVM inner machine, before any image is built.
+    [['run', 'kvm-tce-path', '--profile', 'emulated'], /scenario kvm-tce-path: --profile emulated: is not a KVM lab host/],
+    [['run', 'kvm-vfio-early-exit', '--profile', 'nested-lab-host'], /--profile nested-lab-host: is not a KVM lab host/],
+    [['guest', 'build', '--variant', 'kvm'], /--variant: kvm: must be base, with-qemu, with-qemu:<suite> or kvm-host/],
   ];
   for (const [args, message] of options) {
     it(`options: ${args.join(' ')}`, () => {
