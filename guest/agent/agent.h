@@ -95,6 +95,13 @@ enum outcome agent_command(const char *name, const struct jval *args, struct rep
 /* standalone.c: `tcelab-agent run STEPS [name=value...]`, a scenario's guest-side steps without the controller */
 int standalone_main(int argc, char **argv);
 
+/* device.c: the worker's group's device driven through VFIO (edu's DMA engine); worker.c owns the group. */
+int worker_group_fd(void);
+enum outcome op_device_open(const struct jval *args, struct reply *r);
+enum outcome op_msi_enable(const struct jval *args, struct reply *r);
+enum outcome op_dma(const struct jval *args, struct reply *r);
+enum outcome op_device_close(const struct jval *args, struct reply *r);
+
 /* worker.c: the VFIO worker process */
 void worker_main(int fd);
 #endif

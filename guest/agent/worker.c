@@ -38,6 +38,11 @@ static int window_shift[MAX_WINDOWS];
 static pid_t holders[16];
 static int nholders;
 
+int worker_group_fd(void)
+{
+	return group_fd;
+}
+
 static int need_container(struct reply *r)
 {
 	if (container_fd < 0)
@@ -162,7 +167,8 @@ static enum outcome op_alloc(const struct jval *args, struct reply *r)
 		return fail(r, "ENOSPC", "at most %d regions per worker", MAX_REGIONS);
 	if (huge) {
 		long long hp = kv_value("/proc/meminfo", "Hugepagesize") * 1024;
-		long long free_pages = kv_value("/proc/meminfo", "HugePages_Free");
+		/* Reserved pages (mapped by an earlier region, not yet touched) are counted free but are not. */
+		long long free_pages = kv_value("/proc/meminfo", "HugePages_Free") - kv_value("/proc/meminfo", "HugePages_Rsvd");
 		long long total = kv_value("/proc/meminfo", "HugePages_Total");
 		if (hp <= 0)
 			return fail(r, "EOPNOTSUPP", "the kernel has no huge pages");
@@ -293,8 +299,16 @@ static enum outcome op_map(const struct jval *args, struct reply *r, bool map)
 	if (map) {
 		if (region_range(args, r, &g, &vaddr, &size))
 			return REPLY_ERROR;
-		struct vfio_iommu_type1_dma_map m = { .argsz = sizeof(m), .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
-						      .vaddr = vaddr, .iova = iova, .size = size };
+		/* "perm": what the device may do with the memory: read it (to the device), write it, or both (the default). */
+		const char *perm = "rw";
+		rc = json_str(args, "perm", &perm);
+		uint32_t flags = !strcmp(perm, "rw")	  ? VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE
+				 : !strcmp(perm, "read")  ? VFIO_DMA_MAP_FLAG_READ
+				 : !strcmp(perm, "write") ? VFIO_DMA_MAP_FLAG_WRITE
+							  : 0;
+		if (rc == -2 || !flags)
+			return bad_arg(r, "perm", -2, "\"rw\", \"read\" (the device reads it) or \"write\" (the device writes it)");
+		struct vfio_iommu_type1_dma_map m = { .argsz = sizeof(m), .flags = flags, .vaddr = vaddr, .iova = iova, .size = size };
 		if (ioctl(container_fd, VFIO_IOMMU_MAP_DMA, &m))
 			return fail_errno(r, errno, "VFIO_IOMMU_MAP_DMA iova 0x%llx size 0x%llx", (unsigned long long)iova, (unsigned long long)size);
 	} else {
@@ -469,6 +483,57 @@ static enum outcome op_exit(const struct jval *args, struct reply *r)
 	return REPLY_AND_EXIT;
 }
 
+/* The pattern of a seed: byte i of a buffer filled with `seed` (never all zero: zeros are what a failed DMA reads). */
+static uint8_t pattern_byte(uint64_t seed, uint64_t i)
+{
+	uint64_t x = (seed + 1) * 0x9E3779B97F4A7C15ULL + i * 0xBF58476D1CE4E5B9ULL;
+	x ^= x >> 29;
+	return (uint8_t)(x | 1);
+}
+
+/* {"region", "offset", "size", "seed"}: fills bytes with the seed's pattern (what a copy carries, or a sentinel). */
+static enum outcome op_fill(const struct jval *args, struct reply *r)
+{
+	struct region *g;
+	uint64_t vaddr, size, seed;
+	if (region_range(args, r, &g, &vaddr, &size))
+		return REPLY_ERROR;
+	int rc = json_u64(args, "seed", &seed);
+	if (rc)
+		return bad_arg(r, "seed", rc, "a number");
+	uint8_t *p = (uint8_t *)(uintptr_t)vaddr;
+	for (uint64_t i = 0; i < size; i++)
+		p[i] = pattern_byte(seed, i);
+	sb_fmt(&r->val, "{\"region\":%d,\"vaddr\":\"0x%llx\",\"size\":%llu}", g->id, (unsigned long long)vaddr, (unsigned long long)size);
+	return REPLY_OK;
+}
+
+/* {"region", "offset", "size", "seed"}: whether the bytes hold the seed's pattern; if not, what they hold instead. */
+static enum outcome op_check(const struct jval *args, struct reply *r)
+{
+	struct region *g;
+	uint64_t vaddr, size, seed;
+	if (region_range(args, r, &g, &vaddr, &size))
+		return REPLY_ERROR;
+	int rc = json_u64(args, "seed", &seed);
+	if (rc)
+		return bad_arg(r, "seed", rc, "a number");
+	const uint8_t *p = (const uint8_t *)(uintptr_t)vaddr;
+	uint64_t mismatches = 0, zeros = 0;
+	long long first = -1;
+	for (uint64_t i = 0; i < size; i++) {
+		zeros += p[i] == 0;
+		if (p[i] != pattern_byte(seed, i)) {
+			if (first < 0)
+				first = (long long)i;
+			mismatches++;
+		}
+	}
+	sb_fmt(&r->val, "{\"equal\":%s,\"mismatches\":%llu,\"firstMismatch\":%lld,\"zeroBytes\":%llu,\"size\":%llu}", mismatches ? "false" : "true",
+	       (unsigned long long)mismatches, first, (unsigned long long)zeros, (unsigned long long)size);
+	return REPLY_OK;
+}
+
 /* Every operation a worker performs; a new operation is one entry. */
 static const struct {
 	const char *name;
@@ -489,6 +554,12 @@ static const struct {
 	{ "fork-holder", op_fork_holder_child },
 	{ "adopt-fds", op_adopt_fds },
 	{ "status", op_status_now },
+	{ "fill", op_fill },
+	{ "check", op_check },
+	{ "device-open", op_device_open },
+	{ "msi-enable", op_msi_enable },
+	{ "dma", op_dma },
+	{ "device-close", op_device_close },
 	{ "exit", op_exit },
 };
 

@@ -6,6 +6,9 @@ import { TcelabError } from '../util/errors.js';
 import type {
   AgentInfo,
   CreatedWindow,
+  DmaCopy,
+  DmaPerm,
+  PatternCheck,
   ExecResult,
   StreamChunk,
   GuestCounters,
@@ -210,8 +213,49 @@ export class VfioWorker {
     return this.op('remove-window', { startAddr });
   }
 
-  map(region: number, iova: bigint | number, range: { offset?: number; size?: number } = {}): Promise<{ iova: string; size: number }> {
+  /** perm: what the device may do with the memory (read: it reads it, a copy to the device; write; rw, the default). */
+  map(
+    region: number,
+    iova: bigint | number,
+    range: { offset?: number; size?: number; perm?: DmaPerm } = {},
+  ): Promise<{ iova: string; size: number }> {
     return this.op('map', { region, iova: `0x${BigInt(iova).toString(16)}`, ...range }, 300_000);
+  }
+
+  /** Fills bytes of a region with the pattern of `seed` (what a copy carries, or a sentinel). */
+  fill(region: number, range: { offset?: number; size: number }, seed: number): Promise<void> {
+    return this.op('fill', { region, ...range, seed });
+  }
+
+  /** Whether bytes of a region hold the pattern of `seed`; if not, how many differ and how many are zero. */
+  check(region: number, range: { offset?: number; size: number }, seed: number): Promise<PatternCheck> {
+    return this.op('check', { region, ...range, seed });
+  }
+
+  /** The group's device by PCI address: BAR0 mmapped, bus master on; `swapped`: its registers read byte-swapped. */
+  deviceOpen(address: string): Promise<{ address: string; id: string; edu: boolean; swapped: boolean; bar0Size: number }> {
+    return this.op('device-open', { address });
+  }
+
+  /** The device's MSI on an eventfd: `dma` then counts the interrupts of each copy. */
+  msiEnable(): Promise<void> {
+    return this.op('msi-enable');
+  }
+
+  /** One copy by edu's DMA engine between an IOVA and its buffer (at most 4096 bytes), waited for. */
+  dma(copy: {
+    direction: 'to-device' | 'from-device';
+    iova: bigint;
+    size: number;
+    deviceOffset?: number;
+    irq?: boolean;
+  }): Promise<DmaCopy> {
+    const { iova, ...rest } = copy;
+    return this.op('dma', { ...rest, iova: `0x${iova.toString(16)}` }, 30_000);
+  }
+
+  deviceClose(): Promise<void> {
+    return this.op('device-close');
   }
 
   unmap(iova: bigint | number, size: number): Promise<{ iova: string; size: number }> {

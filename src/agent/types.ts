@@ -113,3 +113,25 @@ export interface StreamChunk {
   exitCode?: number;
   signal?: number;
 }
+
+/** What a device may do with mapped memory: read it (copies to the device), write it, or both. */
+export type DmaPerm = 'rw' | 'read' | 'write';
+
+/** A region's bytes against a seed's pattern. */
+export interface PatternCheck {
+  equal: boolean;
+  mismatches: number;
+  firstMismatch: number;
+  zeroBytes: number;
+  size: number;
+}
+
+/** One copy by the device's DMA engine: how long it took and how many interrupts came with it. */
+export interface DmaCopy {
+  direction: 'to-device' | 'from-device';
+  iova: string;
+  size: number;
+  durationMs: number;
+  irqs: number;
+  irqStatus: string;
+}

@@ -213,8 +213,8 @@ async function whyNoKvm(host: Host): Promise<{ detail: string; fix: string }> {
   const said = await kvmLogLines(host);
   const guest = platform === 'pSeries';
   const where = guest ? 'this machine is a pSeries guest (KVM here needs nested HV from its parent)' : `platform ${platform ?? 'unknown'}`;
-  const detail =
-    `${loaded ? 'kvm_hv is loaded' : 'kvm_hv is not loaded'}; ${where}` + (said.length ? `; its kernel said: ${said.join(' | ')}` : '');
+  const kernelSaid = said.length ? `; its kernel said: ${said.join(' | ')}` : '';
+  const detail = `${loaded ? 'kvm_hv is loaded' : 'kvm_hv is not loaded'}; ${where}${kernelSaid}`;
   const fix = guest
     ? 'load kvm_hv (modprobe kvm_hv; a tcelab guest: guest.modules ["kvm_hv"] with guest.image "kvm-host"), and give this guest nested HV: ' +
       'QEMU -M pseries,cap-nested-hv=on (POWER9 under TCG, or a KVM parent whose kvm_hv has nested=1)'

@@ -73,6 +73,8 @@ export interface LaunchOptions {
    * 'off' (`--cold`, TCELAB_SNAPSHOTS=off): boot cold and save nothing.
    */
   snapshots?: 'use' | 'off';
+  /** Boot cold, saving nothing, for this reason (a scenario that a restored machine would fail). */
+  coldBecause?: string;
 }
 
 /** How a lab came up: restored from a snapshot, or booted cold (and why). */
@@ -555,6 +557,7 @@ async function planStart(
 }> {
   const want = opts.snapshots ?? (process.env.TCELAB_SNAPSHOTS === 'off' ? 'off' : 'use');
   if (want === 'off') return { start: { how: 'cold', why: 'a cold boot was asked for (--cold)' } };
+  if (opts.coldBecause) return { start: { how: 'cold', why: opts.coldBecause } };
   if (opts.host && !opts.host.local) return { start: { how: 'cold', why: 'an inner lab (its QEMU runs in a guest)' } };
   const reason = coldOnlyReason(profile, opts.extraArgs) ?? restoreUnsafeReason(profile, qemuVersionOf(profile.qemu.binary));
   if (reason || !opts.image) return { start: { how: 'cold', why: reason ?? 'no guest image' } };

@@ -8,6 +8,7 @@ import { registrationSoak } from './procedures/registration-soak.js';
 import { nestedPreregRelease } from './procedures/nested-prereg-release.js';
 import { kvmTcePath } from './procedures/kvm-tce-path.js';
 import { kvmVfioEarlyExit } from './procedures/kvm-vfio-early-exit.js';
+import { dmaIntegrity } from './procedures/dma-integrity.js';
 import { listScenarioFiles, loadScenarioFile, type ScenarioFile } from './data/scenario-file.js';
 import { definitionFromFile } from './data/interpreter.js';
 import { existsSync, readFileSync } from 'node:fs';
@@ -25,6 +26,7 @@ export const procedures: ScenarioDefinition[] = [
   nestedPreregRelease,
   kvmTcePath,
   kvmVfioEarlyExit,
+  dmaIntegrity,
 ];
 
 export function findProcedure(name: string): ScenarioDefinition | undefined {

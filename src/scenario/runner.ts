@@ -241,7 +241,13 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
   try {
     lab = run.guestHost
       ? await launchLabInGuestHost(profile, run.guestHost, progress)
-      : await Lab.launch(profile, { image, progress, runtimeRoot: opts.runtimeRoot, snapshots: opts.snapshots });
+      : await Lab.launch(profile, {
+          image,
+          progress,
+          runtimeRoot: opts.runtimeRoot,
+          snapshots: opts.snapshots,
+          coldBecause: run.def.bootsCold,
+        });
   } catch (err) {
     await sampler.stop();
     if (run.guestHost) await disposeGuestHost(run.guestHost, true, join(report.resultsDir, 'artifacts', 'lab-host'), progress);

@@ -126,5 +126,7 @@ export interface ScenarioDefinition {
    * even with a profile whose inner machine boots (kvm-lab-host), where other scenarios run on the inner one.
    */
   drivesInnerLabs?: boolean;
+  /** The scenario's lab boots cold, never from a saved machine: why (what a restored machine does wrong for it). */
+  bootsCold?: string;
   run(ctx: ScenarioContext): Promise<void>;
 }

@@ -36,6 +36,12 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
     keepsGuestPins: used.find((p) => p.keepsGuestPins)?.keepsGuestPins,
     // A file that launches inner labs (an inner-launch step, or a procedure that does) runs on the outer machine.
     drivesInnerLabs: used.some((p) => p.drivesInnerLabs) || file.steps.some((s) => s.step === 'inner-launch'),
+    // The device's BAR is out of reach in a restored machine (dma-integrity.ts): a file that drives it boots cold.
+    bootsCold:
+      used.find((p) => p.bootsCold)?.bootsCold ??
+      (file.steps.some((s) => s.step === 'device-open')
+        ? "it drives the device's DMA engine, which a restored machine cannot reach"
+        : undefined),
     requires: mergeRequirements(...used.map((p) => p.requires), ...file.steps.map((s) => stepRequirements(s.step))),
     adjustProfile: (profile: Profile, options) =>
       used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p, options) : p), profile),
@@ -44,7 +50,9 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
         bindings: new Map(),
         workers: new Map(),
         regions: new Map(),
-        windows: new Map(),
+        // "dma32": the default 32-bit window, there from the start (on pseries it begins at IOVA 0).
+        windows: new Map([['dma32', { start: 0n, size: 0n }]]),
+        mappedAt: new Map(),
         marks: new Map(),
         inners: new Map(),
       };

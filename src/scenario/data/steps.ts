@@ -26,6 +26,8 @@ export interface StepState {
   workers: Map<string, VfioWorker>;
   regions: Map<string, { worker: string; region: number; size: number }>;
   windows: Map<string, { start: bigint; size: bigint }>;
+  /** Where a map step put each region (its IOVA), for the device's copies. */
+  mappedAt: Map<string, bigint>;
   marks: Map<string, Sample>;
   hotplug?: Hotplugger;
   /** Inner labs of a nested lab host, by name; disposed at the end whatever happened. */
@@ -153,22 +155,80 @@ export const STEPS = {
     st.windows.delete(s.window);
   }),
   map: step(
-    "VFIO_IOMMU_MAP_DMA of a region (or its first sizeMiB) at a window's start",
-    { worker: name, region: name, window: name, sizeMiB: opt(mib(65536)), expectError: errno },
+    "VFIO_IOMMU_MAP_DMA of a region (or its first sizeMiB) at a window's start (or atMiB into it); perm: what the device may do",
+    {
+      worker: name,
+      region: name,
+      window: name,
+      sizeMiB: opt(mib(65536)),
+      atMiB: opt({ type: 'integer', min: 0, max: 1 << 24 }),
+      perm: opt({ type: 'string', enum: ['rw', 'read', 'write'] }),
+      expectError: errno,
+    },
     async (s, { st, named, expectable }) => {
       const r = named(st.regions, s.region, 'region');
       const w = named(st.windows, s.window, 'window');
-      const op = named(st.workers, s.worker, 'worker').map(r.region, w.start, { size: s.sizeMiB ? s.sizeMiB * MiB : r.size });
+      const op = named(st.workers, s.worker, 'worker').map(r.region, w.start + BigInt(s.atMiB ?? 0) * BigInt(MiB), {
+        size: s.sizeMiB ? s.sizeMiB * MiB : r.size,
+        perm: s.perm,
+      });
       await expectable(`${s.region} into ${s.window}`, op, s.expectError);
+      if (!s.expectError) st.mappedAt.set(s.region, w.start + BigInt(s.atMiB ?? 0) * BigInt(MiB));
     },
   ),
   unmap: step(
-    "VFIO_IOMMU_UNMAP_DMA of sizeMiB at a window's start",
-    { worker: name, window: name, sizeMiB: mib(65536) },
+    "VFIO_IOMMU_UNMAP_DMA of sizeMiB at a window's start (or atMiB into it)",
+    { worker: name, window: name, sizeMiB: mib(65536), atMiB: opt({ type: 'integer', min: 0, max: 1 << 24 }) },
     async (s, { st, named }) => {
-      await named(st.workers, s.worker, 'worker').unmap(named(st.windows, s.window, 'window').start, s.sizeMiB * MiB);
+      const at = named(st.windows, s.window, 'window').start + BigInt(s.atMiB ?? 0) * BigInt(MiB);
+      await named(st.workers, s.worker, 'worker').unmap(at, s.sizeMiB * MiB);
     },
   ),
+  'device-open': step(
+    "opens the binding's device in the worker for DMA: BAR0 mapped, bus master on, its MSI on an eventfd (QEMU's edu)",
+    { worker: name, binding: name },
+    async (s, { st, named, tag }) => {
+      const w = named(st.workers, s.worker, 'worker');
+      const d = await w.deviceOpen(named(st.bindings, s.binding, 'binding').address);
+      if (!d.edu) throw new TcelabError(tag, `${d.address} is not QEMU's edu (id register ${d.id})`, 'bind an edu device');
+      await w.msiEnable();
+    },
+  ),
+  'dma-copy': step(
+    'the device copies size bytes (at most 4096) at offset of region from into region to, each where map put it; ' +
+      'expect: intact (the default), unchanged (the destination keeps its sentinel) or zeros',
+    {
+      worker: name,
+      from: name,
+      to: name,
+      offset: opt({ type: 'integer', min: 0, max: 1 << 30 }),
+      size: opt({ type: 'integer', min: 1, max: 4096 }),
+      irq: opt({ type: 'boolean' }),
+      expect: opt({ type: 'string', enum: ['intact', 'unchanged', 'zeros'] }),
+    },
+    async (s, { ctx, st, named, tag }) => {
+      const w = named(st.workers, s.worker, 'worker');
+      const [from, to] = [named(st.regions, s.from, 'region'), named(st.regions, s.to, 'region')];
+      const at = (r: string) => named(st.mappedAt, r, 'mapped region (a map step)');
+      const offset = s.offset ?? 0;
+      const size = s.size ?? 4096;
+      const seed = ctx.timings.length + 1;
+      await w.fill(from.region, { offset, size }, seed);
+      await w.fill(to.region, { offset, size }, seed + 5000);
+      const into = await w.dma({ direction: 'to-device', iova: at(s.from) + BigInt(offset), size, irq: s.irq });
+      const out = await w.dma({ direction: 'from-device', iova: at(s.to) + BigInt(offset), size, irq: s.irq });
+      ctx.timings.push({ step: `${tag}: RAM → device → RAM`, ms: into.durationMs + out.durationMs });
+      const expect = s.expect ?? 'intact';
+      const got = await w.check(to.region, { offset, size }, expect === 'unchanged' ? seed + 5000 : seed);
+      const pass = expect === 'zeros' ? got.zeroBytes === got.size : got.equal;
+      const measured =
+        got.zeroBytes === got.size ? 'zeros' : got.equal ? expect : `${got.mismatches} of ${got.size} bytes differ, ${got.zeroBytes} zero`;
+      ctx.checks.record(`${tag}: ${s.from} → device → ${s.to}`, pass, expect, measured, `irqs ${into.irqs} + ${out.irqs}`);
+    },
+  ),
+  'device-close': step("closes the worker's device (MSI off, BAR0 unmapped)", { worker: name }, async (s, { st, named }) => {
+    await named(st.workers, s.worker, 'worker').deviceClose();
+  }),
   'close-container': step("closes the worker's container fd", { worker: name }, async (s, { st, named, event, tag }) => {
     await named(st.workers, s.worker, 'worker').closeContainer();
     event(`${tag} (${s.worker})`);
