@@ -23,6 +23,11 @@ node dist/cli/main.js run nested-prereg-release --profile "$work/nested-lab-host
 for s in prereg-accounting ddw-windows window-map-release guest-release shutdown-release nested-prereg-release; do
   node dist/cli/main.js run "$s" --profile kvm-lab-host --results "$work/kvm-$s"
 done
+# Data through every window on the production path (the inner guest's own VFIO drives the passed-through edu, so
+# every copy crosses its TCEs in the host kernel), and on 64 KiB pages.
+node dist/cli/main.js run dma-integrity --profile kvm-lab-host --results "$work/dma-kvm"
+node dist/cli/main.js guest build --kernel debian:trixie/64k >&2
+node dist/cli/main.js run dma-integrity --kernel debian:trixie/64k --results "$work/dma-64k"
 if node dist/cli/main.js run kvm-tce-path --set seedFaults=userspace-tce --results "$work/kvm-userspace" --json >"$work/kvm-userspace.json"; then
   echo "kvm-tce-path with userspace-tce passed: the KVM checks cannot fail" >&2
   exit 1
