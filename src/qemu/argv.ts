@@ -38,6 +38,9 @@ export interface BootImage {
   initrd: string;
 }
 
+/** What a lab's QEMU is called in the process table (the kernel keeps 15 characters of it: qemu-system-ppc). */
+export const QEMU_PROCESS_NAME = 'qemu-system-ppc64';
+
 /** Where guest RAM backed by huge pages comes from (the guest image's /init mounts hugetlbfs there too). */
 export const HUGEPAGES_MOUNT = '/dev/hugepages';
 
@@ -67,8 +70,10 @@ export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImag
   };
   const machineArg = ['pseries', ...Object.entries(machine).map(([k, v]) => `${k}=${v}`)].join(',');
   const argv = [
+    // process=: the process table names it QEMU (comm "qemu-system-ppc", 15 characters), also when a staged QEMU
+    // runs through its loader (whose name it otherwise has): `pgrep -x qemu-system-ppc` finds every lab.
     '-name',
-    `${labName},debug-threads=on`,
+    `${labName},process=${QEMU_PROCESS_NAME},debug-threads=on`,
     '-M',
     machineArg,
     '-accel',

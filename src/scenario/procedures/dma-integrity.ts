@@ -304,12 +304,8 @@ class Copies {
     const out = await this.dma('from-device', dst.iova + BigInt(offset), size);
     this.ctx.timings.push({ step: `${label}: RAM → device → RAM`, ms: Date.now() - t0 });
     const got = await this.worker.check(dst.region, { offset, size }, seed);
-    this.ctx.checks.record(
-      `${label}: the copy arrives intact`,
-      got.equal,
-      'intact',
-      describeCheck(got),
-      `IOVA 0x${(src.iova + BigInt(offset)).toString(16)} → edu → 0x${(dst.iova + BigInt(offset)).toString(16)}, ${size} bytes; DMA ${into.durationMs} + ${out.durationMs} ms`,
-    );
+    const path = `IOVA 0x${(src.iova + BigInt(offset)).toString(16)} → edu → 0x${(dst.iova + BigInt(offset)).toString(16)}`;
+    const detail = `${path}, ${size} bytes; DMA ${into.durationMs} + ${out.durationMs} ms`;
+    this.ctx.checks.record(`${label}: the copy arrives intact`, got.equal, 'intact', describeCheck(got), detail);
   }
 }
