@@ -46,6 +46,14 @@ if grep -qw tcelab.agent=off /proc/cmdline; then
   done
 fi
 
+# A shell on the console for a person (`tcelab console`), respawned when it exits; the agent serves the controller.
+(
+  while true; do
+    setsid -c sh </dev/hvc0 >/dev/hvc0 2>&1
+    sleep 1
+  done
+) &
+
 if [ -x /usr/sbin/tcelab-agent ]; then
   (
     while true; do

@@ -8,6 +8,7 @@ import { reportCommand } from './report-command.js';
 import { upCommand } from './up-command.js';
 import { doctorCommand } from './doctor-command.js';
 import { controlRequest } from './hotplug-command.js';
+import { consoleCommand, execCommand } from './lab-access-command.js';
 import { cacheCommand } from './cache-command.js';
 import { qemuCommand } from './qemu-command.js';
 import { matrixCommand } from './matrix-command.js';
@@ -303,6 +304,35 @@ function upEntry(run: Run): CommandModule {
   );
 }
 
+function execEntry(run: Run): CommandModule {
+  return command(
+    'exec [cmd..]',
+    "run a program in a running lab's guest (`tcelab up`) through its agent: tcelab exec -- uname -r",
+    (y) =>
+      y
+        .positional('cmd', { type: 'string', array: true, describe: 'the program and its arguments (after --)' })
+        .option('lab', { type: 'string', describe: 'runtime dir of the lab (default: the only running one)' })
+        .option('inner', { type: 'boolean', default: false, describe: 'in the inner guest of a KVM lab host (kvm-lab-host)' })
+        .option('timeout', { type: 'number', default: 60, describe: 'seconds the program may run' }),
+    // After --, yargs leaves the words in _ (after the command's own name), unparsed: the program's own flags stay its.
+    (a) => run(execCommand({ argv: [...(a.cmd ?? []), ...a._.slice(1)].map(String), lab: a.lab, inner: a.inner, timeout: a.timeout })),
+  );
+}
+
+function consoleEntry(run: Run): CommandModule {
+  return command(
+    'console',
+    "a running lab's console: interactive for a `tcelab up` lab (Ctrl-] detaches), read-only for its inner guest or a run",
+    (y) =>
+      y
+        .option('lab', { type: 'string', describe: 'runtime dir of the lab (default: the only running `tcelab up` one)' })
+        .option('inner', { type: 'boolean', default: false, describe: 'the inner guest of a lab host (read-only)' })
+        .option('read-only', { type: 'boolean', default: false, describe: 'show the console, type nothing' })
+        .option('follow', { type: 'boolean', default: true, describe: 'keep showing what comes (--no-follow: what is there, then exit)' }),
+    (a) => run(consoleCommand({ lab: a.lab, inner: a.inner, readOnly: a.readOnly, follow: a.follow })),
+  );
+}
+
 function hotplugEntry(run: Run): CommandModule {
   return command('hotplug', 'hot-plug PHBs and devices in a running lab (`tcelab up`)', (y) =>
     y
@@ -478,6 +508,8 @@ export function commandTable(run: Run): CommandModule[] {
     matrixEntry(run),
     hmpEntry(run),
     upEntry(run),
+    execEntry(run),
+    consoleEntry(run),
     hotplugEntry(run),
     cacheEntry(run),
     qemuEntry(run),

@@ -3,6 +3,7 @@ import { loadProfile } from '../qemu/profile.js';
 import { Lab } from '../qemu/lab.js';
 import { StderrProgress } from '../util/progress.js';
 import { ControlServer } from '../control/control-server.js';
+import { innerBootImage, reserveHugepages } from '../scenario/run/guest-host.js';
 import { Hotplugger } from '../hotplug/hotplug.js';
 import { HostDdwView } from '../ddw/host-view.js';
 import { InputError } from '../util/errors.js';
@@ -50,8 +51,23 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     const agent = await lab.agent(progress);
     const hotplug = new Hotplugger(lab.qmp, agent);
     const ddw = new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs);
-    if (profile.inner)
-      inner = await Lab.launch(profile.inner, { host: new AgentHost(agent), runtimeRoot: join(lab.paths.dir, 'inner-runtime'), progress });
+    if (profile.inner) {
+      const host = new AgentHost(agent);
+      // An inner machine that boots (kvm-lab-host) boots the base image its host guest carries, on huge pages if it asks.
+      if (profile.inner.qemu.hugepages) await reserveHugepages(host, profile.inner.qemu.memoryMiB);
+      inner = await Lab.launch(profile.inner, {
+        host,
+        image: profile.inner.guest.boot ? innerBootImage() : undefined,
+        runtimeRoot: join(lab.paths.dir, 'inner-runtime'),
+        progress,
+      });
+      if (profile.inner.guest.boot) {
+        await inner.waitForGuestInit(progress);
+        await inner.agent(progress);
+      }
+    }
+    /** The lab a request names: the outer one, or (inner: true) the inner one. */
+    const target = (a: Record<string, unknown>) => (a.inner === true ? innerLab() : lab);
     const innerLab = () => {
       if (!inner?.process.running)
         throw new InputError(
@@ -94,6 +110,43 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
         iommuGroups: (await agent.info()).iommuGroups,
       }),
       windows: async () => (await ddw.windows([...hotplug.phbs.values()])).map((w) => ({ ...w, description: describeWindow(w) })),
+      // A program in the guest (or the inner guest), through its agent: its exit code and output.
+      exec: async (a) => {
+        const argv = a.argv;
+        if (!Array.isArray(argv) || argv.length === 0 || argv.length > 64 || !argv.every((x) => typeof x === 'string'))
+          throw new InputError('control request', 'argv', 'must be 1 to 64 strings');
+        const t = target(a);
+        if (!t.profile.guest.boot)
+          throw new InputError('control request', 'inner', 'the inner machine boots no guest: there is nothing to run a program in');
+        const timeoutSec = a.timeoutSec === undefined ? 60 : int(a, 'timeoutSec', 1, 3600);
+        return await (await t.agent()).exec(argv as string[], timeoutSec * 1000);
+      },
+      // The console since an offset (a long poll of up to waitMs for more): what `tcelab console` shows.
+      'console-read': async (a) => {
+        const t = target(a);
+        const c = t.process.console;
+        const since = a.since === undefined ? Math.max(0, c.mark() - 8192) : int(a, 'since', 0, Number.MAX_SAFE_INTEGER);
+        const waitMs = a.waitMs === undefined ? 0 : int(a, 'waitMs', 0, 10_000);
+        if (c.mark() <= since && waitMs > 0 && t.process.running)
+          await new Promise<void>((resolve) => {
+            const done = () => {
+              clearTimeout(timer);
+              c.off('data', done);
+              resolve();
+            };
+            const timer = setTimeout(done, waitMs);
+            c.on('data', done);
+          });
+        return { text: c.textSince(since), next: c.mark(), running: t.process.running };
+      },
+      // Keys typed on the lab's console (its shell reads hvc0); the inner machine's console takes none.
+      'console-write': async (a) => {
+        const text = a.text;
+        if (typeof text !== 'string' || text.length > 4096)
+          throw new InputError('control request', 'text', 'must be a string of at most 4096 characters');
+        target(a).process.typeOnConsole(text);
+        return {};
+      },
       shutdown: async () => {
         setImmediate(stopRequested);
         return { stopping: true };

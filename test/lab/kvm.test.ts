@@ -7,6 +7,7 @@ import { packageRoot } from '../../src/util/paths.js';
 import { KVM_VFIO_RELEASE_WARNING } from '../../src/scenario/procedures/kvm-vfio-early-exit.js';
 import { judgedNotPassing, runtimeDirsIn, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { upLab } from '../helpers/up.js';
 
 /** `tcelab run <args> --json` on a runtime root of its own: the report, the exit status and stderr. */
 function tcelabRun(args: string[]): { report: ScenarioReport; status: number | null; stderr: string; root: string; results: string } {
@@ -63,6 +64,28 @@ describe('KVM lab host', () => {
     );
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
+  });
+
+  it('tcelab up kvm-lab-host: tcelab exec and console reach the inner KVM guest through the host guest; shutdown leaves nothing', async () => {
+    const lab = await upLab('kvm-lab-host');
+    try {
+      // The inner guest runs under KVM: its device tree names the hypervisor.
+      const hv = lab.cli(['exec', '--inner', '--', 'cat', '/proc/device-tree/hypervisor/compatible']);
+      expect(hv.status, hv.stderr).toBe(0);
+      expect(hv.stdout).toMatch(/linux,kvm/);
+      const host = lab.cli(['exec', '--', 'cat', '/sys/module/kvm_hv/refcnt']);
+      expect([host.status, Number(host.stdout)]).toEqual([0, expect.any(Number)]);
+      expect(Number(host.stdout)).toBeGreaterThan(0);
+      const shown = lab.cli(['console', '--inner', '--no-follow']);
+      expect(shown.status, shown.stderr).toBe(0);
+      expect(shown.stdout).toMatch(/TCELAB-INIT-READY kernel=/);
+      // The inner console is read-only (its QEMU runs in the host guest, which gives it no input), and says so.
+      expect(shown.stderr).toMatch(/the inner guest's console is read-only/);
+    } finally {
+      expect(await lab.shutdown()).toBe(0);
+    }
+    expect(liveLabQemuPids(lab.root)).toEqual([]);
+    expect(runtimeDirsIn(lab.root)).toEqual([]);
   });
 
   it('defect 3: a VMM that exits before attaching its VFIO group makes the host kernel warn (known defect); attach-first flips it', () => {
