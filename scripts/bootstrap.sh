@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Idempotent set-up of a fresh machine for tcelab: the host's Debian packages,
-# the npm packages, and the TypeScript build. Safe to run before every command;
+# Idempotent set-up of a fresh machine for tcelab: the host's Debian packages (with --tests, also those only the
+# tests need), the npm packages, and the TypeScript build. Safe to run before every command;
 # it does nothing that is already done. (The guest image is built by
 # `tcelab guest build`, which has its own cache.)
 set -euo pipefail
@@ -15,8 +15,14 @@ HOST_PACKAGES=(
   xz-utils                   # kernel modules are .ko.xz
   util-linux                 # setpriv --pdeathsig: QEMU never outlives tcelab
   dpkg tar ca-certificates
+)
+# `bash scripts/bootstrap.sh --tests`: what only the tests need besides (npm test passes it; npm run lab does not).
+TEST_PACKAGES=(
   chromium                   # the live-view test drives a real headless browser
 )
+if [ "${1:-}" = "--tests" ]; then
+  HOST_PACKAGES+=("${TEST_PACKAGES[@]}")
+fi
 if [ -n "${TCELAB_EXTRA_HOST_PACKAGES:-}" ]; then
   read -r -a extra <<<"$TCELAB_EXTRA_HOST_PACKAGES"
   HOST_PACKAGES+=("${extra[@]}")
