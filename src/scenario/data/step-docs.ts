@@ -1,7 +1,7 @@
 import type { Spec } from '../../util/validate.js';
 import { STEPS } from './steps.js';
 
-/** Where the README's table of steps sits; the table between the markers is generated from STEPS. */
+/** Where docs/scenarios.md's table of steps sits; the table between the markers is generated from STEPS. */
 export const STEP_TABLE_MARKERS = { begin: '<!-- steps:begin (generated from src/scenario/data/steps.ts) -->', end: '<!-- steps:end -->' };
 
 function describeField(key: string, spec: Spec): string {
@@ -16,7 +16,7 @@ function describeField(key: string, spec: Spec): string {
   return `\`${key}\`${spec.optional ? '?' : ''} (${type})`;
 }
 
-/** The README's table of steps: type, fields, what it does. */
+/** The table of steps (docs/scenarios.md): type, fields, what it does. */
 export function stepTableMarkdown(): string {
   const rows = Object.entries(STEPS).map(([type, entry]) => {
     const fields = Object.entries(entry.fields as Record<string, Spec>).map(([k, s]) => describeField(k, s));
@@ -25,10 +25,10 @@ export function stepTableMarkdown(): string {
   return ['| step | fields (`?`: optional) | what it does |', '|---|---|---|', ...rows].join('\n');
 }
 
-/** The README with its table of steps replaced by the generated one. */
+/** A page (docs/scenarios.md) with its table of steps replaced by the generated one. */
 export function withStepTable(readme: string): string {
   const b = readme.indexOf(STEP_TABLE_MARKERS.begin);
   const e = readme.indexOf(STEP_TABLE_MARKERS.end);
-  if (b < 0 || e < b) throw new Error(`README has no ${STEP_TABLE_MARKERS.begin} … ${STEP_TABLE_MARKERS.end} block`);
+  if (b < 0 || e < b) throw new Error(`the page has no ${STEP_TABLE_MARKERS.begin} … ${STEP_TABLE_MARKERS.end} block`);
   return `${readme.slice(0, b + STEP_TABLE_MARKERS.begin.length)}\n${stepTableMarkdown()}\n${readme.slice(e)}`;
 }

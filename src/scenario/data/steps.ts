@@ -15,7 +15,7 @@ import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
  * The step vocabulary of scenario files, one entry per step type: what it is for, its fields (checked when the
  * file is loaded) and what it does. Every step is {"step": <type>, ...} with an optional "timeoutSec"; names
  * given with "as" are referred to by later steps (a worker, a binding, a region, a window, a mark, an inner lab).
- * A new step type is one entry here; the README's table of steps is checked against this table.
+ * A new step type is one entry here; docs/scenarios.md's table of steps is checked against this table.
  */
 
 const MiB = 1024 * 1024;
