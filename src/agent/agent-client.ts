@@ -157,6 +157,11 @@ export class AgentClient {
     return this.execute('worker-list');
   }
 
+  /** Sets the guest's clock (a restored guest wakes with the time it was saved at). */
+  setTime(epochMs: number): Promise<void> {
+    return this.execute('set-time', { epochMs });
+  }
+
   /** Asks the guest to power off; the reply comes before the power-off. */
   poweroff(): Promise<void> {
     return this.execute('poweroff');

@@ -18,8 +18,11 @@ import { VfioPciBinder, type DeviceBinding } from '../host/vfio-binder.js';
 import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { silentProgress } from '../util/progress.js';
+import { run } from '../util/exec.js';
 import {
   coldOnlyReason,
+  ramFileArgs,
+  runningRamFile,
   findSnapshot,
   qemuVersionOf,
   restoreUnsafeReason,
@@ -158,7 +161,10 @@ export class Lab {
     const labName = labNameOf(paths);
     const argv = [...buildArgv(profile, paths, opts.image, labName), ...(opts.extraArgs ?? [])];
     const plan = await planStart(profile, opts, argv, paths, labName, mayRestore);
-    if (plan.restore) argv.push('-incoming', `exec:cat ${shellQuote(plan.restore.statePath)}`);
+    // A restored lab maps the saved RAM privately and waits for its device state (finishRestore sends it); a lab that
+    // will save its machine keeps its RAM in a shared tmpfs file, which the save copies.
+    if (plan.restore) argv.push(...ramFileArgs(profile.qemu.memoryMiB, plan.restore.ramPath, false), '-incoming', 'defer');
+    else if (plan.saveAs) argv.push(...ramFileArgs(profile.qemu.memoryMiB, runningRamFile(labName), true));
     // lab.json is the pid file the stale-lab sweep reads: rewritten whenever it learns something.
     const record: Record<string, unknown> = {
       profile: profile.name,
@@ -218,6 +224,7 @@ export class Lab {
       await qemu?.exited;
       await qemu?.console.close();
       cgroup?.remove();
+      if (host.local) await rm(runningRamFile(labName), { force: true });
       for (const b of bindings.reverse()) await binder.restore(b).catch(() => {});
       if (!host.local) await host.removeDir(paths.hostDir).catch(() => {});
       if (plan.restore) {
@@ -235,6 +242,9 @@ export class Lab {
    */
   private async finishRestore(snap: Snapshot, progress: Progress): Promise<void> {
     await progress.step(`restore the booted machine (snapshot ${snap.key})`, async () => {
+      // The stream holds the device state only: its RAM is the file QEMU mapped (x-ignore-shared on both ends).
+      await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
+      await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(snap.statePath)}` });
       const deadline = Date.now() + 60_000;
       for (;;) {
         const m = await this.qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
@@ -344,12 +354,11 @@ export class Lab {
         }),
       ]),
     );
-    // A restored guest's clock stopped when it was saved: set it to now (busybox date takes "YYYY-MM-DD hh:mm:ss").
+    // A restored guest's clock stopped when it was saved: set it to now.
     if (this.restoredMeta) {
-      const now = new Date().toISOString().slice(0, 19).replace('T', ' ');
-      const set = await this.agentClient.exec(['date', '-u', '-s', now], 10_000);
-      if (set.exitCode !== 0)
-        throw new TcelabError('restore', `could not set the guest clock: date -s said ${set.stderr.trim() || `exit ${set.exitCode}`}`);
+      await this.agentClient.setTime(Date.now()).catch((err: Error) => {
+        throw new TcelabError('restore', `could not set the guest clock: ${err.message}`);
+      });
     }
     if (this.saveAs && this.initInfo) await this.saveMachine(this.saveAs, this.initInfo, progress);
     return this.agentClient;
@@ -367,10 +376,13 @@ export class Lab {
   ): Promise<void> {
     this.saveAs = undefined;
     const staged = await stagingPath(saveAs.key);
+    const stagedRam = `${staged}.ram`;
     try {
       await progress.step(`save the booted machine for later labs (snapshot ${saveAs.key})`, async () => {
         await this.qmp.stop();
         try {
+          // The device state into the stream; the RAM, stopped and consistent, by copying its file (holes stay holes).
+          await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
           await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(staged)}` });
           const deadline = Date.now() + 120_000;
           for (;;) {
@@ -384,10 +396,11 @@ export class Lab {
             }
             await new Promise((r) => setTimeout(r, 20));
           }
+          await run('cp', ['--sparse=always', runningRamFile(this.name), stagedRam], { what: 'copy the guest RAM into the snapshot' });
         } finally {
           await this.qmp.cont();
         }
-        const snap = await publishSnapshot(staged, {
+        const snap = await publishSnapshot(staged, stagedRam, {
           key: saveAs.key,
           format: 0,
           createdAt: new Date().toISOString(),
@@ -402,6 +415,7 @@ export class Lab {
       });
     } catch (err) {
       await rm(staged, { force: true }).catch(() => {});
+      await rm(stagedRam, { force: true }).catch(() => {});
       progress.info(`(could not save a snapshot: ${(err as Error).message}; later labs boot cold too)`);
     }
   }
@@ -484,6 +498,8 @@ export class Lab {
     await this.qmp.close().catch(() => {});
     await this.agentClient?.close().catch(() => {});
     await this.process.console.close();
+    // The RAM file of a lab that saved (or meant to save) its machine: QEMU is gone, so is what it held.
+    if (this.host.local) await rm(runningRamFile(this.name), { force: true });
     // A kept runtime dir is artifacts: the dead sockets go. QEMU's own are on its host:
     // here, or in the guest's private dir, which goes whole (unless the guest went first).
     await rm(join(this.paths.dir, 'control.sock'), { force: true });

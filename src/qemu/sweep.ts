@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { runtimeRoot } from '../util/paths.js';
 import type { Host } from '../host/host.js';
+import { runningRamFile } from '../snapshot/snapshot.js';
 import { VfioPciBinder, type DeviceBinding } from '../host/vfio-binder.js';
 
 /**
@@ -63,6 +64,8 @@ export async function sweepStaleLabs(root = runtimeRoot(), host?: Host): Promise
       }
     }
     for (const f of await readdir(dir)) if (f.endsWith('.sock')) await rm(join(dir, f), { force: true });
+    // The tmpfs RAM file of a lab that was to save its machine (lab-XXXX → tcelab-XXXX-ram): memory nobody frees else.
+    await rm(runningRamFile(`tcelab-${name.split('-').pop()}`), { force: true });
     const keptAs = join(root, `stale-${name}`);
     await rename(dir, keptAs).catch(() => {});
     swept.push({ dir, keptAs, controllerPid: record.controllerPid, qemuKilled, restored });

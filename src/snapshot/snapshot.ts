@@ -8,16 +8,36 @@ import type { Profile } from '../qemu/profile.js';
 import type { RuntimePaths } from '../qemu/argv.js';
 
 /**
- * Saved, booted machines. The first lab of a machine boots cold, waits for its
- * agent, and saves itself (QMP stop + migrate to a file); later labs of the
- * same machine start QEMU with -incoming from that file and are up in well
- * under a second instead of a boot. The key covers everything that shapes the
- * guest, so any change makes a new snapshot; a snapshot that fails to load is
- * deleted and the lab boots cold.
+ * Saved, booted machines. The first lab of a machine boots cold with its RAM in a shared file (tmpfs), waits for its
+ * agent, and saves itself: QMP stop, a migration with x-ignore-shared (the device state only: the RAM is not copied
+ * into the stream) and a sparse copy of its RAM file. Later labs of the same machine map that RAM file privately
+ * (share=off: copy-on-write, their writes stay their own, one snapshot serves labs running at once) and load only
+ * the device state (-incoming): nothing copies guest RAM, pages come in as the guest touches them. The key covers
+ * everything that shapes the guest, so any change makes a new snapshot; a snapshot that fails to load is deleted and
+ * the lab boots cold.
  */
 
-/** Bumped when what a snapshot holds, or how it is restored, changes. */
-const FORMAT = 1;
+/** Bumped when what a snapshot holds, or how it is restored, changes (2: device state + a RAM file, x-ignore-shared). */
+const FORMAT = 2;
+
+/** The QEMU object id of a lab's guest RAM when it is a file (a lab that saves its machine, or one restored from it). */
+export const RAM_BACKEND_ID = 'tcelab-ram';
+
+/** Where a lab that will save its machine keeps its RAM while it runs: tmpfs, so that the guest's writes stay in memory. */
+export const runningRamFile = (labName: string) => join('/dev/shm', `${labName}-ram`);
+
+/**
+ * QEMU arguments that put a lab's guest RAM in a file: shared for the lab that saves it (the file is the RAM), private
+ * for a restored one (the file is the saved RAM; the lab's writes go to its own copies of the pages it touches).
+ */
+export function ramFileArgs(memoryMiB: number, path: string, share: boolean): string[] {
+  return [
+    '-object',
+    `memory-backend-file,id=${RAM_BACKEND_ID},size=${memoryMiB}M,mem-path=${path},share=${share ? 'on' : 'off'}`,
+    '-machine',
+    `memory-backend=${RAM_BACKEND_ID}`,
+  ];
+}
 
 export interface SnapshotMeta {
   key: string;
@@ -38,7 +58,10 @@ export interface SnapshotMeta {
 export interface Snapshot {
   key: string;
   dir: string;
+  /** The device state (a migration stream without RAM). */
   statePath: string;
+  /** The guest's RAM as it was saved (a sparse file; mapped privately by each restored lab). */
+  ramPath: string;
   meta: SnapshotMeta;
 }
 
@@ -90,6 +113,10 @@ const COLD_ONLY: Array<{ applies: (p: Profile, extraArgs: string[]) => boolean; 
   {
     applies: (p) => p.qemu.accel === 'kvm',
     why: 'KVM labs boot cold: a KVM guest is saved against this host CPU, and KVM boots fast anyway',
+  },
+  {
+    applies: (p) => p.qemu.hugepages,
+    why: 'guest RAM on huge pages (-mem-path) is not kept in a file a restored lab could map',
   },
   {
     // Measured with QEMU 10.0.13 (TCG, POWER9): a KVM lab host restored from a snapshot starts its inner KVM guest,
@@ -200,10 +227,10 @@ export async function findSnapshot(key: string): Promise<Snapshot | undefined> {
   const dir = join(snapshotsDir(), key);
   try {
     const meta = JSON.parse(await readFile(join(dir, 'meta.json'), 'utf8')) as SnapshotMeta;
-    if (meta.format !== FORMAT || meta.key !== key || !existsSync(join(dir, 'state'))) return undefined;
+    if (meta.format !== FORMAT || meta.key !== key || !existsSync(join(dir, 'state')) || !existsSync(join(dir, 'ram'))) return undefined;
     const now = new Date();
     await utimes(join(dir, 'meta.json'), now, now).catch(() => {});
-    return { key, dir, statePath: join(dir, 'state'), meta };
+    return { key, dir, statePath: join(dir, 'state'), ramPath: join(dir, 'ram'), meta };
   } catch {
     return undefined;
   }
@@ -216,17 +243,24 @@ export async function stagingPath(key: string): Promise<string> {
   return join(snapshotsDir(), `.staging-${key}-${process.pid}-${Date.now()}`);
 }
 
+/** What a file takes on disk (a sparse RAM file: only the pages the guest had touched). */
+export async function allocatedBytes(path: string): Promise<number> {
+  const st = await stat(path);
+  return st.blocks * 512;
+}
+
 /**
- * Publishes a saved state as the key's snapshot (mode 0700: it holds guest
+ * Publishes a saved state and RAM file as the key's snapshot (mode 0700: it holds guest
  * memory). Two labs that saved the same machine at once: the first rename wins.
  */
-export async function publishSnapshot(staged: string, meta: SnapshotMeta): Promise<Snapshot | undefined> {
+export async function publishSnapshot(staged: string, stagedRam: string, meta: SnapshotMeta): Promise<Snapshot | undefined> {
   const dir = join(snapshotsDir(), meta.key);
   meta.format = FORMAT;
   const tmpDir = `${staged}.d`;
   await mkdir(tmpDir, { mode: 0o700 });
-  meta.bytes = (await stat(staged)).size;
+  meta.bytes = (await stat(staged)).size + (await allocatedBytes(stagedRam));
   await rename(staged, join(tmpDir, 'state'));
+  await rename(stagedRam, join(tmpDir, 'ram'));
   await writeFile(join(tmpDir, 'meta.json'), `${JSON.stringify(meta, null, 2)}\n`, { mode: 0o600 });
   try {
     await rename(tmpDir, dir);
@@ -267,7 +301,7 @@ export async function listSnapshots(): Promise<SnapshotListing[]> {
         kernelRelease: meta.kernelRelease,
         createdAt: meta.createdAt,
         lastUsed: used,
-        bytes: (await stat(join(root, name, 'state'))).size,
+        bytes: (await stat(join(root, name, 'state'))).size + (await allocatedBytes(join(root, name, 'ram')).catch(() => 0)),
       });
     } catch {
       out.push({ key: name, profile: '?', kernelRelease: '?', createdAt: '?', lastUsed: new Date(0).toISOString(), bytes: 0 });
