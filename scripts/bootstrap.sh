@@ -19,6 +19,7 @@ HOST_PACKAGES=(
 # `bash scripts/bootstrap.sh --tests`: what only the tests need besides (npm test passes it; npm run lab does not).
 TEST_PACKAGES=(
   chromium                   # the live-view test drives a real headless browser
+  procps                     # pgrep: a lab's QEMU is found by its name
 )
 if [ "${1:-}" = "--tests" ]; then
   HOST_PACKAGES+=("${TEST_PACKAGES[@]}")

@@ -39,14 +39,21 @@ export async function floorInitrd(image: GuestImage): Promise<string> {
   return path;
 }
 
-/** Spawn → ready of one lab: the floor's first line, or the agent's answer (booted cold, or restored from a snapshot). */
-export async function bootOnce(profile: Profile, image: GuestImage, how: { floor?: string; snapshots: 'use' | 'off' }): Promise<number> {
+/**
+ * Spawn → ready of one lab: the floor's first line, or the agent's answer (booted cold, or restored from a snapshot).
+ * With snapshots 'use' the lab must restore, unless `saving` (the warm-up that boots cold and saves the machine).
+ */
+export async function bootOnce(
+  profile: Profile,
+  image: GuestImage,
+  how: { floor?: string; snapshots: 'use' | 'off'; saving?: boolean },
+): Promise<number> {
   const floor = how.floor;
   const lab = await Lab.launch(profile, {
     image: floor ? { kernel: image.kernel, initrd: floor } : image,
     snapshots: floor ? 'off' : how.snapshots,
   });
-  if (!floor && how.snapshots === 'use' && lab.start.how !== 'restored') {
+  if (!floor && how.snapshots === 'use' && !how.saving && lab.start.how !== 'restored') {
     await lab.shutdown('quit').catch(() => {});
     await lab.dispose();
     throw new Error(`expected a restore, but the lab booted cold (${lab.start.why})`);

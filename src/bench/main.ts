@@ -66,7 +66,7 @@ async function main(): Promise<void> {
   // Restores are measured with a QEMU that restores a TCG guest faithfully (8.2 on: TCELAB_QEMU / --qemu picks it).
   const unsafe = restoreUnsafeReason(profile, qemuVersionOf(profile.qemu.binary));
   // A snapshot of this machine exists before the restored runs are timed (the first cold lab saves it).
-  if (!unsafe) await bootOnce(profile, image, { snapshots: 'use' }).catch(async () => bootOnce(profile, image, { snapshots: 'use' }));
+  if (!unsafe) await bootOnce(profile, image, { snapshots: 'use', saving: true });
   // Restores are cheap: three after each cold boot, so their p90 is of nine.
   for (let i = 0; i < 3; i++) {
     f.push(await bootOnce(profile, image, { floor, snapshots: 'off' }));

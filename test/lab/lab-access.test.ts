@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { runtimeDirsIn } from '../helpers/lab.js';
 import { upLab } from '../helpers/up.js';
@@ -8,6 +10,10 @@ describe('tcelab exec and tcelab console on a tcelab up lab', () => {
   it('runs programs (output, exit code), shows the console, and types on it', async () => {
     const lab = await upLab('emulated');
     try {
+      // QEMU is named as QEMU in the process table (the kernel keeps 15 characters: qemu-system-ppc), staged or not.
+      const status = JSON.parse(lab.cli(['hotplug', 'status']).stdout) as { qemuPid: number };
+      expect(readFileSync(`/proc/${status.qemuPid}/comm`, 'utf8').trim()).toBe('qemu-system-ppc');
+      expect(spawnSync('pgrep', ['-x', 'qemu-system-ppc'], { encoding: 'utf8' }).stdout.split('\n')).toContain(String(status.qemuPid));
       const uname = lab.cli(['exec', '--', 'uname', '-r']);
       expect(uname.status, uname.stderr).toBe(0);
       expect(uname.stdout.trim()).toBe(lab.info.guestKernel);
