@@ -514,16 +514,24 @@ static uint8_t pattern_byte(uint64_t seed, uint64_t i)
 	return (uint8_t)(x | 1);
 }
 
+/* {"region", "offset", "size", "seed"} of fill and check: the bytes and the seed, or -1 with the reply filled. */
+static int pattern_range(const struct jval *args, struct reply *r, struct region **g, uint64_t *vaddr, uint64_t *size, uint64_t *seed)
+{
+	if (region_range(args, r, g, vaddr, size))
+		return -1;
+	int rc = json_u64(args, "seed", seed);
+	if (rc)
+		return bad_arg(r, "seed", rc, "a number");
+	return 0;
+}
+
 /* {"region", "offset", "size", "seed"}: fills bytes with the seed's pattern (what a copy carries, or a sentinel). */
 static enum outcome op_fill(const struct jval *args, struct reply *r)
 {
 	struct region *g;
 	uint64_t vaddr, size, seed;
-	if (region_range(args, r, &g, &vaddr, &size))
+	if (pattern_range(args, r, &g, &vaddr, &size, &seed))
 		return REPLY_ERROR;
-	int rc = json_u64(args, "seed", &seed);
-	if (rc)
-		return bad_arg(r, "seed", rc, "a number");
 	uint8_t *p = (uint8_t *)(uintptr_t)vaddr;
 	for (uint64_t i = 0; i < size; i++)
 		p[i] = pattern_byte(seed, i);
@@ -536,11 +544,8 @@ static enum outcome op_check(const struct jval *args, struct reply *r)
 {
 	struct region *g;
 	uint64_t vaddr, size, seed;
-	if (region_range(args, r, &g, &vaddr, &size))
+	if (pattern_range(args, r, &g, &vaddr, &size, &seed))
 		return REPLY_ERROR;
-	int rc = json_u64(args, "seed", &seed);
-	if (rc)
-		return bad_arg(r, "seed", rc, "a number");
 	const uint8_t *p = (const uint8_t *)(uintptr_t)vaddr;
 	uint64_t mismatches = 0, zeros = 0;
 	long long first = -1;

@@ -3,23 +3,13 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProfile, validateProfile } from '../../src/qemu/profile.js';
 import { buildArgv, runtimePaths } from '../../src/qemu/argv.js';
-import { InputError } from '../../src/util/errors.js';
+import { fieldOf } from '../helpers/input-error.js';
 import { CheckRecorder } from '../../src/scenario/checks.js';
 import { judgeTcePath, phbLiobns, TcePathTraceLog } from '../../src/kvm/in-kernel-tce.js';
 import { profilesDir } from '../../src/util/paths.js';
 import { silentProgress } from '../../src/util/progress.js';
 
 const kvmLabHost = () => JSON.parse(readFileSync(join(profilesDir, 'kvm-lab-host.json'), 'utf8'));
-
-function fieldOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InputError);
-    return (err as InputError).field;
-  }
-  throw new Error('did not throw');
-}
 
 describe('the KVM lab host profile', () => {
   it('boots its inner machine under KVM on huge pages, with kvm_hv loaded by the guest', async () => {

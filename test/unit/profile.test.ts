@@ -1,23 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { validateProfile, loadProfile, listProfiles } from '../../src/qemu/profile.js';
 import { buildArgv, runtimePaths } from '../../src/qemu/argv.js';
-import { InputError } from '../../src/util/errors.js';
+import { fieldOf } from '../helpers/input-error.js';
 
 const base = () => ({
   qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024 },
   phbs: [{ id: 'phb1', index: 1 }],
   devices: [{ id: 'edu1', driver: 'edu', phb: 'phb1' }],
 });
-
-function fieldOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    expect(err).toBeInstanceOf(InputError);
-    return (err as InputError).field;
-  }
-  throw new Error('did not throw');
-}
 
 describe('profile validation', () => {
   it('applies defaults', () => {

@@ -178,23 +178,14 @@ async function permissions(ctx: ScenarioContext, copies: Copies, src: Mapped, ds
   const swapped = ctx.seeded('perm-swapped');
   const ro = await copies.mapRegion(64 * KiB, false, 0x40000n, swapped ? 'write' : 'read');
   const wo = await copies.mapRegion(64 * KiB, false, 0x50000n, swapped ? 'read' : 'write');
-  const w = copies.worker;
   // Read-only: the device reads it; a write to it is dropped.
   await copies.roundTrip('read-only mapping: the device reads it', ro, dst, 0, 4096);
-  await w.fill(ro.region, { size: 4096 }, 7001);
-  await copies.dma('from-device', ro.iova, 4096);
-  const kept = await w.check(ro.region, { size: 4096 }, 7001);
+  const kept = await copies.deviceWrites(src, ro, 7001, true);
   checks.record('read-only mapping: the device cannot write it', kept.equal, 'unchanged', describeCheck(kept));
   // Write-only: the device writes it; a read of it gives zeros.
-  await w.fill(src.region, { size: 4096 }, 7002);
-  await copies.dma('to-device', src.iova, 4096);
-  await copies.dma('from-device', wo.iova, 4096);
-  const written = await w.check(wo.region, { size: 4096 }, 7002);
+  const written = await copies.deviceWrites(src, wo, 7002, false);
   checks.record('write-only mapping: the device writes it', written.equal, 'intact', describeCheck(written));
-  await w.fill(wo.region, { size: 4096 }, 7003);
-  await copies.dma('to-device', wo.iova, 4096);
-  await copies.dma('from-device', dst.iova, 4096);
-  const read = await w.check(dst.region, { size: 4096 }, 7003);
+  const read = await copies.deviceReads(wo, dst, 7003);
   checks.record(
     'write-only mapping: the device cannot read it (reads zeros)',
     read.zeroBytes === read.size,
@@ -206,21 +197,11 @@ async function permissions(ctx: ScenarioContext, copies: Copies, src: Mapped, ds
 /** After UNMAP the page is out of the device's reach both ways, and the next valid copy still works. */
 async function unreachableAfterUnmap(ctx: ScenarioContext, copies: Copies, src: Mapped, dst: Mapped): Promise<void> {
   const { checks } = ctx;
-  const w = copies.worker;
   const gone = await copies.mapRegion(64 * KiB, false, 0x60000n);
   if (!ctx.seeded('skip-unmap')) await copies.unmap(gone);
-  // The device holds data; it tries to write it into the unmapped page.
-  await w.fill(src.region, { size: 4096 }, 8001);
-  await copies.dma('to-device', src.iova, 4096);
-  await w.fill(gone.region, { size: 4096 }, 8002);
-  await copies.dma('from-device', gone.iova, 4096);
-  const kept = await w.check(gone.region, { size: 4096 }, 8002);
+  const kept = await copies.deviceWrites(src, gone, 8001, true);
   checks.record('after UNMAP the device cannot write the page (sentinel unchanged)', kept.equal, 'unchanged', describeCheck(kept));
-  // It tries to read the unmapped page (which holds a pattern): what it gets is copied to a valid page.
-  await w.fill(gone.region, { size: 4096 }, 8003);
-  await copies.dma('to-device', gone.iova, 4096);
-  await copies.dma('from-device', dst.iova, 4096);
-  const read = await w.check(dst.region, { size: 4096 }, 8003);
+  const read = await copies.deviceReads(gone, dst, 8003);
   checks.record(
     'after UNMAP the device cannot read the page (reads zeros)',
     read.zeroBytes === read.size,
@@ -289,6 +270,26 @@ class Copies {
     this.made++;
     this.totalMs += c.durationMs;
     return c;
+  }
+
+  /**
+   * The device loads 4 KiB of `seed`'s pattern from `from`, then writes it into `target`, which held a sentinel (its
+   * own pattern) before: the check of what `target` holds against the sentinel (`expectUnchanged`) or the data.
+   */
+  async deviceWrites(from: Mapped, target: Mapped, seed: number, expectUnchanged: boolean): Promise<PatternCheck> {
+    await this.worker.fill(from.region, { size: 4096 }, seed);
+    await this.dma('to-device', from.iova, 4096);
+    await this.worker.fill(target.region, { size: 4096 }, seed + 1);
+    await this.dma('from-device', target.iova, 4096);
+    return this.worker.check(target.region, { size: 4096 }, expectUnchanged ? seed + 1 : seed);
+  }
+
+  /** The device reads 4 KiB of `target` (which holds `seed`'s pattern) and writes what it got into `into`: its check. */
+  async deviceReads(target: Mapped, into: Mapped, seed: number): Promise<PatternCheck> {
+    await this.worker.fill(target.region, { size: 4096 }, seed);
+    await this.dma('to-device', target.iova, 4096);
+    await this.dma('from-device', into.iova, 4096);
+    return this.worker.check(into.region, { size: 4096 }, seed);
   }
 
   /**
