@@ -26,8 +26,12 @@ export interface KernelReport {
   excerpt: string[];
 }
 
-/** printk's "[   12.345678] " prefix, so the same line read from the console and from dmesg is one report. */
-const stamp = /^\[\s*\d+\.\d+\]\s?/;
+/**
+ * printk's "[   12.345678] " prefix and whatever precedes it on a console line (the console shell's prompt, a
+ * terminal query: "~ # \x1b[6n[    5.73] WARNING: …"), so the same line read from the console and from dmesg is one
+ * report that starts where the kernel's message does.
+ */
+const stamp = /^.*?\[\s*\d+\.\d+\]\s?/;
 
 export function scanKernelLog(text: string, excerptLines = 8): KernelReport[] {
   const lines = text.split(/\r?\n/);

@@ -30,6 +30,13 @@ describe('kernel log verdict', () => {
     expect(reports[0]!.excerpt).toHaveLength(3); // stops at the blank line
   });
 
+  it("reads a report where the console shell's prompt came first on the line as the same report dmesg has", () => {
+    const console = '~ # \x1b[6n[    5.732997] WARNING: CPU: 0 PID: 1 at tcelab/seeded.c:1 seeded_fault+0x0/0x10\n';
+    const dmesg = '[    5.732997] WARNING: CPU: 0 PID: 1 at tcelab/seeded.c:1 seeded_fault+0x0/0x10\n';
+    const reports = scanKernelLog(`${console}${dmesg}`);
+    expect(reports.map((r) => r.line)).toEqual(['WARNING: CPU: 0 PID: 1 at tcelab/seeded.c:1 seeded_fault+0x0/0x10']);
+  });
+
   it('passes a clean log, and what only looks like a report', () => {
     const clean =
       '[    0.1] Linux version 6.12\n[    0.245845] WARNING: nvram corruption detected: 0-length partition\n[    ' +
