@@ -50,11 +50,11 @@ export async function disposeInnerLab(ctx: ScenarioContext, lab: Lab, label: str
 }
 
 /**
- * The seeded fault: `worker` takes duplicates of every /dev/vfio fd the inner
- * QEMU holds (pidfd_getfd), as if they had been passed to it. Returns what it holds.
+ * The seeded fault: `worker` (a worker of the agent of the lab's host) takes duplicates of every /dev/vfio fd the
+ * lab's QEMU holds (pidfd_getfd), as if they had been passed to it. Returns what it holds.
  */
-export async function adoptInnerVfioFds(ctx: ScenarioContext, worker: VfioWorker, lab: Lab): Promise<string[]> {
-  const fds = ((await ctx.guestProbe.host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
+export async function adoptInnerVfioFds(worker: VfioWorker, lab: Lab): Promise<string[]> {
+  const fds = ((await lab.host.listDir(`/proc/${lab.process.pid}/fd`)) ?? []).filter((e) => e.target?.startsWith('/dev/vfio/'));
   if (fds.length === 0) throw new TcelabError("adopt the inner QEMU's VFIO fds", `pid ${lab.process.pid} holds no /dev/vfio fd`);
   await worker.adoptFds(
     lab.process.pid,

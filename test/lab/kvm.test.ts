@@ -66,6 +66,30 @@ describe('KVM lab host', () => {
     expect(runtimeDirsIn(root)).toEqual([]);
   });
 
+  it("faults of the lab host (a process that keeps the inner QEMU's VFIO fds, one that locks memory, a WARNING) fail exactly the host verdicts", () => {
+    const { report, status, root } = tcelabRun(['kvm-tce-path', '--set', 'seedFaults=host-holder,host-warning']);
+    expect(report.error).toBeUndefined();
+    expect(
+      report.checks
+        .filter(judgedNotPassing)
+        .map((c) => c.name)
+        .sort(),
+    ).toEqual(
+      [
+        'host: pinned pages (FOLL_PIN) back to baseline after QEMU exit',
+        'host: Mlocked back to baseline after QEMU exit',
+        'host: no process of the lab outlives QEMU',
+        'host kernel logged no panic, Oops, soft lockup, hard lockup, BUG, WARNING, RCU stall, hung task',
+      ].sort(),
+    );
+    expect(checkOf(report, 'host: no process of the lab outlives QEMU').measured).toMatch(/→ \/dev\/vfio\/vfio \(container\)/);
+    expect(checkOf(report, 'host: no process of the lab outlives QEMU').measured).toMatch(
+      /mem-locker "tcelab-agent lock 4 600".*VmLck 4096 kB/,
+    );
+    expect(status).toBe(1);
+    expect(liveLabQemuPids(root)).toEqual([]);
+  });
+
   it('tcelab up kvm-lab-host: tcelab exec and console reach the inner KVM guest through the host guest; shutdown leaves nothing', async () => {
     const lab = await upLab('kvm-lab-host');
     try {

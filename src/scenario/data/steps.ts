@@ -378,7 +378,7 @@ export const STEPS = {
     { worker: name, inner: name },
     async (s, { ctx, st, named, tag }) => {
       const lab = named(st.inners, s.inner, 'inner lab');
-      const held = await adoptInnerVfioFds(ctx, named(st.workers, s.worker, 'worker'), lab);
+      const held = await adoptInnerVfioFds(named(st.workers, s.worker, 'worker'), lab);
       ctx.phase(`${tag} ${s.worker} holds ${held.join(', ')}`);
     },
   ),

@@ -1,5 +1,7 @@
 import type { Profile } from '../../qemu/profile.js';
-import { InputError } from '../../util/errors.js';
+import { InputError, TcelabError } from '../../util/errors.js';
+import { AgentHost } from '../../host/agent-host.js';
+import { adoptInnerVfioFds } from '../nested.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import type { ScenarioDefinition } from '../scenario.js';
 
@@ -17,6 +19,9 @@ export const kvmTcePath: ScenarioDefinition = {
   defaultProfile: 'kvm-lab-host',
   seedableFaults: {
     'userspace-tce': 'the inner machine runs under TCG instead of KVM: QEMU emulates its TCE tables and handles every update itself',
+    'host-holder':
+      "a process of the lab host takes duplicates of the inner QEMU's VFIO fds and outlives it (its pins stay), another locks 4 MiB",
+    'host-warning': "a WARNING report is written to the lab host's kernel log (/dev/kmsg)",
   },
   adjustProfile(profile, options) {
     const inner = profile.inner;
@@ -60,5 +65,21 @@ export const kvmTcePath: ScenarioDefinition = {
     await worker.unregister(region.region);
     await worker.stop('TERM');
     await agent.unbind(dev.address);
+    // Faults of the lab host (the host verdicts must fail): done through the agent of the host guest.
+    if (ctx.seeded('host-holder') || ctx.seeded('host-warning')) {
+      const host = ctx.lab.host;
+      if (!(host instanceof AgentHost))
+        throw new TcelabError(
+          'seed a fault of the lab host',
+          'the lab host is this machine',
+          'these faults need a lab host that is a guest',
+        );
+      if (ctx.seeded('host-holder')) {
+        await adoptInnerVfioFds(await host.agent.startWorker(), ctx.lab);
+        await host.exec(['sh', '-c', 'tcelab-agent lock 4 600 </dev/null >/dev/null 2>&1 &']);
+      }
+      if (ctx.seeded('host-warning'))
+        await host.exec(['sh', '-c', 'echo "<4>WARNING: CPU: 0 PID: 1 at tcelab/seeded.c:1 seeded_fault+0x0/0x10" > /dev/kmsg']);
+    }
   },
 };

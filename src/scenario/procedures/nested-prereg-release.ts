@@ -160,7 +160,7 @@ async function innerCycle(
 
     if (seededFault) {
       holder = await agent.startWorker();
-      const heldFds = await adoptInnerVfioFds(ctx, holder, lab);
+      const heldFds = await adoptInnerVfioFds(holder, lab);
       ctx.phase(`${label}: worker ${holder.pid} holds ${heldFds.join(', ')}`);
     }
 
