@@ -4,6 +4,13 @@ import { packageRoot } from '../../src/util/paths.js';
 import { testRuntimeRoot } from './lab.js';
 
 /** A `tcelab up` lab of the test's own, and the CLI pointed at it. */
+/** The tcelab CLI on a runtime root: a one-off command's result. */
+export function cliOn(root: string): (args: string[], input?: string, timeoutMs?: number) => SpawnSyncReturns<string> {
+  const env = { ...process.env, TCELAB_RUNTIME_DIR: root };
+  return (args, input, timeoutMs = 60_000) =>
+    spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], { encoding: 'utf8', env, timeout: timeoutMs, input });
+}
+
 export interface UpLab {
   root: string;
   /** The up command's first JSON line: {up, runtimeDir, controlSocket, guestKernel}. */
@@ -13,8 +20,8 @@ export interface UpLab {
   shutdown(): Promise<number | null>;
 }
 
-export async function upLab(profile: string): Promise<UpLab> {
-  const root = testRuntimeRoot();
+/** Starts `tcelab up PROFILE --json` on a runtime root (a new one of the test's own by default), once it says it is up. */
+export async function upLab(profile: string, root = testRuntimeRoot()): Promise<UpLab> {
   const env = { ...process.env, TCELAB_RUNTIME_DIR: root };
   const main = join(packageRoot, 'dist/cli/main.js');
   const up = spawn(process.execPath, [main, 'up', profile, '--json'], { env, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -29,8 +36,7 @@ export async function upLab(profile: string): Promise<UpLab> {
     });
     up.on('exit', () => reject(new Error(`tcelab up ${profile} exited before it was up: ${stderr}`)));
   });
-  const cli = (args: string[], input?: string, timeoutMs = 60_000) =>
-    spawnSync(process.execPath, [main, ...args], { encoding: 'utf8', env, timeout: timeoutMs, input });
+  const cli = cliOn(root);
   return {
     root,
     info: JSON.parse(line),

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
@@ -8,6 +8,7 @@ import { resolveScenario } from '../../src/scenario/registry.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { judgedNotPassing, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { cliOn, upLab } from '../helpers/up.js';
 
 /**
  * The nested lab host against the real thing: the emulated lab's guest runs
@@ -196,29 +197,14 @@ describe('nested lab host', () => {
 
   it('tcelab up nested-lab-host keeps the inner QEMU running; tcelab qmp inner talks to it through the agent; shutdown leaves nothing', async () => {
     const root = testRuntimeRoot();
-    const env = { ...process.env, TCELAB_RUNTIME_DIR: root };
-    const cli = (...args: string[]) =>
-      spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], { encoding: 'utf8', env, timeout: 60_000 });
+    const cli = (...args: string[]) => cliOn(root)(args);
     // No lab yet: a clear error, no stack trace.
     const none = cli('qmp', 'inner', 'query-status');
     expect(none.status).not.toBe(0);
     expect(none.stderr).toMatch(/find a running lab: none under/);
     expect(none.stderr).not.toMatch(/\n\s+at /);
 
-    const up = spawn(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'up', 'nested-lab-host', '--json'], {
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = new Promise<number | null>((r) => up.on('exit', (code) => r(code)));
-    const line = await new Promise<string>((resolve, reject) => {
-      let out = '';
-      up.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('\n')) resolve(out.split('\n')[0]!);
-      });
-      up.on('exit', () => reject(new Error('tcelab up exited before it was up')));
-    });
-    expect(JSON.parse(line)).toMatchObject({ up: true });
+    const up = await upLab('nested-lab-host', root);
     const status = cli('qmp', 'inner', 'query-status');
     expect(status.status, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toEqual({ status: 'prelaunch', running: false });
@@ -227,8 +213,7 @@ describe('nested lab host', () => {
     const bad = cli('qmp', 'inner', 'no-such-command');
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/CommandNotFound/);
-    expect(cli('hotplug', 'shutdown').status).toBe(0);
-    expect(await exited).toBe(0);
+    expect(await up.shutdown()).toBe(0);
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
   });
