@@ -3,6 +3,7 @@ import type { VfioWorker } from '../../agent/agent-client.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { TcelabError } from '../../util/errors.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
+import type { CheckRecorder } from '../checks.js';
 
 const KiB = 1024;
 const MiB = 1024 * KiB;
@@ -193,12 +194,11 @@ async function permissions(ctx: ScenarioContext, copies: Copies, src: Mapped, ds
   // Write-only: the device writes it; a read of it gives zeros.
   const written = await copies.deviceWrites(src, wo, 7002, false);
   checks.record('write-only mapping: the device writes it', written.equal, 'intact', describeCheck(written));
-  const read = await copies.deviceReads(wo, dst, 7003);
-  checks.record(
+  recordReadsZeros(
+    checks,
     'write-only mapping: the device cannot read it (reads zeros)',
-    read.zeroBytes === read.size,
-    `all ${COPY} bytes zero`,
-    read.equal ? 'the pattern arrived' : `${read.zeroBytes} of ${read.size} bytes zero`,
+    await copies.deviceReads(wo, dst, 7003),
+    'the pattern arrived',
   );
 }
 
@@ -210,13 +210,18 @@ async function unreachableAfterUnmap(ctx: ScenarioContext, copies: Copies, src: 
   const kept = await copies.deviceWrites(src, gone, 8001, true);
   checks.record('after UNMAP the device cannot write the page (sentinel unchanged)', kept.equal, 'unchanged', describeCheck(kept));
   const read = await copies.deviceReads(gone, dst, 8003);
+  recordReadsZeros(checks, 'after UNMAP the device cannot read the page (reads zeros)', read, 'the pattern of the unmapped page arrived');
+  await copies.roundTrip('after the unreachable copies, a valid copy', src, dst, 0, COPY);
+}
+
+/** A read the device must not have been able to make: every byte it brought back is zero (`leaked`: what it says if not). */
+function recordReadsZeros(checks: CheckRecorder, name: string, read: PatternCheck, leaked: string): void {
   checks.record(
-    'after UNMAP the device cannot read the page (reads zeros)',
+    name,
     read.zeroBytes === read.size,
     `all ${COPY} bytes zero`,
-    read.equal ? 'the pattern of the unmapped page arrived' : `${read.zeroBytes} of ${read.size} bytes zero`,
+    read.equal ? leaked : `${read.zeroBytes} of ${read.size} bytes zero`,
   );
-  await copies.roundTrip('after the unreachable copies, a valid copy', src, dst, 0, COPY);
 }
 
 /** The completion MSI: exactly once for a copy that asks for it, never for one that does not. */
