@@ -3,7 +3,7 @@ import { loadProfile } from '../qemu/profile.js';
 import { Lab } from '../qemu/lab.js';
 import { StderrProgress } from '../util/progress.js';
 import { ControlServer } from '../control/control-server.js';
-import { innerBootImage, reserveHugepages } from '../scenario/run/guest-host.js';
+import { launchInnerMachine } from '../scenario/run/guest-host.js';
 import { Hotplugger } from '../hotplug/hotplug.js';
 import { HostDdwView } from '../ddw/host-view.js';
 import { InputError } from '../util/errors.js';
@@ -52,15 +52,7 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     const hotplug = new Hotplugger(lab.qmp, agent);
     const ddw = new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs);
     if (profile.inner) {
-      const host = new AgentHost(agent);
-      // An inner machine that boots (kvm-lab-host) boots the base image its host guest carries, on huge pages if it asks.
-      if (profile.inner.qemu.hugepages) await reserveHugepages(host, profile.inner.qemu.memoryMiB);
-      inner = await Lab.launch(profile.inner, {
-        host,
-        image: profile.inner.guest.boot ? innerBootImage() : undefined,
-        runtimeRoot: join(lab.paths.dir, 'inner-runtime'),
-        progress,
-      });
+      inner = await launchInnerMachine(profile.inner, new AgentHost(agent), lab.paths.dir, progress);
       if (profile.inner.guest.boot) {
         await inner.waitForGuestInit(progress);
         await inner.agent(progress);

@@ -1,10 +1,10 @@
 import { join } from 'node:path';
 import type { ScenarioContext } from './scenario.js';
-import { Lab } from '../qemu/lab.js';
+import type { Lab } from '../qemu/lab.js';
 import type { Profile } from '../qemu/profile.js';
 import type { VfioWorker } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
-import { innerBootImage, reserveHugepages } from './run/guest-host.js';
+import { launchInnerMachine } from './run/guest-host.js';
 
 /**
  * The inner lab of a nested lab host, for procedures and scenario steps alike:
@@ -28,15 +28,7 @@ export async function launchInnerLab(ctx: ScenarioContext, profile: Profile = in
   // An interrupted run starts no further inner lab: the runner is tearing the outer one down, and a lab launched
   // in the meantime would only race that teardown for its runtime dir.
   if (ctx.signal?.aborted) throw new TcelabError('launch an inner lab', 'not started: the run was interrupted');
-  // Guest RAM on huge pages (kvm-lab-host): the guest reserves them first, as a lab host's admin would.
-  if (profile.qemu.hugepages) await reserveHugepages(ctx.guestProbe.host, profile.qemu.memoryMiB);
-  const lab = await Lab.launch(profile, {
-    host: ctx.guestProbe.host,
-    // An inner machine that boots boots the base image its kvm-host guest carries.
-    image: profile.guest.boot ? innerBootImage() : undefined,
-    runtimeRoot: join(ctx.lab.paths.dir, 'inner-runtime'),
-    progress: ctx.progress,
-  });
+  const lab = await launchInnerMachine(profile, ctx.guestProbe.host, ctx.lab.paths.dir, ctx.progress);
   ctx.observeLab(lab, `inner pid ${lab.process.pid}`);
   return lab;
 }

@@ -110,15 +110,22 @@ export async function disposeGuestHost(guestHost: GuestHost, failed: boolean, ar
   await lab.dispose({ artifactsTo });
 }
 
-/** The inner lab, the lab under test, launched in the host guest. */
-export async function launchLabInGuestHost(profile: Profile, guestHost: GuestHost, progress: Progress): Promise<Lab> {
-  const inner = profile.inner!;
-  if (inner.qemu.hugepages)
-    await progress.step('reserve huge pages in the lab host', () => reserveHugepages(guestHost.host, inner.qemu.memoryMiB));
-  return Lab.launch(inner, {
-    host: guestHost.host,
-    image: innerBootImage(),
-    runtimeRoot: join(guestHost.lab.paths.dir, 'inner-runtime'),
+/**
+ * An inner machine launched in the guest that hosts it (`host`): the huge pages its RAM asks for reserved there first,
+ * as a lab host's admin would, the base image the kvm-host guest carries if it boots, its runtime dir in the outer lab's.
+ */
+export async function launchInnerMachine(profile: Profile, host: Host, outerRuntimeDir: string, progress: Progress): Promise<Lab> {
+  if (profile.qemu.hugepages)
+    await progress.step('reserve huge pages in the lab host', () => reserveHugepages(host, profile.qemu.memoryMiB));
+  return Lab.launch(profile, {
+    host,
+    image: profile.guest.boot ? innerBootImage() : undefined,
+    runtimeRoot: join(outerRuntimeDir, 'inner-runtime'),
     progress,
   });
+}
+
+/** The inner lab, the lab under test, launched in the host guest. */
+export function launchLabInGuestHost(profile: Profile, guestHost: GuestHost, progress: Progress): Promise<Lab> {
+  return launchInnerMachine(profile.inner!, guestHost.host, guestHost.lab.paths.dir, progress);
 }
