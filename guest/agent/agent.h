@@ -49,20 +49,32 @@ void reply_format(struct sbuf *out, const struct reply *r, enum outcome o, const
 /* How a service loop sends a reply it was holding (REPLY_LATER) once the work ends. */
 typedef void (*reply_sender)(const struct sbuf *id, struct reply *r, enum outcome o);
 
-/* sys.c: /proc and /sys */
+/* files.c: reading and writing files (/proc, /sys), and the file commands */
 ssize_t read_text(const char *path, char *buf, size_t max);
 int write_text(const char *path, const char *text);
 long long proc_status_kb(pid_t pid, const char *field);
 long long kv_value(const char *path, const char *key);
-enum outcome cmd_info(const struct request *req, struct reply *r);
-enum outcome cmd_counters(const struct request *req, struct reply *r);
-enum outcome cmd_bind(const struct request *req, struct reply *r);
-enum outcome cmd_unbind(const struct request *req, struct reply *r);
+/* Drops trailing newlines and spaces (what a /proc or /sys file ends with). */
+void trim(char *s);
 enum outcome cmd_read_file(const struct request *req, struct reply *r);
 enum outcome cmd_list_dir(const struct request *req, struct reply *r);
 enum outcome cmd_write_file(const struct request *req, struct reply *r);
+
+/* counters.c: pin, lock and huge page counters */
+/* Folds the kernel's per-CPU vmstat deltas into /proc/vmstat, so the next read of it is exact. */
+void fold_vmstat(void);
+enum outcome cmd_counters(const struct request *req, struct reply *r);
+
+/* pci.c: PCI devices and IOMMU groups in sysfs, binding to vfio-pci */
+enum outcome cmd_info(const struct request *req, struct reply *r);
+enum outcome cmd_bind(const struct request *req, struct reply *r);
+enum outcome cmd_unbind(const struct request *req, struct reply *r);
+
+/* holders.c: the processes that hold pins or VFIO fds, and signalling them */
 enum outcome cmd_pin_holders(const struct request *req, struct reply *r);
 enum outcome cmd_kill(const struct request *req, struct reply *r);
+
+/* exec.c: running helper programs */
 /* The "argv" argument (1 to max strings), or NULL with the reply filled. */
 const struct jval *argv_arg(const struct jval *args, int max, struct reply *r);
 /* Forks argv (PATH searched) with stdin /dev/null and stdout/stderr on pipes whose
