@@ -1,5 +1,5 @@
-import { ProtocolConnection, type ProtocolEvent, type ProtocolOptions } from './protocol.js';
-import { QmpProtocolError } from './errors.js';
+import { ProtocolConnection, type ProtocolEvent, type ProtocolOptions } from '../protocol/protocol.js';
+import { QmpProtocolError } from '../protocol/errors.js';
 
 /**
  * QMP vocabulary: the greeting, capability negotiation and typed commands.
