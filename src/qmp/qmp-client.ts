@@ -1,4 +1,4 @@
-import { ProtocolConnection, type ProtocolEvent, type ProtocolOptions } from '../protocol/protocol.js';
+import { ProtocolConnection, type ProtocolEvent, type ProtocolOptions, type SocketDialer } from '../protocol/protocol.js';
 import { QmpProtocolError } from '../protocol/errors.js';
 
 /**
@@ -29,7 +29,7 @@ export class QmpClient {
 
   static async connect(
     socketPath: string,
-    opts: Partial<ProtocolOptions> & { connectTimeoutMs?: number; greetingTimeoutMs?: number; host?: import('../host/host.js').Host } = {},
+    opts: Partial<ProtocolOptions> & { connectTimeoutMs?: number; greetingTimeoutMs?: number; host?: SocketDialer } = {},
   ): Promise<QmpClient> {
     const connection = await ProtocolConnection.connectUnix(socketPath, { peer: 'QMP', ...opts });
     try {
