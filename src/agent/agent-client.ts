@@ -1,6 +1,6 @@
 import { randomInt } from 'node:crypto';
-import { ProtocolConnection, type ProtocolOptions, type SocketDialer } from '../qmp/protocol.js';
-import { QmpTimeoutError } from '../qmp/errors.js';
+import { ProtocolConnection, type ProtocolOptions, type SocketDialer } from '../protocol/protocol.js';
+import { QmpTimeoutError } from '../protocol/errors.js';
 import { AgentCommandError } from './errors.js';
 import { TcelabError } from '../util/errors.js';
 import type {

@@ -1,4 +1,4 @@
-import { PeerCommandError } from '../qmp/errors.js';
+import { PeerCommandError } from '../protocol/errors.js';
 
 /** The guest agent refused a command; errorClass is the errno name of the failed call (EAGAIN, ENOENT, EBUSY…). */
 export class AgentCommandError extends PeerCommandError {

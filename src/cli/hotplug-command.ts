@@ -1,6 +1,6 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { ProtocolConnection } from '../qmp/protocol.js';
+import { ProtocolConnection } from '../protocol/protocol.js';
 import { TcelabError } from '../util/errors.js';
 import { runtimeRoot } from '../util/paths.js';
 import { CONTROL_SOCKET } from './up-command.js';

@@ -106,6 +106,7 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   for (const e of toRun) runs.push({ scenario: e.scenario, column: e.column, report: suite.reports.find((r) => r.scenario === e.label) });
   const matrix = buildMatrix(columns, runs);
   await writeFile(join(resultsDir, 'matrix.json'), `${JSON.stringify(matrix, bigintSafe, 2)}\n`);
+  // The results dir's junit.xml: a testsuite per kernel here, where a plain suite (tcelab run) has one per run.
   await writeFile(join(resultsDir, 'junit.xml'), matrixJunit(matrix));
   await writeFile(join(resultsDir, 'matrix.html'), matrixHtml(matrix));
   if (await writeExchangeOutputs(suite.reports, args)) return matrix.passed ? 0 : 1;

@@ -1,3 +1,5 @@
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { describePressure } from '../probes/pressure.js';
 import { runScenario, defaultResultsDir } from '../scenario/runner.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
@@ -9,6 +11,7 @@ import type { ScenarioDefinition } from '../scenario/scenario.js';
 import { StderrProgress } from '../util/progress.js';
 import { InputError } from '../util/errors.js';
 import { formatMs } from './output.js';
+import { toJunitXml } from '../report/junit.js';
 import { bigintSafe } from '../util/json.js';
 import { describingEnv, listProfiles, loadProfile } from '../qemu/profile.js';
 import { ensureGuestImages } from './guest-command.js';
@@ -137,15 +140,12 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
     return 0;
   }
   progress.info(`suite: ${entries.length} runs, ${args.jobs} at a time${args.shard ? `, shard ${args.shard}` : ''}`);
+  const resultsDir = args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name);
   const result = await abortingOnSignals((signal) =>
-    runSuite(entries, {
-      jobs: args.jobs,
-      resultsDir: args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name),
-      progress,
-      signal,
-      ...(args.shard ? { shard: parseShard(args.shard) } : {}),
-    }),
+    runSuite(entries, { jobs: args.jobs, resultsDir, progress, signal, ...(args.shard ? { shard: parseShard(args.shard) } : {}) }),
   );
+  // The suite's junit.xml, beside the per-run dirs and their own: one testsuite per run.
+  await writeFile(join(resultsDir, 'junit.xml'), toJunitXml(result.reports));
   if (await writeExchangeOutputs(result.reports, args)) return result.passed ? 0 : 1;
   if (args.json) {
     process.stdout.write(

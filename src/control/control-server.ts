@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket } from 'node:net';
 import { chmod, rm } from 'node:fs/promises';
-import { JsonLineDecoder, stringifyLossless } from '../qmp/framing.js';
-import { PeerCommandError } from '../qmp/errors.js';
+import { JsonLineDecoder, stringifyLossless } from '../protocol/framing.js';
+import { PeerCommandError } from '../protocol/errors.js';
 import { TcelabError, describeError } from '../util/errors.js';
 
 /**

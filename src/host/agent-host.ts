@@ -3,7 +3,7 @@ import { constants } from 'node:os';
 import { Duplex, PassThrough } from 'node:stream';
 import type { AgentClient } from '../agent/agent-client.js';
 import { AgentCommandError } from '../agent/errors.js';
-import { QmpTimeoutError } from '../qmp/errors.js';
+import { QmpTimeoutError } from '../protocol/errors.js';
 import { missingErrnoCodes, type DirEntry, type Host, type HostExit, type HostProcess, type SpawnOptions } from './host.js';
 
 const signalNames = new Map(Object.entries(constants.signals).map(([name, n]) => [n, name as NodeJS.Signals]));

@@ -1,7 +1,7 @@
 import type { QmpClient } from '../qmp/qmp-client.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
-import { PeerCommandError } from '../qmp/errors.js';
+import { PeerCommandError } from '../protocol/errors.js';
 import { DRC_TYPE_PCI, DRC_TYPE_PHB, drcName, findInQueryPci, pciDrcIndex, phbDeviceTreeNode, phbDrcIndex } from './drc.js';
 import { deviceArg } from '../qemu/argv.js';
 import { guestPciDomain } from '../qemu/profile.js';

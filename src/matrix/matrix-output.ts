@@ -1,4 +1,4 @@
-import { xmlEscape } from '../report/junit.js';
+import { xmlEscape } from '../util/xml.js';
 import type { CellStatus, Matrix } from './matrix.js';
 
 /** JUnit for CI: a testsuite per kernel (column), a testcase per scenario check; known defects and n/a are skipped. */

@@ -1,5 +1,6 @@
 import type { Check } from '../scenario/checks.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
+import { uniquelyNamed } from '../util/names.js';
 
 /**
  * Scenarios × kernels (× QEMUs): one verdict per check and column, and what changed from one column to the
@@ -72,19 +73,6 @@ const transition = (from: CellStatus, to: CellStatus): MatrixChange['kind'] | un
   return 'changed';
 };
 
-/**
- * A run's checks with names unique within it: a name seen again gets " (2)", " (3)"… in the order recorded, so
- * that the same check of two kernels lands in the same row and none overwrites another.
- */
-export function uniquelyNamed(checks: Check[]): Array<{ check: Check; name: string }> {
-  const seen = new Map<string, number>();
-  return checks.map((check) => {
-    const n = (seen.get(check.name) ?? 0) + 1;
-    seen.set(check.name, n);
-    return { check, name: n === 1 ? check.name : `${check.name} (${n})` };
-  });
-}
-
 export function buildMatrix(columns: MatrixColumn[], runs: MatrixRun[]): Matrix {
   const scenarios = [...new Set(runs.map((r) => r.scenario))];
   const rows = new Map<string, MatrixRow>();
@@ -99,7 +87,7 @@ export function buildMatrix(columns: MatrixColumn[], runs: MatrixRun[]): Matrix 
   };
   for (const run of runs) {
     if (!run.report) continue;
-    for (const { check: c, name } of uniquelyNamed(run.report.checks)) {
+    for (const { item: c, name } of uniquelyNamed(run.report.checks)) {
       rowOf(run.scenario, name).cells[run.column] = {
         status: c.status,
         measured: c.measured,

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events';
 import type { PinCounters, ProcCountersProbe } from './proc.js';
-import { QmpTimeoutError } from '../qmp/errors.js';
+import { QmpTimeoutError } from '../protocol/errors.js';
 
 /** One reading of one side's counters, `t` in ms since the run began. */
 export interface Sample {

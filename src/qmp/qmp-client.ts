@@ -1,5 +1,5 @@
-import { ProtocolConnection, type ProtocolEvent, type ProtocolOptions } from './protocol.js';
-import { QmpProtocolError } from './errors.js';
+import { ProtocolConnection, type ProtocolEvent, type ProtocolOptions, type SocketDialer } from '../protocol/protocol.js';
+import { QmpProtocolError } from '../protocol/errors.js';
 
 /**
  * QMP vocabulary: the greeting, capability negotiation and typed commands.
@@ -29,7 +29,7 @@ export class QmpClient {
 
   static async connect(
     socketPath: string,
-    opts: Partial<ProtocolOptions> & { connectTimeoutMs?: number; greetingTimeoutMs?: number; host?: import('../host/host.js').Host } = {},
+    opts: Partial<ProtocolOptions> & { connectTimeoutMs?: number; greetingTimeoutMs?: number; host?: SocketDialer } = {},
   ): Promise<QmpClient> {
     const connection = await ProtocolConnection.connectUnix(socketPath, { peer: 'QMP', ...opts });
     try {

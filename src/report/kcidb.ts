@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Check } from '../scenario/checks.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
-import { uniquelyNamed } from '../matrix/matrix.js';
+import { uniquelyNamed } from '../util/names.js';
 
 /**
  * KernelCI's KCIDB I/O format, version 5.3 (what KCIDB accepts today): a checkout and a build for every kernel under
@@ -112,7 +112,7 @@ export function toKcidb(reports: ScenarioReport[], opts: { host?: string } = {})
     // the runs apart, the build tells the kernels apart), so the same path.
     const scenario = pathComponent(r.scenario.replace(/@.*$/, '').replace(/-r\d+$/, ''));
     const start = Date.parse(r.startedAt);
-    uniquelyNamed(r.checks).forEach(({ check: c, name }, i) => {
+    uniquelyNamed(r.checks).forEach(({ item: c, name }, i) => {
       const status = kcidbStatus(c);
       const number = kcidbNumber(c);
       const excerpt = `${c.name}: measured ${c.measured}, expected ${c.expected}${c.detail ? ` (${c.detail})` : ''}`;

@@ -1,4 +1,4 @@
-import { PeerCommandError } from '../qmp/errors.js';
+import { PeerCommandError } from '../protocol/errors.js';
 import type { Progress } from '../util/progress.js';
 
 /** One verdict of a scenario, with what was expected and what was measured. */

@@ -4,7 +4,6 @@ import { runScenario } from './runner.js';
 import type { ScenarioReport } from './scenario.js';
 import type { ScenarioDefinition } from './scenario.js';
 import type { Progress } from '../util/progress.js';
-import { toJunitXml } from '../report/junit.js';
 import { bigintSafe } from '../util/json.js';
 import { InputError, describeError } from '../util/errors.js';
 
@@ -57,7 +56,8 @@ export interface SuiteResult {
 /**
  * Runs entries with up to `jobs` labs at once, each in its own runtime and
  * results dir; an exclusive entry waits for the others to finish and runs
- * alone. Writes a suite junit.xml and summary.json beside the per-run dirs.
+ * alone. Writes summary.json beside the per-run dirs; the caller writes the suite's report (junit.xml) from the
+ * reports returned, since reports sit above scenarios.
  */
 export async function runSuite(
   entries: SuiteEntry[],
@@ -139,7 +139,6 @@ export async function runSuite(
     durationMs: Date.now() - t0,
     jobs: opts.jobs,
   };
-  await writeFile(join(opts.resultsDir, 'junit.xml'), toJunitXml(reports));
   await writeFile(
     join(opts.resultsDir, 'summary.json'),
     `${JSON.stringify(

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { JsonLineDecoder } from '../../src/qmp/framing.js';
+import { JsonLineDecoder } from '../../src/protocol/framing.js';
 
 describe('JsonLineDecoder', () => {
   it('reassembles lines split across chunks and accepts CRLF', () => {
@@ -34,7 +34,7 @@ describe('JsonLineDecoder', () => {
 
 describe('parseJsonLossless', () => {
   it('keeps 64-bit integers exact as BigInt and leaves the rest alone', async () => {
-    const { parseJsonLossless } = await import('../../src/qmp/framing.js');
+    const { parseJsonLossless } = await import('../../src/protocol/framing.js');
     expect(parseJsonLossless('{"return": 576460752303423488}')).toEqual({ return: 576460752303423488n });
     expect(parseJsonLossless('{"a": 1, "b": -2.5e3, "c": "123456789012345678901", "d": [9007199254740991]}')).toEqual({
       a: 1,

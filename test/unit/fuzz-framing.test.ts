@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { JsonLineDecoder, parseJsonLossless, stringifyLossless } from '../../src/qmp/framing.js';
+import { JsonLineDecoder, parseJsonLossless, stringifyLossless } from '../../src/protocol/framing.js';
 import { rng, mutate } from '../helpers/fuzz.js';
 
 const BASES = [

@@ -1,7 +1,7 @@
 import type { ScenarioDefinition, ScenarioContext } from '../scenario.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { liobnOf, summarizeWindows, type DmaWindow } from '../../ddw/dma-window.js';
-import { PeerCommandError } from '../../qmp/errors.js';
+import { PeerCommandError } from '../../protocol/errors.js';
 
 const GiB = 1n << 30n;
 

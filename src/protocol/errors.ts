@@ -1,5 +1,10 @@
 import { TcelabError } from '../util/errors.js';
 
+/*
+ * The protocol's errors, for every peer. Those named Qmp… are raised for the agent and the control socket too; they
+ * keep the name because the control socket reports a TcelabError's name as its error class: clients see it.
+ */
+
 /** A peer (QEMU's QMP or the guest agent) answered a command with {"error": {"class", "desc"}}. */
 export class PeerCommandError extends TcelabError {
   constructor(
@@ -13,7 +18,10 @@ export class PeerCommandError extends TcelabError {
   }
 }
 
-/** QEMU refused a QMP command (errorClass is QMP's: GenericError, DeviceNotFound…). */
+/**
+ * QEMU refused a QMP command (errorClass is QMP's: GenericError, DeviceNotFound…). It lives with the protocol, not
+ * in qmp/, because it is the connection's default for a vocabulary that names none (QMP, the lab's control socket).
+ */
 export class QmpCommandError extends PeerCommandError {
   constructor(command: string, errorClass: string, desc: string, peer: string) {
     super(command, errorClass, desc, peer);
