@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { writeReportFiles } from '../report/write.js';
 import { resolveQemuInput, withStagedQemu } from '../qemu/stage-qemu.js';
 import { StderrProgress } from '../util/progress.js';
 import { writeFile, mkdir } from 'node:fs/promises';
@@ -222,11 +223,20 @@ async function main(): Promise<void> {
       for (const v of file.variants) {
         const label = [file.name, ...Object.values(v).filter((x) => typeof x === 'string')].join('-');
         const def = definitionFromFile(file, procedures);
-        const cold = await runScenario(def, { options: v, snapshots: 'off', resultsDir: join('/tmp', `tcelab-bench-${label}-cold`) });
-        let warm = await runScenario(def, { options: v, resultsDir: join('/tmp', `tcelab-bench-${label}`) });
+        const cold = await runScenario(def, {
+          writeResults: writeReportFiles,
+          options: v,
+          snapshots: 'off',
+          resultsDir: join('/tmp', `tcelab-bench-${label}-cold`),
+        });
+        let warm = await runScenario(def, {
+          writeResults: writeReportFiles,
+          options: v,
+          resultsDir: join('/tmp', `tcelab-bench-${label}`),
+        });
         // The first run of a machine is the one that saves its snapshot: time a restored one after it.
         if (warm.labStart?.how !== 'restored' && warm.labStart?.saved)
-          warm = await runScenario(def, { options: v, resultsDir: join('/tmp', `tcelab-bench-${label}`) });
+          warm = await runScenario(def, { writeResults: writeReportFiles, options: v, resultsDir: join('/tmp', `tcelab-bench-${label}`) });
         const how = warm.labStart?.how === 'restored' ? '' : ` (not restored: ${warm.labStart?.why})`;
         out(
           `${label.padEnd(28)} ${fmt(warm.durationMs / 1000, 1).padStart(7)} s ` +

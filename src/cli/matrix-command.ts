@@ -1,3 +1,4 @@
+import { writeReportFiles } from '../report/write.js';
 import { resolveQemuInput } from '../qemu/stage-qemu.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -101,7 +102,14 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
       `runs${args.shard ? ` (shard ${args.shard})` : ''}, ${args.jobs} at a time`,
   );
   const suite = await abortingOnSignals((signal) =>
-    runSuite(toRun, { jobs: args.jobs, resultsDir, progress, signal, ...(args.shard ? { shard: parseShard(args.shard) } : {}) }),
+    runSuite(toRun, {
+      jobs: args.jobs,
+      resultsDir,
+      progress,
+      signal,
+      writeResults: writeReportFiles,
+      ...(args.shard ? { shard: parseShard(args.shard) } : {}),
+    }),
   );
   for (const e of toRun) runs.push({ scenario: e.scenario, column: e.column, report: suite.reports.find((r) => r.scenario === e.label) });
   const matrix = buildMatrix(columns, runs);

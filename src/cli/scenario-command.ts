@@ -1,3 +1,4 @@
+import { writeReportFiles } from '../report/write.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describePressure } from '../probes/pressure.js';
@@ -124,6 +125,7 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
           options: entries[0]!.options,
           signal,
           live,
+          writeResults: writeReportFiles,
         }),
       );
       if (!(await writeExchangeOutputs([report], args))) printReport(report, args.json);
@@ -142,7 +144,14 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
   progress.info(`suite: ${entries.length} runs, ${args.jobs} at a time${args.shard ? `, shard ${args.shard}` : ''}`);
   const resultsDir = args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name);
   const result = await abortingOnSignals((signal) =>
-    runSuite(entries, { jobs: args.jobs, resultsDir, progress, signal, ...(args.shard ? { shard: parseShard(args.shard) } : {}) }),
+    runSuite(entries, {
+      jobs: args.jobs,
+      resultsDir,
+      progress,
+      signal,
+      writeResults: writeReportFiles,
+      ...(args.shard ? { shard: parseShard(args.shard) } : {}),
+    }),
   );
   // The suite's junit.xml, beside the per-run dirs and their own: one testsuite per run.
   await writeFile(join(resultsDir, 'junit.xml'), toJunitXml(result.reports));

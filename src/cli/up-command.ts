@@ -3,7 +3,7 @@ import { loadProfile } from '../qemu/profile.js';
 import { Lab } from '../qemu/lab.js';
 import { StderrProgress } from '../util/progress.js';
 import { ControlServer } from '../control/control-server.js';
-import { launchInnerMachine } from '../scenario/run/guest-host.js';
+import { launchInnerMachine } from '../scenario/run/guest-lab-host.js';
 import { Hotplugger } from '../hotplug/hotplug.js';
 import { HostDdwView } from '../ddw/host-view.js';
 import { InputError } from '../util/errors.js';
@@ -50,7 +50,7 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     const init = await lab.waitForGuestInit(progress);
     const agent = await lab.agent(progress);
     const hotplug = new Hotplugger(lab.qmp, agent);
-    const ddw = new HostDdwView(lab.qmp, lab.process.ddwTrace, profile.phbs);
+    const ddw = new HostDdwView(lab.qmp, lab.process.trace.ddw, profile.phbs);
     if (profile.inner) {
       inner = await launchInnerMachine(profile.inner, new AgentHost(agent), lab.paths.dir, progress);
       if (profile.inner.guest.boot) {

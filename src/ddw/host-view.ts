@@ -1,29 +1,7 @@
 import type { QmpClient } from '../qmp/qmp-client.js';
 import type { Profile } from '../qemu/profile.js';
-import {
-  parseMtreeWindows,
-  pageShiftFromTrace,
-  phbIndexOfLiobn,
-  parseDdwTraceLine,
-  type DdwTraceEvent,
-  type DmaWindow,
-} from './dma-window.js';
-
-/** The DDW trace events QEMU prints on stderr (enabled in every lab's argv). */
-export class DdwTraceLog {
-  readonly events: DdwTraceEvent[] = [];
-  private partial = '';
-
-  feed(chunk: string): void {
-    const text = this.partial + chunk;
-    const lines = text.split('\n');
-    this.partial = lines.pop() ?? '';
-    for (const line of lines) {
-      const e = parseDdwTraceLine(line);
-      if (e) this.events.push(e);
-    }
-  }
-}
+import { type DdwTraceLog, pageShiftFromTrace } from '../qemu/trace.js';
+import { parseMtreeWindows, phbIndexOfLiobn, type DmaWindow } from './dma-window.js';
 
 export interface PhbDmaState {
   phb: string;

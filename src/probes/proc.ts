@@ -1,6 +1,7 @@
 import type { Host } from '../host/host.js';
 import { hostPageKb, type ProcessScanner } from './host-attribution.js';
 import { type LabCgroup, labLockedKb } from './lab-cgroup.js';
+import { TcelabError } from '../util/errors.js';
 
 /**
  * The pinned-page counters tcelab checks, from /proc of any Host:
@@ -54,6 +55,17 @@ export function parseMemlockLimit(limits: string): { soft: number; hard: number 
   if (!m) return undefined;
   const v = (s: string) => (s === 'unlimited' ? Infinity : Number(s));
   return { soft: v(m[1]!), hard: v(m[2]!) };
+}
+
+/**
+ * The base page size, in kB, of a host's kernel (4 or 64 on POWER: Debian ships both flavours), from the mappings of
+ * the process that reads it (/proc/self/smaps: its first mapping is the program's text, in base pages).
+ */
+export async function kernelPageKb(host: Host): Promise<number> {
+  const smaps = (await host.readFile('/proc/self/smaps')) ?? '';
+  const kb = Number(/^KernelPageSize:\s+(\d+) kB/m.exec(smaps)?.[1]);
+  if (!kb) throw new TcelabError(`read ${host.name}'s page size`, 'no KernelPageSize in /proc/self/smaps');
+  return kb;
 }
 
 export class ProcCountersProbe {

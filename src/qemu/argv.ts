@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { Profile } from './profile.js';
-import { TCE_PATH_TRACE_EVENTS } from '../kvm/in-kernel-tce.js';
+import { traceArgs } from './trace.js';
 
 /**
  * Files of one lab inside its private runtime dir. Logs and transcripts are
@@ -98,13 +98,8 @@ export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImag
     `unix:${paths.qmpSocket},server=on,wait=off`,
     '-pidfile',
     paths.pidFile,
-    // The host's record of DDW create/remove (page size included), parsed from stderr.
-    '-trace',
-    'spapr_iommu_ddw_create',
-    '-trace',
-    'spapr_iommu_ddw_remove',
-    '-trace',
-    'spapr_iommu_ddw_reset',
+    // The host's own record of what it did for the guest (trace.ts), parsed from stderr.
+    ...traceArgs(profile),
   ];
   if (profile.guest.boot) {
     if (!image) throw new Error(`profile ${profile.name} boots a guest: buildArgv needs its kernel and initrd`);
@@ -123,9 +118,6 @@ export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImag
       profile.guest.modules.length ? `${profile.guest.append} tcelab.modules=${profile.guest.modules.join(',')}` : profile.guest.append,
     );
   }
-  // Where a device is passed through, QEMU's record of its TCE tables (in the kernel or not) and of the TCE updates
-  // it handled itself: the KVM path's verdicts (kvm/in-kernel-tce.ts).
-  if (profile.devices.some((d) => d.driver === 'vfio-pci')) for (const e of TCE_PATH_TRACE_EVENTS) argv.push('-trace', e);
   if (q.startPaused) argv.push('-S');
   if (q.memLock) argv.push('-overcommit', 'mem-lock=on');
   if (q.hugepages) argv.push('-mem-path', HUGEPAGES_MOUNT);

@@ -77,6 +77,14 @@ export interface Profile {
 }
 
 /** In a pseries guest, Linux numbers a PHB's PCI domain by its index: phb index 1 → "0001". */
+/**
+ * Whether the machine runs under KVM: then its host's kernel handles its hypercalls (TCE updates included) and is
+ * under test too. The one place tcelab asks "is this a KVM lab".
+ */
+export function runsUnderKvm(profile: Pick<Profile, 'qemu'>): boolean {
+  return profile.qemu.accel === 'kvm';
+}
+
 export function guestPciDomain(phb: Pick<PhbSpec, 'index'>): string {
   return phb.index.toString(16).padStart(4, '0');
 }
@@ -222,7 +230,7 @@ export function validateProfile(raw: unknown, name: string, env: NodeJS.ProcessE
     if (profile.inner.guest.boot && profile.inner.guest.image !== 'base') {
       throw v.err('inner.guest.image', 'must be "base": the inner guest boots the base image of the lab host\'s kernel');
     }
-    if (profile.inner.qemu.accel === 'kvm' && !profile.guest.modules.includes('kvm_hv')) {
+    if (runsUnderKvm(profile.inner) && !profile.guest.modules.includes('kvm_hv')) {
       throw v.err('guest.modules', 'must include "kvm_hv": the inner machine runs under KVM in this guest');
     }
     if (!profile.inner.devices.some((d) => d.driver === 'vfio-pci')) {

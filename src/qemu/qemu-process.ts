@@ -1,7 +1,6 @@
 import { createWriteStream } from 'node:fs';
 import { GuestConsole } from './console.js';
-import { DdwTraceLog } from '../ddw/host-view.js';
-import { TcePathTraceLog } from '../kvm/in-kernel-tce.js';
+import { QemuTraceLogs } from './trace.js';
 import type { RuntimePaths } from './argv.js';
 import { TcelabError } from '../util/errors.js';
 import type { Host, HostExit, HostProcess } from '../host/host.js';
@@ -21,10 +20,8 @@ export class QemuProcess {
   readonly exited: Promise<ExitInfo>;
   exitInfo: ExitInfo | undefined;
   readonly pid: number;
-  /** spapr_iommu_ddw_* trace events from stderr: the host's record of each DMA window. */
-  readonly ddwTrace = new DdwTraceLog();
-  /** spapr_iommu_new_table, vfio_spapr_group_attach and userspace TCE updates: whether KVM handled the TCEs. */
-  readonly tcePath = new TcePathTraceLog();
+  /** QEMU's trace from stderr: the host's record of each DMA window, and whether KVM handled the TCEs. */
+  readonly trace = new QemuTraceLogs();
   private stderrTail = '';
 
   private constructor(
@@ -38,8 +35,7 @@ export class QemuProcess {
     child.stdout!.on('data', (d: Buffer) => this.console.append(d));
     child.stderr!.on('data', (d: Buffer) => {
       stderrFile.write(d);
-      this.ddwTrace.feed(d.toString('utf8'));
-      this.tcePath.feed(d.toString('utf8'));
+      this.trace.feed(d.toString('utf8'));
       this.stderrTail = (this.stderrTail + d.toString('utf8')).slice(-4000);
     });
     this.exited = child.exited.then((info) => {

@@ -4,7 +4,7 @@ import type { Lab } from '../qemu/lab.js';
 import type { Profile } from '../qemu/profile.js';
 import type { VfioWorker } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
-import { launchInnerMachine } from './run/guest-host.js';
+import { launchInnerMachine } from './run/guest-lab-host.js';
 
 /**
  * The inner lab of a nested lab host, for procedures and scenario steps alike:

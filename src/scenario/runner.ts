@@ -2,26 +2,24 @@ import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { HostDdwView } from '../ddw/host-view.js';
 import { AgentHost } from '../host/agent-host.js';
-import { LocalHost } from '../host/local-host.js';
 import { type GuestImage, requireGuestImage } from '../image/image-builder.js';
 import { mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
 import type { LiveServer } from '../live/live-server.js';
-import { labCgroupExpected } from '../probes/lab-cgroup.js';
 import { type HostBaseline, readHostBaseline } from './run/host-baseline.js';
 import { pressureOverRun, readPressure, type PressureTotals } from '../probes/pressure.js';
 import { ProcessScanner } from '../probes/host-attribution.js';
 import { ProcCountersProbe } from '../probes/proc.js';
 import type { Sample } from '../probes/sampler.js';
-import { Lab } from '../qemu/lab.js';
+import type { Lab } from '../qemu/lab.js';
 import { loadProfile, type Profile, withInputs } from '../qemu/profile.js';
-import { writeReportFiles } from '../report/write.js';
 import { describeError, InputError, TcelabError } from '../util/errors.js';
 import { type Progress, silentProgress } from '../util/progress.js';
 import { GuestSession } from './run/guest-session.js';
-import { bootGuestHost, disposeGuestHost, type GuestHost, launchLabInGuestHost, runsOnGuestHost } from './run/guest-host.js';
 import { judgeHostKernelLog } from './run/host-kernel-log.js';
-import { judgesTcePath, judgeTcePath } from '../kvm/in-kernel-tce.js';
 import { judgeHostRelease } from './run/host-release.js';
+import type { LabHost } from './run/lab-host.js';
+import { labUnderTest, openLabHost } from './run/open-lab-host.js';
+import { judgesTcePath, judgeTcePath } from './run/tce-path-verdict.js';
 import { RunObservation } from './run/observation.js';
 import type { ScenarioContext, ScenarioDefinition, ScenarioReport } from './scenario.js';
 import { validateScenarioOptions } from './seeded-faults.js';
@@ -54,6 +52,11 @@ export interface RunOptions {
   live?: LiveServer;
   /** 'use': start from a saved machine where that is faithful (the default); 'off': boot cold (--cold, TCELAB_SNAPSHOTS=off). */
   snapshots?: 'use' | 'off';
+  /**
+   * Writes the run's report files (report/write.ts: results.json, junit.xml, timeline.svg) once it is judged; a
+   * failure to write fails the run. The caller of the runner owns its reports: without it, none are written.
+   */
+  writeResults?: (report: ScenarioReport) => Promise<void>;
 }
 
 export function defaultResultsDir(scenario: string): string {
@@ -94,12 +97,10 @@ interface Run {
   report: ScenarioReport;
   /** Counts the lab's own processes apart from its neighbours' on the host. */
   scanner: ProcessScanner;
-  /** This machine's /proc, or the host guest's where the lab's host is a guest (guest-host.ts). */
-  hostProbe: ProcCountersProbe;
-  /** Whether the lab passes a device through under KVM: then QEMU's TCE trace is judged (kvm/in-kernel-tce.ts). */
+  /** Whether the lab passes a device through under KVM: then QEMU's TCE trace is judged (run/tce-path-verdict.ts). */
   tcePathJudged: boolean;
-  /** The lab's host, where it is a guest: booted before the lab, judged after it, quit last. */
-  guestHost?: GuestHost;
+  /** The machine that runs QEMU (lab-host.ts): opened before the lab, judged after it, disposed of last. */
+  labHost?: LabHost;
   faults: Set<string>;
   /** The machine's pressure totals when the run began (where it has PSI). */
   pressureAtStart?: PressureTotals;
@@ -139,7 +140,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
   await mkdir(resultsDir, { recursive: true });
   let profile = withInputs(await loadProfile(opts.profile ?? def.defaultProfile), opts);
   // Judged on the profile as given: a seeded fault that moves the lab off the KVM path must fail these checks.
-  const tcePathJudged = judgesTcePath(runsOnGuestHost(def, profile) ? profile.inner! : profile);
+  const tcePathJudged = judgesTcePath(labUnderTest(def, profile));
   if (def.adjustProfile) profile = def.adjustProfile(profile, opts.options ?? {});
   // The kernel must have what the scenario needs: refused now, naming what is missing, rather than failing in the guest.
   const image = await requireGuestImage(profile.guest.image, profile.guest.kernel);
@@ -180,7 +181,6 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
     observation,
     report,
     scanner,
-    hostProbe: new ProcCountersProbe(new LocalHost(), scanner, () => run.lab?.cgroup),
     faults,
     tcePathJudged,
     pressureAtStart: readPressure(),
@@ -199,58 +199,37 @@ interface Launched {
 }
 
 /**
- * The host baseline is taken before QEMU exists; then the lab starts (cold, or from a snapshot). Where the lab's host
- * is a guest (kvm-lab-host), that guest boots first and is the host from then on: its counters, its baseline.
+ * The lab host is opened first (where it is a guest, the kvm-lab-host, it boots here and is the host from then on:
+ * its counters, its baseline); the host baseline is taken before QEMU exists; then the lab starts (cold, or from a
+ * snapshot).
  */
 async function launch(run: Run, profile: Profile, image: GuestImage): Promise<Launched> {
   const { observation, progress, report, opts } = run;
   const { sampler } = observation;
-  if (runsOnGuestHost(run.def, profile)) {
-    observation.phase('lab host launch');
-    const guestHost = await bootGuestHost(profile, image, { progress, runtimeRoot: opts.runtimeRoot, snapshots: opts.snapshots });
-    run.guestHost = guestHost;
-    observation.observeLab(guestHost.lab, 'lab host');
-    // The host guest runs nothing but this lab: its system-wide counters are the lab's (no neighbours to attribute).
-    run.hostProbe = new ProcCountersProbe(guestHost.host);
-    report.labHost = {
-      profile: profile.name,
-      kernel: guestHost.kernelRelease,
-      qemuVersion: guestHost.lab.qmp.qemuVersion,
-      spawnToAgentMs: guestHost.spawnToAgentMs,
-      labStart: guestHost.lab.start,
-    };
-    observation.phase('lab host up');
-  }
-  sampler.start('host', run.hostProbe, {
+  const labHost = await openLabHost(run.def, profile, image, {
+    progress,
+    runtimeRoot: opts.runtimeRoot,
+    snapshots: opts.snapshots,
+    scanner: run.scanner,
+    labCgroup: () => run.lab?.cgroup,
+    phase: (name) => observation.phase(name),
+    observeLab: (lab, label) => observation.observeLab(lab, label),
+  });
+  run.labHost = labHost;
+  report.labHost = labHost.described;
+  sampler.start('host', labHost.probe, {
     rateHz: report.sampling.hostRateHz,
     pid: () => (run.lab?.process.running ? run.lab.process.pid : undefined),
   });
-  const first = await sampler.waitFor('host', () => true, { after: 0, timeoutMs: 5000 });
-  if (!first) {
-    await sampler.stop();
-    throw new TcelabError('sample the host counters', 'no sample within 5 s');
-  }
-  const { sample: hostBaseline, spread: baselineSpread } = await readHostBaseline(sampler, first, {
-    mlockedByCgroup: !run.guestHost && labCgroupExpected(),
-  });
-  // Who pinned what at the baseline: a neighbour whose VmPin overstates its pins lowers the lab's part until it leaves.
-  const baselineNeighbourPins = run.guestHost ? {} : run.scanner.scan(250).neighbourPins;
-  observation.phase('baseline');
-  observation.phase('launch');
   let lab: Lab;
+  let baseline: Omit<Launched, 'lab'>;
   try {
-    lab = run.guestHost
-      ? await launchLabInGuestHost(profile, run.guestHost, progress)
-      : await Lab.launch(profile, {
-          image,
-          progress,
-          runtimeRoot: opts.runtimeRoot,
-          snapshots: opts.snapshots,
-          coldBecause: run.def.bootsCold,
-        });
+    baseline = await readBaseline(run, labHost);
+    observation.phase('launch');
+    lab = await labHost.launch(profile, { progress, coldBecause: run.def.bootsCold });
   } catch (err) {
     await sampler.stop();
-    if (run.guestHost) await disposeGuestHost(run.guestHost, true, join(report.resultsDir, 'artifacts', 'lab-host'), progress);
+    await labHost.dispose(true, join(report.resultsDir, 'artifacts', 'lab-host'), progress);
     throw err;
   }
   run.lab = lab;
@@ -258,13 +237,27 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
   report.labStart = lab.start;
   report.qemuVersion = lab.qmp.qemuVersion;
   observation.watchLab(lab);
-  return { lab, hostBaseline, baselineSpread, baselineNeighbourPins };
+  return { lab, ...baseline };
+}
+
+/** The host's counters before QEMU exists, read where they hold still (host-baseline.ts). */
+async function readBaseline(run: Run, labHost: LabHost): Promise<Omit<Launched, 'lab'>> {
+  const { sampler } = run.observation;
+  const first = await sampler.waitFor('host', () => true, { after: 0, timeoutMs: 5000 });
+  if (!first) throw new TcelabError('sample the host counters', 'no sample within 5 s');
+  const { sample: hostBaseline, spread: baselineSpread } = await readHostBaseline(sampler, first, {
+    mlockedByCgroup: labHost.mlockedByCgroup(),
+  });
+  // Who pinned what at the baseline: a neighbour whose VmPin overstates its pins lowers the lab's part until it leaves.
+  const baselineNeighbourPins = labHost.neighbourPins();
+  run.observation.phase('baseline');
+  return { hostBaseline, baselineSpread, baselineNeighbourPins };
 }
 
 /** The guest comes up, its agent answers, guest sampling starts, and the scenario runs. */
 async function runSteps(run: Run, { lab, hostBaseline }: Launched, session: GuestSession): Promise<void> {
   const { observation, progress, report, def, opts } = run;
-  report.hostMemlockLimit = await run.hostProbe.memlockLimit(lab.process.pid);
+  report.hostMemlockLimit = await run.labHost!.probe.memlockLimit(lab.process.pid);
   const init = await lab.waitForGuestInit(progress);
   report.guestKernel = init.kernelRelease;
   report.spawnToInitMs = init.spawnToInitMs;
@@ -288,7 +281,7 @@ async function runSteps(run: Run, { lab, hostBaseline }: Launched, session: Gues
     options: opts.options ?? {},
     releases: report.releases,
     timings: report.timings,
-    ddw: new HostDdwView(lab.qmp, lab.process.ddwTrace, lab.profile.phbs),
+    ddw: new HostDdwView(lab.qmp, lab.process.trace.ddw, lab.profile.phbs),
     observeLab: (other, label) => observation.observeLab(other, label),
     watchGuestPid: (pid) => {
       guestPid = pid;
@@ -332,26 +325,25 @@ async function judge(
     await observation.sampler.stop('guest');
     const releases = await judgeHostRelease({
       sampler: observation.sampler,
-      scanner: run.scanner,
+      labHost: run.labHost!,
       baseline: hostBaseline,
       baselineSpread,
       baselineNeighbourPins,
       checks: observation.checks,
       lab,
-      guestHost: run.guestHost,
       timeoutMs: opts.releaseTimeoutMs ?? 10_000,
       mlockedToleranceKb: opts.mlockedToleranceKb ?? 1024,
       progress,
     });
     report.releases.push(...releases);
     observation.phase('baseline regained');
-    if (run.tcePathJudged) judgeTcePath(lab.process.tcePath, lab.profile, observation.checks, lab.process.stderr());
+    if (run.tcePathJudged) judgeTcePath(lab.process.trace.tcePath, lab.profile, observation.checks, lab.process.stderr());
   } catch (err) {
     report.error = `${report.error ? `${report.error}; ` : ''}${describeError(err)}`;
     observation.checks.record('lab torn down and judged', false, 'no error', describeError(err));
   } finally {
     session.recordKernelLogVerdict();
-    if (run.guestHost) await judgeHostKernelLog(run.guestHost, observation.checks);
+    await judgeHostKernelLog(run.labHost!, observation.checks);
   }
 }
 
@@ -367,19 +359,17 @@ async function finish(run: Run, lab: Lab): Promise<void> {
   report.passed = observation.checks.passed && !report.error;
   if (!report.passed) lab.failed = true;
   await lab.dispose({ artifactsTo: join(report.resultsDir, 'artifacts') });
-  if (run.guestHost) {
-    await disposeGuestHost(run.guestHost, !report.passed, join(report.resultsDir, 'artifacts', 'lab-host'), run.progress).catch((err) => {
-      report.error = `${report.error ? `${report.error}; ` : ''}could not tear the lab host down: ${describeError(err)}`;
-      report.passed = false;
-    });
-  }
+  await run.labHost!.dispose(!report.passed, join(report.resultsDir, 'artifacts', 'lab-host'), run.progress).catch((err) => {
+    report.error = `${report.error ? `${report.error}; ` : ''}could not tear the lab host down: ${describeError(err)}`;
+    report.passed = false;
+  });
   report.labStart = lab.start;
   report.durationMs = Date.now() - observation.t0;
   // What the machine went through meanwhile: a slow or failed run on a machine that stalled says so.
   const pressureAtEnd = readPressure();
   if (run.pressureAtStart && pressureAtEnd) report.hostPressure = pressureOverRun(run.pressureAtStart, pressureAtEnd, report.durationMs);
   observation.done(report.passed);
-  await writeReportFiles(report).catch((err) => {
+  await run.opts.writeResults?.(report).catch((err) => {
     report.error = `${report.error ? `${report.error}; ` : ''}could not write the results: ${(err as Error).message}`;
     report.passed = false;
   });

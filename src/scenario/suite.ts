@@ -1,6 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { runScenario } from './runner.js';
+import { type RunOptions, runScenario } from './runner.js';
 import type { ScenarioReport } from './scenario.js';
 import type { ScenarioDefinition } from './scenario.js';
 import type { Progress } from '../util/progress.js';
@@ -69,6 +69,8 @@ export async function runSuite(
     signal?: AbortSignal;
     /** Which shard of which whole this suite is (`--shard i/n`), recorded so shards can be merged and counted. */
     shard?: { index: number; count: number };
+    /** Writes each run's report files (the runner's writeResults). */
+    writeResults?: RunOptions['writeResults'];
   },
 ): Promise<SuiteResult> {
   const t0 = Date.now();
@@ -98,6 +100,7 @@ export async function runSuite(
           signal: opts.signal,
           kernel: next.kernel,
           qemu: next.qemu,
+          writeResults: opts.writeResults,
         })
           .catch(
             (err): ScenarioReport => ({

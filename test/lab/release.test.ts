@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
+import { writeReportFiles } from '../../src/report/write.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { findProcedure } from '../../src/scenario/registry.js';
 import { expectPassed, judgedNotPassing, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
@@ -19,7 +20,12 @@ describe('pinned-page release', () => {
   it('guest-release: exit and container close release the pins; the seeded leak is caught and its holder named', async () => {
     const root = testRuntimeRoot();
     const dir = mkdtempSync('/tmp/tcelab-res-');
-    const report = await runScenario(findProcedure('guest-release')!, { resultsDir: dir, runtimeRoot: root, options: { sizeMiB: 16 } });
+    const report = await runScenario(findProcedure('guest-release')!, {
+      resultsDir: dir,
+      runtimeRoot: root,
+      options: { sizeMiB: 16 },
+      writeResults: writeReportFiles,
+    });
     expect(report.error).toBeUndefined();
     expect(check(report, 'case 1: pins released after the worker exits').pass).toBe(true);
     expect(check(report, 'case 2: pins still held after close(container) alone').measured).toBe('4096');

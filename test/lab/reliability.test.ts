@@ -3,6 +3,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
+import { writeReportFiles } from '../../src/report/write.js';
 import { resolveScenario } from '../../src/scenario/registry.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
@@ -106,7 +107,12 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
       },
     };
     const t0 = Date.now();
-    const report = await runScenario(def, { resultsDir: opts.resultsDir ?? mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, progress });
+    const report = await runScenario(def, {
+      resultsDir: opts.resultsDir ?? mkdtempSync('/tmp/tcelab-res-'),
+      runtimeRoot: root,
+      progress,
+      writeResults: writeReportFiles,
+    });
     return { report, ms: Date.now() - t0, root };
   }
 

@@ -1,13 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import {
-  parseMtreeWindows,
-  parseDdwTraceLine,
-  pageShiftFromTrace,
-  liobnOf,
-  phbIndexOfLiobn,
-  describeWindow,
-} from '../../src/ddw/dma-window.js';
-import { DdwTraceLog } from '../../src/ddw/host-view.js';
+import { parseMtreeWindows, liobnOf, phbIndexOfLiobn, describeWindow } from '../../src/ddw/dma-window.js';
+import { parseDdwTraceLine, pageShiftFromTrace, QemuTraceLogs } from '../../src/qemu/trace.js';
 
 // Lines as QEMU 7.2 prints them (info mtree; -trace spapr_iommu_ddw_* with the log backend).
 const MTREE = `address-space: edu
@@ -28,12 +21,13 @@ describe('DDW host view parsing', () => {
   });
 
   it('reads page sizes from DDW trace events, the last create winning', () => {
-    const log = new DdwTraceLog();
-    log.feed(
+    const logs = new QemuTraceLogs();
+    const log = logs.ddw;
+    logs.feed(
       'spapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x1000, requested=0x10000000, start ' +
         'addr=0x800000000000000, liobn=0x80000101\nspapr_iommu_ddw_remove li',
     );
-    log.feed(
+    logs.feed(
       'obn=0x80000101\nspapr_iommu_ddw_create buid=0x800000020000001 addr=0x0, page size=0x10000, ' +
         'requested=0x40000000, start addr=0x800000000000000, liobn=0x80000101\n',
     );

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import type { Sample } from '../../src/probes/sampler.js';
 import type { ReleaseVerdict } from '../../src/probes/release.js';
 import { baselineFromSamples } from '../../src/scenario/run/host-baseline.js';
-import { baselineUncertainty, type Judgement } from '../../src/scenario/run/host-release.js';
+import { baselineUncertainty } from '../../src/scenario/run/host-release.js';
+import type { Judgement } from '../../src/scenario/run/release-judgements.js';
 
 /** 20 Hz host samples; `locked(t)` is the system-wide Mlocked and `seen(t)` what the neighbour scan accounts. */
 function samples(ms: number, locked: (t: number) => number, seen: (t: number) => number): Sample[] {

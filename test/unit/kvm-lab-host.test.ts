@@ -5,7 +5,9 @@ import { loadProfile, validateProfile } from '../../src/qemu/profile.js';
 import { buildArgv, runtimePaths } from '../../src/qemu/argv.js';
 import { fieldOf } from '../helpers/input-error.js';
 import { CheckRecorder } from '../../src/scenario/checks.js';
-import { judgeTcePath, phbLiobns, TcePathTraceLog } from '../../src/kvm/in-kernel-tce.js';
+import { liobnOf } from '../../src/ddw/dma-window.js';
+import { QemuTraceLogs } from '../../src/qemu/trace.js';
+import { judgeTcePath } from '../../src/scenario/run/tce-path-verdict.js';
 import { profilesDir } from '../../src/util/paths.js';
 import { silentProgress } from '../../src/util/progress.js';
 
@@ -51,18 +53,18 @@ describe('the KVM lab host profile', () => {
 describe("QEMU's TCE trace, judged", () => {
   const profile = () => validateProfile(kvmLabHost(), 'kvm-lab-host').inner!;
   const judge = (lines: string[]) => {
-    const log = new TcePathTraceLog();
+    const logs = new QemuTraceLogs();
     // Split mid-line, as a pipe delivers it.
     const text = `${lines.join('\n')}\n`;
-    log.feed(text.slice(0, 17));
-    log.feed(text.slice(17));
+    logs.feed(text.slice(0, 17));
+    logs.feed(text.slice(17));
     const checks = new CheckRecorder(silentProgress);
-    judgeTcePath(log, profile(), checks, text);
+    judgeTcePath(logs.tcePath, profile(), checks, text);
     return Object.fromEntries(checks.checks.map((c) => [c.name, c.status]));
   };
 
   it('names the liobns of a PHB (32-bit window and DDW)', () => {
-    expect(phbLiobns(1)).toEqual([0x80000100, 0x80000101]);
+    expect([0, 1].map((n) => liobnOf(1, n))).toEqual([0x80000100, 0x80000101]);
   });
 
   it('passes the in-kernel path, and fails each way off it', () => {
