@@ -1,6 +1,8 @@
 import type { KernelFacts } from '../kernel/kernel-facts.js';
 import { parseKernelSpec } from '../kernel/kernel-spec.js';
-import { buildGuestImage, IMAGE_VARIANT_PATTERN, type GuestImage, type ImageVariant } from '../image/image-builder.js';
+import { buildGuestImage } from '../image/image-builder.js';
+import { IMAGE_VARIANT_PATTERN, type ImageVariant } from '../image/image-variant.js';
+import type { GuestImage } from '../image/image-cache.js';
 import { InputError } from '../util/errors.js';
 import type { Profile } from '../qemu/profile.js';
 import type { Progress } from '../util/progress.js';

@@ -1,7 +1,7 @@
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { libraryClosure } from '../image/image-builder.js';
+import { libraryClosure } from '../image/package-resolution.js';
 import { hostDebianMirror } from '../debian/apt-sources.js';
 import { debFileName, type DebPackage } from '../debian/deb-package.js';
 import { aptFailureText, PrivateApt } from '../debian/private-apt.js';
