@@ -7,7 +7,7 @@ import { findGuestImage } from '../image/image-cache.js';
 import { Lab } from '../qemu/lab.js';
 import { InputError } from '../util/errors.js';
 import { StderrProgress } from '../util/progress.js';
-import { ensureGuestImage } from './guest-command.js';
+import { ensureGuestImage } from '../image/ensure-guest-image.js';
 import { installInterruptHandlers } from './interrupt.js';
 
 /**
