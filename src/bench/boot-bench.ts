@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { writeCpio } from '../image/cpio.js';
 import { readCpio } from '../image/cpio.js';
 import { gunzipSync } from 'node:zlib';
-import type { GuestImage } from '../image/image-builder.js';
+import type { GuestImage } from '../image/image-cache.js';
 import type { Profile } from '../qemu/profile.js';
 import { Lab } from '../qemu/lab.js';
 

@@ -1,4 +1,4 @@
-import type { ImageVariant } from '../image/image-builder.js';
+import type { ImageVariant } from '../image/image-variant.js';
 import type { Argv, ArgumentsCamelCase, CommandModule } from 'yargs';
 import { guestBuildCommand } from './guest-command.js';
 import { runBootCommand } from './run-command.js';

@@ -3,11 +3,11 @@ import { describingEnv, listProfiles, loadProfile, PLACEHOLDER_VFIO_HOST, type P
 import { LocalHost } from '../host/local-host.js';
 import { AgentHost } from '../host/agent-host.js';
 import { runDoctor, formatDoctor, type DoctorReport } from '../doctor/doctor.js';
-import { findGuestImage } from '../image/image-builder.js';
+import { findGuestImage } from '../image/image-cache.js';
 import { Lab } from '../qemu/lab.js';
 import { InputError } from '../util/errors.js';
 import { StderrProgress } from '../util/progress.js';
-import { ensureGuestImage } from './guest-command.js';
+import { ensureGuestImage } from '../image/ensure-guest-image.js';
 import { installInterruptHandlers } from './interrupt.js';
 
 /**

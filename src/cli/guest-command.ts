@@ -1,9 +1,8 @@
 import type { KernelFacts } from '../kernel/kernel-facts.js';
 import { parseKernelSpec } from '../kernel/kernel-spec.js';
-import { buildGuestImage, IMAGE_VARIANT_PATTERN, type GuestImage, type ImageVariant } from '../image/image-builder.js';
+import { buildGuestImage } from '../image/image-builder.js';
+import { IMAGE_VARIANT_PATTERN, type ImageVariant } from '../image/image-variant.js';
 import { InputError } from '../util/errors.js';
-import type { Profile } from '../qemu/profile.js';
-import type { Progress } from '../util/progress.js';
 import { StderrProgress } from '../util/progress.js';
 import { formatBytes, formatMs } from './output.js';
 
@@ -48,26 +47,6 @@ export async function guestBuildCommand(args: {
       m.packages.map((p) => `    ${p.name.padEnd(40)} ${p.version.padEnd(22)} sha256:${p.sha256.slice(0, 16)}…\n`).join(''),
   );
   return 0;
-}
-
-/**
- * The guest image a profile boots, built first where missing or stale: a run
- * from a clean checkout needs no separate build step (up to date: ~20 ms).
- */
-export async function ensureGuestImage(profile: Profile, progress: Progress): Promise<GuestImage> {
-  const variant = profile.guest.image;
-  const r = await buildGuestImage({ variant, kernel: profile.guest.kernel, refresh: false, progress });
-  if (r.action !== 'up-to-date')
-    progress.info(
-      `guest image "${variant}" for ${profile.guest.kernel} ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`,
-    );
-  return r.image;
-}
-
-/** ensureGuestImage for every variant and kernel these profiles boot, one build at a time. */
-export async function ensureGuestImages(profiles: Profile[], progress: Progress): Promise<void> {
-  const byImage = new Map(profiles.map((p) => [`${p.guest.image} ${p.guest.kernel}`, p]));
-  for (const p of byImage.values()) await ensureGuestImage(p, progress);
 }
 
 /** "Debian package linux-image-… 6.12.107-1", or the spec of a local kernel. */

@@ -1,6 +1,6 @@
 import { loadProfile } from '../qemu/profile.js';
 import { Lab } from '../qemu/lab.js';
-import { ensureGuestImage } from './guest-command.js';
+import { ensureGuestImage } from '../image/ensure-guest-image.js';
 import { StderrProgress } from '../util/progress.js';
 import { formatMs } from './output.js';
 import { installInterruptHandlers } from './interrupt.js';

@@ -15,7 +15,7 @@ import { formatMs } from './output.js';
 import { toJunitXml } from '../report/junit.js';
 import { bigintSafe } from '../util/json.js';
 import { describingEnv, listProfiles, loadProfile } from '../qemu/profile.js';
-import { ensureGuestImages } from './guest-command.js';
+import { ensureGuestImages } from '../image/ensure-guest-image.js';
 import { LiveServer } from '../live/live-server.js';
 import { validateScenarioOptions } from '../scenario/seeded-faults.js';
 import { abortingOnSignals } from './interrupt.js';

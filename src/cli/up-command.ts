@@ -9,7 +9,7 @@ import { HostDdwView } from '../ddw/host-view.js';
 import { InputError } from '../util/errors.js';
 import { describeWindow } from '../ddw/dma-window.js';
 import { AgentHost } from '../host/agent-host.js';
-import { ensureGuestImage } from './guest-command.js';
+import { ensureGuestImage } from '../image/ensure-guest-image.js';
 
 export const CONTROL_SOCKET = 'control.sock';
 

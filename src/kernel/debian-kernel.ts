@@ -1,5 +1,5 @@
-import { compareDebianVersions } from '../image/debian-version.js';
-import type { DebPackage } from '../image/private-apt.js';
+import type { DebPackage } from '../debian/deb-package.js';
+import { compareDebianVersions } from '../debian/debian-version.js';
 import { TcelabError } from '../util/errors.js';
 import { type KernelFlavour, versionMatches } from './kernel-spec.js';
 

@@ -5,7 +5,7 @@ import { Validator, parseJsonText, substituteVariables, type Spec } from '../uti
 import { InputError, TcelabError } from '../util/errors.js';
 import { profilesDir } from '../util/paths.js';
 import { DEFAULT_KERNEL, parseKernelSpec } from '../kernel/kernel-spec.js';
-import { extraModules, IMAGE_VARIANT_PATTERN, type ImageVariant, runsQemu } from '../image/image-builder.js';
+import { extraModules, IMAGE_VARIANT_PATTERN, type ImageVariant, runsQemu } from '../image/image-variant.js';
 
 /**
  * A lab profile: everything needed to start one pseries machine, as data.

@@ -1,9 +1,10 @@
 import { chmod, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { libraryClosure } from '../image/image-builder.js';
-import { hostDebianMirror } from '../image/apt-sources.js';
-import { aptFailureText, debFileName, PrivateApt, type DebPackage } from '../image/private-apt.js';
+import { libraryClosure } from '../image/package-resolution.js';
+import { hostDebianMirror } from '../debian/apt-sources.js';
+import { debFileName, type DebPackage } from '../debian/deb-package.js';
+import { aptFailureText, PrivateApt } from '../debian/private-apt.js';
 import { run } from '../util/exec.js';
 import { InputError, TcelabError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile, copyFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { buildAgent } from '../image/image-builder.js';
+import { buildAgent } from '../image/agent-build.js';
 import type { Matrix } from '../matrix/matrix.js';
 import { findProcedure } from '../scenario/registry.js';
 import { type KernelReport, scanKernelLog } from '../scenario/kernel-log.js';

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ensureGuestImage } from '../cli/guest-command.js';
 import { writeCpio, type CpioEntry } from '../image/cpio.js';
+import { ensureGuestImage } from '../image/ensure-guest-image.js';
 import { Lab } from '../qemu/lab.js';
 import { guestPciDomain, type Profile } from '../qemu/profile.js';
 import { InputError, TcelabError } from '../util/errors.js';

@@ -2,7 +2,8 @@ import { expect } from 'vitest';
 import { mkdtempSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadProfile, type Profile } from '../../src/qemu/profile.js';
-import { requireGuestImage, type GuestImage } from '../../src/image/image-builder.js';
+import { requireGuestImage } from '../../src/image/image-builder.js';
+import type { GuestImage } from '../../src/image/image-cache.js';
 import { describePressure } from '../../src/probes/pressure.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 

@@ -2,9 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { writeCpio, readCpio } from '../../src/image/cpio.js';
 import { moduleInfo, modulesDep } from '../../src/image/kmod.js';
-import { compareDebianVersions } from '../../src/image/debian-version.js';
-import { parseAptSources, pickDebianMirror } from '../../src/image/apt-sources.js';
-import { parsePackagesIndex } from '../../src/image/private-apt.js';
+import { compareDebianVersions } from '../../src/debian/debian-version.js';
+import { parseAptSources, pickDebianMirror } from '../../src/debian/apt-sources.js';
+import { parsePackagesIndex } from '../../src/debian/deb-package.js';
 import { readElfDeps } from '../../src/image/elf.js';
 
 describe('cpio newc', () => {

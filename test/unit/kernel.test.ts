@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { resolveDebianKernel } from '../../src/kernel/debian-kernel.js';
 import { kernelFacts, unmetRequirements, VFIO_SPAPR_REQUIREMENTS, RPA_HOTPLUG_REQUIREMENTS } from '../../src/kernel/kernel-facts.js';
 import { formatKernelSpec, kernelKey, parseKernelSpec } from '../../src/kernel/kernel-spec.js';
-import { parsePackagesIndex } from '../../src/image/private-apt.js';
+import { parsePackagesIndex } from '../../src/debian/deb-package.js';
 import { InputError } from '../../src/util/errors.js';
 import { packageRoot } from '../../src/util/paths.js';
 

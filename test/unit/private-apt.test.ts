@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { PrivateApt, isMidSyncError } from '../../src/image/private-apt.js';
+import { PrivateApt, isMidSyncError } from '../../src/debian/private-apt.js';
 import { TcelabError } from '../../src/util/errors.js';
 
 describe('private apt: a mirror caught mid-sync', () => {

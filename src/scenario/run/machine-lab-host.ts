@@ -1,6 +1,6 @@
 import { KmsgCursor } from '../../host/kmsg.js';
 import { LocalHost } from '../../host/local-host.js';
-import type { GuestImage } from '../../image/image-builder.js';
+import type { GuestImage } from '../../image/image-cache.js';
 import { describeProcessMemory, hostPageKb, LAB_MARKER_ENV } from '../../probes/host-attribution.js';
 import { labCgroupExpected } from '../../probes/lab-cgroup.js';
 import { ProcCountersProbe } from '../../probes/proc.js';

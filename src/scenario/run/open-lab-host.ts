@@ -1,4 +1,4 @@
-import type { GuestImage } from '../../image/image-builder.js';
+import type { GuestImage } from '../../image/image-cache.js';
 import type { Profile } from '../../qemu/profile.js';
 import type { ScenarioDefinition } from '../scenario.js';
 import { GuestLabHost, runsOnGuestHost } from './guest-lab-host.js';

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { run } from '../util/exec.js';
 import { TcelabError } from '../util/errors.js';
 import { compareDebianVersions } from './debian-version.js';
+import { type DebPackage, debFileName, parsePackagesIndex } from './deb-package.js';
 
 /**
  * apt for the guest's architecture with its own sources list, state and cache
@@ -12,16 +13,6 @@ import { compareDebianVersions } from './debian-version.js';
  * settings) is still read, but its sources, package lists, dpkg status and
  * architecture are never touched.
  */
-export interface DebPackage {
-  name: string;
-  version: string;
-  architecture: string;
-  filename: string;
-  sha256: string;
-  size: number;
-  depends: string[][];
-}
-
 export class PrivateApt {
   /**
    * The dists/ name the lists came from: the codename, or its suite alias
@@ -191,54 +182,6 @@ export function aptFailureText(err: unknown): string {
 /** apt-get update failed because the mirror served an index that does not match its InRelease. */
 export function isMidSyncError(err: unknown): boolean {
   return /unexpected size|Hash Sum mismatch|Mirror sync in progress/i.test(aptFailureText(err));
-}
-
-export function debFileName(pkg: DebPackage): string {
-  return `${pkg.name}_${pkg.version.replace(/:/g, '%3a')}_${pkg.architecture}.deb`;
-}
-
-/** Parses deb822 paragraphs of a Packages index (or `apt-cache show` output). */
-export function parsePackagesIndex(text: string): DebPackage[] {
-  const out: DebPackage[] = [];
-  for (const para of text.split(/\n\s*\n/)) {
-    const f: Record<string, string> = {};
-    let last = '';
-    for (const line of para.split('\n')) {
-      if (/^\s/.test(line) && last) {
-        f[last] += `\n${line.trim()}`;
-        continue;
-      }
-      const m = /^([A-Za-z0-9-]+):\s?(.*)$/.exec(line);
-      if (m) {
-        last = m[1]!;
-        f[last] = m[2]!;
-      }
-    }
-    if (!f.Package || !f.Version) continue;
-    const deps = [f['Pre-Depends'], f.Depends].filter(Boolean).join(', ');
-    out.push({
-      name: f.Package,
-      version: f.Version,
-      architecture: f.Architecture ?? '',
-      filename: f.Filename ?? '',
-      sha256: f.SHA256 ?? '',
-      size: Number(f.Size ?? 0),
-      depends: deps
-        ? deps
-            .split(',')
-            .map((group) =>
-              group.split('|').map((alt) =>
-                alt
-                  .trim()
-                  .replace(/\s*\(.*\)$/, '')
-                  .replace(/:any$/, ''),
-              ),
-            )
-            .filter((g) => g[0])
-        : [],
-    });
-  }
-  return out;
 }
 
 export function sha256File(path: string): Promise<string> {

@@ -1,0 +1,224 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { hostDebianMirror } from '../debian/apt-sources.js';
+import { debFileName, type DebPackage } from '../debian/deb-package.js';
+import { aptFailureText, PrivateApt, sha256File } from '../debian/private-apt.js';
+import { resolveDebianKernel } from '../kernel/debian-kernel.js';
+import type { KernelFacts } from '../kernel/kernel-facts.js';
+import { formatKernelSpec, type KernelSpec } from '../kernel/kernel-spec.js';
+import type { Progress } from '../util/progress.js';
+import type { ImageManifest } from './image-cache.js';
+import { USERLAND_ARCH, USERLAND_SUITE, type VariantSpec } from './image-variant.js';
+
+type ManifestPackage = ImageManifest['packages'][number];
+
+/** Debian packages of the image: the userland's, and the kernel's when it comes from Debian. */
+export interface ResolvedPackages {
+  userland: DebPackage[];
+  kernel: DebPackage[];
+  index?: ImageManifest['index'];
+  kernelSource?: KernelFacts['source'];
+  fromSuite?: ImageManifest['fromSuite'];
+  substituted?: ImageManifest['substituted'];
+}
+
+/** Freshly resolved packages, each with the apt that resolved it (it downloads from there). */
+type FreshPackages = ResolvedPackages & { apts: Map<DebPackage, PrivateApt> };
+
+/**
+ * Resolves the userland (trixie) and, for a Debian kernel, the kernel's packages in its suite, each through a
+ * private apt of its own suite. Every package keeps the apt that resolved it (it downloads from there).
+ */
+export async function resolveAll(cache: string, spec: VariantSpec, kernel: KernelSpec, progress: Progress): Promise<FreshPackages> {
+  const aptFor = async (suite: string) => {
+    const apt = new PrivateApt(
+      join(cache, 'guest', suite === USERLAND_SUITE ? 'apt' : `apt-${suite}`),
+      hostDebianMirror(),
+      suite,
+      USERLAND_ARCH,
+    );
+    await progress.step(`update Debian ${suite} ${USERLAND_ARCH} package lists (private apt config)`, () => apt.update());
+    if (apt.dist !== suite) {
+      progress.info(
+        `the mirror's ${suite} index is mid-sync; using its ${apt.dist} alias (same release, signed, from ${await apt.releaseField(apt.dist, 'Date')})`,
+      );
+    }
+    return apt;
+  };
+  const userlandApt = await aptFor(USERLAND_SUITE);
+  const index = { dist: userlandApt.dist, date: await userlandApt.releaseField(userlandApt.dist, 'Date') };
+  const apts = new Map<DebPackage, PrivateApt>();
+  const userland: DebPackage[] = [];
+  let fromSuite: ImageManifest['fromSuite'];
+  if (spec.fromSuite) {
+    const from = spec.fromSuite;
+    const otherApt = await aptFor(from.suite);
+    const taken = await progress.step(`resolve ${from.packages.join(', ')} in Debian ${from.suite}`, () =>
+      resolvePackages(otherApt, { ...spec, packages: from.packages }),
+    );
+    for (const p of taken) apts.set(p, otherApt);
+    userland.push(...taken);
+    fromSuite = { suite: from.suite, packages: taken.map((p) => p.name) };
+  }
+  const have = new Set(userland.map((p) => p.name));
+  const trixie = await progress.step('resolve package versions', () => resolvePackages(userlandApt, spec, have));
+  for (const p of trixie) apts.set(p, userlandApt);
+  userland.push(...trixie);
+  if (kernel.kind !== 'debian') return { userland, kernel: [], index, apts, fromSuite };
+  const kernelApt = kernel.suite === USERLAND_SUITE ? userlandApt : await aptFor(kernel.suite);
+  const found = await progress.step(`resolve the ${kernel.flavour} kernel in Debian ${kernel.suite}`, async () => {
+    let index = await kernelApt.candidates(/^linux-(image|binary|modules|base)-\d/);
+    // The newest kernel the mirror serves: its index can be ahead of its pool (seen: trixie listed 6.12.117 and
+    // 6.12.107, the pool had only 6.12.107). An older kernel is said, and recorded as what ran.
+    for (;;) {
+      const k = resolveDebianKernel(index, { ...kernel });
+      const missing = await firstNotServed(kernelApt.mirror, k.packages);
+      if (!missing) return k;
+      progress.info(`the mirror lists ${missing.name} ${missing.version} but does not serve it; trying the next older kernel`);
+      index = index.filter((p) => p.version !== k.image.version);
+    }
+  });
+  progress.info(
+    `kernel: ${found.image.name} ${found.image.version} (${found.layout} layout: ${found.packages.map((p) => p.name).join(', ')})`,
+  );
+  for (const p of found.packages) apts.set(p, kernelApt);
+  return {
+    userland,
+    kernel: found.packages,
+    index,
+    apts,
+    fromSuite,
+    kernelSource: { spec: formatKernelSpec(kernel), package: found.image.name, version: found.image.version, layout: found.layout },
+  };
+}
+
+/** Packages by exact name and their shared-library dependency closure, in one suite. */
+export function libraryClosure(apt: PrivateApt, names: string[]): Promise<DebPackage[]> {
+  return resolvePackages(apt, { packages: names, binaries: [], dataDirs: [] });
+}
+
+/** The variant's userland packages and their shared-library dependency closure. */
+async function resolvePackages(apt: PrivateApt, spec: VariantSpec, have: Set<string> = new Set()): Promise<DebPackage[]> {
+  const out = new Map<string, DebPackage>();
+  // Packages another suite already gives are neither taken again nor followed.
+  const already = (name: string) => out.has(name) || have.has(name);
+  const queue = [...spec.packages];
+  // Follow only library packages: the image carries binaries, not whole systems.
+  const follow = (name: string) => /^(lib|zlib1g$)/.test(name) && !/-(base|common|data|bin|dev|doc)$/.test(name) && name !== 'libc-bin';
+  while (queue.length) {
+    const name = queue.shift()!;
+    if (already(name)) continue;
+    const pkg = await apt.show(name);
+    out.set(name, pkg);
+    for (const group of pkg.depends) {
+      if (group.some(already)) continue;
+      const pick = group.find(follow);
+      if (pick) queue.push(pick);
+    }
+  }
+  return [...out.values()];
+}
+
+/** The first package whose file the mirror does not serve (HEAD), or undefined. */
+async function firstNotServed(mirror: string, packages: DebPackage[]): Promise<DebPackage | undefined> {
+  for (const p of packages) {
+    const r = await fetch(`${mirror}/${p.filename}`, { method: 'HEAD' }).catch(() => undefined);
+    // Unreachable: not a verdict on this version; the download says what failed.
+    if (r && r.status === 404) return p;
+  }
+  return undefined;
+}
+
+/**
+ * Downloads and verifies every freshly resolved package into debDir. A userland package the mirror lists but does
+ * not serve is replaced, in fresh, by its substitute (recorded in fresh.substituted). Returns the bytes downloaded.
+ */
+export async function downloadPackages(fresh: FreshPackages, cache: string, debDir: string, progress: Progress): Promise<number> {
+  let downloadedBytes = 0;
+  const toFetch = [...fresh.userland, ...fresh.kernel];
+  await progress.step(`download and verify ${toFetch.length} packages`, async (update) => {
+    let i = 0;
+    for (const p of toFetch) {
+      update(`${i + 1}/${toFetch.length} ${p.name} ${p.version}`, i / toFetch.length);
+      i++;
+      const had = existsSync(join(debDir, debFileName(p)));
+      const got = await downloadOrSubstitute(p, fresh, cache, debDir, progress);
+      if (got !== p) {
+        fresh.userland[fresh.userland.indexOf(p)] = got;
+        fresh.substituted = [...(fresh.substituted ?? []), { name: p.name, wanted: p.version, took: got.version, suite: FALLBACK_SUITE }];
+      }
+      if (!had) downloadedBytes += got.size;
+    }
+  });
+  return downloadedBytes;
+}
+
+/**
+ * Where a userland package comes from when the mirror lists a version it does not serve (seen: trixie's index
+ * listed libc6 2.41-12+deb13u5 and zlib1g …+deb13u1 while the mirror's pool answered 404 for both): the same
+ * package from unstable, whose libraries are newer and serve binaries built against the older ones. The kernel
+ * under test is never substituted.
+ */
+const FALLBACK_SUITE = 'sid';
+
+/** The mirror answered that it does not have the file the index names. */
+const notOnMirror = (err: unknown) => /\b404\b|Not Found/.test(aptFailureText(err));
+
+async function downloadOrSubstitute(
+  p: DebPackage,
+  fresh: { apts: Map<DebPackage, PrivateApt>; userland: DebPackage[] },
+  cache: string,
+  debDir: string,
+  progress: Progress,
+): Promise<DebPackage> {
+  try {
+    await fresh.apts.get(p)!.download(p, debDir);
+    return p;
+  } catch (err) {
+    if (!notOnMirror(err) || !fresh.userland.includes(p)) throw err;
+    const apt = new PrivateApt(join(cache, 'guest', `apt-${FALLBACK_SUITE}`), hostDebianMirror(), FALLBACK_SUITE, USERLAND_ARCH);
+    if (!fallbackUpdated.has(apt.root)) {
+      await apt.update();
+      fallbackUpdated.add(apt.root);
+    }
+    const other = await apt.show(p.name).catch(() => undefined);
+    if (!other) throw err;
+    await apt.download(other, debDir).catch(() => {
+      throw err;
+    });
+    progress.info(
+      `the mirror lists ${p.name} ${p.version} but does not serve it; ` +
+        `took ${p.name} ${other.version} from Debian ${FALLBACK_SUITE} (verified against its index)`,
+    );
+    return other;
+  }
+}
+const fallbackUpdated = new Set<string>();
+
+/** The package set a manifest records, when every .deb of it is still cached intact: a repack then needs no download. */
+export async function cachedPackages(manifest: ImageManifest, debDir: string, progress: Progress): Promise<ResolvedPackages | undefined> {
+  const asDeb = (p: ManifestPackage): DebPackage => ({ ...p, depends: [] });
+  const kernelNames = new Set(manifest.kernel.source.package ? kernelPackageNames(manifest) : []);
+  const all = manifest.packages.map(asDeb);
+  const intact = await progress.step('verify cached packages', async () => {
+    for (const p of all) {
+      const f = join(debDir, debFileName(p));
+      if (!existsSync(f) || (await sha256File(f)) !== p.sha256) return false;
+    }
+    return true;
+  });
+  if (!intact) return undefined;
+  return {
+    userland: all.filter((p) => !kernelNames.has(p.name)),
+    kernel: all.filter((p) => kernelNames.has(p.name)),
+    index: manifest.index,
+    kernelSource: manifest.kernel.source,
+    fromSuite: manifest.fromSuite,
+    substituted: manifest.substituted,
+  };
+}
+
+/** The kernel's packages in a manifest: those of its image package's source set (linux-{image,binary,modules,base}-<abi>-…). */
+function kernelPackageNames(m: ImageManifest): string[] {
+  return m.packages.filter((p) => /^linux-(image|binary|modules|base)-\d/.test(p.name)).map((p) => p.name);
+}
