@@ -1,5 +1,6 @@
 import type { Profile } from '../../qemu/profile.js';
-import { InputError, TcelabError } from '../../util/errors.js';
+import { TcelabError } from '../../util/errors.js';
+import { requireKvmLabHost } from './kvm-lab-host.js';
 import { AgentHost } from '../../host/agent-host.js';
 import { adoptInnerVfioFds } from '../nested.js';
 import { findGuestDevice } from '../guest-vfio.js';
@@ -24,15 +25,7 @@ export const kvmTcePath: ScenarioDefinition = {
     'host-warning': "a WARNING report is written to the lab host's kernel log (/dev/kmsg)",
   },
   adjustProfile(profile, options) {
-    const inner = profile.inner;
-    if (inner?.qemu.accel !== 'kvm' || !inner.guest.boot) {
-      throw new InputError(
-        'scenario kvm-tce-path',
-        `--profile ${profile.name}`,
-        'is not a KVM lab host: its inner machine must boot under KVM (inner.qemu.accel "kvm", inner.guest.boot true)',
-        'run it with --profile kvm-lab-host',
-      );
-    }
+    const { inner } = requireKvmLabHost('kvm-tce-path', profile, { innerBoots: true });
     if (
       !String(options.seedFaults ?? '')
         .split(',')
@@ -63,7 +56,10 @@ export const kvmTcePath: ScenarioDefinition = {
       await checks.succeeds('remove the window', worker.removeWindow(window.startAddr));
     }
     await worker.unregister(region.region);
+    // Its exit releases the container (the 32-bit window's TCEs cleared through the host kernel): a latency, measured.
+    const stopping = Date.now();
     await worker.stop('TERM');
+    ctx.timings.push({ step: 'the worker exits after SIGTERM (its container released)', ms: Date.now() - stopping });
     await agent.unbind(dev.address);
     // Faults of the lab host (the host verdicts must fail): done through the agent of the host guest.
     if (ctx.seeded('host-holder') || ctx.seeded('host-warning')) {

@@ -1,5 +1,6 @@
 import type { Profile } from '../../qemu/profile.js';
-import { describeError, InputError } from '../../util/errors.js';
+import { describeError } from '../../util/errors.js';
+import { requireKvmLabHost } from './kvm-lab-host.js';
 import { scanKernelLog } from '../kernel-log.js';
 import { disposeInnerLab, launchInnerLab } from '../nested.js';
 import type { ScenarioDefinition } from '../scenario.js';
@@ -47,14 +48,7 @@ export const kvmVfioEarlyExit: ScenarioDefinition = {
     'attach-first': 'the inner QEMU keeps cap-hpt-max-page-size=4k, boots, attaches its group and is quit: the defect is not reached',
   },
   adjustProfile(profile) {
-    if (profile.inner?.qemu.accel !== 'kvm') {
-      throw new InputError(
-        'scenario kvm-vfio-early-exit',
-        `--profile ${profile.name}`,
-        'is not a KVM lab host: its inner machine must run under KVM (inner.qemu.accel "kvm")',
-        'run it with --profile kvm-lab-host',
-      );
-    }
+    requireKvmLabHost('kvm-vfio-early-exit', profile, { innerBoots: false });
     return profile;
   },
   async run(ctx) {
