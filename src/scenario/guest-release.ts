@@ -4,8 +4,9 @@ import { awaitRelease, type ReleaseVerdict } from '../probes/release.js';
 
 /** A fresh guest sample taken after now: the baseline for the next step. */
 export async function guestSampleNow(ctx: ScenarioContext): Promise<Sample> {
-  const s = await ctx.sampler.waitFor('guest', () => true, { after: ctx.sampler.now(), timeoutMs: 10_000 });
-  if (!s) throw new Error(`no guest sample within 10 s (${ctx.sampler.endedBecause('guest') ?? 'sampler running'})`);
+  // An event wait (the next sample, every 200 ms): the ceiling only bounds an agent that stopped answering.
+  const s = await ctx.sampler.waitFor('guest', () => true, { after: ctx.sampler.now(), timeoutMs: 30_000 });
+  if (!s) throw new Error(`no guest sample within 30 s (${ctx.sampler.endedBecause('guest') ?? 'sampler running'})`);
   return s;
 }
 

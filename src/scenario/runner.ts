@@ -86,6 +86,9 @@ function abortion(signal: AbortSignal | undefined): Promise<never> {
   });
 }
 
+/** The first sample of the host's counters (a lab host that is a guest answers through its agent): an event wait's ceiling. */
+const FIRST_SAMPLE_CEILING_MS = 30_000;
+
 /** How long interrupted steps get to finish their own clean-up after the lab is gone. */
 const STEPS_WIND_DOWN_MS = 10_000;
 
@@ -244,8 +247,8 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
 /** The host's counters before QEMU exists, read where they hold still (host-baseline.ts). */
 async function readBaseline(run: Run, labHost: LabHost): Promise<Omit<Launched, 'lab'>> {
   const { sampler } = run.observation;
-  const first = await sampler.waitFor('host', () => true, { after: 0, timeoutMs: 5000 });
-  if (!first) throw new TcelabError('sample the host counters', 'no sample within 5 s');
+  const first = await sampler.waitFor('host', () => true, { after: 0, timeoutMs: FIRST_SAMPLE_CEILING_MS });
+  if (!first) throw new TcelabError('sample the host counters', `no sample within ${FIRST_SAMPLE_CEILING_MS / 1000} s`);
   const { sample: hostBaseline, spread: baselineSpread } = await readHostBaseline(sampler, first, {
     mlockedByCgroup: labHost.mlockedByCgroup(),
   });
