@@ -7,7 +7,7 @@ import { readCpio } from '../image/cpio.js';
 import { gunzipSync } from 'node:zlib';
 import type { GuestImage } from '../image/image-builder.js';
 import type { Profile } from '../qemu/profile.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 
 /**
  * The boot floor: spawn to the first line of a minimal /init (busybox echo)

@@ -1,5 +1,5 @@
 import { loadProfile } from '../qemu/profile.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { ensureGuestImage } from './guest-command.js';
 import { StderrProgress } from '../util/progress.js';
 import { formatMs } from './output.js';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { loadProfile } from '../qemu/profile.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { StderrProgress } from '../util/progress.js';
 import { ControlServer } from '../control/control-server.js';
 import { launchInnerMachine } from '../scenario/run/guest-host.js';

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ensureGuestImage } from '../cli/guest-command.js';
 import { writeCpio, type CpioEntry } from '../image/cpio.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { guestPciDomain, type Profile } from '../qemu/profile.js';
 import { InputError, TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';

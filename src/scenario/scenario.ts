@@ -1,5 +1,5 @@
 import type { PressureOverRun } from '../probes/pressure.js';
-import type { Lab, LabStart, ShutdownMethod, ShutdownReport } from '../qemu/lab.js';
+import type { Lab, LabStart, ShutdownMethod, ShutdownReport } from '../lab/lab.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import type { Profile } from '../qemu/profile.js';
 import type { Progress } from '../util/progress.js';

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect } from 'vitest';
 import type { AgentClient } from '../../src/agent/agent-client.js';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { emulatedLabInputs, testRuntimeRoot } from './lab.js';
 import { liveLabQemuPids } from './processes.js';
 

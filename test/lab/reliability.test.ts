@@ -7,7 +7,7 @@ import { resolveScenario } from '../../src/scenario/registry.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { testRuntimeRoot, runtimeDirsIn, emulatedLabInputs } from '../helpers/lab.js';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { LiveServer } from '../../src/live/live-server.js';
 import type { Progress } from '../../src/util/progress.js';
 

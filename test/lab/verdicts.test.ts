@@ -8,7 +8,7 @@ import { loadScenarioFile } from '../../src/scenario/data/scenario-file.js';
 import { definitionFromFile } from '../../src/scenario/data/interpreter.js';
 import { procedures } from '../../src/scenario/registry.js';
 import type { ScenarioDefinition } from '../../src/scenario/scenario.js';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { loadProfile } from '../../src/qemu/profile.js';
 import { requireGuestImage } from '../../src/image/image-builder.js';
 import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';

@@ -1,7 +1,7 @@
 import { describeHolder } from '../guest-balance.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 import { awaitGuestRelease, guestSampleNow } from '../guest-release.js';
-import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
+import type { Lab, ShutdownMethod } from '../../lab/lab.js';
 import { innerProfile, launchInnerLab, disposeInnerLab, adoptInnerVfioFds } from '../nested.js';
 import type { Profile } from '../../qemu/profile.js';
 import { runDoctor } from '../../doctor/doctor.js';

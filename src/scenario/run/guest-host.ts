@@ -3,7 +3,7 @@ import type { AgentClient } from '../../agent/agent-client.js';
 import { AgentHost } from '../../host/agent-host.js';
 import type { Host } from '../../host/host.js';
 import { type GuestImage, INNER_BOOT_IMAGE } from '../../image/image-builder.js';
-import { Lab, type LaunchOptions } from '../../qemu/lab.js';
+import { Lab, type LaunchOptions } from '../../lab/lab.js';
 import type { Profile } from '../../qemu/profile.js';
 import { TcelabError } from '../../util/errors.js';
 import { parseKbFields } from '../../probes/proc.js';

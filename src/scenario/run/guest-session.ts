@@ -1,5 +1,5 @@
 import type { AgentClient } from '../../agent/agent-client.js';
-import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
+import type { Lab, ShutdownMethod } from '../../lab/lab.js';
 import { describeError } from '../../util/errors.js';
 import type { Progress } from '../../util/progress.js';
 import type { CheckRecorder } from '../checks.js';

@@ -1,4 +1,4 @@
-import type { Lab } from '../../qemu/lab.js';
+import type { Lab } from '../../lab/lab.js';
 import { LAB_MARKER_ENV, type ProcessScanner, describeProcessMemory, hostPageKb } from '../../probes/host-attribution.js';
 import type { PinCounters } from '../../probes/proc.js';
 import { awaitRelease, type ReleaseVerdict, releasedNothing } from '../../probes/release.js';
