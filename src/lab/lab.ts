@@ -243,11 +243,11 @@ export class Lab {
   private async finishRestore(snap: Snapshot, progress: Progress): Promise<void> {
     await progress.step(`restore the booted machine (snapshot ${snap.key})`, async () => {
       // The stream holds the device state only: its RAM is the file QEMU mapped (x-ignore-shared on both ends).
-      await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
-      await this.qmp.execute('migrate-incoming', { uri: `exec:cat ${shellQuote(snap.statePath)}` });
+      await this.qmp.migrateSetCapabilities([{ capability: 'x-ignore-shared', state: true }]);
+      await this.qmp.migrateIncoming(`exec:cat ${shellQuote(snap.statePath)}`);
       const deadline = Date.now() + 60_000;
       for (;;) {
-        const m = await this.qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+        const m = await this.qmp.queryMigrate();
         if (m.status === 'completed') break;
         if (m.status === 'failed' || m.status === 'cancelled')
           throw new TcelabError('restore', `the incoming migration ${m.status}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
@@ -382,11 +382,11 @@ export class Lab {
         await this.qmp.stop();
         try {
           // The device state into the stream; the RAM, stopped and consistent, by copying its file (holes stay holes).
-          await this.qmp.execute('migrate-set-capabilities', { capabilities: [{ capability: 'x-ignore-shared', state: true }] });
-          await this.qmp.execute('migrate', { uri: `exec:cat > ${shellQuote(staged)}` });
+          await this.qmp.migrateSetCapabilities([{ capability: 'x-ignore-shared', state: true }]);
+          await this.qmp.migrate(`exec:cat > ${shellQuote(staged)}`);
           const deadline = Date.now() + 120_000;
           for (;;) {
-            const m = await this.qmp.execute<{ status?: string; 'error-desc'?: string }>('query-migrate');
+            const m = await this.qmp.queryMigrate();
             if (m.status === 'completed') break;
             if (m.status === 'failed' || m.status === 'cancelled' || Date.now() > deadline) {
               throw new TcelabError(
