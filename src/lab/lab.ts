@@ -1,60 +1,27 @@
-import { readFile, writeFile, mkdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
-import { cacheDir } from '../util/paths.js';
+import { rm } from 'node:fs/promises';
 import { buildArgv, type RuntimePaths, type BootImage } from '../qemu/argv.js';
 import { createLabCgroup, type LabCgroup } from '../probes/lab-cgroup.js';
-import { QemuProcess, type ExitInfo } from '../qemu/qemu-process.js';
+import { QemuProcess } from '../qemu/qemu-process.js';
 import { createRuntimeDir, removeRuntimeDir, writeLabRecord, copyArtifacts } from '../qemu/runtime-dir.js';
 import { sweepStaleLabs } from './sweep.js';
 import { explainingLines, knownCauseHint } from '../qemu/stderr-diagnosis.js';
 import type { Profile } from '../qemu/profile.js';
 import { withStagedQemu } from '../qemu/stage-qemu.js';
 import { QmpClient } from '../qmp/qmp-client.js';
-import { AgentClient } from '../agent/agent-client.js';
+import type { AgentClient } from '../agent/agent-client.js';
 import type { Host } from '../host/host.js';
-import { describeThreadStates, threadStates } from '../probes/thread-states.js';
 import { LocalHost } from '../host/local-host.js';
 import { VfioPciBinder, type DeviceBinding } from '../host/vfio-binder.js';
 import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { silentProgress } from '../util/progress.js';
-import { run } from '../util/exec.js';
-import {
-  coldOnlyReason,
-  ramFileArgs,
-  runningRamFile,
-  findSnapshot,
-  qemuVersionOf,
-  restoreUnsafeReason,
-  publishSnapshot,
-  removeSnapshot,
-  snapshotKey,
-  stagingPath,
-  type Snapshot,
-  type SnapshotMeta,
-} from '../snapshot/snapshot.js';
-
-export interface GuestInitInfo {
-  kernelRelease: string;
-  machine: string;
-  /** Milliseconds from spawn to the init line on the console. */
-  spawnToInitMs: number;
-}
-
-/** powerdown: ask the guest (EPOW); quit: QMP quit; term: SIGTERM to QEMU; kill: SIGKILL. Each escalates to kill. */
-export type ShutdownMethod = 'powerdown' | 'quit' | 'term' | 'kill';
-
-export interface ShutdownReport {
-  requested: ShutdownMethod;
-  /** What actually stopped QEMU, after escalation. */
-  effective: ShutdownMethod;
-  /** SHUTDOWN event data, if one arrived. */
-  shutdownEvent?: Record<string, unknown>;
-  exit: ExitInfo;
-  /** From the request to process exit. */
-  durationMs: number;
-  escalations: string[];
-}
+import { removeSnapshot, runningRamFile, type Snapshot, type SnapshotMeta } from '../snapshot/snapshot.js';
+import { type LabStart, planArgs, planStart, restoreMachine, type SaveAs, saveMachine, SnapshotLoadError } from './lab-snapshot.js';
+import { type GuestInitInfo, waitForInitLine } from './guest-init.js';
+import { watchForPanic } from './panic-watch.js';
+import { connectAgent } from './agent-connect.js';
+import { type ShutdownMethod, type ShutdownReport, shutdownLab } from './shutdown.js';
+import { releaseHoldings } from './teardown.js';
 
 export interface LaunchOptions {
   /** Kernel and initrd; not needed for a profile with guest.boot false. */
@@ -80,16 +47,6 @@ export interface LaunchOptions {
   coldBecause?: string;
 }
 
-/** How a lab came up: restored from a snapshot, or booted cold (and why). */
-export interface LabStart {
-  how: 'restored' | 'cold';
-  snapshot?: string;
-  /** Why a cold boot (no snapshot yet, --cold, a device that cannot migrate…). */
-  why?: string;
-  /** Set once a cold lab saved its machine. */
-  saved?: string;
-}
-
 /** A lab's name from its runtime dir (unique: the dir is made with mkdtemp). */
 export function labNameOf(paths: RuntimePaths): string {
   return `tcelab-${paths.dir.split('-').pop()}`;
@@ -99,6 +56,9 @@ export function labNameOf(paths: RuntimePaths): string {
  * One running lab: a QEMU process in its private runtime dir, its QMP client
  * and its console. Whatever happens, dispose() reaps the process; the runtime
  * dir is removed only when the run succeeded, otherwise kept as artifacts.
+ * Its parts each do one job: lab-snapshot.ts (restore or save the booted machine),
+ * guest-init.ts (the wait for init), panic-watch.ts, agent-connect.ts, shutdown.ts,
+ * teardown.ts; the Lab launches QEMU and wires them together.
  */
 export class Lab {
   /** Labs alive in this controller process: process-wide metrics are only one lab's when this is 1. */
@@ -111,7 +71,7 @@ export class Lab {
   /** Restored, or cold (and whether it saved its machine). */
   start: LabStart = { how: 'cold' };
   /** A cold lab that saves its machine once the agent answers: the key and what went into it. */
-  private saveAs: { key: string; inputs: Record<string, string> } | undefined;
+  private saveAs: SaveAs | undefined;
   private restoredMeta: SnapshotMeta | undefined;
 
   private constructor(
@@ -161,10 +121,7 @@ export class Lab {
     const labName = labNameOf(paths);
     const argv = [...buildArgv(profile, paths, opts.image, labName), ...(opts.extraArgs ?? [])];
     const plan = await planStart(profile, opts, argv, paths, labName, mayRestore);
-    // A restored lab maps the saved RAM privately and waits for its device state (finishRestore sends it); a lab that
-    // will save its machine keeps its RAM in a shared tmpfs file, which the save copies.
-    if (plan.restore) argv.push(...ramFileArgs(profile.qemu.memoryMiB, plan.restore.ramPath, false), '-incoming', 'defer');
-    else if (plan.saveAs) argv.push(...ramFileArgs(profile.qemu.memoryMiB, runningRamFile(labName), true));
+    argv.push(...planArgs(profile, plan, labName));
     // lab.json is the pid file the stale-lab sweep reads: rewritten whenever it learns something.
     const record: Record<string, unknown> = {
       profile: profile.name,
@@ -235,34 +192,9 @@ export class Lab {
     }
   }
 
-  /**
-   * A restored lab: the incoming migration loads the saved machine (paused,
-   * as it was saved), the console starts with the boot log saved with it, and
-   * the machine runs on.
-   */
+  /** A restored lab: the saved machine loaded and running on (lab-snapshot.ts); its init and agent came with it. */
   private async finishRestore(snap: Snapshot, progress: Progress): Promise<void> {
-    await progress.step(`restore the booted machine (snapshot ${snap.key})`, async () => {
-      // The stream holds the device state only: its RAM is the file QEMU mapped (x-ignore-shared on both ends).
-      await this.qmp.migrateSetCapabilities([{ capability: 'x-ignore-shared', state: true }]);
-      await this.qmp.migrateIncoming(`exec:cat ${shellQuote(snap.statePath)}`);
-      const deadline = Date.now() + 60_000;
-      for (;;) {
-        const m = await this.qmp.queryMigrate();
-        if (m.status === 'completed') break;
-        if (m.status === 'failed' || m.status === 'cancelled')
-          throw new TcelabError('restore', `the incoming migration ${m.status}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`);
-        const st = await this.qmp.queryStatus();
-        if (st.status !== 'inmigrate' && m.status === undefined) break;
-        if (Date.now() > deadline) throw new TcelabError('restore', 'the incoming migration did not finish within 60 s');
-        await new Promise((r) => setTimeout(r, 20));
-      }
-      this.process.console.append(
-        Buffer.from(
-          `${snap.meta.bootConsole}\n[tcelab: restored from snapshot ${snap.key} (saved ${snap.meta.createdAt}); the lines above are its boot log]\n`,
-        ),
-      );
-      await this.qmp.cont();
-    });
+    await restoreMachine(this, snap, progress);
     this.restoredMeta = snap.meta;
   }
 
@@ -274,31 +206,7 @@ export class Lab {
         machine: this.restoredMeta.machine,
         spawnToInitMs: Date.now() - this.spawnedAt,
       };
-    const expected = await expectedBootMs(this.profile.name);
-    const m = await progress.step('boot the guest to init', async (update) => {
-      // The bar is time against the last boot of this profile; the detail is the console's last line.
-      const timer = setInterval(() => {
-        const last =
-          this.process.console
-            .tail(3)
-            .split('\n')
-            .map((l) => l.trim())
-            .filter(Boolean)
-            .pop() ?? '';
-        update(last.replace(/^\[\s*\d+\.\d+\]\s*/, '').slice(0, 60), Math.min(0.95, (Date.now() - this.spawnedAt) / expected));
-      }, 250);
-      try {
-        return await this.process.console.waitFor(/TCELAB-INIT-READY kernel=(\S+) machine=(\S+)/, {
-          timeoutMs: this.profile.guest.bootTimeoutSec * 1000,
-          what: 'the guest init (TCELAB-INIT-READY)',
-        });
-      } finally {
-        clearInterval(timer);
-      }
-    });
-    const spawnToInitMs = Date.now() - this.spawnedAt;
-    await recordBootMs(this.profile.name, spawnToInitMs);
-    this.initInfo = { kernelRelease: m[1]!, machine: m[2]!, spawnToInitMs };
+    this.initInfo = await waitForInitLine(this, progress);
     return this.initInfo;
   }
 
@@ -312,168 +220,43 @@ export class Lab {
    * at once instead of letting each run into its timeout.
    */
   private watchForPanic(): void {
-    const onPanic = (what: string) => {
+    watchForPanic(this.process, this.qmp, (what) => {
       if (this.panic) return;
       this.panic = what;
       this.agentClient?.connection.abort(`the guest kernel panicked (${what})`);
-    };
-    this.process.console.on('panic', (line: string) => onPanic(line));
-    this.qmp.onEvent((e) => {
-      if (e.event === 'GUEST_PANICKED') onPanic(`GUEST_PANICKED ${JSON.stringify(e.data)}`);
-      // A machine QEMU stopped on an error it cannot recover from (an unknown KVM exit) runs no more.
-      if (e.event === 'STOP') {
-        void this.qmp.queryStatus().then(
-          (st) => {
-            if (st.status !== 'internal-error') return;
-            const stderr = this.process.stderr();
-            const kvm = stderr.split('\n').filter((l) => /^KVM: /.test(l));
-            const said = kvm.length ? kvm.slice(-2).join(' | ') : explainingLines(stderr);
-            const reason = `internal-error${said ? ` (${said})` : ''}`;
-            this.process.console.halt(reason);
-            onPanic(`QEMU stopped the machine: ${reason}`);
-          },
-          () => {},
-        );
-      }
     });
   }
 
   /** The guest agent, connected on first use (after init). Fails at once if QEMU exits. */
   async agent(progress: Progress = silentProgress): Promise<AgentClient> {
     if (this.agentClient && !this.agentClient.connection.closed) return this.agentClient;
-    const proc = this.process;
-    this.agentClient = await progress.step('connect the guest agent', () =>
-      Promise.race([
-        AgentClient.connect(this.paths.agentSocket, { transcriptPath: this.paths.agentTranscript, host: this.host }),
-        proc.exited.then((e) => {
-          throw new TcelabError(
-            'connect the guest agent',
-            `QEMU exited (${e.signal ?? `code ${e.code}`}) first`,
-            'see console.log in the artifacts',
-          );
-        }),
-      ]),
-    );
+    this.agentClient = await connectAgent(this, progress);
     // A restored guest's clock stopped when it was saved: set it to now.
     if (this.restoredMeta) {
       await this.agentClient.setTime(Date.now()).catch((err: Error) => {
         throw new TcelabError('restore', `could not set the guest clock: ${err.message}`);
       });
     }
-    if (this.saveAs && this.initInfo) await this.saveMachine(this.saveAs, this.initInfo, progress);
+    // The first cold lab of a machine saves it now, booted with its agent up (once: saveAs is cleared first).
+    if (this.saveAs && this.initInfo) {
+      const saveAs = this.saveAs;
+      this.saveAs = undefined;
+      const saved = await saveMachine(this, saveAs, this.initInfo, progress);
+      if (saved) this.start = { ...this.start, saved };
+    }
     return this.agentClient;
   }
 
   /**
-   * The first cold lab of a machine saves it, booted, with its agent up: QMP
-   * stop, migrate to a file, cont. Later labs of the same machine restore it.
-   * A failed save costs this lab nothing but the attempt.
-   */
-  private async saveMachine(
-    saveAs: { key: string; inputs: Record<string, string> },
-    init: GuestInitInfo,
-    progress: Progress,
-  ): Promise<void> {
-    this.saveAs = undefined;
-    const staged = await stagingPath(saveAs.key);
-    const stagedRam = `${staged}.ram`;
-    try {
-      await progress.step(`save the booted machine for later labs (snapshot ${saveAs.key})`, async () => {
-        await this.qmp.stop();
-        try {
-          // The device state into the stream; the RAM, stopped and consistent, by copying its file (holes stay holes).
-          await this.qmp.migrateSetCapabilities([{ capability: 'x-ignore-shared', state: true }]);
-          await this.qmp.migrate(`exec:cat > ${shellQuote(staged)}`);
-          const deadline = Date.now() + 120_000;
-          for (;;) {
-            const m = await this.qmp.queryMigrate();
-            if (m.status === 'completed') break;
-            if (m.status === 'failed' || m.status === 'cancelled' || Date.now() > deadline) {
-              throw new TcelabError(
-                'save the machine',
-                `migration ${m.status ?? 'timed out'}${m['error-desc'] ? `: ${m['error-desc']}` : ''}`,
-              );
-            }
-            await new Promise((r) => setTimeout(r, 20));
-          }
-          await run('cp', ['--sparse=always', runningRamFile(this.name), stagedRam], { what: 'copy the guest RAM into the snapshot' });
-        } finally {
-          await this.qmp.cont();
-        }
-        const snap = await publishSnapshot(staged, stagedRam, {
-          key: saveAs.key,
-          format: 0,
-          createdAt: new Date().toISOString(),
-          profile: this.profile.name,
-          kernelRelease: init.kernelRelease,
-          machine: init.machine,
-          coldSpawnToInitMs: init.spawnToInitMs,
-          bootConsole: this.process.console.tail(100_000),
-          inputs: saveAs.inputs,
-        });
-        if (snap) this.start = { ...this.start, saved: snap.key };
-      });
-    } catch (err) {
-      await rm(staged, { force: true }).catch(() => {});
-      await rm(stagedRam, { force: true }).catch(() => {});
-      progress.info(`(could not save a snapshot: ${(err as Error).message}; later labs boot cold too)`);
-    }
-  }
-
-  /**
    * Stops the guest: system_powerdown (an EPOW the guest turns into an orderly
-   * poweroff), escalating to QMP quit and then SIGKILL on timeouts.
+   * poweroff), escalating to QMP quit and then SIGKILL on timeouts (shutdown.ts).
    */
-  async shutdown(
+  shutdown(
     method: ShutdownMethod = 'powerdown',
     progress: Progress = silentProgress,
     opts: { skipRequest?: boolean } = {},
   ): Promise<ShutdownReport> {
-    const t0 = Date.now();
-    const escalations: string[] = [];
-    const mark = this.qmp.eventMark();
-    let effective: ShutdownMethod = method;
-    const timeouts = this.profile.timeouts;
-    return progress.step(`shut the guest down (${method})`, async () => {
-      if (method === 'powerdown' && this.process.running) {
-        // skipRequest: the guest was already asked (through its agent) to power off.
-        if (!opts.skipRequest)
-          await this.qmp.systemPowerdown().catch((e) => escalations.push(`system_powerdown failed: ${(e as Error).message}`));
-        if (!(await this.process.waitExit(timeouts.powerdownSec * 1000))) {
-          escalations.push(`guest did not power off within ${timeouts.powerdownSec} s`);
-          effective = 'quit';
-        }
-      }
-      if ((method === 'quit' || effective === 'quit') && this.process.running) {
-        effective = 'quit';
-        // quit's reply may race with the socket closing: either is fine.
-        await this.qmp.quit().catch(() => {});
-        if (!(await this.process.waitExit(timeouts.quitSec * 1000))) {
-          escalations.push(`QEMU did not exit within ${timeouts.quitSec} s of quit (${await this.threadsNow()})`);
-          effective = 'kill';
-        }
-      }
-      if (method === 'term' && this.process.running) {
-        this.process.kill('SIGTERM');
-        if (!(await this.process.waitExit(timeouts.quitSec * 1000))) {
-          escalations.push(`QEMU did not exit within ${timeouts.quitSec} s of SIGTERM (${await this.threadsNow()})`);
-          effective = 'kill';
-        }
-      }
-      if (this.process.running) {
-        effective = 'kill';
-        this.process.kill('SIGKILL');
-      }
-      const exit = await this.process.exited;
-      const ev = this.qmp.connection.recentEvents().find((e) => e.seq >= mark && e.event === 'SHUTDOWN');
-      return { requested: method, effective, shutdownEvent: ev?.data, exit, durationMs: exit.at - t0, escalations };
-    });
-  }
-
-  /** What QEMU's threads are doing, for a shutdown that took too long: stuck, starved or waiting on the disk. */
-  private async threadsNow(): Promise<string> {
-    const states = await threadStates(this.host, this.process.pid).catch(() => []);
-    return `its threads then: ${describeThreadStates(states)}`;
+    return shutdownLab(this, method, progress, opts);
   }
 
   private disposing: Promise<string | undefined> | undefined;
@@ -490,100 +273,25 @@ export class Lab {
 
   private async doDispose(opts: { artifactsTo?: string }): Promise<string | undefined> {
     Lab.active--;
-    if (this.process.running) {
-      this.process.kill('SIGKILL');
-    }
-    await this.process.exited;
-    this.cgroup?.remove();
-    await this.qmp.close().catch(() => {});
-    await this.agentClient?.close().catch(() => {});
-    await this.process.console.close();
-    // The RAM file of a lab that saved (or meant to save) its machine: QEMU is gone, so is what it held.
-    if (this.host.local) await rm(runningRamFile(this.name), { force: true });
-    // A kept runtime dir is artifacts: the dead sockets go. QEMU's own are on its host:
-    // here, or in the guest's private dir, which goes whole (unless the guest went first).
-    await rm(join(this.paths.dir, 'control.sock'), { force: true });
-    if (this.host.local) for (const sock of [this.paths.qmpSocket, this.paths.agentSocket]) await rm(sock, { force: true });
-    else if (!this.host.gone) await this.host.removeDir(this.paths.hostDir).catch(() => {});
-    // A guest acting as the host took its devices and directories with it.
-    if (this.host.gone) this.bindings = [];
-    for (const b of this.bindings.reverse()) {
-      await this.binder!.restore(b).catch((err) => {
-        this.failed = true;
-        process.stderr.write(`tcelab: could not give ${b.device} back to ${b.previousDriver ?? 'no driver'}: ${(err as Error).message}\n`);
-      });
-    }
+    const allBack = await releaseHoldings({
+      name: this.name,
+      paths: this.paths,
+      process: this.process,
+      qmp: this.qmp,
+      agent: this.agentClient,
+      host: this.host,
+      cgroup: this.cgroup,
+      bindings: this.bindings,
+      binder: this.binder,
+    });
+    // A device left bound to vfio-pci is a failure of the lab's own.
+    if (!allBack) this.failed = true;
     if (opts.artifactsTo) await copyArtifacts(this.paths, opts.artifactsTo).catch(() => {});
+    // Read last: an interrupt handler may mark the lab failed while it is being torn down.
     if (this.failed) return this.paths.dir;
     await removeRuntimeDir(this.paths);
     return undefined;
   }
-}
-
-const bootTimesFile = () => join(cacheDir(), 'boot-times.json');
-
-async function expectedBootMs(profile: string): Promise<number> {
-  try {
-    const t = JSON.parse(await readFile(bootTimesFile(), 'utf8')) as Record<string, number>;
-    return t[profile] ?? 8000;
-  } catch {
-    return 8000;
-  }
-}
-
-/** Remembers how long a profile took to boot, so the next boot's bar means something. */
-async function recordBootMs(profile: string, ms: number): Promise<void> {
-  try {
-    let t: Record<string, number> = {};
-    try {
-      t = JSON.parse(await readFile(bootTimesFile(), 'utf8')) as Record<string, number>;
-    } catch {}
-    t[profile] = ms;
-    await mkdir(cacheDir(), { recursive: true });
-    await writeFile(bootTimesFile(), `${JSON.stringify(t)}\n`);
-  } catch {
-    // Best effort: a read-only cache only costs the bar its accuracy.
-  }
-}
-
-/** A restore that failed: the launch drops the snapshot and boots cold. */
-class SnapshotLoadError extends Error {
-  constructor(
-    readonly key: string,
-    readonly why: string,
-  ) {
-    super(`snapshot ${key} did not load: ${why}`);
-  }
-}
-
-const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
-
-/** Restore, cold boot that saves, or cold boot (and why), for one launch. */
-async function planStart(
-  profile: Profile,
-  opts: LaunchOptions,
-  argv: string[],
-  paths: RuntimePaths,
-  labName: string,
-  mayRestore: boolean,
-): Promise<{
-  start: LabStart;
-  restore?: Snapshot;
-  saveAs?: { key: string; inputs: Record<string, string> };
-}> {
-  const want = opts.snapshots ?? (process.env.TCELAB_SNAPSHOTS === 'off' ? 'off' : 'use');
-  if (want === 'off') return { start: { how: 'cold', why: 'a cold boot was asked for (--cold)' } };
-  if (opts.coldBecause) return { start: { how: 'cold', why: opts.coldBecause } };
-  if (opts.host && !opts.host.local) return { start: { how: 'cold', why: 'an inner lab (its QEMU runs in a guest)' } };
-  const reason = coldOnlyReason(profile, opts.extraArgs) ?? restoreUnsafeReason(profile, qemuVersionOf(profile.qemu.binary));
-  if (reason || !opts.image) return { start: { how: 'cold', why: reason ?? 'no guest image' } };
-  const { key, inputs } = snapshotKey(profile, argv, paths, labName, opts.image);
-  const snap = mayRestore ? await findSnapshot(key) : undefined;
-  if (snap) return { start: { how: 'restored', snapshot: key }, restore: snap };
-  return {
-    start: { how: 'cold', why: mayRestore ? 'no snapshot of this machine yet (this lab saves one)' : 'its snapshot did not load' },
-    saveAs: { key, inputs },
-  };
 }
 
 function withArtifacts(err: unknown, paths: RuntimePaths): unknown {

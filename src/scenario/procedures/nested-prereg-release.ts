@@ -1,7 +1,8 @@
 import { describeHolder } from '../guest-balance.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 import { awaitGuestRelease, guestSampleNow } from '../guest-release.js';
-import type { Lab, ShutdownMethod } from '../../lab/lab.js';
+import type { Lab } from '../../lab/lab.js';
+import type { ShutdownMethod } from '../../lab/shutdown.js';
 import { innerProfile, launchInnerLab, disposeInnerLab, adoptInnerVfioFds } from '../nested.js';
 import type { Profile } from '../../qemu/profile.js';
 import { runDoctor } from '../../doctor/doctor.js';
