@@ -207,8 +207,7 @@ async function main(): Promise<void> {
     out();
     await w.stop('TERM');
   } finally {
-    await reg.shutdown('quit').catch(() => {});
-    await reg.dispose();
+    await reg.close();
   }
 
   // 5. The nested lab host.

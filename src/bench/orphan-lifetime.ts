@@ -108,8 +108,7 @@ async function main(): Promise<void> {
     const w2 = await warnings();
     for (const x of w2) process.stdout.write(`  ${x.kind}: ${x.line}\n    ${x.excerpt.join('\n    ')}\n`);
   } finally {
-    await lab.shutdown('quit').catch(() => {});
-    await lab.dispose();
+    await lab.close();
   }
 }
 

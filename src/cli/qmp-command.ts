@@ -71,8 +71,7 @@ export async function qmpCommand(args: {
   try {
     print(await lab.qmp.execute(args.command, parsed, args.timeout * 1000));
   } finally {
-    await lab.shutdown('quit');
-    await lab.dispose();
+    await lab.close();
   }
   return 0;
 }

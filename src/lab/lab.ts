@@ -259,6 +259,18 @@ export class Lab {
     return shutdownLab(this, method, progress, opts);
   }
 
+  /**
+   * The whole teardown of a lab, whoever ends it: QMP quit if QEMU still runs (escalating to SIGKILL as shutdown
+   * does), then dispose(): QEMU reaped, connections closed, devices given back, the artifacts copied to
+   * `artifactsTo`, the runtime dir removed or, when the lab failed (`failed` marks it so), kept and its path returned.
+   */
+  async close(opts: { failed?: boolean; artifactsTo?: string; progress?: Progress } = {}): Promise<string | undefined> {
+    if (opts.failed) this.failed = true;
+    // A teardown already under way (an interrupt's) reaps QEMU itself: no quit racing it.
+    if (this.process.running && !this.disposing) await this.shutdown('quit', opts.progress).catch(() => {});
+    return this.dispose({ artifactsTo: opts.artifactsTo });
+  }
+
   private disposing: Promise<string | undefined> | undefined;
 
   /**

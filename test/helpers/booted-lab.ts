@@ -24,8 +24,7 @@ export function useBootedLab(): BootedLab {
     booted.agent = await booted.lab.agent();
   });
   afterAll(async () => {
-    await booted.lab?.shutdown('quit').catch(() => {});
-    await booted.lab?.dispose();
+    await booted.lab?.close();
     expect(liveLabQemuPids(booted.root)).toEqual([]);
   });
   return booted;

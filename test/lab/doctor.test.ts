@@ -112,8 +112,7 @@ describe('doctor on a guest whose IOMMU group is not viable', () => {
       expect(group?.status).toBe('fail');
       expect(group?.detail).toMatch(/^not viable: 0001:00:01\.0 \(virtio-pci\) is bound to a host driver$/);
     } finally {
-      await lab.shutdown('quit').catch(() => {});
-      await lab.dispose();
+      await lab.close();
     }
     expect(liveLabQemuPids(root)).toEqual([]);
   });

@@ -222,8 +222,7 @@ describe('sockets and listeners', () => {
       expect(tcpListeners([process.pid, lab.process.pid])).toEqual([`0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`]);
     } finally {
       await live.close();
-      await lab.shutdown('quit');
-      await lab.dispose();
+      await lab.close();
     }
   });
 });

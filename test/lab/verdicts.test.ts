@@ -129,8 +129,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
         expect(check(report, 'host: Mlocked back to baseline').detail).toMatch(/unevictable memory of the lab's own memory cgroup/);
         expect(check(report, 'host: no process of the lab outlives QEMU').measured).toBe('none');
       } finally {
-        await other?.shutdown('quit').catch(() => {});
-        await other?.dispose();
+        await other?.close();
       }
       expect(liveLabQemuPids(root)).toEqual([]);
       expect(runtimeDirsIn(root)).toEqual([]);
