@@ -2,7 +2,7 @@ import { randomInt } from 'node:crypto';
 import { ProtocolConnection, type ProtocolOptions, type SocketDialer } from '../protocol/protocol.js';
 import { QmpTimeoutError } from '../protocol/errors.js';
 import { AgentCommandError } from './errors.js';
-import { TcelabError } from '../util/errors.js';
+import { pollUntil } from '../util/poll.js';
 import { recordDuration, usualDuration } from '../util/usual.js';
 import type {
   AgentInfo,
@@ -61,26 +61,31 @@ export class AgentClient {
    * to sync-delimited starts with 0xFF, up to which the decoder drops input.
    */
   async resync(timeoutMs: number): Promise<void> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    while (Date.now() < deadline) {
-      const id = randomInt(1, 2 ** 31);
-      this.connection.sendRaw(Buffer.from([0xff]));
-      this.connection.startResync();
-      try {
-        // Short attempts: a sync sent before the agent opened its port is lost, not late.
-        const got = await this.connection.execute<number>('sync-delimited', { id }, { timeoutMs: 150 });
-        if (got === id) return;
-        last = new TcelabError('agent resync', `expected id ${id}, got ${got}`);
-      } catch (err) {
-        if (!(err instanceof QmpTimeoutError)) throw err;
-        last = err;
-      }
-    }
-    throw new TcelabError(
-      'guest agent',
-      `did not answer a resync within ${timeoutMs / 1000} s (${(last as Error)?.message ?? ''})`,
-      'check that the guest booted (console.log) and that the agent started (its messages are on the console)',
+    let last: string | undefined;
+    await pollUntil(
+      'the guest agent to answer a resync',
+      async () => {
+        const id = randomInt(1, 2 ** 31);
+        this.connection.sendRaw(Buffer.from([0xff]));
+        this.connection.startResync();
+        try {
+          // Short attempts: a sync sent before the agent opened its port is lost, not late.
+          const got = await this.connection.execute<number>('sync-delimited', { id }, { timeoutMs: 150 });
+          if (got === id) return true;
+          last = `expected id ${id}, got ${got}`;
+        } catch (err) {
+          if (!(err instanceof QmpTimeoutError)) throw err;
+          last = err.message;
+        }
+        return undefined;
+      },
+      {
+        timeoutMs,
+        // Each attempt waits 150 ms for its answer: no pause between them.
+        intervalMs: 0,
+        lastSeen: () => last,
+        hint: 'check that the guest booted (console.log) and that the agent started (its messages are on the console)',
+      },
     );
   }
 

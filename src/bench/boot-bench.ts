@@ -7,7 +7,7 @@ import { readCpio } from '../image/cpio.js';
 import { gunzipSync } from 'node:zlib';
 import type { GuestImage } from '../image/image-cache.js';
 import type { Profile } from '../qemu/profile.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 
 /**
  * The boot floor: spawn to the first line of a minimal /init (busybox echo)
@@ -54,8 +54,7 @@ export async function bootOnce(
     snapshots: floor ? 'off' : how.snapshots,
   });
   if (!floor && how.snapshots === 'use' && !how.saving && lab.start.how !== 'restored') {
-    await lab.shutdown('quit').catch(() => {});
-    await lab.dispose();
+    await lab.close();
     throw new Error(`expected a restore, but the lab booted cold (${lab.start.why})`);
   }
   try {
@@ -67,8 +66,7 @@ export async function bootOnce(
     await lab.agent();
     return Date.now() - lab.spawnedAt;
   } finally {
-    await lab.shutdown('quit').catch(() => {});
-    await lab.dispose();
+    await lab.close();
   }
 }
 

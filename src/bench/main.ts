@@ -9,7 +9,7 @@ import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { loadProfile } from '../qemu/profile.js';
 import { requireGuestImage } from '../image/image-builder.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { qmpBench, summarize } from './qmp-bench.js';
 import { bootOnce, floorInitrd, cleanupFloor } from './boot-bench.js';
 import { nestedBench } from './nested-bench.js';
@@ -208,8 +208,7 @@ async function main(): Promise<void> {
     out();
     await w.stop('TERM');
   } finally {
-    await reg.shutdown('quit').catch(() => {});
-    await reg.dispose();
+    await reg.close();
   }
 
   // 5. The nested lab host.

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { loadProfile } from '../qemu/profile.js';
 import { requireGuestImage } from '../image/image-builder.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { AgentHost } from '../host/agent-host.js';
 import { PinnedPageSampler } from '../probes/sampler.js';
 import { ProcCountersProbe } from '../probes/proc.js';

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { loadProfile } from '../qemu/profile.js';
 import { requireGuestImage } from '../image/image-builder.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { findGuestDevice } from '../scenario/guest-vfio.js';
 import { pinnedPages } from '../scenario/guest-pins.js';
 import { describeReports, scanKernelLog } from '../scenario/kernel-log.js';
@@ -108,8 +108,7 @@ async function main(): Promise<void> {
     const w2 = await warnings();
     for (const x of w2) process.stdout.write(`  ${x.kind}: ${x.line}\n    ${x.excerpt.join('\n    ')}\n`);
   } finally {
-    await lab.shutdown('quit').catch(() => {});
-    await lab.dispose();
+    await lab.close();
   }
 }
 

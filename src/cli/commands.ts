@@ -177,7 +177,7 @@ function sweepEntry(run: Run): CommandModule {
     (a) =>
       run(
         (async () => {
-          const { sweepStaleLabs } = await import('../qemu/sweep.js');
+          const { sweepStaleLabs } = await import('../lab/sweep.js');
           const { LocalHost } = await import('../host/local-host.js');
           const swept = await sweepStaleLabs(undefined, new LocalHost());
           process.stdout.write(

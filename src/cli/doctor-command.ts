@@ -4,7 +4,7 @@ import { LocalHost } from '../host/local-host.js';
 import { AgentHost } from '../host/agent-host.js';
 import { runDoctor, formatDoctor, type DoctorReport } from '../doctor/doctor.js';
 import { findGuestImage } from '../image/image-cache.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { InputError } from '../util/errors.js';
 import { StderrProgress } from '../util/progress.js';
 import { ensureGuestImage } from '../image/ensure-guest-image.js';

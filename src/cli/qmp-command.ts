@@ -6,7 +6,7 @@ import { CONTROL_SOCKET } from './up-command.js';
 import { parseJsonText } from '../util/validate.js';
 import { loadProfile } from '../qemu/profile.js';
 import { requireGuestImage } from '../image/image-builder.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { StderrProgress } from '../util/progress.js';
 import { controlCall } from './hotplug-command.js';
 
@@ -71,8 +71,7 @@ export async function qmpCommand(args: {
   try {
     print(await lab.qmp.execute(args.command, parsed, args.timeout * 1000));
   } finally {
-    await lab.shutdown('quit');
-    await lab.dispose();
+    await lab.close();
   }
   return 0;
 }

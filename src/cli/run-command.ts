@@ -1,5 +1,5 @@
 import { loadProfile } from '../qemu/profile.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { ensureGuestImage } from '../image/ensure-guest-image.js';
 import { StderrProgress } from '../util/progress.js';
 import { formatMs } from './output.js';

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { loadProfile } from '../qemu/profile.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { StderrProgress } from '../util/progress.js';
 import { ControlServer } from '../control/control-server.js';
 import { launchInnerMachine } from '../scenario/run/guest-lab-host.js';
@@ -170,8 +170,7 @@ export async function upCommand(args: { profile: string; json: boolean }): Promi
     const leftovers = await hotplug.unplugAll().catch((e) => [(e as Error).message]);
     if (leftovers.length) progress.info(`tcelab up: could not unplug everything: ${leftovers.join('; ')}`);
     // The inner lab first, while the guest that gives its device back is still up.
-    if (inner?.process.running) await inner.shutdown('quit', progress);
-    await inner?.dispose();
+    await inner?.close({ progress });
     if (lab.process.running) await lab.shutdown('powerdown', progress);
     return 0;
   } catch (err) {

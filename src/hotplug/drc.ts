@@ -1,3 +1,5 @@
+import type { QmpPciBus } from '../qmp/qmp-client.js';
+
 /**
  * Dynamic Reconfiguration Connectors as QEMU's pseries machine numbers them
  * (hw/ppc/spapr_drc.c, spapr_pci.c): index = type << 28 | id, and the name the
@@ -24,14 +26,12 @@ export function phbDeviceTreeNode(phbIndex: number): string {
   return `pci@${(0x800000020000000n + BigInt(phbIndex)).toString(16)}`;
 }
 
-interface QueryPciBus {
-  bus: number;
-  devices: Array<{ bus: number; slot: number; function: number; qdev_id: string }>;
-}
+/** What findInQueryPci reads of a query-pci bus. */
+type PciBusAddresses = { devices?: Array<Pick<QmpPciBus['devices'][number], 'bus' | 'slot' | 'function' | 'qdev_id'>> };
 
 /** Finds a device's bus/slot/function in a query-pci reply. */
-export function findInQueryPci(reply: unknown[], qdevId: string): { bus: number; slot: number; fn: number } | undefined {
-  for (const b of reply as QueryPciBus[]) {
+export function findInQueryPci(reply: PciBusAddresses[], qdevId: string): { bus: number; slot: number; fn: number } | undefined {
+  for (const b of reply) {
     for (const d of b.devices ?? []) {
       if (d.qdev_id === qdevId) return { bus: d.bus, slot: d.slot, fn: d.function };
     }

@@ -1,6 +1,7 @@
 import type { QmpClient } from '../qmp/qmp-client.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';
+import { PollTimeoutError, pollUntil } from '../util/poll.js';
 import { PeerCommandError } from '../protocol/errors.js';
 import { DRC_TYPE_PCI, DRC_TYPE_PHB, drcName, findInQueryPci, pciDrcIndex, phbDeviceTreeNode, phbDrcIndex } from './drc.js';
 import { deviceArg } from '../qemu/argv.js';
@@ -101,13 +102,11 @@ export class Hotplugger {
     probe: () => Promise<T | undefined>,
     timeoutMs = this.timeouts.guestMs,
   ): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const v = await probe();
-      if (v !== undefined) return v;
-      if (Date.now() > deadline) throw new HotplugError(step, `${what} did not happen within ${timeoutMs / 1000} s`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    return pollUntil(what, probe, { timeoutMs, intervalMs: 100 }).catch((err: unknown) => {
+      // The step that waited is what a hotplug failure names.
+      if (err instanceof PollTimeoutError) throw new HotplugError(step, `${what} did not happen: ${err.why}`);
+      throw err;
+    });
   }
 
   private async guestHasPhb(index: number): Promise<boolean> {

@@ -5,6 +5,7 @@ import { JsonLineDecoder, stringifyLossless, type Frame } from './framing.js';
 import { Transcript } from './transcript.js';
 import { type CommandErrorFactory, QmpCommandError, QmpConnectionClosedError, QmpProtocolError, QmpTimeoutError } from './errors.js';
 import { TcelabError } from '../util/errors.js';
+import { pollUntil } from '../util/poll.js';
 
 /**
  * The protocol half of QMP (and of the guest agent, which speaks QGA's wire
@@ -94,22 +95,23 @@ export class ProtocolConnection extends EventEmitter {
     path: string,
     opts: ProtocolOptions & { connectTimeoutMs?: number; host?: SocketDialer },
   ): Promise<ProtocolConnection> {
-    const deadline = Date.now() + (opts.connectTimeoutMs ?? 10_000);
     const host = opts.host ?? thisMachine;
-    let lastError = '';
-    while (Date.now() < deadline) {
-      try {
-        return new ProtocolConnection(await host.connectUnix(path), opts);
-      } catch (err) {
-        lastError = (err as Error).message;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
-    throw new TcelabError(
-      `connect to ${opts.peer} socket ${path}${host.local ? '' : ` in the ${host.name}`}`,
-      lastError || 'timed out',
-      'check that the process serving it is running; see its log in the run artifacts',
+    let lastError: string | undefined;
+    const socket = await pollUntil(
+      `${opts.peer} socket ${path}${host.local ? '' : ` in the ${host.name}`} to accept a connection`,
+      () =>
+        host.connectUnix(path).catch((err: Error) => {
+          lastError = err.message;
+          return undefined;
+        }),
+      {
+        timeoutMs: opts.connectTimeoutMs ?? 10_000,
+        intervalMs: 50,
+        lastSeen: () => lastError,
+        hint: 'check that the process serving it is running; see its log in the run artifacts',
+      },
     );
+    return new ProtocolConnection(socket, opts);
   }
 
   static fromSocket(socket: Duplex, opts: ProtocolOptions): ProtocolConnection {

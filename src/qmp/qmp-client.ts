@@ -16,6 +16,24 @@ export interface QmpStatus {
   status: string;
 }
 
+/** query-migrate's reply: no status before a migration starts; error-desc once one failed. */
+export interface QmpMigrationInfo {
+  status?: 'none' | 'setup' | 'cancelling' | 'cancelled' | 'active' | 'postcopy-active' | 'completed' | 'failed' | (string & {});
+  'error-desc'?: string;
+}
+
+/** A migration capability and whether it is on (migrate-set-capabilities). */
+export interface QmpMigrationCapability {
+  capability: string;
+  state: boolean;
+}
+
+/** One bus of query-pci's reply, with what tcelab reads of its devices. */
+export interface QmpPciBus {
+  bus: number;
+  devices: Array<{ bus: number; slot: number; function: number; qdev_id: string; id: { vendor: number; device: number } }>;
+}
+
 export interface QomProperty {
   name: string;
   type: string;
@@ -109,8 +127,26 @@ export class QmpClient {
     return this.execute<string>('human-monitor-command', { 'command-line': commandLine }, timeoutMs);
   }
 
-  queryPci(): Promise<unknown[]> {
-    return this.execute<unknown[]>('query-pci');
+  queryPci(): Promise<QmpPciBus[]> {
+    return this.execute<QmpPciBus[]>('query-pci');
+  }
+
+  migrateSetCapabilities(capabilities: QmpMigrationCapability[]): Promise<void> {
+    return this.execute('migrate-set-capabilities', { capabilities }) as Promise<void>;
+  }
+
+  /** Starts an outgoing migration to `uri` (e.g. exec:cat > file); query-migrate follows it. */
+  migrate(uri: string): Promise<void> {
+    return this.execute('migrate', { uri }) as Promise<void>;
+  }
+
+  /** Starts the incoming migration of a QEMU started with -incoming defer; query-migrate follows it. */
+  migrateIncoming(uri: string): Promise<void> {
+    return this.execute('migrate-incoming', { uri }) as Promise<void>;
+  }
+
+  queryMigrate(): Promise<QmpMigrationInfo> {
+    return this.execute<QmpMigrationInfo>('query-migrate');
   }
 
   eventMark(): number {

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeCpio, type CpioEntry } from '../image/cpio.js';
 import { ensureGuestImage } from '../image/ensure-guest-image.js';
-import { Lab } from '../qemu/lab.js';
+import { Lab } from '../lab/lab.js';
 import { guestPciDomain, type Profile } from '../qemu/profile.js';
 import { InputError, TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
@@ -89,7 +89,6 @@ export async function tryBundle(req: TryRequest): Promise<TryOutcome> {
       const end = text.search(/^TCELAB-REPRO-EXIT=\d+$/m);
       if (begin < 0) throw new TcelabError('repro try', 'the guest shell never started run.sh', 'see console.log in the kept runtime dir');
       const output = text.slice(text.indexOf('\n', begin) + 1, end);
-      await lab.shutdown('quit', req.progress);
       const addr = /^run\.sh: device (\S+)/m.exec(output)?.[1] ?? `${domain}:* (not found)`;
       return { exitCode: Number(done[1]), output, kernelRelease: init.kernelRelease, device: addr };
     } catch (err) {
@@ -97,7 +96,7 @@ export async function tryBundle(req: TryRequest): Promise<TryOutcome> {
       throw err;
     } finally {
       // The console is the evidence either way: artifactsTo gets it.
-      await lab.dispose({ artifactsTo: req.artifactsTo });
+      await lab.close({ artifactsTo: req.artifactsTo, progress: req.progress });
     }
   } finally {
     await rm(work, { recursive: true, force: true });

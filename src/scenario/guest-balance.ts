@@ -2,6 +2,7 @@ import type { AgentClient } from '../agent/agent-client.js';
 import type { PinHolder } from '../agent/types.js';
 import type { CheckRecorder } from './checks.js';
 import type { Progress } from '../util/progress.js';
+import { PollTimeoutError, pollUntil } from '../util/poll.js';
 import { pinnedPages } from './guest-pins.js';
 
 /** `pid 412 (holder "tcelab-agent worker", parent 1): fd 5 → /dev/vfio/vfio (container); VmLck 16384 kB` */
@@ -70,15 +71,21 @@ export async function judgeGuestBalance(
   let pins = 0;
   let holders: PinHolder[] = [];
   let explainedSince: number | undefined;
-  for (;;) {
-    const [c, h] = await Promise.all([agent.counters(), agent.pinHolders()]);
-    pins = pinnedPages(c) - baseline.pinnedPages;
-    holders = h;
-    const balanced = pins === 0 && lockedKb(h) === baseline.lockedKb;
-    explainedSince = kept?.knownDefect !== undefined && pins === kept.pages ? (explainedSince ?? Date.now()) : undefined;
-    if (balanced || Date.now() - t0 >= settleMs || (explainedSince !== undefined && Date.now() - explainedSince >= 1000)) break;
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await pollUntil(
+    "the guest's pins and locked memory back to the baseline",
+    async () => {
+      const [c, h] = await Promise.all([agent.counters(), agent.pinHolders()]);
+      pins = pinnedPages(c) - baseline.pinnedPages;
+      holders = h;
+      const balanced = pins === 0 && lockedKb(h) === baseline.lockedKb;
+      explainedSince = kept?.knownDefect !== undefined && pins === kept.pages ? (explainedSince ?? Date.now()) : undefined;
+      return balanced || (explainedSince !== undefined && Date.now() - explainedSince >= 1000) || undefined;
+    },
+    { timeoutMs: settleMs, intervalMs: 100 },
+  ).catch((err: unknown) => {
+    // Not settled within settleMs: the checks below say what is left.
+    if (!(err instanceof PollTimeoutError)) throw err;
+  });
   const locked = lockedKb(holders) - baseline.lockedKb;
   const newHolders = holders.filter(
     (h) => !baseline.holders.some((b) => b.pid === h.pid && b.vmLckKb === h.vmLckKb && b.fds.length === h.fds.length),

@@ -1,5 +1,6 @@
 import type { AgentClient } from '../agent/agent-client.js';
 import type { GuestCounters } from '../agent/types.js';
+import { PollTimeoutError, pollUntil } from '../util/poll.js';
 
 /** Pages pinned now (FOLL_PIN acquired − released), from a guest counters sample. */
 export function pinnedPages(c: GuestCounters): number {
@@ -17,10 +18,18 @@ export async function waitForCounters(
   opts: { timeoutMs: number; pid?: number; intervalMs?: number },
 ): Promise<{ counters: GuestCounters; ok: boolean; elapsedMs: number }> {
   const t0 = Date.now();
-  let c = await agent.counters(opts.pid);
-  while (!done(c) && Date.now() - t0 < opts.timeoutMs) {
-    await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
-    c = await agent.counters(opts.pid);
-  }
-  return { counters: c, ok: done(c), elapsedMs: Date.now() - t0 };
+  let c: GuestCounters | undefined;
+  const ok = await pollUntil(
+    "the guest's counters to reach the awaited state",
+    async () => {
+      c = await agent.counters(opts.pid);
+      return done(c) || undefined;
+    },
+    { timeoutMs: opts.timeoutMs, intervalMs: opts.intervalMs ?? 50 },
+  ).catch((err: unknown) => {
+    // Not there within the timeout: the caller judges the last sample.
+    if (err instanceof PollTimeoutError) return false;
+    throw err;
+  });
+  return { counters: c!, ok, elapsedMs: Date.now() - t0 };
 }

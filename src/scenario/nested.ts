@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import type { ScenarioContext } from './scenario.js';
-import type { Lab } from '../qemu/lab.js';
+import type { Lab } from '../lab/lab.js';
 import type { Profile } from '../qemu/profile.js';
 import type { VfioWorker } from '../agent/agent-client.js';
 import { TcelabError } from '../util/errors.js';

@@ -11,7 +11,7 @@ import { pressureOverRun, readPressure, type PressureTotals } from '../probes/pr
 import { ProcessScanner } from '../probes/host-attribution.js';
 import { ProcCountersProbe } from '../probes/proc.js';
 import type { Sample } from '../probes/sampler.js';
-import type { Lab } from '../qemu/lab.js';
+import type { Lab } from '../lab/lab.js';
 import { loadProfile, type Profile, withInputs } from '../qemu/profile.js';
 import { describeError, InputError, TcelabError } from '../util/errors.js';
 import { type Progress, silentProgress } from '../util/progress.js';

@@ -1,5 +1,7 @@
 import type { PressureOverRun } from '../probes/pressure.js';
-import type { Lab, LabStart, ShutdownMethod, ShutdownReport } from '../qemu/lab.js';
+import type { Lab } from '../lab/lab.js';
+import type { LabStart } from '../lab/lab-snapshot.js';
+import type { ShutdownMethod, ShutdownReport } from '../lab/shutdown.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import type { Profile } from '../qemu/profile.js';
 import type { Progress } from '../util/progress.js';

@@ -1,6 +1,6 @@
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { TcelabError } from './errors.js';
+import { pollUntil } from './poll.js';
 import type { Progress } from './progress.js';
 
 /** How long a holder may keep a lock before a waiter gives up. */
@@ -13,30 +13,29 @@ const ORPHAN_MS = 30_000;
  * taken over; a waiter says whom it waits for.
  */
 export async function withLock<T>(dir: string, what: string, progress: Progress, fn: () => Promise<T>): Promise<T> {
-  const deadline = Date.now() + WAIT_MS;
+  let holder = '';
   let said = false;
-  for (;;) {
-    try {
-      await mkdir(dir);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
-    const holder = await holderOf(dir);
-    if (holder === 'gone') {
-      await rm(dir, { recursive: true, force: true });
-      continue;
-    }
-    if (Date.now() > deadline)
-      throw new TcelabError(
-        what,
-        `another process (${holder}) has held ${dir} for ${WAIT_MS / 60_000} min`,
-        `if it is stuck, stop it, or remove ${dir}`,
-      );
-    if (!said) progress.info(`${what}: waiting for ${holder}, which is doing it already`);
-    said = true;
-    await new Promise((r) => setTimeout(r, 500));
-  }
+  await pollUntil(
+    `the lock ${dir} (to ${what})`,
+    async () => {
+      for (;;) {
+        try {
+          await mkdir(dir);
+          return true;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
+        holder = await holderOf(dir);
+        if (holder !== 'gone') break;
+        // Its holder died: take it over at once.
+        await rm(dir, { recursive: true, force: true });
+      }
+      if (!said) progress.info(`${what}: waiting for ${holder}, which is doing it already`);
+      said = true;
+      return undefined;
+    },
+    { timeoutMs: WAIT_MS, intervalMs: 500, lastSeen: () => `held by ${holder}`, hint: `if it is stuck, stop it, or remove ${dir}` },
+  );
   await writeFile(join(dir, 'pid'), `${process.pid}\n`);
   try {
     return await fn();

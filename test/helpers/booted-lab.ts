@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, expect } from 'vitest';
 import type { AgentClient } from '../../src/agent/agent-client.js';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { emulatedLabInputs, testRuntimeRoot } from './lab.js';
 import { liveLabQemuPids } from './processes.js';
 
@@ -24,8 +24,7 @@ export function useBootedLab(): BootedLab {
     booted.agent = await booted.lab.agent();
   });
   afterAll(async () => {
-    await booted.lab?.shutdown('quit').catch(() => {});
-    await booted.lab?.dispose();
+    await booted.lab?.close();
     expect(liveLabQemuPids(booted.root)).toEqual([]);
   });
   return booted;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn, TEST_ROOT_PREFIX } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { packageRoot } from '../../src/util/paths.js';

@@ -8,9 +8,9 @@ import { loadProfile } from '../../src/qemu/profile.js';
 import { useBootedLab } from '../helpers/booted-lab.js';
 import { emulatedLabInputs, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { packageRoot } from '../../src/util/paths.js';
-import { sweepStaleLabs } from '../../src/qemu/sweep.js';
+import { sweepStaleLabs } from '../../src/lab/sweep.js';
 import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
@@ -112,8 +112,7 @@ describe('doctor on a guest whose IOMMU group is not viable', () => {
       expect(group?.status).toBe('fail');
       expect(group?.detail).toMatch(/^not viable: 0001:00:01\.0 \(virtio-pci\) is bound to a host driver$/);
     } finally {
-      await lab.shutdown('quit').catch(() => {});
-      await lab.dispose();
+      await lab.close();
     }
     expect(liveLabQemuPids(root)).toEqual([]);
   });

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, readFileSync } from 'node:fs';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { QmpCommandError, QmpConnectionClosedError, QmpTimeoutError } from '../../src/protocol/errors.js';
 import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';

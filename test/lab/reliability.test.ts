@@ -8,7 +8,7 @@ import { resolveScenario } from '../../src/scenario/registry.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { testRuntimeRoot, runtimeDirsIn, emulatedLabInputs } from '../helpers/lab.js';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { LiveServer } from '../../src/live/live-server.js';
 import type { Progress } from '../../src/util/progress.js';
 
@@ -228,8 +228,7 @@ describe('sockets and listeners', () => {
       expect(tcpListeners([process.pid, lab.process.pid])).toEqual([`0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`]);
     } finally {
       await live.close();
-      await lab.shutdown('quit');
-      await lab.dispose();
+      await lab.close();
     }
   });
 });

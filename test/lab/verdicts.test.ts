@@ -8,7 +8,7 @@ import { loadScenarioFile } from '../../src/scenario/data/scenario-file.js';
 import { definitionFromFile } from '../../src/scenario/data/interpreter.js';
 import { procedures } from '../../src/scenario/registry.js';
 import type { ScenarioDefinition } from '../../src/scenario/scenario.js';
-import { Lab } from '../../src/qemu/lab.js';
+import { Lab } from '../../src/lab/lab.js';
 import { loadProfile } from '../../src/qemu/profile.js';
 import { requireGuestImage } from '../../src/image/image-builder.js';
 import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
@@ -129,8 +129,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
         expect(check(report, 'host: Mlocked back to baseline').detail).toMatch(/unevictable memory of the lab's own memory cgroup/);
         expect(check(report, 'host: no process of the lab outlives QEMU').measured).toBe('none');
       } finally {
-        await other?.shutdown('quit').catch(() => {});
-        await other?.dispose();
+        await other?.close();
       }
       expect(liveLabQemuPids(root)).toEqual([]);
       expect(runtimeDirsIn(root)).toEqual([]);

@@ -1,7 +1,7 @@
 import type { VfioWorker } from '../../agent/agent-client.js';
 import { Hotplugger } from '../../hotplug/hotplug.js';
 import type { Sample } from '../../probes/sampler.js';
-import type { Lab } from '../../qemu/lab.js';
+import type { Lab } from '../../lab/lab.js';
 import { TcelabError } from '../../util/errors.js';
 import type { InferFields, Spec } from '../../util/validate.js';
 import { RPA_HOTPLUG_REQUIREMENTS, type KernelRequirements } from '../../kernel/kernel-facts.js';

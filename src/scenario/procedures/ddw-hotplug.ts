@@ -5,7 +5,7 @@ import { liobnOf, summarizeWindows, type DmaWindow } from '../../ddw/dma-window.
 import { guestSampleNow } from '../guest-release.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { slope } from '../slope.js';
-import { Lab } from '../../qemu/lab.js';
+import { Lab } from '../../lab/lab.js';
 import { closeSync, openSync, readdirSync } from 'node:fs';
 
 const GiB = 1n << 30n;

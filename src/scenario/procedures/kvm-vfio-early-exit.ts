@@ -1,5 +1,6 @@
 import type { Profile } from '../../qemu/profile.js';
 import { describeError } from '../../util/errors.js';
+import { PollTimeoutError, pollUntil } from '../../util/poll.js';
 import { requireKvmLabHost } from './kvm-lab-host.js';
 import { scanKernelLog } from '../kernel-log.js';
 import { disposeInnerLab, launchInnerLab } from '../nested.js';
@@ -75,14 +76,19 @@ export const kvmVfioEarlyExit: ScenarioDefinition = {
     );
     ctx.phase('inner QEMU gone');
     // The kvm-vfio device is released with the VMM's last fd: wait for the host kernel's word on it.
-    const deadline = Date.now() + REPORT_WAIT_MS;
-    let reports = scanKernelLog('');
-    do {
-      const dmesg = await agent.exec(['dmesg'], 10_000);
-      reports = scanKernelLog(dmesg.stdout).filter((r) => KVM_VFIO_RELEASE_WARNING.test(`${r.line}\n${r.excerpt.join('\n')}`));
-      if (reports.length) break;
-      await new Promise((r) => setTimeout(r, 500));
-    } while (Date.now() < deadline);
+    const reports = await pollUntil(
+      "the host kernel's warning on the kvm-vfio release",
+      async () => {
+        const dmesg = await agent.exec(['dmesg'], 10_000);
+        const found = scanKernelLog(dmesg.stdout).filter((r) => KVM_VFIO_RELEASE_WARNING.test(`${r.line}\n${r.excerpt.join('\n')}`));
+        return found.length ? found : undefined;
+      },
+      { timeoutMs: REPORT_WAIT_MS, intervalMs: 500 },
+    ).catch((err: unknown) => {
+      // None within the wait is the good outcome.
+      if (err instanceof PollTimeoutError) return [];
+      throw err;
+    });
     checks.record(
       'host kernel: releasing a kvm-vfio device whose group was never attached to a TCE table does not warn',
       reports.length === 0,

@@ -1,7 +1,8 @@
 import { describeHolder } from '../guest-balance.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 import { awaitGuestRelease, guestSampleNow } from '../guest-release.js';
-import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
+import type { Lab } from '../../lab/lab.js';
+import type { ShutdownMethod } from '../../lab/shutdown.js';
 import { innerProfile, launchInnerLab, disposeInnerLab, adoptInnerVfioFds } from '../nested.js';
 import type { Profile } from '../../qemu/profile.js';
 import { runDoctor } from '../../doctor/doctor.js';
@@ -152,7 +153,7 @@ async function innerCycle(
       inner.qemu.memoryMiB * 1024,
       'kB (RAM + TCE table)',
     );
-    const status = await lab.qmp.execute<{ status: string }>('query-status');
+    const status = await lab.qmp.queryStatus();
     // A KVM lab host's inner machine boots (kvm-lab-host): created and running, not paused.
     if (inner.qemu.startPaused) checks.equal(`${label}: inner machine created and paused (-S)`, status.status, 'prelaunch');
     else checks.equal(`${label}: inner machine created and running`, status.status, 'running');
@@ -249,7 +250,7 @@ async function innerCycle(
 
 /** The inner QEMU shows the guest's device (edu: 1234:11e8) on its PHB: the passthrough is real. */
 async function checkPassthrough(ctx: ScenarioContext, lab: Lab): Promise<void> {
-  const buses = await lab.qmp.execute<Array<{ devices: Array<{ qdev_id: string; id: { vendor: number; device: number } }> }>>('query-pci');
+  const buses = await lab.qmp.queryPci();
   const dev = lab.profile.devices.find((d) => d.driver === 'vfio-pci')!;
   const seen = buses.flatMap((b) => b.devices).find((d) => d.qdev_id === dev.id);
   const id = (n: number) => n.toString(16).padStart(4, '0');

@@ -3,7 +3,7 @@ import type { ScenarioDefinition } from '../scenario.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { guestSampleNow } from '../guest-release.js';
 import { slope } from '../slope.js';
-import { Lab } from '../../qemu/lab.js';
+import { Lab } from '../../lab/lab.js';
 
 /**
  * A registration loop: register, map, unmap, unregister, N times (CI runs a

@@ -7,7 +7,7 @@ import type { GuestImage } from '../../image/image-cache.js';
 import { INNER_BOOT_IMAGE } from '../../image/image-variant.js';
 import { kernelPageKb, parseKbFields, ProcCountersProbe } from '../../probes/proc.js';
 import type { Sample } from '../../probes/sampler.js';
-import { Lab } from '../../qemu/lab.js';
+import { Lab } from '../../lab/lab.js';
 import { type Profile, runsUnderKvm } from '../../qemu/profile.js';
 import { TcelabError } from '../../util/errors.js';
 import type { Progress } from '../../util/progress.js';
@@ -73,9 +73,7 @@ export class GuestLabHost implements LabHost {
       return guestHost;
     } catch (err) {
       // Its runtime dir is kept as the artifacts of a failed lab.
-      lab.failed = true;
-      await lab.shutdown('quit', progress).catch(() => {});
-      await lab.dispose({}).catch(() => {});
+      await lab.close({ failed: true, progress }).catch(() => {});
       throw err;
     }
   }
@@ -133,10 +131,7 @@ export class GuestLabHost implements LabHost {
 
   /** Quits the host guest once the lab under test is gone; its artifacts go beside the lab's. */
   async dispose(failed: boolean, artifactsTo: string, progress: Progress): Promise<void> {
-    const { lab } = this;
-    if (failed) lab.failed = true;
-    if (lab.process.running) await lab.shutdown('quit', progress).catch(() => {});
-    await lab.dispose({ artifactsTo });
+    await this.lab.close({ failed, artifactsTo, progress });
   }
 }
 

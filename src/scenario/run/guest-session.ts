@@ -1,5 +1,6 @@
 import type { AgentClient } from '../../agent/agent-client.js';
-import type { Lab, ShutdownMethod } from '../../qemu/lab.js';
+import type { Lab } from '../../lab/lab.js';
+import type { ShutdownMethod } from '../../lab/shutdown.js';
 import { describeError } from '../../util/errors.js';
 import type { Progress } from '../../util/progress.js';
 import type { CheckRecorder } from '../checks.js';

@@ -1,4 +1,4 @@
-import type { Lab } from '../../qemu/lab.js';
+import type { Lab } from '../../lab/lab.js';
 import type { PinCounters } from '../../probes/proc.js';
 import { awaitRelease, type ReleaseVerdict, releasedNothing } from '../../probes/release.js';
 import type { PinnedPageSampler, Sample } from '../../probes/sampler.js';

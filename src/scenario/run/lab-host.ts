@@ -1,7 +1,7 @@
 import type { ProcessScanner } from '../../probes/host-attribution.js';
 import type { ProcCountersProbe } from '../../probes/proc.js';
 import type { Sample } from '../../probes/sampler.js';
-import type { Lab, LaunchOptions } from '../../qemu/lab.js';
+import type { Lab, LaunchOptions } from '../../lab/lab.js';
 import type { Profile } from '../../qemu/profile.js';
 import type { Progress } from '../../util/progress.js';
 import type { ScenarioReport } from '../scenario.js';

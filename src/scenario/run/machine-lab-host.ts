@@ -6,7 +6,7 @@ import { labCgroupExpected } from '../../probes/lab-cgroup.js';
 import { ProcCountersProbe } from '../../probes/proc.js';
 import type { Sample } from '../../probes/sampler.js';
 import type { Progress } from '../../util/progress.js';
-import { Lab } from '../../qemu/lab.js';
+import { Lab } from '../../lab/lab.js';
 import { type Profile, runsUnderKvm } from '../../qemu/profile.js';
 import type { HostKernelLog, LabHost, LabHostOptions, Leftovers } from './lab-host.js';
 import { attributedHostJudgements, type HostJudgements } from './release-judgements.js';

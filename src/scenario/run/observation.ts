@@ -1,6 +1,6 @@
 import type { LiveServer } from '../../live/live-server.js';
 import { PinnedPageSampler, type Sample } from '../../probes/sampler.js';
-import type { Lab } from '../../qemu/lab.js';
+import type { Lab } from '../../lab/lab.js';
 import type { Progress } from '../../util/progress.js';
 import { CheckRecorder } from '../checks.js';
 import type { Phase } from '../scenario.js';

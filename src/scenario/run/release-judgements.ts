@@ -1,4 +1,4 @@
-import type { Lab } from '../../qemu/lab.js';
+import type { Lab } from '../../lab/lab.js';
 import { hostPageKb, type ProcessScanner } from '../../probes/host-attribution.js';
 import type { PinCounters } from '../../probes/proc.js';
 import type { ReleaseVerdict } from '../../probes/release.js';
