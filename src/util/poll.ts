@@ -1,11 +1,15 @@
 import { TcelabError } from './errors.js';
+import { recordDuration, usualMs } from './usual.js';
 
 export interface PollOptions {
   /** Give up once this long has passed since the first probe. */
   timeoutMs: number;
   /** The pause between two probes (0: probe again at once, for a probe that waits by itself). */
   intervalMs: number;
-  /** How long this usually takes, for the message of a wait that gave up: 60 s against a usual 0.4 s says more than 60 s alone. */
+  /**
+   * How long this usually takes, for the message of a wait that gave up: 60 s against a usual 0.4 s says more than 60 s
+   * alone. Without it, the median of the same waits (by `what`) that ended in time on this machine, in this process.
+   */
   usualMs?: number;
   /** Ends the wait early: pollUntil then rejects with the signal's reason. */
   signal?: AbortSignal;
@@ -31,8 +35,8 @@ export class PollTimeoutError extends TcelabError {
 }
 
 /**
- * Probes until the probe gives a value (anything but undefined) and resolves with it; throws a PollTimeoutError once
- * `timeoutMs` has passed without one. A probe that throws ends the wait with its error (a migration that failed is
+ * Probes until the probe gives a value (anything but undefined) and resolves with it, recording how long that took as
+ * this machine's usual for `what` (util/usual.ts); throws a PollTimeoutError once `timeoutMs` has passed without one. A probe that throws ends the wait with its error (a migration that failed is
  * not worth waiting on). The first probe runs at once; each later one `intervalMs` after the previous one ended.
  */
 export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, opts: PollOptions): Promise<T> {
@@ -40,9 +44,12 @@ export async function pollUntil<T>(what: string, probe: () => Promise<T | undefi
   for (;;) {
     opts.signal?.throwIfAborted();
     const value = await probe();
-    if (value !== undefined) return value;
     const waitedMs = Date.now() - t0;
-    if (waitedMs >= opts.timeoutMs) throw new PollTimeoutError(what, waitedMs, opts.usualMs, opts.lastSeen?.(), opts.hint);
+    if (value !== undefined) {
+      recordDuration(what, waitedMs);
+      return value;
+    }
+    if (waitedMs >= opts.timeoutMs) throw new PollTimeoutError(what, waitedMs, opts.usualMs ?? usualMs(what), opts.lastSeen?.(), opts.hint);
     if (opts.intervalMs > 0) await pause(opts.intervalMs, opts.signal);
   }
 }

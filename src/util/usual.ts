@@ -15,6 +15,12 @@ export function recordDuration(kind: string, ms: number): void {
   durations.set(kind, list);
 }
 
+/** The median of what was recorded, or undefined before the first. */
+export function usualMs(kind: string): number | undefined {
+  const list = [...(durations.get(kind) ?? [])].sort((a, b) => a - b);
+  return list.length ? list[Math.floor(list.length / 2)] : undefined;
+}
+
 /** "usually 180 ms here (median of 7, at most 420 ms)", or that it has not been seen here yet. */
 export function usualDuration(kind: string): string {
   const list = [...(durations.get(kind) ?? [])].sort((a, b) => a - b);

@@ -59,6 +59,17 @@ describe('pollUntil: probe until there is a value, or say what was waited for an
     expect(new PollTimeoutError('a', 15 * 60_000, undefined, 'held by pid 7').why).toBe('gave up after 15 min; last: held by pid 7');
   });
 
+  it("names this machine's usual for the same wait (the median of those that ended in time) when none is given", async () => {
+    const what = `a wait seen before ${Math.random()}`;
+    for (const misses of [1, 2, 3]) await pollUntil(what, probeAfter(misses, true).probe, { timeoutMs: 1000, intervalMs: 10 });
+    const err = (await pollUntil(what, probeAfter(Number.POSITIVE_INFINITY, 1).probe, { timeoutMs: 40, intervalMs: 10 }).catch(
+      (e: unknown) => e,
+    )) as PollTimeoutError;
+    expect(err.usualMs).toBeGreaterThanOrEqual(15);
+    expect(err.usualMs).toBeLessThan(1000);
+    expect(err.why).toMatch(/\(it usually takes \d+ ms\)/);
+  });
+
   it('probes at least once, even with no time to wait', async () => {
     const p = probeAfter(0, 'now');
     expect(await pollUntil('x', p.probe, { timeoutMs: 0, intervalMs: 10 })).toBe('now');
