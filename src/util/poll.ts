@@ -36,8 +36,9 @@ export class PollTimeoutError extends TcelabError {
 
 /**
  * Probes until the probe gives a value (anything but undefined) and resolves with it, recording how long that took as
- * this machine's usual for `what` (util/usual.ts); throws a PollTimeoutError once `timeoutMs` has passed without one. A probe that throws ends the wait with its error (a migration that failed is
- * not worth waiting on). The first probe runs at once; each later one `intervalMs` after the previous one ended.
+ * this machine's usual for `what` (util/usual.ts); throws a PollTimeoutError once `timeoutMs` has passed without one.
+ * A probe that throws ends the wait with its error (a migration that failed is not worth waiting on). The first probe
+ * runs at once; each later one `intervalMs` after the previous one ended.
  */
 export async function pollUntil<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, opts: PollOptions): Promise<T> {
   const t0 = Date.now();
