@@ -20,7 +20,6 @@ const layers = [
   'lab',
   'ddw',
   'hotplug',
-  'kvm',
   'doctor',
   'live',
   'scenario',
