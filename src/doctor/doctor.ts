@@ -1,5 +1,5 @@
 import type { Host } from '../host/host.js';
-import type { Profile } from '../qemu/profile.js';
+import { type Profile, runsUnderKvm } from '../qemu/profile.js';
 import { parseKbFields, parseMemlockLimit } from '../probes/proc.js';
 import { VfioPciBinder } from '../host/vfio-binder.js';
 
@@ -55,7 +55,7 @@ export async function runDoctor(host: Host, profile: Profile, opts: DoctorOption
     else add('QEMU binary', 'ok', `${opts.qemuLabel ?? profile.qemu.binary} ${version}`);
   }
 
-  if (profile.qemu.accel === 'kvm') {
+  if (runsUnderKvm(profile)) {
     const power = /^ppc64/.test(arch);
     if (!power)
       add(

@@ -4,7 +4,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { chmod, mkdir, readFile, readdir, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { cacheDir } from '../util/paths.js';
-import type { Profile } from '../qemu/profile.js';
+import { type Profile, runsUnderKvm } from '../qemu/profile.js';
 import type { RuntimePaths } from '../qemu/argv.js';
 
 /**
@@ -111,7 +111,7 @@ const COLD_ONLY: Array<{ applies: (p: Profile, extraArgs: string[]) => boolean; 
     why: 'the machine is started paused (-S) or given its own -incoming',
   },
   {
-    applies: (p) => p.qemu.accel === 'kvm',
+    applies: (p) => runsUnderKvm(p),
     why: 'KVM labs boot cold: a KVM guest is saved against this host CPU, and KVM boots fast anyway',
   },
   {
