@@ -30,7 +30,13 @@ async function interrupt(args: string[], when: RegExp, signal: NodeJS.Signals) {
       err += d.toString();
       if (when.test(err)) resolve();
     });
-    child.on('exit', () => reject(new Error(`exited before ${when}: ${err.slice(-1000)}`)));
+    // A run that ended on its own says why in its FAIL lines (the last 1000 characters are its teardown).
+    const failures = () =>
+      err
+        .split('\n')
+        .filter((l) => /\bFAIL\b|error|what to do/i.test(l))
+        .join('\n');
+    child.on('exit', () => reject(new Error(`exited before ${when}: ${failures()}\n…\n${err.slice(-1000)}`)));
     setTimeout(() => reject(new Error(`never saw ${when}: ${err.slice(-1000)}`)), 120_000);
   });
   const killedAt = Date.now();
