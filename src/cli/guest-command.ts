@@ -17,7 +17,13 @@ export async function guestBuildCommand(args: {
     throw new InputError('--variant', args.variant, 'must be base, with-qemu, with-qemu:<suite> or kvm-host');
   const progress = new StderrProgress();
   const t0 = Date.now();
-  const result = await buildGuestImage({ variant: args.variant, kernel: args.kernel, refresh: args.refresh, progress });
+  const result = await buildGuestImage({
+    variant: args.variant,
+    kernel: args.kernel,
+    kernelField: '--kernel',
+    refresh: args.refresh,
+    progress,
+  });
   const m = result.image.manifest;
   const elapsed = Date.now() - t0;
   if (args.json) {

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { buildGuestImage } from '../image/image-builder.js';
 import { mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
 import { formatKernelSpec, kernelKey, parseKernelSpec } from '../kernel/kernel-spec.js';
+import { checkKernelFiles } from '../kernel/unresolvable-kernel.js';
 import { buildMatrix, type MatrixColumn, type MatrixRun, matrixTable } from '../matrix/matrix.js';
 import { matrixHtml, matrixJunit } from '../matrix/matrix-output.js';
 import { checkQemuBinary, loadProfile } from '../qemu/profile.js';
@@ -46,6 +47,8 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   if (kernels.length === 0)
     throw new InputError('--kernels', args.kernels, 'must list at least one kernel, e.g. debian:trixie,debian:experimental');
   const specs = kernels.map((k) => parseKernelSpec(k, '--kernels'));
+  // A kernel's missing files are refused before any kernel's image is built; a Debian suite, when its image is.
+  for (const [i, spec] of specs.entries()) checkKernelFiles(spec, { field: '--kernels', text: kernels[i]! });
   const qemus: Array<string | undefined> = args.qemus ? args.qemus.split(',').filter(Boolean) : [undefined];
   for (const [i, q] of qemus.entries()) if (q) qemus[i] = await resolveQemuInput(q, '--qemus');
   for (const q of qemus) if (q) checkQemuBinary(q);
@@ -87,7 +90,7 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   const toRun: typeof entries = [];
   for (const e of entries) {
     const profile = await loadProfile(e.profile ?? e.def.defaultProfile);
-    const image = (await buildGuestImage({ variant: profile.guest.image, kernel: e.kernel, progress })).image;
+    const image = (await buildGuestImage({ variant: profile.guest.image, kernel: e.kernel, kernelField: '--kernels', progress })).image;
     const unmet = unmetRequirements(image.manifest.kernel, mergeRequirements(VFIO_SPAPR_REQUIREMENTS, e.def.requires));
     if (unmet.length)
       runs.push({

@@ -100,10 +100,14 @@ export class PrivateApt {
     });
   }
 
-  /** A field of the InRelease apt fetched for `dist` (in lists/ or, after a failed update, lists/partial/). */
+  /**
+   * A field of the InRelease (or, from a mirror that signs no InRelease, the Release) apt fetched for `dist` (in
+   * lists/ or, after a failed update, lists/partial/). Undefined when apt fetched none: it could not reach the mirror.
+   */
   async releaseField(dist: string, field: string): Promise<string | undefined> {
     for (const dir of [join(this.root, 'state', 'lists'), join(this.root, 'state', 'lists', 'partial')]) {
-      const name = (await readdir(dir).catch(() => [] as string[])).find((n) => n.endsWith(`_dists_${dist}_InRelease`));
+      const names = await readdir(dir).catch(() => [] as string[]);
+      const name = [`_dists_${dist}_InRelease`, `_dists_${dist}_Release`].map((end) => names.find((n) => n.endsWith(end))).find(Boolean);
       if (!name) continue;
       const text = await readFile(join(dir, name), 'utf8');
       const m = new RegExp(`^${field}:[ \\t]*(.*\\S)`, 'm').exec(text);
@@ -177,6 +181,15 @@ export class PrivateApt {
 /** What an apt run's failure says: its message and, for a TcelabError, its why (apt's own stderr lines). */
 export function aptFailureText(err: unknown): string {
   return `${(err as Error).message} ${(err as { why?: string }).why ?? ''}`;
+}
+
+/**
+ * apt-get update failed because the mirror answered that it has no Release file for the suite (a 404 for
+ * dists/<suite>/InRelease and Release): the mirror has no such suite. A mirror that cannot be reached is not this:
+ * apt-get update then warns, goes on, and fetches no index.
+ */
+export function isMissingReleaseError(err: unknown): boolean {
+  return /does not have a Release file/.test(aptFailureText(err));
 }
 
 /** apt-get update failed because the mirror served an index that does not match its InRelease. */

@@ -5,7 +5,17 @@ import type { ImageVariant } from './image-variant.js';
 
 /** What a profile says of the image its guest boots: the variant and the kernel (a Profile is one). */
 export interface GuestImageChoice {
+  name?: string;
   guest: { image: ImageVariant; kernel: string };
+}
+
+/**
+ * Where a profile's kernel spec came from, to name it when it cannot resolve: --kernel (the CLI passes it as
+ * TCELAB_KERNEL, which every profile a command loads takes), or else the profile's own guest.kernel.
+ */
+function kernelField(profile: GuestImageChoice, env: NodeJS.ProcessEnv = process.env): string {
+  if (env.TCELAB_KERNEL !== undefined && env.TCELAB_KERNEL === profile.guest.kernel) return '--kernel';
+  return `${profile.name ? `profile ${profile.name} ` : ''}guest.kernel`;
 }
 
 /**
@@ -14,7 +24,7 @@ export interface GuestImageChoice {
  */
 export async function ensureGuestImage(profile: GuestImageChoice, progress: Progress): Promise<GuestImage> {
   const variant = profile.guest.image;
-  const r = await buildGuestImage({ variant, kernel: profile.guest.kernel, refresh: false, progress });
+  const r = await buildGuestImage({ variant, kernel: profile.guest.kernel, kernelField: kernelField(profile), refresh: false, progress });
   if (r.action !== 'up-to-date')
     progress.info(
       `guest image "${variant}" for ${profile.guest.kernel} ${r.action === 'downloaded' ? 'built' : 'rebuilt'} (${r.image.dir})`,

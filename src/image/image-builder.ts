@@ -6,6 +6,7 @@ import { debFileName } from '../debian/deb-package.js';
 import { sha256File } from '../debian/private-apt.js';
 import { DEFAULT_KERNEL, formatKernelSpec, parseKernelSpec } from '../kernel/kernel-spec.js';
 import { stageKernelDebs, stageLocalKernel } from '../kernel/stage-kernel.js';
+import { checkKernelFiles } from '../kernel/unresolvable-kernel.js';
 import { TcelabError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import { cacheDir } from '../util/paths.js';
@@ -29,6 +30,8 @@ export interface BuildOptions {
   variant: ImageVariant;
   /** The kernel under test (kernel-spec.ts); Debian trixie's by default. */
   kernel?: string;
+  /** Where the kernel spec came from, named when it cannot resolve: --kernel (the default), --kernels, a profile's guest.kernel. */
+  kernelField?: string;
   /** Re-resolve package versions even if cached ones exist. */
   refresh?: boolean;
   cache?: string;
@@ -53,7 +56,10 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   const cache = opts.cache ?? cacheDir();
   const { progress, variant } = opts;
   const kernelText = opts.kernel ?? DEFAULT_KERNEL;
-  const kernel = parseKernelSpec(kernelText);
+  const kernelInput = { field: opts.kernelField ?? '--kernel', text: kernelText };
+  const kernel = parseKernelSpec(kernelText, kernelInput.field);
+  // A spec that cannot resolve is refused before anything is built: its files here, its Debian suite on the mirror (resolveAll).
+  checkKernelFiles(kernel, kernelInput);
   const spec = variantSpec(variant);
   const inputs = await guestInputsSha256(kernel);
   const existing = await findGuestImage(variant, kernelText, cache);
@@ -70,7 +76,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   let action: BuildResult['action'] = 'repacked';
   if (!resolved) {
     action = 'downloaded';
-    const fresh = await resolveAll(cache, spec, kernel, progress);
+    const fresh = await resolveAll(cache, spec, kernel, progress, kernelInput);
     resolved = fresh;
     downloadedBytes = await downloadPackages(fresh, cache, debDir, progress);
   }

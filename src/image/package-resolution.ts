@@ -1,11 +1,15 @@
 import { existsSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostDebianMirror } from '../debian/apt-sources.js';
 import { debFileName, type DebPackage } from '../debian/deb-package.js';
-import { aptFailureText, PrivateApt, sha256File } from '../debian/private-apt.js';
-import { resolveDebianKernel } from '../kernel/debian-kernel.js';
+import { mirrorSuites } from '../debian/mirror-suites.js';
+import { aptFailureText, isMissingReleaseError, PrivateApt, sha256File } from '../debian/private-apt.js';
+import { type DebianKernel, resolveDebianKernel } from '../kernel/debian-kernel.js';
 import type { KernelFacts } from '../kernel/kernel-facts.js';
-import { formatKernelSpec, type KernelSpec } from '../kernel/kernel-spec.js';
+import { formatKernelSpec, type KernelInput, type KernelSpec } from '../kernel/kernel-spec.js';
+import { missingSuiteError, suiteWithoutArchError } from '../kernel/unresolvable-kernel.js';
+import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import type { ImageManifest } from './image-cache.js';
 import { USERLAND_ARCH, USERLAND_SUITE, type VariantSpec } from './image-variant.js';
@@ -27,17 +31,30 @@ type FreshPackages = ResolvedPackages & { apts: Map<DebPackage, PrivateApt> };
 
 /**
  * Resolves the userland (trixie) and, for a Debian kernel, the kernel's packages in its suite, each through a
- * private apt of its own suite. Every package keeps the apt that resolved it (it downloads from there).
+ * private apt of its own suite. Every package keeps the apt that resolved it (it downloads from there). The kernel
+ * comes first: a spec that cannot resolve (`kernelInput` names where it came from) is refused before the userland
+ * is resolved.
  */
-export async function resolveAll(cache: string, spec: VariantSpec, kernel: KernelSpec, progress: Progress): Promise<FreshPackages> {
+export async function resolveAll(
+  cache: string,
+  spec: VariantSpec,
+  kernel: KernelSpec,
+  progress: Progress,
+  kernelInput: KernelInput = { field: '--kernel', text: formatKernelSpec(kernel) },
+): Promise<FreshPackages> {
+  const mirror = hostDebianMirror();
+  const aptRoot = (suite: string) => join(cache, 'guest', suite === USERLAND_SUITE ? 'apt' : `apt-${suite}`);
   const aptFor = async (suite: string) => {
-    const apt = new PrivateApt(
-      join(cache, 'guest', suite === USERLAND_SUITE ? 'apt' : `apt-${suite}`),
-      hostDebianMirror(),
-      suite,
-      USERLAND_ARCH,
-    );
+    const apt = new PrivateApt(aptRoot(suite), mirror, suite, USERLAND_ARCH);
     await progress.step(`update Debian ${suite} ${USERLAND_ARCH} package lists (private apt config)`, () => apt.update());
+    // apt-get update that cannot reach the mirror warns and succeeds, with no index: that is the mirror's failure.
+    if ((await apt.releaseField(apt.dist, 'Architectures')) === undefined) {
+      throw new TcelabError(
+        `apt-get update for Debian ${suite} ${USERLAND_ARCH}`,
+        `it fetched no index of ${suite} from ${mirror}`,
+        MIRROR_HINT,
+      );
+    }
     if (apt.dist !== suite) {
       progress.info(
         `the mirror's ${suite} index is mid-sync; using its ${apt.dist} alias (same release, signed, from ${await apt.releaseField(apt.dist, 'Date')})`,
@@ -45,7 +62,9 @@ export async function resolveAll(cache: string, spec: VariantSpec, kernel: Kerne
     }
     return apt;
   };
-  const userlandApt = await aptFor(USERLAND_SUITE);
+  const kernelApt = kernel.kind === 'debian' ? await kernelSuiteApt(kernel.suite, kernelInput, mirror, aptFor, aptRoot) : undefined;
+  const found = kernel.kind === 'debian' ? await resolveKernelPackages(kernelApt!, kernel, kernelInput, progress) : undefined;
+  const userlandApt = kernelApt?.suite === USERLAND_SUITE ? kernelApt : await aptFor(USERLAND_SUITE);
   const index = { dist: userlandApt.dist, date: await userlandApt.releaseField(userlandApt.dist, 'Date') };
   const apts = new Map<DebPackage, PrivateApt>();
   const userland: DebPackage[] = [];
@@ -64,23 +83,7 @@ export async function resolveAll(cache: string, spec: VariantSpec, kernel: Kerne
   const trixie = await progress.step('resolve package versions', () => resolvePackages(userlandApt, spec, have));
   for (const p of trixie) apts.set(p, userlandApt);
   userland.push(...trixie);
-  if (kernel.kind !== 'debian') return { userland, kernel: [], index, apts, fromSuite };
-  const kernelApt = kernel.suite === USERLAND_SUITE ? userlandApt : await aptFor(kernel.suite);
-  const found = await progress.step(`resolve the ${kernel.flavour} kernel in Debian ${kernel.suite}`, async () => {
-    let index = await kernelApt.candidates(/^linux-(image|binary|modules|base)-\d/);
-    // The newest kernel the mirror serves: its index can be ahead of its pool (seen: trixie listed 6.12.117 and
-    // 6.12.107, the pool had only 6.12.107). An older kernel is said, and recorded as what ran.
-    for (;;) {
-      const k = resolveDebianKernel(index, { ...kernel });
-      const missing = await firstNotServed(kernelApt.mirror, k.packages);
-      if (!missing) return k;
-      progress.info(`the mirror lists ${missing.name} ${missing.version} but does not serve it; trying the next older kernel`);
-      index = index.filter((p) => p.version !== k.image.version);
-    }
-  });
-  progress.info(
-    `kernel: ${found.image.name} ${found.image.version} (${found.layout} layout: ${found.packages.map((p) => p.name).join(', ')})`,
-  );
+  if (!found || !kernelApt) return { userland, kernel: [], index, apts, fromSuite };
   for (const p of found.packages) apts.set(p, kernelApt);
   return {
     userland,
@@ -90,6 +93,73 @@ export async function resolveAll(cache: string, spec: VariantSpec, kernel: Kerne
     fromSuite,
     kernelSource: { spec: formatKernelSpec(kernel), package: found.image.name, version: found.image.version, layout: found.layout },
   };
+}
+
+const MIRROR_HINT = 'check that the Debian mirror is reachable; set TCELAB_DEBIAN_MIRROR to use another one';
+
+/**
+ * The private apt of the kernel's suite, updated. A suite the mirror answers it does not have, or has not for the
+ * guest's architecture, is bad input that says which suites the mirror has (its apt dir is not kept); a mirror that
+ * cannot be reached stays the mirror's failure.
+ */
+async function kernelSuiteApt(
+  suite: string,
+  input: KernelInput,
+  mirror: string,
+  aptFor: (suite: string) => Promise<PrivateApt>,
+  aptRoot: (suite: string) => string,
+): Promise<PrivateApt> {
+  const where = async () => ({ mirror, arch: USERLAND_ARCH, has: await mirrorSuites(mirror, USERLAND_ARCH) });
+  let apt: PrivateApt;
+  try {
+    apt = await aptFor(suite);
+  } catch (err) {
+    if (!isMissingReleaseError(err)) throw err;
+    if (suite !== USERLAND_SUITE) await rm(aptRoot(suite), { recursive: true, force: true });
+    throw missingSuiteError(suite, input, await where(), err);
+  }
+  const architectures = (await apt.releaseField(apt.dist, 'Architectures')) ?? '';
+  if (!architectures.split(/\s+/).includes(USERLAND_ARCH)) throw suiteWithoutArchError(suite, input, { ...(await where()), architectures });
+  return apt;
+}
+
+/**
+ * The newest kernel the mirror serves: its index can be ahead of its pool (seen: trixie listed 6.12.117 and
+ * 6.12.107, the pool had only 6.12.107). An older kernel is said, and recorded as what ran.
+ */
+async function resolveKernelPackages(
+  apt: PrivateApt,
+  kernel: Extract<KernelSpec, { kind: 'debian' }>,
+  input: KernelInput,
+  progress: Progress,
+): Promise<DebianKernel> {
+  const found = await progress.step(`resolve the ${kernel.flavour} kernel in Debian ${kernel.suite}`, async () => {
+    let index = await apt.candidates(/^linux-(image|binary|modules|base)-\d/);
+    const notServed: DebPackage[] = [];
+    for (;;) {
+      let k: DebianKernel;
+      try {
+        k = resolveDebianKernel(index, { ...kernel }, input);
+      } catch (err) {
+        // Every kernel that matched is listed but not served: the mirror's pool is at fault, not the spec.
+        if (notServed.length === 0) throw err;
+        throw new TcelabError(
+          `resolve the ${kernel.flavour} kernel in Debian ${kernel.suite}`,
+          `the mirror lists ${notServed.map((p) => `${p.name} ${p.version}`).join(', ')} but serves none of them`,
+          MIRROR_HINT,
+        );
+      }
+      const missing = await firstNotServed(apt.mirror, k.packages);
+      if (!missing) return k;
+      progress.info(`the mirror lists ${missing.name} ${missing.version} but does not serve it; trying the next older kernel`);
+      notServed.push(missing);
+      index = index.filter((p) => p.version !== k.image.version);
+    }
+  });
+  progress.info(
+    `kernel: ${found.image.name} ${found.image.version} (${found.layout} layout: ${found.packages.map((p) => p.name).join(', ')})`,
+  );
+  return found;
 }
 
 /** Packages by exact name and their shared-library dependency closure, in one suite. */

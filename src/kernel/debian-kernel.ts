@@ -1,7 +1,7 @@
 import type { DebPackage } from '../debian/deb-package.js';
 import { compareDebianVersions } from '../debian/debian-version.js';
-import { TcelabError } from '../util/errors.js';
-import { type KernelFlavour, versionMatches } from './kernel-spec.js';
+import { InputError, TcelabError } from '../util/errors.js';
+import { formatKernelSpec, type KernelFlavour, type KernelInput, versionMatches } from './kernel-spec.js';
 
 /**
  * Debian ships a ppc64el kernel in one of two layouts:
@@ -31,9 +31,14 @@ function imageAbi(name: string, flavour: KernelFlavour): string | undefined {
   return m && m[2] === flavour ? m[1] : undefined;
 }
 
+/**
+ * The newest kernel of the index that the spec wants. None is bad input (the suite has no kernel of this flavour,
+ * or none of the versions the glob asks for), named as `input` gave it.
+ */
 export function resolveDebianKernel(
   index: DebPackage[],
   want: { flavour: KernelFlavour; versionGlob?: string; suite: string },
+  input: KernelInput = { field: '--kernel', text: formatKernelSpec({ kind: 'debian', ...want }) },
 ): DebianKernel {
   const images = index
     .filter((p) => imageAbi(p.name, want.flavour) !== undefined && versionMatches(p.version, want.versionGlob))
@@ -41,11 +46,12 @@ export function resolveDebianKernel(
   const image = images[0];
   if (!image) {
     const any = index.filter((p) => imageAbi(p.name, want.flavour) !== undefined).map((p) => p.version);
-    throw new TcelabError(
-      `resolve a ${want.flavour} kernel in Debian ${want.suite}`,
+    throw new InputError(
+      input.field,
+      input.text,
       want.versionGlob && any.length
         ? `no version matches ${want.versionGlob} (the mirror has ${[...new Set(any)].join(', ')})`
-        : `the index has no linux-image-<abi>-${want.flavour} package`,
+        : `Debian ${want.suite}'s index has no linux-image-<abi>-${want.flavour} package`,
       'check the suite name and the version glob; `tcelab guest build --refresh` updates the package lists',
     );
   }

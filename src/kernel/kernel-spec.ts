@@ -18,6 +18,15 @@ export type KernelSpec =
   | { kind: 'deb'; files: string[] }
   | { kind: 'local'; vmlinux: string; modulesRoot?: string };
 
+/**
+ * A kernel spec as the user gave it, for the error when it cannot resolve: where it came from (--kernel, --kernels,
+ * a profile's guest.kernel) and its text.
+ */
+export interface KernelInput {
+  field: string;
+  text: string;
+}
+
 /** Debian's ppc64el flavours: 4 KiB and 64 KiB base pages. */
 export type KernelFlavour = 'powerpc64le' | 'powerpc64le-64k';
 

@@ -23,6 +23,18 @@ function file(name: string, text: string): string {
   return p;
 }
 
+/** A suite the mirror lacks: named with the field it came from, and the suites the mirror has kernels in. */
+const noSuchSuite = (field: string) =>
+  new RegExp(
+    `${field}: debian:nosuchsuite: the Debian mirror \\S+ has no suite "nosuchsuite".*\\n {2}what to do: ` +
+      'the suites the mirror has ppc64el kernels in: .*\\btrixie\\b.*\\bsid\\b',
+  );
+
+/** A file that is a vmlinux by name only (a local: kernel's modules root is checked after it), and a bundle's files. */
+const vmlinux = file('vmlinux', '');
+const bundle = mkdtempSync(join(dir, 'bundle-'));
+for (const f of ['run.sh', 'steps.jsonl', 'tcelab-agent']) writeFileSync(join(bundle, f), '');
+
 const goodProfile = {
   qemu: { accel: 'tcg', cpu: 'power9', memoryMiB: 1024 },
   phbs: [{ id: 'phb1', index: 1 }],
@@ -59,6 +71,17 @@ const profiles: Array<[string, unknown, RegExp]> = [
     'a module the image does not carry',
     { ...goodProfile, guest: { modules: ['kvm_hv'] } },
     /guest\.modules\[0\]: kvm_hv is not in the "base" image \(it carries no extra modules; kvm-host carries kvm_hv\)/,
+  ],
+  // A kernel spec that cannot resolve is refused before anything is built, naming the profile's field.
+  [
+    'a kernel suite the mirror lacks',
+    { ...goodProfile, guest: { kernel: 'debian:nosuchsuite' } },
+    /guest\.kernel: debian:nosuchsuite: the Debian mirror \S+ has no suite "nosuchsuite"/,
+  ],
+  [
+    'a local kernel that is not there',
+    { ...goodProfile, guest: { kernel: 'local:/nonexistent/vmlinux' } },
+    /guest\.kernel: local:\/nonexistent\/vmlinux: \/nonexistent\/vmlinux does not exist \(the vmlinux\)/,
   ],
   [
     'huge pages that are no boolean',
@@ -140,6 +163,27 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
     [['matrix', 'prereg-accounting', '--kernels', 'debian:trixie,nope'], /--kernels: nope: must start with debian:/],
     [['matrix', '--kernels', 'debian:trixie'], /tcelab matrix: \(no scenario\): name the scenarios to run, or --all/],
     [['guest', 'build', '--kernel', 'local:'], /--kernel: local:: must be local:<vmlinux>/],
+    // A spec that parses but cannot resolve is bad input too: a suite the mirror lacks (it says which it has), a missing path.
+    [['run', 'prereg-accounting', '--kernel', 'debian:nosuchsuite'], noSuchSuite('--kernel')],
+    [
+      ['run', 'prereg-accounting', '--kernel', 'local:/nonexistent'],
+      /--kernel: local:\/nonexistent: \/nonexistent does not exist \(the vmlinux\)/,
+    ],
+    [['guest', 'build', '--kernel', 'debian:nosuchsuite'], noSuchSuite('--kernel')],
+    [
+      ['guest', 'build', '--kernel', `local:${vmlinux},/nonexistent/mods`],
+      /--kernel: local:\S+: \/nonexistent\/mods does not exist \(the modules root\)/,
+    ],
+    [
+      ['guest', 'build', '--kernel', 'deb:/nonexistent/linux-image.deb'],
+      /--kernel: deb:\S+: \/nonexistent\/linux-image\.deb does not exist/,
+    ],
+    [['matrix', 'prereg-accounting', '--kernels', 'debian:nosuchsuite'], noSuchSuite('--kernels')],
+    [
+      ['matrix', 'prereg-accounting', '--kernels', 'debian:trixie,local:/nonexistent'],
+      /--kernels: local:\/nonexistent: \/nonexistent does not exist/,
+    ],
+    [['repro', 'try', bundle, '--kernel', 'local:/nonexistent'], /--kernel: local:\/nonexistent: \/nonexistent does not exist/],
     // A KVM scenario refuses a profile without a KVM inner machine, before any image is built.
     [['run', 'kvm-tce-path', '--profile', 'emulated'], /scenario kvm-tce-path: --profile emulated: is not a KVM lab host/],
     [['run', 'kvm-vfio-early-exit', '--profile', 'nested-lab-host'], /--profile nested-lab-host: is not a KVM lab host/],

@@ -35,4 +35,13 @@ describe('private apt: a mirror caught mid-sync', () => {
     writeFileSync(join(root, 'state', 'lists', 'deb.debian.org_debian_dists_stable_InRelease'), inRelease.replace('21 Nov', '12 Sep'));
     expect(await apt.releaseField('stable', 'Date')).toBe('Sat, 12 Sep 2026 09:15:44 UTC');
   });
+
+  it('reads the Release of a mirror that signs no InRelease, and nothing when apt fetched none', async () => {
+    const root = mkdtempSync('/tmp/tcelab-apt-');
+    mkdirSync(join(root, 'state', 'lists', 'partial'), { recursive: true });
+    const apt = new PrivateApt(root, 'http://m/debian', 'sid');
+    expect(await apt.releaseField('sid', 'Architectures')).toBeUndefined();
+    writeFileSync(join(root, 'state', 'lists', 'm_debian_dists_sid_Release'), 'Suite: unstable\nArchitectures: all ppc64el\n');
+    expect(await apt.releaseField('sid', 'Architectures')).toBe('all ppc64el');
+  });
 });
