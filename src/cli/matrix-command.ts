@@ -1,4 +1,3 @@
-import { writeReportFiles } from '../report/write.js';
 import { resolveQemuInput } from '../qemu/stage-qemu.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -13,13 +12,12 @@ import { definitionFromFile } from '../scenario/data/interpreter.js';
 import { allScenarioFiles, procedures, resolveScenario } from '../scenario/registry.js';
 import { defaultResultsDir } from '../scenario/runner.js';
 import { validateScenarioOptions } from '../scenario/seeded-faults.js';
-import { parseShard, runSuite, type SuiteEntry, shardEntries } from '../scenario/suite.js';
+import { parseShard, type SuiteEntry, shardEntries } from '../scenario/suite.js';
 import { InputError } from '../util/errors.js';
 import { bigintSafe } from '../util/json.js';
 import { StderrProgress } from '../util/progress.js';
-import { abortingOnSignals } from './interrupt.js';
 import { checkExchangeOutputs, writeExchangeOutputs } from './exchange-outputs.js';
-import { entriesFor, parseSetOptions } from './scenario-command.js';
+import { entriesFor, parseSetOptions, runSuiteOnSignals } from './scenario-command.js';
 
 export interface MatrixArgs {
   scenarios: string[];
@@ -104,16 +102,7 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
     `matrix: ${base.length} scenario runs × ${columns.length} columns = ${entries.length} ` +
       `runs${args.shard ? ` (shard ${args.shard})` : ''}, ${args.jobs} at a time`,
   );
-  const suite = await abortingOnSignals((signal) =>
-    runSuite(toRun, {
-      jobs: args.jobs,
-      resultsDir,
-      progress,
-      signal,
-      writeResults: writeReportFiles,
-      ...(args.shard ? { shard: parseShard(args.shard) } : {}),
-    }),
-  );
+  const suite = await runSuiteOnSignals(toRun, args, resultsDir, progress);
   for (const e of toRun) runs.push({ scenario: e.scenario, column: e.column, report: suite.reports.find((r) => r.scenario === e.label) });
   const matrix = buildMatrix(columns, runs);
   await writeFile(join(resultsDir, 'matrix.json'), `${JSON.stringify(matrix, bigintSafe, 2)}\n`);

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { describePressure } from '../probes/pressure.js';
 import { runScenario, defaultResultsDir } from '../scenario/runner.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
-import { runSuite, parseShard, shardEntries, type SuiteEntry } from '../scenario/suite.js';
+import { runSuite, parseShard, shardEntries, type SuiteEntry, type SuiteResult } from '../scenario/suite.js';
 import { resolveScenario, allScenarioFiles, procedures } from '../scenario/registry.js';
 import { definitionFromFile } from '../scenario/data/interpreter.js';
 import type { ScenarioFile } from '../scenario/data/scenario-file.js';
 import type { ScenarioDefinition } from '../scenario/scenario.js';
-import { StderrProgress } from '../util/progress.js';
+import { type Progress, StderrProgress } from '../util/progress.js';
 import { InputError } from '../util/errors.js';
 import { formatMs } from './output.js';
 import { toJunitXml } from '../report/junit.js';
@@ -143,16 +143,7 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
   }
   progress.info(`suite: ${entries.length} runs, ${args.jobs} at a time${args.shard ? `, shard ${args.shard}` : ''}`);
   const resultsDir = args.results ?? defaultResultsDir(args.all ? 'suite' : entries[0]!.def.name);
-  const result = await abortingOnSignals((signal) =>
-    runSuite(entries, {
-      jobs: args.jobs,
-      resultsDir,
-      progress,
-      signal,
-      writeResults: writeReportFiles,
-      ...(args.shard ? { shard: parseShard(args.shard) } : {}),
-    }),
-  );
+  const result = await runSuiteOnSignals(entries, args, resultsDir, progress);
   // The suite's junit.xml, beside the per-run dirs and their own: one testsuite per run.
   await writeFile(join(resultsDir, 'junit.xml'), toJunitXml(result.reports));
   if (await writeExchangeOutputs(result.reports, args)) return result.passed ? 0 : 1;
@@ -258,3 +249,25 @@ export async function listCommand(args: { json: boolean }): Promise<number> {
 }
 
 export { resolveScenario };
+
+/**
+ * A suite of the CLI's (tcelab run --all, tcelab matrix): interrupted by SIGINT/SIGTERM, each run's report files
+ * written, the shard recorded.
+ */
+export function runSuiteOnSignals(
+  entries: SuiteEntry[],
+  args: { jobs: number; shard?: string },
+  resultsDir: string,
+  progress: Progress,
+): Promise<SuiteResult> {
+  return abortingOnSignals((signal) =>
+    runSuite(entries, {
+      jobs: args.jobs,
+      resultsDir,
+      progress,
+      signal,
+      writeResults: writeReportFiles,
+      ...(args.shard ? { shard: parseShard(args.shard) } : {}),
+    }),
+  );
+}
