@@ -48,6 +48,14 @@ export async function sweepStaleLabs(root = runtimeRoot(), host?: Host): Promise
       continue; // Being created right now by another controller, or not ours.
     }
     if (alive(record.controllerPid)) continue;
+    // Claimed by renaming it first: labs starting at once (run --all --jobs 2) sweep at once, and only one of them may
+    // take a stale lab (the other's readdir of a dir renamed under it failed the lab's start: seen in the slow checks).
+    const keptAs = join(root, `stale-${name}`);
+    const claimed = await rename(dir, keptAs).then(
+      () => true,
+      () => false,
+    );
+    if (!claimed) continue;
     let qemuKilled = false;
     if (record.qemuPid && alive(record.qemuPid) && (await isQemu(record.qemuPid))) {
       process.kill(record.qemuPid, 'SIGKILL');
@@ -63,11 +71,9 @@ export async function sweepStaleLabs(root = runtimeRoot(), host?: Host): Promise
         );
       }
     }
-    for (const f of await readdir(dir)) if (f.endsWith('.sock')) await rm(join(dir, f), { force: true });
+    for (const f of await readdir(keptAs)) if (f.endsWith('.sock')) await rm(join(keptAs, f), { force: true });
     // The tmpfs RAM file of a lab that was to save its machine (lab-XXXX → tcelab-XXXX-ram): memory nobody frees else.
     await rm(runningRamFile(`tcelab-${name.split('-').pop()}`), { force: true });
-    const keptAs = join(root, `stale-${name}`);
-    await rename(dir, keptAs).catch(() => {});
     swept.push({ dir, keptAs, controllerPid: record.controllerPid, qemuKilled, restored });
   }
   return swept;
