@@ -28,22 +28,30 @@ export function exercisesHostKernel(profile: Profile): string | undefined {
  */
 export class MachineLabHost implements LabHost {
   readonly probe: ProcCountersProbe;
-  /** The kernel log from the run's start, where this kernel is under test. */
-  private readonly kmsg: KmsgCursor | { refused: string } | { notUnderTest: string };
+  /** The kernel log from the run's start and why this kernel is under test, or why it is not judged. */
+  private readonly kmsg: { cursor: KmsgCursor; why: string } | { notJudged: string };
 
   constructor(
-    private readonly profile: Profile,
+    profile: Profile,
     private readonly image: GuestImage,
     private readonly opts: LabHostOptions,
   ) {
     this.probe = new ProcCountersProbe(new LocalHost(), opts.scanner, opts.labCgroup);
-    this.kmsg = exercisesHostKernel(profile)
-      ? KmsgCursor.open()
-      : {
-          notUnderTest:
+    const why = exercisesHostKernel(profile);
+    const cursor = why ? KmsgCursor.open() : undefined;
+    this.kmsg = !why
+      ? {
+          notJudged:
             "not judged: this machine's kernel is not under test here — the lab runs under TCG with emulated devices, so " +
             'no KVM and no VFIO of this kernel is exercised (a lab under KVM or with a device passed through reads it)',
-        };
+        }
+      : cursor instanceof KmsgCursor
+        ? { cursor, why }
+        : {
+            notJudged:
+              `not judged: ${cursor!.refused}; reading this host's kernel log needs root, CAP_SYSLOG or kernel.dmesg_restrict=0 — ` +
+              'run tcelab with that right to have the host kernel judged',
+          };
   }
 
   mlockedByCgroup(): boolean {
@@ -79,18 +87,8 @@ export class MachineLabHost implements LabHost {
 
   async kernelLog(): Promise<HostKernelLog> {
     const k = this.kmsg;
-    if ('notUnderTest' in k) return { notJudged: k.notUnderTest };
-    if ('refused' in k) {
-      return {
-        notJudged:
-          `not judged: ${k.refused}; reading this host's kernel log needs root, CAP_SYSLOG or kernel.dmesg_restrict=0 — ` +
-          'run tcelab with that right to have the host kernel judged',
-      };
-    }
-    return {
-      text: k.linesSince().join('\n'),
-      source: `this host's kernel log (/dev/kmsg) since the run began (${exercisesHostKernel(this.profile)})`,
-    };
+    if ('notJudged' in k) return k;
+    return { text: k.cursor.linesSince().join('\n'), source: `this host's kernel log (/dev/kmsg) since the run began (${k.why})` };
   }
 
   async dispose(): Promise<void> {}
