@@ -15,6 +15,7 @@ const layers = [
   'debian',
   'kernel',
   'image',
+  'kbuild',
   'qemu',
   'snapshot',
   'lab',

@@ -43,7 +43,7 @@ export async function resolveAll(
   kernelInput: KernelInput = { field: '--kernel', text: formatKernelSpec(kernel) },
 ): Promise<FreshPackages> {
   const mirror = hostDebianMirror();
-  const aptRoot = (suite: string) => join(cache, 'guest', suite === USERLAND_SUITE ? 'apt' : `apt-${suite}`);
+  const aptRoot = (suite: string) => suiteAptRoot(cache, suite);
   const aptFor = async (suite: string) => {
     const apt = new PrivateApt(aptRoot(suite), mirror, suite, USERLAND_ARCH);
     await progress.step(`update Debian ${suite} ${USERLAND_ARCH} package lists (private apt config)`, () => apt.update());
@@ -94,6 +94,9 @@ export async function resolveAll(
     kernelSource: { spec: formatKernelSpec(kernel), package: found.image.name, version: found.image.version, layout: found.layout },
   };
 }
+
+/** The private apt of a Debian suite in the cache (trixie's is the userland's). */
+export const suiteAptRoot = (cache: string, suite: string) => join(cache, 'guest', suite === USERLAND_SUITE ? 'apt' : `apt-${suite}`);
 
 const MIRROR_HINT = 'check that the Debian mirror is reachable; set TCELAB_DEBIAN_MIRROR to use another one';
 

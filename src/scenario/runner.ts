@@ -1,3 +1,4 @@
+import { ensureGuestModule, type GuestModule } from '../kbuild/guest-module.js';
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { HostDdwView } from '../ddw/host-view.js';
@@ -110,6 +111,8 @@ interface Run {
   pressureAtStart?: PressureTotals;
   /** Once launched. */
   lab?: Lab;
+  /** The guest modules the definition declared, built (or not applicable) before launch. */
+  guestModules: Map<string, GuestModule>;
 }
 
 /**
@@ -136,6 +139,34 @@ export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}
   return run.report;
 }
 
+/** The modules a definition declares, built for the image's kernel (each says how, or why not). */
+async function buildGuestModules(def: ScenarioDefinition, image: GuestImage, progress: Progress): Promise<Map<string, GuestModule>> {
+  const out = new Map<string, GuestModule>();
+  for (const name of def.guestModules ?? []) {
+    const m = await ensureGuestModule(name, image.manifest, progress);
+    const how = 'module' in m && m.module.buildMs ? `built in ${(m.module.buildMs / 1000).toFixed(1)} s` : 'cached';
+    progress.info(
+      'module' in m
+        ? `guest module ${name}: ${m.module.ko} (${m.module.against.source}, ${how})`
+        : `guest module ${name}: not applicable: ${m.notApplicable}`,
+    );
+    out.set(name, m);
+  }
+  return out;
+}
+
+const describeGuestModule = (name: string, m: GuestModule) =>
+  'module' in m
+    ? {
+        name,
+        vermagic: m.module.vermagic,
+        source: m.module.against.source,
+        forced: m.module.against.forced,
+        buildMs: m.module.buildMs,
+        preparedMs: m.module.preparedMs,
+      }
+    : { name, notApplicable: m.notApplicable };
+
 /** Bad options are refused here, before anything starts; the report exists from here on. */
 async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run: Run; profile: Profile; image: GuestImage }> {
   const progress = opts.progress ?? silentProgress;
@@ -157,6 +188,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
       'pick another kernel with --kernel, or a scenario that does not need it',
     );
   }
+  const guestModules = await buildGuestModules(def, image, progress);
   const observation = new RunObservation(progress, opts.live, { scenario: def.name, profile: profile.name });
   const report: ScenarioReport = {
     scenario: def.name,
@@ -167,6 +199,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
     durationMs: 0,
     guestRamMiB: profile.qemu.memoryMiB,
     kernel: image.manifest.kernel,
+    ...(guestModules.size ? { guestModules: [...guestModules].map(([name, m]) => describeGuestModule(name, m)) } : {}),
     qemuBinary: profile.qemu.binary,
     checks: observation.checks.checks,
     phases: observation.phases,
@@ -188,6 +221,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
     faults,
     tcePathJudged,
     pressureAtStart: readPressure(),
+    guestModules,
   };
   return { run, profile, image };
 }
@@ -299,6 +333,11 @@ async function runSteps(run: Run, { lab, hostBaseline }: Launched, session: Gues
       session.expectedReports.push(e);
     },
     signal: opts.signal,
+    guestModule: (name) => {
+      const m = run.guestModules.get(name);
+      if (!m) throw new TcelabError(`guest module ${name}`, `scenario ${def.name} did not declare it (guestModules), so it was not built`);
+      return m;
+    },
   };
   const start = lab.start.how === 'restored' ? `restored from snapshot ${lab.start.snapshot}` : `booted cold: ${lab.start.why}`;
   progress.info(`scenario ${def.name} on ${lab.profile.name} (guest ${init.kernelRelease}, QEMU ${lab.qmp.qemuVersion}; ${start})`);

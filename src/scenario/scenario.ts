@@ -1,3 +1,4 @@
+import type { GuestModule } from '../kbuild/guest-module.js';
 import type { PressureOverRun } from '../probes/pressure.js';
 import type { Lab } from '../lab/lab.js';
 import type { LabStart } from '../lab/lab-snapshot.js';
@@ -52,6 +53,16 @@ export interface ScenarioReport {
   labHost?: { profile: string; kernel: string; qemuVersion: string; spawnToAgentMs: number; labStart?: LabStart };
   /** Shares of the run the whole machine spent stalled (PSI), where it has PSI: context for a slow or failed run. */
   hostPressure?: PressureOverRun;
+  /** The guest modules built for this run's kernel: what from, the options forced, the build time; or why none. */
+  guestModules?: Array<{
+    name: string;
+    vermagic?: string;
+    source?: string;
+    forced?: string[];
+    buildMs?: number;
+    preparedMs?: number;
+    notApplicable?: string;
+  }>;
   checks: Check[];
   phases: Phase[];
   releases: ReleaseVerdict[];
@@ -103,6 +114,8 @@ export interface ScenarioContext {
    * be running; what the scenario cleans up after that is kept as artifacts, as for any failed run.
    */
   signal?: AbortSignal;
+  /** A guest module the definition declared (guestModules), built for this kernel: its .ko, or why it cannot be. */
+  guestModule(name: string): GuestModule;
 }
 
 export interface ScenarioDefinition {
@@ -130,5 +143,10 @@ export interface ScenarioDefinition {
   drivesInnerLabs?: boolean;
   /** The scenario's lab boots cold, never from a saved machine: why (what a restored machine does wrong for it). */
   bootsCold?: string;
+  /**
+   * Guest kernel modules the run needs (guest/<name>), built for the image's kernel before the lab starts: a build
+   * that fails stops the run before anything starts; a kernel whose source is not served makes them not applicable.
+   */
+  guestModules?: string[];
   run(ctx: ScenarioContext): Promise<void>;
 }

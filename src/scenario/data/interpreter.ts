@@ -42,6 +42,7 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
       (file.steps.some((s) => s.step === 'device-open')
         ? "it drives the device's DMA engine, which a restored machine cannot reach"
         : undefined),
+    guestModules: [...new Set([...used.flatMap((p) => p.guestModules ?? []), ...file.steps.flatMap((s) => stepGuestModule(s.step) ?? [])])],
     requires: mergeRequirements(...used.map((p) => p.requires), ...file.steps.map((s) => stepRequirements(s.step))),
     adjustProfile: (profile: Profile, options) =>
       used.reduce((p, proc) => (proc.adjustProfile ? proc.adjustProfile(p, options) : p), profile),
@@ -123,6 +124,11 @@ function runStep(ctx: ScenarioContext, st: StepState, s: ScenarioStep, n: number
         ? entry.run(s, env)
         : ctx.checks.notApplicable(tag, `only for ${only / 1024} KiB pages; this kernel's are ${pageSize / 1024} KiB`),
     );
+}
+
+/** The guest module a step type drives (built for the kernel before the lab starts). */
+function stepGuestModule(type: ScenarioStep['step']): string | undefined {
+  return (STEPS as unknown as Record<string, { guestModule?: string }>)[type]?.guestModule;
 }
 
 /** What a step type needs of the guest kernel. */

@@ -66,6 +66,8 @@ export interface StepEntry<F extends Record<string, Spec> = Record<string, Spec>
   doc: string;
   /** What it needs of the guest kernel beyond VFIO sPAPR. */
   requires?: KernelRequirements;
+  /** The guest module (guest/<name>) it drives: built for the kernel before the lab starts. */
+  guestModule?: string;
   fields: F;
   run(s: InferFields<F> & { timeoutSec?: number }, env: StepEnv): Promise<void>;
 }

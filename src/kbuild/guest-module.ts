@@ -1,0 +1,120 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { hostDebianMirror } from '../debian/apt-sources.js';
+import { type DebPackage, debFileName } from '../debian/deb-package.js';
+import { PrivateApt } from '../debian/private-apt.js';
+import type { ImageManifest } from '../image/image-cache.js';
+import { USERLAND_ARCH } from '../image/image-variant.js';
+import { suiteAptRoot } from '../image/package-resolution.js';
+import { parseKernelSpec } from '../kernel/kernel-spec.js';
+import { TcelabError } from '../util/errors.js';
+import { cacheDir, guestSourceDir } from '../util/paths.js';
+import type { Progress } from '../util/progress.js';
+import { debianSourceTree, readDebMember } from './kernel-source.js';
+import { crossCompilerVersion, prepareModuleTree } from './module-build-tree.js';
+import { type BuiltModule, buildOutOfTreeModule, modinfoField } from './out-of-tree-module.js';
+
+/** A guest module built for the image's kernel, or why it cannot be (a step that needs it is then not applicable). */
+export type GuestModule = { module: BuiltModule } | { notApplicable: string };
+
+/**
+ * Builds guest/<name> (a kernel module the agent loads on demand) for the kernel of a guest image. A Debian kernel's
+ * module is built from Debian's `linux-source-<major.minor>` of exactly the kernel's version, with the kernel's own
+ * config and the Module.symvers of its `linux-headers-…` package, all resolved in the kernel's suite (never a fixed
+ * version). A kernel whose source is not served, or that names no source, gets the reason instead.
+ */
+export async function ensureGuestModule(
+  name: string,
+  manifest: ImageManifest,
+  progress: Progress,
+  cache = cacheDir(),
+): Promise<GuestModule> {
+  const facts = manifest.kernel;
+  const spec = parseKernelSpec(facts.source.spec, 'the image manifest');
+  if (spec.kind !== 'debian' || !facts.source.package || !facts.source.version) {
+    return { notApplicable: `the ${facts.source.spec} kernel names no source tree to build the ${name} module from (Debian kernels do)` };
+  }
+  const imagePkg = facts.source.package;
+  const m = /^linux-image-(\d+\.\d+[^-]*)-(powerpc64le(?:-64k)?)$/.exec(imagePkg);
+  const series = /^(\d+\.\d+)/.exec(facts.release)?.[1];
+  if (!m || !series) throw new TcelabError(`build the ${name} module`, `cannot read the ABI of ${imagePkg} (${facts.release})`);
+  const [, abi, flavour] = m;
+  const version = facts.source.version;
+  // Built before for this kernel (its packages' hashes) and these sources: nothing to resolve, read or build.
+  const memo = join(cache, 'kernel-build', 'modules', `${name}-for-${await memoKey(name, manifest)}.json`);
+  if (existsSync(memo)) {
+    const built = JSON.parse(await readFile(memo, 'utf8')) as BuiltModule;
+    if (existsSync(built.ko)) return { module: { ...built, buildMs: 0, preparedMs: 0 } };
+  }
+  const apt = new PrivateApt(suiteAptRoot(cache, spec.suite), hostDebianMirror(), spec.suite, USERLAND_ARCH);
+  const exact = (pkg: string) => find(apt, pkg, version, progress);
+  const sourcePkg = await exact(`linux-source-${series}`);
+  const headersPkg = await exact(`linux-headers-${abi}-${flavour}`);
+  const missing = [sourcePkg, headersPkg].filter((p): p is string => typeof p === 'string');
+  if (missing.length)
+    return {
+      notApplicable: `the Debian mirror serves no ${missing.join(' and no ')} ${version} (${spec.suite}), which the ${name} module is built from`,
+    };
+  const { configText, vermagic } = await kernelBuildFacts(manifest, apt, cache, progress);
+  const debs = join(cache, 'kernel-source', 'debs');
+  const headersDeb = await progress.step(`download ${(headersPkg as DebPackage).name} ${version}`, () =>
+    apt.download(headersPkg as DebPackage, debs),
+  );
+  const symvers = await readDebMember(headersDeb, /\/Module\.symvers$/);
+  if (!symvers) throw new TcelabError(`build the ${name} module`, `${(headersPkg as DebPackage).name} ${version} has no Module.symvers`);
+  const source = await debianSourceTree(apt, sourcePkg as DebPackage, cache, progress);
+  const tree = await prepareModuleTree({ source, configText, release: facts.release, vermagic, symvers: symvers.data }, cache, progress);
+  const module = await buildOutOfTreeModule(tree, join(guestSourceDir, name), name, cache, progress);
+  await writeFile(memo, `${JSON.stringify(module, null, 2)}\n`);
+  return { module };
+}
+
+/** The kernel's packages (their hashes) and the module's sources, with the compiler: what a built module depends on. */
+async function memoKey(name: string, manifest: ImageManifest): Promise<string> {
+  const hash = createHash('sha256').update(await crossCompilerVersion());
+  for (const p of manifest.packages.filter((x) => /^linux-(image|modules|base|binary)-\d/.test(x.name))) hash.update(p.sha256);
+  const dir = join(guestSourceDir, name);
+  for (const f of (await readdir(dir)).sort()) hash.update(f).update(await readFile(join(dir, f)));
+  return hash.digest('hex').slice(0, 16);
+}
+
+/** The package at exactly this version in the suite's index (the lists refreshed once if it is not there), or its name when the mirror has none. */
+async function find(apt: PrivateApt, name: string, version: string, progress: Progress): Promise<DebPackage | string> {
+  const look = async () => (await apt.candidates(new RegExp(`^${name.replace(/[.+]/g, '\\$&')}$`))).find((p) => p.version === version);
+  const found = await look().catch(() => undefined);
+  if (found) return found;
+  await progress.step(`update Debian ${apt.suite} ${USERLAND_ARCH} package lists (to find ${name} ${version})`, () => apt.update());
+  return (await look()) ?? name;
+}
+
+/** The kernel's config and vermagic, read from its own packages (cached by the image build, else downloaded again). */
+async function kernelBuildFacts(
+  manifest: ImageManifest,
+  apt: PrivateApt,
+  cache: string,
+  progress: Progress,
+): Promise<{ configText: string; vermagic: string }> {
+  const release = manifest.kernel.release;
+  const kernelDebs = manifest.packages.filter((p) => /^linux-(image|modules|base)-\d/.test(p.name));
+  const debsDir = join(cache, 'guest', 'debs');
+  let configText: string | undefined;
+  let vermagic: string | undefined;
+  for (const p of kernelDebs) {
+    const pkg: DebPackage = { ...p, depends: [] };
+    const deb = existsSync(join(debsDir, debFileName(pkg))) ? join(debsDir, debFileName(pkg)) : await apt.download(pkg, debsDir);
+    configText ??= (await readDebMember(deb, /^\.\/(boot\/config-|usr\/lib\/modules\/[^/]+\/config$)/))?.data.toString('utf8');
+    if (!vermagic) {
+      const ko = await readDebMember(deb, /\/kernel\/drivers\/vfio\/vfio\.ko(\.xz)?$/);
+      if (ko) vermagic = modinfoField(ko.data, 'vermagic');
+    }
+  }
+  progress.info(`kernel ${release}: vermagic "${vermagic}"`);
+  if (!configText || !vermagic)
+    throw new TcelabError(
+      `read the config and vermagic of ${release}`,
+      `not found in ${kernelDebs.map((p) => p.name).join(', ') || 'the manifest (no kernel packages)'}`,
+    );
+  return { configText, vermagic };
+}
