@@ -302,6 +302,11 @@ static const struct {
 	{ "stream-read", cmd_stream_read },
 	{ "stream-write", cmd_stream_write },
 	{ "stream-close", cmd_stream_close },
+	{ "module-load", cmd_module_load },
+	{ "hcall", cmd_hcall },
+	{ "hcall-indirect", cmd_hcall_indirect },
+	{ "rtas", cmd_rtas },
+	{ "pe-info", cmd_pe_info },
 };
 
 static void write_all(int fd, const char *buf, size_t len)

@@ -96,6 +96,15 @@ enum outcome cmd_stream_close(const struct request *req, struct reply *r);
 enum outcome cmd_stream_read(const struct request *req, struct reply *r);
 int stream_poll_fds(struct pollfd *p, int max, int *busy);
 void stream_service(reply_sender send);
+/* Decodes base64 into a malloc'd buffer; its length, or -1 if the text is not base64. */
+ssize_t base64_decode(const char *in, unsigned char **out);
+
+/* hostile.c: loading a module, and raw hypercalls and RTAS calls through the tcelab_hcall test module (guest/hcall) */
+enum outcome cmd_module_load(const struct request *req, struct reply *r);
+enum outcome cmd_hcall(const struct request *req, struct reply *r);
+enum outcome cmd_hcall_indirect(const struct request *req, struct reply *r);
+enum outcome cmd_rtas(const struct request *req, struct reply *r);
+enum outcome cmd_pe_info(const struct request *req, struct reply *r);
 
 /* seeded.c: user programs that seed faults (`tcelab-agent hand-off`, `tcelab-agent lock`) */
 int hand_off_main(int argc, char **argv);

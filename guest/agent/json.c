@@ -196,11 +196,8 @@ const struct jval *json_get(const struct jval *obj, const char *key)
 	return NULL;
 }
 
-int json_u64(const struct jval *obj, const char *key, uint64_t *out)
+int json_val_u64(const struct jval *v, uint64_t *out)
 {
-	const struct jval *v = json_get(obj, key);
-	if (!v)
-		return -1;
 	if (v->type == J_NUM) {
 		if (v->num < 0 || v->num > 9007199254740992.0 || v->num != (double)(uint64_t)v->num)
 			return -2;
@@ -218,6 +215,14 @@ int json_u64(const struct jval *obj, const char *key, uint64_t *out)
 		return 0;
 	}
 	return -2;
+}
+
+int json_u64(const struct jval *obj, const char *key, uint64_t *out)
+{
+	const struct jval *v = json_get(obj, key);
+	if (!v)
+		return -1;
+	return json_val_u64(v, out);
 }
 
 int json_str(const struct jval *obj, const char *key, const char **out)

@@ -26,6 +26,8 @@ const struct jval *json_get(const struct jval *obj, const char *key);
 
 /* Typed argument access: 0 on success, -1 missing, -2 wrong type/range. */
 int json_u64(const struct jval *obj, const char *key, uint64_t *out);
+/* One value (an array's item) as json_u64 reads it: a non-negative integer, or a string such as "0x1c". */
+int json_val_u64(const struct jval *v, uint64_t *out);
 int json_str(const struct jval *obj, const char *key, const char **out);
 int json_bool(const struct jval *obj, const char *key, bool *out);
 

@@ -26,6 +26,7 @@ const char *errno_name(int err)
 	case EIO: return "EIO";
 	case ENXIO: return "ENXIO";
 	case E2BIG: return "E2BIG";
+	case ENOEXEC: return "ENOEXEC";
 	case EBADF: return "EBADF";
 	case EAGAIN: return "EAGAIN";
 	case ENOMEM: return "ENOMEM";
@@ -41,6 +42,7 @@ const char *errno_name(int err)
 	case ENOSYS: return "ENOSYS";
 	case EOPNOTSUPP: return "EOPNOTSUPP";
 	case ETIMEDOUT: return "ETIMEDOUT";
+	case EKEYREJECTED: return "EKEYREJECTED";
 	default: return "EUNKNOWN";
 	}
 }

@@ -96,7 +96,7 @@ static void sb_base64(struct sbuf *s, const unsigned char *p, size_t n)
 }
 
 /* Decodes base64 into a malloc'd buffer; returns its length or -1 if the text is not base64. */
-static ssize_t base64_decode(const char *in, unsigned char **out)
+ssize_t base64_decode(const char *in, unsigned char **out)
 {
 	size_t n = strlen(in);
 	if (n % 4)

@@ -23,9 +23,16 @@ export async function buildAgent(work: string): Promise<Buffer | undefined> {
   return bin;
 }
 
-/** The agent's sources in guest/agent (C files, headers, its Makefile), sorted; none without the directory. */
+/** Headers outside guest/agent that the agent includes, relative to it: the ioctl ABI of the tcelab_hcall module. */
+const AGENT_SHARED_HEADERS = ['../hcall/tcelab_hcall.h'];
+
+/**
+ * The agent's sources relative to guest/agent (its C files, headers and Makefile, then the headers it shares with
+ * guest/hcall), sorted; none without the directory.
+ */
 export async function listAgentSources(): Promise<string[]> {
   const dir = join(guestSourceDir, 'agent');
   if (!existsSync(dir)) return [];
-  return (await readdir(dir)).filter((f) => /\.(c|h)$/.test(f) || f === 'Makefile').sort();
+  const own = (await readdir(dir)).filter((f) => /\.(c|h)$/.test(f) || f === 'Makefile');
+  return [...own, ...AGENT_SHARED_HEADERS.filter((f) => existsSync(join(dir, f)))].sort();
 }
