@@ -245,6 +245,7 @@ function matrixEntry(run: Run): CommandModule {
         })
         .option('qemus', { type: 'string', describe: "comma-separated host QEMU binaries to compare (default: the profile's)" })
         .option('jobs', { type: 'number', default: 1, describe: 'labs at once' })
+        .option('profile', { type: 'string', describe: "the lab profile of every run (default: each scenario's own)" })
         .option('shard', { type: 'string', describe: 'i/n: run only shard i of n of the matrix' })
         .option('results', { type: 'string', describe: 'results dir (default results/matrix-<time>)' })
         .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value' })
@@ -257,6 +258,7 @@ function matrixEntry(run: Run): CommandModule {
           kernels: a.kernels,
           qemus: a.qemus,
           jobs: a.jobs,
+          profile: a.profile,
           shard: a.shard,
           results: a.results,
           set: a.set as string[],

@@ -25,6 +25,8 @@ export interface MatrixArgs {
   kernels: string;
   qemus?: string;
   jobs: number;
+  /** One profile for every run (a KVM lab host: the handlers under test are its kernel's). */
+  profile?: string;
   shard?: string;
   results?: string;
   set: string[];
@@ -55,14 +57,16 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   if (!args.all && args.scenarios.length === 0)
     throw new InputError('tcelab matrix', '(no scenario)', 'name the scenarios to run, or --all');
   const set = parseSetOptions(args.set);
+  // A profile that does not load is bad input before anything starts.
+  if (args.profile) await loadProfile(args.profile);
   const base: SuiteEntry[] = [];
   if (args.all) {
-    for (const f of await allScenarioFiles()) base.push(...entriesFor(definitionFromFile(f, procedures), f, set, undefined));
+    for (const f of await allScenarioFiles()) base.push(...entriesFor(definitionFromFile(f, procedures), f, set, args.profile));
   } else {
     for (const name of args.scenarios) {
       const r = await resolveScenario(name);
       if (!r) throw new InputError('tcelab matrix', name, 'is not a scenario (tcelab list)');
-      base.push(...entriesFor(r.def, r.file, set, undefined));
+      base.push(...entriesFor(r.def, r.file, set, args.profile));
     }
   }
   for (const e of base) validateScenarioOptions(e.def, e.options);

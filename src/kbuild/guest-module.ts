@@ -16,6 +16,24 @@ import { debianSourceTree, readDebMember } from './kernel-source.js';
 import { crossCompilerVersion, prepareModuleTree } from './module-build-tree.js';
 import { type BuiltModule, buildOutOfTreeModule, modinfoField } from './out-of-tree-module.js';
 
+/** The guest modules tcelab builds, by module name: their source dir under guest/ (a Kbuild and C files). */
+export const GUEST_MODULE_SOURCES: Record<string, string> = {
+  // The hostile-guest instrument: raw TCE hypercalls and DDW RTAS calls (scenarios/hostile-guest.json).
+  tcelab_hcall: 'hcall',
+};
+
+/** A guest module's source dir, or an error naming the modules there are. */
+export function guestModuleSource(name: string): string {
+  const dir = GUEST_MODULE_SOURCES[name];
+  if (!dir)
+    throw new TcelabError(
+      `build the guest module ${name}`,
+      'no such guest module',
+      `known: ${Object.keys(GUEST_MODULE_SOURCES).join(', ')}`,
+    );
+  return join(guestSourceDir, dir);
+}
+
 /** A guest module built for the image's kernel, or why it cannot be (a step that needs it is then not applicable). */
 export type GuestModule = { module: BuiltModule } | { notApplicable: string };
 
@@ -66,7 +84,7 @@ export async function ensureGuestModule(
   if (!symvers) throw new TcelabError(`build the ${name} module`, `${(headersPkg as DebPackage).name} ${version} has no Module.symvers`);
   const source = await debianSourceTree(apt, sourcePkg as DebPackage, cache, progress);
   const tree = await prepareModuleTree({ source, configText, release: facts.release, vermagic, symvers: symvers.data }, cache, progress);
-  const module = await buildOutOfTreeModule(tree, join(guestSourceDir, name), name, cache, progress);
+  const module = await buildOutOfTreeModule(tree, guestModuleSource(name), name, cache, progress);
   await writeFile(memo, `${JSON.stringify(module, null, 2)}\n`);
   return { module };
 }
@@ -75,7 +93,7 @@ export async function ensureGuestModule(
 async function memoKey(name: string, manifest: ImageManifest): Promise<string> {
   const hash = createHash('sha256').update(await crossCompilerVersion());
   for (const p of manifest.packages.filter((x) => /^linux-(image|modules|base|binary)-\d/.test(x.name))) hash.update(p.sha256);
-  const dir = join(guestSourceDir, name);
+  const dir = guestModuleSource(name);
   for (const f of (await readdir(dir)).sort()) hash.update(f).update(await readFile(join(dir, f)));
   return hash.digest('hex').slice(0, 16);
 }

@@ -114,6 +114,8 @@ export interface ScenarioContext {
    * be running; what the scenario cleans up after that is kept as artifacts, as for any failed run.
    */
   signal?: AbortSignal;
+  /** The kernel under test (the image's): its release, source package and version, page size. */
+  kernel: KernelFacts;
   /** A guest module the definition declared (guestModules), built for this kernel: its .ko, or why it cannot be. */
   guestModule(name: string): GuestModule;
 }

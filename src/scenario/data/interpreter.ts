@@ -56,6 +56,8 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
         mappedAt: new Map(),
         marks: new Map(),
         inners: new Map(),
+        tceWindows: new Map(),
+        hostile: {},
       };
       try {
         for (const [i, step] of file.steps.entries()) {

@@ -10,6 +10,26 @@ import { awaitGuestRelease, guestSampleNow } from '../guest-release.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { adoptInnerVfioFds, launchInnerLab } from '../nested.js';
 import { COPY } from '../procedures/dma-integrity.js';
+import type { GuestHypercalls } from '../../agent/hcall.js';
+import {
+  entryCount,
+  expectedAnswer,
+  guardedEntries,
+  HCALL_NAMES,
+  handlerOf,
+  HOSTILE_MODULE,
+  hypercalls,
+  iobaOf,
+  issue,
+  RETURN_NAMES,
+  RTAS_NAMES,
+  readEntries,
+  recordAnswer,
+  type TceWindow,
+  ddwPeArgs,
+  expectDefectReports,
+} from '../hostile-calls.js';
+import { fixStatus, KERNEL_DEFECT_IDS, KERNEL_DEFECTS, type KernelDefect, type KernelDefectId } from '../kernel-defects.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
 
 /**
@@ -33,6 +53,10 @@ export interface StepState {
   hotplug?: Hotplugger;
   /** Inner labs of a nested lab host, by name; disposed at the end whatever happened. */
   inners: Map<string, Lab>;
+  /** Windows as the hypercalls address them (tce-window, a created DDW), by name. */
+  tceWindows: Map<string, TceWindow>;
+  /** The hostile-call module once loaded in the guest, or why it cannot be. */
+  hostile: { hc?: GuestHypercalls | string };
   /** The last action that may release pins: what expect-release measures from. */
   lastEvent?: { name: string; t: number };
 }
@@ -78,7 +102,22 @@ const step = <const F extends Record<string, Spec>>(
   fields: F,
   run: (s: InferFields<F> & { timeoutSec?: number }, env: StepEnv) => Promise<void>,
   requires?: KernelRequirements,
-): StepEntry<F> => ({ doc, fields, run, requires });
+  guestModule?: string,
+): StepEntry<F> => ({ doc, fields, run, requires, guestModule });
+
+const hex = { type: 'string', pattern: /^0x[0-9a-fA-F]{1,16}$/, patternHint: 'a 64-bit value in hex, e.g. 0x80000000' } as const;
+const pciAddress = {
+  type: 'string',
+  pattern: /^[0-9a-f]{4}:[0-9a-f]{2}:[0-1][0-9a-f]\.[0-7]$/,
+  patternHint: 'a PCI address such as 0000:00:01.0',
+} as const;
+const label = opt({ type: 'string', pattern: /^[\w ,.:+()=<>/^'-]{1,80}$/, patternHint: 'a short label for the check' } as const);
+const hexWord = (v: number) => `0x${v.toString(16)}`;
+const hcallExpect = {
+  type: 'string',
+  pattern: new RegExp(`^(${RETURN_NAMES.join('|')})$`),
+  patternHint: "a hypercall return code's name, such as H_PARAMETER (asm/hvcall.h)",
+} as const;
 
 /** register / unregister: the same fields and checks, one ioctl apart. */
 const registration = (doc: string, op: 'register' | 'unregister') =>
@@ -383,6 +422,194 @@ export const STEPS = {
       const held = await adoptInnerVfioFds(named(st.workers, s.worker, 'worker'), lab);
       ctx.phase(`${tag} ${s.worker} holds ${held.join(', ')}`);
     },
+  ),
+  'tce-window': step(
+    'names a TCE window as the guest kernel knows it (the PE of a binding or a PCI address; table 0 or 1) for hcall steps; ' +
+      "checks that QEMU's view of that liobn agrees",
+    {
+      binding: opt(name),
+      device: opt(pciAddress),
+      table: opt({ type: 'integer', min: 0, max: 1 }),
+      liobn: opt(hex),
+      pageShift: opt({ type: 'integer', min: 12, max: 34 }),
+      as: name,
+    },
+    async (s, { ctx, st, named, tag }) => {
+      const hc = await hypercalls(ctx, st.hostile, tag);
+      if (!hc) return;
+      if (s.liobn) {
+        // A window of a PHB with no device the guest could name (PHB 0): as QEMU has it, its page size as given (4 KiB by default).
+        const host = (await ctx.ddw.windows([{ id: 'phb0', index: 0 }])).find((x) => BigInt(x.liobn) === BigInt(s.liobn!));
+        if (!host) throw new TcelabError(tag, `QEMU has no window with liobn ${s.liobn}`);
+        st.tceWindows.set(s.as, {
+          liobn: BigInt(s.liobn),
+          start: BigInt(host.start),
+          size: BigInt(host.size),
+          pageShift: s.pageShift ?? 12,
+        });
+        return;
+      }
+      const address = s.binding ? named(st.bindings, s.binding, 'binding').address : s.device;
+      if (!address) throw new TcelabError(tag, 'names no PE: give "binding" or "device"');
+      const pe = await hc.peInfo(address);
+      const t = pe.tables.find((x) => x.index === (s.table ?? 0));
+      if (!t)
+        throw new TcelabError(
+          tag,
+          `the guest kernel has no table ${s.table ?? 0} for ${address} (it has ${pe.tables.map((x) => x.index).join(', ') || 'none'})`,
+        );
+      const w: TceWindow = { liobn: t.liobn, start: t.windowStart, size: t.windowSize, pageShift: t.pageShift, pe: address };
+      st.tceWindows.set(s.as, w);
+      const host = (await ctx.ddw.windows([{ id: 'phb0', index: 0 }])).find((x) => x.liobn === Number(w.liobn));
+      ctx.checks.equal(
+        `${tag} ${s.as}: QEMU's view of liobn 0x${w.liobn.toString(16)}`,
+        host ? { start: BigInt(host.start), size: BigInt(host.size) } : 'no such window',
+        { start: w.start, size: w.size },
+        `the guest's: ${entryCount(w)} entries of ${1 << w.pageShift} bytes`,
+      );
+    },
+    undefined,
+    HOSTILE_MODULE,
+  ),
+  hcall: step(
+    'a raw TCE hypercall from the guest (the tcelab_hcall module): liobn and ioba from a named window (entry: N, last, end = one past) ' +
+      'or literal; expect its return code (expectUnderKvm where a KVM host answers otherwise); a refused call must write nothing',
+    {
+      call: { type: 'string', enum: HCALL_NAMES },
+      window: opt(name),
+      liobn: opt(hex),
+      ioba: opt(hex),
+      entry: opt({ type: 'string', pattern: /^(last|end|\d{1,10})$/, patternHint: 'an entry index, "last" or "end" (one past the last)' }),
+      byteOffset: opt({ type: 'integer', min: 0, max: 65535 }),
+      tce: opt(hex),
+      npages: opt({ type: 'integer', min: 0, max: 2 ** 32 }),
+      list: opt({
+        type: 'object',
+        fields: {
+          tces: { type: 'integer', min: 0, max: 1024 },
+          at: { type: 'string', enum: ['page', 'offset', 'phys'] },
+          offset: opt({ type: 'integer', min: 0, max: 8192 }),
+          phys: opt(hex),
+        },
+      }),
+      expect: hcallExpect,
+      expectUnderKvm: opt(hcallExpect),
+      knownDefect: opt({ type: 'string', enum: KERNEL_DEFECT_IDS }),
+      // Not issued where the defect's code answers and this kernel is not known to have its fix (npages 2^32: KVM would
+      // write past its table 2^32 times, a hang or corruption of the host rather than an answer).
+      notIssuedWithDefect: opt({ type: 'string', enum: KERNEL_DEFECT_IDS }),
+      label,
+    },
+    async (s, { ctx, st, named, tag }) => {
+      const hc = await hypercalls(ctx, st.hostile, tag);
+      if (!hc) return;
+      const unsafe = s.notIssuedWithDefect as KernelDefectId | undefined;
+      const unsafeDefect: KernelDefect | undefined = unsafe && KERNEL_DEFECTS[unsafe];
+      if (unsafeDefect && handlerOf(ctx) === 'kvm' && fixStatus(unsafeDefect, ctx.kernel) !== 'with') {
+        ctx.checks.notApplicable(
+          `${tag} ${s.label ?? s.call}`,
+          `not issued: ${ctx.kernel.source.version ?? ctx.kernel.release} is not known to have the fix of defect ${unsafeDefect.number}; ` +
+            `${unsafeDefect.unsafe ?? 'its KVM would act on entries past the window'}`,
+        );
+        return;
+      }
+      if (s.knownDefect && handlerOf(ctx) === 'kvm') expectDefectReports(ctx, s.knownDefect as KernelDefectId);
+      const w = s.window ? named(st.tceWindows, s.window, 'TCE window (tce-window)') : undefined;
+      const liobn = s.liobn ? BigInt(s.liobn) : w?.liobn;
+      if (liobn === undefined) throw new TcelabError(tag, 'names no liobn: give "window" or "liobn"');
+      const entry = s.entry === undefined ? 0 : /^\d/.test(s.entry) ? Number(s.entry) : (s.entry as 'last' | 'end');
+      const ioba = s.ioba ? BigInt(s.ioba) : w ? iobaOf(w, entry, s.byteOffset) : BigInt(s.byteOffset ?? 0);
+      const npages = s.npages ?? 1;
+      const list =
+        s.list &&
+        (s.list.at === 'phys'
+          ? { at: 'phys' as const, tces: s.list.tces, phys: BigInt(s.list.phys ?? '0x0') }
+          : s.list.at === 'offset'
+            ? { at: 'offset' as const, tces: s.list.tces, offset: s.list.offset ?? 8 }
+            : { at: 'page' as const, tces: s.list.tces });
+      const request = { call: s.call, liobn, ioba, tce: BigInt(s.tce ?? '0x0'), npages, list };
+      const expected = expectedAnswer(ctx, s);
+      const guarded = w && s.call !== 'H_GET_TCE' && expected !== 'H_SUCCESS' ? guardedEntries(w, ioba, npages) : [];
+      const before = guarded.length ? await readEntries(hc, w!, guarded) : [];
+      const res = await issue(hc, request);
+      const what = `${s.label ?? s.call}`;
+      const written = s.call === 'H_GET_TCE' ? '' : ` tce 0x${request.tce.toString(16)} npages ${npages}`;
+      const args = `liobn 0x${liobn.toString(16)} ioba 0x${ioba.toString(16)}${written}`;
+      const detail = `${s.call} ${args}; answered by ${handlerOf(ctx) === 'kvm' ? "the KVM host's kernel" : 'QEMU'}`;
+      const defectApplies = handlerOf(ctx) === 'kvm';
+      recordAnswer(ctx, `${tag} ${what}`, res.name, expected, detail, s.knownDefect as KernelDefectId | undefined, defectApplies);
+      if (!guarded.length) return;
+      const after = await readEntries(hc, w!, guarded);
+      recordAnswer(
+        ctx,
+        `${tag} ${what}: nothing written`,
+        after.join(' '),
+        before.join(' '),
+        `H_GET_TCE of entries ${guarded.join(', ')} before and after`,
+        s.knownDefect as KernelDefectId | undefined,
+        defectApplies,
+      );
+    },
+    undefined,
+    HOSTILE_MODULE,
+  ),
+  rtas: step(
+    "a raw DDW RTAS call from the guest (tcelab_hcall): query / create / remove / reset for a named window's PE (or a window's liobn); " +
+      'expect its status by name; a created window is named with "as"',
+    {
+      service: {
+        type: 'string',
+        enum: ['ibm,query-pe-dma-window', 'ibm,create-pe-dma-window', 'ibm,remove-pe-dma-window', 'ibm,reset-pe-dma-window'],
+      },
+      pe: name,
+      window: opt(name),
+      liobn: opt(hex),
+      pageShift: opt({ type: 'integer', min: 0, max: 255 }),
+      windowShift: opt({ type: 'integer', min: 0, max: 255 }),
+      cfgAddr: opt(hex),
+      expect: { type: 'string', enum: RTAS_NAMES },
+      as: opt(name),
+      label,
+    },
+    async (s, { ctx, st, named, tag }) => {
+      const hc = await hypercalls(ctx, st.hostile, tag);
+      if (!hc) return;
+      const peWindow = named(st.tceWindows, s.pe, 'TCE window (tce-window) whose PE the call names');
+      if (!peWindow.pe) throw new TcelabError(tag, `window ${s.pe} has no PE`);
+      const pe = await hc.peInfo(peWindow.pe);
+      const [cfg, hi, lo] = ddwPeArgs(pe);
+      const peArgs = [s.cfgAddr ? Number(BigInt(s.cfgAddr)) : cfg, hi, lo];
+      const liobn = s.liobn ? BigInt(s.liobn) : s.window ? named(st.tceWindows, s.window, 'TCE window').liobn : undefined;
+      const call = {
+        'ibm,query-pe-dma-window': { args: peArgs, nret: 5 },
+        'ibm,create-pe-dma-window': { args: [...peArgs, s.pageShift ?? 16, s.windowShift ?? 30], nret: 4 },
+        'ibm,remove-pe-dma-window': { args: [Number(liobn ?? 0n)], nret: 1 },
+        'ibm,reset-pe-dma-window': { args: peArgs, nret: 1 },
+      }[s.service];
+      if (s.service === 'ibm,remove-pe-dma-window' && liobn === undefined)
+        throw new TcelabError(tag, 'remove names no window: give "window" or "liobn"');
+      const res = await hc.rtas(s.service, call.args, call.nret);
+      const what = s.label ?? s.service;
+      ctx.checks.record(
+        `${tag} ${what}`,
+        res.statusName === s.expect,
+        s.expect,
+        res.statusName,
+        `${s.service}(${call.args.map(hexWord).join(', ')}) → status ${res.status} [${res.out.map(hexWord).join(', ')}]`,
+      );
+      if (s.as && res.status === 0 && s.service === 'ibm,create-pe-dma-window') {
+        const [wLiobn, startHi, startLo] = res.out;
+        st.tceWindows.set(s.as, {
+          liobn: BigInt(wLiobn!),
+          start: (BigInt(startHi!) << 32n) | BigInt(startLo!),
+          size: 1n << BigInt(s.windowShift ?? 30),
+          pageShift: s.pageShift ?? 16,
+          pe: peWindow.pe,
+        });
+      }
+    },
+    undefined,
+    HOSTILE_MODULE,
   ),
   do: step(
     'runs a procedure written in TypeScript (a built-in scenario) with options; --set on the command line wins',

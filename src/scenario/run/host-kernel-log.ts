@@ -1,5 +1,5 @@
 import type { CheckRecorder } from '../checks.js';
-import { judgeKernelLog, KERNEL_REPORT_NAMES, scanKernelLog } from '../kernel-log.js';
+import { type ExpectedKernelReport, judgeKernelLog, KERNEL_REPORT_NAMES, scanKernelLog } from '../kernel-log.js';
 import type { LabHost } from './lab-host.js';
 
 /**
@@ -7,13 +7,13 @@ import type { LabHost } from './lab-host.js';
  * TCE code, VFIO): after the lab is gone, its log since the run began must hold no kernel report. Where its kernel is
  * not under test, or its log cannot be read, the check is not judged and says why.
  */
-export async function judgeHostKernelLog(labHost: LabHost, checks: CheckRecorder): Promise<void> {
+export async function judgeHostKernelLog(labHost: LabHost, checks: CheckRecorder, expected: ExpectedKernelReport[] = []): Promise<void> {
   const name = `host kernel logged no ${KERNEL_REPORT_NAMES.join(', ')}`;
   const log = await labHost.kernelLog();
   if ('notJudged' in log) {
     checks.notApplicable(name, log.notJudged);
     return;
   }
-  const verdict = judgeKernelLog(scanKernelLog(log.text), []);
-  checks.record(name, verdict.pass, 'none', verdict.measured, log.source);
+  const verdict = judgeKernelLog(scanKernelLog(log.text), expected);
+  checks.record(name, verdict.pass, 'none', verdict.measured, log.source, verdict.knownDefect);
 }
