@@ -15,6 +15,8 @@ HOST_PACKAGES=(
   xz-utils                   # kernel modules are .ko.xz
   util-linux                 # setpriv --pdeathsig: QEMU never outlives tcelab
   dpkg tar ca-certificates
+  # Guest kernel modules built against the kernel under test (src/kbuild: the hostile-guest module): kbuild's host tools
+  flex bison bc libelf-dev libssl-dev kmod
 )
 # `bash scripts/bootstrap.sh --tests`: what only the tests need besides (npm test passes it; npm run lab does not).
 TEST_PACKAGES=(
