@@ -34,6 +34,18 @@ node dist/cli/main.js guest build --variant kvm-host --kernel debian:trixie/64k 
 for s in kvm-tce-path prereg-accounting dma-integrity; do
   node dist/cli/main.js run "$s" --profile kvm-lab-host --kernel debian:trixie/64k --results "$work/kvm-64k-$s"
 done
+# A hostile guest against the KVM host's own TCE code, on a kernel without the bound's fix (6.12.107) and one with it
+# (7.2.11): defect 4 (H_SUCCESS past a window's end, the DDW's WARNING) on the first, every refusal holding on the second.
+node dist/cli/main.js matrix hostile-guest --kernels debian:trixie,debian:trixie-backports --profile kvm-lab-host \
+  --results "$work/hostile-matrix"
+node -e '
+  const m = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const count = (col, status) => m.rows.filter((r) => r.cells[col]?.status === status).length;
+  const defects = count("trixie", "known-defect");
+  const fixedFails = m.rows.filter((r) => r.cells["trixie-backports"]?.status !== "pass").length;
+  console.error(`hostile-guest: ${defects} known-defect checks on 6.12.107, ${fixedFails} not passing on 7.2.11`);
+  if (defects < 4 || fixedFails !== 0) process.exit(1);
+' "$work/hostile-matrix/matrix.json"
 if node dist/cli/main.js run kvm-tce-path --set seedFaults=userspace-tce --results "$work/kvm-userspace" --json >"$work/kvm-userspace.json"; then
   echo "kvm-tce-path with userspace-tce passed: the KVM checks cannot fail" >&2
   exit 1
