@@ -40,6 +40,11 @@ describe('scenario files', () => {
       'steps[0].via (line 3)',
     );
     expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "adopt-fds", "worker": "w"}]}')).toBe('steps[0].inner (line 3)');
+    expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "foreign", "worker": "w", "how": "clone", "as": "f"}]}')).toBe(
+      'steps[0].how (line 3)',
+    );
+    const unknownDefect = '{"step": "unmap", "worker": "w", "window": "dma32", "sizeMiB": 1, "knownDefects": ["defect-9"]}';
+    expect(fieldOf(`{"description": "d",\n "steps": [\n ${unknownDefect}]}`)).toBe('steps[0].knownDefects[0] (line 3)');
   });
 
   it('maps JSON paths to lines', () => {
@@ -61,6 +66,7 @@ describe('scenario files', () => {
         'window-map-release',
         'nested-prereg-release',
         'nested-steps',
+        'hostile-process',
       ]),
     );
     for (const n of names) definitionFromFile(await loadScenarioFile(n), procedures);
