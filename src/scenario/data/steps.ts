@@ -72,7 +72,12 @@ const name = {
   patternHint: 'a name: a letter, then letters, digits, - or _',
 } as const;
 const opt = <const T extends Spec>(s: T): T & { optional: true } => ({ ...s, optional: true });
-const errno = opt({ type: 'string', pattern: /^E[A-Z0-9]+$/, patternHint: 'an errno name such as EBUSY' } as const);
+// An errno name, or ERETURN+<n>: the worker's class for an ioctl that returned n instead of 0 or -1 (defect 5's +1).
+const errno = opt({
+  type: 'string',
+  pattern: /^E[A-Z0-9]+$|^ERETURN[+-]\d+$/,
+  patternHint: 'an errno name such as EBUSY, or ERETURN+1 for an ioctl that returned 1',
+} as const);
 const mib = (max: number) => ({ type: 'integer', min: 1, max }) as const;
 /** Bytes added to a MiB position: what makes an address deliberately unaligned. */
 const bytes = opt({ type: 'integer', min: 0, max: 1 << 30 } as const);
