@@ -466,6 +466,7 @@ static const struct {
 	int (*main)(int argc, char **argv);
 } modes[] = {
 	{ "echo-server", echo_server_main },
+	{ "foreign", foreign_main },
 	{ "hand-off", hand_off_main },
 	{ "lock", lock_main },
 	{ "run", standalone_main },

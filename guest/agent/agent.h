@@ -123,6 +123,7 @@ enum outcome op_msi_enable(const struct jval *args, struct reply *r);
 enum outcome op_dma(const struct jval *args, struct reply *r);
 enum outcome op_device_close(const struct jval *args, struct reply *r);
 
-/* worker.c: the VFIO worker process */
+/* worker.c: the VFIO worker process, and the fresh program of a foreign holder of its container */
 void worker_main(int fd);
+int foreign_main(int argc, char **argv);
 #endif

@@ -23,11 +23,13 @@ const char *errno_name(int err)
 	case EPERM: return "EPERM";
 	case ENOENT: return "ENOENT";
 	case ESRCH: return "ESRCH";
+	case EINTR: return "EINTR";
 	case EIO: return "EIO";
 	case ENXIO: return "ENXIO";
 	case E2BIG: return "E2BIG";
 	case ENOEXEC: return "ENOEXEC";
 	case EBADF: return "EBADF";
+	case ECHILD: return "ECHILD";
 	case EAGAIN: return "EAGAIN";
 	case ENOMEM: return "ENOMEM";
 	case EACCES: return "EACCES";
@@ -36,6 +38,7 @@ const char *errno_name(int err)
 	case EEXIST: return "EEXIST";
 	case ENODEV: return "ENODEV";
 	case EINVAL: return "EINVAL";
+	case EFBIG: return "EFBIG";
 	case ENOSPC: return "ENOSPC";
 	case ERANGE: return "ERANGE";
 	case ENOTTY: return "ENOTTY";

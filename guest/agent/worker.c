@@ -7,14 +7,19 @@
  */
 #include "agent.h"
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <linux/vfio.h>
 
@@ -37,6 +42,10 @@ static uint64_t window_sizes[MAX_WINDOWS];
 static int window_shift[MAX_WINDOWS];
 static pid_t holders[16];
 static int nholders;
+/* The socket to the agent (to the worker, in a foreign holder): a holder the worker forks must not keep it open. */
+static int agent_fd = -1;
+/* The code an "exit" operation asked for. */
+static int exit_code;
 
 int worker_group_fd(void)
 {
@@ -48,6 +57,40 @@ static int need_container(struct reply *r)
 	if (container_fd < 0)
 		return fail(r, "EBADF", "no container open in this worker (run 'open' first, or it was closed)");
 	return 0;
+}
+
+/*
+ * An ioctl's answer as measured: 0 is success; -1 fills the reply with its errno. Any other value is reported as it
+ * is, class "ERETURN+<value>" with the errno beside it: an ioctl that fails with a positive return and no errno is a
+ * defect of its own (defect 5: VFIO sPAPR returns the 1 of `a || b` from its parameter checks), which a scenario must
+ * be able to tell from -1 and EINVAL.
+ */
+static char return_class[32];
+
+static int ioctl_answer(struct reply *r, long ret, int err, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static int ioctl_answer(struct reply *r, long ret, int err, const char *fmt, ...)
+{
+	if (ret == 0)
+		return 0;
+	char what[400];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	if (ret == -1)
+		return fail_errno(r, err, "%s", what);
+	snprintf(return_class, sizeof(return_class), "ERETURN%+ld", ret);
+	return fail(r, return_class, "%s: returned %ld with errno %d (%s): an ioctl fails with -1 and an errno", what, ret, err,
+		    err ? errno_name(err) : "none");
+}
+
+/* ioctl(2) on the container, with errno cleared first: a positive return reports errno 0 when the kernel set none. */
+static long container_ioctl(unsigned long request, void *arg, int *err)
+{
+	errno = 0;
+	long ret = ioctl(container_fd, request, arg);
+	*err = errno;
+	return ret;
 }
 
 static struct region *get_region(const struct jval *args, struct reply *r)
@@ -142,6 +185,10 @@ static enum outcome op_info(const struct jval *args, struct reply *r)
 {
 	(void)args;
 	if (need_container(r))
+		return REPLY_ERROR;
+	struct vfio_iommu_spapr_tce_info info = { .argsz = sizeof(info) };
+	int err;
+	if (ioctl_answer(r, container_ioctl(VFIO_IOMMU_SPAPR_TCE_GET_INFO, &info, &err), err, "VFIO_IOMMU_SPAPR_TCE_GET_INFO"))
 		return REPLY_ERROR;
 	info_json(&r->val);
 	return REPLY_OK;
@@ -254,9 +301,11 @@ static enum outcome op_register(const struct jval *args, struct reply *r, bool r
 	if (need_container(r) || region_range(args, r, &g, &vaddr, &size))
 		return REPLY_ERROR;
 	struct vfio_iommu_spapr_register_memory m = { .argsz = sizeof(m), .vaddr = vaddr, .size = size };
-	if (ioctl(container_fd, reg ? VFIO_IOMMU_SPAPR_REGISTER_MEMORY : VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY, &m))
-		return fail_errno(r, errno, "%s vaddr 0x%llx size 0x%llx", reg ? "VFIO_IOMMU_SPAPR_REGISTER_MEMORY" : "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY",
-				  (unsigned long long)vaddr, (unsigned long long)size);
+	int err;
+	long ret = container_ioctl(reg ? VFIO_IOMMU_SPAPR_REGISTER_MEMORY : VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY, &m, &err);
+	if (ioctl_answer(r, ret, err, "%s vaddr 0x%llx size 0x%llx", reg ? "VFIO_IOMMU_SPAPR_REGISTER_MEMORY" : "VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY",
+			 (unsigned long long)vaddr, (unsigned long long)size))
+		return REPLY_ERROR;
 	g->registered = reg;
 	sb_fmt(&r->val, "{\"region\":%d,\"vaddr\":\"0x%llx\",\"size\":%llu}", g->id, (unsigned long long)vaddr, (unsigned long long)size);
 	return REPLY_OK;
@@ -277,9 +326,10 @@ static enum outcome op_create_window(const struct jval *args, struct reply *r)
 	if (rc == -2 || levels < 1 || levels > 5)
 		return bad_arg(r, "levels", -2, "1 to 5");
 	struct vfio_iommu_spapr_tce_create c = { .argsz = sizeof(c), .page_shift = (uint32_t)shift, .window_size = wsize, .levels = (uint32_t)levels };
-	if (ioctl(container_fd, VFIO_IOMMU_SPAPR_TCE_CREATE, &c))
-		return fail_errno(r, errno, "VFIO_IOMMU_SPAPR_TCE_CREATE page_shift %llu size 0x%llx levels %llu", (unsigned long long)shift,
-				  (unsigned long long)wsize, (unsigned long long)levels);
+	int err;
+	if (ioctl_answer(r, container_ioctl(VFIO_IOMMU_SPAPR_TCE_CREATE, &c, &err), err, "VFIO_IOMMU_SPAPR_TCE_CREATE page_shift %llu size 0x%llx levels %llu",
+			 (unsigned long long)shift, (unsigned long long)wsize, (unsigned long long)levels))
+		return REPLY_ERROR;
 	for (int i = 0; i < MAX_WINDOWS; i++)
 		if (!windows[i]) {
 			windows[i] = c.start_addr;
@@ -301,8 +351,9 @@ static enum outcome op_remove_window(const struct jval *args, struct reply *r)
 	if (rc)
 		return bad_arg(r, "startAddr", rc, "the window's start address (\"0x...\")");
 	struct vfio_iommu_spapr_tce_remove m = { .argsz = sizeof(m), .start_addr = start };
-	if (ioctl(container_fd, VFIO_IOMMU_SPAPR_TCE_REMOVE, &m))
-		return fail_errno(r, errno, "VFIO_IOMMU_SPAPR_TCE_REMOVE 0x%llx", (unsigned long long)start);
+	int err;
+	if (ioctl_answer(r, container_ioctl(VFIO_IOMMU_SPAPR_TCE_REMOVE, &m, &err), err, "VFIO_IOMMU_SPAPR_TCE_REMOVE 0x%llx", (unsigned long long)start))
+		return REPLY_ERROR;
 	for (int i = 0; i < MAX_WINDOWS; i++)
 		if (windows[i] == start)
 			windows[i] = 0;
@@ -332,15 +383,19 @@ static enum outcome op_map(const struct jval *args, struct reply *r, bool map)
 		if (rc == -2 || !flags)
 			return bad_arg(r, "perm", -2, "\"rw\", \"read\" (the device reads it) or \"write\" (the device writes it)");
 		struct vfio_iommu_type1_dma_map m = { .argsz = sizeof(m), .flags = flags, .vaddr = vaddr, .iova = iova, .size = size };
-		if (ioctl(container_fd, VFIO_IOMMU_MAP_DMA, &m))
-			return fail_errno(r, errno, "VFIO_IOMMU_MAP_DMA iova 0x%llx size 0x%llx", (unsigned long long)iova, (unsigned long long)size);
+		int err;
+		if (ioctl_answer(r, container_ioctl(VFIO_IOMMU_MAP_DMA, &m, &err), err, "VFIO_IOMMU_MAP_DMA iova 0x%llx vaddr 0x%llx size 0x%llx",
+				 (unsigned long long)iova, (unsigned long long)vaddr, (unsigned long long)size))
+			return REPLY_ERROR;
 	} else {
 		rc = json_u64(args, "size", &size);
 		if (rc)
 			return bad_arg(r, "size", rc, "bytes");
 		struct vfio_iommu_type1_dma_unmap m = { .argsz = sizeof(m), .iova = iova, .size = size };
-		if (ioctl(container_fd, VFIO_IOMMU_UNMAP_DMA, &m))
-			return fail_errno(r, errno, "VFIO_IOMMU_UNMAP_DMA iova 0x%llx size 0x%llx", (unsigned long long)iova, (unsigned long long)size);
+		int err;
+		if (ioctl_answer(r, container_ioctl(VFIO_IOMMU_UNMAP_DMA, &m, &err), err, "VFIO_IOMMU_UNMAP_DMA iova 0x%llx size 0x%llx",
+				 (unsigned long long)iova, (unsigned long long)size))
+			return REPLY_ERROR;
 	}
 	sb_fmt(&r->val, "{\"iova\":\"0x%llx\",\"size\":%llu}", (unsigned long long)iova, (unsigned long long)size);
 	return REPLY_OK;
@@ -419,6 +474,319 @@ static enum outcome op_adopt_fds(const struct jval *args, struct reply *r)
 	return REPLY_OK;
 }
 
+static enum outcome op_enable(const struct jval *args, struct reply *r)
+{
+	(void)args;
+	if (need_container(r))
+		return REPLY_ERROR;
+	int err;
+	if (ioctl_answer(r, container_ioctl(VFIO_IOMMU_ENABLE, NULL, &err), err, "VFIO_IOMMU_ENABLE"))
+		return REPLY_ERROR;
+	sb_raw(&r->val, "{}");
+	return REPLY_OK;
+}
+
+/* The operations of VFIO_EEH_PE_OP, by the names a request gives them. */
+static const struct {
+	const char *name;
+	unsigned op;
+} eeh_operations[] = {
+	{ "disable", VFIO_EEH_PE_DISABLE },
+	{ "enable", VFIO_EEH_PE_ENABLE },
+	{ "unfreeze-io", VFIO_EEH_PE_UNFREEZE_IO },
+	{ "unfreeze-dma", VFIO_EEH_PE_UNFREEZE_DMA },
+	{ "get-state", VFIO_EEH_PE_GET_STATE },
+	{ "reset-deactivate", VFIO_EEH_PE_RESET_DEACTIVATE },
+	{ "reset-hot", VFIO_EEH_PE_RESET_HOT },
+	{ "reset-fundamental", VFIO_EEH_PE_RESET_FUNDAMENTAL },
+	{ "configure", VFIO_EEH_PE_CONFIGURE },
+};
+
+/*
+ * {"op"}: one VFIO_EEH_PE_OP on the container. Its answer is a value (get-state returns the PE's state), so the reply
+ * is {"op", "ret"} for any return of 0 or more, with VFIO_CHECK_EXTENSION(VFIO_EEH) beside it; -1 is its errno.
+ */
+static enum outcome op_eeh(const struct jval *args, struct reply *r)
+{
+	const char *name;
+	if (need_container(r))
+		return REPLY_ERROR;
+	int rc = json_str(args, "op", &name);
+	size_t i = 0;
+	while (!rc && i < sizeof(eeh_operations) / sizeof(eeh_operations[0]) && strcmp(eeh_operations[i].name, name))
+		i++;
+	if (rc || i == sizeof(eeh_operations) / sizeof(eeh_operations[0]))
+		return bad_arg(r, "op", rc ? rc : -2, "an EEH operation: disable, enable, unfreeze-io, unfreeze-dma, get-state, reset-…, configure");
+	long extension = ioctl(container_fd, VFIO_CHECK_EXTENSION, VFIO_EEH);
+	struct vfio_eeh_pe_op op = { .argsz = sizeof(op), .op = eeh_operations[i].op };
+	int err;
+	long ret = container_ioctl(VFIO_EEH_PE_OP, &op, &err);
+	if (ret < 0)
+		return ioctl_answer(r, ret, err, "VFIO_EEH_PE_OP %s (VFIO_CHECK_EXTENSION(VFIO_EEH) = %ld)", name, extension) ? REPLY_ERROR : REPLY_OK;
+	sb_fmt(&r->val, "{\"op\":\"%s\",\"ret\":%ld,\"eehExtension\":%ld}", name, ret, extension);
+	return REPLY_OK;
+}
+
+/*
+ * Another holder of this worker's container: a process (or, as a control, a thread) that issues the same operations
+ * from its own mm. "fork": a child of the worker (a fork has a new mm, a copy of the worker's, regions included);
+ * "scm-rights": a fresh program (exec'd: nothing of the worker's memory) that receives the container fd over a unix
+ * socket; "pidfd-getfd": a fresh program that takes it with pidfd_getfd(2); "thread": a thread of the worker (the same
+ * mm). Requests reach it through the worker ("foreign": {"foreign", "op", "args"}), on a socketpair it serves as the
+ * worker serves the agent; it dies with the worker (PR_SET_PDEATHSIG).
+ */
+#define MAX_FOREIGN 8
+struct foreign {
+	int id;
+	pid_t pid; /* 0 for a thread */
+	pthread_t thread;
+	int sock; /* the worker's end of the socketpair */
+	const char *how;
+};
+static struct foreign foreigns[MAX_FOREIGN];
+static int next_foreign = 1;
+static const char *const foreign_hows[] = { "fork", "scm-rights", "pidfd-getfd", "thread" };
+
+static bool serve(int fd, bool in_thread);
+
+static void *serve_thread(void *arg)
+{
+	serve((int)(intptr_t)arg, true);
+	return NULL;
+}
+
+/* Sends one request line to a foreign holder and reads its one reply line into `line`; -1 when it is gone. */
+static int foreign_roundtrip(struct foreign *f, const char *op, const struct jval *args, struct sbuf *line)
+{
+	struct sbuf req;
+	sb_init(&req);
+	sb_raw(&req, "{\"op\":");
+	sb_jstr(&req, op);
+	sb_raw(&req, ",\"args\":");
+	if (args)
+		json_write(&req, args);
+	else
+		sb_raw(&req, "{}");
+	sb_raw(&req, "}\n");
+	ssize_t n = write(f->sock, req.buf, req.len);
+	sb_free(&req);
+	if (n < 0 && errno != EPIPE)
+		return -1;
+	char c;
+	while (read(f->sock, &c, 1) == 1) {
+		if (c == '\n')
+			return 0;
+		char one[2] = { c, 0 };
+		sb_raw(line, one);
+	}
+	return -1;
+}
+
+static struct foreign *get_foreign(const struct jval *args, struct reply *r)
+{
+	uint64_t id;
+	int rc = json_u64(args, "foreign", &id);
+	if (rc) {
+		bad_arg(r, "foreign", rc, "a foreign holder's id from spawn-foreign");
+		return NULL;
+	}
+	for (int i = 0; i < MAX_FOREIGN; i++)
+		if (foreigns[i].id == (int)id && foreigns[i].sock >= 0)
+			return &foreigns[i];
+	fail(r, "ENOENT", "no foreign holder %llu in this worker", (unsigned long long)id);
+	return NULL;
+}
+
+/* Ends a foreign holder: a process by signal, a thread by closing its socket; waited for either way. */
+static void foreign_end(struct foreign *f, int signo, struct sbuf *how_it_ended)
+{
+	close(f->sock);
+	f->sock = -1;
+	if (!f->pid) {
+		pthread_join(f->thread, NULL);
+		if (how_it_ended)
+			sb_raw(how_it_ended, "\"thread\":true");
+		return;
+	}
+	kill(f->pid, signo);
+	int st = 0;
+	for (int waited = 0; waited < 10000 && waitpid(f->pid, &st, WNOHANG) != f->pid; waited += 10)
+		usleep(10000);
+	if (how_it_ended)
+		sb_fmt(how_it_ended, WIFSIGNALED(st) ? "\"signal\":%d" : "\"exitCode\":%d", WIFSIGNALED(st) ? WTERMSIG(st) : WEXITSTATUS(st));
+}
+
+/* The child of spawn-foreign: it keeps the container fd (fork) or execs a fresh program that gets it (scm-rights, pidfd-getfd). */
+static void foreign_child(int sock, const char *how, pid_t owner)
+{
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	for (int i = 0; i < MAX_FOREIGN; i++)
+		if (foreigns[i].sock >= 0 && foreigns[i].id)
+			close(foreigns[i].sock);
+	memset(foreigns, 0, sizeof(foreigns));
+	nholders = 0;
+	if (!strcmp(how, "fork")) {
+		close(agent_fd);
+		_exit(serve(sock, false) ? exit_code : 0);
+	}
+	/* A fresh program: the socket on fd 3 and nothing else of the worker's. */
+	if (sock != 3 && dup2(sock, 3) < 0)
+		_exit(127);
+	close_range(4, ~0U, 0);
+	char owner_text[16], fd_text[16];
+	snprintf(owner_text, sizeof(owner_text), "%d", (int)owner);
+	snprintf(fd_text, sizeof(fd_text), "%d", container_fd);
+	execl("/proc/self/exe", "tcelab-agent", "foreign", how, owner_text, fd_text, (char *)NULL);
+	_exit(127);
+}
+
+static int send_fd(int sock, int fd)
+{
+	char byte = 'c';
+	char control[CMSG_SPACE(sizeof(int))];
+	memset(control, 0, sizeof(control));
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
+}
+
+static int receive_fd(int sock)
+{
+	char byte;
+	char control[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &byte, 1 };
+	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
+	if (recvmsg(sock, &msg, 0) != 1)
+		return -1;
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
+	if (!cm || cm->cmsg_type != SCM_RIGHTS)
+		return -1;
+	int fd;
+	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	return fd;
+}
+
+/* {"how"}: starts a foreign holder of the container; {"foreign", "pid", "how"} once it answers its first request. */
+static enum outcome op_spawn_foreign(const struct jval *args, struct reply *r)
+{
+	const char *how;
+	if (need_container(r))
+		return REPLY_ERROR;
+	int rc = json_str(args, "how", &how);
+	size_t k = 0;
+	while (!rc && k < sizeof(foreign_hows) / sizeof(foreign_hows[0]) && strcmp(foreign_hows[k], how))
+		k++;
+	if (rc || k == sizeof(foreign_hows) / sizeof(foreign_hows[0]))
+		return bad_arg(r, "how", rc ? rc : -2, "\"fork\", \"scm-rights\", \"pidfd-getfd\" or \"thread\"");
+	how = foreign_hows[k];
+	struct foreign *f = NULL;
+	for (int i = 0; i < MAX_FOREIGN && !f; i++)
+		if (foreigns[i].sock < 0 || !foreigns[i].id)
+			f = &foreigns[i];
+	if (!f)
+		return fail(r, "ENOSPC", "at most %d foreign holders per worker", MAX_FOREIGN);
+	int sv[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv))
+		return fail_errno(r, errno, "socketpair");
+	memset(f, 0, sizeof(*f));
+	f->how = how;
+	if (!strcmp(how, "thread")) {
+		int e = pthread_create(&f->thread, NULL, serve_thread, (void *)(intptr_t)sv[1]);
+		if (e) {
+			close(sv[0]);
+			close(sv[1]);
+			return fail_errno(r, e, "pthread_create");
+		}
+	} else {
+		pid_t owner = getpid();
+		f->pid = fork();
+		if (f->pid < 0) {
+			int e = errno;
+			close(sv[0]);
+			close(sv[1]);
+			return fail_errno(r, e, "fork");
+		}
+		if (f->pid == 0) {
+			close(sv[0]);
+			foreign_child(sv[1], how, owner);
+		}
+		close(sv[1]);
+		if (!strcmp(how, "scm-rights") && send_fd(sv[0], container_fd)) {
+			int e = errno;
+			kill(f->pid, SIGKILL);
+			waitpid(f->pid, NULL, 0);
+			close(sv[0]);
+			return fail_errno(r, e, "sendmsg SCM_RIGHTS to pid %d", f->pid);
+		}
+	}
+	f->id = next_foreign++;
+	f->sock = sv[0];
+	/* Its first answer says it holds the container (a fresh program may have failed to get it: its error comes back). */
+	struct sbuf line;
+	sb_init(&line);
+	if (foreign_roundtrip(f, "status", NULL, &line) || strncmp(line.buf ? line.buf : "", "{\"return\"", 9)) {
+		struct sbuf ended;
+		sb_init(&ended);
+		foreign_end(f, SIGKILL, &ended);
+		fail(r, "ECHILD", "the %s holder (pid %d) did not start: %s (%s)", how, f->pid, line.len ? line.buf : "no answer", ended.buf ? ended.buf : "");
+		sb_free(&ended);
+		sb_free(&line);
+		return REPLY_ERROR;
+	}
+	sb_free(&line);
+	sb_fmt(&r->val, "{\"foreign\":%d,\"pid\":%d,\"how\":\"%s\"}", f->id, f->pid ? f->pid : getpid(), how);
+	return REPLY_OK;
+}
+
+/* {"foreign", "op", "args"}: one operation, run in the foreign holder; its reply as it gave it. */
+static enum outcome op_foreign(const struct jval *args, struct reply *r)
+{
+	struct foreign *f = get_foreign(args, r);
+	if (!f)
+		return REPLY_ERROR;
+	const char *op;
+	int rc = json_str(args, "op", &op);
+	if (rc)
+		return bad_arg(r, "op", rc, "a worker operation name");
+	const struct jval *fargs = json_get(args, "args");
+	if (fargs && fargs->type != J_OBJ)
+		return bad_arg(r, "args", -2, "an object");
+	struct sbuf line;
+	sb_init(&line);
+	if (foreign_roundtrip(f, op, fargs, &line)) {
+		sb_free(&line);
+		struct sbuf ended;
+		sb_init(&ended);
+		foreign_end(f, SIGKILL, &ended);
+		fail(r, "ESRCH", "the %s holder %d (pid %d) died during '%s' (%s)", f->how, f->id, f->pid, op, ended.buf ? ended.buf : "");
+		sb_free(&ended);
+		return REPLY_ERROR;
+	}
+	r->val = line;
+	return REPLY_RAW;
+}
+
+/* {"foreign", "signal"}: ends a foreign holder (TERM by default, or KILL) and waits for it. */
+static enum outcome op_foreign_stop(const struct jval *args, struct reply *r)
+{
+	struct foreign *f = get_foreign(args, r);
+	if (!f)
+		return REPLY_ERROR;
+	const char *sig = "TERM";
+	int rc = json_str(args, "signal", &sig);
+	if (rc == -2 || (strcmp(sig, "TERM") && strcmp(sig, "KILL")))
+		return bad_arg(r, "signal", -2, "\"TERM\" or \"KILL\"");
+	sb_fmt(&r->val, "{\"foreign\":%d,\"pid\":%d,", f->id, f->pid);
+	foreign_end(f, strcmp(sig, "KILL") ? SIGTERM : SIGKILL, &r->val);
+	sb_raw(&r->val, "}");
+	return REPLY_OK;
+}
+
 static enum outcome op_status(struct reply *r)
 {
 	sb_fmt(&r->val, "{\"pid\":%d,\"group\":%d,\"containerOpen\":%s,\"groupOpen\":%s,\"vmLckKb\":%lld,\"vmPinKb\":%lld,\"regions\":[",
@@ -481,8 +849,6 @@ static enum outcome op_close_group(const struct jval *args, struct reply *r)
 	return op_close(r, &group_fd, "group");
 }
 
-/* The socket to the agent: a holder the worker forks must not keep it open. */
-static int agent_fd = -1;
 
 static enum outcome op_fork_holder_child(const struct jval *args, struct reply *r)
 {
@@ -494,8 +860,6 @@ static enum outcome op_status_now(const struct jval *args, struct reply *r)
 	(void)args;
 	return op_status(r);
 }
-
-static int exit_code;
 
 static enum outcome op_exit(const struct jval *args, struct reply *r)
 {
@@ -588,10 +952,16 @@ static const struct {
 	{ "msi-enable", op_msi_enable },
 	{ "dma", op_dma },
 	{ "device-close", op_device_close },
+	{ "enable", op_enable },
+	{ "eeh", op_eeh },
+	{ "spawn-foreign", op_spawn_foreign },
+	{ "foreign", op_foreign },
+	{ "foreign-stop", op_foreign_stop },
 	{ "exit", op_exit },
 };
 
-static void respond(int fd, const struct reply *r, enum outcome o)
+/* Writes one reply line; false when the other end is gone. */
+static bool respond(int fd, const struct reply *r, enum outcome o)
 {
 	struct sbuf out;
 	sb_init(&out);
@@ -600,10 +970,12 @@ static void respond(int fd, const struct reply *r, enum outcome o)
 	while (off < out.len) {
 		ssize_t n = write(fd, out.buf + off, out.len - off);
 		if (n <= 0)
-			_exit(1);
+			break;
 		off += n;
 	}
+	bool sent = off == out.len;
 	sb_free(&out);
+	return sent;
 }
 
 /* Runs one operation by name: its outcome, with the reply filled. */
@@ -616,17 +988,22 @@ static enum outcome run_operation(const char *op, const struct jval *args, struc
 	return fail(r, "CommandNotFound", "the worker has no operation '%s'", op);
 }
 
-void worker_main(int fd)
+/*
+ * Serves {"op", "args"} lines on fd until the other end goes (false) or an "exit" operation (true). The worker serves
+ * the agent; a foreign holder serves the worker, a thread among them without touching agent_fd.
+ */
+static bool serve(int fd, bool in_thread)
 {
-	signal(SIGTERM, SIG_DFL);
-	agent_fd = fd;
+	if (!in_thread)
+		agent_fd = fd;
 	struct sbuf line;
 	sb_init(&line);
+	bool exited = false;
 	for (;;) {
 		char c;
 		ssize_t n = read(fd, &c, 1);
 		if (n <= 0)
-			_exit(0); /* the agent went away */
+			break; /* the agent (or the worker) went away */
 		if (c != '\n') {
 			char one[2] = { c, 0 };
 			sb_raw(&line, one);
@@ -644,10 +1021,57 @@ void worker_main(int fd)
 			o = fail(&r, "GenericError", "malformed worker request");
 		else
 			o = run_operation(op, json_get(&req, "args"), &r);
-		respond(fd, &r, o);
+		bool sent = respond(fd, &r, o);
 		sb_free(&r.val);
 		json_free(&req);
-		if (o == REPLY_AND_EXIT)
-			_exit(exit_code);
+		if (!sent)
+			break;
+		if (o == REPLY_AND_EXIT) {
+			exited = true;
+			break;
+		}
 	}
+	sb_free(&line);
+	if (in_thread)
+		close(fd);
+	return exited;
+}
+
+void worker_main(int fd)
+{
+	signal(SIGTERM, SIG_DFL);
+	_exit(serve(fd, false) ? exit_code : 0);
+}
+
+/*
+ * `tcelab-agent foreign HOW OWNER_PID FD`: the fresh program of a foreign holder (spawn-foreign "scm-rights" or
+ * "pidfd-getfd"). Its socket to the worker is fd 3. It gets the worker's container fd (FD in the worker) the way HOW
+ * says, then serves the worker's requests with the operations above. When it cannot get the fd it answers the first
+ * request with why, and exits.
+ */
+int foreign_main(int argc, char **argv)
+{
+	if (argc != 5) {
+		fprintf(stderr, "usage: tcelab-agent foreign scm-rights|pidfd-getfd OWNER_PID FD (the socket to the worker on fd 3)\n");
+		return 2;
+	}
+	prctl(PR_SET_NAME, "foreign-holder");
+	int fd = -1, err = 0;
+	if (!strcmp(argv[2], "scm-rights")) {
+		fd = receive_fd(3);
+		err = errno;
+	} else if (!strcmp(argv[2], "pidfd-getfd")) {
+		int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)atoi(argv[3]), 0);
+		fd = pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, pidfd, atoi(argv[4]), 0);
+		err = errno;
+	}
+	if (fd < 0) {
+		struct reply r;
+		memset(&r, 0, sizeof(r));
+		sb_init(&r.val);
+		respond(3, &r, fail_errno(&r, err, "%s: getting the container fd %s of pid %s", argv[2], argv[4], argv[3]));
+		return 1;
+	}
+	container_fd = fd;
+	return serve(3, false) ? exit_code : 0;
 }

@@ -18,6 +18,8 @@ import type {
   PinHolder,
   WorkerInfo,
   WorkerStatus,
+  ForeignHow,
+  EehOp,
 } from './types.js';
 
 /**
@@ -186,16 +188,42 @@ export class AgentClient {
   }
 }
 
-/** A VFIO worker process in the guest: the "userspace tool" under test. */
+/**
+ * A VFIO worker process in the guest: the "userspace tool" under test. A foreign holder of a worker's container
+ * (spawnForeign: a forked child, a fresh program given the fd, or a thread) is one too: the same operations, run in
+ * that process, reached through its worker.
+ */
 export class VfioWorker {
   constructor(
     readonly agent: AgentClient,
     readonly id: number,
     readonly pid: number,
+    /** Set on a foreign holder: the worker it is reached through, and its id there. */
+    readonly foreign?: { owner: VfioWorker; id: number; how: ForeignHow },
   ) {}
 
   private op<T>(op: string, args: Record<string, unknown> = {}, timeoutMs?: number): Promise<T> {
+    if (this.foreign) return this.foreign.owner.op<T>('foreign', { foreign: this.foreign.id, op, args }, timeoutMs);
     return this.agent.execute<T>('worker', { worker: this.id, op, args }, timeoutMs);
+  }
+
+  /**
+   * Another holder of this worker's container, which issues the same operations from its own mm ("thread": from the
+   * worker's own, a control): see ForeignHow.
+   */
+  async spawnForeign(how: ForeignHow): Promise<VfioWorker> {
+    const f = await this.op<{ foreign: number; pid: number }>('spawn-foreign', { how }, 60_000);
+    return new VfioWorker(this.agent, this.id, f.pid, { owner: this, id: f.foreign, how });
+  }
+
+  /** VFIO_IOMMU_ENABLE (a v1 container's; a v2 container answers ENOTTY). */
+  enable(): Promise<void> {
+    return this.op('enable');
+  }
+
+  /** One VFIO_EEH_PE_OP; its return value (get-state: the PE's state), and VFIO_CHECK_EXTENSION(VFIO_EEH). */
+  eeh(op: EehOp): Promise<{ op: EehOp; ret: number; eehExtension: number }> {
+    return this.op('eeh', { op });
   }
 
   /** iommu 'v1': a VFIO_SPAPR_TCE_IOMMU container (no DDW, no pre-registration), for seeded faults. */
@@ -232,7 +260,10 @@ export class VfioWorker {
     return this.op('remove-window', { startAddr });
   }
 
-  /** perm: what the device may do with the memory (read: it reads it, a copy to the device; write; rw, the default). */
+  /**
+   * perm: what the device may do with the memory (read: it reads it, a copy to the device; write; rw, the default).
+   * offset: bytes into the region (a vaddr not aligned to the IOMMU page, on purpose).
+   */
   map(
     region: number,
     iova: bigint | number,
@@ -304,11 +335,19 @@ export class VfioWorker {
   }
 
   /**
-   * Signals the worker and waits for it to exit. Its exit closes its VFIO fds, which unpins and clears everything the
-   * container held (in a nested KVM guest, each cleared TCE a hypercall through two hypervisors): that is the event
-   * waited for, up to the agent's ceiling, and how long it took is recorded as this machine's usual.
+   * Signals the worker (a foreign holder: that process, or a thread's end) and waits for it to exit. Its exit closes
+   * its VFIO fds, which unpins and clears everything the container held (in a nested KVM guest, each cleared TCE a
+   * hypercall through two hypervisors): that is the event waited for, up to the agent's ceiling, and how long it took
+   * is recorded as this machine's usual.
    */
   async stop(signal: 'TERM' | 'KILL' = 'TERM', waitMs = WORKER_EXIT_CEILING_MS): Promise<WorkerInfo> {
+    if (this.foreign) {
+      const ended = await this.foreign.owner.op<{ signal?: number; exitCode?: number }>('foreign-stop', {
+        foreign: this.foreign.id,
+        signal,
+      });
+      return { worker: this.id, pid: this.pid, alive: false, ...ended };
+    }
     const t0 = Date.now();
     try {
       const info = await this.agent.execute<WorkerInfo>('worker-stop', { worker: this.id, signal, waitMs }, waitMs + 5000);

@@ -135,3 +135,25 @@ export interface DmaCopy {
   irqs: number;
   irqStatus: string;
 }
+
+/**
+ * How a foreign holder of a worker's container comes by it: "fork", a child of the worker (a new mm, a copy of the
+ * worker's); "scm-rights", a fresh program that receives the fd over a unix socket; "pidfd-getfd", a fresh program that
+ * takes it with pidfd_getfd(2); "thread", a thread of the worker (the same mm: the control).
+ */
+export const FOREIGN_HOWS = ['fork', 'scm-rights', 'pidfd-getfd', 'thread'] as const;
+export type ForeignHow = (typeof FOREIGN_HOWS)[number];
+
+/** The operations of VFIO_EEH_PE_OP, as the worker names them. */
+export const EEH_OPS = [
+  'disable',
+  'enable',
+  'unfreeze-io',
+  'unfreeze-dma',
+  'get-state',
+  'reset-deactivate',
+  'reset-hot',
+  'reset-fundamental',
+  'configure',
+] as const;
+export type EehOp = (typeof EEH_OPS)[number];

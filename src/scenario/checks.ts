@@ -95,20 +95,33 @@ export class CheckRecorder {
     return this.record(name, measured >= min, `>= ${min}`, measured, detail);
   }
 
-  /** The promise must fail with this errno (or QMP/agent error class). */
-  async failsWith(name: string, op: Promise<unknown>, errorClass: string, knownDefect?: string): Promise<boolean> {
+  /**
+   * The promise must fail with this errno (or QMP/agent error class). knownDefect: the documented defect a failure of
+   * this check shows, or a function that tells from the answer ("success", "error EINVAL") which one, if any (and,
+   * when none, why: its detail).
+   */
+  async failsWith(
+    name: string,
+    op: Promise<unknown>,
+    errorClass: string,
+    knownDefect?: string | ((answer: string) => { knownDefect?: string; detail?: string }),
+  ): Promise<boolean> {
+    const explain = (answer: string) => (typeof knownDefect === 'function' ? knownDefect(answer) : { knownDefect });
+    const joined = (...parts: Array<string | undefined>) => parts.filter(Boolean).join('; ') || undefined;
     try {
       const v = await op;
-      return this.record(name, false, `error ${errorClass}`, `success ${jsonish(v)}`, undefined, knownDefect);
+      const why = explain('success');
+      return this.record(name, false, `error ${errorClass}`, `success ${jsonish(v)}`, why.detail, why.knownDefect);
     } catch (err) {
       const got = err instanceof PeerCommandError ? err.errorClass : (err as Error).message;
+      const why = explain(`error ${got}`);
       return this.record(
         name,
         got === errorClass,
         `error ${errorClass}`,
         `error ${got}`,
-        err instanceof PeerCommandError ? err.desc : undefined,
-        knownDefect,
+        joined(err instanceof PeerCommandError ? err.desc : undefined, why.detail),
+        why.knownDefect,
       );
     }
   }

@@ -148,7 +148,7 @@ export function rtasStatusOf(name: string): number {
  * kvmppc_tce_iommu_do_unmap() WARN_ON_ONCE when the hardware table refuses an entry past its end (book3s_64_vio.c).
  */
 const DEFECT_REPORTS: Partial<Record<KernelDefectId, RegExp>> = {
-  'tce-bound': /kvmppc_tce_iommu_(do_)?unmap|book3s_64_vio\.c/,
+  'ioba-npages-ignored': /kvmppc_tce_iommu_(do_)?unmap|book3s_64_vio\.c/,
 };
 
 /** Declares the reports a defect's calls may provoke (once per run), reported as that defect where this kernel lacks its fix. */

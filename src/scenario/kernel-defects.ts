@@ -1,10 +1,11 @@
 import type { KernelFacts } from '../kernel/kernel-facts.js';
 
 /**
- * Kernel defects the hostile-input scenarios meet, one entry each: what is wrong, the fix if there is one, and which
- * kernels' sources were read with and without it. A check that names a defect (a step's "knownDefect") and measures the
- * defect's answer is reported as that defect — unless this kernel's source was read WITH the fix: then the answer is a
- * regression and the check fails. Stated only as far as it was read: other versions say "not read".
+ * Kernel defects the hostile-input scenarios meet (4, 5 and 6 of docs/verdicts.md), one entry each: what is wrong, its
+ * fix if there is one and the first releases that have it, where its code runs. A check that names a defect and
+ * measures the defect's answer is reported as that defect on a kernel without the fix; on a kernel with the fix the
+ * same answer fails like any other (a regression). Steps name them: hcall's "knownDefect", map/unmap's "knownDefects"
+ * (answer-defects.ts: which answers show each).
  */
 export interface KernelDefect {
   /** Its number in docs/verdicts.md's list of known defects. */
@@ -12,38 +13,54 @@ export interface KernelDefect {
   summary: string;
   /** The upstream fix, when there is one. */
   fix?: string;
-  /** Debian versions whose source was read, without the fix and with it (or still affected where there is no fix). */
-  readWithout: string[];
-  readWith: string[];
+  /**
+   * Where it is fixed: the first release of each stable branch that has the fix (uname's X.Y.Z), as read in Debian's
+   * sources. A kernel of a listed branch has it from that release on, a kernel of a later branch than every listed one
+   * has it; none listed: unfixed.
+   */
+  fixedIn?: readonly string[];
   /** What issuing the defect's calls does to a host that has it (why some are not issued there). */
   unsafe?: string;
   /** Where the defective code runs for the calls that meet it. */
-  runsIn: 'the kernel that handles the TCE hypercalls (a KVM host)' | 'the guest kernel (VFIO)';
+  runsIn: 'the kernel that handles the TCE hypercalls (a KVM host), or VFIO in the guest' | 'the guest kernel (VFIO)';
 }
 
 export const KERNEL_DEFECTS = {
-  'tce-bound': {
+  'ioba-npages-ignored': {
     number: 4,
     summary:
-      'iommu_tce_check_ioba() ignores npages: KVM accepts H_STUFF_TCE / H_PUT_TCE_INDIRECT (and VFIO an UNMAP_DMA) that ' +
-      'starts inside a window and runs past its end, and kvmppc_tce_put() then indexes stt->pages[] past its end (silent without KASAN)',
+      'iommu_tce_check_ioba() ignores npages (it checks that the first entry is in the window, not the last): KVM accepts ' +
+      'H_STUFF_TCE / H_PUT_TCE_INDIRECT that start inside a window and run past its end, and kvmppc_tce_put() then indexes ' +
+      'stt->pages[] past its end; VFIO_IOMMU_UNMAP_DMA past the end of a window succeeds',
     fix: 'upstream 0b271f7d7f5e "powerpc/iommu: Fix the overflow validation in iommu_tce_check_ioba"',
-    readWithout: ['6.12.107-1'],
-    readWith: ['6.12.118-1', '7.2.11-1~bpo13+1', '7.2.13-1', '7.3.4-1~bpo13+1'],
-    runsIn: 'the kernel that handles the TCE hypercalls (a KVM host)',
+    // Read in Debian's sources: 6.12.107 without it; 6.12.118, 7.2.11, 7.2.13 and 7.3.4 with it.
+    fixedIn: ['6.12.118', '7.2.11'],
     unsafe:
       'measured 2026-12-07 on Debian 6.12.107 as the KVM lab host: H_PUT_TCE_INDIRECT at the last entry of a window with a VFIO group ' +
       'attached, npages 2, Oopsed the host ("Unable to handle kernel data access on write" in kvmppc_tce_iommu_map, from ' +
       'kvmppc_h_put_tce_indirect) and hung the guest; with npages 2^32 KVM would act on 2^32 entries past the window (read in the source)',
+    runsIn: 'the kernel that handles the TCE hypercalls (a KVM host), or VFIO in the guest',
   },
-  'param-check-returns-1': {
+  'param-check-returns-one': {
     number: 5,
     summary:
-      'VFIO_IOMMU_UNMAP_DMA / MAP_DMA return +1 with errno 0 instead of -1/EINVAL when iommu_tce_clear_param_check() or ' +
-      'iommu_tce_put_param_check() refuses (the macros are the || of their checks, and tce_iommu_ioctl() returns that)',
-    // No fix yet: "without" lists where it was measured or read (issue 29: 7.2.11 measured, 7.3.4 read unchanged).
-    readWithout: ['7.2.11-1~bpo13+1', '7.3.4-1~bpo13+1'],
-    readWith: [],
+      "VFIO sPAPR's MAP_DMA and UNMAP_DMA return the value of iommu_tce_put_param_check() / iommu_tce_clear_param_check() " +
+      'as it is (`ret = …_param_check(…); if (ret) return ret;`), and those macros are the `||` of their checks: the ioctl ' +
+      'fails with +1 and errno 0 instead of -1 and EINVAL',
+    runsIn: 'the guest kernel (VFIO)',
+  },
+  'map-past-window-end': {
+    number: 6,
+    summary:
+      "VFIO_IOMMU_MAP_DMA across a window's end: iommu_tce_put_param_check() checks the first entry only (npages 1), " +
+      'tce_iommu_build_v2() takes a mapping reference on the region (mm_iommu_mapped_inc) before the hypervisor refuses ' +
+      "the first entry past the end (H_PARAMETER), and the undo, tce_iommu_unuse_page_v2(), reads that entry's slot of the " +
+      "window's userspace view, one past its end (it_userspace[it_size]): it finds no region there and drops nothing. The " +
+      'ioctl fails with EINTR (H_PARAMETER, -4, returned as an errno) and the region keeps a reference no mapping holds: it ' +
+      'is never released (UNREGISTER_MEMORY returns 0 and orphans it, as in defect 1; at container release ' +
+      'tce_iommu_release() warns), its pages stay pinned. Where the view ends on a page boundary (a window of 512·k ' +
+      'entries: 2 MiB of 4 KiB pages, the 1 GiB 32-bit window) the read hits the vmalloc guard page: a kernel Oops in ' +
+      'tce_iommu_unuse_page_v2, the caller killed',
     runsIn: 'the guest kernel (VFIO)',
   },
 } as const satisfies Record<string, KernelDefect>;
@@ -51,27 +68,39 @@ export const KERNEL_DEFECTS = {
 export type KernelDefectId = keyof typeof KERNEL_DEFECTS;
 export const KERNEL_DEFECT_IDS = Object.keys(KERNEL_DEFECTS) as KernelDefectId[];
 
-/** What this kernel's source is known to have: 'without' the fix, 'with' it, or 'not read'. */
-export function fixStatus(defect: KernelDefect, kernel: KernelFacts): 'without' | 'with' | 'not read' {
-  const v = kernel.source.version;
-  if (!v) return 'not read';
-  if (defect.readWith.includes(v)) return 'with';
-  if (defect.readWithout.includes(v)) return 'without';
-  return 'not read';
+const versionOf = (release: string): number[] | undefined => {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(release);
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : undefined;
+};
+
+const compare = (a: number[], b: number[]): number => a[0]! - b[0]! || a[1]! - b[1]! || a[2]! - b[2]!;
+
+/** Whether a kernel (uname -r: "6.12.107+deb13-powerpc64le", "7.2.11+bpo-powerpc64le") has a fix first released in fixedIn. */
+export function hasFix(release: string, fixedIn: readonly string[]): boolean {
+  const v = versionOf(release);
+  const fixes = fixedIn.map(versionOf).filter((x): x is number[] => x !== undefined);
+  if (!v || fixes.length === 0) return false;
+  const branch = fixes.find((f) => f[0] === v[0] && f[1] === v[1]);
+  if (branch) return compare(v, branch) >= 0;
+  return fixes.every((f) => compare([v[0]!, v[1]!, 0], [f[0]!, f[1]!, 0]) > 0);
+}
+
+/** Whether this kernel has the defect's fix. */
+export function kernelHasFix(defect: KernelDefect, release: string): boolean {
+  return defect.fixedIn !== undefined && hasFix(release, defect.fixedIn);
+}
+
+/** The defect's one-line description: its number, what is wrong, its fix. */
+export function describeDefect(id: KernelDefectId): string {
+  const d: KernelDefect = KERNEL_DEFECTS[id];
+  return `defect ${d.number}: ${d.summary}${d.fix ? `; fixed by ${d.fix} (${d.fixedIn?.join(', ')} and later)` : '; not fixed upstream'}`;
 }
 
 /**
- * The known-defect text for a check that measured the defect's answer on this kernel, or undefined when this kernel's
- * source has the fix (the answer is then a regression: the check fails).
+ * The known-defect text for a check that measured the defect's answer on this kernel, or undefined when this kernel has
+ * the fix (the answer is then a regression: the check fails).
  */
-export function knownDefectText(id: KernelDefectId, kernel: KernelFacts): string | undefined {
-  const d: KernelDefect = KERNEL_DEFECTS[id];
-  const status = fixStatus(d, kernel);
-  if (status === 'with') return undefined;
-  const version = kernel.source.version ?? kernel.release;
-  const read =
-    status === 'without'
-      ? `Debian ${version}'s source lacks the fix`
-      : `Debian ${version}'s source was not read for it (read without the fix: ${d.readWithout.join(', ') || 'none'})`;
-  return `defect ${d.number}: ${d.summary}${d.fix ? `; fixed by ${d.fix}` : ''}; ${read}; in ${d.runsIn}`;
+export function knownDefectText(id: KernelDefectId, kernel: Pick<KernelFacts, 'release'>): string | undefined {
+  if (kernelHasFix(KERNEL_DEFECTS[id], kernel.release)) return undefined;
+  return `${describeDefect(id)}; in ${KERNEL_DEFECTS[id].runsIn}`;
 }

@@ -40,6 +40,16 @@ describe('scenario files', () => {
       'steps[0].via (line 3)',
     );
     expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "adopt-fds", "worker": "w"}]}')).toBe('steps[0].inner (line 3)');
+    expect(fieldOf('{"description": "d",\n "steps": [\n {"step": "foreign", "worker": "w", "how": "clone", "as": "f"}]}')).toBe(
+      'steps[0].how (line 3)',
+    );
+    const unknownDefect = '{"step": "unmap", "worker": "w", "window": "dma32", "sizeMiB": 1, "knownDefects": ["defect-9"]}';
+    expect(fieldOf(`{"description": "d",\n "steps": [\n ${unknownDefect}]}`)).toBe('steps[0].knownDefects[0] (line 3)');
+    // An ioctl's positive return is an answer a step may expect (the worker's class ERETURN+<n>); other suffixes are not.
+    const unmap = (expectError: string) =>
+      `{"description": "d", "steps": [{"step": "unmap", "worker": "w", "window": "dma32", "sizeMiB": 1, "expectError": "${expectError}"}]}`;
+    expect(parseScenarioFile(unmap('ERETURN+1'), '/x/y.json').steps[0]).toMatchObject({ expectError: 'ERETURN+1' });
+    expect(fieldOf(unmap('EBUSY+1'))).toBe('steps[0].expectError (line 1)');
   });
 
   it('maps JSON paths to lines', () => {
@@ -61,6 +71,7 @@ describe('scenario files', () => {
         'window-map-release',
         'nested-prereg-release',
         'nested-steps',
+        'hostile-process',
       ]),
     );
     for (const n of names) definitionFromFile(await loadScenarioFile(n), procedures);

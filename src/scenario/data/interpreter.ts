@@ -6,6 +6,7 @@ import { validateScenarioOptions } from '../seeded-faults.js';
 import type { ScenarioFile } from './scenario-file.js';
 import { STEPS, type ScenarioStep, type StepEnv, type StepState } from './steps.js';
 import { type KernelRequirements, mergeRequirements } from '../../kernel/kernel-facts.js';
+import { type AnswerDefectName, explainAnswer } from '../answer-defects.js';
 
 /** A ScenarioDefinition whose steps come from a scenario file; `do` steps call named procedures. */
 export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefinition[]): ScenarioDefinition {
@@ -110,9 +111,24 @@ function runStep(ctx: ScenarioContext, st: StepState, s: ScenarioStep, n: number
       if (v === undefined) throw new TcelabError(tag, `no ${what} named "${key}" (define it with "as" in an earlier step)`);
       return v;
     },
-    expectable: async (label, op, expectError) => {
+    expectable: async (label, op, expectError, knownDefects) => {
+      if (expectError && knownDefects?.length) {
+        // The kernel decides which defects are excused: one that has a defect's fix gets no excuse for its answer. The
+        // operation is under way meanwhile: its failure is judged below, not an unhandled rejection now.
+        op.catch(() => undefined);
+        st.kernelRelease ??= ctx.agent.info().then((i) => i.kernelRelease);
+        const release = await st.kernelRelease;
+        let shown: AnswerDefectName | undefined;
+        await ctx.checks.failsWith(`${tag} ${label}`, op, expectError, (answer) => {
+          const why = explainAnswer(knownDefects, answer, release);
+          shown = why.name;
+          return why;
+        });
+        return shown;
+      }
       if (expectError) await ctx.checks.failsWith(`${tag} ${label}`, op, expectError);
       else if ((await ctx.checks.succeeds(`${tag} ${label}`, op)) === undefined) throw new TcelabError(tag, `${label} failed`);
+      return undefined;
     },
   };
   // The file was checked against this entry's fields when it was loaded: s is the entry's own step type.

@@ -12,7 +12,9 @@ function describeField(key: string, spec: Spec): string {
         ? spec.patternHint.replace(/^an? /, '').replace(/:.*$/, '')
         : spec.type === 'integer'
           ? `${spec.min}–${spec.max}`
-          : spec.type;
+          : spec.type === 'array' && spec.items.type === 'string' && spec.items.enum
+            ? `array of ${spec.items.enum.join(' \\| ')}`
+            : spec.type;
   return `\`${key}\`${spec.optional ? '?' : ''} (${type})`;
 }
 

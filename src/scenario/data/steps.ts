@@ -1,4 +1,5 @@
 import type { VfioWorker } from '../../agent/agent-client.js';
+import { EEH_OPS, FOREIGN_HOWS } from '../../agent/types.js';
 import { Hotplugger } from '../../hotplug/hotplug.js';
 import type { Sample } from '../../probes/sampler.js';
 import type { Lab } from '../../lab/lab.js';
@@ -29,8 +30,16 @@ import {
   ddwPeArgs,
   expectDefectReports,
 } from '../hostile-calls.js';
-import { fixStatus, KERNEL_DEFECT_IDS, KERNEL_DEFECTS, type KernelDefect, type KernelDefectId } from '../kernel-defects.js';
+import {
+  describeDefect,
+  KERNEL_DEFECT_IDS,
+  KERNEL_DEFECTS,
+  kernelHasFix,
+  type KernelDefect,
+  type KernelDefectId,
+} from '../kernel-defects.js';
 import type { ScenarioContext, ScenarioDefinition } from '../scenario.js';
+import { ANSWER_DEFECT_NAMES, ANSWER_DEFECTS, type AnswerDefect, type AnswerDefectName } from '../answer-defects.js';
 
 /**
  * The step vocabulary of scenario files, one entry per step type: what it is for, its fields (checked when the
@@ -59,6 +68,10 @@ export interface StepState {
   hostile: { hc?: GuestHypercalls | string };
   /** The last action that may release pins: what expect-release measures from. */
   lastEvent?: { name: string; t: number };
+  /** The guest kernel's release (uname -r), asked once: which known defects it may show (answer-defects.ts). */
+  kernelRelease?: Promise<string>;
+  /** Guest pages a known defect left pinned for good (answer-defects.ts: leavesRegionPinned), summed over the run. */
+  keptPages?: number;
 }
 
 /** What a step's run gets besides its own fields. */
@@ -72,8 +85,16 @@ export interface StepEnv {
   event(name: string): void;
   /** A thing an earlier step named with "as". */
   named<T>(m: Map<string, T>, key: string, what: string): T;
-  /** Runs an operation that may be expected to fail with an errno (expectError), as a check. */
-  expectable(label: string, op: Promise<unknown>, expectError: string | undefined): Promise<void>;
+  /**
+   * Runs an operation that may be expected to fail with an errno (expectError), as a check; knownDefects: the defects
+   * whose answer it may give instead on a kernel without their fix (answer-defects.ts). Resolves to the one it showed.
+   */
+  expectable(
+    label: string,
+    op: Promise<unknown>,
+    expectError: string | undefined,
+    knownDefects?: readonly AnswerDefectName[],
+  ): Promise<AnswerDefectName | undefined>;
 }
 
 const name = {
@@ -82,8 +103,16 @@ const name = {
   patternHint: 'a name: a letter, then letters, digits, - or _',
 } as const;
 const opt = <const T extends Spec>(s: T): T & { optional: true } => ({ ...s, optional: true });
-const errno = opt({ type: 'string', pattern: /^E[A-Z0-9]+$/, patternHint: 'an errno name such as EBUSY' } as const);
+// An errno name, or ERETURN+<n>: the worker's class for an ioctl that returned n instead of 0 or -1 (defect 5's +1).
+const errno = opt({
+  type: 'string',
+  pattern: /^E[A-Z0-9]+$|^ERETURN[+-]\d+$/,
+  patternHint: 'an errno name such as EBUSY, or ERETURN+1 for an ioctl that returned 1',
+} as const);
 const mib = (max: number) => ({ type: 'integer', min: 1, max }) as const;
+/** Bytes added to a MiB position: what makes an address deliberately unaligned. */
+const bytes = opt({ type: 'integer', min: 0, max: 1 << 30 } as const);
+const knownDefects = opt({ type: 'array', maxItems: 4, items: { type: 'string', enum: ANSWER_DEFECT_NAMES } } as const);
 
 export interface StepEntry<F extends Record<string, Spec> = Record<string, Spec>> {
   /** One line for the README's table of steps. */
@@ -191,39 +220,109 @@ export const STEPS = {
       ctx.phase(`${tag} ${s.as}`);
     },
   ),
-  'remove-window': step('VFIO_IOMMU_SPAPR_TCE_REMOVE of a window', { worker: name, window: name }, async (s, { st, named }) => {
-    const w = named(st.windows, s.window, 'window');
-    await named(st.workers, s.worker, 'worker').removeWindow(`0x${w.start.toString(16)}`);
-    st.windows.delete(s.window);
-  }),
+  'remove-window': step(
+    'VFIO_IOMMU_SPAPR_TCE_REMOVE of a window',
+    { worker: name, window: name, expectError: errno },
+    async (s, { st, named, expectable }) => {
+      const w = named(st.windows, s.window, 'window');
+      await expectable(s.window, named(st.workers, s.worker, 'worker').removeWindow(`0x${w.start.toString(16)}`), s.expectError);
+      if (!s.expectError) st.windows.delete(s.window);
+    },
+  ),
   map: step(
-    "VFIO_IOMMU_MAP_DMA of a region (or its first sizeMiB) at a window's start (or atMiB into it); perm: what the device may do",
+    "VFIO_IOMMU_MAP_DMA of a region (or its first sizeMiB, from offsetBytes into it) at a window's start (or atMiB + atBytes " +
+      'into it); perm: what the device may do; knownDefects: the answers of defects it may give instead of expectError',
     {
       worker: name,
       region: name,
       window: name,
       sizeMiB: opt(mib(65536)),
       atMiB: opt({ type: 'integer', min: 0, max: 1 << 24 }),
+      atBytes: bytes,
+      offsetBytes: bytes,
       perm: opt({ type: 'string', enum: ['rw', 'read', 'write'] }),
       expectError: errno,
+      knownDefects,
     },
-    async (s, { st, named, expectable }) => {
+    async (s, { ctx, st, named, expectable, tag }) => {
       const r = named(st.regions, s.region, 'region');
       const w = named(st.windows, s.window, 'window');
-      const op = named(st.workers, s.worker, 'worker').map(r.region, w.start + BigInt(s.atMiB ?? 0) * BigInt(MiB), {
-        size: s.sizeMiB ? s.sizeMiB * MiB : r.size,
+      const iova = w.start + BigInt(s.atMiB ?? 0) * BigInt(MiB) + BigInt(s.atBytes ?? 0);
+      const offset = s.offsetBytes ?? 0;
+      const op = named(st.workers, s.worker, 'worker').map(r.region, iova, {
+        size: s.sizeMiB ? s.sizeMiB * MiB : r.size - offset,
         perm: s.perm,
+        ...(offset ? { offset } : {}),
       });
-      await expectable(`${s.region} into ${s.window}`, op, s.expectError);
-      if (!s.expectError) st.mappedAt.set(s.region, w.start + BigInt(s.atMiB ?? 0) * BigInt(MiB));
+      const shown = await expectable(`${s.region} into ${s.window}`, op, s.expectError, s.knownDefects);
+      if (!s.expectError) st.mappedAt.set(s.region, iova);
+      const defect: AnswerDefect | undefined = shown && ANSWER_DEFECTS[shown];
+      if (defect?.leavesRegionPinned) {
+        // The region stays pinned for good: the run's verdicts report it (and the kernel's words on it) as the defect.
+        st.keptPages = (st.keptPages ?? 0) + r.size / (await ctx.agent.info()).pageSize;
+        ctx.keepGuestPins({
+          reason: `regions left with a reference no mapping holds (the last: ${s.region}, ${tag})`,
+          pages: st.keptPages,
+          knownDefect: describeDefect(shown!),
+        });
+        ctx.expectKernelReport({ pattern: defect.leavesRegionPinned.kernelReport, knownDefect: describeDefect(shown!) });
+      }
     },
   ),
   unmap: step(
-    "VFIO_IOMMU_UNMAP_DMA of sizeMiB at a window's start (or atMiB into it)",
-    { worker: name, window: name, sizeMiB: mib(65536), atMiB: opt({ type: 'integer', min: 0, max: 1 << 24 }) },
-    async (s, { st, named }) => {
-      const at = named(st.windows, s.window, 'window').start + BigInt(s.atMiB ?? 0) * BigInt(MiB);
-      await named(st.workers, s.worker, 'worker').unmap(at, s.sizeMiB * MiB);
+    "VFIO_IOMMU_UNMAP_DMA of sizeMiB at a window's start (or atMiB + atBytes into it); knownDefects as for map",
+    {
+      worker: name,
+      window: name,
+      sizeMiB: mib(65536),
+      atMiB: opt({ type: 'integer', min: 0, max: 1 << 24 }),
+      atBytes: bytes,
+      expectError: errno,
+      knownDefects,
+    },
+    async (s, { st, named, expectable }) => {
+      const at = named(st.windows, s.window, 'window').start + BigInt(s.atMiB ?? 0) * BigInt(MiB) + BigInt(s.atBytes ?? 0);
+      const op = named(st.workers, s.worker, 'worker').unmap(at, s.sizeMiB * MiB);
+      await expectable(`${s.sizeMiB} MiB at 0x${at.toString(16)} of ${s.window}`, op, s.expectError, s.knownDefects);
+    },
+  ),
+  foreign: step(
+    "gives the worker's container to another holder, usable as a worker by its name (as): a forked child (fork), a fresh " +
+      'program that receives the fd over a unix socket (scm-rights) or takes it with pidfd_getfd (pidfd-getfd); or a ' +
+      'thread of the worker (thread: the same mm, the control)',
+    { worker: name, how: { type: 'string', enum: FOREIGN_HOWS }, as: name },
+    async (s, { ctx, st, named, tag }) => {
+      const f = await named(st.workers, s.worker, 'worker').spawnForeign(s.how);
+      st.workers.set(s.as, f);
+      ctx.phase(`${tag} ${s.as}: ${s.how} of ${s.worker} (pid ${f.pid})`);
+    },
+  ),
+  'get-info': step(
+    "VFIO_IOMMU_SPAPR_TCE_GET_INFO on the worker's container",
+    { worker: name, expectError: errno },
+    async (s, { st, named, expectable }) => {
+      await expectable(s.worker, named(st.workers, s.worker, 'worker').info(), s.expectError);
+    },
+  ),
+  enable: step(
+    "VFIO_IOMMU_ENABLE on the worker's container (a v2 container has none: ENOTTY)",
+    { worker: name, expectError: errno },
+    async (s, { st, named, expectable }) => {
+      await expectable(s.worker, named(st.workers, s.worker, 'worker').enable(), s.expectError);
+    },
+  ),
+  eeh: step(
+    "one VFIO_EEH_PE_OP on the worker's container; a return of 0 or more (get-state: the PE's state) is success",
+    { worker: name, op: { type: 'string', enum: EEH_OPS }, expectError: errno },
+    async (s, { ctx, st, named, tag }) => {
+      const op = named(st.workers, s.worker, 'worker').eeh(s.op);
+      const label = `${tag} ${s.op} from ${s.worker}`;
+      if (s.expectError) {
+        await ctx.checks.failsWith(label, op, s.expectError);
+        return;
+      }
+      const got = await ctx.checks.succeeds(label, op, (v) => `returned ${v.ret} (VFIO_CHECK_EXTENSION(VFIO_EEH) = ${v.eehExtension})`);
+      if (got === undefined) throw new TcelabError(tag, `${s.op} from ${s.worker} failed`);
     },
   ),
   'device-open': step(
@@ -505,10 +604,10 @@ export const STEPS = {
       if (!hc) return;
       const unsafe = s.notIssuedWithDefect as KernelDefectId | undefined;
       const unsafeDefect: KernelDefect | undefined = unsafe && KERNEL_DEFECTS[unsafe];
-      if (unsafeDefect && handlerOf(ctx) === 'kvm' && fixStatus(unsafeDefect, ctx.kernel) !== 'with') {
+      if (unsafeDefect && handlerOf(ctx) === 'kvm' && !kernelHasFix(unsafeDefect, ctx.kernel.release)) {
         ctx.checks.notApplicable(
           `${tag} ${s.label ?? s.call}`,
-          `not issued: ${ctx.kernel.source.version ?? ctx.kernel.release} is not known to have the fix of defect ${unsafeDefect.number}; ` +
+          `not issued: ${ctx.kernel.release} lacks the fix of defect ${unsafeDefect.number}; ` +
             `${unsafeDefect.unsafe ?? 'its KVM would act on entries past the window'}`,
         );
         return;
