@@ -1,6 +1,7 @@
 import { KERNEL_REPORT_NAMES } from '../scenario/kernel-log.js';
 import { UNREGISTER_WHILE_MAPPED_DEFECT } from '../scenario/procedures/prereg-accounting.js';
 import { KVM_VFIO_RELEASE_WARNING, KVM_VFIO_UNATTACHED_DEFECT } from '../scenario/procedures/kvm-vfio-early-exit.js';
+import { describeDefect } from '../scenario/kernel-defects.js';
 import { workerStep, type ReproStep } from './steps-file.js';
 
 /** The kernel-log verdict, under the lab's own name. */
@@ -202,8 +203,65 @@ const kvmVfioUnattached: ReproRecipe = {
   logPattern: KVM_VFIO_RELEASE_WARNING,
 };
 
+/** MAP and UNMAP at an IOVA 2 KiB off a page: the ioctl fails with +1 and errno 0 (defect 5) where -1/EINVAL is due. */
+const paramCheckReturnsOne: ReproRecipe = {
+  id: 'param-check-returns-one',
+  subject: 'vfio/spapr_tce: MAP_DMA and UNMAP_DMA fail with 1 and errno 0 instead of -EINVAL',
+  scenario: 'hostile-process',
+  checks: ['step 99: map p into dma32', 'step 100: unmap 1 MiB at 0x800800 of dma32'],
+  steps() {
+    const MiB = 1024 * 1024;
+    return [
+      { note: 'VFIO sPAPR TCE v2: MAP_DMA and UNMAP_DMA at an IOVA 2 KiB off a page of the default 32-bit window' },
+      { execute: 'bind', arguments: { device: '$device' }, save: { group: 'group' } },
+      { execute: 'worker-start', save: { worker: 'worker' } },
+      workerStep('open', { group: '$group' }),
+      workerStep('alloc', { size: MiB }, { save: { region: 'region' } }),
+      workerStep('register', { region: '$region' }),
+      workerStep(
+        'map',
+        { region: '$region', iova: '0x800800', size: MiB },
+        { check: 'step 99: map p into dma32', expect: { error: 'EINVAL' }, knownDefect: describeDefect('param-check-returns-one') },
+      ),
+      workerStep(
+        'unmap',
+        { iova: '0x800800', size: MiB },
+        {
+          check: 'step 100: unmap 1 MiB at 0x800800 of dma32',
+          expect: { error: 'EINVAL' },
+          knownDefect: describeDefect('param-check-returns-one'),
+        },
+      ),
+      workerStep('unregister', { region: '$region' }),
+      { execute: 'worker-stop', arguments: { worker: '$worker', signal: 'TERM' } },
+      { execute: 'unbind', arguments: { device: '$device' } },
+    ];
+  },
+  what() {
+    return [
+      'bind the device to vfio-pci; open its IOMMU group in a VFIO_SPAPR_TCE_v2_IOMMU container (a forked process, the "worker")',
+      'VFIO_IOMMU_SPAPR_REGISTER_MEMORY of a 1 MiB anonymous region',
+      'VFIO_IOMMU_MAP_DMA of it at IOVA 0x800800 (2 KiB off a 4 KiB page) of the default window (expected: -1, EINVAL)',
+      'VFIO_IOMMU_UNMAP_DMA of 1 MiB at IOVA 0x800800 (expected: -1, EINVAL); the agent reports a positive return as ERETURN+<n>',
+    ];
+  },
+  config: ['VFIO_IOMMU_SPAPR_TCE', 'SPAPR_TCE_IOMMU', 'VFIO_CONTAINER', 'PPC_64K_PAGES'],
+  sources: [
+    {
+      path: 'drivers/vfio/vfio_iommu_spapr_tce.c',
+      fn: 'tce_iommu_ioctl()',
+      why: 'VFIO_IOMMU_MAP_DMA / UNMAP_DMA: `ret = iommu_tce_put_param_check(…)` / `iommu_tce_clear_param_check(…)`; `if (ret) return ret;`',
+    },
+    {
+      path: 'arch/powerpc/include/asm/iommu.h',
+      fn: 'iommu_tce_put_param_check / iommu_tce_clear_param_check',
+      why: 'macros that are the || of their checks: 1 when a check fails, not -EINVAL, so the ioctl returns 1 with errno 0',
+    },
+  ],
+};
+
 /** Every recipe; a new reproducible failure is one entry. */
-export const RECIPES: ReproRecipe[] = [unregisterWhileMapped, kvmVfioUnattached];
+export const RECIPES: ReproRecipe[] = [unregisterWhileMapped, kvmVfioUnattached, paramCheckReturnsOne];
 
 /** The recipe that reproduces a scenario's check, if tcelab has one. */
 export function recipeFor(scenario: string, check: string): ReproRecipe | undefined {

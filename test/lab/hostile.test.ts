@@ -61,6 +61,18 @@ describe('a hostile process: the container fd in another process', () => {
         expect.stringMatching(/tce_iommu_release.*Unable to handle kernel data access/),
       ]);
     }
+    // Defect 5 as a maintainer gets it: a bundle from this run that reproduces it in a fresh guest without tcelab's agent.
+    const cli = (args: string[]) =>
+      spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], {
+        encoding: 'utf8',
+        env: { ...process.env, TCELAB_RUNTIME_DIR: testRuntimeRoot() },
+        timeout: 170_000,
+      });
+    const bundle = join(mkdtempSync('/tmp/tcelab-bundle-'), 'defect5');
+    expect(cli(['repro', 'export', report.resultsDir, '--check', 'step 99: map p into dma32', '--out', bundle]).status).toBe(0);
+    const tried = cli(['repro', 'try', bundle]);
+    expect(tried.stdout + tried.stderr).toMatch(/not ok 1 step 99: map p into dma32\n# expected EINVAL, observed ERETURN\+1/);
+    expect(tried.status).toBe(1);
   });
 
   it(
