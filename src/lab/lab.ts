@@ -153,7 +153,12 @@ export class Lab {
         `start QEMU (${profile.name}${host.local ? '' : ` in the ${host.name}`}) and connect QMP`,
         async () => {
           try {
-            return await QmpClient.connect(paths.qmpSocket, { transcriptPath: paths.qmpTranscript, connectTimeoutMs: 15_000, host });
+            return await QmpClient.connect(paths.qmpSocket, {
+              transcriptPath: paths.qmpTranscript,
+              connectTimeoutMs: 15_000,
+              greetingTimeoutMs: QEMU_INIT_CEILING_MS,
+              host,
+            });
           } catch (err) {
             // QEMU may open its QMP socket and then fail on a later option: its
             // own exit status and stderr are the real explanation.
@@ -305,6 +310,14 @@ export class Lab {
     return undefined;
   }
 }
+
+/**
+ * How long QEMU may take from its QMP socket to its answer to qmp_capabilities: its main loop answers only once machine
+ * init is done, which with mem-lock=on includes locking all guest RAM. On a loaded machine (a suite beside a kernel
+ * build, 2026-12-07) that took more than 10 s for 1 GiB and four labs failed on a fixed 10 s; the wait is on the reply
+ * itself (QEMU dying closes the socket and ends it at once), this is only the ceiling for a QEMU that hangs.
+ */
+const QEMU_INIT_CEILING_MS = 120_000;
 
 function withArtifacts(err: unknown, paths: RuntimePaths): unknown {
   if (err instanceof TcelabError && !err.hint?.includes(paths.dir)) {

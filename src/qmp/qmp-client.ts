@@ -50,12 +50,14 @@ export class QmpClient {
     opts: Partial<ProtocolOptions> & { connectTimeoutMs?: number; greetingTimeoutMs?: number; host?: SocketDialer } = {},
   ): Promise<QmpClient> {
     const connection = await ProtocolConnection.connectUnix(socketPath, { peer: 'QMP', ...opts });
+    const negotiationMs = opts.greetingTimeoutMs ?? 10_000;
     try {
-      const greeting = await connection.nextUntagged(opts.greetingTimeoutMs ?? 10_000, 'the QMP greeting');
+      const greeting = await connection.nextUntagged(negotiationMs, 'the QMP greeting');
       if (!greeting.QMP || typeof greeting.QMP !== 'object') {
         throw new QmpProtocolError('QMP', `expected a greeting {"QMP": ...}, got ${JSON.stringify(greeting).slice(0, 200)}`);
       }
-      await connection.execute('qmp_capabilities');
+      // Answered from QEMU's main loop, which runs once machine init is done: as long as the greeting may take.
+      await connection.execute('qmp_capabilities', undefined, { timeoutMs: negotiationMs });
       return new QmpClient(connection, greeting.QMP as QmpGreeting);
     } catch (err) {
       await connection.close();
