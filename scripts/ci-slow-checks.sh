@@ -20,7 +20,7 @@ node dist/cli/main.js run nested-prereg-release --profile "$work/nested-lab-host
 # The KVM lab host beyond the suite's two runs: the scenarios of the emulated lab on its inner KVM guest, the inner
 # QEMU's lifetimes (quit, SIGTERM, SIGKILL, fds that outlive it) under KVM, and the seeded fault that moves the inner
 # machine to TCG (≈3 min: TCG inside TCG), which must fail exactly the three KVM checks.
-for s in prereg-accounting ddw-windows window-map-release guest-release shutdown-release nested-prereg-release; do
+for s in prereg-accounting ddw-windows window-map-release guest-release shutdown-release nested-prereg-release hostile-process; do
   node dist/cli/main.js run "$s" --profile kvm-lab-host --results "$work/kvm-$s"
 done
 # Data through every window on the production path (the inner guest's own VFIO drives the passed-through edu, so
