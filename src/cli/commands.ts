@@ -507,15 +507,16 @@ function fuzzEntry(run: Run): CommandModule {
           choices: ['hcall'] as const,
           describe: 'hcall: H_GET/PUT/STUFF_TCE, H_PUT_TCE_INDIRECT, the DDW RTAS calls',
         })
-        .option('seed', { type: 'number', describe: 'the sequence (0 to 2^32-1): the same seed gives the same calls' })
-        .option('count', { type: 'number', describe: 'how many calls (1 to 10 000 000)' })
-        .option('time', { type: 'number', describe: 'stop issuing calls after S seconds of fuzzing' })
-        .option('batch', { type: 'number', describe: 'calls between checks that QEMU runs and the agent answers (default 500)' })
+        .option('seed', { type: 'string', describe: 'the sequence (0 to 2^32-1): the same seed gives the same calls' })
+        .option('count', { type: 'string', describe: 'how many calls (1 to 10 000 000)' })
+        .option('time', { type: 'string', describe: 'stop issuing calls after S seconds of fuzzing' })
+        .option('batch', { type: 'string', describe: 'calls between checks that QEMU runs and the agent answers (default 500)' })
         .option('profile', { type: 'string', describe: 'the lab (default emulated: QEMU answers the TCE hypercalls)' })
         .option('results', { type: 'string', describe: 'results dir (default results/fuzz-hcall-<seed>-<time>)' })
         .option('seed-faults', {
           type: 'string',
-          describe: 'faults of the model, comma-separated (misaligned-ioba-refused): the fuzz must then report a disagreement',
+          describe:
+            'faults of the model, comma-separated (misaligned-ioba-refused, partial-write-forgotten): the fuzz must then report a disagreement',
         }),
     (a) =>
       run(

@@ -9,10 +9,10 @@ import { StderrProgress } from '../util/progress.js';
 import { abortingOnSignals } from './interrupt.js';
 
 export interface FuzzHcallArgs {
-  seed?: number;
-  count?: number;
-  time?: number;
-  batch?: number;
+  seed?: string;
+  count?: string;
+  time?: string;
+  batch?: string;
   profile?: string;
   results?: string;
   seedFaults?: string;
@@ -22,10 +22,19 @@ export interface FuzzHcallArgs {
 const WHAT = 'fuzz hcall';
 const MAX_COUNT = 10_000_000;
 
-function integer(flag: string, v: number | undefined, min: number, max: number, fallback?: number): number {
-  if (v === undefined && fallback !== undefined) return fallback;
-  if (v === undefined) throw new InputError(WHAT, flag, 'is missing', `give ${flag} N (${min} to ${max})`);
-  if (!Number.isInteger(v) || v < min || v > max) throw new InputError(WHAT, flag, `${v} is not an integer from ${min} to ${max}`);
+/** A flag's value as given (yargs keeps it a string, so that the message shows what was typed). */
+function integer(flag: string, raw: string | undefined, min: number, max: number, fallback?: number): number {
+  if (raw === undefined && fallback !== undefined) return fallback;
+  if (raw === undefined) throw new InputError(WHAT, flag, 'is missing', `give ${flag} N (${min} to ${max})`);
+  const v = /^\d{1,10}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(v >= min && v <= max)) throw new InputError(WHAT, flag, `${JSON.stringify(raw)} is not an integer from ${min} to ${max}`);
+  return v;
+}
+
+function seconds(flag: string, raw: string | undefined): number | undefined {
+  if (raw === undefined) return undefined;
+  const v = /^\d{1,6}(\.\d{1,3})?$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!(v > 0 && v <= 86_400)) throw new InputError(WHAT, flag, `${JSON.stringify(raw)} is not a number of seconds above 0, at most 86400`);
   return v;
 }
 
@@ -48,8 +57,7 @@ export async function fuzzHcallCommand(args: FuzzHcallArgs): Promise<number> {
   const seed = integer('--seed', args.seed, 0, 2 ** 32 - 1);
   const count = integer('--count', args.count, 1, MAX_COUNT);
   const batch = integer('--batch', args.batch, 1, MAX_COUNT, 500);
-  if (args.time !== undefined && !(Number.isFinite(args.time) && args.time > 0 && args.time <= 86_400))
-    throw new InputError(WHAT, '--time', `${args.time} is not a number of seconds from 0 to 86400`);
+  const time = seconds('--time', args.time);
   const faults = parseFaults(args.seedFaults);
   const profileName = args.profile ?? 'emulated';
   if (!existsSync(resolveProfilePath(profileName)))
@@ -66,7 +74,7 @@ export async function fuzzHcallCommand(args: FuzzHcallArgs): Promise<number> {
   const resultsDir = resolve(args.results ?? defaultResultsDir(`fuzz-hcall-${seed}`));
   const progress = new StderrProgress();
   const summary = await abortingOnSignals((signal) =>
-    runHcallFuzz({ seed, count, timeSec: args.time, batch, profile, faults, resultsDir, progress, signal }),
+    runHcallFuzz({ seed, count, timeSec: time, batch, profile, faults, resultsDir, progress, signal }),
   );
   process.stdout.write(args.json ? `${JSON.stringify(summary, null, 2)}\n` : summaryText(summary));
   return summary.disagreement ? 1 : 0;

@@ -43,8 +43,8 @@ export interface FuzzLab {
   /** The edu's PE as the DDW RTAS calls name it. */
   pe: PeInfo;
   guestKernel: string;
-  /** Gives the edu back and ends the lab (its artifacts kept when failed). */
-  close(failed: boolean): Promise<string | undefined>;
+  /** Gives the edu back and ends the lab: its artifacts copied to artifactsTo, its runtime dir kept when failed (returned). */
+  close(failed: boolean, artifactsTo?: string): Promise<string | undefined>;
 }
 
 export interface OpenFuzzLabOptions {
@@ -66,9 +66,9 @@ export async function openFuzzLab(opts: OpenFuzzLabOptions): Promise<FuzzLab> {
   const lab = await Lab.launch(profile, { image, progress, runtimeRoot: opts.runtimeRoot });
   let bound: string | undefined;
   let agent: AgentClient | undefined;
-  const close = async (failed: boolean) => {
+  const close = async (failed: boolean, artifactsTo?: string) => {
     if (bound && agent && lab.process.running && !lab.panic) await agent.unbind(bound).catch(() => {});
-    return lab.close({ failed, progress });
+    return lab.close({ failed, progress, artifactsTo });
   };
   try {
     const init = await lab.waitForGuestInit(progress);

@@ -146,7 +146,7 @@ export async function runHcallFuzz(opts: HcallFuzzOptions): Promise<HcallFuzzSum
     failed = summary.disagreement !== undefined;
     return summary;
   } finally {
-    const kept = await fl.close(failed);
+    const kept = await fl.close(failed, join(opts.resultsDir, 'artifacts'));
     if (kept) progress.info(`lab artifacts kept in ${kept}`);
   }
 }
@@ -164,7 +164,12 @@ async function fuzzOnLab(opts: HcallFuzzOptions, fl: FuzzLab, ctx: FuzzContext):
   const { progress, signal } = opts;
   const target = fl.target;
   const interrupted = () => {
-    if (signal?.aborted) throw new TcelabError('fuzz hcall', `interrupted (${String(signal.reason ?? 'aborted')})`, 'the lab was quit');
+    if (signal?.aborted)
+      throw new TcelabError(
+        'fuzz hcall',
+        `interrupted (${signal.reason instanceof Error ? signal.reason.message : String(signal.reason ?? 'aborted')})`,
+        'the lab was quit',
+      );
   };
   await target.reset();
   const model = ctx.fresh();

@@ -46,6 +46,9 @@ export class ModelRefusal extends Error {}
 export const MODEL_FAULTS = {
   'misaligned-ioba-refused':
     'the model believes QEMU refuses an ioba not aligned to the window page (as KVM does) and writes nothing; QEMU masks it',
+  'partial-write-forgotten':
+    'the model believes an H_STUFF_TCE or H_PUT_TCE_INDIRECT that runs off the window writes nothing (as KVM with the fixed ' +
+    'bound check does); QEMU writes the entries before the end: seen only when one of them is read back',
 } as const;
 export type ModelFault = keyof typeof MODEL_FAULTS;
 
@@ -106,9 +109,10 @@ class TceTable {
    * with `ret` starting H_PARAMETER: entries from `first` on are written until one lies outside; npages 0 answers
    * H_PARAMETER having written nothing.
    */
-  putRun(first: bigint | undefined, npages: bigint, values: bigint | readonly bigint[]): number {
+  putRun(first: bigint | undefined, npages: bigint, values: bigint | readonly bigint[], forgetPartial = false): number {
     if (first === undefined || npages === 0n) return H_PARAMETER;
     const room = this.nbTable - first;
+    if (forgetPartial && npages > room) return H_PARAMETER;
     const count = npages < room ? npages : room;
     if (typeof values === 'bigint' && count > RUN_MIN) this.writeRun(Number(first), Number(first + count), values);
     else for (let i = 0; i < Number(count); i++) this.write(Number(first) + i, typeof values === 'bigint' ? values : (values[i] ?? 0n));
@@ -270,14 +274,16 @@ export class QemuTceModel {
         const t = this.find(c.liobn);
         // `if (npages > tcet->nb_table) return H_PARAMETER;` before anything; no check of the value's R/W bits.
         if (!t || c.npages > t.nbTable || this.refusesMisaligned(t, c.ioba)) return { rc: H_PARAMETER };
-        return { rc: t.putRun(t.indexOf(this.masked(t, c.ioba)), c.npages, c.tce) };
+        return { rc: t.putRun(t.indexOf(this.masked(t, c.ioba)), c.npages, c.tce, this.faults.has('partial-write-forgotten')) };
       }
       case 'H_PUT_TCE_INDIRECT': {
         const t = this.find(c.liobn);
         if (!t) return { rc: H_PARAMETER };
         if (c.npages > INDIRECT_MAX_NPAGES || (this.listAddress(c) & LIST_ALIGN_MASK) !== 0n) return { rc: H_PARAMETER };
         if (this.refusesMisaligned(t, c.ioba)) return { rc: H_PARAMETER };
-        return { rc: t.putRun(t.indexOf(this.masked(t, c.ioba)), c.npages, this.listContent(c)) };
+        return {
+          rc: t.putRun(t.indexOf(this.masked(t, c.ioba)), c.npages, this.listContent(c), this.faults.has('partial-write-forgotten')),
+        };
       }
       case 'query':
         return this.query(this.phbOf(c.buid, peBuid));

@@ -188,6 +188,16 @@ describe("the model of QEMU 10.0's TCE hypercalls", () => {
     expect(m.apply(get(PHB0, 0x10n), PE_BUID)).toEqual({ rc: -4 });
   });
 
+  it('seeded fault partial-write-forgotten: a run off the window writes nothing; the answer is the same', () => {
+    const m = model(['partial-write-forgotten']);
+    expect(m.apply(stuff(PHB0, LAST, 0x7003n, 2n), PE_BUID)).toEqual({ rc: -4 });
+    expect(m.apply(get(PHB0, LAST), PE_BUID)).toEqual({ rc: 0, tce: 0n });
+    expect(m.apply(indirect(PHB0, LAST, 2n), PE_BUID)).toEqual({ rc: -4 });
+    expect(m.apply(get(PHB0, LAST), PE_BUID)).toEqual({ rc: 0, tce: 0n });
+    expect(m.apply(stuff(PHB0, LAST, 0x7003n, 1n), PE_BUID)).toEqual({ rc: 0 });
+    expect(m.apply(get(PHB0, LAST), PE_BUID)).toEqual({ rc: 0, tce: 0x7003n });
+  });
+
   it('answersAgree: codes always, values and outputs where the model has them', () => {
     expect(answersAgree({ rc: 0, tce: 3n }, { rc: 0, tce: 3n })).toBe(true);
     expect(answersAgree({ rc: 0, tce: 3n }, { rc: 0, tce: 4n })).toBe(false);
