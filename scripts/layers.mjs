@@ -24,6 +24,7 @@ const layers = [
   'doctor',
   'live',
   'scenario',
+  'fuzz',
   'matrix',
   'report',
   'repro',

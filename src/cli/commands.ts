@@ -14,6 +14,7 @@ import { qemuCommand } from './qemu-command.js';
 import { matrixCommand } from './matrix-command.js';
 import { mergeCommand } from './merge-command.js';
 import { reproExportCommand, reproTryCommand } from './repro-command.js';
+import { fuzzHcallCommand } from './fuzz-command.js';
 import { InputError } from '../util/errors.js';
 import { listProfiles, resolveProfilePath } from '../qemu/profile.js';
 import { listScenarioFiles } from '../scenario/data/scenario-file.js';
@@ -495,6 +496,44 @@ function reproEntry(run: Run): CommandModule {
   );
 }
 
+function fuzzEntry(run: Run): CommandModule {
+  return command(
+    'fuzz <target>',
+    "seeded random TCE hypercalls and DDW RTAS calls from the guest, each answer judged against a model of QEMU's handlers; " +
+      'the first disagreement shrunk and written as a scenario file',
+    (y) =>
+      y
+        .positional('target', {
+          choices: ['hcall'] as const,
+          describe: 'hcall: H_GET/PUT/STUFF_TCE, H_PUT_TCE_INDIRECT, the DDW RTAS calls',
+        })
+        .option('seed', { type: 'string', describe: 'the sequence (0 to 2^32-1): the same seed gives the same calls' })
+        .option('count', { type: 'string', describe: 'how many calls (1 to 10 000 000)' })
+        .option('time', { type: 'string', describe: 'stop issuing calls after S seconds of fuzzing' })
+        .option('batch', { type: 'string', describe: 'calls between checks that QEMU runs and the agent answers (default 500)' })
+        .option('profile', { type: 'string', describe: 'the lab (default emulated: QEMU answers the TCE hypercalls)' })
+        .option('results', { type: 'string', describe: 'results dir (default results/fuzz-hcall-<seed>-<time>)' })
+        .option('seed-faults', {
+          type: 'string',
+          describe:
+            'faults of the model, comma-separated (misaligned-ioba-refused, partial-write-forgotten): the fuzz must then report a disagreement',
+        }),
+    (a) =>
+      run(
+        fuzzHcallCommand({
+          seed: a.seed,
+          count: a.count,
+          time: a.time,
+          batch: a.batch,
+          profile: a.profile,
+          results: a.results,
+          seedFaults: a.seedFaults,
+          json: a.json,
+        }),
+      ),
+  );
+}
+
 /**
  * Every command of the tcelab CLI; a new command is one entry. `run` reports a command's outcome (its exit code, or
  * its error, said once) to main.
@@ -517,5 +556,6 @@ export function commandTable(run: Run): CommandModule[] {
     qemuEntry(run),
     reproEntry(run),
     reportEntry(run),
+    fuzzEntry(run),
   ];
 }

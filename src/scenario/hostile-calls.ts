@@ -74,14 +74,19 @@ export interface HcallRequest {
   ioba: bigint;
   tce: bigint;
   npages: number;
-  list?: { tces: number } & IndirectList;
+  /** An INDIRECT list: tces values, value i = tce + i·stride (mod 2^64; stride 0 by default: tces copies of tce). */
+  list?: { tces: number; stride?: bigint } & IndirectList;
 }
+
+const U64_MASK = (1n << 64n) - 1n;
 
 /** Issues one TCE hypercall; its return code's name. */
 export async function issue(hc: GuestHypercalls, r: HcallRequest): Promise<{ rc: number; name: string; out0?: bigint }> {
   if (r.call === 'H_PUT_TCE_INDIRECT') {
     const list = r.list ?? { at: 'page' as const, tces: r.npages };
-    const res = await hc.hcallIndirect({ liobn: r.liobn, ioba: r.ioba, npages: r.npages, tces: Array(list.tces).fill(r.tce), list });
+    const stride = 'stride' in list ? (list.stride ?? 0n) : 0n;
+    const tces = Array.from({ length: list.tces }, (_, i) => (r.tce + BigInt(i) * stride) & U64_MASK);
+    const res = await hc.hcallIndirect({ liobn: r.liobn, ioba: r.ioba, npages: r.npages, tces, list });
     return { rc: res.rc, name: res.rcName };
   }
   const args = {

@@ -589,9 +589,13 @@ export const STEPS = {
           at: { type: 'string', enum: ['page', 'offset', 'phys'] },
           offset: opt({ type: 'integer', min: 0, max: 8192 }),
           phys: opt(hex),
+          // Value i of the list is tce + i·stride (a list of distinct values, as the fuzz writes them).
+          stride: opt(hex),
         },
       }),
       expect: hcallExpect,
+      // H_GET_TCE: the entry's value when the call succeeds.
+      expectTce: opt(hex),
       expectUnderKvm: opt(hcallExpect),
       knownDefect: opt({ type: 'string', enum: KERNEL_DEFECT_IDS }),
       // Not issued where the defect's code answers and this kernel is not known to have its fix (npages 2^32: KVM would
@@ -619,13 +623,14 @@ export const STEPS = {
       const entry = s.entry === undefined ? 0 : /^\d/.test(s.entry) ? Number(s.entry) : (s.entry as 'last' | 'end');
       const ioba = s.ioba ? BigInt(s.ioba) : w ? iobaOf(w, entry, s.byteOffset) : BigInt(s.byteOffset ?? 0);
       const npages = s.npages ?? 1;
+      const stride = BigInt(s.list?.stride ?? '0x0');
       const list =
         s.list &&
         (s.list.at === 'phys'
-          ? { at: 'phys' as const, tces: s.list.tces, phys: BigInt(s.list.phys ?? '0x0') }
+          ? { at: 'phys' as const, tces: s.list.tces, phys: BigInt(s.list.phys ?? '0x0'), stride }
           : s.list.at === 'offset'
-            ? { at: 'offset' as const, tces: s.list.tces, offset: s.list.offset ?? 8 }
-            : { at: 'page' as const, tces: s.list.tces });
+            ? { at: 'offset' as const, tces: s.list.tces, offset: s.list.offset ?? 8, stride }
+            : { at: 'page' as const, tces: s.list.tces, stride });
       const request = { call: s.call, liobn, ioba, tce: BigInt(s.tce ?? '0x0'), npages, list };
       const expected = expectedAnswer(ctx, s);
       const guarded = w && s.call !== 'H_GET_TCE' && expected !== 'H_SUCCESS' ? guardedEntries(w, ioba, npages) : [];
@@ -637,6 +642,11 @@ export const STEPS = {
       const detail = `${s.call} ${args}; answered by ${handlerOf(ctx) === 'kvm' ? "the KVM host's kernel" : 'QEMU'}`;
       const defectApplies = handlerOf(ctx) === 'kvm';
       recordAnswer(ctx, `${tag} ${what}`, res.name, expected, detail, s.knownDefect as KernelDefectId | undefined, defectApplies);
+      if (s.expectTce !== undefined && s.call === 'H_GET_TCE' && res.name === 'H_SUCCESS') {
+        const value = `0x${(res.out0 ?? 0n).toString(16)}`;
+        const want = `0x${BigInt(s.expectTce).toString(16)}`;
+        ctx.checks.record(`${tag} ${what}: the entry's value`, value === want, want, value, detail);
+      }
       if (!guarded.length) return;
       const after = await readEntries(hc, w!, guarded);
       recordAnswer(
@@ -666,7 +676,11 @@ export const STEPS = {
       pageShift: opt({ type: 'integer', min: 0, max: 255 }),
       windowShift: opt({ type: 'integer', min: 0, max: 255 }),
       cfgAddr: opt(hex),
+      // A BUID instead of the PE's PHB's (one no PHB has: QEMU answers parameter error).
+      buid: opt(hex),
       expect: { type: 'string', enum: RTAS_NAMES },
+      // The output words after the status (query: 4, create: 3), checked when the status is the expected one.
+      expectOut: opt({ type: 'array', items: hex, maxItems: 7 }),
       as: opt(name),
       label,
     },
@@ -676,8 +690,10 @@ export const STEPS = {
       const peWindow = named(st.tceWindows, s.pe, 'TCE window (tce-window) whose PE the call names');
       if (!peWindow.pe) throw new TcelabError(tag, `window ${s.pe} has no PE`);
       const pe = await hc.peInfo(peWindow.pe);
-      const [cfg, hi, lo] = ddwPeArgs(pe);
-      const peArgs = [s.cfgAddr ? Number(BigInt(s.cfgAddr)) : cfg, hi, lo];
+      const [cfg, peHi, peLo] = ddwPeArgs(pe);
+      const buid = s.buid === undefined ? undefined : BigInt(s.buid);
+      const [hi, lo] = buid === undefined ? [peHi, peLo] : [Number((buid >> 32n) & 0xffffffffn), Number(buid & 0xffffffffn)];
+      const peArgs = [s.cfgAddr ? Number(BigInt(s.cfgAddr) & 0xffffffffn) : cfg, hi, lo];
       const liobn = s.liobn ? BigInt(s.liobn) : s.window ? named(st.tceWindows, s.window, 'TCE window').liobn : undefined;
       const call = {
         'ibm,query-pe-dma-window': { args: peArgs, nret: 5 },
@@ -696,6 +712,11 @@ export const STEPS = {
         res.statusName,
         `${s.service}(${call.args.map(hexWord).join(', ')}) → status ${res.status} [${res.out.map(hexWord).join(', ')}]`,
       );
+      if (s.expectOut && res.statusName === s.expect) {
+        const want = s.expectOut.map((w) => hexWord(Number(BigInt(w))));
+        const got = res.out.slice(0, want.length).map(hexWord);
+        ctx.checks.record(`${tag} ${what}: outputs`, got.join(' ') === want.join(' '), want.join(' '), got.join(' '));
+      }
       if (s.as && res.status === 0 && s.service === 'ibm,create-pe-dma-window') {
         const [wLiobn, startHi, startLo] = res.out;
         st.tceWindows.set(s.as, {
