@@ -46,6 +46,16 @@ node -e '
   console.error(`hostile-guest: ${defects} known-defect checks on 6.12.107, ${fixedFails} not passing on 7.2.11`);
   if (defects < 4 || fixedFails !== 0) process.exit(1);
 ' "$work/hostile-matrix/matrix.json"
+# 10 000 random TCE hypercalls and DDW RTAS calls judged against the model of QEMU's handlers, twice from the same
+# seed: no disagreement, the same sequence.
+for i in 1 2; do
+  node dist/cli/main.js fuzz hcall --seed 1 --count 10000 --results "$work/fuzz-$i" --json >"$work/fuzz-$i.json"
+done
+node -e '
+  const [a, b] = process.argv.slice(1).map((f) => JSON.parse(require("fs").readFileSync(f, "utf8")));
+  console.error(`fuzz: ${a.count} calls, ${a.callsPerSec} calls/s; ${b.callsPerSec} calls/s; sequence ${a.sequenceSha256.slice(0, 16)}`);
+  if (a.disagreement || b.disagreement || a.count !== 10000 || a.sequenceSha256 !== b.sequenceSha256) process.exit(1);
+' "$work/fuzz-1.json" "$work/fuzz-2.json"
 if node dist/cli/main.js run kvm-tce-path --set seedFaults=userspace-tce --results "$work/kvm-userspace" --json >"$work/kvm-userspace.json"; then
   echo "kvm-tce-path with userspace-tce passed: the KVM checks cannot fail" >&2
   exit 1
