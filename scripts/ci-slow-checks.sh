@@ -34,6 +34,18 @@ node dist/cli/main.js guest build --variant kvm-host --kernel debian:trixie/64k 
 for s in kvm-tce-path prereg-accounting dma-integrity; do
   node dist/cli/main.js run "$s" --profile kvm-lab-host --kernel debian:trixie/64k --results "$work/kvm-64k-$s"
 done
+# The page size is the pinning kernel's: counting 4 KiB pages on that 64 KiB host fails exactly the FOLL_PIN check.
+if node dist/cli/main.js run kvm-tce-path --profile kvm-lab-host --kernel debian:trixie/64k --set seedFaults=assume-4k-host-pages \
+  --results "$work/kvm-64k-4k" --json >"$work/kvm-64k-4k.json"; then
+  echo "kvm-tce-path on 64 KiB pages counting 4 KiB pages passed: the page-size check cannot fail" >&2
+  exit 1
+fi
+node -e '
+  const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8"));
+  const failed = r.checks.filter((c) => c.status === "fail").map((c) => c.name);
+  console.error(`assume-4k-host-pages failed: ${failed.join("; ")}`);
+  if (r.error || JSON.stringify(failed) !== JSON.stringify(["host: FOLL_PIN pages while running ≈ guest RAM (VFIO pre-registration)"])) process.exit(1);
+' "$work/kvm-64k-4k.json"
 # A hostile guest against the KVM host's own TCE code, on a kernel without the bound's fix (6.12.107) and one with it
 # (7.2.11): defect 4 (H_SUCCESS past a window's end, the DDW's WARNING) on the first, every refusal holding on the second.
 node dist/cli/main.js matrix hostile-guest --kernels debian:trixie,debian:trixie-backports --profile kvm-lab-host \

@@ -378,6 +378,7 @@ async function judge(
       timeoutMs: opts.releaseTimeoutMs ?? 10_000,
       mlockedToleranceKb: opts.mlockedToleranceKb ?? 1024,
       progress,
+      ...(run.faults.has('assume-4k-host-pages') ? { assumedPageKb: 4 } : {}),
     });
     report.releases.push(...releases);
     observation.phase('baseline regained');

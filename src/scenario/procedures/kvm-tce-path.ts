@@ -23,6 +23,8 @@ export const kvmTcePath: ScenarioDefinition = {
     'host-holder':
       "a process of the lab host takes duplicates of the inner QEMU's VFIO fds and outlives it (its pins stay), another locks 4 MiB",
     'host-warning': "a WARNING report is written to the lab host's kernel log (/dev/kmsg)",
+    'assume-4k-host-pages':
+      "the host's FOLL_PIN expectation counts 4 KiB pages whatever the lab host's kernel pins (on a 64 KiB-page lab host it must fail)",
   },
   adjustProfile(profile, options) {
     const { inner } = requireKvmLabHost('kvm-tce-path', profile, { innerBoots: true });

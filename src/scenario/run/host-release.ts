@@ -25,6 +25,11 @@ export interface HostReleaseJudging {
   timeoutMs: number;
   mlockedToleranceKb: number;
   progress: Progress;
+  /**
+   * A seeded fault: the FOLL_PIN expectation counts this page size (KiB) instead of the pinning kernel's (kvm-tce-path's
+   * `assume-4k-host-pages`, run on a 64 KiB-page lab host, must fail that check).
+   */
+  assumedPageKb?: number;
 }
 
 /**
@@ -54,7 +59,7 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
   }
   if (lab.profile.devices.some((d) => d.driver === 'vfio-pci')) {
     // FOLL_PIN counts the pinning kernel's base pages: 4 KiB or 64 KiB, whichever kernel the lab host runs.
-    const pageKb = await labHost.pageKb();
+    const pageKb = judging.assumedPageKb ?? (await labHost.pageKb());
     const ramPages = ramKb / pageKb;
     const peakPinned = Math.max(0, ...running.map((s) => s.counters[pinned.counter] ?? 0)) - (baseline.counters[pinned.counter] ?? 0);
     checks.atLeast(
