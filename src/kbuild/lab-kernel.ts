@@ -8,7 +8,7 @@ import { withLock } from '../util/lock.js';
 import type { Progress } from '../util/progress.js';
 import type { KernelSourceTree } from './kernel-source.js';
 import { type AskedOption, allconfigText, unmetOptions, unmetOptionsError } from './lab-config.js';
-import { CROSS, kmake } from './make.js';
+import { CROSS, KBUILD_HINT, kmake } from './make.js';
 import { crossCompilerVersion } from './module-build-tree.js';
 
 /**
@@ -43,16 +43,23 @@ export interface LabKernelBuild {
 }
 
 /** The record of the last build in an O= dir (tcelab-build.json). */
-type BuildRecord = BuiltKernel & { coldObjects?: number };
+type BuildRecord = BuiltKernel & { coldObjects?: number; format: number };
 
-const FORMAT = 1;
+/** The format of a build (flags and environment make does not see on its command lines): another one starts the O= dir over. */
+export const BUILD_FORMAT = 2;
+const FORMAT = BUILD_FORMAT;
 
 /** Where builds of trees live, and ccache's store. */
 export const kernelBuildDir = (cache: string) => join(cache, 'kernel-build', 'trees');
 export const ccacheDir = (cache: string) => join(cache, 'ccache');
 
-/** Compiles of a cold build of the lab configuration (measured on 6.12: 1042), for the progress bar before a first build counted them. */
-const LAB_CONFIG_OBJECTS = 1050;
+/** Compiles of a cold build of the lab configuration (measured on Debian's 6.12.117: 937), for the progress bar before a first build counted them. */
+const LAB_CONFIG_OBJECTS = 940;
+
+/** What to do when make fails in a tree: the compiler's lines say what; the tools may be missing; the O= dir may be stale. */
+const buildHint = (tree: string, out: string) =>
+  `the compiler's lines above say what failed in ${tree}; if the tools are missing, ${KBUILD_HINT}; ` +
+  `a build dir left inconsistent (an interrupted build) is removed with rm -rf ${out}`;
 
 /** A build's fixed identity: no timestamp, user, host or build counter of this machine ends up in the kernel. */
 const REPRODUCIBLE = {
@@ -101,21 +108,30 @@ async function make(b: LabKernelBuild, out: string, key: string, record: string,
   const t0 = Date.now();
   await mkdir(out, { recursive: true });
   await mkdir(ccacheDir(cache), { recursive: true });
-  const previous = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuildRecord>;
+  let previous = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuildRecord>;
+  // A dir left by another format of build (other flags, not on make's command lines) is started over.
+  if (existsSync(join(out, '.config')) && previous.format !== FORMAT) {
+    progress.info(`${out} holds a build of an older format: building from scratch`);
+    await rm(out, { recursive: true, force: true });
+    await mkdir(out, { recursive: true });
+    previous = {};
+  }
   // Invalid until this build completes: an interrupted build is never taken for a finished one.
   await rm(record, { force: true });
   const allconfig = join(out, 'tcelab.allconfig');
   await writeFile(allconfig, allconfigText(b.asked));
-  const env = {
-    ...REPRODUCIBLE,
-    CCACHE_DIR: ccacheDir(cache),
-    // Paths below the cache (Debian's sources, exported trees, their O= dirs) hash as relative ones: a tree built
-    // in another O= dir still hits.
-    CCACHE_BASEDIR: cache,
-  };
+  // No CCACHE_BASEDIR: ccache would then compile with paths relative to O=, and the kernel's -fmacro-prefix-map no
+  // longer strips the tree's path from __FILE__ (a WARN then names ../../../kernel-source/…/mm/mmu_context.c).
+  const env = { ...REPRODUCIBLE, CCACHE_DIR: ccacheDir(cache) };
   const cc = [`CC=ccache ${CROSS.CROSS_COMPILE}gcc`, 'HOSTCC=ccache gcc'];
   const makeIn = (what: string, args: string[], onLine?: (l: string) => void) =>
-    kmake(['-C', b.source.dir, `O=${out}`, ...cc, ...args], { cwd: b.source.dir, what, env, onLine });
+    kmake(['-C', b.source.dir, `O=${out}`, ...cc, ...args], {
+      cwd: b.source.dir,
+      what,
+      env,
+      onLine,
+      hint: buildHint(b.source.describe, out),
+    });
   await progress.step(
     `configure ${b.source.describe} (allnoconfig + the lab fragment, ${b.asked.filter((o) => o.by === 'user').length} of yours)`,
     () => makeIn(`configure ${b.source.describe}`, [`KCONFIG_ALLCONFIG=${allconfig}`, 'allnoconfig']),
@@ -152,7 +168,7 @@ async function make(b: LabKernelBuild, out: string, key: string, record: string,
   };
   // A cold build's count is the next cold build's bar.
   const coldObjects = cold ? compiled : previous.coldObjects;
-  await writeFile(record, `${JSON.stringify({ ...result, coldObjects } satisfies BuildRecord, null, 2)}\n`);
+  await writeFile(record, `${JSON.stringify({ ...result, coldObjects, format: FORMAT } satisfies BuildRecord, null, 2)}\n`);
   progress.info(
     `kernel ${release} built from ${b.source.describe} in ${(result.buildMs / 1000).toFixed(1)} s (${compiled} objects compiled)`,
   );

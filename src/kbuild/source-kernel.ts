@@ -4,7 +4,7 @@ import type { Progress } from '../util/progress.js';
 import { debianSource } from './debian-source.js';
 import { gitTreeContent, gitTreeSource } from './git-tree.js';
 import { allconfigText, askedOptions } from './lab-config.js';
-import { type BuiltKernel, buildLabKernel } from './lab-kernel.js';
+import { BUILD_FORMAT, type BuiltKernel, buildLabKernel } from './lab-kernel.js';
 import { crossCompilerVersion } from './module-build-tree.js';
 
 /**
@@ -41,5 +41,6 @@ const shortHash = (s: string) => createHash('sha256').update(s).digest('hex').sl
  */
 export async function sourceKernelInputs(spec: SourceKernelSpec, input: KernelInput): Promise<string> {
   const content = spec.kind === 'tree' ? (await gitTreeContent(spec, input)).key : JSON.stringify(spec.target);
-  return `${content}\n${await crossCompilerVersion()}\n${allconfigText(await askedOptions(spec.flavour, spec.kconfig))}`;
+  const asked = allconfigText(await askedOptions(spec.flavour, spec.kconfig));
+  return `${content}\nbuild format ${BUILD_FORMAT}\n${await crossCompilerVersion()}\n${asked}`;
 }

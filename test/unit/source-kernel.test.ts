@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gitTreeContent } from '../../src/kbuild/git-tree.js';
+import { gitTreeContent, gitTreeSource } from '../../src/kbuild/git-tree.js';
 import { allconfigText, askedOptions, LAB_FRAGMENT, parseFragment, unmetOptions, unmetOptionsError } from '../../src/kbuild/lab-config.js';
 import {
   formatKernelSpec,
@@ -14,6 +14,7 @@ import {
 } from '../../src/kernel/kernel-spec.js';
 import { checkKernelFiles } from '../../src/kernel/unresolvable-kernel.js';
 import { InputError, TcelabError } from '../../src/util/errors.js';
+import { silentProgress } from '../../src/util/progress.js';
 
 const hash = () => 'abcdef0123456789';
 const thrown = (fn: () => unknown): unknown => {
@@ -255,5 +256,27 @@ describe('a git tree’s content, as the cache key of its build', () => {
     expect(badRef).toBeInstanceOf(InputError);
     expect(badRef.why).toBe(`${dir} has no commit "v9.9"`);
     expect(badRef.hint).toMatch(/^some of its refs, newest first: (master|main)/);
+  });
+
+  it('a ref is exported into the cache and moved from commit to commit, rewriting only the files that differ', async () => {
+    const dir = repo();
+    const first = sh(dir, 'rev-parse', 'HEAD');
+    writeFileSync(join(dir, 'arch', 'powerpc', 'b.c'), 'int b;\n');
+    sh(dir, 'add', '-A');
+    sh(dir, 'commit', '-qm', 'two');
+    const cache = mkdtempSync('/tmp/tcelab-cache-');
+    const at = async (ref: string) =>
+      gitTreeSource(spec(`tree:${dir}@${ref}`), { field: '--kernel', text: `tree:${dir}@${ref}` }, cache, silentProgress);
+    const old = await at(first);
+    expect(old.commit).toBe(first);
+    expect(() => statSync(join(old.dir, 'arch', 'powerpc', 'b.c'))).toThrow();
+    const kconfigTime = statSync(join(old.dir, 'Kconfig')).mtimeMs;
+    const now = await at('HEAD');
+    expect(now.dir).toBe(old.dir);
+    expect(readFileSync(join(now.dir, 'arch', 'powerpc', 'b.c'), 'utf8')).toBe('int b;\n');
+    // An unchanged file keeps its time: make rebuilds only what the commits changed.
+    expect(statSync(join(now.dir, 'Kconfig')).mtimeMs).toBe(kconfigTime);
+    // The user's repository is not touched: its index and work tree are as they were.
+    expect(sh(dir, 'status', '--porcelain')).toBe('');
   });
 });
