@@ -112,6 +112,7 @@ export function unmetOptionsError(unmet: UnmetOption[], tree: string, field = '-
     'an option that comes out "not set" either depends on an option that is off (look for it in the tree with ' +
     '`make menuconfig` and its "Depends on") or is not a symbol of this tree (renamed or not there yet)';
   const user = unmet.filter((u) => u.asked.by === 'user');
-  if (user.length) return new InputError(field, user.map((u) => u.asked.at).join(', '), `${tree}: ${said}`, hint);
+  const named = user.map((u) => (u.asked.at === field ? `${u.asked.name}=${u.asked.value}` : u.asked.at)).join(', ');
+  if (user.length) return new InputError(field, named, `${tree}: ${said}`, hint);
   return new TcelabError(`configure ${tree} for the lab`, said, hint);
 }

@@ -109,13 +109,17 @@ async function make(b: LabKernelBuild, out: string, key: string, record: string,
   await mkdir(out, { recursive: true });
   await mkdir(ccacheDir(cache), { recursive: true });
   let previous = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuildRecord>;
-  // A dir left by another format of build (other flags, not on make's command lines) is started over.
-  if (existsSync(join(out, '.config')) && previous.format !== FORMAT) {
-    progress.info(`${out} holds a build of an older format: building from scratch`);
+  // A dir left by another format of build (other flags, not on make's command lines) is started over; one whose last
+  // build failed (no record) is not: the build after a fix is incremental.
+  const formatFile = join(out, 'tcelab-format');
+  const format = (await readFile(formatFile, 'utf8').catch(() => undefined))?.trim() ?? previous.format?.toString();
+  if (existsSync(join(out, '.config')) && format !== undefined && format !== String(FORMAT)) {
+    progress.info(`${out} holds a build of another format (${format}): building from scratch`);
     await rm(out, { recursive: true, force: true });
     await mkdir(out, { recursive: true });
     previous = {};
   }
+  await writeFile(formatFile, `${FORMAT}\n`);
   // Invalid until this build completes: an interrupted build is never taken for a finished one.
   await rm(record, { force: true });
   const allconfig = join(out, 'tcelab.allconfig');

@@ -19,7 +19,10 @@ export async function buildSourceKernel(
   progress: Progress,
 ): Promise<BuiltKernel> {
   const asked = await askedOptions(spec.flavour, spec.kconfig);
-  const pages = spec.flavour === 'powerpc64le-64k' ? '64k' : '4k';
+  // One O= dir per tree, page size and the user's additions (a KASAN build beside the plain one, neither
+  // reconfiguring the other's dir); a change of the lab fragment itself rebuilds in place.
+  const user = asked.filter((o) => o.by === 'user');
+  const pages = `${spec.flavour === 'powerpc64le-64k' ? '64k' : '4k'}${user.length ? `-k${shortHash(allconfigText(user))}` : ''}`;
   if (spec.kind === 'tree') {
     const source = await gitTreeSource(spec, input, cache, progress);
     // One O= dir per tree path (the tree as it stands, or its export at refs) and page size: rebuilds are incremental.
