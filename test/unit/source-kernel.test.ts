@@ -142,6 +142,8 @@ describe('the lab fragment and the options asked for', () => {
       CONFIG_PPC_PSERIES: 'y',
       CONFIG_PPC_POWERNV: 'y',
       CONFIG_PPC_OF_BOOT_TRAMPOLINE: 'y',
+      // Booted with the hash MMU, a TCG guest has no huge pages, and nested KVM-HV needs radix.
+      CONFIG_PPC_RADIX_MMU_DEFAULT: 'y',
       CONFIG_HVC_CONSOLE: 'y',
       CONFIG_VIRTIO_CONSOLE: 'y',
       CONFIG_PCI_MSI: 'y',
