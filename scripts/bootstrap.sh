@@ -15,8 +15,9 @@ HOST_PACKAGES=(
   xz-utils                   # kernel modules are .ko.xz
   util-linux                 # setpriv --pdeathsig: QEMU never outlives tcelab
   dpkg tar ca-certificates
-  # Guest kernel modules built against the kernel under test (src/kbuild: the hostile-guest module): kbuild's host tools
-  flex bison bc libelf-dev libssl-dev kmod
+  # Guest kernel modules built against the kernel under test (src/kbuild: the hostile-guest module), and kernels built
+  # from source (--kernel tree:… / debian-source:…): kbuild's host tools; ccache keeps their objects ($TCELAB_CACHE/ccache)
+  flex bison bc libelf-dev libssl-dev kmod ccache git
 )
 # `bash scripts/bootstrap.sh --tests`: what only the tests need besides (npm test passes it; npm run lab does not).
 TEST_PACKAGES=(

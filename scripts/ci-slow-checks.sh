@@ -79,6 +79,12 @@ node -e '
   console.error(`userspace-tce failed: ${failed.join("; ")}`);
   if (r.error || JSON.stringify(failed) !== JSON.stringify(want.sort())) process.exit(1);
 ' "$work/kvm-userspace.json"
+# The KVM lab host on a kernel built from Debian's source with the lab fragment (npm test built it: the host guest and
+# its inner guest both boot it; nested KVM-HV needs the radix MMU the fragment asks for), and the hostile guest's
+# module built in that kernel's own build dir.
+node dist/cli/main.js guest build --variant kvm-host --kernel debian-source:trixie >&2
+node dist/cli/main.js run kvm-tce-path --profile kvm-lab-host --kernel debian-source:trixie --results "$work/kvm-source"
+node dist/cli/main.js run hostile-guest --kernel debian-source:trixie --results "$work/hostile-source"
 node dist/cli/main.js run --all --jobs 2 --results "$work/restored"
 node -e '
   const fs = require("fs");

@@ -11,6 +11,8 @@ import { controlRequest } from './hotplug-command.js';
 import { consoleCommand, execCommand } from './lab-access-command.js';
 import { cacheCommand } from './cache-command.js';
 import { qemuCommand } from './qemu-command.js';
+import { kernelConfigCommand } from './kernel-command.js';
+import { kconfigAdditions } from '../qemu/profile.js';
 import { matrixCommand } from './matrix-command.js';
 import { mergeCommand } from './merge-command.js';
 import { reproExportCommand, reproTryCommand } from './repro-command.js';
@@ -34,6 +36,7 @@ export interface GlobalOptions {
   snapshots: boolean;
   cold: boolean;
   kernel?: string;
+  kconfigAdd?: string[];
   qemu?: string;
 }
 
@@ -427,6 +430,21 @@ function qemuEntry(run: Run): CommandModule {
   );
 }
 
+function kernelEntry(run: Run): CommandModule {
+  return command(
+    'kernel <action>',
+    'kernels built from source (--kernel tree:… or debian-source:…): config prints the configuration they are built with',
+    (y) =>
+      y
+        .positional('action', {
+          choices: ['config'] as const,
+          describe: "config: the lab's fragment (kernel-configs/lab.config, each option with why), the page size and your --kconfig-add",
+        })
+        .option('64k', { type: 'boolean', default: false, describe: 'the configuration of a 64 KiB-page kernel' }),
+    (a) => run(kernelConfigCommand({ kconfigAdd: kconfigAdditions(), pages64k: a['64k'] === true, json: a.json })),
+  );
+}
+
 function cacheEntry(run: Run): CommandModule {
   return command(
     'cache [action]',
@@ -553,6 +571,7 @@ export function commandTable(run: Run): CommandModule[] {
     consoleEntry(run),
     hotplugEntry(run),
     cacheEntry(run),
+    kernelEntry(run),
     qemuEntry(run),
     reproEntry(run),
     reportEntry(run),

@@ -1,5 +1,6 @@
 import type { KernelFacts } from '../kernel/kernel-facts.js';
-import { parseKernelSpec } from '../kernel/kernel-spec.js';
+import { DEFAULT_KERNEL, parseKernelSpec, withKconfigAdditions } from '../kernel/kernel-spec.js';
+import { kconfigAdditions } from '../qemu/profile.js';
 import { buildGuestImage } from '../image/image-builder.js';
 import { IMAGE_VARIANT_PATTERN, type ImageVariant } from '../image/image-variant.js';
 import { InputError } from '../util/errors.js';
@@ -13,6 +14,8 @@ export async function guestBuildCommand(args: {
   kernel?: string;
 }): Promise<number> {
   if (args.kernel !== undefined) parseKernelSpec(args.kernel, '--kernel');
+  // --kconfig-add without --kernel: for the default kernel, which is built already (bad input, said so).
+  if (args.kernel === undefined && kconfigAdditions().length) withKconfigAdditions(DEFAULT_KERNEL, kconfigAdditions());
   if (!IMAGE_VARIANT_PATTERN.test(args.variant))
     throw new InputError('--variant', args.variant, 'must be base, with-qemu, with-qemu:<suite> or kvm-host');
   const progress = new StderrProgress();
@@ -55,7 +58,11 @@ export async function guestBuildCommand(args: {
   return 0;
 }
 
-/** "Debian package linux-image-… 6.12.107-1", or the spec of a local kernel. */
+/** "Debian package linux-image-… 6.12.107-1", a kernel built from source with its tree, or the spec of a local kernel. */
 export function describeKernelSource(k: KernelFacts): string {
+  if (k.source.build) {
+    const b = k.source.build;
+    return `${b.tree}, built in ${b.out} (${b.buildMs ? `make took ${formatMs(b.buildMs)}` : 'built before'}) (${k.source.spec})`;
+  }
   return k.source.package ? `${k.source.package} ${k.source.version} (${k.source.spec})` : k.source.spec;
 }

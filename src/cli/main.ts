@@ -5,6 +5,7 @@ import { commandTable } from './commands.js';
 import { interruptExitCode } from './interrupt.js';
 import { reportError } from './output.js';
 import { resolveQemuInput } from '../qemu/stage-qemu.js';
+import { withKconfigAdditions } from '../kernel/kernel-spec.js';
 
 class UsageError extends Error {}
 
@@ -44,8 +45,16 @@ async function main(argv: string[]): Promise<number> {
       .option('kernel', {
         type: 'string',
         describe:
-          'the guest kernel under test: debian:<suite>[/64k][@<version glob>] (e.g. debian:experimental), deb:<a.deb,…> ' +
-          "or local:<vmlinux>[,<modules root>] (TCELAB_KERNEL); default: the profile's guest.kernel (debian:trixie)",
+          'the guest kernel under test: debian:<suite>[/64k][@<version glob>] (e.g. debian:experimental), deb:<a.deb,…>, ' +
+          'local:<vmlinux>[,<modules root>], or built from source: tree:<git tree>[@<ref>][,64k] or ' +
+          "debian-source:<suite|version>[/64k] (TCELAB_KERNEL); default: the profile's guest.kernel (debian:trixie)",
+      })
+      .option('kconfig-add', {
+        type: 'string',
+        array: true,
+        describe:
+          'with a kernel built from source: add kconfig options over the lab fragment, CONFIG_X=y or a fragment file ' +
+          '(repeatable; e.g. --kconfig-add CONFIG_KASAN=y); `tcelab kernel config` shows the result',
       })
       .option('qemu', {
         type: 'string',
@@ -57,7 +66,10 @@ async function main(argv: string[]): Promise<number> {
         if (a.snapshots) process.env.TCELAB_SNAPSHOTS = 'use';
         if (a.cold) process.env.TCELAB_SNAPSHOTS = 'off';
         // Every profile a command loads takes them (loadProfile), so run, up, doctor and matrix all do.
-        if (a.kernel !== undefined) process.env.TCELAB_KERNEL = a.kernel;
+        // --kconfig-add: folded into --kernel's spec (kconfig=…), and kept for the kernels of profiles and --kernels.
+        const adds = (a.kconfigAdd as string[] | undefined) ?? [];
+        if (adds.length) process.env.TCELAB_KCONFIG_ADD = JSON.stringify(adds);
+        if (a.kernel !== undefined) process.env.TCELAB_KERNEL = withKconfigAdditions(a.kernel, adds);
         const qemu = a.qemu ?? process.env.TCELAB_QEMU;
         if (qemu !== undefined) process.env.TCELAB_QEMU = await resolveQemuInput(qemu, a.qemu !== undefined ? '--qemu' : 'TCELAB_QEMU');
       })

@@ -3,11 +3,18 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildGuestImage } from '../image/image-builder.js';
 import { mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
-import { formatKernelSpec, kernelKey, parseKernelSpec } from '../kernel/kernel-spec.js';
+import {
+  formatKernelSpec,
+  isSourceKernel,
+  kernelKey,
+  parseKernelSpec,
+  splitKernelList,
+  withKconfigAdditions,
+} from '../kernel/kernel-spec.js';
 import { checkKernelFiles } from '../kernel/unresolvable-kernel.js';
 import { buildMatrix, type MatrixColumn, type MatrixRun, matrixTable } from '../matrix/matrix.js';
 import { matrixHtml, matrixJunit } from '../matrix/matrix-output.js';
-import { checkQemuBinary, loadProfile } from '../qemu/profile.js';
+import { checkQemuBinary, kconfigAdditions, loadProfile } from '../qemu/profile.js';
 import { definitionFromFile } from '../scenario/data/interpreter.js';
 import { allScenarioFiles, procedures, resolveScenario } from '../scenario/registry.js';
 import { defaultResultsDir } from '../scenario/runner.js';
@@ -43,7 +50,11 @@ export interface MatrixArgs {
 export async function matrixCommand(args: MatrixArgs): Promise<number> {
   // Everything is checked before an image is built or a lab started.
   checkExchangeOutputs(args);
-  const kernels = args.kernels.split(',').filter(Boolean);
+  // A spec's own commas (local:<vmlinux>,<modules>, tree:…,64k) stay in it; --kconfig-add goes to each kernel built from source.
+  const adds = kconfigAdditions();
+  const kernels = splitKernelList(args.kernels).map((k) =>
+    adds.length && isSourceKernel(parseKernelSpec(k, '--kernels')) ? withKconfigAdditions(k, adds, '--kernels') : k,
+  );
   if (kernels.length === 0)
     throw new InputError('--kernels', args.kernels, 'must list at least one kernel, e.g. debian:trixie,debian:experimental');
   const specs = kernels.map((k) => parseKernelSpec(k, '--kernels'));

@@ -4,8 +4,10 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { debFileName } from '../debian/deb-package.js';
 import { sha256File } from '../debian/private-apt.js';
-import { DEFAULT_KERNEL, formatKernelSpec, parseKernelSpec } from '../kernel/kernel-spec.js';
-import { stageKernelDebs, stageLocalKernel } from '../kernel/stage-kernel.js';
+import type { BuiltKernel } from '../kbuild/lab-kernel.js';
+import { buildSourceKernel } from '../kbuild/source-kernel.js';
+import { DEFAULT_KERNEL, formatKernelSpec, isSourceKernel, type KernelSpec, parseKernelSpec } from '../kernel/kernel-spec.js';
+import { type StagedKernel, stageKernelDebs, stageLocalKernel } from '../kernel/stage-kernel.js';
 import { checkKernelFiles } from '../kernel/unresolvable-kernel.js';
 import { TcelabError } from '../util/errors.js';
 import { run } from '../util/exec.js';
@@ -61,13 +63,17 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   // A spec that cannot resolve is refused before anything is built: its files here, its Debian suite on the mirror (resolveAll).
   checkKernelFiles(kernel, kernelInput);
   const spec = variantSpec(variant);
-  const inputs = await guestInputsSha256(kernel);
+  const inputs = await guestInputsSha256(kernel, kernelInput);
   const existing = await findGuestImage(variant, kernelText, cache);
   const debDir = join(cache, 'guest', 'debs');
 
   if (existing && !opts.refresh && existing.manifest.inputsSha256 === inputs) {
     return { image: existing, action: 'up-to-date', downloadedBytes: 0 };
   }
+
+  // A kernel from source is built first: a spec that cannot resolve, an option its tree cannot give or a build
+  // that fails stops here, before any package is fetched.
+  const built = isSourceKernel(kernel) ? await buildSourceKernel(kernel, kernelInput, cache, progress) : undefined;
 
   // Reuse the recorded package set when every .deb is still cached intact.
   let resolved: ResolvedPackages | undefined =
@@ -93,16 +99,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
         await run('dpkg-deb', ['-x', join(debDir, debFileName(p)), staging], { what: `unpack ${p.name}` });
       }
     });
-    const kernelDir = join(work, 'kernel');
-    const staged = await progress.step(`stage the kernel (${formatKernelSpec(kernel)})`, () =>
-      kernel.kind === 'local'
-        ? stageLocalKernel(kernel.vmlinux, kernel.modulesRoot, kernelDir, formatKernelSpec(kernel))
-        : stageKernelDebs(
-            kernel.kind === 'deb' ? kernel.files : resolved!.kernel.map((p) => join(debDir, debFileName(p))),
-            kernelDir,
-            resolved!.kernelSource ?? { spec: formatKernelSpec(kernel), layout: 'single' },
-          ),
-    );
+    const staged = await stageKernel(kernel, join(work, 'kernel'), { built, debDir, resolved, progress });
     const agent = await progress.step('cross-compile the guest agent (ppc64le, static)', () => buildAgent(work));
     // The inner guest boots the base image of the same kernel (built first; a no-op when it is up to date).
     const inner = spec.innerImage ? (await buildGuestImage({ ...opts, variant: 'base', refresh: false })).image : undefined;
@@ -160,6 +157,42 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   } finally {
     await rm(work, { recursive: true, force: true });
   }
+}
+
+/**
+ * The kernel, laid out for the image: Debian's packages unpacked, a local build copied, a kernel from source built
+ * (or found built) and then staged as a local build is.
+ */
+async function stageKernel(
+  kernel: KernelSpec,
+  dir: string,
+  ctx: { built?: BuiltKernel; debDir: string; resolved: ResolvedPackages; progress: Progress },
+): Promise<StagedKernel> {
+  const text = formatKernelSpec(kernel);
+  const built = ctx.built;
+  if (built) {
+    const staged = await ctx.progress.step(`stage the kernel (${text})`, () =>
+      stageLocalKernel(built.vmlinux, built.modulesRoot, dir, text),
+    );
+    const build = {
+      tree: built.source.describe,
+      dir: built.source.dir,
+      out: built.out,
+      content: built.source.key,
+      key: built.key,
+      buildMs: built.buildMs,
+    };
+    return { ...staged, facts: { ...staged.facts, source: { spec: text, layout: 'source', build } } };
+  }
+  return ctx.progress.step(`stage the kernel (${text})`, () =>
+    kernel.kind === 'local'
+      ? stageLocalKernel(kernel.vmlinux, kernel.modulesRoot, dir, text)
+      : stageKernelDebs(
+          kernel.kind === 'deb' ? kernel.files : ctx.resolved.kernel.map((p) => join(ctx.debDir, debFileName(p))),
+          dir,
+          ctx.resolved.kernelSource ?? { spec: text, layout: 'single' },
+        ),
+  );
 }
 
 /** The built image of a variant and kernel; an error that says how to build it when there is none. */

@@ -5,7 +5,16 @@ import { join } from 'node:path';
 import type { DebPackage } from '../debian/deb-package.js';
 import { sha256File } from '../debian/private-apt.js';
 import type { KernelFacts } from '../kernel/kernel-facts.js';
-import { DEFAULT_KERNEL, formatKernelSpec, kernelKey, parseKernelSpec, type KernelSpec } from '../kernel/kernel-spec.js';
+import { sourceKernelInputs } from '../kbuild/source-kernel.js';
+import {
+  DEFAULT_KERNEL,
+  formatKernelSpec,
+  isSourceKernel,
+  type KernelInput,
+  kernelKey,
+  parseKernelSpec,
+  type KernelSpec,
+} from '../kernel/kernel-spec.js';
 import { cacheDir, guestSourceDir } from '../util/paths.js';
 import { listAgentSources } from './agent-build.js';
 import { type ImageVariant, USERLAND_SUITE } from './image-variant.js';
@@ -78,10 +87,15 @@ export async function findGuestImage(variant: ImageVariant, kernel = DEFAULT_KER
 }
 
 /** Hash of everything from this repository that goes into the image, and of the kernel it is for. */
-export async function guestInputsSha256(kernel: KernelSpec = parseKernelSpec(DEFAULT_KERNEL)): Promise<string> {
+export async function guestInputsSha256(
+  kernel: KernelSpec = parseKernelSpec(DEFAULT_KERNEL),
+  input: KernelInput = { field: '--kernel', text: formatKernelSpec(kernel) },
+): Promise<string> {
   const h = createHash('sha256');
   h.update('image-builder-format-3\n');
   h.update(`kernel ${formatKernelSpec(kernel)}\n`);
+  // A kernel built from source: its tree's content, the configuration and the compiler.
+  if (isSourceKernel(kernel)) h.update(`source ${await sourceKernelInputs(kernel, input)}\n`);
   // A local kernel changes under the same name: its files are inputs too.
   const localFiles = kernel.kind === 'deb' ? kernel.files : kernel.kind === 'local' ? [kernel.vmlinux] : [];
   for (const f of localFiles) if (existsSync(f)) h.update(`${f} ${await sha256File(f)}\n`);

@@ -19,9 +19,10 @@ export function runsQemu(variant: ImageVariant): boolean {
   return variant !== 'base';
 }
 
-/** The userland's suite (and the default kernel's). */
-export const USERLAND_SUITE = 'trixie';
-export const USERLAND_ARCH = 'ppc64el';
+import { USERLAND_SUITE } from '../debian/guest-suite.js';
+
+/** The userland's suite (and the default kernel's) and architecture: the debian room's. */
+export { USERLAND_ARCH, USERLAND_SUITE } from '../debian/guest-suite.js';
 
 /** What goes into a variant's image besides the kernel, /init and the agent. */
 export interface VariantSpec {

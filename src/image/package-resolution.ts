@@ -1,14 +1,13 @@
 import { existsSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { hostDebianMirror } from '../debian/apt-sources.js';
 import { debFileName, type DebPackage } from '../debian/deb-package.js';
-import { mirrorSuites } from '../debian/mirror-suites.js';
-import { aptFailureText, isMissingReleaseError, PrivateApt, sha256File } from '../debian/private-apt.js';
+import { firstNotServed, MIRROR_HINT } from '../debian/guest-suite.js';
+import { aptFailureText, PrivateApt, sha256File } from '../debian/private-apt.js';
 import { type DebianKernel, resolveDebianKernel } from '../kernel/debian-kernel.js';
 import type { KernelFacts } from '../kernel/kernel-facts.js';
 import { formatKernelSpec, type KernelInput, type KernelSpec } from '../kernel/kernel-spec.js';
-import { missingSuiteError, suiteWithoutArchError } from '../kernel/unresolvable-kernel.js';
+import { kernelSuiteApt, updatedSuiteApt } from '../kernel/kernel-suite-apt.js';
 import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import type { ImageManifest } from './image-cache.js';
@@ -42,27 +41,8 @@ export async function resolveAll(
   progress: Progress,
   kernelInput: KernelInput = { field: '--kernel', text: formatKernelSpec(kernel) },
 ): Promise<FreshPackages> {
-  const mirror = hostDebianMirror();
-  const aptRoot = (suite: string) => suiteAptRoot(cache, suite);
-  const aptFor = async (suite: string) => {
-    const apt = new PrivateApt(aptRoot(suite), mirror, suite, USERLAND_ARCH);
-    await progress.step(`update Debian ${suite} ${USERLAND_ARCH} package lists (private apt config)`, () => apt.update());
-    // apt-get update that cannot reach the mirror warns and succeeds, with no index: that is the mirror's failure.
-    if ((await apt.releaseField(apt.dist, 'Architectures')) === undefined) {
-      throw new TcelabError(
-        `apt-get update for Debian ${suite} ${USERLAND_ARCH}`,
-        `it fetched no index of ${suite} from ${mirror}`,
-        MIRROR_HINT,
-      );
-    }
-    if (apt.dist !== suite) {
-      progress.info(
-        `the mirror's ${suite} index is mid-sync; using its ${apt.dist} alias (same release, signed, from ${await apt.releaseField(apt.dist, 'Date')})`,
-      );
-    }
-    return apt;
-  };
-  const kernelApt = kernel.kind === 'debian' ? await kernelSuiteApt(kernel.suite, kernelInput, mirror, aptFor, aptRoot) : undefined;
+  const aptFor = (suite: string) => updatedSuiteApt(cache, suite, progress);
+  const kernelApt = kernel.kind === 'debian' ? await kernelSuiteApt(cache, kernel.suite, kernelInput, progress, aptFor) : undefined;
   const found = kernel.kind === 'debian' ? await resolveKernelPackages(kernelApt!, kernel, kernelInput, progress) : undefined;
   const userlandApt = kernelApt?.suite === USERLAND_SUITE ? kernelApt : await aptFor(USERLAND_SUITE);
   const index = { dist: userlandApt.dist, date: await userlandApt.releaseField(userlandApt.dist, 'Date') };
@@ -93,37 +73,6 @@ export async function resolveAll(
     fromSuite,
     kernelSource: { spec: formatKernelSpec(kernel), package: found.image.name, version: found.image.version, layout: found.layout },
   };
-}
-
-/** The private apt of a Debian suite in the cache (trixie's is the userland's). */
-export const suiteAptRoot = (cache: string, suite: string) => join(cache, 'guest', suite === USERLAND_SUITE ? 'apt' : `apt-${suite}`);
-
-const MIRROR_HINT = 'check that the Debian mirror is reachable; set TCELAB_DEBIAN_MIRROR to use another one';
-
-/**
- * The private apt of the kernel's suite, updated. A suite the mirror answers it does not have, or has not for the
- * guest's architecture, is bad input that says which suites the mirror has (its apt dir is not kept); a mirror that
- * cannot be reached stays the mirror's failure.
- */
-async function kernelSuiteApt(
-  suite: string,
-  input: KernelInput,
-  mirror: string,
-  aptFor: (suite: string) => Promise<PrivateApt>,
-  aptRoot: (suite: string) => string,
-): Promise<PrivateApt> {
-  const where = async () => ({ mirror, arch: USERLAND_ARCH, has: await mirrorSuites(mirror, USERLAND_ARCH) });
-  let apt: PrivateApt;
-  try {
-    apt = await aptFor(suite);
-  } catch (err) {
-    if (!isMissingReleaseError(err)) throw err;
-    if (suite !== USERLAND_SUITE) await rm(aptRoot(suite), { recursive: true, force: true });
-    throw missingSuiteError(suite, input, await where(), err);
-  }
-  const architectures = (await apt.releaseField(apt.dist, 'Architectures')) ?? '';
-  if (!architectures.split(/\s+/).includes(USERLAND_ARCH)) throw suiteWithoutArchError(suite, input, { ...(await where()), architectures });
-  return apt;
 }
 
 /**
@@ -190,16 +139,6 @@ async function resolvePackages(apt: PrivateApt, spec: VariantSpec, have: Set<str
     }
   }
   return [...out.values()];
-}
-
-/** The first package whose file the mirror does not serve (HEAD), or undefined. */
-async function firstNotServed(mirror: string, packages: DebPackage[]): Promise<DebPackage | undefined> {
-  for (const p of packages) {
-    const r = await fetch(`${mirror}/${p.filename}`, { method: 'HEAD' }).catch(() => undefined);
-    // Unreachable: not a verdict on this version; the download says what failed.
-    if (r && r.status === 404) return p;
-  }
-  return undefined;
 }
 
 /**

@@ -5,15 +5,14 @@ import { join } from 'node:path';
 import { hostDebianMirror } from '../debian/apt-sources.js';
 import { type DebPackage, debFileName } from '../debian/deb-package.js';
 import { PrivateApt } from '../debian/private-apt.js';
-import type { ImageManifest } from '../image/image-cache.js';
-import { USERLAND_ARCH } from '../image/image-variant.js';
-import { suiteAptRoot } from '../image/package-resolution.js';
+import { suiteAptRoot, USERLAND_ARCH } from '../debian/guest-suite.js';
+import type { KernelBuildFacts, KernelFacts } from '../kernel/kernel-facts.js';
 import { parseKernelSpec } from '../kernel/kernel-spec.js';
 import { TcelabError } from '../util/errors.js';
 import { cacheDir, guestSourceDir } from '../util/paths.js';
 import type { Progress } from '../util/progress.js';
 import { debianSourceTree, readDebMember } from './kernel-source.js';
-import { crossCompilerVersion, prepareModuleTree } from './module-build-tree.js';
+import { crossCompilerVersion, type ModuleBuildTree, prepareModuleTree } from './module-build-tree.js';
 import { type BuiltModule, buildOutOfTreeModule, modinfoField } from './out-of-tree-module.js';
 
 /** The guest modules tcelab builds, by module name: their source dir under guest/ (a Kbuild and C files). */
@@ -37,22 +36,27 @@ export function guestModuleSource(name: string): string {
 /** A guest module built for the image's kernel, or why it cannot be (a step that needs it is then not applicable). */
 export type GuestModule = { module: BuiltModule } | { notApplicable: string };
 
+/** What a module build needs of an image: its kernel's facts and its packages (an image manifest is one). */
+export interface ImageKernel {
+  kernel: KernelFacts;
+  packages: Array<Pick<DebPackage, 'name' | 'version' | 'architecture' | 'filename' | 'sha256' | 'size'>>;
+}
+
 /**
- * Builds guest/<name> (a kernel module the agent loads on demand) for the kernel of a guest image. A Debian kernel's
- * module is built from Debian's `linux-source-<major.minor>` of exactly the kernel's version, with the kernel's own
- * config and the Module.symvers of its `linux-headers-…` package, all resolved in the kernel's suite (never a fixed
- * version). A kernel whose source is not served, or that names no source, gets the reason instead.
+ * Builds guest/<name> (a kernel module the agent loads on demand) for the kernel of a guest image. A kernel tcelab
+ * built from source gets it from that build's own O= dir (the tree is prepared already). A Debian kernel's module is
+ * built from Debian's `linux-source-<major.minor>` of exactly the kernel's version, with the kernel's own config and
+ * the Module.symvers of its `linux-headers-…` package, all resolved in the kernel's suite (never a fixed version). A
+ * kernel whose source is not served, or that names no source, gets the reason instead.
  */
-export async function ensureGuestModule(
-  name: string,
-  manifest: ImageManifest,
-  progress: Progress,
-  cache = cacheDir(),
-): Promise<GuestModule> {
+export async function ensureGuestModule(name: string, manifest: ImageKernel, progress: Progress, cache = cacheDir()): Promise<GuestModule> {
   const facts = manifest.kernel;
+  if (facts.source.build) return moduleForBuiltKernel(name, facts, facts.source.build, cache, progress);
   const spec = parseKernelSpec(facts.source.spec, 'the image manifest');
   if (spec.kind !== 'debian' || !facts.source.package || !facts.source.version) {
-    return { notApplicable: `the ${facts.source.spec} kernel names no source tree to build the ${name} module from (Debian kernels do)` };
+    return {
+      notApplicable: `the ${facts.source.spec} kernel names no source tree to build the ${name} module from (Debian kernels and kernels built from source do)`,
+    };
   }
   const imagePkg = facts.source.package;
   const m = /^linux-image-(\d+\.\d+[^-]*)-(powerpc64le(?:-64k)?)$/.exec(imagePkg);
@@ -89,8 +93,45 @@ export async function ensureGuestModule(
   return { module };
 }
 
+/**
+ * The module for a kernel built from source, in the build's O= dir. That dir holds the newest build of its tree: when
+ * it is another build than the image's (the tree was built again since), the module is not built against it.
+ */
+async function moduleForBuiltKernel(
+  name: string,
+  facts: KernelFacts,
+  build: KernelBuildFacts,
+  cache: string,
+  progress: Progress,
+): Promise<GuestModule> {
+  const record = JSON.parse(await readFile(join(build.out, 'tcelab-build.json'), 'utf8').catch(() => '{}')) as { key?: string };
+  if (record.key !== build.key) {
+    return {
+      notApplicable: `${build.out} now holds another build of ${build.tree} than this image's kernel (run again: the image is rebuilt with it)`,
+    };
+  }
+  const vfio = await vermagicOfBuild(facts.release, build.out);
+  const tree: ModuleBuildTree = {
+    source: { dir: build.dir, describe: build.tree, key: build.key },
+    out: build.out,
+    release: facts.release,
+    vermagic: vfio ?? '',
+    forced: [],
+    kcflags: '',
+    preparedMs: 0,
+    key: build.key,
+  };
+  return { module: await buildOutOfTreeModule(tree, guestModuleSource(name), name, cache, progress) };
+}
+
+/** The vermagic of the build's own modules (vfio.ko's): a module built in its tree must carry the same. */
+async function vermagicOfBuild(release: string, out: string): Promise<string | undefined> {
+  const ko = join(out, 'tcelab-modules', 'lib', 'modules', release, 'kernel', 'drivers', 'vfio', 'vfio.ko');
+  return existsSync(ko) ? modinfoField(await readFile(ko), 'vermagic') : undefined;
+}
+
 /** The kernel's packages (their hashes) and the module's sources, with the compiler: what a built module depends on. */
-async function memoKey(name: string, manifest: ImageManifest): Promise<string> {
+async function memoKey(name: string, manifest: ImageKernel): Promise<string> {
   const hash = createHash('sha256').update(await crossCompilerVersion());
   for (const p of manifest.packages.filter((x) => /^linux-(image|modules|base|binary)-\d/.test(x.name))) hash.update(p.sha256);
   const dir = guestModuleSource(name);
@@ -109,7 +150,7 @@ async function find(apt: PrivateApt, name: string, version: string, progress: Pr
 
 /** The kernel's config and vermagic, read from its own packages (cached by the image build, else downloaded again). */
 async function kernelBuildFacts(
-  manifest: ImageManifest,
+  manifest: ImageKernel,
   apt: PrivateApt,
   cache: string,
   progress: Progress,

@@ -13,7 +13,7 @@ export const KBUILD_HINT =
  */
 export function kmake(
   args: string[],
-  opts: { cwd: string; what: string; env?: NodeJS.ProcessEnv; onLine?: (line: string) => void },
+  opts: { cwd: string; what: string; env?: NodeJS.ProcessEnv; onLine?: (line: string) => void; hint?: string },
 ): Promise<{ output: string }> {
   return new Promise((resolve, reject) => {
     const child = spawn('make', [`ARCH=${CROSS.ARCH}`, `CROSS_COMPILE=${CROSS.CROSS_COMPILE}`, ...args], {
@@ -42,7 +42,7 @@ export function kmake(
       // The compiler's and make's own words: the error lines first, else the tail of everything.
       const said = errors.filter((l) => /error|Error|\*\*\*|undefined|fatal/.test(l));
       const shown = (said.length ? said : errors.length ? errors : lines).slice(-20).join('\n    ');
-      reject(new TcelabError(opts.what, `make exited with ${signal ?? `code ${code}`}:\n    ${shown}`, KBUILD_HINT));
+      reject(new TcelabError(opts.what, `make exited with ${signal ?? `code ${code}`}:\n    ${shown}`, opts.hint ?? KBUILD_HINT));
     });
   });
 }

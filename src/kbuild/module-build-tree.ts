@@ -31,6 +31,8 @@ export interface ModuleBuildTree {
   kcflags: string;
   /** How long preparing took (0 when it was cached). */
   preparedMs: number;
+  /** What identifies the tree's content when its O= dir can hold another build later (a kernel built from source). */
+  key?: string;
 }
 
 /** What a tree is prepared from: the source, the kernel's config, release, vermagic and Module.symvers. */

@@ -45,7 +45,10 @@ export async function buildOutOfTreeModule(
   progress: Progress,
 ): Promise<BuiltModule> {
   const files = (await readdir(srcDir)).filter((f) => /\.(c|h)$/.test(f) || f === 'Kbuild').sort();
-  const hash = createHash('sha256').update(tree.out).update(tree.kcflags);
+  const hash = createHash('sha256')
+    .update(tree.out)
+    .update(tree.kcflags)
+    .update(tree.key ?? '');
   for (const f of files) hash.update(f).update(await readFile(join(srcDir, f)));
   const dir = join(cache, 'kernel-build', 'modules', `${name}-${tree.release}-${hash.digest('hex').slice(0, 16)}`);
   const record = join(dir, 'module.json');

@@ -37,8 +37,23 @@ export interface KernelFacts {
   /** Each recorded option's value: y, m, a string, or "not set". */
   config: Record<string, string>;
   modules: Record<string, ModuleState>;
-  /** Where it came from: the spec and, for Debian, the image package and version. */
-  source: { spec: string; package?: string; version?: string; layout?: 'single' | 'split' | 'local' };
+  /** Where it came from: the spec and, for Debian, the image package and version; for a kernel built from source, its build. */
+  source: { spec: string; package?: string; version?: string; layout?: 'single' | 'split' | 'local' | 'source'; build?: KernelBuildFacts };
+}
+
+/** A kernel tcelab built from source: what from, where (its O= dir, where modules for it are built too), and the build's key. */
+export interface KernelBuildFacts {
+  /** The source tree, as said in reports: "linux-source-6.12 6.12.117-1", "/src/linux@v6.12 (1f2e3d4c5b6a)". */
+  tree: string;
+  /** The source directory make ran in, and the O= directory. */
+  dir: string;
+  out: string;
+  /** The commit of a git tree (with "+<hash>" for local changes). */
+  content: string;
+  /** The build's cache key (the tree's content, the configuration, the compiler). */
+  key: string;
+  /** How long make took for this image (0: the build was there already). */
+  buildMs: number;
 }
 
 /** CONFIG_X=value lines of a kernel .config; "# CONFIG_X is not set" reads as absent. */

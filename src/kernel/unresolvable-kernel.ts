@@ -17,9 +17,15 @@ interface NamedPath {
   type: 'file' | 'directory';
 }
 
+/** A source kernel's kconfig additions that are files (the others are options). */
+const fragmentFiles = (kconfig: string[]): NamedPath[] =>
+  kconfig.filter((k) => !k.startsWith('CONFIG_')).map((path) => ({ path, what: 'a kconfig fragment', type: 'file' }));
+
 /** The paths each kind of spec names, in the order a user would look for them; a Debian suite names none. */
 const NAMED_PATHS: { [K in KernelSpec['kind']]: (spec: Extract<KernelSpec, { kind: K }>) => NamedPath[] } = {
   debian: () => [],
+  tree: (spec) => [{ path: spec.path, what: 'the kernel source tree', type: 'directory' }, ...fragmentFiles(spec.kconfig)],
+  'debian-source': (spec) => fragmentFiles(spec.kconfig),
   deb: (spec) => spec.files.map((path) => ({ path, what: 'a kernel package', type: 'file' })),
   local: (spec) => [
     { path: spec.vmlinux, what: 'the vmlinux', type: 'file' },
@@ -35,6 +41,9 @@ const NAMED_PATHS: { [K in KernelSpec['kind']]: (spec: Extract<KernelSpec, { kin
 /** What each kind of spec names, said when one of its paths is missing. */
 const PATHS_HINT: Record<KernelSpec['kind'], string> = {
   debian: '',
+  tree:
+    'tree:<path>[@<ref>] names a git tree of the kernel source on this machine; kconfig=<file> names a fragment of ' + 'CONFIG_X=… lines',
+  'debian-source': 'kconfig=<file> names a fragment of CONFIG_X=… lines on this machine',
   deb: 'deb:<file.deb>[,<file.deb>…] names Debian kernel packages on this machine',
   local:
     'local:<vmlinux>[,<modules root>] names the vmlinux of a kernel build and, optionally, the INSTALL_MOD_PATH ' +

@@ -4,7 +4,7 @@ import { accessSync, constants, existsSync } from 'node:fs';
 import { Validator, parseJsonText, substituteVariables, type Spec } from '../util/validate.js';
 import { InputError, TcelabError } from '../util/errors.js';
 import { profilesDir } from '../util/paths.js';
-import { DEFAULT_KERNEL, parseKernelSpec } from '../kernel/kernel-spec.js';
+import { DEFAULT_KERNEL, parseKernelSpec, withKconfigAdditions } from '../kernel/kernel-spec.js';
 import { extraModules, IMAGE_VARIANT_PATTERN, type ImageVariant, runsQemu } from '../image/image-variant.js';
 
 /**
@@ -334,18 +334,31 @@ export async function loadProfile(nameOrPath = 'emulated', env: NodeJS.ProcessEn
   return withInputs(validateProfile(parseJsonText(text, `profile ${name}`), name, env), {
     kernel: env.TCELAB_KERNEL,
     qemu: env.TCELAB_QEMU,
+    kconfigAdd: kconfigAdditions(env),
   });
 }
 
+/** --kconfig-add's options and fragments (the CLI passes them as TCELAB_KCONFIG_ADD, a JSON list). */
+export function kconfigAdditions(env: NodeJS.ProcessEnv = process.env): string[] {
+  if (!env.TCELAB_KCONFIG_ADD) return [];
+  const list = parseJsonText(env.TCELAB_KCONFIG_ADD, 'TCELAB_KCONFIG_ADD');
+  if (!Array.isArray(list) || list.some((x) => typeof x !== 'string'))
+    throw new InputError('TCELAB_KCONFIG_ADD', env.TCELAB_KCONFIG_ADD, 'must be a JSON list of strings (CONFIG_X=y or fragment files)');
+  return list as string[];
+}
+
 /**
- * A profile with the inputs under test given on the command line: the guest kernel (--kernel) and the host
- * QEMU binary (--qemu). Both are checked here, before anything starts.
+ * A profile with the inputs under test given on the command line: the guest kernel (--kernel, which carries any
+ * --kconfig-add already), the kconfig additions for the profile's own kernel when no --kernel is given, and the
+ * host QEMU binary (--qemu). All are checked here, before anything starts.
  */
-export function withInputs(profile: Profile, inputs: { kernel?: string; qemu?: string }): Profile {
+export function withInputs(profile: Profile, inputs: { kernel?: string; qemu?: string; kconfigAdd?: string[] }): Profile {
   let out = profile;
   if (inputs.kernel !== undefined) {
     parseKernelSpec(inputs.kernel, '--kernel');
     out = { ...out, guest: { ...out.guest, kernel: inputs.kernel } };
+  } else if (inputs.kconfigAdd?.length) {
+    out = { ...out, guest: { ...out.guest, kernel: withKconfigAdditions(out.guest.kernel, inputs.kconfigAdd, 'guest.kernel') } };
   }
   if (inputs.qemu !== undefined) {
     checkQemuBinary(inputs.qemu);

@@ -12,7 +12,13 @@ const ORPHAN_MS = 30_000;
  * Runs `fn` holding the lock at `dir` (one holder across processes: mkdir is atomic). A lock whose holder died is
  * taken over; a waiter says whom it waits for.
  */
-export async function withLock<T>(dir: string, what: string, progress: Progress, fn: () => Promise<T>): Promise<T> {
+export async function withLock<T>(
+  dir: string,
+  what: string,
+  progress: Progress,
+  fn: () => Promise<T>,
+  opts: { waitMs?: number } = {},
+): Promise<T> {
   let holder = '';
   let said = false;
   await pollUntil(
@@ -34,7 +40,12 @@ export async function withLock<T>(dir: string, what: string, progress: Progress,
       said = true;
       return undefined;
     },
-    { timeoutMs: WAIT_MS, intervalMs: 500, lastSeen: () => `held by ${holder}`, hint: `if it is stuck, stop it, or remove ${dir}` },
+    {
+      timeoutMs: opts.waitMs ?? WAIT_MS,
+      intervalMs: 500,
+      lastSeen: () => `held by ${holder}`,
+      hint: `if it is stuck, stop it, or remove ${dir}`,
+    },
   );
   await writeFile(join(dir, 'pid'), `${process.pid}\n`);
   try {

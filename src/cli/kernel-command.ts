@@ -1,0 +1,32 @@
+import { readFile } from 'node:fs/promises';
+import { allconfigText, askedOptions, LAB_FRAGMENT } from '../kbuild/lab-config.js';
+import { KCONFIG_OPTION } from '../kernel/kernel-spec.js';
+import { InputError } from '../util/errors.js';
+import { resolve } from 'node:path';
+
+/**
+ * `tcelab kernel config [--kconfig-add FILE|CONFIG_X=y …] [--64k]`: the configuration tcelab builds a kernel from
+ * source with — the lab's fragment as it is in the repository (each option with why it is there), the page size,
+ * then the user's additions (files read and checked) — as KCONFIG_ALLCONFIG gets it over allnoconfig.
+ */
+export async function kernelConfigCommand(args: { kconfigAdd: string[]; pages64k: boolean; json: boolean }): Promise<number> {
+  const additions = args.kconfigAdd.map((a) => {
+    if (a.startsWith('CONFIG_') && !KCONFIG_OPTION.test(a))
+      throw new InputError('--kconfig-add', a, 'is not CONFIG_X=y|m|n, a number or a "quoted string"');
+    return a.startsWith('CONFIG_') ? a : resolve(a);
+  });
+  const asked = await askedOptions(args.pages64k ? 'powerpc64le-64k' : 'powerpc64le', additions);
+  if (args.json) {
+    process.stdout.write(`${JSON.stringify({ fragment: LAB_FRAGMENT, options: asked }, null, 2)}\n`);
+    return 0;
+  }
+  const page = asked.filter((o) => o.by === 'lab' && o.at.startsWith('the page size'));
+  const user = asked.filter((o) => o.by === 'user');
+  process.stdout.write(
+    `# ${LAB_FRAGMENT}\n${await readFile(LAB_FRAGMENT, 'utf8')}\n# --- ${page[0]?.at ?? 'the page size'}\n${allconfigText(page)}` +
+      (user.length
+        ? `\n# --- your additions (--kconfig-add), last: a later line wins\n${user.map((o) => `# ${o.at}\n${allconfigText([o])}`).join('')}`
+        : ''),
+  );
+  return 0;
+}

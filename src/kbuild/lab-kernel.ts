@@ -1,0 +1,180 @@
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
+import { join } from 'node:path';
+import type { KernelFlavour } from '../kernel/kernel-spec.js';
+import { withLock } from '../util/lock.js';
+import type { Progress } from '../util/progress.js';
+import type { KernelSourceTree } from './kernel-source.js';
+import { type AskedOption, allconfigText, unmetOptions, unmetOptionsError } from './lab-config.js';
+import { CROSS, KBUILD_HINT, kmake } from './make.js';
+import { crossCompilerVersion } from './module-build-tree.js';
+
+/**
+ * A lab kernel built from a source tree, out of tree (O= in the cache): `allnoconfig` with the lab's fragment and
+ * the user's additions, every option checked, then vmlinux and the modules (ccache, all cores), and
+ * `modules_install` into a modules root: what `local:` staging takes.
+ */
+export interface BuiltKernel {
+  /** The O= directory (kept: the next build of the same tree and page size is incremental in it). */
+  out: string;
+  vmlinux: string;
+  /** INSTALL_MOD_PATH of modules_install: lib/modules/<release>/ below it. */
+  modulesRoot: string;
+  release: string;
+  /** What the build is of: the tree's content, the configuration and the compiler (the cache key). */
+  key: string;
+  source: { dir: string; describe: string; key: string };
+  /** How long make took this time (0: the build was there already), and how many objects it compiled. */
+  buildMs: number;
+  compiled: number;
+}
+
+/** What one build takes: the tree, where to build it, and its configuration. */
+export interface LabKernelBuild {
+  source: KernelSourceTree;
+  /** The O= directory's name in the cache (one per tree and page size: builds of the same tree are incremental). */
+  outName: string;
+  flavour: KernelFlavour;
+  asked: AskedOption[];
+  /** Where the user's additions came from, named when one does not come out as asked. */
+  field?: string;
+}
+
+/** The record of the last build in an O= dir (tcelab-build.json). */
+type BuildRecord = BuiltKernel & { coldObjects?: number; format: number };
+
+/** The format of a build (flags and environment make does not see on its command lines): another one starts the O= dir over. */
+export const BUILD_FORMAT = 2;
+const FORMAT = BUILD_FORMAT;
+
+/** Where builds of trees live, and ccache's store. */
+export const kernelBuildDir = (cache: string) => join(cache, 'kernel-build', 'trees');
+export const ccacheDir = (cache: string) => join(cache, 'ccache');
+
+/** Compiles of a cold build of the lab configuration (measured on Debian's 6.12.117: 937), for the progress bar before a first build counted them. */
+const LAB_CONFIG_OBJECTS = 940;
+
+/** What to do when make fails in a tree: the compiler's lines say what; the tools may be missing; the O= dir may be stale. */
+const buildHint = (tree: string, out: string) =>
+  `the compiler's lines above say what failed in ${tree}; if the tools are missing, ${KBUILD_HINT}; ` +
+  `a build dir left inconsistent (an interrupted build) is removed with rm -rf ${out}`;
+
+/** A build's fixed identity: no timestamp, user, host or build counter of this machine ends up in the kernel. */
+const REPRODUCIBLE = {
+  KBUILD_BUILD_TIMESTAMP: 'Thu Jan  1 00:00:00 UTC 1970',
+  KBUILD_BUILD_USER: 'tcelab',
+  KBUILD_BUILD_HOST: 'tcelab',
+  KBUILD_BUILD_VERSION: '1',
+};
+
+/** The cache key of a build: its source's content, the configuration asked for, the compiler and the format. */
+export async function labKernelKey(sourceKey: string, asked: AskedOption[]): Promise<string> {
+  return createHash('sha256')
+    .update(JSON.stringify({ FORMAT, sourceKey, compiler: await crossCompilerVersion() }))
+    .update(allconfigText(asked))
+    .digest('hex')
+    .slice(0, 20);
+}
+
+/** Builds (or finds built) a lab kernel; options the tree cannot give are an error before anything is compiled. */
+export async function buildLabKernel(b: LabKernelBuild, cache: string, progress: Progress): Promise<BuiltKernel> {
+  const out = join(kernelBuildDir(cache), b.outName);
+  const key = await labKernelKey(b.source.key, b.asked);
+  const record = join(out, 'tcelab-build.json');
+  const built = async (): Promise<BuiltKernel | undefined> => {
+    const r = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
+    return r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot)
+      ? { ...(r as BuiltKernel), buildMs: 0, compiled: 0 }
+      : undefined;
+  };
+  const before = await built();
+  if (before) return before;
+  await mkdir(kernelBuildDir(cache), { recursive: true });
+  // A cold build takes minutes: a second process building the same tree waits for it (an hour at most).
+  return withLock(
+    `${out}.lock`,
+    `build ${b.source.describe}`,
+    progress,
+    async () => (await built()) ?? make(b, out, key, record, cache, progress),
+    {
+      waitMs: 60 * 60_000,
+    },
+  );
+}
+
+async function make(b: LabKernelBuild, out: string, key: string, record: string, cache: string, progress: Progress): Promise<BuiltKernel> {
+  const t0 = Date.now();
+  await mkdir(out, { recursive: true });
+  await mkdir(ccacheDir(cache), { recursive: true });
+  let previous = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuildRecord>;
+  // A dir left by another format of build (other flags, not on make's command lines) is started over; one whose last
+  // build failed (no record) is not: the build after a fix is incremental.
+  const formatFile = join(out, 'tcelab-format');
+  const format = (await readFile(formatFile, 'utf8').catch(() => undefined))?.trim() ?? previous.format?.toString();
+  if (existsSync(join(out, '.config')) && format !== undefined && format !== String(FORMAT)) {
+    progress.info(`${out} holds a build of another format (${format}): building from scratch`);
+    await rm(out, { recursive: true, force: true });
+    await mkdir(out, { recursive: true });
+    previous = {};
+  }
+  await writeFile(formatFile, `${FORMAT}\n`);
+  // Invalid until this build completes: an interrupted build is never taken for a finished one.
+  await rm(record, { force: true });
+  const allconfig = join(out, 'tcelab.allconfig');
+  await writeFile(allconfig, allconfigText(b.asked));
+  // No CCACHE_BASEDIR: ccache would then compile with paths relative to O=, and the kernel's -fmacro-prefix-map no
+  // longer strips the tree's path from __FILE__ (a WARN then names ../../../kernel-source/…/mm/mmu_context.c).
+  const env = { ...REPRODUCIBLE, CCACHE_DIR: ccacheDir(cache) };
+  const cc = [`CC=ccache ${CROSS.CROSS_COMPILE}gcc`, 'HOSTCC=ccache gcc'];
+  const makeIn = (what: string, args: string[], onLine?: (l: string) => void) =>
+    kmake(['-C', b.source.dir, `O=${out}`, ...cc, ...args], {
+      cwd: b.source.dir,
+      what,
+      env,
+      onLine,
+      hint: buildHint(b.source.describe, out),
+    });
+  await progress.step(
+    `configure ${b.source.describe} (allnoconfig + the lab fragment, ${b.asked.filter((o) => o.by === 'user').length} of yours)`,
+    () => makeIn(`configure ${b.source.describe}`, [`KCONFIG_ALLCONFIG=${allconfig}`, 'allnoconfig']),
+  );
+  const unmet = unmetOptions(b.asked, await readFile(join(out, '.config'), 'utf8'));
+  if (unmet.length) throw unmetOptionsError(unmet, b.source.describe, b.field);
+  const cold = !existsSync(join(out, 'vmlinux'));
+  const total = previous.coldObjects ?? LAB_CONFIG_OBJECTS;
+  let compiled = 0;
+  await progress.step(`build ${b.source.describe} (make -j${availableParallelism()} vmlinux modules, ccache)`, (update) =>
+    makeIn(`build ${b.source.describe}`, [`-j${availableParallelism()}`, 'vmlinux', 'modules'], (line) => {
+      const m = /^\s+(?:CC|AS)(?: \[M\])?\s+(\S+\.o)$/.exec(line);
+      if (!m) return;
+      compiled++;
+      // A cold build's bar counts against a full build's compiles; an incremental one says what it compiles.
+      update(`${compiled}${cold ? `/≈${total}` : ''} ${m[1]}`, cold ? Math.min(0.99, compiled / total) : undefined);
+    }),
+  );
+  const release = (await readFile(join(out, 'include', 'config', 'kernel.release'), 'utf8')).trim();
+  const modulesRoot = join(out, 'tcelab-modules');
+  await rm(modulesRoot, { recursive: true, force: true });
+  await progress.step(`install the modules of ${release}`, () =>
+    makeIn(`make modules_install (${release})`, [`INSTALL_MOD_PATH=${modulesRoot}`, 'INSTALL_MOD_STRIP=1', 'modules_install']),
+  );
+  const result: BuiltKernel = {
+    out,
+    vmlinux: join(out, 'vmlinux'),
+    modulesRoot,
+    release,
+    key,
+    source: { dir: b.source.dir, describe: b.source.describe, key: b.source.key },
+    buildMs: Date.now() - t0,
+    compiled,
+  };
+  // A cold build's count is the next cold build's bar.
+  const coldObjects = cold ? compiled : previous.coldObjects;
+  await writeFile(record, `${JSON.stringify({ ...result, coldObjects, format: FORMAT } satisfies BuildRecord, null, 2)}\n`);
+  progress.info(
+    `kernel ${release} built from ${b.source.describe} in ${(result.buildMs / 1000).toFixed(1)} s (${compiled} objects compiled)`,
+  );
+  return result;
+}
