@@ -33,8 +33,8 @@ export const KERNEL_DEFECTS = {
       'H_STUFF_TCE / H_PUT_TCE_INDIRECT that start inside a window and run past its end, and kvmppc_tce_put() then indexes ' +
       'stt->pages[] past its end; VFIO_IOMMU_UNMAP_DMA past the end of a window succeeds',
     fix: 'upstream 0b271f7d7f5e "powerpc/iommu: Fix the overflow validation in iommu_tce_check_ioba"',
-    // Read in Debian's sources: 6.12.107 without it; 6.12.118, 7.2.11, 7.2.13 and 7.3.4 with it.
-    fixedIn: ['6.12.118', '7.2.11'],
+    // Read in Debian's sources: 6.12.107 without it; 6.12.117, 6.12.118, 7.2.11, 7.2.13 and 7.3.4 with it.
+    fixedIn: ['6.12.117', '7.2.11'],
     unsafe:
       'measured 2026-12-07 on Debian 6.12.107 as the KVM lab host: H_PUT_TCE_INDIRECT at the last entry of a window with a VFIO group ' +
       'attached, npages 2, Oopsed the host ("Unable to handle kernel data access on write" in kvmppc_tce_iommu_map, from ' +
