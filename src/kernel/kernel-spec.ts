@@ -152,13 +152,19 @@ const SCHEMES = ['debian', 'deb', 'local', 'tree', 'debian-source'];
  */
 export function splitKernelList(text: string): string[] {
   const out: string[] = [];
+  const schemeOf = (spec: string) => spec.slice(0, Math.max(0, spec.indexOf(':')));
   for (const part of text.split(',')) {
-    const scheme = part.slice(0, Math.max(0, part.indexOf(':')));
-    if (out.length && !SCHEMES.includes(scheme)) out[out.length - 1] += `,${part}`;
+    const previous = out.at(-1);
+    // Only a spec whose syntax has comma parts takes one; after debian:… a part is a spec of its own (and says so if bad).
+    if (previous !== undefined && !SCHEMES.includes(schemeOf(part)) && TAKES_COMMA_PARTS.includes(schemeOf(previous)))
+      out[out.length - 1] += `,${part}`;
     else if (part) out.push(part);
   }
   return out;
 }
+
+/** The schemes whose specs have comma-separated parts: local:<vmlinux>,<root>, deb:<a>,<b>, tree:…,64k, debian-source:…,kconfig=. */
+const TAKES_COMMA_PARTS = ['deb', 'local', 'tree', 'debian-source'];
 
 /**
  * A source kernel's spec with the user's kconfig additions (--kconfig-add) appended; any other kernel cannot take

@@ -157,7 +157,10 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
     [['run', 'window-map-release', '--set', 'sizeMiB=4'], /this scenario takes no options/],
     [['run', 'nosuch'], /tcelab run: nosuch: is neither a scenario nor a profile/],
     // The kernel and QEMU under test are inputs like any other.
-    [['run', 'prereg-accounting', '--kernel', 'trixie'], /--kernel: trixie: must start with debian:, deb: or local:/],
+    [
+      ['run', 'prereg-accounting', '--kernel', 'trixie'],
+      /--kernel: trixie: must start with debian:, deb:, local:, tree: or debian-source:/,
+    ],
     [['run', 'prereg-accounting', '--kernel', 'debian:sid/16k'], /--kernel: debian:sid\/16k: must be debian:<suite>\[\/4k\|\/64k\]/],
     [['run', 'prereg-accounting', '--qemu', '/nonexistent/qemu'], /--qemu: \/nonexistent\/qemu: does not exist/],
     [['matrix', 'prereg-accounting', '--kernels', 'debian:trixie,nope'], /--kernels: nope: must start with debian:/],

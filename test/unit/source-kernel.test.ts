@@ -112,6 +112,8 @@ describe('kernels built from source: specs', () => {
       'local:/v,/m',
       'debian-source:6.12.107',
     ]);
+    // After a debian: spec (no comma parts) a part is a spec of its own, so a bad one is named by itself.
+    expect(splitKernelList('debian:trixie,nope')).toEqual(['debian:trixie', 'nope']);
   });
 
   it('a tree or a fragment that is not there is bad input, before anything runs', () => {
