@@ -18,11 +18,9 @@ import { mergeCommand } from './merge-command.js';
 import { reproExportCommand, reproTryCommand } from './repro-command.js';
 import { fuzzHcallCommand } from './fuzz-command.js';
 import { InputError } from '../util/errors.js';
-import { listProfiles, resolveProfilePath } from '../qemu/profile.js';
+import { listProfiles } from '../qemu/profile.js';
+import { profileExists, requireProfileInput } from './profile-input.js';
 import { listScenarioFiles } from '../scenario/data/scenario-file.js';
-import { existsSync } from 'node:fs';
-
-const profileExists = async (nameOrPath: string) => existsSync(resolveProfilePath(nameOrPath));
 
 /** --kcidb and --ktap: what KernelCI and KTAP readers get, on every command that has reports (run, matrix, report). */
 const EXCHANGE_OPTIONS = {
@@ -135,7 +133,7 @@ function runEntry(run: Run): CommandModule {
           if (a.all) return scenarioCommand(args);
           const resolved = a.target ? await resolveScenario(a.target) : undefined;
           if (resolved) return scenarioCommand(args, resolved);
-          if (a.target && !(await profileExists(a.target))) {
+          if (a.target && !profileExists(a.target)) {
             throw new InputError(
               'tcelab run',
               a.target,
@@ -146,13 +144,7 @@ function runEntry(run: Run): CommandModule {
           // A profile boot: the target or --profile names it (both only if they agree: one lab is booted).
           if (a.target && a.profile && a.target !== a.profile)
             throw new InputError('tcelab run', '--profile', `boots one profile: ${a.target} is one already (drop --profile or the target)`);
-          if (a.profile && !(await profileExists(a.profile)))
-            throw new InputError(
-              'tcelab run',
-              '--profile',
-              `no such profile: ${a.profile}`,
-              `profiles: ${(await listProfiles()).join(', ')}`,
-            );
+          if (a.profile) await requireProfileInput('tcelab run', a.profile);
           return runBootCommand({ profile: a.target ?? a.profile ?? 'emulated', json: a.json, shutdown: a.shutdown });
         })(),
       ),

@@ -1,8 +1,8 @@
-import { existsSync } from 'node:fs';
+import { requireProfileInput } from './profile-input.js';
 import { resolve } from 'node:path';
 import { type HcallFuzzSummary, runHcallFuzz } from '../fuzz/hcall-fuzz.js';
 import { MODEL_FAULTS, type ModelFault } from '../fuzz/qemu-tce-model.js';
-import { listProfiles, loadProfile, resolveProfilePath, runsUnderKvm } from '../qemu/profile.js';
+import { loadProfile, runsUnderKvm } from '../qemu/profile.js';
 import { defaultResultsDir } from '../scenario/runner.js';
 import { InputError } from '../util/errors.js';
 import { StderrProgress } from '../util/progress.js';
@@ -60,8 +60,7 @@ export async function fuzzHcallCommand(args: FuzzHcallArgs): Promise<number> {
   const time = seconds('--time', args.time);
   const faults = parseFaults(args.seedFaults);
   const profileName = args.profile ?? 'emulated';
-  if (!existsSync(resolveProfilePath(profileName)))
-    throw new InputError(WHAT, '--profile', `no such profile: ${profileName}`, `profiles: ${(await listProfiles()).join(', ')}`);
+  await requireProfileInput(WHAT, profileName);
   const profile = await loadProfile(profileName);
   // The model is of QEMU's own handlers: under KVM the host kernel answers the TCE hypercalls (another model).
   if (runsUnderKvm(profile) || profile.inner || !profile.devices.some((d) => d.driver === 'edu'))

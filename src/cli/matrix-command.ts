@@ -1,3 +1,4 @@
+import { requireProfileInput } from './profile-input.js';
 import { resolveQemuInput } from '../qemu/stage-qemu.js';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -68,8 +69,7 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   if (!args.all && args.scenarios.length === 0)
     throw new InputError('tcelab matrix', '(no scenario)', 'name the scenarios to run, or --all');
   const set = parseSetOptions(args.set);
-  // A profile that does not load is bad input before anything starts.
-  if (args.profile) await loadProfile(args.profile);
+  if (args.profile) await requireProfileInput('tcelab matrix', args.profile);
   const base: SuiteEntry[] = [];
   if (args.all) {
     for (const f of await allScenarioFiles()) base.push(...entriesFor(definitionFromFile(f, procedures), f, set, args.profile));

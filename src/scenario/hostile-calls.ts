@@ -1,8 +1,7 @@
 import { readFile } from 'node:fs/promises';
-import { GuestHypercalls, type IndirectList, ddwPeArgs } from '../agent/hcall.js';
-import { HCALL_OPCODES, HCALL_RETURN_CODES, hcallReturnName, RTAS_STATUSES, rtasStatusName } from '../agent/hcall-codes.js';
+import { GuestHypercalls, type IndirectList } from '../agent/hcall.js';
+import { HCALL_OPCODES, HCALL_RETURN_CODES, RTAS_STATUSES } from '../agent/hcall-codes.js';
 import { runsUnderKvm } from '../qemu/profile.js';
-import { TcelabError } from '../util/errors.js';
 import { type KernelDefectId, knownDefectText } from './kernel-defects.js';
 import type { ScenarioContext } from './scenario.js';
 
@@ -137,15 +136,6 @@ export function recordAnswer(
 ): boolean {
   const known = defect && defectApplies && measured !== expected ? knownDefectText(defect, ctx.kernel) : undefined;
   return ctx.checks.record(name, measured === expected, expected, measured, detail, known);
-}
-
-export { ddwPeArgs, hcallReturnName, rtasStatusName };
-
-/** An RTAS status by name ("success", "parameter error") or number. */
-export function rtasStatusOf(name: string): number {
-  const v = (RTAS_STATUSES as Record<string, number>)[name];
-  if (v === undefined) throw new TcelabError('rtas', `unknown status name ${JSON.stringify(name)}`, `known: ${RTAS_NAMES.join(', ')}`);
-  return v;
 }
 
 /**

@@ -1,11 +1,14 @@
 import { expect } from 'vitest';
 import { mkdtempSync, readdirSync, existsSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { loadProfile, type Profile } from '../../src/qemu/profile.js';
 import { requireGuestImage } from '../../src/image/image-builder.js';
 import type { GuestImage } from '../../src/image/image-cache.js';
 import { describePressure } from '../../src/probes/pressure.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
+import { packageRoot } from '../../src/util/paths.js';
+import { liveLabQemuPids } from './processes.js';
 
 /** Every test's runtime root starts with this, so leftovers can be attributed to the suite. */
 export const TEST_ROOT_PREFIX = `/tmp/tcelab-t-${process.env.TCELAB_TEST_RUN ?? process.pid}-`;
@@ -46,4 +49,25 @@ export function expectPassed(report: ScenarioReport): void {
     notPassing: [],
   });
   expect(report.passed).toBe(true);
+}
+
+/**
+ * `tcelab run <target> [args…] --results <tmp> --json` in a runtime root of its own: the report, the exit status and
+ * stderr; no QEMU of it is left behind.
+ */
+export function runScenarioCli(
+  target: string,
+  args: string[] = [],
+  timeoutMs = 170_000,
+): { report: ScenarioReport; status: number | null; stderr: string } {
+  const root = testRuntimeRoot();
+  const argv = ['run', target, ...args, '--results', mkdtempSync('/tmp/tcelab-res-'), '--json'];
+  const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...argv], {
+    encoding: 'utf8',
+    env: { ...process.env, TCELAB_RUNTIME_DIR: root },
+    timeout: timeoutMs,
+  });
+  if (!cli.stdout.trim()) throw new Error(`tcelab ${argv.join(' ')} printed no report: ${cli.stderr.slice(-3000)}`);
+  expect(liveLabQemuPids(root)).toEqual([]);
+  return { report: JSON.parse(cli.stdout) as ScenarioReport, status: cli.status, stderr: cli.stderr };
 }

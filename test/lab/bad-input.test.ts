@@ -164,6 +164,7 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
     [['run', 'prereg-accounting', '--kernel', 'debian:sid/16k'], /--kernel: debian:sid\/16k: must be debian:<suite>\[\/4k\|\/64k\]/],
     [['run', 'prereg-accounting', '--qemu', '/nonexistent/qemu'], /--qemu: \/nonexistent\/qemu: does not exist/],
     [['matrix', 'prereg-accounting', '--kernels', 'debian:trixie,nope'], /--kernels: nope: must start with debian:/],
+    [['matrix', 'hostile-guest', '--kernels', 'debian:trixie', '--profile', 'nosuch'], /--profile: no such profile: nosuch/],
     [['matrix', '--kernels', 'debian:trixie'], /tcelab matrix: \(no scenario\): name the scenarios to run, or --all/],
     [['guest', 'build', '--kernel', 'local:'], /--kernel: local:: must be local:<vmlinux>/],
     // A spec that parses but cannot resolve is bad input too: a suite the mirror lacks (it says which it has), a missing path.

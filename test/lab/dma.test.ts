@@ -1,26 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
-import { packageRoot } from '../../src/util/paths.js';
-import { judgedNotPassing, testRuntimeRoot } from '../helpers/lab.js';
-import { liveLabQemuPids } from '../helpers/processes.js';
+import { judgedNotPassing, runScenarioCli } from '../helpers/lab.js';
 
 /** `tcelab run dma-integrity [--set seedFaults=…] --json`: the report, its exit status and stderr. */
-function dmaRun(faults?: string): { report: ScenarioReport; status: number | null; stderr: string } {
-  const root = testRuntimeRoot();
-  const results = mkdtempSync('/tmp/tcelab-res-');
-  const args = ['run', 'dma-integrity', ...(faults ? ['--set', `seedFaults=${faults}`] : []), '--results', results, '--json'];
-  const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, TCELAB_RUNTIME_DIR: root },
-    timeout: 170_000,
-  });
-  if (!cli.stdout.trim()) throw new Error(`tcelab ${args.join(' ')} printed no report: ${cli.stderr.slice(-3000)}`);
-  expect(liveLabQemuPids(root)).toEqual([]);
-  return { report: JSON.parse(cli.stdout) as ScenarioReport, status: cli.status, stderr: cli.stderr };
-}
+const dmaRun = (faults?: string) => runScenarioCli('dma-integrity', faults ? ['--set', `seedFaults=${faults}`] : []);
 
 const notPassing = (r: ScenarioReport) =>
   r.checks

@@ -1,26 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { packageRoot } from '../../src/util/paths.js';
-import { judgedNotPassing, testRuntimeRoot } from '../helpers/lab.js';
-import { liveLabQemuPids } from '../helpers/processes.js';
-
-/** `tcelab run <scenario> --json` on the emulated lab: the report and the exit status. */
-function run(target: string): { report: ScenarioReport; status: number | null; stderr: string } {
-  const root = testRuntimeRoot();
-  const results = mkdtempSync('/tmp/tcelab-res-');
-  const args = ['run', target, '--results', results, '--json'];
-  const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, TCELAB_RUNTIME_DIR: root },
-    timeout: 280_000,
-  });
-  if (!cli.stdout.trim()) throw new Error(`tcelab ${args.join(' ')} printed no report: ${cli.stderr.slice(-3000)}`);
-  expect(liveLabQemuPids(root)).toEqual([]);
-  return { report: JSON.parse(cli.stdout) as ScenarioReport, status: cli.status, stderr: cli.stderr };
-}
+import { judgedNotPassing, runScenarioCli } from '../helpers/lab.js';
 
 /**
  * A hostile guest on the emulated lab: the tcelab_hcall module, built from Debian's source of the image's kernel,
@@ -28,7 +10,7 @@ function run(target: string): { report: ScenarioReport; status: number | null; s
  */
 describe('a hostile guest', () => {
   it('tcelab run hostile-guest: every answer as QEMU 10.0 promises, nothing written where refused', () => {
-    const { report, status, stderr } = run('hostile-guest');
+    const { report, status, stderr } = runScenarioCli('hostile-guest', [], 280_000);
     expect({ error: report.error, notPassing: report.checks.filter(judgedNotPassing) }, stderr.slice(-2000)).toEqual({
       error: undefined,
       notPassing: [],
@@ -47,7 +29,7 @@ describe('a hostile guest', () => {
     put.expect = 'H_SUCCESS';
     const swapped = join(mkdtempSync('/tmp/tcelab-hostile-'), 'hostile-guest-swapped.json');
     writeFileSync(swapped, JSON.stringify(file));
-    const { report, status } = run(swapped);
+    const { report, status } = runScenarioCli(swapped, [], 280_000);
     expect(report.checks.filter(judgedNotPassing).map((c) => `${c.name}: ${c.measured}`)).toEqual([
       'step 8: hcall PUT one past the end: H_PARAMETER',
     ]);

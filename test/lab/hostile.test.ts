@@ -2,24 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { packageRoot } from '../../src/util/paths.js';
-import { judgedNotPassing, testRuntimeRoot } from '../helpers/lab.js';
-import { liveLabQemuPids } from '../helpers/processes.js';
-
-/** `tcelab run <scenario or file> --json`: the report, its exit status and stderr. */
-function run(target: string): { report: ScenarioReport; status: number | null; stderr: string } {
-  const root = testRuntimeRoot();
-  const args = ['run', target, '--results', mkdtempSync('/tmp/tcelab-res-'), '--json'];
-  const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...args], {
-    encoding: 'utf8',
-    env: { ...process.env, TCELAB_RUNTIME_DIR: root },
-    timeout: 170_000,
-  });
-  if (!cli.stdout.trim()) throw new Error(`tcelab ${args.join(' ')} printed no report: ${cli.stderr.slice(-3000)}`);
-  expect(liveLabQemuPids(root)).toEqual([]);
-  return { report: JSON.parse(cli.stdout) as ScenarioReport, status: cli.status, stderr: cli.stderr };
-}
+import { judgedNotPassing, runScenarioCli, testRuntimeRoot } from '../helpers/lab.js';
 
 interface FileStep {
   step: string;
@@ -33,7 +17,7 @@ interface FileStep {
  */
 describe('a hostile process: the container fd in another process', () => {
   it('tcelab run hostile-process: every ioctl of a fork, an SCM_RIGHTS receiver and a pidfd_getfd taker refused, nothing changed', () => {
-    const { report, status, stderr } = run('hostile-process');
+    const { report, status, stderr } = runScenarioCli('hostile-process');
     expect({ error: report.error, notPassing: report.checks.filter((c) => c.status === 'fail') }, stderr.slice(-2000)).toEqual({
       error: undefined,
       notPassing: [],
@@ -87,7 +71,7 @@ describe('a hostile process: the container fd in another process', () => {
       );
       const path = join(mkdtempSync('/tmp/tcelab-scn-'), 'hostile-thread.json');
       writeFileSync(path, JSON.stringify({ ...file, steps }));
-      const { report, status } = run(path);
+      const { report, status } = runScenarioCli(path);
       expect(report.error).toBeUndefined();
       expect(
         report.checks

@@ -11,7 +11,7 @@ import { awaitGuestRelease, guestSampleNow } from '../guest-release.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { adoptInnerVfioFds, launchInnerLab } from '../nested.js';
 import { COPY } from '../procedures/dma-integrity.js';
-import type { GuestHypercalls } from '../../agent/hcall.js';
+import { ddwPeArgs, type GuestHypercalls } from '../../agent/hcall.js';
 import {
   entryCount,
   expectedAnswer,
@@ -27,7 +27,6 @@ import {
   readEntries,
   recordAnswer,
   type TceWindow,
-  ddwPeArgs,
   expectDefectReports,
 } from '../hostile-calls.js';
 import {
