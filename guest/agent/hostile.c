@@ -72,8 +72,11 @@ static int open_hcall_device(struct reply *r)
 	return fd;
 }
 
-/* One ioctl on the module's device; 0, or -1 with the reply filled. */
-static int hcall_ioctl(unsigned long cmd, void *arg, const char *what, struct reply *r)
+/*
+ * One ioctl on the module's device; 0, or -1 with the reply filled. An errno the request itself explains (no such RTAS
+ * service, no such PCI device) is said in its own words (expected, as class expected_errno's name); any other as an errno.
+ */
+static int hcall_ioctl(unsigned long cmd, void *arg, const char *what, int expected_errno, const char *expected, struct reply *r)
 {
 	int fd = open_hcall_device(r);
 	if (fd < 0)
@@ -81,11 +84,11 @@ static int hcall_ioctl(unsigned long cmd, void *arg, const char *what, struct re
 	int rc = ioctl(fd, cmd, arg);
 	int err = errno;
 	close(fd);
-	if (rc) {
+	if (rc && expected && err == expected_errno)
+		fail(r, errno_name(err), "%s", expected);
+	else if (rc)
 		fail_errno(r, err, "%s", what);
-		return -1;
-	}
-	return 0;
+	return rc ? -1 : 0;
 }
 
 /* An optional array of at most max u64 values (numbers or "0x…" strings) into out; its length, or -1 with the reply filled. */
@@ -131,7 +134,7 @@ enum outcome cmd_hcall(const struct request *req, struct reply *r)
 	if (n < 0)
 		return REPLY_ERROR;
 	memcpy(h.args, v, (size_t)n * sizeof(v[0]));
-	if (hcall_ioctl(TCELAB_IOC_HCALL, &h, "TCELAB_IOC_HCALL", r))
+	if (hcall_ioctl(TCELAB_IOC_HCALL, &h, "TCELAB_IOC_HCALL", 0, NULL, r))
 		return REPLY_ERROR;
 	sb_fmt(&r->val, "{\"opcode\":\"0x%llx\",\"rc\":%lld,\"out\":", (unsigned long long)h.opcode, (long long)h.rc);
 	hex_array(&r->val, h.out, TCELAB_HCALL_MAX_ARGS);
@@ -185,7 +188,7 @@ enum outcome cmd_hcall_indirect(const struct request *req, struct reply *r)
 	rc = json_u64(args, "phys", &in.phys);
 	if ((in.where == TCELAB_LIST_PHYS && rc) || rc == -2)
 		return bad_arg(r, "phys", rc == -1 ? -1 : -2, "the list's physical address (with list \"phys\")");
-	if (hcall_ioctl(TCELAB_IOC_INDIRECT, &in, "TCELAB_IOC_INDIRECT (H_PUT_TCE_INDIRECT)", r))
+	if (hcall_ioctl(TCELAB_IOC_INDIRECT, &in, "TCELAB_IOC_INDIRECT (H_PUT_TCE_INDIRECT)", 0, NULL, r))
 		return REPLY_ERROR;
 	sb_fmt(&r->val, "{\"rc\":%lld,\"listPhys\":\"0x%llx\",\"ntces\":%d}", (long long)in.rc, (unsigned long long)in.list_phys, n);
 	return REPLY_OK;
@@ -208,16 +211,11 @@ enum outcome cmd_rtas(const struct request *req, struct reply *r)
 	call.nargs = (uint64_t)n;
 	if ((rc = json_u64(args, "nret", &call.nret)) || call.nret < 1 || call.nret > TCELAB_RTAS_MAX_RET)
 		return bad_arg(r, "nret", rc ? rc : -2, "the count of words returned, the status included: 1 to 8");
-	int fd = open_hcall_device(r);
-	if (fd < 0)
+	char what[128], expected[160];
+	snprintf(what, sizeof(what), "TCELAB_IOC_RTAS %s", service);
+	snprintf(expected, sizeof(expected), "the guest's /rtas node has no property %s: no such RTAS service", service);
+	if (hcall_ioctl(TCELAB_IOC_RTAS, &call, what, ENOENT, expected, r))
 		return REPLY_ERROR;
-	rc = ioctl(fd, TCELAB_IOC_RTAS, &call);
-	int err = errno;
-	close(fd);
-	if (rc && err == ENOENT)
-		return fail(r, "ENOENT", "the guest's /rtas node has no property %s: no such RTAS service", service);
-	if (rc)
-		return fail_errno(r, err, "TCELAB_IOC_RTAS %s", service);
 	sb_raw(&r->val, "{\"service\":");
 	sb_jstr(&r->val, service);
 	sb_fmt(&r->val, ",\"token\":%llu,\"status\":%lld,\"out\":[", (unsigned long long)call.token, (long long)call.status);
@@ -237,16 +235,11 @@ enum outcome cmd_pe_info(const struct request *req, struct reply *r)
 	if (rc || strlen(address) != 12 || sscanf(address, "%4x:%2x:%2x.%1u%c", &d, &b, &s, &f, &tail) != 4 || s > 31 || f > 7)
 		return bad_arg(r, "address", rc ? rc : -2, "a PCI address such as 0001:00:01.0");
 	struct tcelab_pe pe = { .domain = d, .bus = b, .devfn = s << 3 | f };
-	int fd = open_hcall_device(r);
-	if (fd < 0)
+	char what[64], expected[80];
+	snprintf(what, sizeof(what), "TCELAB_IOC_PE %s", address);
+	snprintf(expected, sizeof(expected), "no PCI device %s in the guest", address);
+	if (hcall_ioctl(TCELAB_IOC_PE, &pe, what, ENODEV, expected, r))
 		return REPLY_ERROR;
-	rc = ioctl(fd, TCELAB_IOC_PE, &pe);
-	int err = errno;
-	close(fd);
-	if (rc && err == ENODEV)
-		return fail(r, "ENODEV", "no PCI device %s in the guest", address);
-	if (rc)
-		return fail_errno(r, err, "TCELAB_IOC_PE %s", address);
 	sb_raw(&r->val, "{\"address\":");
 	sb_jstr(&r->val, address);
 	sb_fmt(&r->val, ",\"cfgAddr\":\"0x%llx\",\"buid\":\"0x%llx\",\"buidHi\":\"0x%llx\",\"buidLo\":\"0x%llx\",\"tables\":[",
