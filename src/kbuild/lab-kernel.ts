@@ -86,20 +86,30 @@ export const kernelOutputsDir = (cache: string) => join(cache, 'kernel-build', '
 /** How many built kernels are kept (≈11 MB each with the lab configuration); the least recently used go first. */
 const KEPT_OUTPUTS = 24;
 
-/** Builds (or finds built) a lab kernel; options the tree cannot give are an error before anything is compiled. */
-export async function buildLabKernel(b: LabKernelBuild, cache: string, progress: Progress): Promise<BuiltKernel> {
+/** A build kept before for this source and configuration, if there is one. */
+export async function savedLabKernel(cache: string, sourceKey: string, asked: AskedOption[]): Promise<BuiltKernel | undefined> {
+  const key = await labKernelKey(sourceKey, asked);
+  const built = join(kernelOutputsDir(cache), key, 'built.json');
+  const r = JSON.parse(await readFile(built, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
+  if (!(r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot))) return undefined;
+  // Used now: the last to be pruned.
+  await utimes(built, new Date(), new Date()).catch(() => undefined);
+  return { ...(r as BuiltKernel), buildMs: 0, compiled: 0 };
+}
+
+/**
+ * `use` run on a build in its O= dir, made to hold this build (built, incrementally, when it holds another) and held
+ * under the O= dir's lock meanwhile: what is built against the tree (a guest module) sees this build's tree. Options
+ * the tree cannot give are an error before anything is compiled.
+ */
+export async function inLabKernelBuild<T>(
+  b: LabKernelBuild,
+  cache: string,
+  progress: Progress,
+  use: (built: BuiltKernel) => Promise<T>,
+): Promise<T> {
   const out = join(kernelBuildDir(cache), b.outName);
   const key = await labKernelKey(b.source.key, b.asked);
-  const kept = join(kernelOutputsDir(cache), key);
-  const saved = async (): Promise<BuiltKernel | undefined> => {
-    const r = JSON.parse(await readFile(join(kept, 'built.json'), 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
-    if (!(r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot))) return undefined;
-    // Used now: the last to be pruned.
-    await utimes(join(kept, 'built.json'), new Date(), new Date()).catch(() => undefined);
-    return { ...(r as BuiltKernel), buildMs: 0, compiled: 0 };
-  };
-  const before = await saved();
-  if (before) return before;
   await mkdir(kernelBuildDir(cache), { recursive: true });
   const record = join(out, 'tcelab-build.json');
   const inOut = async (): Promise<BuiltKernel | undefined> => {
@@ -113,15 +123,27 @@ export async function buildLabKernel(b: LabKernelBuild, cache: string, progress:
     `${out}.lock`,
     `build ${b.source.describe}`,
     progress,
-    async () => (await saved()) ?? keep(cache, kept, (await inOut()) ?? (await make(b, out, key, record, cache, progress))),
-    {
-      waitMs: 60 * 60_000,
-    },
+    async () => use((await inOut()) ?? (await make(b, out, key, record, cache, progress))),
+    { waitMs: 60 * 60_000 },
+  );
+}
+
+/** Builds (or finds built) a lab kernel, kept in its own dir (kernel-build/outputs/<key>). */
+export async function buildLabKernel(b: LabKernelBuild, cache: string, progress: Progress): Promise<BuiltKernel> {
+  return (
+    (await savedLabKernel(cache, b.source.key, b.asked)) ??
+    inLabKernelBuild(
+      b,
+      cache,
+      progress,
+      async (built) => (await savedLabKernel(cache, b.source.key, b.asked)) ?? keepLabKernel(cache, built),
+    )
   );
 }
 
 /** A build copied out of its O= dir into its own (the next build in that O= dir replaces vmlinux and the modules). */
-async function keep(cache: string, kept: string, built: BuiltKernel): Promise<BuiltKernel> {
+export async function keepLabKernel(cache: string, built: BuiltKernel): Promise<BuiltKernel> {
+  const kept = join(kernelOutputsDir(cache), built.key);
   const tmp = `${kept}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });

@@ -8,7 +8,7 @@ import { debianSource } from './debian-source.js';
 import { gitTreeContent, withExportedCommit } from './git-tree.js';
 import type { KernelSourceTree } from './kernel-source.js';
 import { type AskedOption, allconfigText, askedOptions } from './lab-config.js';
-import { BUILD_FORMAT, type BuiltKernel, buildLabKernel } from './lab-kernel.js';
+import { BUILD_FORMAT, type BuiltKernel, inLabKernelBuild, keepLabKernel, savedLabKernel } from './lab-kernel.js';
 import { crossCompilerVersion } from './module-build-tree.js';
 import { applySeries, debianSourceGit, patchSeries, repositoryPatches, type SourceGit } from './source-git.js';
 
@@ -48,10 +48,56 @@ export async function debianSourceCommit(
   return { git, commit: series.head, describe: `${tree.describe} + ${files.length} patches (${from})`, patches: series.commits };
 }
 
+/** Where a source kernel's tree is: a commit of a repository (exported to build), or a tree as it stands. */
+type LocatedSource = { repo: string; commit: string; describe: string; key: string } | { asIs: KernelSourceTree; key: string };
+
+async function locate(spec: SourceKernelSpec, input: KernelInput, cache: string, progress: Progress): Promise<LocatedSource> {
+  if (spec.kind === 'tree') {
+    const content = await gitTreeContent(spec, input);
+    // The tree as it stands is built where it is (out of tree, one O= dir per path).
+    if (!spec.ref) return { asIs: { dir: content.top, describe: content.top, key: content.key }, key: content.key };
+    return {
+      repo: content.top,
+      commit: content.commit,
+      describe: `${content.top}@${spec.ref} (${content.commit.slice(0, 12)})`,
+      key: content.commit,
+    };
+  }
+  const source = await debianSourceCommit(spec, input, cache, progress);
+  return { repo: source.git.gitDir, commit: source.commit, describe: source.describe, key: source.commit };
+}
+
+/** The configuration a spec asks for, and its O= dir's suffix (the page size and the user's additions). */
+async function configurationOf(spec: SourceKernelSpec): Promise<{ asked: AskedOption[]; pages: string }> {
+  const asked = await askedOptions(spec.flavour, spec.kconfig);
+  // One O= dir per tree, page size and the user's additions (a KASAN build beside the plain one, neither
+  // reconfiguring the other's dir); a change of the lab fragment itself rebuilds in place.
+  const user = asked.filter((o) => o.by === 'user');
+  return {
+    asked,
+    pages: `${spec.flavour === 'powerpc64le-64k' ? '64k' : '4k'}${user.length ? `-k${shortHash(allconfigText(user))}` : ''}`,
+  };
+}
+
+/** `use` run on the spec's build in its O= dir (the export moved to its commit, the build made to be this one), under their locks. */
+async function inSourceBuild<T>(
+  located: LocatedSource,
+  spec: SourceKernelSpec,
+  config: { asked: AskedOption[]; pages: string },
+  cache: string,
+  progress: Progress,
+  use: (built: BuiltKernel) => Promise<T>,
+): Promise<T> {
+  const inTree = (source: KernelSourceTree) => inLabKernelBuild(labBuild(source, spec, config.asked, config.pages), cache, progress, use);
+  return 'asIs' in located
+    ? inTree(located.asIs)
+    : withExportedCommit(located.repo, located.commit, located.describe, cache, progress, inTree);
+}
+
 /**
  * A kernel spec tcelab builds from source (tree:, debian-source:), built: its tree found (a git tree at a ref or as
  * it stands; Debian's linux-source resolved, unpacked and committed, a patch series applied), configured with the
- * lab's fragment and the user's additions, compiled out of tree. What comes out is staged like a `local:` build.
+ * lab's fragment and the user's additions, compiled out of tree, kept. What comes out is staged like a `local:` build.
  */
 export async function buildSourceKernel(
   spec: SourceKernelSpec,
@@ -59,21 +105,31 @@ export async function buildSourceKernel(
   cache: string,
   progress: Progress,
 ): Promise<BuiltKernel> {
-  const asked = await askedOptions(spec.flavour, spec.kconfig);
-  // One O= dir per tree, page size and the user's additions (a KASAN build beside the plain one, neither
-  // reconfiguring the other's dir); a change of the lab fragment itself rebuilds in place.
-  const user = asked.filter((o) => o.by === 'user');
-  const pages = `${spec.flavour === 'powerpc64le-64k' ? '64k' : '4k'}${user.length ? `-k${shortHash(allconfigText(user))}` : ''}`;
-  const build = (source: KernelSourceTree) => buildLabKernel(labBuild(source, spec, asked, pages), cache, progress);
-  if (spec.kind === 'tree') {
-    const content = await gitTreeContent(spec, input);
-    // The tree as it stands is built where it is (out of tree, one O= dir per path).
-    if (!spec.ref) return build({ dir: content.top, describe: content.top, key: content.key });
-    const describe = `${content.top}@${spec.ref} (${content.commit.slice(0, 12)})`;
-    return withExportedCommit(content.top, content.commit, describe, cache, progress, build);
-  }
-  const source = await debianSourceCommit(spec, input, cache, progress);
-  return withExportedCommit(source.git.gitDir, source.commit, source.describe, cache, progress, build);
+  const config = await configurationOf(spec);
+  const located = await locate(spec, input, cache, progress);
+  // Kept from before (a matrix or a bisection back at a commit built already): the export is not moved for it.
+  const saved = await savedLabKernel(cache, located.key, config.asked);
+  if (saved) return saved;
+  return inSourceBuild(located, spec, config, cache, progress, async (built) => keepLabKernel(cache, built));
+}
+
+/**
+ * `use` run in the spec's build tree, which holds exactly that build while `use` runs (what is compiled against it — a
+ * guest module — matches the kernel); the build is kept too.
+ */
+export async function withSourceKernelBuild<T>(
+  spec: SourceKernelSpec,
+  input: KernelInput,
+  cache: string,
+  progress: Progress,
+  use: (built: BuiltKernel) => Promise<T>,
+): Promise<T> {
+  const config = await configurationOf(spec);
+  const located = await locate(spec, input, cache, progress);
+  return inSourceBuild(located, spec, config, cache, progress, async (built) => {
+    if (!(await savedLabKernel(cache, located.key, config.asked))) await keepLabKernel(cache, built);
+    return use(built);
+  });
 }
 
 /** One O= dir per source dir (a tree where it stands, or a history's export) and page size: rebuilds are incremental. */
