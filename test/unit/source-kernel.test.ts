@@ -329,7 +329,12 @@ describe("Debian's source as a git repository, with patch series", () => {
     const work = join(root, 'work');
     execFileSync('cp', ['-a', tree, work]);
     const g = (...a: string[]) =>
-      execFileSync('git', ['-c', 'user.email=a@b', '-c', 'user.name=A Dev', ...a], { cwd: work, encoding: 'utf8' }).trim();
+      execFileSync('git', ['-c', 'user.email=a@b', '-c', 'user.name=A Dev', ...a], {
+        cwd: work,
+        encoding: 'utf8',
+        // The same patch text from both calls (a second may pass between them).
+        env: { ...process.env, GIT_AUTHOR_DATE: '@1700000000 +0000', GIT_COMMITTER_DATE: '@1700000000 +0000' },
+      }).trim();
     g('init', '-q');
     g('add', '-A', '-f');
     g('commit', '-qm', 'base');
