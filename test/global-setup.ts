@@ -2,14 +2,20 @@ import { readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { TEST_ROOT_PREFIX } from './helpers/lab.js';
+import { measureFloorMs, suiteTimeLine } from './suite-floor.js';
 
 /**
  * The suite must leave no QEMU behind: checked once more after every file ran.
  * Only labs under the tests' own runtime roots count: a developer's `tcelab up`
  * or another suite on the same machine is none of this suite's business.
  */
-export default function setup(): () => void {
+export default async function setup(): Promise<() => void> {
+  // A whole suite (no file named on the command line) tells its time in this machine's floors.
+  const whole = process.argv.slice(2).every((a) => a.startsWith('-') || a === 'run');
+  const started = Date.now();
+  const floorMs = whole ? await measureFloorMs() : undefined;
   return () => {
+    if (floorMs) process.stdout.write(`${suiteTimeLine(Date.now() - started, floorMs)}\n`);
     const left = liveLabQemuPids(TEST_ROOT_PREFIX);
     if (left.length > 0) {
       for (const pid of left) {

@@ -8,6 +8,7 @@ import { run } from '../util/exec.js';
 import { withLock } from '../util/lock.js';
 import type { Progress } from '../util/progress.js';
 import { type KernelSourceTree, sourceCacheDir } from './kernel-source.js';
+import { markUsed } from '../util/mark-used.js';
 
 type TreeSpec = Extract<SourceKernelSpec, { kind: 'tree' }>;
 
@@ -113,6 +114,7 @@ export async function withExportedCommit<T>(
   const tree: GitTreeSource = { dir: join(base, 'src'), describe, key: commit, commit, dirty: false };
   const at = join(base, 'commit');
   await mkdir(tree.dir, { recursive: true });
+  await markUsed(base);
   // Held while the export is built from: a cold build takes many minutes.
   return withLock(
     `${base}.lock`,

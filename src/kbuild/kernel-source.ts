@@ -8,6 +8,7 @@ import { TcelabError } from '../util/errors.js';
 import { runBinary } from '../util/exec.js';
 import { withLock } from '../util/lock.js';
 import type { Progress } from '../util/progress.js';
+import { markUsed } from '../util/mark-used.js';
 
 /** A kernel source tree tcelab can configure and build in (out of tree, with O=): where it is and what it is. */
 export interface KernelSourceTree {
@@ -34,7 +35,10 @@ export async function debianSourceTree(apt: PrivateApt, pkg: DebPackage, cache: 
     key: `${pkg.name}_${pkg.version}_${pkg.sha256}`,
   };
   const done = join(base, 'source.json');
-  if (existsSync(done)) return tree;
+  if (existsSync(done)) {
+    await markUsed(base);
+    return tree;
+  }
   await mkdir(sourceCacheDir(cache), { recursive: true });
   return withLock(`${base}.lock`, `unpack ${tree.describe}`, progress, async () => {
     if (existsSync(done)) return tree;

@@ -7,6 +7,7 @@ import type { KernelFlavour } from '../kernel/kernel-spec.js';
 import { withLock } from '../util/lock.js';
 import type { Progress } from '../util/progress.js';
 import type { KernelSourceTree } from './kernel-source.js';
+import { markUsed } from '../util/mark-used.js';
 import { type AskedOption, allconfigText, unmetOptions, unmetOptionsError } from './lab-config.js';
 import { CROSS, KBUILD_HINT, kmake } from './make.js';
 import { crossCompilerVersion } from './module-build-tree.js';
@@ -111,6 +112,8 @@ export async function inLabKernelBuild<T>(
   const out = join(kernelBuildDir(cache), b.outName);
   const key = await labKernelKey(b.source.key, b.asked);
   await mkdir(kernelBuildDir(cache), { recursive: true });
+  await mkdir(out, { recursive: true });
+  await markUsed(out);
   const record = join(out, 'tcelab-build.json');
   const inOut = async (): Promise<BuiltKernel | undefined> => {
     const r = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;

@@ -10,6 +10,7 @@ import type { KernelSourceTree } from './kernel-source.js';
 import { type AskedOption, allconfigText, askedOptions } from './lab-config.js';
 import { BUILD_FORMAT, type BuiltKernel, inLabKernelBuild, keepLabKernel, savedLabKernel } from './lab-kernel.js';
 import { crossCompilerVersion } from './module-build-tree.js';
+import { pruneKernelBuilds } from './prune-builds.js';
 import { applySeries, debianSourceGit, patchSeries, repositoryPatches, type SourceGit } from './source-git.js';
 
 /** The repository's own kernel patches: kernel-patches/<upstream version>/*.patch. */
@@ -110,7 +111,10 @@ export async function buildSourceKernel(
   // Kept from before (a matrix or a bisection back at a commit built already): the export is not moved for it.
   const saved = await savedLabKernel(cache, located.key, config.asked);
   if (saved) return saved;
-  return inSourceBuild(located, spec, config, cache, progress, async (built) => keepLabKernel(cache, built));
+  const built = await inSourceBuild(located, spec, config, cache, progress, async (b) => keepLabKernel(cache, b));
+  // A new build may push the least recently used exports and build dirs over the cache's counts.
+  for (const dir of await pruneKernelBuilds(cache)) progress.info(`removed ${dir} (not used lately: the cache keeps the most recent ones)`);
+  return built;
 }
 
 /**

@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { pruneKernelBuilds } from '../../src/kbuild/prune-builds.js';
+import { markUsed } from '../../src/util/mark-used.js';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { gitTreeContent, withExportedCommit } from '../../src/kbuild/git-tree.js';
@@ -378,5 +380,27 @@ describe("Debian's source as a git repository, with patch series", () => {
     const empty = mkdtempSync('/tmp/tcelab-nopatches-');
     expect((await patchSeries([empty], '--kernel', 'x').catch((e) => e)).why).toBe(`${empty} holds no *.patch file`);
     expect((await repositoryPatches(KERNEL_PATCHES, '9.9.9', '--kernel', 'x').catch((e) => e)).hint).toMatch(/6\.12\.107/);
+  });
+});
+
+describe('the cache of kernel builds', () => {
+  it('keeps the most recently used exports and build dirs, never one being built', async () => {
+    const cache = mkdtempSync('/tmp/tcelab-prune-');
+    const exportDir = (i: number) => join(cache, 'kernel-source', `tree-${String(i).padStart(12, '0')}`);
+    for (let i = 0; i < 6; i++) {
+      mkdirSync(join(exportDir(i), 'src'), { recursive: true });
+      mkdirSync(join(cache, 'kernel-build', 'trees', `tree-${i}-4k`), { recursive: true });
+      // i = 0 is the oldest.
+      const at = new Date(Date.now() - (10 - i) * 60_000);
+      utimesSync(exportDir(i), at, at);
+      utimesSync(join(cache, 'kernel-build', 'trees', `tree-${i}-4k`), at, at);
+    }
+    // The oldest export is being built from: its lock is held.
+    mkdirSync(`${exportDir(0)}.lock`);
+    const removed = await pruneKernelBuilds(cache);
+    expect(removed.sort()).toEqual([exportDir(1)]);
+    await markUsed(exportDir(2));
+    mkdirSync(join(exportDir(9), 'src'), { recursive: true });
+    expect((await pruneKernelBuilds(cache)).sort()).toEqual([exportDir(3)]);
   });
 });
