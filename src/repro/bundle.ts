@@ -10,7 +10,7 @@ import type { ScenarioReport } from '../scenario/scenario.js';
 import { InputError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import type { Progress } from '../util/progress.js';
-import { patchesForDefect } from './defect-patches.js';
+import { patchesForDefect } from '../kernel/defect-patches.js';
 import { RECIPES, recipeFor, type ReproRecipe } from './recipes.js';
 import { outcomesFromMatrix, reportText, type KernelOutcome } from './report-text.js';
 import { formatStepsFile, stepChecks } from './steps-file.js';

@@ -1,4 +1,4 @@
-import { KERNEL_DEFECTS, type KernelDefect, type KernelDefectId, knownDefectText } from './kernel-defects.js';
+import { KERNEL_DEFECTS, type KernelDefect, type KernelDefectId, type KernelWithFixes, knownDefectText } from './kernel-defects.js';
 
 /**
  * Kernel defects a step recognises by the answer an ioctl gave: a step that expects an error names the defects its
@@ -38,12 +38,13 @@ export const ANSWER_DEFECT_NAMES = Object.keys(ANSWER_DEFECTS) as AnswerDefectNa
 export function explainAnswer(
   names: readonly AnswerDefectName[],
   measured: string,
-  release: string,
+  kernel: KernelWithFixes,
 ): { name?: AnswerDefectName; knownDefect?: string; detail?: string } {
+  const release = kernel.release;
   for (const name of names) {
     const d: AnswerDefect = ANSWER_DEFECTS[name];
     if (!d.answers.includes(measured)) continue;
-    const text = knownDefectText(name, { release });
+    const text = knownDefectText(name, kernel);
     if (!text) {
       const k: KernelDefect = KERNEL_DEFECTS[name];
       return { detail: `${measured} is the answer of defect ${k.number}, on ${release}, which has its fix (${k.fixedIn?.join(', ')})` };

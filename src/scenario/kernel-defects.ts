@@ -1,3 +1,4 @@
+import { patchesForDefect } from '../kernel/defect-patches.js';
 import type { KernelFacts } from '../kernel/kernel-facts.js';
 
 /**
@@ -85,9 +86,24 @@ export function hasFix(release: string, fixedIn: readonly string[]): boolean {
   return fixes.every((f) => compare([v[0]!, v[1]!, 0], [f[0]!, f[1]!, 0]) > 0);
 }
 
-/** Whether this kernel has the defect's fix. */
-export function kernelHasFix(defect: KernelDefect, release: string): boolean {
-  return defect.fixedIn !== undefined && hasFix(release, defect.fixedIn);
+/** A kernel as far as its fixes go: its release, and what it was built from (a source with the repository's patches has their fixes). */
+export type KernelWithFixes = { release: string; source?: Pick<KernelFacts['source'], 'spec'> };
+
+/**
+ * Whether this kernel has the defect's fix: a release that has it upstream or in its stable branch, or a kernel tcelab
+ * built from a source with the repository's series for its version (debian-source:<v>+patches) when that series
+ * fixes the defect (kernel-patches/README.md says which patch fixes which).
+ */
+export function kernelHasFix(defect: KernelDefect, kernel: KernelWithFixes): boolean {
+  if (defect.fixedIn !== undefined && hasFix(kernel.release, defect.fixedIn)) return true;
+  return patchedVersionOf(kernel) !== undefined && patchesForDefect(defect.number).some((p) => p.base === patchedVersionOf(kernel));
+}
+
+/** The upstream version whose repository series a kernel was built with (debian-source:…+patches), if it was. */
+function patchedVersionOf(kernel: KernelWithFixes): string | undefined {
+  const spec = kernel.source?.spec;
+  if (!spec?.startsWith('debian-source:') || !/^debian-source:[^,/+]+\+patches/.test(spec)) return undefined;
+  return versionOf(kernel.release)?.join('.');
 }
 
 /** The defect's one-line description: its number, what is wrong, its fix. */
@@ -100,7 +116,7 @@ export function describeDefect(id: KernelDefectId): string {
  * The known-defect text for a check that measured the defect's answer on this kernel, or undefined when this kernel has
  * the fix (the answer is then a regression: the check fails).
  */
-export function knownDefectText(id: KernelDefectId, kernel: Pick<KernelFacts, 'release'>): string | undefined {
-  if (kernelHasFix(KERNEL_DEFECTS[id], kernel.release)) return undefined;
+export function knownDefectText(id: KernelDefectId, kernel: KernelWithFixes): string | undefined {
+  if (kernelHasFix(KERNEL_DEFECTS[id], kernel)) return undefined;
   return `${describeDefect(id)}; in ${KERNEL_DEFECTS[id].runsIn}`;
 }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { mkdtempSync, readdirSync } from 'node:fs';
-import { defectPatches, patchesForDefect } from '../../src/repro/defect-patches.js';
+import { defectPatches, patchesForDefect } from '../../src/kernel/defect-patches.js';
 import { exportBundle } from '../../src/repro/bundle.js';
 import { recipeFor, RECIPES } from '../../src/repro/recipes.js';
 import { formatStepsFile, stepChecks } from '../../src/repro/steps-file.js';

@@ -120,7 +120,7 @@ function runStep(ctx: ScenarioContext, st: StepState, s: ScenarioStep, n: number
         const release = await st.kernelRelease;
         let shown: AnswerDefectName | undefined;
         await ctx.checks.failsWith(`${tag} ${label}`, op, expectError, (answer) => {
-          const why = explainAnswer(knownDefects, answer, release);
+          const why = explainAnswer(knownDefects, answer, { release, source: ctx.kernel.source });
           shown = why.name;
           return why;
         });

@@ -607,7 +607,7 @@ export const STEPS = {
       if (!hc) return;
       const unsafe = s.notIssuedWithDefect as KernelDefectId | undefined;
       const unsafeDefect: KernelDefect | undefined = unsafe && KERNEL_DEFECTS[unsafe];
-      if (unsafeDefect && handlerOf(ctx) === 'kvm' && !kernelHasFix(unsafeDefect, ctx.kernel.release)) {
+      if (unsafeDefect && handlerOf(ctx) === 'kvm' && !kernelHasFix(unsafeDefect, ctx.kernel)) {
         ctx.checks.notApplicable(
           `${tag} ${s.label ?? s.call}`,
           `not issued: ${ctx.kernel.release} lacks the fix of defect ${unsafeDefect.number}; ` +
