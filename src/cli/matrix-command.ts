@@ -1,6 +1,7 @@
 import { requireProfileInput } from './profile-input.js';
 import { resolveQemuInput } from '../qemu/stage-qemu.js';
 import { mkdir, writeFile } from 'node:fs/promises';
+import { fixProofs, fixProofText } from '../matrix/fix-proof.js';
 import { join } from 'node:path';
 import { buildGuestImage } from '../image/image-builder.js';
 import { mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
@@ -119,7 +120,10 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   );
   const suite = await runSuiteOnSignals(toRun, args, resultsDir, progress);
   for (const e of toRun) runs.push({ scenario: e.scenario, column: e.column, report: suite.reports.find((r) => r.scenario === e.label) });
-  const matrix = buildMatrix(columns, runs);
+  const built = buildMatrix(columns, runs);
+  // A column that is the one before it plus a patch series proves (or not) what the patches fix.
+  const proofs = fixProofs(built);
+  const matrix = proofs.length ? { ...built, fixProofs: proofs } : built;
   await writeFile(join(resultsDir, 'matrix.json'), `${JSON.stringify(matrix, bigintSafe, 2)}\n`);
   // The results dir's junit.xml: a testsuite per kernel here, where a plain suite (tcelab run) has one per run.
   await writeFile(join(resultsDir, 'junit.xml'), matrixJunit(matrix));
@@ -128,7 +132,7 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   if (args.json) process.stdout.write(`${JSON.stringify({ resultsDir, ...matrix }, bigintSafe, 2)}\n`);
   else
     process.stdout.write(
-      `${matrixTable(matrix)}\n\nmatrix: ${matrix.passed ? 'PASS' : 'FAIL'}; ${join(resultsDir, 'matrix.html')}, matrix.json, junit.xml\n`,
+      `${matrixTable(matrix)}\n\n${proofs.map((p) => `${fixProofText(p)}\n\n`).join('')}matrix: ${matrix.passed ? 'PASS' : 'FAIL'}; ${join(resultsDir, 'matrix.html')}, matrix.json, junit.xml\n`,
     );
   return matrix.passed ? 0 : 1;
 }

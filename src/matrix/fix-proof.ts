@@ -1,0 +1,73 @@
+import type { Matrix, MatrixColumn } from './matrix.js';
+
+/**
+ * What a patched kernel proves against the same kernel without the patches, the column before it in a matrix
+ * (`--kernels debian-source:6.12.107,debian-source:6.12.107+patches`): every check the patches are for turned from a
+ * known defect (or a failure) into a pass, the calls not issued on a kernel with a defect issued and passing, and
+ * nothing else changed. Proven when something was fixed, nothing else changed and no known defect is left.
+ */
+export interface FixProof {
+  column: string;
+  since: string;
+  fixed: Array<{ scenario: string; check: string; from: string }>;
+  /** Calls a kernel with the defect does not get (they would crash it), issued on the patched one and passing. */
+  nowIssued: Array<{ scenario: string; check: string }>;
+  /** Any other change: a proof is void with one. */
+  other: Array<{ scenario: string; check: string; from: string; to: string }>;
+  /** Checks still reported as known defects on the patched kernel (what the patches do not fix). */
+  stillKnown: Array<{ scenario: string; check: string; defect?: string }>;
+  proven: boolean;
+}
+
+/** The spec without its patch series: debian-source:6.12.107+patches,patches=/p → debian-source:6.12.107. */
+const unpatched = (spec: string) => spec.replace(/\+patches(?=$|[/,])/, '').replace(/,patches=[^,]*/g, '');
+
+/** A column is a patched form of the one before it when its spec is that spec with a patch series. */
+const patchedPairs = (columns: MatrixColumn[]): Array<[MatrixColumn, MatrixColumn]> =>
+  columns.flatMap((c, i) => {
+    const before = columns[i - 1];
+    return before && c.kernel !== before.kernel && unpatched(c.kernel) === before.kernel && c.qemu === before.qemu ? [[before, c]] : [];
+  });
+
+const NOT_ISSUED = /^not issued: /;
+
+export function fixProofs(matrix: Matrix): FixProof[] {
+  return patchedPairs(matrix.columns).map(([before, after]) => {
+    const proof: FixProof = {
+      column: after.label,
+      since: before.label,
+      fixed: [],
+      nowIssued: [],
+      other: [],
+      stillKnown: [],
+      proven: false,
+    };
+    for (const row of matrix.rows) {
+      const a = row.cells[before.label];
+      const b = row.cells[after.label];
+      if (!a || !b) continue;
+      const at = { scenario: row.scenario, check: row.check };
+      if (b.status === 'known-defect') proof.stillKnown.push({ ...at, defect: b.note });
+      if (a.status === b.status) continue;
+      if (b.status === 'pass' && (a.status === 'known-defect' || a.status === 'fail')) proof.fixed.push({ ...at, from: a.status });
+      else if (b.status === 'pass' && a.status === 'not-applicable' && NOT_ISSUED.test(a.note ?? '')) proof.nowIssued.push(at);
+      else proof.other.push({ ...at, from: a.status, to: b.status });
+    }
+    proof.proven = proof.fixed.length > 0 && proof.other.length === 0 && proof.stillKnown.length === 0;
+    return proof;
+  });
+}
+
+/** The proof in words, for the matrix's output. */
+export function fixProofText(p: FixProof): string {
+  const lines = [
+    `fix proof: ${p.column} against ${p.since}: ${p.proven ? 'PROVEN' : 'NOT PROVEN'} — ${p.fixed.length} checks fixed, ` +
+      `${p.nowIssued.length} calls issued now (not issued on a kernel with the defect), ${p.other.length} other changes, ` +
+      `${p.stillKnown.length} known defects left`,
+    ...p.fixed.map((f) => `  fixed (was ${f.from}): ${f.scenario}: ${f.check}`),
+    ...p.nowIssued.map((f) => `  issued and passing: ${f.scenario}: ${f.check}`),
+    ...p.other.map((f) => `  CHANGED ${f.from} → ${f.to}: ${f.scenario}: ${f.check}`),
+    ...p.stillKnown.map((f) => `  still a known defect: ${f.scenario}: ${f.check}${f.defect ? ` (${f.defect})` : ''}`),
+  ];
+  return lines.join('\n');
+}
