@@ -130,9 +130,11 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   await writeFile(join(resultsDir, 'matrix.html'), matrixHtml(matrix));
   if (await writeExchangeOutputs(suite.reports, args)) return matrix.passed ? 0 : 1;
   if (args.json) process.stdout.write(`${JSON.stringify({ resultsDir, ...matrix }, bigintSafe, 2)}\n`);
-  else
+  else {
+    const proofText = proofs.map((p) => `${fixProofText(p)}\n\n`).join('');
     process.stdout.write(
-      `${matrixTable(matrix)}\n\n${proofs.map((p) => `${fixProofText(p)}\n\n`).join('')}matrix: ${matrix.passed ? 'PASS' : 'FAIL'}; ${join(resultsDir, 'matrix.html')}, matrix.json, junit.xml\n`,
+      `${matrixTable(matrix)}\n\n${proofText}matrix: ${matrix.passed ? 'PASS' : 'FAIL'}; ${join(resultsDir, 'matrix.html')}, matrix.json, junit.xml\n`,
     );
+  }
   return matrix.passed ? 0 : 1;
 }
