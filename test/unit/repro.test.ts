@@ -45,15 +45,15 @@ describe('recipes', () => {
 });
 
 describe('a known defect’s bundle carries its fix', () => {
-  it('the README names a patch for each recipe’s defect, on 6.12.107 and 7.2.11, and the bundle copies them', async () => {
+  it('the README names a patch for each recipe’s defect, on 6.12.107, 6.12.117 and 7.2.11, and the bundle copies them', async () => {
     const all = defectPatches();
     for (const r of RECIPES.filter((x) => x.defect !== undefined)) {
       const fixes = patchesForDefect(r.defect!, all);
-      expect(fixes.map((p) => p.base).sort(), r.id).toEqual(['6.12.107', '7.2.11']);
+      expect(fixes.map((p) => p.base).sort(), r.id).toEqual(['6.12.107', '6.12.117', '7.2.11']);
     }
     // Defect 4's fix is upstream's, backported to 6.12.107 only; defect 6 takes two patches on each base.
     expect(patchesForDefect(4, all).map((p) => `${p.base}/${p.file.slice(0, 4)}`)).toEqual(['6.12.107/0003']);
-    expect(patchesForDefect(6, all)).toHaveLength(4);
+    expect(patchesForDefect(6, all)).toHaveLength(6);
     const out = mkdtempSync('/tmp/tcelab-bundle-');
     const bundle = await exportBundle({
       scenario: 'prereg-accounting',
