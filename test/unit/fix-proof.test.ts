@@ -28,17 +28,23 @@ describe('a patched kernel against the same kernel without its patches', () => {
         { name: 'a', status: 'known-defect', note: 'defect 4' },
         { name: 'b', status: 'not-applicable', note: 'not issued: 6.12.107 lacks the fix of defect 4' },
         { name: 'c', status: 'pass' },
+        { name: 'orphan', status: 'pass' },
       ]),
       run('src-6.12.107+patches', [
         { name: 'a', status: 'pass' },
         { name: 'b', status: 'pass' },
         { name: 'c', status: 'pass' },
+        { name: 'b: nothing written', status: 'pass' },
       ]),
     ]);
     const [p] = fixProofs(m);
     expect(p).toMatchObject({ column: 'src-6.12.107+patches', since: 'src-6.12.107', proven: true, other: [], stillKnown: [] });
     expect(p!.fixed.map((f) => f.check)).toEqual(['a']);
     expect(p!.nowIssued.map((f) => f.check)).toEqual(['b']);
+    expect(p!.pathOnly).toEqual([
+      { scenario: 'hostile-guest', check: 'orphan', side: 'before' },
+      { scenario: 'hostile-guest', check: 'b: nothing written', side: 'after' },
+    ]);
     expect(fixProofText(p!)).toMatch(/^fix proof: src-6\.12\.107\+patches against src-6\.12\.107: PROVEN — 1 checks fixed/);
   });
 
