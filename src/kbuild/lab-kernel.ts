@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { KernelFlavour } from '../kernel/kernel-spec.js';
 import { withLock } from '../util/lock.js';
 import type { Progress } from '../util/progress.js';
+import { BUILD_RECORD, type BuildRecordExtras, ccacheIsEmpty, type ColdBuild } from './build-record.js';
 import type { KernelSourceTree } from './kernel-source.js';
 import { type AskedOption, allconfigText, unmetOptions, unmetOptionsError } from './lab-config.js';
 import { CROSS, KBUILD_HINT, kmake } from './make.js';
@@ -43,7 +44,17 @@ export interface LabKernelBuild {
 }
 
 /** The record of the last build in an O= dir (tcelab-build.json). */
-type BuildRecord = BuiltKernel & { coldObjects?: number; format: number };
+type BuildRecord = BuiltKernel & BuildRecordExtras;
+
+/**
+ * How to build, for measuring builds (the bench): `make` 'if-stale' (the default: nothing when the record says
+ * this content is built), 'always' (make in the O= dir even so: what a no-op make costs), 'from-scratch' (the O= dir
+ * removed first: a cold build); `ccache`, another ccache dir than the cache's (an empty one: a truly cold build).
+ */
+export interface KernelBuildOptions {
+  make?: 'if-stale' | 'always' | 'from-scratch';
+  ccache?: string;
+}
 
 /** The format of a build (flags and environment make does not see on its command lines): another one starts the O= dir over. */
 export const BUILD_FORMAT = 2;
@@ -79,17 +90,23 @@ export async function labKernelKey(sourceKey: string, asked: AskedOption[]): Pro
 }
 
 /** Builds (or finds built) a lab kernel; options the tree cannot give are an error before anything is compiled. */
-export async function buildLabKernel(b: LabKernelBuild, cache: string, progress: Progress): Promise<BuiltKernel> {
+export async function buildLabKernel(
+  b: LabKernelBuild,
+  cache: string,
+  progress: Progress,
+  opts: KernelBuildOptions = {},
+): Promise<BuiltKernel> {
   const out = join(kernelBuildDir(cache), b.outName);
   const key = await labKernelKey(b.source.key, b.asked);
-  const record = join(out, 'tcelab-build.json');
+  const record = join(out, BUILD_RECORD);
+  const how = opts.make ?? 'if-stale';
   const built = async (): Promise<BuiltKernel | undefined> => {
     const r = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
     return r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot)
       ? { ...(r as BuiltKernel), buildMs: 0, compiled: 0 }
       : undefined;
   };
-  const before = await built();
+  const before = how === 'if-stale' ? await built() : undefined;
   if (before) return before;
   await mkdir(kernelBuildDir(cache), { recursive: true });
   // A cold build takes minutes: a second process building the same tree waits for it (an hour at most).
@@ -97,17 +114,31 @@ export async function buildLabKernel(b: LabKernelBuild, cache: string, progress:
     `${out}.lock`,
     `build ${b.source.describe}`,
     progress,
-    async () => (await built()) ?? make(b, out, key, record, cache, progress),
+    async () => {
+      const now = how === 'if-stale' ? await built() : undefined;
+      if (now) return now;
+      if (how === 'from-scratch') await rm(out, { recursive: true, force: true });
+      return make(b, { out, key, record, ccache: opts.ccache ?? ccacheDir(cache) }, progress);
+    },
     {
       waitMs: 60 * 60_000,
     },
   );
 }
 
-async function make(b: LabKernelBuild, out: string, key: string, record: string, cache: string, progress: Progress): Promise<BuiltKernel> {
+/** Where one build goes: its O= dir, its key, its record file, the ccache dir it uses. */
+interface BuildPlace {
+  out: string;
+  key: string;
+  record: string;
+  ccache: string;
+}
+
+async function make(b: LabKernelBuild, place: BuildPlace, progress: Progress): Promise<BuiltKernel> {
+  const { out, key, record } = place;
   const t0 = Date.now();
   await mkdir(out, { recursive: true });
-  await mkdir(ccacheDir(cache), { recursive: true });
+  await mkdir(place.ccache, { recursive: true });
   let previous = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuildRecord>;
   // A dir left by another format of build (other flags, not on make's command lines) is started over; one whose last
   // build failed (no record) is not: the build after a fix is incremental.
@@ -126,7 +157,7 @@ async function make(b: LabKernelBuild, out: string, key: string, record: string,
   await writeFile(allconfig, allconfigText(b.asked));
   // No CCACHE_BASEDIR: ccache would then compile with paths relative to O=, and the kernel's -fmacro-prefix-map no
   // longer strips the tree's path from __FILE__ (a WARN then names ../../../kernel-source/…/mm/mmu_context.c).
-  const env = { ...REPRODUCIBLE, CCACHE_DIR: ccacheDir(cache) };
+  const env = { ...REPRODUCIBLE, CCACHE_DIR: place.ccache };
   const cc = [`CC=ccache ${CROSS.CROSS_COMPILE}gcc`, 'HOSTCC=ccache gcc'];
   const makeIn = (what: string, args: string[], onLine?: (l: string) => void) =>
     kmake(['-C', b.source.dir, `O=${out}`, ...cc, ...args], {
@@ -143,6 +174,8 @@ async function make(b: LabKernelBuild, out: string, key: string, record: string,
   const unmet = unmetOptions(b.asked, await readFile(join(out, '.config'), 'utf8'));
   if (unmet.length) throw unmetOptionsError(unmet, b.source.describe, b.field);
   const cold = !existsSync(join(out, 'vmlinux'));
+  // Measured before it compiles: whether this build can take anything from ccache.
+  const emptyCcache = cold && (await ccacheIsEmpty(place.ccache));
   const total = previous.coldObjects ?? LAB_CONFIG_OBJECTS;
   let compiled = 0;
   await progress.step(`build ${b.source.describe} (make -j${availableParallelism()} vmlinux modules, ccache)`, (update) =>
@@ -170,9 +203,12 @@ async function make(b: LabKernelBuild, out: string, key: string, record: string,
     buildMs: Date.now() - t0,
     compiled,
   };
-  // A cold build's count is the next cold build's bar.
+  // A cold build's count is the next cold build's bar, and the record of the last cold build (the bench prints it).
   const coldObjects = cold ? compiled : previous.coldObjects;
-  await writeFile(record, `${JSON.stringify({ ...result, coldObjects, format: FORMAT } satisfies BuildRecord, null, 2)}\n`);
+  const coldBuild: ColdBuild | undefined = cold
+    ? { at: new Date().toISOString(), ms: result.buildMs, objects: compiled, emptyCcache, jobs: availableParallelism() }
+    : previous.coldBuild;
+  await writeFile(record, `${JSON.stringify({ ...result, coldObjects, coldBuild, format: FORMAT } satisfies BuildRecord, null, 2)}\n`);
   progress.info(
     `kernel ${release} built from ${b.source.describe} in ${(result.buildMs / 1000).toFixed(1)} s (${compiled} objects compiled)`,
   );

@@ -4,7 +4,7 @@ import type { Progress } from '../util/progress.js';
 import { debianSource } from './debian-source.js';
 import { gitTreeContent, gitTreeSource } from './git-tree.js';
 import { allconfigText, askedOptions } from './lab-config.js';
-import { BUILD_FORMAT, type BuiltKernel, buildLabKernel } from './lab-kernel.js';
+import { BUILD_FORMAT, type BuiltKernel, buildLabKernel, type KernelBuildOptions } from './lab-kernel.js';
 import { crossCompilerVersion } from './module-build-tree.js';
 
 /**
@@ -17,6 +17,7 @@ export async function buildSourceKernel(
   input: KernelInput,
   cache: string,
   progress: Progress,
+  opts: KernelBuildOptions = {},
 ): Promise<BuiltKernel> {
   const asked = await askedOptions(spec.flavour, spec.kconfig);
   // One O= dir per tree, page size and the user's additions (a KASAN build beside the plain one, neither
@@ -27,11 +28,11 @@ export async function buildSourceKernel(
     const source = await gitTreeSource(spec, input, cache, progress);
     // One O= dir per tree path (the tree as it stands, or its export at refs) and page size: rebuilds are incremental.
     const outName = `tree-${shortHash(source.dir)}-${pages}`;
-    return buildLabKernel({ source, outName, flavour: spec.flavour, asked }, cache, progress);
+    return buildLabKernel({ source, outName, flavour: spec.flavour, asked }, cache, progress, opts);
   }
   const source = await debianSource(spec, input, cache, progress);
   const outName = `${source.describe.replace(/[^A-Za-z0-9.+_-]+/g, '_')}-${pages}`;
-  return buildLabKernel({ source, outName, flavour: spec.flavour, asked }, cache, progress);
+  return buildLabKernel({ source, outName, flavour: spec.flavour, asked }, cache, progress, opts);
 }
 
 const shortHash = (s: string) => createHash('sha256').update(s).digest('hex').slice(0, 12);
