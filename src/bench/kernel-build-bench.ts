@@ -17,7 +17,7 @@ import { cacheDir, packageRoot } from '../util/paths.js';
 import { silentProgress, StderrProgress } from '../util/progress.js';
 import { benchKernelTree, EDITED_FILE, editSource } from './bench-kernel-tree.js';
 import { bootOnce } from './boot-bench.js';
-import { against, coldBuildLine, duration, phaseLines, phaseRows, samples } from './kernel-bench-report.js';
+import { against, coldBuildLine, duration, phaseLines, phaseOf, phaseRows, samples } from './kernel-bench-report.js';
 import { childrenCpuMs, fmt, median } from './stats.js';
 import { TimedProgress } from './timed-progress.js';
 
@@ -168,7 +168,7 @@ async function noOpCost(
   );
   out(
     `make, were it run on the unchanged tree: ${fmt(makeMs / 1000, 1)} s (` +
-      `${forced.steps.map((s) => `${s.label.split(' (')[0]!.replace(/ \/.*$/, '')} ${fmt(s.ms / 1000, 1)} s`).join(', ')})`,
+      `${forced.steps.map((s) => `${phaseOf(s.label)} ${fmt(s.ms / 1000, 1)} s`).join(', ')})`,
   );
   out();
 }
