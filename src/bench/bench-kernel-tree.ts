@@ -9,23 +9,22 @@ export const EDITED_FILE = 'drivers/vfio/vfio_iommu_spapr_tce.c';
 const git = (dir: string, args: string[], what: string) => run('git', ['-C', dir, ...args], { what, hint: 'is git installed?' });
 
 /**
- * The bench's own clone of a kernel tree, kept in the cache at one path from run to run, so that its O= dir (one per
- * tree path) and ccache make every bench after the first incremental. `git clone --shared`: the objects stay the
- * base repository's, only the work tree is written. When the base moves to another commit, the clone follows it.
+ * The bench's own clone of a kernel repository at a commit, kept in the cache at one path from run to run, so that
+ * its O= dir (one per tree path) makes every bench after the first incremental. `git clone --shared`: the objects stay
+ * the repository's, only the work tree is written. When the commit changes (a newer source), the clone moves to it.
  */
-export async function benchKernelTree(base: string, cache: string): Promise<{ dir: string; commit: string }> {
+export async function benchKernelTree(repo: string, commit: string, cache: string): Promise<string> {
   const dir = join(cache, 'bench', 'kernel-tree');
-  const commit = (await git(base, ['rev-parse', 'HEAD'], `read the HEAD of ${base}`)).stdout.trim();
   if (!existsSync(join(dir, '.git'))) {
     await mkdir(dirname(dir), { recursive: true });
-    await run('git', ['clone', '--shared', '--quiet', base, dir], { what: `clone ${base} into ${dir}` });
+    await run('git', ['clone', '--shared', '--quiet', repo, dir], { what: `clone ${repo} into ${dir}` });
   }
   const head = (await git(dir, ['rev-parse', 'HEAD'], `read the HEAD of ${dir}`)).stdout.trim();
   if (head !== commit) {
-    await git(dir, ['fetch', '--quiet', base, commit], `fetch ${commit} from ${base}`);
+    await git(dir, ['fetch', '--quiet', repo, commit], `fetch ${commit} from ${repo}`);
     await git(dir, ['reset', '--hard', '--quiet', commit], `move ${dir} to ${commit}`);
   }
-  return { dir, commit };
+  return dir;
 }
 
 /**

@@ -7,8 +7,8 @@ import { buildGuestImage } from '../image/image-builder.js';
 import { type GuestImage, guestInputsSha256 } from '../image/image-cache.js';
 import { BUILD_RECORD, coldBuildsIn } from '../kbuild/build-record.js';
 import { gitTreeContent } from '../kbuild/git-tree.js';
-import { type BuiltKernel, kernelBuildDir } from '../kbuild/lab-kernel.js';
-import { buildSourceKernel } from '../kbuild/source-kernel.js';
+import { type BuiltKernel, kernelBuildDir, kernelOutputsDir } from '../kbuild/lab-kernel.js';
+import { buildSourceKernel, debianSourceCommit } from '../kbuild/source-kernel.js';
 import { parseKernelSpec, type SourceKernelSpec } from '../kernel/kernel-spec.js';
 import { Lab } from '../lab/lab.js';
 import type { Profile } from '../qemu/profile.js';
@@ -23,6 +23,9 @@ import { TimedProgress } from './timed-progress.js';
 
 /** The short scenario whose whole `tcelab run` the no-op is measured on (about 2 s restored). */
 const NOOP_SCENARIO = 'ddw-windows';
+/** The source the bench's tree is a clone of: Debian trixie's, the lab's default. */
+const BASE_SPEC = 'debian-source:trixie';
+const BASE = parseKernelSpec(BASE_SPEC) as Extract<SourceKernelSpec, { kind: 'debian-source' }>;
 /** Samples of each side where two are compared, alternating. */
 const ROUNDS = 3;
 
@@ -45,13 +48,15 @@ export interface KernelBenchOptions {
 export async function kernelBuildBench(out: Out, o: KernelBenchOptions): Promise<void> {
   const cache = cacheDir();
   const progress = new TimedProgress(new StderrProgress());
-  const base = await benchBaseRepo();
-  const tree = await benchKernelTree(base.dir, cache);
-  const kernel = `tree:${tree.dir}`;
+  // Debian's source as a git repository (what `tcelab kernel source debian-source:trixie` prints): the same commit everywhere.
+  const base = await debianSourceCommit(BASE, { field: 'the bench', text: BASE_SPEC }, cache, progress);
+  const dir = await benchKernelTree(base.git.gitDir, base.commit, cache);
+  const kernel = `tree:${dir}`;
   const input = { field: '--kernel', text: kernel };
   const spec = parseKernelSpec(kernel) as SourceKernelSpec;
   out('## Kernel builds from a source tree (the lab configuration; make -jN with ccache, out of tree)');
-  out(`tree: the bench's clone (git clone --shared) of ${base.describe}, HEAD ${tree.commit.slice(0, 12)}: --kernel ${kernel}`);
+  out(`tree: the bench's clone (git clone --shared) of ${BASE_SPEC}'s repository (${base.describe}, ${base.commit.slice(0, 12)})`);
+  out(`      --kernel ${kernel}`);
 
   if (o.cold) await coldBuild(out, spec, input, cache, progress);
 
@@ -62,20 +67,10 @@ export async function kernelBuildBench(out: Out, o: KernelBenchOptions): Promise
     out(`(the clone's image as the last run left it, built first: ${duration(Date.now() - t0)}, not measured)`);
   out();
 
-  const built = await incremental(out, o, kernel, tree.dir, progress);
+  const built = await incremental(out, o, kernel, dir, progress);
   await noOpCost(out, kernel, spec, input, built, cache);
   await bootAgainstDebian(out, o, built.image);
   if (!o.cold) await lastColdBuilds(out, cache);
-}
-
-/**
- * The tree the bench clones: Debian's source as a git repository (TCELAB_BENCH_KERNEL_REPO names another one).
- */
-async function benchBaseRepo(): Promise<{ dir: string; describe: string }> {
-  const dir = process.env.TCELAB_BENCH_KERNEL_REPO;
-  if (!dir)
-    throw new TcelabError('the kernel-build bench', 'no kernel tree to clone', 'set TCELAB_BENCH_KERNEL_REPO to a git tree of a kernel');
-  return { dir, describe: dir };
 }
 
 /** 1. Edit, `guest build --kernel tree:<clone>` through the library, boot to the agent: each phase and the whole. */
@@ -87,6 +82,8 @@ async function incremental(out: Out, o: KernelBenchOptions, kernel: string, dir:
   const imageMs = performance.now() - t0;
   const build = r.image.manifest.kernel.source.build;
   if (!build) throw new TcelabError('the kernel-build bench', `the image of ${kernel} records no build`);
+  // The build as kept in the cache (its own copy of vmlinux and the modules) and the O= dir's record of what make did.
+  const kept = JSON.parse(await readFile(join(kernelOutputsDir(cacheDir()), build.key, 'built.json'), 'utf8')) as BuiltKernel;
   const record = JSON.parse(await readFile(join(build.out, BUILD_RECORD), 'utf8')) as BuiltKernel;
   const boot = await bootToAgent(o.profile, r.image);
   const total = imageMs + boot.launchToAgentMs;
@@ -99,7 +96,7 @@ async function incremental(out: Out, o: KernelBenchOptions, kernel: string, dir:
     `edit → booted lab: ${fmt(total / 1000, 1)} s ${against(total / 1000, 30, ' s')}; of it the build and image ${fmt(imageMs / 1000, 1)} s`,
   );
   out();
-  return { image: r.image, record };
+  return { image: r.image, kept };
 }
 
 /** Launch → the agent answers, and spawn → agent, of one cold lab on an image. */
@@ -125,10 +122,10 @@ async function noOpCost(
   kernel: string,
   spec: SourceKernelSpec,
   input: { field: string; text: string },
-  built: { record: BuiltKernel },
+  built: { kept: BuiltKernel },
   cache: string,
 ): Promise<void> {
-  const local = `local:${built.record.vmlinux},${built.record.modulesRoot}`;
+  const local = `local:${built.kept.vmlinux},${built.kept.modulesRoot}`;
   // What tcelab does before booting when the tree did not change: hash the image's inputs; the image is up to date.
   const inputsMs = await timed(() => guestInputsSha256(spec, input));
   const gitMs = await timed(() => gitTreeContent(spec as Extract<SourceKernelSpec, { kind: 'tree' }>, input));

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { KernelFlavour } from '../kernel/kernel-spec.js';
@@ -89,6 +89,14 @@ export async function labKernelKey(sourceKey: string, asked: AskedOption[]): Pro
     .slice(0, 20);
 }
 
+/**
+ * Where built kernels are kept, one dir per build key (vmlinux, the modules root, built.json): an O= dir holds only its
+ * last build (a history's export moves from commit to commit), while a matrix or a bisection comes back to earlier ones.
+ */
+export const kernelOutputsDir = (cache: string) => join(cache, 'kernel-build', 'outputs');
+/** How many built kernels are kept (≈11 MB each with the lab configuration); the least recently used go first. */
+const KEPT_OUTPUTS = 24;
+
 /** Builds (or finds built) a lab kernel; options the tree cannot give are an error before anything is compiled. */
 export async function buildLabKernel(
   b: LabKernelBuild,
@@ -98,32 +106,68 @@ export async function buildLabKernel(
 ): Promise<BuiltKernel> {
   const out = join(kernelBuildDir(cache), b.outName);
   const key = await labKernelKey(b.source.key, b.asked);
-  const record = join(out, BUILD_RECORD);
   const how = opts.make ?? 'if-stale';
-  const built = async (): Promise<BuiltKernel | undefined> => {
+  const kept = join(kernelOutputsDir(cache), key);
+  const saved = async (): Promise<BuiltKernel | undefined> => {
+    const r = JSON.parse(await readFile(join(kept, 'built.json'), 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
+    if (!(r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot))) return undefined;
+    // Used now: the last to be pruned.
+    await utimes(join(kept, 'built.json'), new Date(), new Date()).catch(() => undefined);
+    return { ...(r as BuiltKernel), buildMs: 0, compiled: 0 };
+  };
+  const before = how === 'if-stale' ? await saved() : undefined;
+  if (before) return before;
+  await mkdir(kernelBuildDir(cache), { recursive: true });
+  const record = join(out, BUILD_RECORD);
+  const inOut = async (): Promise<BuiltKernel | undefined> => {
     const r = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
     return r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot)
       ? { ...(r as BuiltKernel), buildMs: 0, compiled: 0 }
       : undefined;
   };
-  const before = how === 'if-stale' ? await built() : undefined;
-  if (before) return before;
-  await mkdir(kernelBuildDir(cache), { recursive: true });
   // A cold build takes minutes: a second process building the same tree waits for it (an hour at most).
   return withLock(
     `${out}.lock`,
     `build ${b.source.describe}`,
     progress,
     async () => {
-      const now = how === 'if-stale' ? await built() : undefined;
-      if (now) return now;
+      const done = how === 'if-stale' ? await saved() : undefined;
+      if (done) return done;
+      const inDir = how === 'if-stale' ? await inOut() : undefined;
+      if (inDir) return keep(cache, kept, inDir);
+      // Measuring builds: make runs all the same, in the O= dir as it is or started over.
       if (how === 'from-scratch') await rm(out, { recursive: true, force: true });
-      return make(b, { out, key, record, ccache: opts.ccache ?? ccacheDir(cache) }, progress);
+      return keep(cache, kept, await make(b, { out, key, record, ccache: opts.ccache ?? ccacheDir(cache) }, progress));
     },
     {
       waitMs: 60 * 60_000,
     },
   );
+}
+
+/** A build copied out of its O= dir into its own (the next build in that O= dir replaces vmlinux and the modules). */
+async function keep(cache: string, kept: string, built: BuiltKernel): Promise<BuiltKernel> {
+  const tmp = `${kept}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await copyFile(built.vmlinux, join(tmp, 'vmlinux'));
+  await cp(built.modulesRoot, join(tmp, 'modules'), { recursive: true, verbatimSymlinks: true });
+  const result: BuiltKernel = { ...built, vmlinux: join(kept, 'vmlinux'), modulesRoot: join(kept, 'modules') };
+  await writeFile(join(tmp, 'built.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await rm(kept, { recursive: true, force: true });
+  await rename(tmp, kept);
+  await pruneOutputs(cache);
+  return result;
+}
+
+/** Keeps the KEPT_OUTPUTS most recently used builds. */
+async function pruneOutputs(cache: string): Promise<void> {
+  const dir = kernelOutputsDir(cache);
+  const all = await Promise.all(
+    (await readdir(dir)).map(async (name) => ({ name, at: (await stat(join(dir, name, 'built.json')).catch(() => undefined))?.mtimeMs })),
+  );
+  const done = all.filter((o) => o.at !== undefined).sort((a, b) => b.at! - a.at!);
+  for (const old of done.slice(KEPT_OUTPUTS)) await rm(join(dir, old.name), { recursive: true, force: true });
 }
 
 /** Where one build goes: its O= dir, its key, its record file, the ccache dir it uses. */
