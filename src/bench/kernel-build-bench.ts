@@ -88,7 +88,7 @@ async function incremental(out: Out, o: KernelBenchOptions, kernel: string, dir:
   const boot = await bootToAgent(o.profile, r.image);
   const total = imageMs + boot.launchToAgentMs;
   out(`## Incremental: ${EDITED_FILE} edited (a comment line) → guest build → a booted lab (agent answers)`);
-  out(`make compiled ${record.compiled} object(s); kernel ${record.release}; image ${r.action}`);
+  out(`make compiled ${record.compiled} object${record.compiled === 1 ? '' : 's'}; kernel ${record.release}; image ${r.action}`);
   for (const line of phaseLines(phaseRows(progress.since(from), imageMs, 'hash the inputs, gzip, write the image'))) out(line);
   out(`  ${'guest build, in all'.padEnd(52)} ${fmt(imageMs / 1000, 1).padStart(6)} s`);
   out(`  ${'launch → the agent answers (cold boot)'.padEnd(52)} ${fmt(boot.launchToAgentMs / 1000, 1).padStart(6)} s`);
@@ -155,13 +155,16 @@ async function noOpCost(
   const diff = median(tree) - median(cached);
   out(`## No-op: tcelab run ${NOOP_SCENARIO} --kernel tree:… with nothing changed, against the same run on the same kernel, built`);
   out(`${ROUNDS} runs each, alternating, the whole command (node, image check, lab start: ${[...new Set(how)].join(', ')}, verdict)`);
-  out(`--kernel tree:<clone>:              ${samples(tree)}`);
-  out(`--kernel local:<its vmlinux,modules>: ${samples(cached)}`);
+  out(`--kernel tree:<clone>:                 ${samples(tree)}`);
+  out(`--kernel local:<its vmlinux,modules>:  ${samples(cached)}`);
   out(`difference of the medians: ${fmt(diff / 1000)} s ${against(diff / 1000, 10, ' s')}`);
   out(
-    `what the no-op pays: the image's inputs hashed in ${fmt(inputsMs)} ms (of it git rev-parse, diff HEAD and untracked files: ` +
-      `${fmt(gitMs)} ms; a local: kernel's inputs: ${fmt(localInputsMs)} ms); the image check in all ${fmt(checkMs)} ms (${action}); ` +
-      'make is not run',
+    `what the no-op pays: the image check, ${fmt(checkMs, 0)} ms in all (${action}: make is not run, nothing repacked), of it the ` +
+      `image's inputs hashed in ${fmt(inputsMs, 0)} ms,`,
+  );
+  out(
+    `  of that git rev-parse, diff HEAD and the untracked files of the tree ${fmt(gitMs, 0)} ms (a local: kernel's inputs: ` +
+      `${fmt(localInputsMs, 0)} ms)`,
   );
   out(
     `make, were it run on the unchanged tree: ${fmt(makeMs / 1000, 1)} s (` +
@@ -197,8 +200,13 @@ async function bootAgainstDebian(out: Out, o: KernelBenchOptions, image: GuestIm
   }
   const ratio = median(tree) / median(debian);
   out(`## Boot to agent (spawn → the agent answers, cold), ${ROUNDS} each, alternating`);
-  out(`tree-built ${image.manifest.kernelRelease} (lab configuration): ${samples(tree)}`);
-  out(`Debian's ${o.debianImage.manifest.kernelRelease} (generic):       ${samples(debian)}`);
+  const names = [
+    `tree-built ${image.manifest.kernelRelease} (lab configuration):`,
+    `Debian's ${o.debianImage.manifest.kernelRelease} (generic):`,
+  ];
+  const width = Math.max(...names.map((n) => n.length));
+  out(`${names[0]!.padEnd(width)} ${samples(tree)}`);
+  out(`${names[1]!.padEnd(width)} ${samples(debian)}`);
   out(`ratio tree-built / Debian's: ${fmt(ratio)} ${against(ratio, 0.5)}`);
   out();
 }

@@ -65,7 +65,7 @@ async function main(): Promise<void> {
   out();
   if (kernelOnly) {
     await kernelBuildBench(out, { profile, debianImage: image, cold });
-    return writeResults('-kernel');
+    return writeResults(cold ? '-kernel-cold' : '-kernel');
   }
 
   // 1. Boot: floor vs tcelab, alternating.

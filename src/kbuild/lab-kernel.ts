@@ -183,6 +183,8 @@ async function make(b: LabKernelBuild, place: BuildPlace, progress: Progress): P
   const t0 = Date.now();
   await mkdir(out, { recursive: true });
   await mkdir(place.ccache, { recursive: true });
+  // Before configure, whose host tools (HOSTCC=ccache gcc) are the first things ccache stores: was this build's ccache empty?
+  const ccacheWasEmpty = await ccacheIsEmpty(place.ccache);
   let previous = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuildRecord>;
   // A dir left by another format of build (other flags, not on make's command lines) is started over; one whose last
   // build failed (no record) is not: the build after a fix is incremental.
@@ -218,8 +220,6 @@ async function make(b: LabKernelBuild, place: BuildPlace, progress: Progress): P
   const unmet = unmetOptions(b.asked, await readFile(join(out, '.config'), 'utf8'));
   if (unmet.length) throw unmetOptionsError(unmet, b.source.describe, b.field);
   const cold = !existsSync(join(out, 'vmlinux'));
-  // Measured before it compiles: whether this build can take anything from ccache.
-  const emptyCcache = cold && (await ccacheIsEmpty(place.ccache));
   const total = previous.coldObjects ?? LAB_CONFIG_OBJECTS;
   let compiled = 0;
   await progress.step(`build ${b.source.describe} (make -j${availableParallelism()} vmlinux modules, ccache)`, (update) =>
@@ -250,7 +250,7 @@ async function make(b: LabKernelBuild, place: BuildPlace, progress: Progress): P
   // A cold build's count is the next cold build's bar, and the record of the last cold build (the bench prints it).
   const coldObjects = cold ? compiled : previous.coldObjects;
   const coldBuild: ColdBuild | undefined = cold
-    ? { at: new Date().toISOString(), ms: result.buildMs, objects: compiled, emptyCcache, jobs: availableParallelism() }
+    ? { at: new Date().toISOString(), ms: result.buildMs, objects: compiled, emptyCcache: ccacheWasEmpty, jobs: availableParallelism() }
     : previous.coldBuild;
   await writeFile(record, `${JSON.stringify({ ...result, coldObjects, coldBuild, format: FORMAT } satisfies BuildRecord, null, 2)}\n`);
   progress.info(
