@@ -121,5 +121,6 @@ describe('the kernel-build bench: its clone of a tree', () => {
     expect(await benchKernelTree(base, second, cache)).toBe(dir);
     expect(git(dir, 'rev-parse', 'HEAD')).toBe(second);
     expect(readFileSync(join(dir, EDITED_FILE), 'utf8')).toBe('int y;\n');
-  });
+    // Real git commands: a loaded machine (a kernel build beside) takes seconds over them.
+  }, 60_000);
 });
