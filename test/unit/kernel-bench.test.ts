@@ -1,14 +1,25 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { benchKernelTree, EDITED_FILE, editSource } from '../../src/bench/bench-kernel-tree.js';
 import { against, coldBuildLine, duration, phaseLines, phaseOf, phaseRows, samples } from '../../src/bench/kernel-bench-report.js';
 import { childrenCpuMs } from '../../src/bench/stats.js';
 import { TimedProgress } from '../../src/bench/timed-progress.js';
 import { BUILD_RECORD, ccacheIsEmpty, coldBuildsIn } from '../../src/kbuild/build-record.js';
 import { silentProgress } from '../../src/util/progress.js';
+
+/** Temporary dirs of these tests, removed after them. */
+const made: string[] = [];
+const tempDir = (prefix: string) => {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+};
+afterAll(() => {
+  for (const dir of made) rmSync(dir, { recursive: true, force: true });
+});
 
 const cold = { at: '2026-12-07T04:56:12.345Z', ms: 1_089_000, objects: 937, emptyCcache: true, jobs: 2 };
 
@@ -68,7 +79,7 @@ describe('the kernel-build bench: what it prints', () => {
 
 describe('the kernel-build bench: records of cold builds', () => {
   it('lists the O= dirs whose record keeps a cold build, oldest first', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tcelab-records-'));
+    const dir = tempDir('tcelab-records-');
     const put = (name: string, record: object) => {
       mkdirSync(join(dir, name));
       writeFileSync(join(dir, name, BUILD_RECORD), JSON.stringify(record));
@@ -84,7 +95,7 @@ describe('the kernel-build bench: records of cold builds', () => {
   });
 
   it('tells an empty ccache dir (missing, fresh, cleared) from one holding results', async () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tcelab-ccache-'));
+    const dir = tempDir('tcelab-ccache-');
     expect(await ccacheIsEmpty(join(dir, 'missing'))).toBe(true);
     expect(await ccacheIsEmpty(dir)).toBe(true);
     mkdirSync(join(dir, 'a', '3'), { recursive: true });
@@ -100,8 +111,8 @@ describe('the kernel-build bench: its clone of a tree', () => {
     execFileSync('git', ['-c', 'user.name=t', '-c', 'user.email=t@t', ...args], { cwd, encoding: 'utf8' }).trim();
 
   it('clones the base once, follows it to a new commit, and edits the driver differently each run', async () => {
-    const base = mkdtempSync(join(tmpdir(), 'tcelab-base-'));
-    const cache = mkdtempSync(join(tmpdir(), 'tcelab-cache-'));
+    const base = tempDir('tcelab-base-');
+    const cache = tempDir('tcelab-cache-');
     mkdirSync(join(base, 'drivers', 'vfio'), { recursive: true });
     writeFileSync(join(base, EDITED_FILE), 'int x;\n');
     git(base, 'init', '-q');
