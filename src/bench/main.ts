@@ -13,6 +13,7 @@ import { Lab } from '../lab/lab.js';
 import { qmpBench, summarize } from './qmp-bench.js';
 import { bootOnce, floorInitrd, cleanupFloor } from './boot-bench.js';
 import { nestedBench } from './nested-bench.js';
+import { kernelBuildBench } from './kernel-build-bench.js';
 import { median, fmt, percentile } from './stats.js';
 import { qemuVersionOf, restoreUnsafeReason } from '../snapshot/snapshot.js';
 import { runScenario } from '../scenario/runner.js';
@@ -26,9 +27,13 @@ import { packageRoot } from '../util/paths.js';
 
 /**
  * `npm run bench`: every ratio measured side by side in one run, on this
- * machine. `--quick` skips the time-to-verdict of the built-in scenarios.
+ * machine. `--quick` skips the time-to-verdict of the built-in scenarios;
+ * `--kernel-only` runs only the kernel builds (kernel-build-bench.ts), and
+ * `--cold` adds their cold build (10–18 minutes).
  */
 const quick = process.argv.includes('--quick');
+const kernelOnly = process.argv.includes('--kernel-only');
+const cold = process.argv.includes('--cold');
 const lines: string[] = [];
 const out = (s = '') => {
   lines.push(s);
@@ -58,6 +63,10 @@ async function main(): Promise<void> {
       `${process.version}, guest ${image.manifest.kernelRelease}`,
   );
   out();
+  if (kernelOnly) {
+    await kernelBuildBench(out, { profile, debianImage: image, cold });
+    return writeResults(cold ? '-kernel-cold' : '-kernel');
+  }
 
   // 1. Boot: floor vs tcelab, alternating.
   const floor = await floorInitrd(image);
@@ -214,7 +223,10 @@ async function main(): Promise<void> {
   // 5. The nested lab host.
   await nestedBench(out);
 
-  // 6. Time to verdict of each built-in scenario.
+  // 6. Kernels built from a source tree.
+  await kernelBuildBench(out, { profile, debianImage: image, cold });
+
+  // 7. Time to verdict of each built-in scenario.
   if (!quick) {
     out('## Time to verdict (launch → verdict written), restored and cold, one run each');
     out(`${'scenario'.padEnd(28)} ${'restored'.padStart(9)} ${'cold'.padStart(9)}  ratio  verdicts`);
@@ -247,9 +259,14 @@ async function main(): Promise<void> {
     out();
   }
 
+  await writeResults(quick ? '-quick' : '');
+}
+
+/** What the bench printed, kept in bench/results/<date><suffix>.txt. */
+async function writeResults(suffix: string): Promise<void> {
   const dir = join(packageRoot, 'bench', 'results');
   await mkdir(dir, { recursive: true });
-  const file = join(dir, `${new Date().toISOString().slice(0, 10)}${quick ? '-quick' : ''}.txt`);
+  const file = join(dir, `${new Date().toISOString().slice(0, 10)}${suffix}.txt`);
   await writeFile(file, `${lines.join('\n')}\n`);
   process.stdout.write(`raw output kept in ${file}\n`);
 }

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import type { KernelFlavour } from '../kernel/kernel-spec.js';
 import { withLock } from '../util/lock.js';
 import type { Progress } from '../util/progress.js';
+import { BUILD_RECORD, type BuildRecordExtras, ccacheIsEmpty, type ColdBuild } from './build-record.js';
 import type { KernelSourceTree } from './kernel-source.js';
 import { markUsed } from '../util/mark-used.js';
 import { type AskedOption, allconfigText, unmetOptions, unmetOptionsError } from './lab-config.js';
@@ -44,7 +45,17 @@ export interface LabKernelBuild {
 }
 
 /** The record of the last build in an O= dir (tcelab-build.json). */
-type BuildRecord = BuiltKernel & { coldObjects?: number; format: number };
+type BuildRecord = BuiltKernel & BuildRecordExtras;
+
+/**
+ * How to build, for measuring builds (the bench): `make` 'if-stale' (the default: nothing when the record says
+ * this content is built), 'always' (make in the O= dir even so: what a no-op make costs), 'from-scratch' (the O= dir
+ * removed first: a cold build); `ccache`, another ccache dir than the cache's (an empty one: a truly cold build).
+ */
+export interface KernelBuildOptions {
+  make?: 'if-stale' | 'always' | 'from-scratch';
+  ccache?: string;
+}
 
 /** The format of a build (flags and environment make does not see on its command lines): another one starts the O= dir over. */
 export const BUILD_FORMAT = 2;
@@ -108,13 +119,15 @@ export async function inLabKernelBuild<T>(
   cache: string,
   progress: Progress,
   use: (built: BuiltKernel) => Promise<T>,
+  opts: KernelBuildOptions = {},
 ): Promise<T> {
+  const how = opts.make ?? 'if-stale';
   const out = join(kernelBuildDir(cache), b.outName);
   const key = await labKernelKey(b.source.key, b.asked);
   await mkdir(kernelBuildDir(cache), { recursive: true });
   await mkdir(out, { recursive: true });
   await markUsed(out);
-  const record = join(out, 'tcelab-build.json');
+  const record = join(out, BUILD_RECORD);
   const inOut = async (): Promise<BuiltKernel | undefined> => {
     const r = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
     return r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot)
@@ -126,22 +139,27 @@ export async function inLabKernelBuild<T>(
     `${out}.lock`,
     `build ${b.source.describe}`,
     progress,
-    async () => use((await inOut()) ?? (await make(b, out, key, record, cache, progress))),
+    async () => {
+      const inDir = how === 'if-stale' ? await inOut() : undefined;
+      if (inDir) return use(inDir);
+      // Measuring builds: make runs all the same, in the O= dir as it is or started over.
+      if (how === 'from-scratch') await rm(out, { recursive: true, force: true });
+      return use(await make(b, { out, key, record, ccache: opts.ccache ?? ccacheDir(cache) }, progress));
+    },
     { waitMs: 60 * 60_000 },
   );
 }
 
 /** Builds (or finds built) a lab kernel, kept in its own dir (kernel-build/outputs/<key>). */
-export async function buildLabKernel(b: LabKernelBuild, cache: string, progress: Progress): Promise<BuiltKernel> {
-  return (
-    (await savedLabKernel(cache, b.source.key, b.asked)) ??
-    inLabKernelBuild(
-      b,
-      cache,
-      progress,
-      async (built) => (await savedLabKernel(cache, b.source.key, b.asked)) ?? keepLabKernel(cache, built),
-    )
-  );
+export async function buildLabKernel(
+  b: LabKernelBuild,
+  cache: string,
+  progress: Progress,
+  opts: KernelBuildOptions = {},
+): Promise<BuiltKernel> {
+  const fresh = (opts.make ?? 'if-stale') !== 'if-stale';
+  const saved = () => (fresh ? Promise.resolve(undefined) : savedLabKernel(cache, b.source.key, b.asked));
+  return (await saved()) ?? inLabKernelBuild(b, cache, progress, async (built) => (await saved()) ?? keepLabKernel(cache, built), opts);
 }
 
 /** A build copied out of its O= dir into its own (the next build in that O= dir replaces vmlinux and the modules). */
@@ -170,10 +188,21 @@ async function pruneOutputs(cache: string): Promise<void> {
   for (const old of done.slice(KEPT_OUTPUTS)) await rm(join(dir, old.name), { recursive: true, force: true });
 }
 
-async function make(b: LabKernelBuild, out: string, key: string, record: string, cache: string, progress: Progress): Promise<BuiltKernel> {
+/** Where one build goes: its O= dir, its key, its record file, the ccache dir it uses. */
+interface BuildPlace {
+  out: string;
+  key: string;
+  record: string;
+  ccache: string;
+}
+
+async function make(b: LabKernelBuild, place: BuildPlace, progress: Progress): Promise<BuiltKernel> {
+  const { out, key, record } = place;
   const t0 = Date.now();
   await mkdir(out, { recursive: true });
-  await mkdir(ccacheDir(cache), { recursive: true });
+  await mkdir(place.ccache, { recursive: true });
+  // Before configure, whose host tools (HOSTCC=ccache gcc) are the first things ccache stores: was this build's ccache empty?
+  const ccacheWasEmpty = await ccacheIsEmpty(place.ccache);
   let previous = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuildRecord>;
   // A dir left by another format of build (other flags, not on make's command lines) is started over; one whose last
   // build failed (no record) is not: the build after a fix is incremental.
@@ -192,7 +221,7 @@ async function make(b: LabKernelBuild, out: string, key: string, record: string,
   await writeFile(allconfig, allconfigText(b.asked));
   // No CCACHE_BASEDIR: ccache would then compile with paths relative to O=, and the kernel's -fmacro-prefix-map no
   // longer strips the tree's path from __FILE__ (a WARN then names ../../../kernel-source/…/mm/mmu_context.c).
-  const env = { ...REPRODUCIBLE, CCACHE_DIR: ccacheDir(cache) };
+  const env = { ...REPRODUCIBLE, CCACHE_DIR: place.ccache };
   const cc = [`CC=ccache ${CROSS.CROSS_COMPILE}gcc`, 'HOSTCC=ccache gcc'];
   const makeIn = (what: string, args: string[], onLine?: (l: string) => void) =>
     kmake(['-C', b.source.dir, `O=${out}`, ...cc, ...args], {
@@ -236,9 +265,12 @@ async function make(b: LabKernelBuild, out: string, key: string, record: string,
     buildMs: Date.now() - t0,
     compiled,
   };
-  // A cold build's count is the next cold build's bar.
+  // A cold build's count is the next cold build's bar, and the record of the last cold build (the bench prints it).
   const coldObjects = cold ? compiled : previous.coldObjects;
-  await writeFile(record, `${JSON.stringify({ ...result, coldObjects, format: FORMAT } satisfies BuildRecord, null, 2)}\n`);
+  const coldBuild: ColdBuild | undefined = cold
+    ? { at: new Date().toISOString(), ms: result.buildMs, objects: compiled, emptyCcache: ccacheWasEmpty, jobs: availableParallelism() }
+    : previous.coldBuild;
+  await writeFile(record, `${JSON.stringify({ ...result, coldObjects, coldBuild, format: FORMAT } satisfies BuildRecord, null, 2)}\n`);
   progress.info(
     `kernel ${release} built from ${b.source.describe} in ${(result.buildMs / 1000).toFixed(1)} s (${compiled} objects compiled)`,
   );

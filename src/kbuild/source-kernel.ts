@@ -8,7 +8,7 @@ import { debianSource } from './debian-source.js';
 import { gitTreeContent, withExportedCommit } from './git-tree.js';
 import type { KernelSourceTree } from './kernel-source.js';
 import { type AskedOption, allconfigText, askedOptions } from './lab-config.js';
-import { BUILD_FORMAT, type BuiltKernel, inLabKernelBuild, keepLabKernel, savedLabKernel } from './lab-kernel.js';
+import { BUILD_FORMAT, type BuiltKernel, inLabKernelBuild, type KernelBuildOptions, keepLabKernel, savedLabKernel } from './lab-kernel.js';
 import { crossCompilerVersion } from './module-build-tree.js';
 import { pruneKernelBuilds } from './prune-builds.js';
 import { applySeries, debianSourceGit, patchSeries, repositoryPatches, type SourceGit } from './source-git.js';
@@ -88,8 +88,10 @@ async function inSourceBuild<T>(
   cache: string,
   progress: Progress,
   use: (built: BuiltKernel) => Promise<T>,
+  opts: KernelBuildOptions = {},
 ): Promise<T> {
-  const inTree = (source: KernelSourceTree) => inLabKernelBuild(labBuild(source, spec, config.asked, config.pages), cache, progress, use);
+  const inTree = (source: KernelSourceTree) =>
+    inLabKernelBuild(labBuild(source, spec, config.asked, config.pages), cache, progress, use, opts);
   return 'asIs' in located
     ? inTree(located.asIs)
     : withExportedCommit(located.repo, located.commit, located.describe, cache, progress, inTree);
@@ -105,13 +107,15 @@ export async function buildSourceKernel(
   input: KernelInput,
   cache: string,
   progress: Progress,
+  opts: KernelBuildOptions = {},
 ): Promise<BuiltKernel> {
   const config = await configurationOf(spec);
   const located = await locate(spec, input, cache, progress);
-  // Kept from before (a matrix or a bisection back at a commit built already): the export is not moved for it.
-  const saved = await savedLabKernel(cache, located.key, config.asked);
+  // Kept from before (a matrix or a bisection back at a commit built already): the export is not moved for it. A
+  // measuring build (the bench's) makes it all the same.
+  const saved = (opts.make ?? 'if-stale') === 'if-stale' ? await savedLabKernel(cache, located.key, config.asked) : undefined;
   if (saved) return saved;
-  const built = await inSourceBuild(located, spec, config, cache, progress, async (b) => keepLabKernel(cache, b));
+  const built = await inSourceBuild(located, spec, config, cache, progress, async (b) => keepLabKernel(cache, b), opts);
   // A new build may push the least recently used exports and build dirs over the cache's counts.
   for (const dir of await pruneKernelBuilds(cache)) progress.info(`removed ${dir} (not used lately: the cache keeps the most recent ones)`);
   return built;
