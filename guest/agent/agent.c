@@ -286,6 +286,8 @@ static const struct {
 	{ "counters", cmd_counters },
 	{ "bind", cmd_bind },
 	{ "unbind", cmd_unbind },
+	{ "pci-config-read", cmd_pci_config_read },
+	{ "pci-config-write", cmd_pci_config_write },
 	{ "read-file", cmd_read_file },
 	{ "list-dir", cmd_list_dir },
 	{ "write-file", cmd_write_file },

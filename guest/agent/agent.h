@@ -65,10 +65,12 @@ enum outcome cmd_write_file(const struct request *req, struct reply *r);
 void fold_vmstat(void);
 enum outcome cmd_counters(const struct request *req, struct reply *r);
 
-/* pci.c: PCI devices and IOMMU groups in sysfs, binding to vfio-pci */
+/* pci.c: PCI devices and IOMMU groups in sysfs, binding to vfio-pci, a device's configuration space */
 enum outcome cmd_info(const struct request *req, struct reply *r);
 enum outcome cmd_bind(const struct request *req, struct reply *r);
 enum outcome cmd_unbind(const struct request *req, struct reply *r);
+enum outcome cmd_pci_config_read(const struct request *req, struct reply *r);
+enum outcome cmd_pci_config_write(const struct request *req, struct reply *r);
 
 /* holders.c: the processes that hold pins or VFIO fds, and signalling them */
 enum outcome cmd_pin_holders(const struct request *req, struct reply *r);

@@ -1,7 +1,8 @@
-/* PCI devices and IOMMU groups in sysfs: what the guest has for VFIO (info), and binding a device to vfio-pci
- * and back (bind, unbind). */
+/* PCI devices and IOMMU groups in sysfs: what the guest has for VFIO (info), binding a device to vfio-pci
+ * and back (bind, unbind), and a device's configuration space (pci-config-read, pci-config-write). */
 #include "agent.h"
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
@@ -201,5 +202,87 @@ enum outcome cmd_unbind(const struct request *req, struct reply *r)
 	else
 		sb_raw(&r->val, "null");
 	sb_raw(&r->val, "}");
+	return REPLY_OK;
+}
+
+/* The sysfs config file of a "device" argument (a valid PCI address), or NULL with the reply filled. */
+static const char *config_path(const struct jval *args, struct reply *r, char *path, size_t max)
+{
+	const char *bdf;
+	int rc = json_str(args, "device", &bdf);
+	if (rc || !valid_bdf(bdf)) {
+		bad_arg(r, "device", rc ? rc : -2, "a PCI address such as 0001:00:00.0");
+		return NULL;
+	}
+	snprintf(path, max, "/sys/bus/pci/devices/%s/config", bdf);
+	return path;
+}
+
+/*
+ * {"device", "offset"?, "size"?}: bytes of the device's configuration space as the kernel reads them now, hex
+ * ({"hex"}). On pseries each read is an RTAS ibm,read-pci-config: the device's own answer (QEMU's view), not a copy
+ * the kernel keeps. At most the 4096 bytes of an extended space; a conventional device has 256.
+ */
+enum outcome cmd_pci_config_read(const struct request *req, struct reply *r)
+{
+	char path[300];
+	uint64_t offset = 0, size = 256;
+	if (!config_path(req->args, r, path, sizeof(path)))
+		return REPLY_ERROR;
+	if (json_u64(req->args, "offset", &offset) == -2 || offset >= 4096)
+		return bad_arg(r, "offset", -2, "an offset below 4096");
+	if (json_u64(req->args, "size", &size) == -2 || size == 0 || offset + size > 4096)
+		return bad_arg(r, "size", -2, "1 or more bytes, offset + size at most 4096");
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail_errno(r, errno, "open %s", path);
+	unsigned char buf[4096];
+	ssize_t n = pread(fd, buf, size, (off_t)offset);
+	int e = errno;
+	close(fd);
+	if (n < 0)
+		return fail_errno(r, e, "read %s", path);
+	sb_raw(&r->val, "{\"hex\":\"");
+	for (ssize_t i = 0; i < n; i++)
+		sb_fmt(&r->val, "%02x", buf[i]);
+	sb_raw(&r->val, "\"}");
+	return REPLY_OK;
+}
+
+/*
+ * {"device", "offset", "hex"}: writes the bytes at offset with one pwrite of at most 4 bytes, which the kernel makes
+ * one config cycle of that width when the offset is aligned to it (pci_write_config() in pci-sysfs.c): on pseries an
+ * RTAS ibm,write-pci-config into QEMU. One register per call, so that the caller orders them.
+ */
+enum outcome cmd_pci_config_write(const struct request *req, struct reply *r)
+{
+	char path[300];
+	uint64_t offset;
+	const char *hex;
+	if (!config_path(req->args, r, path, sizeof(path)))
+		return REPLY_ERROR;
+	int rc = json_u64(req->args, "offset", &offset);
+	if (rc || offset >= 4096)
+		return bad_arg(r, "offset", rc ? rc : -2, "an offset below 4096");
+	rc = json_str(req->args, "hex", &hex);
+	size_t len = rc ? 0 : strlen(hex);
+	if (rc || (len != 2 && len != 4 && len != 8) || strspn(hex, "0123456789abcdefABCDEF") != len || offset % (len / 2))
+		return bad_arg(r, "hex", rc ? rc : -2, "1, 2 or 4 bytes in hex (as they lie in config space), aligned to their width");
+	unsigned char buf[4];
+	for (size_t i = 0; i < len / 2; i++) {
+		unsigned v;
+		sscanf(hex + 2 * i, "%2x", &v);
+		buf[i] = (unsigned char)v;
+	}
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fail_errno(r, errno, "open %s", path);
+	ssize_t n = pwrite(fd, buf, len / 2, (off_t)offset);
+	int e = errno;
+	close(fd);
+	if (n != (ssize_t)(len / 2))
+		return n < 0 ? fail_errno(r, e, "write %s at 0x%llx", path, (unsigned long long)offset)
+			     : fail(r, "EIO", "wrote %zd of %zu bytes to %s at 0x%llx", n, len / 2, path, (unsigned long long)offset);
+	sb_raw(&r->val, "{}");
 	return REPLY_OK;
 }

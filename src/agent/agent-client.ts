@@ -115,6 +115,17 @@ export class AgentClient {
     return this.execute('unbind', { device });
   }
 
+  /** Bytes of a device's PCI configuration space as the kernel reads them now (on pseries: RTAS, QEMU's answer). */
+  async pciConfigRead(device: string, offset = 0, size = 256): Promise<Buffer> {
+    const r = await this.execute<{ hex: string }>('pci-config-read', { device, offset, size });
+    return Buffer.from(r.hex, 'hex');
+  }
+
+  /** One config register written: 1, 2 or 4 bytes at an offset aligned to their width, one config cycle. */
+  pciConfigWrite(device: string, offset: number, bytes: Buffer): Promise<void> {
+    return this.execute('pci-config-write', { device, offset, hex: bytes.toString('hex') });
+  }
+
   readFile(path: string, maxBytes?: number): Promise<{ content: string; truncated: boolean }> {
     return this.execute('read-file', { path, ...(maxBytes ? { maxBytes } : {}) });
   }

@@ -21,6 +21,8 @@ import {
   type Snapshot,
 } from '../snapshot/snapshot.js';
 import type { GuestInitInfo } from './guest-init.js';
+import type { AgentClient } from '../agent/agent-client.js';
+import { readUnmigratedConfigs, type RestoredConfig } from './device-config.js';
 
 /** How a lab came up: restored from a snapshot, or booted cold (and why). */
 export interface LabStart {
@@ -30,6 +32,10 @@ export interface LabStart {
   why?: string;
   /** Set once a cold lab saved its machine. */
   saved?: string;
+  /** A restored lab: the devices QEMU does not migrate whose PCI configuration it wrote back (device-config.ts). */
+  configsRestored?: RestoredConfig[];
+  /** A restored lab that left their configuration as QEMU restored it (reset): why (a seeded fault). */
+  configsNotRestored?: string;
 }
 
 /** A cold lab that saves its machine once the agent answers: the key and what went into it. */
@@ -118,13 +124,14 @@ export async function restoreMachine(lab: MigratingLab, snap: Snapshot, progress
 }
 
 /**
- * The first cold lab of a machine saves it, booted, with its agent up: QMP
- * stop, migrate to a file, cont. Later labs of the same machine restore it.
- * A failed save costs this lab nothing but the attempt. Resolves with the key
- * of the saved snapshot, if one was published.
+ * The first cold lab of a machine saves it, booted, with its agent up: the PCI configuration of the devices QEMU
+ * does not migrate read through the agent, then QMP stop, migrate to a file, cont. Later labs of the same machine
+ * restore it. A failed save costs this lab nothing but the attempt. Resolves with the key of the saved snapshot, if
+ * one was published.
  */
 export async function saveMachine(
   lab: MigratingLab & { readonly name: string; readonly profile: Profile },
+  agent: AgentClient,
   saveAs: SaveAs,
   init: GuestInitInfo,
   progress: Progress,
@@ -133,6 +140,7 @@ export async function saveMachine(
   const stagedRam = `${staged}.ram`;
   try {
     return await progress.step(`save the booted machine for later labs (snapshot ${saveAs.key})`, async () => {
+      const deviceConfigs = await readUnmigratedConfigs(agent, lab.profile);
       await lab.qmp.stop();
       try {
         // The device state into the stream; the RAM, stopped and consistent, by copying its file (holes stay holes).
@@ -153,6 +161,7 @@ export async function saveMachine(
         coldSpawnToInitMs: init.spawnToInitMs,
         bootConsole: lab.process.console.tail(100_000),
         inputs: saveAs.inputs,
+        deviceConfigs,
       });
       return snap?.key;
     });

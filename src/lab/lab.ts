@@ -20,6 +20,7 @@ import { type LabStart, planArgs, planStart, restoreMachine, type SaveAs, saveMa
 import { type GuestInitInfo, waitForInitLine } from './guest-init.js';
 import { watchForPanic } from './panic-watch.js';
 import { connectAgent } from './agent-connect.js';
+import { writeBackConfigs } from './device-config.js';
 import { type ShutdownMethod, type ShutdownReport, shutdownLab } from './shutdown.js';
 import { releaseHoldings } from './teardown.js';
 
@@ -45,7 +46,15 @@ export interface LaunchOptions {
   snapshots?: 'use' | 'off';
   /** Boot cold, saving nothing, for this reason (a scenario that a restored machine would fail). */
   coldBecause?: string;
+  /**
+   * A restored lab leaves the devices QEMU does not migrate as QEMU restored them (a reset configuration space):
+   * why (a seeded fault, which proves that a check sees the difference).
+   */
+  skipConfigRestore?: string;
 }
+
+/** What a scenario may ask of how its lab starts. */
+export type LabStartOptions = Pick<LaunchOptions, 'coldBecause' | 'skipConfigRestore'>;
 
 /** A lab's name from its runtime dir (unique: the dir is made with mkdtemp). */
 export function labNameOf(paths: RuntimePaths): string {
@@ -73,6 +82,9 @@ export class Lab {
   /** A cold lab that saves its machine once the agent answers: the key and what went into it. */
   private saveAs: SaveAs | undefined;
   private restoredMeta: SnapshotMeta | undefined;
+  /** A restored lab's devices QEMU does not migrate: their saved configuration, until it is written back (agent()). */
+  private configsToRestore: SnapshotMeta['deviceConfigs'] = [];
+  private skipConfigRestore: string | undefined;
 
   private constructor(
     readonly profile: Profile,
@@ -177,6 +189,7 @@ export class Lab {
       lab.binder = binder;
       lab.start = plan.start;
       lab.saveAs = plan.saveAs;
+      lab.skipConfigRestore = opts.skipConfigRestore;
       if (plan.restore) await lab.finishRestore(plan.restore, progress);
       lab.watchForPanic();
       Lab.active++;
@@ -201,6 +214,7 @@ export class Lab {
   private async finishRestore(snap: Snapshot, progress: Progress): Promise<void> {
     await restoreMachine(this, snap, progress);
     this.restoredMeta = snap.meta;
+    this.configsToRestore = snap.meta.deviceConfigs;
   }
 
   /** Waits for the guest's /init to report ready on the console (a restored guest was saved past it). */
@@ -242,11 +256,27 @@ export class Lab {
         throw new TcelabError('restore', `could not set the guest clock: ${err.message}`);
       });
     }
+    // Before anything uses them, the devices QEMU does not migrate get the configuration they had (once).
+    if (this.configsToRestore.length) {
+      const saved = this.configsToRestore;
+      this.configsToRestore = [];
+      if (this.skipConfigRestore) this.start = { ...this.start, configsNotRestored: this.skipConfigRestore };
+      else {
+        const configsRestored = await writeBackConfigs(this.agentClient, saved, progress).catch(async (err: unknown) => {
+          // The same snapshot would fail the same way: the next lab boots cold and saves another.
+          if (this.start.snapshot) await removeSnapshot(this.start.snapshot);
+          throw err instanceof TcelabError
+            ? new TcelabError(err.what, err.why, `${err.hint ?? ''}${err.hint ? '; ' : ''}its snapshot was removed`, { cause: err })
+            : err;
+        });
+        this.start = { ...this.start, configsRestored };
+      }
+    }
     // The first cold lab of a machine saves it now, booted with its agent up (once: saveAs is cleared first).
     if (this.saveAs && this.initInfo) {
       const saveAs = this.saveAs;
       this.saveAs = undefined;
-      const saved = await saveMachine(this, saveAs, this.initInfo, progress);
+      const saved = await saveMachine(this, this.agentClient, saveAs, this.initInfo, progress);
       if (saved) this.start = { ...this.start, saved };
     }
     return this.agentClient;

@@ -264,7 +264,9 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
   try {
     baseline = await readBaseline(run, labHost);
     observation.phase('launch');
-    lab = await labHost.launch(profile, { progress, coldBecause: run.def.bootsCold });
+    // The seeded fault of a restored lab: its devices that QEMU does not migrate keep the reset configuration.
+    const skipConfigRestore = run.faults.has('skip-config-restore') ? 'seeded fault skip-config-restore' : undefined;
+    lab = await labHost.launch(profile, { progress, coldBecause: run.def.bootsCold, skipConfigRestore });
   } catch (err) {
     await sampler.stop();
     await labHost.dispose(true, join(report.resultsDir, 'artifacts', 'lab-host'), progress);

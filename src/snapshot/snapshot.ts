@@ -6,6 +6,7 @@ import { dirname, join } from 'node:path';
 import { cacheDir } from '../util/paths.js';
 import { type Profile, runsUnderKvm } from '../qemu/profile.js';
 import type { RuntimePaths } from '../qemu/argv.js';
+import type { SavedPciConfig } from './pci-config.js';
 
 /**
  * Saved, booted machines. The first lab of a machine boots cold with its RAM in a shared file (tmpfs), waits for its
@@ -17,8 +18,11 @@ import type { RuntimePaths } from '../qemu/argv.js';
  * the lab boots cold.
  */
 
-/** Bumped when what a snapshot holds, or how it is restored, changes (2: device state + a RAM file, x-ignore-shared). */
-const FORMAT = 2;
+/**
+ * Bumped when what a snapshot holds, or how it is restored, changes (2: device state + a RAM file, x-ignore-shared;
+ * 3: + the PCI configuration of the devices QEMU does not migrate, pci-config.ts).
+ */
+const FORMAT = 3;
 
 /** The QEMU object id of a lab's guest RAM when it is a file (a lab that saves its machine, or one restored from it). */
 export const RAM_BACKEND_ID = 'tcelab-ram';
@@ -52,6 +56,8 @@ export interface SnapshotMeta {
   bootConsole: string;
   /** What went into the key, readable. */
   inputs: Record<string, string>;
+  /** The devices QEMU does not migrate: their PCI configuration at the save, written back into a restored guest. */
+  deviceConfigs: SavedPciConfig[];
   bytes?: number;
 }
 

@@ -37,12 +37,7 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
     keepsGuestPins: used.find((p) => p.keepsGuestPins)?.keepsGuestPins,
     // A file that launches inner labs (an inner-launch step, or a procedure that does) runs on the outer machine.
     drivesInnerLabs: used.some((p) => p.drivesInnerLabs) || file.steps.some((s) => s.step === 'inner-launch'),
-    // The device's BAR is out of reach in a restored machine (dma-integrity.ts): a file that drives it boots cold.
-    bootsCold:
-      used.find((p) => p.bootsCold)?.bootsCold ??
-      (file.steps.some((s) => s.step === 'device-open')
-        ? "it drives the device's DMA engine, which a restored machine cannot reach"
-        : undefined),
+    bootsCold: used.find((p) => p.bootsCold)?.bootsCold,
     guestModules: [...new Set([...used.flatMap((p) => p.guestModules ?? []), ...file.steps.flatMap((s) => stepGuestModule(s.step) ?? [])])],
     requires: mergeRequirements(...used.map((p) => p.requires), ...file.steps.map((s) => stepRequirements(s.step))),
     adjustProfile: (profile: Profile, options) =>

@@ -1,7 +1,7 @@
 import type { ProcessScanner } from '../../probes/host-attribution.js';
 import type { ProcCountersProbe } from '../../probes/proc.js';
 import type { Sample } from '../../probes/sampler.js';
-import type { Lab, LaunchOptions } from '../../lab/lab.js';
+import type { Lab, LabStartOptions, LaunchOptions } from '../../lab/lab.js';
 import type { Profile } from '../../qemu/profile.js';
 import type { Progress } from '../../util/progress.js';
 import type { ScenarioReport } from '../scenario.js';
@@ -28,7 +28,7 @@ export interface LabHost {
   mlockedByCgroup(): boolean;
   /** The neighbours' VmPin one by one (pid → kB), taken with the baseline. */
   neighbourPins(): Record<number, number>;
-  launch(profile: Profile, opts: { progress: Progress; coldBecause?: string }): Promise<Lab>;
+  launch(profile: Profile, opts: { progress: Progress } & LabStartOptions): Promise<Lab>;
   /** The base page size, in kB, of the kernel that pins the lab's guest RAM: FOLL_PIN counts its pages. */
   pageKb(): Promise<number>;
   /** The counters that must return to baseline after QEMU exits, and how the lab's part of each is told apart. */

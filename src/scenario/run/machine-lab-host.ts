@@ -6,7 +6,7 @@ import { labCgroupExpected } from '../../probes/lab-cgroup.js';
 import { ProcCountersProbe } from '../../probes/proc.js';
 import type { Sample } from '../../probes/sampler.js';
 import type { Progress } from '../../util/progress.js';
-import { Lab } from '../../lab/lab.js';
+import { Lab, type LabStartOptions } from '../../lab/lab.js';
 import { type Profile, runsUnderKvm } from '../../qemu/profile.js';
 import type { HostKernelLog, LabHost, LabHostOptions, Leftovers } from './lab-host.js';
 import { attributedHostJudgements, type HostJudgements } from './release-judgements.js';
@@ -62,9 +62,9 @@ export class MachineLabHost implements LabHost {
     return this.opts.scanner.scan(250).neighbourPins;
   }
 
-  launch(profile: Profile, { progress, coldBecause }: { progress: Progress; coldBecause?: string }): Promise<Lab> {
+  launch(profile: Profile, { progress, ...start }: { progress: Progress } & LabStartOptions): Promise<Lab> {
     const { runtimeRoot, snapshots } = this.opts;
-    return Lab.launch(profile, { image: this.image, progress, runtimeRoot, snapshots, coldBecause });
+    return Lab.launch(profile, { image: this.image, progress, runtimeRoot, snapshots, ...start });
   }
 
   async pageKb(): Promise<number> {
