@@ -85,6 +85,10 @@ node -e '
 node dist/cli/main.js guest build --variant kvm-host --kernel debian-source:trixie >&2
 node dist/cli/main.js run kvm-tce-path --profile kvm-lab-host --kernel debian-source:trixie --results "$work/kvm-source"
 node dist/cli/main.js run hostile-guest --kernel debian-source:trixie --results "$work/hostile-source"
+# A bisection of a planted regression on Debian's source (scripts/bisect-history.sh: six commits, one that does not
+# build, one that drops the EBUSY of a second registration): tcelab bisect must name it and skip the one that does
+# not build; every step builds incrementally in the build dir of the debian-source:trixie kernel npm test built.
+TCELAB_SLOW_CHECKS=1 npx vitest run test/lab/bisect.test.ts
 node dist/cli/main.js run --all --jobs 2 --results "$work/restored"
 node -e '
   const fs = require("fs");
