@@ -11,7 +11,7 @@ import { controlRequest } from './hotplug-command.js';
 import { consoleCommand, execCommand } from './lab-access-command.js';
 import { cacheCommand } from './cache-command.js';
 import { qemuCommand } from './qemu-command.js';
-import { kernelConfigCommand } from './kernel-command.js';
+import { kernelConfigCommand, kernelSourceCommand } from './kernel-command.js';
 import { kconfigAdditions } from '../qemu/profile.js';
 import { matrixCommand } from './matrix-command.js';
 import { bisectCommand } from './bisect-command.js';
@@ -461,16 +461,29 @@ function qemuEntry(run: Run): CommandModule {
 
 function kernelEntry(run: Run): CommandModule {
   return command(
-    'kernel <action>',
-    'kernels built from source (--kernel tree:… or debian-source:…): config prints the configuration they are built with',
+    'kernel <action> [spec]',
+    'kernels built from source (--kernel tree:… or debian-source:…): config prints the configuration they are built with; ' +
+      'source prints the git repository and commit a debian-source: spec is built from',
     (y) =>
       y
         .positional('action', {
-          choices: ['config'] as const,
-          describe: "config: the lab's fragment (kernel-configs/lab.config, each option with why), the page size and your --kconfig-add",
+          choices: ['config', 'source'] as const,
+          describe:
+            "config: the lab's fragment (kernel-configs/lab.config, each option with why), the page size and your --kconfig-add; " +
+            'source <debian-source:…>: Debian’s source committed to a git repository in the cache (clone it with git clone --shared ' +
+            'to put commits on top: builds of the clone share its build dir)',
+        })
+        .positional('spec', {
+          type: 'string',
+          describe: 'source: a debian-source: spec (debian-source:trixie, debian-source:6.12.107+patches)',
         })
         .option('64k', { type: 'boolean', default: false, describe: 'the configuration of a 64 KiB-page kernel' }),
-    (a) => run(kernelConfigCommand({ kconfigAdd: kconfigAdditions(), pages64k: a['64k'] === true, json: a.json })),
+    (a) =>
+      run(
+        a.action === 'source'
+          ? kernelSourceCommand({ spec: a.spec, json: a.json })
+          : kernelConfigCommand({ kconfigAdd: kconfigAdditions(), pages64k: a['64k'] === true, json: a.json }),
+      ),
   );
 }
 

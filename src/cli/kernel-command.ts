@@ -1,8 +1,34 @@
 import { readFile } from 'node:fs/promises';
 import { allconfigText, askedOptions, LAB_FRAGMENT } from '../kbuild/lab-config.js';
-import { KCONFIG_OPTION } from '../kernel/kernel-spec.js';
+import { debianSourceCommit } from '../kbuild/source-kernel.js';
+import { KCONFIG_OPTION, parseKernelSpec } from '../kernel/kernel-spec.js';
 import { InputError } from '../util/errors.js';
+import { cacheDir } from '../util/paths.js';
+import { StderrProgress } from '../util/progress.js';
 import { resolve } from 'node:path';
+
+/**
+ * `tcelab kernel source debian-source:…`: the git repository (bare, in the cache) holding Debian's source as one
+ * commit, with the spec's patches as commits on top; stdout: the repository, then the commit (a script clones the one
+ * and checks out the other). The same source is the same commit on every machine.
+ */
+export async function kernelSourceCommand(args: { spec: string | undefined; json: boolean }): Promise<number> {
+  if (!args.spec)
+    throw new InputError('spec', '(none)', 'kernel source takes a debian-source: spec', 'e.g. tcelab kernel source debian-source:trixie');
+  const spec = parseKernelSpec(args.spec, 'spec');
+  if (spec.kind !== 'debian-source')
+    throw new InputError('spec', args.spec, 'kernel source takes a debian-source: spec (a tree: is a git repository already)');
+  const source = await debianSourceCommit(spec, { field: 'spec', text: args.spec }, cacheDir(), new StderrProgress());
+  const result = {
+    gitDir: source.git.gitDir,
+    commit: source.commit,
+    base: source.git.base,
+    describe: source.describe,
+    patches: source.patches,
+  };
+  process.stdout.write(args.json ? `${JSON.stringify(result, null, 2)}\n` : `${result.gitDir}\n${result.commit}\n`);
+  return 0;
+}
 
 /**
  * `tcelab kernel config [--kconfig-add FILE|CONFIG_X=y …] [--64k]`: the configuration tcelab builds a kernel from

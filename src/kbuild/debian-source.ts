@@ -29,13 +29,13 @@ export async function debianSource(
   input: KernelInput,
   cache: string,
   progress: Progress,
-): Promise<KernelSourceTree> {
+): Promise<KernelSourceTree & { upstream: string }> {
   const { apt, pkg } =
     'suite' in spec.target
       ? await newestOfSuite(spec.target.suite, input, cache, progress)
       : await exactVersion(spec.target.version, input, cache, progress);
   progress.info(`kernel source: ${pkg.name} ${pkg.version} (Debian ${apt.suite})`);
-  return debianSourceTree(apt, pkg, cache, progress);
+  return { ...(await debianSourceTree(apt, pkg, cache, progress)), upstream: upstreamVersion(pkg.version) };
 }
 
 const sources = (apt: PrivateApt) =>

@@ -90,32 +90,47 @@ export async function gitTreeContent(
   return { top, commit: head, key: `${head}+${h.digest('hex').slice(0, 16)}`, dirty: true };
 }
 
-/** A tree to build: the tree itself (no ref) or its export at the ref's commit in the cache. */
-export async function gitTreeSource(spec: TreeSpec, input: KernelInput, cache: string, progress: Progress): Promise<GitTreeSource> {
-  const content = await gitTreeContent(spec, input);
-  const name = `${content.top}${spec.ref ? `@${spec.ref}` : ''}`;
-  if (!spec.ref) return { dir: content.top, describe: name, key: content.key, commit: content.commit, dirty: content.dirty };
-  const base = join(sourceCacheDir(cache), `tree-${createHash('sha256').update(content.top).digest('hex').slice(0, 12)}`);
-  const tree: GitTreeSource = {
-    dir: join(base, 'src'),
-    describe: `${name} (${content.commit.slice(0, 12)})`,
-    key: content.key,
-    commit: content.commit,
-    dirty: false,
-  };
+/**
+ * A commit of a git repository exported into the cache, and `use` run on it while it stays there (the export's lock
+ * is held: another process moving the export to its own commit waits). One export per line of history — keyed by
+ * the history's root commit, not by the repository — so that every repository descending from the same root (a
+ * clone with commits on top, Debian's source with a patch series, a bisection's history) moves one export from
+ * commit to commit: git rewrites only the files that differ, and the build in it is incremental.
+ */
+export async function withExportedCommit<T>(
+  repo: string,
+  commit: string,
+  describe: string,
+  cache: string,
+  progress: Progress,
+  use: (tree: GitTreeSource) => Promise<T>,
+): Promise<T> {
+  const roots = (await git(repo, ['rev-list', '--max-parents=0', commit], `find the root commit of ${commit}`)).stdout
+    .split('\n')
+    .filter(Boolean)
+    .sort();
+  const base = join(sourceCacheDir(cache), `tree-${roots[0]!.slice(0, 12)}`);
+  const tree: GitTreeSource = { dir: join(base, 'src'), describe, key: commit, commit, dirty: false };
   const at = join(base, 'commit');
-  if ((await readFile(at, 'utf8').catch(() => '')).trim() === content.commit) return tree;
   await mkdir(tree.dir, { recursive: true });
-  await withLock(`${base}.lock`, `export ${tree.describe}`, progress, async () => {
-    if ((await readFile(at, 'utf8').catch(() => '')).trim() === content.commit) return;
-    await writeFile(at, '');
-    // Its own index: git moves the export from the commit it holds to this one, rewriting only the files that differ.
-    await progress.step(`check out ${tree.describe} into the cache`, () =>
-      git(content.top, [`--work-tree=${tree.dir}`, 'read-tree', '-u', '--reset', content.commit], `export ${tree.describe}`, {
-        GIT_INDEX_FILE: join(base, 'index'),
-      }),
-    );
-    await writeFile(at, `${content.commit}\n`);
-  });
-  return tree;
+  // Held while the export is built from: a cold build takes many minutes.
+  return withLock(
+    `${base}.lock`,
+    `build ${describe}`,
+    progress,
+    async () => {
+      if ((await readFile(at, 'utf8').catch(() => '')).trim() !== commit) {
+        await writeFile(at, '');
+        // Its own index: git moves the export from the commit it holds to this one, rewriting only the files that differ.
+        await progress.step(`check out ${describe} into the cache`, () =>
+          git(repo, [`--work-tree=${tree.dir}`, 'read-tree', '-u', '--reset', commit], `export ${describe}`, {
+            GIT_INDEX_FILE: join(base, 'index'),
+          }),
+        );
+        await writeFile(at, `${commit}\n`);
+      }
+      return use(tree);
+    },
+    { waitMs: 60 * 60_000 },
+  );
 }

@@ -7,13 +7,14 @@ import { type DebPackage, debFileName } from '../debian/deb-package.js';
 import { PrivateApt } from '../debian/private-apt.js';
 import { suiteAptRoot, USERLAND_ARCH } from '../debian/guest-suite.js';
 import type { KernelBuildFacts, KernelFacts } from '../kernel/kernel-facts.js';
-import { parseKernelSpec } from '../kernel/kernel-spec.js';
+import { isSourceKernel, parseKernelSpec } from '../kernel/kernel-spec.js';
 import { TcelabError } from '../util/errors.js';
 import { cacheDir, guestSourceDir } from '../util/paths.js';
 import type { Progress } from '../util/progress.js';
 import { debianSourceTree, readDebMember } from './kernel-source.js';
 import { crossCompilerVersion, type ModuleBuildTree, prepareModuleTree } from './module-build-tree.js';
-import { type BuiltModule, buildOutOfTreeModule, modinfoField } from './out-of-tree-module.js';
+import { type BuiltModule, buildOutOfTreeModule, builtOutOfTreeModule, modinfoField } from './out-of-tree-module.js';
+import { withSourceKernelBuild } from './source-kernel.js';
 
 /** The guest modules tcelab builds, by module name: their source dir under guest/ (a Kbuild and C files). */
 export const GUEST_MODULE_SOURCES: Record<string, string> = {
@@ -94,8 +95,9 @@ export async function ensureGuestModule(name: string, manifest: ImageKernel, pro
 }
 
 /**
- * The module for a kernel built from source, in the build's O= dir. That dir holds the newest build of its tree: when
- * it is another build than the image's (the tree was built again since), the module is not built against it.
+ * The module for a kernel built from source, built in the build's O= dir. That dir holds the newest build of its
+ * tree (a history's export moves from commit to commit): when it holds another, this image's kernel is built there
+ * again (incremental; kept builds are not rebuilt, only the tree is put back) before the module is built against it.
  */
 async function moduleForBuiltKernel(
   name: string,
@@ -104,24 +106,32 @@ async function moduleForBuiltKernel(
   cache: string,
   progress: Progress,
 ): Promise<GuestModule> {
-  const record = JSON.parse(await readFile(join(build.out, 'tcelab-build.json'), 'utf8').catch(() => '{}')) as { key?: string };
-  if (record.key !== build.key) {
-    return {
-      notApplicable: `${build.out} now holds another build of ${build.tree} than this image's kernel (run again: the image is rebuilt with it)`,
+  const source = guestModuleSource(name);
+  const at = { out: build.out, kcflags: '', key: build.key, release: facts.release };
+  const before = await builtOutOfTreeModule(at, source, name, cache);
+  if (before) return { module: before };
+  const spec = parseKernelSpec(facts.source.spec, 'the image manifest');
+  if (!isSourceKernel(spec)) throw new TcelabError(`build the ${name} module`, `${facts.source.spec} is not a kernel built from source`);
+  const input = { field: 'the image manifest', text: facts.source.spec };
+  return withSourceKernelBuild(spec, input, cache, progress, async (built): Promise<GuestModule> => {
+    if (built.key !== build.key || built.out !== build.out)
+      return {
+        notApplicable:
+          `${facts.source.spec} now builds another kernel than this image's (${built.source.describe}): ` +
+          'build the image again (tcelab guest build --refresh) to test it',
+      };
+    const tree: ModuleBuildTree = {
+      source: { dir: built.source.dir, describe: build.tree, key: build.key },
+      out: build.out,
+      release: facts.release,
+      vermagic: (await vermagicOfBuild(facts.release, build.out)) ?? '',
+      forced: [],
+      kcflags: '',
+      preparedMs: 0,
+      key: build.key,
     };
-  }
-  const vfio = await vermagicOfBuild(facts.release, build.out);
-  const tree: ModuleBuildTree = {
-    source: { dir: build.dir, describe: build.tree, key: build.key },
-    out: build.out,
-    release: facts.release,
-    vermagic: vfio ?? '',
-    forced: [],
-    kcflags: '',
-    preparedMs: 0,
-    key: build.key,
-  };
-  return { module: await buildOutOfTreeModule(tree, guestModuleSource(name), name, cache, progress) };
+    return { module: await buildOutOfTreeModule(tree, source, name, cache, progress) };
+  });
 }
 
 /** The vermagic of the build's own modules (vfio.ko's): a module built in its tree must carry the same. */

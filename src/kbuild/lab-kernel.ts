@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import type { KernelFlavour } from '../kernel/kernel-spec.js';
@@ -78,30 +78,93 @@ export async function labKernelKey(sourceKey: string, asked: AskedOption[]): Pro
     .slice(0, 20);
 }
 
-/** Builds (or finds built) a lab kernel; options the tree cannot give are an error before anything is compiled. */
-export async function buildLabKernel(b: LabKernelBuild, cache: string, progress: Progress): Promise<BuiltKernel> {
+/**
+ * Where built kernels are kept, one dir per build key (vmlinux, the modules root, built.json): an O= dir holds only its
+ * last build (a history's export moves from commit to commit), while a matrix or a bisection comes back to earlier ones.
+ */
+export const kernelOutputsDir = (cache: string) => join(cache, 'kernel-build', 'outputs');
+/** How many built kernels are kept (≈11 MB each with the lab configuration); the least recently used go first. */
+const KEPT_OUTPUTS = 24;
+
+/** A build kept before for this source and configuration, if there is one. */
+export async function savedLabKernel(cache: string, sourceKey: string, asked: AskedOption[]): Promise<BuiltKernel | undefined> {
+  const key = await labKernelKey(sourceKey, asked);
+  const built = join(kernelOutputsDir(cache), key, 'built.json');
+  const r = JSON.parse(await readFile(built, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
+  if (!(r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot))) return undefined;
+  // Used now: the last to be pruned.
+  await utimes(built, new Date(), new Date()).catch(() => undefined);
+  return { ...(r as BuiltKernel), buildMs: 0, compiled: 0 };
+}
+
+/**
+ * `use` run on a build in its O= dir, made to hold this build (built, incrementally, when it holds another) and held
+ * under the O= dir's lock meanwhile: what is built against the tree (a guest module) sees this build's tree. Options
+ * the tree cannot give are an error before anything is compiled.
+ */
+export async function inLabKernelBuild<T>(
+  b: LabKernelBuild,
+  cache: string,
+  progress: Progress,
+  use: (built: BuiltKernel) => Promise<T>,
+): Promise<T> {
   const out = join(kernelBuildDir(cache), b.outName);
   const key = await labKernelKey(b.source.key, b.asked);
+  await mkdir(kernelBuildDir(cache), { recursive: true });
   const record = join(out, 'tcelab-build.json');
-  const built = async (): Promise<BuiltKernel | undefined> => {
+  const inOut = async (): Promise<BuiltKernel | undefined> => {
     const r = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
     return r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot)
       ? { ...(r as BuiltKernel), buildMs: 0, compiled: 0 }
       : undefined;
   };
-  const before = await built();
-  if (before) return before;
-  await mkdir(kernelBuildDir(cache), { recursive: true });
   // A cold build takes minutes: a second process building the same tree waits for it (an hour at most).
   return withLock(
     `${out}.lock`,
     `build ${b.source.describe}`,
     progress,
-    async () => (await built()) ?? make(b, out, key, record, cache, progress),
-    {
-      waitMs: 60 * 60_000,
-    },
+    async () => use((await inOut()) ?? (await make(b, out, key, record, cache, progress))),
+    { waitMs: 60 * 60_000 },
   );
+}
+
+/** Builds (or finds built) a lab kernel, kept in its own dir (kernel-build/outputs/<key>). */
+export async function buildLabKernel(b: LabKernelBuild, cache: string, progress: Progress): Promise<BuiltKernel> {
+  return (
+    (await savedLabKernel(cache, b.source.key, b.asked)) ??
+    inLabKernelBuild(
+      b,
+      cache,
+      progress,
+      async (built) => (await savedLabKernel(cache, b.source.key, b.asked)) ?? keepLabKernel(cache, built),
+    )
+  );
+}
+
+/** A build copied out of its O= dir into its own (the next build in that O= dir replaces vmlinux and the modules). */
+export async function keepLabKernel(cache: string, built: BuiltKernel): Promise<BuiltKernel> {
+  const kept = join(kernelOutputsDir(cache), built.key);
+  const tmp = `${kept}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await copyFile(built.vmlinux, join(tmp, 'vmlinux'));
+  await cp(built.modulesRoot, join(tmp, 'modules'), { recursive: true, verbatimSymlinks: true });
+  const result: BuiltKernel = { ...built, vmlinux: join(kept, 'vmlinux'), modulesRoot: join(kept, 'modules') };
+  await writeFile(join(tmp, 'built.json'), `${JSON.stringify(result, null, 2)}\n`);
+  await rm(kept, { recursive: true, force: true });
+  await rename(tmp, kept);
+  await pruneOutputs(cache);
+  return result;
+}
+
+/** Keeps the KEPT_OUTPUTS most recently used builds. */
+async function pruneOutputs(cache: string): Promise<void> {
+  const dir = kernelOutputsDir(cache);
+  const all = await Promise.all(
+    (await readdir(dir)).map(async (name) => ({ name, at: (await stat(join(dir, name, 'built.json')).catch(() => undefined))?.mtimeMs })),
+  );
+  const done = all.filter((o) => o.at !== undefined).sort((a, b) => b.at! - a.at!);
+  for (const old of done.slice(KEPT_OUTPUTS)) await rm(join(dir, old.name), { recursive: true, force: true });
 }
 
 async function make(b: LabKernelBuild, out: string, key: string, record: string, cache: string, progress: Progress): Promise<BuiltKernel> {

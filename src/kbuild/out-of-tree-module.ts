@@ -33,6 +33,33 @@ export function modinfoField(ko: Buffer, field: string): string | undefined {
   return undefined;
 }
 
+/** Where a module built against a tree is kept: one dir per tree (its O= dir and build key), flags and source content. */
+async function moduleBuildDir(
+  tree: Pick<ModuleBuildTree, 'out' | 'kcflags' | 'key' | 'release'>,
+  srcDir: string,
+  name: string,
+  cache: string,
+): Promise<{ dir: string; files: string[] }> {
+  const files = (await readdir(srcDir)).filter((f) => /\.(c|h)$/.test(f) || f === 'Kbuild').sort();
+  const hash = createHash('sha256')
+    .update(tree.out)
+    .update(tree.kcflags)
+    .update(tree.key ?? '');
+  for (const f of files) hash.update(f).update(await readFile(join(srcDir, f)));
+  return { dir: join(cache, 'kernel-build', 'modules', `${name}-${tree.release}-${hash.digest('hex').slice(0, 16)}`), files };
+}
+
+/** The module built before against this tree from these sources, if it was. */
+export async function builtOutOfTreeModule(
+  tree: Pick<ModuleBuildTree, 'out' | 'kcflags' | 'key' | 'release'>,
+  srcDir: string,
+  name: string,
+  cache: string,
+): Promise<BuiltModule | undefined> {
+  const record = join((await moduleBuildDir(tree, srcDir, name, cache)).dir, 'module.json');
+  return existsSync(record) ? { ...(JSON.parse(await readFile(record, 'utf8')) as BuiltModule), buildMs: 0, preparedMs: 0 } : undefined;
+}
+
 /**
  * Builds the out-of-tree module whose Kbuild is in `srcDir` (guest/<name>) against a prepared tree, once per tree and
  * source content (cached). A module whose vermagic is not the kernel's would be refused by it: that is an error here.
@@ -44,13 +71,7 @@ export async function buildOutOfTreeModule(
   cache: string,
   progress: Progress,
 ): Promise<BuiltModule> {
-  const files = (await readdir(srcDir)).filter((f) => /\.(c|h)$/.test(f) || f === 'Kbuild').sort();
-  const hash = createHash('sha256')
-    .update(tree.out)
-    .update(tree.kcflags)
-    .update(tree.key ?? '');
-  for (const f of files) hash.update(f).update(await readFile(join(srcDir, f)));
-  const dir = join(cache, 'kernel-build', 'modules', `${name}-${tree.release}-${hash.digest('hex').slice(0, 16)}`);
+  const { dir, files } = await moduleBuildDir(tree, srcDir, name, cache);
   const record = join(dir, 'module.json');
   const cached = async (): Promise<BuiltModule> => ({
     ...JSON.parse(await readFile(record, 'utf8')),

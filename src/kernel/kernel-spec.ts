@@ -15,9 +15,10 @@ import { InputError } from '../util/errors.js';
  * - `tree:<path>[@<ref>][,64k][,kconfig=<CONFIG_X=v|file>…]`: a kernel source tree (a git tree) that tcelab
  *   configures with its lab fragment (kernel-configs/lab.config) and builds: at a commit (`@ref`), or as it stands,
  *   local changes included;
- * - `debian-source:<suite|version>[/64k][,kconfig=…]`: Debian's linux-source (the tree with Debian's patches), the
- *   newest of a suite (debian-source:trixie) or an exact upstream version from any suite (debian-source:6.12.107),
- *   built the same way.
+ * - `debian-source:<suite|version>[+patches][/64k][,kconfig=…][,patches=<file|dir>…]`: Debian's linux-source (the
+ *   tree with Debian's patches), the newest of a suite (debian-source:trixie) or an exact upstream version from any
+ *   suite (debian-source:6.12.107), built the same way; `+patches` applies the repository's kernel-patches/<version>/
+ *   series on top, `patches=` a series of the user's (git format-patch files, in order).
  * The guest userland stays Debian trixie's whatever the kernel.
  */
 export type KernelSpec =
@@ -25,7 +26,16 @@ export type KernelSpec =
   | { kind: 'deb'; files: string[] }
   | { kind: 'local'; vmlinux: string; modulesRoot?: string }
   | { kind: 'tree'; path: string; ref?: string; flavour: KernelFlavour; kconfig: string[] }
-  | { kind: 'debian-source'; target: DebianSourceTarget; flavour: KernelFlavour; kconfig: string[] };
+  | {
+      kind: 'debian-source';
+      target: DebianSourceTarget;
+      flavour: KernelFlavour;
+      kconfig: string[];
+      /** The repository's own series for the version (kernel-patches/<version>/), applied first. */
+      repoPatches: boolean;
+      /** The user's patch files or directories of them (absolute), applied in order after it. */
+      patches: string[];
+    };
 
 /** A spec of a kernel tcelab builds from source. */
 export type SourceKernelSpec = Extract<KernelSpec, { kind: 'tree' | 'debian-source' }>;
@@ -58,19 +68,29 @@ export const KCONFIG_OPTION = /^CONFIG_[A-Za-z0-9_]+=(y|m|n|-?\d+|0x[0-9a-fA-F]+
 
 const SOURCE_FORMS = {
   tree: 'tree:<path of a git tree>[@<ref>][,64k][,kconfig=<CONFIG_X=y|file>]…, e.g. tree:~/linux@v6.12 or tree:.',
-  'debian-source': 'debian-source:<suite|version>[/64k][,kconfig=<CONFIG_X=y|file>]…, e.g. debian-source:trixie or debian-source:6.12.107',
+  'debian-source':
+    'debian-source:<suite|version>[+patches][/64k][,kconfig=<CONFIG_X=y|file>]…[,patches=<file|dir>]…, e.g. debian-source:trixie or ' +
+    'debian-source:6.12.107+patches',
 };
 
-/** The options after a source kernel's first comma: a page size, and kconfig additions (an option, or a fragment file). */
-function sourceOptions(parts: string[], bad: (why: string) => never, form: string): { flavour?: KernelFlavour; kconfig: string[] } {
+/** The options after a source kernel's first comma: a page size, kconfig additions (an option, or a fragment file), patches. */
+function sourceOptions(
+  parts: string[],
+  bad: (why: string) => never,
+  form: string,
+  takesPatches = false,
+): { flavour?: KernelFlavour; kconfig: string[]; patches: string[] } {
   let flavour: KernelFlavour | undefined;
   const kconfig: string[] = [];
+  const patches: string[] = [];
   for (const part of parts) {
     if (part === '64k' || part === '4k') flavour = part === '64k' ? 'powerpc64le-64k' : 'powerpc64le';
     else if (part.startsWith('kconfig=')) kconfig.push(kconfigItem(part.slice('kconfig='.length), bad));
-    else bad(`"${part}" is neither 64k, 4k nor kconfig=…: must be ${form}`);
+    else if (takesPatches && part.startsWith('patches=') && part.length > 'patches='.length)
+      patches.push(absolute(part.slice('patches='.length)));
+    else bad(`"${part}" is neither 64k, 4k${takesPatches ? ', patches=…' : ''} nor kconfig=…: must be ${form}`);
   }
-  return { flavour, kconfig };
+  return { flavour, kconfig, patches };
 }
 
 /** A kconfig addition: an option line as it is, a file as an absolute path. */
@@ -122,18 +142,25 @@ export function parseKernelSpec(text: string, field = '--kernel'): KernelSpec {
     }
     case 'debian-source': {
       const [head = '', ...options] = rest.split(',');
-      const m = /^([^/]+)(?:\/(4k|64k))?$/.exec(head);
+      const m = /^([^/+]+)(\+patches)?(?:\/(4k|64k))?$/.exec(head);
       if (!m) return bad(`must be ${SOURCE_FORMS['debian-source']}`);
-      const [, target, pages] = m;
+      const [, target, plus, pages] = m;
       const parsed: DebianSourceTarget | undefined = UPSTREAM_VERSION.test(target!)
         ? { version: target! }
         : SUITE.test(target!)
           ? { suite: target! }
           : undefined;
       if (!parsed) return bad(`"${target}" is neither a Debian suite (trixie, sid…) nor a kernel version (6.12.107, 7.2.11)`);
-      const opts = sourceOptions(options, bad, SOURCE_FORMS['debian-source']);
+      const opts = sourceOptions(options, bad, SOURCE_FORMS['debian-source'], true);
       const flavour = opts.flavour ?? (pages === '64k' ? 'powerpc64le-64k' : 'powerpc64le');
-      return { kind: 'debian-source', target: parsed, flavour, kconfig: opts.kconfig };
+      return {
+        kind: 'debian-source',
+        target: parsed,
+        flavour,
+        kconfig: opts.kconfig,
+        repoPatches: plus !== undefined,
+        patches: opts.patches,
+      };
     }
     default:
       return bad(
@@ -210,7 +237,8 @@ export function formatKernelSpec(spec: KernelSpec): string {
       return `tree:${spec.path}${spec.ref ? `@${spec.ref}` : ''}${spec.flavour === 'powerpc64le-64k' ? ',64k' : ''}${kconfigText(spec.kconfig)}`;
     case 'debian-source': {
       const target = 'suite' in spec.target ? spec.target.suite : spec.target.version;
-      return `debian-source:${target}${spec.flavour === 'powerpc64le-64k' ? '/64k' : ''}${kconfigText(spec.kconfig)}`;
+      const head = `${target}${spec.repoPatches ? '+patches' : ''}${spec.flavour === 'powerpc64le-64k' ? '/64k' : ''}`;
+      return `debian-source:${head}${kconfigText(spec.kconfig)}${spec.patches.map((p) => `,patches=${p}`).join('')}`;
     }
   }
 }
@@ -228,7 +256,9 @@ export function kernelKey(spec: KernelSpec, hash: (s: string) => string = sha256
   }
   if (spec.kind === 'debian-source') {
     const target = 'suite' in spec.target ? spec.target.suite : spec.target.version.replace(/~/g, '_');
-    return `src-${target}${pages}${spec.kconfig.length ? `-k${hash(spec.kconfig.join('\n')).slice(0, 8)}` : ''}`;
+    const patched = spec.repoPatches ? '+patches' : '';
+    const user = spec.patches.length ? `-p${hash(spec.patches.join('\n')).slice(0, 8)}` : '';
+    return `src-${target}${patched}${pages}${spec.kconfig.length ? `-k${hash(spec.kconfig.join('\n')).slice(0, 8)}` : ''}${user}`;
   }
   return `${spec.kind}-${hash(formatKernelSpec(spec)).slice(0, 12)}`;
 }

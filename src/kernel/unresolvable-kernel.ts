@@ -14,7 +14,7 @@ import type { KernelInput, KernelSpec } from './kernel-spec.js';
 interface NamedPath {
   path: string;
   what: string;
-  type: 'file' | 'directory';
+  type: 'file' | 'directory' | 'file or directory';
 }
 
 /** A source kernel's kconfig additions that are files (the others are options). */
@@ -25,7 +25,10 @@ const fragmentFiles = (kconfig: string[]): NamedPath[] =>
 const NAMED_PATHS: { [K in KernelSpec['kind']]: (spec: Extract<KernelSpec, { kind: K }>) => NamedPath[] } = {
   debian: () => [],
   tree: (spec) => [{ path: spec.path, what: 'the kernel source tree', type: 'directory' }, ...fragmentFiles(spec.kconfig)],
-  'debian-source': (spec) => fragmentFiles(spec.kconfig),
+  'debian-source': (spec) => [
+    ...fragmentFiles(spec.kconfig),
+    ...spec.patches.map((path) => ({ path, what: 'a patch or a directory of patches', type: 'file or directory' as const })),
+  ],
   deb: (spec) => spec.files.map((path) => ({ path, what: 'a kernel package', type: 'file' })),
   local: (spec) => [
     { path: spec.vmlinux, what: 'the vmlinux', type: 'file' },
@@ -43,7 +46,8 @@ const PATHS_HINT: Record<KernelSpec['kind'], string> = {
   debian: '',
   tree:
     'tree:<path>[@<ref>] names a git tree of the kernel source on this machine; kconfig=<file> names a fragment of ' + 'CONFIG_X=… lines',
-  'debian-source': 'kconfig=<file> names a fragment of CONFIG_X=… lines on this machine',
+  'debian-source':
+    'kconfig=<file> names a fragment of CONFIG_X=… lines on this machine; patches=<file|dir> a git format-patch file or a directory of them',
   deb: 'deb:<file.deb>[,<file.deb>…] names Debian kernel packages on this machine',
   local:
     'local:<vmlinux>[,<modules root>] names the vmlinux of a kernel build and, optionally, the INSTALL_MOD_PATH ' +
@@ -57,7 +61,7 @@ export function checkKernelFiles(spec: KernelSpec, input: KernelInput): void {
     const stat = statSync(p.path, { throwIfNoEntry: false });
     const why = !stat
       ? `${p.path} does not exist (${p.what})`
-      : (p.type === 'file' ? stat.isFile() : stat.isDirectory())
+      : (p.type === 'file' ? stat.isFile() : p.type === 'directory' ? stat.isDirectory() : stat.isFile() || stat.isDirectory())
         ? undefined
         : `${p.path} is not a ${p.type} (${p.what})`;
     if (why) throw new InputError(input.field, input.text, why, PATHS_HINT[spec.kind]);

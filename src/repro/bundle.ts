@@ -10,6 +10,7 @@ import type { ScenarioReport } from '../scenario/scenario.js';
 import { InputError } from '../util/errors.js';
 import { run } from '../util/exec.js';
 import type { Progress } from '../util/progress.js';
+import { patchesForDefect } from './defect-patches.js';
 import { RECIPES, recipeFor, type ReproRecipe } from './recipes.js';
 import { outcomesFromMatrix, reportText, type KernelOutcome } from './report-text.js';
 import { formatStepsFile, stepChecks } from './steps-file.js';
@@ -150,7 +151,13 @@ export async function exportBundle(req: ExportRequest): Promise<ExportedBundle> 
   await writeFile(join(dir, 'steps.jsonl'), formatStepsFile(header, steps));
   await writeFile(join(dir, 'run.sh'), runScript(recipe));
   await chmod(join(dir, 'run.sh'), 0o755);
-  const text = reportText({ recipe, check, options, steps, report, kernelReports, kernelReportsFrom, kernels });
+  // The defect's fix goes with its reproducer: what a maintainer applies to see the reproducer pass.
+  const patches = recipe.defect === undefined ? [] : patchesForDefect(recipe.defect);
+  for (const p of patches) {
+    await mkdir(join(dir, 'patches', p.base), { recursive: true });
+    await copyFile(p.path, join(dir, 'patches', p.base, p.file));
+  }
+  const text = reportText({ recipe, check, options, steps, report, kernelReports, kernelReportsFrom, kernels, patches });
   await writeFile(join(dir, 'REPORT.txt'), text);
   if (consoleLog && existsSync(consoleLog)) await copyFile(consoleLog, join(dir, 'lab-console.log'));
   const tarball = `${dir}.tar.gz`;

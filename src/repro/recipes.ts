@@ -28,6 +28,8 @@ export interface ReproRecipe {
   sources: Array<{ path: string; fn: string; why: string }>;
   /** How the kernel's log shows it, when it does. */
   logPattern?: RegExp;
+  /** The defect's number in docs/verdicts.md's known defects (its fix is in kernel-patches/), when it is a known one. */
+  defect?: number;
 }
 
 /** Pinned pages now, minus the baseline saved as $acquired0/$released0 (nr_foll_pin_acquired − released). */
@@ -35,6 +37,7 @@ const PINNED_SINCE_BASELINE = 'nrFollPinAcquired - nrFollPinReleased - ($acquire
 
 const unregisterWhileMapped: ReproRecipe = {
   id: 'unregister-while-mapped',
+  defect: 1,
   subject: 'vfio/spapr_tce: UNREGISTER_MEMORY of a mapped region returns 0, leaks its pins',
   scenario: 'prereg-accounting',
   checks: [
@@ -147,6 +150,7 @@ const EARLY_EXIT_VMM =
 
 const kvmVfioUnattached: ReproRecipe = {
   id: 'kvm-vfio-unattached-group',
+  defect: 3,
   subject: 'KVM: PPC: kvm_vfio_release WARNs for a VFIO group never attached to a TCE table',
   scenario: 'kvm-vfio-early-exit',
   checks: ['host kernel: releasing a kvm-vfio device whose group was never attached to a TCE table does not warn', KERNEL_LOG_CHECK],
@@ -206,6 +210,7 @@ const kvmVfioUnattached: ReproRecipe = {
 /** MAP and UNMAP at an IOVA 2 KiB off a page: the ioctl fails with +1 and errno 0 (defect 5) where -1/EINVAL is due. */
 const paramCheckReturnsOne: ReproRecipe = {
   id: 'param-check-returns-one',
+  defect: 5,
   subject: 'vfio/spapr_tce: MAP_DMA and UNMAP_DMA fail with 1 and errno 0 instead of -EINVAL',
   scenario: 'hostile-process',
   checks: ['step 99: map p into dma32', 'step 100: unmap 1 MiB at 0x800800 of dma32'],

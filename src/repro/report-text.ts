@@ -25,6 +25,8 @@ export interface ReportInputs {
   /** Where the kernel reports come from when not from this run: another run of the matrix (its kernel). */
   kernelReportsFrom?: string;
   kernels: KernelOutcome[];
+  /** The fixes the bundle carries (patches/<base>/<file>): the repository's patches for the recipe's defect. */
+  patches?: Array<{ base: string; file: string }>;
 }
 
 /** The matrix's cells for the recipe's checks, one line per column: reproduces where any of them is not a pass. */
@@ -137,5 +139,16 @@ export function reportText(r: ReportInputs): string {
     '  reproduced; 0: every check passed; 2: it could not run.',
     '',
   );
+  if (r.patches?.length) {
+    out.push(
+      'Fix',
+      ...wrap(
+        `  The bundle carries the fix (git format-patch files, applied in order after the ones numbered before them in ` +
+          `tcelab's kernel-patches/<base>/, with git am): with it the reproducer passes.`,
+      ),
+      ...r.patches.map((p) => `      patches/${p.base}/${p.file}`),
+      '',
+    );
+  }
   return `${out.join('\n')}\n`;
 }

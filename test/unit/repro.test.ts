@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readdirSync } from 'node:fs';
+import { defectPatches, patchesForDefect } from '../../src/repro/defect-patches.js';
 import { exportBundle } from '../../src/repro/bundle.js';
 import { recipeFor, RECIPES } from '../../src/repro/recipes.js';
 import { formatStepsFile, stepChecks } from '../../src/repro/steps-file.js';
@@ -40,5 +41,27 @@ describe('recipes', () => {
       expect(text).toContain('"$device"');
       expect(text).not.toMatch(/\d{4}:\d{2}:\d{2}\.\d/);
     }
+  });
+});
+
+describe('a known defect’s bundle carries its fix', () => {
+  it('the README names a patch for each recipe’s defect, on 6.12.107 and 7.2.11, and the bundle copies them', async () => {
+    const all = defectPatches();
+    for (const r of RECIPES.filter((x) => x.defect !== undefined)) {
+      const fixes = patchesForDefect(r.defect!, all);
+      expect(fixes.map((p) => p.base).sort(), r.id).toEqual(['6.12.107', '7.2.11']);
+    }
+    // Defect 4's fix is upstream's, backported to 6.12.107 only; defect 6 takes two patches on each base.
+    expect(patchesForDefect(4, all).map((p) => `${p.base}/${p.file.slice(0, 4)}`)).toEqual(['6.12.107/0003']);
+    expect(patchesForDefect(6, all)).toHaveLength(4);
+    const out = mkdtempSync('/tmp/tcelab-bundle-');
+    const bundle = await exportBundle({
+      scenario: 'prereg-accounting',
+      check: 'unregistering a region while it is mapped',
+      out: `${out}/b`,
+      progress: silentProgress,
+    });
+    expect(readdirSync(`${bundle.dir}/patches/6.12.107`)).toEqual(['0001-vfio-spapr_tce-Keep-a-mapped-region-registered-on-UN.patch']);
+    expect(bundle.report).toMatch(/^Fix\n[\s\S]*patches\/7\.2\.11\/0001-vfio-spapr_tce-Keep-a-mapped-region-registered-on-UN\.patch$/m);
   });
 });

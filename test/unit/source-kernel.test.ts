@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { gitTreeContent, gitTreeSource } from '../../src/kbuild/git-tree.js';
+import { gitTreeContent, withExportedCommit } from '../../src/kbuild/git-tree.js';
 import { allconfigText, askedOptions, LAB_FRAGMENT, parseFragment, unmetOptions, unmetOptionsError } from '../../src/kbuild/lab-config.js';
 import {
   formatKernelSpec,
@@ -12,6 +12,8 @@ import {
   type SourceKernelSpec,
   withKconfigAdditions,
 } from '../../src/kernel/kernel-spec.js';
+import { KERNEL_PATCHES } from '../../src/kbuild/source-kernel.js';
+import { applySeries, debianSourceGit, patchSeries, repositoryPatches } from '../../src/kbuild/source-git.js';
 import { checkKernelFiles } from '../../src/kernel/unresolvable-kernel.js';
 import { InputError, TcelabError } from '../../src/util/errors.js';
 import { silentProgress } from '../../src/util/progress.js';
@@ -47,6 +49,14 @@ describe('kernels built from source: specs', () => {
       target: { suite: 'trixie' },
       flavour: 'powerpc64le',
       kconfig: [],
+      repoPatches: false,
+      patches: [],
+    });
+    expect(parseKernelSpec('debian-source:6.12.107+patches/64k,patches=/p/0001-x.patch')).toMatchObject({
+      target: { version: '6.12.107' },
+      flavour: 'powerpc64le-64k',
+      repoPatches: true,
+      patches: ['/p/0001-x.patch'],
     });
     expect(parseKernelSpec('debian-source:6.12.107/64k')).toMatchObject({ target: { version: '6.12.107' }, flavour: 'powerpc64le-64k' });
     expect(parseKernelSpec('debian-source:7.3~rc7,64k')).toMatchObject({ target: { version: '7.3~rc7' }, flavour: 'powerpc64le-64k' });
@@ -56,6 +66,8 @@ describe('kernels built from source: specs', () => {
       'tree:/s',
       'debian-source:trixie/64k',
       'debian-source:6.12.107,kconfig=/f',
+      'debian-source:6.12.107+patches',
+      'debian-source:trixie+patches/64k,kconfig=CONFIG_A=y,patches=/p',
     ])
       expect(formatKernelSpec(parseKernelSpec(text))).toBe(text);
     // ,64k and /64k say the same for debian-source.
@@ -66,6 +78,8 @@ describe('kernels built from source: specs', () => {
     expect(kernelKey(parseKernelSpec('debian-source:trixie'), hash)).toBe('src-trixie');
     expect(kernelKey(parseKernelSpec('debian-source:6.12.107/64k'), hash)).toBe('src-6.12.107-64k');
     expect(kernelKey(parseKernelSpec('debian-source:7.3~rc7'), hash)).toBe('src-7.3_rc7');
+    expect(kernelKey(parseKernelSpec('debian-source:6.12.107+patches'), hash)).toBe('src-6.12.107+patches');
+    expect(kernelKey(parseKernelSpec('debian-source:6.12.107,patches=/p'), hash)).toBe('src-6.12.107-pabcdef01');
     expect(kernelKey(parseKernelSpec('debian-source:trixie,kconfig=CONFIG_KASAN=y'), hash)).toBe('src-trixie-kabcdef01');
     expect(kernelKey(parseKernelSpec('tree:/s@v1'), hash)).toBe('tree-abcdef012345');
     expect(kernelKey(parseKernelSpec('tree:/s@v1'))).not.toBe(kernelKey(parseKernelSpec('tree:/s@v2')));
@@ -84,6 +98,9 @@ describe('kernels built from source: specs', () => {
       'debian-source:Trixie',
       'debian-source:6.x',
       'debian-source:trixie/16k',
+      'debian-source:trixie+patch',
+      'debian-source:trixie,patches=',
+      'tree:/s,patches=/p',
       'source:trixie',
     ]) {
       const err = thrown(() => parseKernelSpec(bad));
@@ -124,6 +141,10 @@ describe('kernels built from source: specs', () => {
     expect(why(`tree:${dir},kconfig=${dir}/k.config`)).toBe(`${dir}/k.config does not exist (a kconfig fragment)`);
     expect(why(`debian-source:trixie,kconfig=${dir}/k.config`)).toBe(`${dir}/k.config does not exist (a kconfig fragment)`);
     expect(why(`tree:${dir},kconfig=CONFIG_A=y`)).toBeUndefined();
+    expect(why(`debian-source:trixie,patches=${dir}/0001.patch`)).toBe(
+      `${dir}/0001.patch does not exist (a patch or a directory of patches)`,
+    );
+    expect(why(`debian-source:trixie,patches=${dir}`)).toBeUndefined();
   });
 });
 
@@ -262,25 +283,100 @@ describe('a git tree’s content, as the cache key of its build', () => {
     expect(badRef.hint).toMatch(/^some of its refs, newest first: (master|main)/);
   });
 
-  it('a ref is exported into the cache and moved from commit to commit, rewriting only the files that differ', async () => {
+  it('a commit is exported into the cache and moved from commit to commit, rewriting only the files that differ', async () => {
     const dir = repo();
     const first = sh(dir, 'rev-parse', 'HEAD');
     writeFileSync(join(dir, 'arch', 'powerpc', 'b.c'), 'int b;\n');
     sh(dir, 'add', '-A');
     sh(dir, 'commit', '-qm', 'two');
+    const second = sh(dir, 'rev-parse', 'HEAD');
     const cache = mkdtempSync('/tmp/tcelab-cache-');
-    const at = async (ref: string) =>
-      gitTreeSource(spec(`tree:${dir}@${ref}`), { field: '--kernel', text: `tree:${dir}@${ref}` }, cache, silentProgress);
-    const old = await at(first);
+    const at = (repoDir: string, commit: string) =>
+      withExportedCommit(repoDir, commit, commit, cache, silentProgress, async (t) => {
+        const b = join(t.dir, 'arch', 'powerpc', 'b.c');
+        return { ...t, kconfigTime: statSync(join(t.dir, 'Kconfig')).mtimeMs, b: existsSync(b) ? readFileSync(b, 'utf8') : undefined };
+      });
+    const old = await at(dir, first);
     expect(old.commit).toBe(first);
-    expect(() => statSync(join(old.dir, 'arch', 'powerpc', 'b.c'))).toThrow();
-    const kconfigTime = statSync(join(old.dir, 'Kconfig')).mtimeMs;
-    const now = await at('HEAD');
+    expect(old.b).toBeUndefined();
+    const now = await at(dir, second);
     expect(now.dir).toBe(old.dir);
-    expect(readFileSync(join(now.dir, 'arch', 'powerpc', 'b.c'), 'utf8')).toBe('int b;\n');
+    expect(now.b).toBe('int b;\n');
     // An unchanged file keeps its time: make rebuilds only what the commits changed.
-    expect(statSync(join(now.dir, 'Kconfig')).mtimeMs).toBe(kconfigTime);
+    expect(now.kconfigTime).toBe(old.kconfigTime);
     // The user's repository is not touched: its index and work tree are as they were.
     expect(sh(dir, 'status', '--porcelain')).toBe('');
+    // A clone with a commit of its own on top shares the export (the same root): its build dir is the same.
+    const clone = mkdtempSync('/tmp/tcelab-clone-');
+    execFileSync('git', ['clone', '-q', '--shared', dir, clone]);
+    writeFileSync(join(clone, 'arch', 'powerpc', 'b.c'), 'int b = 2;\n');
+    sh(clone, 'commit', '-qam', 'three');
+    const mine = await at(clone, sh(clone, 'rev-parse', 'HEAD'));
+    expect(mine.dir).toBe(old.dir);
+    expect(mine.b).toBe('int b = 2;\n');
+  });
+});
+
+describe("Debian's source as a git repository, with patch series", () => {
+  /** A tiny "unpacked source" and a series made from it with git format-patch. */
+  function sourceAndSeries() {
+    const root = mkdtempSync('/tmp/tcelab-srcgit-');
+    const tree = join(root, 'pkg', 'tree');
+    mkdirSync(join(tree, 'drivers'), { recursive: true });
+    writeFileSync(join(tree, 'drivers', 'x.c'), 'int x = 1;\n');
+    writeFileSync(join(tree, '.gitignore'), '*.o\n');
+    writeFileSync(join(tree, 'shipped.o'), 'an ignored name, shipped all the same\n');
+    const work = join(root, 'work');
+    execFileSync('cp', ['-a', tree, work]);
+    const g = (...a: string[]) =>
+      execFileSync('git', ['-c', 'user.email=a@b', '-c', 'user.name=A Dev', ...a], {
+        cwd: work,
+        encoding: 'utf8',
+        // The same patch text from both calls (a second may pass between them).
+        env: { ...process.env, GIT_AUTHOR_DATE: '@1700000000 +0000', GIT_COMMITTER_DATE: '@1700000000 +0000' },
+      }).trim();
+    g('init', '-q');
+    g('add', '-A', '-f');
+    g('commit', '-qm', 'base');
+    writeFileSync(join(work, 'drivers', 'x.c'), 'int x = 2;\n');
+    g('commit', '-qam', 'drivers: x is two\n\nBecause one was wrong.');
+    const patches = join(root, 'patches');
+    g('format-patch', '-q', '-o', patches, 'HEAD~1');
+    return { root, tree, patches };
+  }
+  const describeTree = (dir: string) => ({ dir, describe: 'linux-source-0.1 0.1-1', key: 'k' });
+
+  it('commits the source the same way everywhere, ignored names included, and applies a series as commits', async () => {
+    const a = sourceAndSeries();
+    const b = sourceAndSeries();
+    const ga = await debianSourceGit(describeTree(a.tree), silentProgress);
+    const gb = await debianSourceGit(describeTree(b.tree), silentProgress);
+    expect(ga.base).toBe(gb.base);
+    expect(execFileSync('git', [`--git-dir=${ga.gitDir}`, 'ls-tree', '-r', '--name-only', ga.base], { encoding: 'utf8' })).toContain(
+      'shipped.o',
+    );
+    const files = await patchSeries([a.patches], '--kernel', 'x');
+    const sa = await applySeries(ga, files, '--kernel', 'x', silentProgress);
+    const sb = await applySeries(gb, await patchSeries([b.patches], '--kernel', 'x'), '--kernel', 'x', silentProgress);
+    expect(sa.head).toBe(sb.head);
+    expect(sa.commits.map((c) => c.subject)).toEqual(['drivers: x is two']);
+    expect(execFileSync('git', [`--git-dir=${ga.gitDir}`, 'show', `${sa.head}:drivers/x.c`], { encoding: 'utf8' })).toBe('int x = 2;\n');
+    expect(execFileSync('git', [`--git-dir=${ga.gitDir}`, 'log', '-1', '--format=%an|%b', sa.head], { encoding: 'utf8' }).trim()).toBe(
+      'A Dev|Because one was wrong.',
+    );
+    // Asked again: the same commits, remembered.
+    expect((await applySeries(ga, files, '--kernel', 'x', silentProgress)).head).toBe(sa.head);
+  });
+
+  it('a patch that does not apply, or a directory without patches, is bad input naming it', async () => {
+    const a = sourceAndSeries();
+    const g = await debianSourceGit(describeTree(a.tree), silentProgress);
+    const files = await patchSeries([a.patches], '--kernel', 'x');
+    const twice = await applySeries(g, [...files, ...files], '--kernel', 'x', silentProgress).catch((e) => e);
+    expect(twice).toBeInstanceOf(InputError);
+    expect(twice.why).toMatch(/^0001-drivers-x-is-two\.patch does not apply to [0-9a-f]{12}: /);
+    const empty = mkdtempSync('/tmp/tcelab-nopatches-');
+    expect((await patchSeries([empty], '--kernel', 'x').catch((e) => e)).why).toBe(`${empty} holds no *.patch file`);
+    expect((await repositoryPatches(KERNEL_PATCHES, '9.9.9', '--kernel', 'x').catch((e) => e)).hint).toMatch(/6\.12\.107/);
   });
 });
