@@ -26,7 +26,8 @@ describe.runIf(process.env.TCELAB_SLOW_CHECKS === '1')('tcelab bisect', () => {
   });
 
   it('names the commit that broke the EBUSY of a second registration, and skips the one that does not build', () => {
-    const base = execFileSync(process.execPath, [cli, 'kernel', 'source', 'debian-source:trixie'], { encoding: 'utf8' }).trim();
+    // Its stdout: the repository, then the commit of Debian's source (its HEAD).
+    const base = execFileSync(process.execPath, [cli, 'kernel', 'source', 'debian-source:trixie'], { encoding: 'utf8' }).split('\n')[0]!;
     const work = mkdtempSync('/tmp/tcelab-bisect-');
     made.push(work);
     const tree = join(work, 'history');
