@@ -2,6 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { buildGuestImage } from '../image/image-builder.js';
 import type { ImageVariant } from '../image/image-variant.js';
+import { sourceCacheDir } from '../kbuild/kernel-source.js';
 import { buildSourceKernel } from '../kbuild/source-kernel.js';
 import { formatKernelSpec, type SourceKernelSpec } from '../kernel/kernel-spec.js';
 import { runScenario } from '../scenario/runner.js';
@@ -124,6 +125,9 @@ export async function runBisect(o: BisectOptions): Promise<BisectResult> {
   return result;
 }
 
+/** The path of a commit's export in the cache, as the compiler's lines start with it. */
+const exportPrefix = (cache: string) => new RegExp(`${sourceCacheDir(cache).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/[^/\\s]+/src/`, 'g');
+
 /** Builds, runs and judges one commit. Nothing here throws for the commit's sake: a build or lab that fails is a skip. */
 async function testCommit(o: BisectOptions, n: number, state: Extract<BisectState, { kind: 'testing' }>): Promise<BisectStep> {
   const t0 = Date.now();
@@ -151,7 +155,8 @@ async function testCommit(o: BisectOptions, n: number, state: Extract<BisectStat
     const built = await buildSourceKernel(spec, { field: '--tree', text: kernel }, cache, progress);
     step.build = { ms: Date.now() - tb, makeMs: built.buildMs, compiled: built.compiled, release: built.release };
   } catch (err) {
-    step.buildError = describeError(err);
+    // The compiler names files by their path in the export (kernel-source/tree-<root>/src/…): said relative to the tree.
+    step.buildError = describeError(err).replace(exportPrefix(cache), '');
     return done(judgeBuildFailure(step.buildError));
   }
   if (o.signal?.aborted) return done({ judgement: 'skip', why: 'interrupted' });

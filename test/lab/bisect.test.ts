@@ -62,7 +62,7 @@ describe.runIf(process.env.TCELAB_SLOW_CHECKS === '1')('tcelab bisect', () => {
     expect(c3, JSON.stringify(result.steps, null, 2)).toBeDefined();
     expect(c3).toMatchObject({
       judgement: 'skip',
-      why: expect.stringMatching(/^the kernel does not build: .*vfio_iommu_spapr_tce\.c:\d+/),
+      why: expect.stringMatching(/^the kernel does not build: drivers\/vfio\/vfio_iommu_spapr_tce\.c:\d+:\d+: error: /),
     });
     // The planted commit was tested and failed the check; the ones before it passed it.
     expect(byCommit.get(commits.c5!)).toMatchObject({ judgement: 'bad', check: { name: AGAIN, status: 'fail', expected: 'error EBUSY' } });
