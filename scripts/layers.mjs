@@ -26,6 +26,7 @@ const layers = [
   'scenario',
   'fuzz',
   'matrix',
+  'bisect',
   'report',
   'repro',
   'control',

@@ -14,6 +14,7 @@ import { qemuCommand } from './qemu-command.js';
 import { kernelConfigCommand, kernelSourceCommand } from './kernel-command.js';
 import { kconfigAdditions } from '../qemu/profile.js';
 import { matrixCommand } from './matrix-command.js';
+import { bisectCommand } from './bisect-command.js';
 import { mergeCommand } from './merge-command.js';
 import { reproExportCommand, reproTryCommand } from './repro-command.js';
 import { fuzzHcallCommand } from './fuzz-command.js';
@@ -261,6 +262,42 @@ function matrixEntry(run: Run): CommandModule {
           json: a.json,
           kcidb: a.kcidb,
           ktap: a.ktap,
+        }),
+      ),
+  );
+}
+
+function bisectEntry(run: Run): CommandModule {
+  return command(
+    'bisect <scenario>',
+    'find the commit of a kernel tree that broke a check (git bisect, with each commit built and judged by a lab run)',
+    (y) =>
+      y
+        .positional('scenario', { type: 'string', demandOption: true, describe: 'the scenario that judges each commit (tcelab list)' })
+        .option('tree', { type: 'string', demandOption: true, describe: 'a git tree of a kernel (never checked out or changed)' })
+        .option('good', { type: 'string', demandOption: true, describe: 'a commit (ref) where the behaviour is right' })
+        .option('bad', { type: 'string', demandOption: true, describe: 'a later commit (ref) where it is broken' })
+        .option('check', {
+          type: 'string',
+          describe: "the check that judges (its name as a run's report gives it); default: the scenario's whole verdict",
+        })
+        .option('profile', { type: 'string', describe: "the lab profile of every run (default: the scenario's own)" })
+        .option('set', { type: 'string', array: true, default: [] as string[], describe: 'scenario option key=value' })
+        .option('results', { type: 'string', describe: 'results dir (default results/bisect-<scenario>-<time>)' }),
+    (a) =>
+      run(
+        bisectCommand({
+          scenario: a.scenario,
+          tree: a.tree,
+          good: a.good,
+          bad: a.bad,
+          check: a.check,
+          profile: a.profile,
+          set: a.set as string[],
+          kconfigAdd: a.kconfigAdd ?? [],
+          kernel: a.kernel,
+          results: a.results,
+          json: a.json,
         }),
       ),
   );
@@ -570,6 +607,7 @@ export function commandTable(run: Run): CommandModule[] {
     listEntry(run),
     qmpEntry(run),
     matrixEntry(run),
+    bisectEntry(run),
     hmpEntry(run),
     upEntry(run),
     execEntry(run),

@@ -28,14 +28,14 @@ export interface GitTreeSource extends KernelSourceTree {
 const git = (tree: string, args: string[], what: string, env?: NodeJS.ProcessEnv) =>
   run('git', ['-C', tree, ...args], { what, env: env ? { ...process.env, ...env } : undefined, hint: 'is git installed?' });
 
-/** The tree's top, or bad input: a path that is not a git tree. */
-async function gitTop(spec: TreeSpec, input: KernelInput): Promise<string> {
-  const top = await git(spec.path, ['rev-parse', '--show-toplevel'], `ask git about ${spec.path}`).catch(() => undefined);
+/** The tree's top, or bad input: a path that is not a git tree (of a kernel). */
+export async function gitTop(path: string, input: KernelInput): Promise<string> {
+  const top = await git(path, ['rev-parse', '--show-toplevel'], `ask git about ${path}`).catch(() => undefined);
   if (!top) {
     throw new InputError(
       input.field,
       input.text,
-      `${spec.path} is not a git tree`,
+      `${path} is not a git tree`,
       'tree:<path> names a git clone of a kernel (make it one with `git init && git add -A && git commit`), or use ' +
         'debian-source:<suite|version> for Debian’s source',
     );
@@ -48,7 +48,7 @@ async function gitTop(spec: TreeSpec, input: KernelInput): Promise<string> {
 }
 
 /** The commit a ref names, or bad input that lists a few of the tree's branches and tags. */
-async function commitOf(top: string, ref: string, input: KernelInput): Promise<string> {
+export async function commitOf(top: string, ref: string, input: KernelInput): Promise<string> {
   const found = await git(top, ['rev-parse', '--verify', '--quiet', `${ref}^{commit}`], `resolve ${ref} in ${top}`).catch(() => undefined);
   if (found) return found.stdout.trim();
   const refs = await git(
@@ -74,7 +74,7 @@ export async function gitTreeContent(
   spec: TreeSpec,
   input: KernelInput,
 ): Promise<{ top: string; commit: string; key: string; dirty: boolean }> {
-  const top = await gitTop(spec, input);
+  const top = await gitTop(spec.path, input);
   if (spec.ref) {
     const commit = await commitOf(top, spec.ref, input);
     return { top, commit, key: commit, dirty: false };
