@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { allconfigText, askedOptions, LAB_FRAGMENT } from '../kbuild/lab-config.js';
 import { debianSourceCommit } from '../kbuild/source-kernel.js';
 import { KCONFIG_OPTION, parseKernelSpec } from '../kernel/kernel-spec.js';
+import { checkKernelFiles } from '../kernel/unresolvable-kernel.js';
 import { InputError } from '../util/errors.js';
 import { cacheDir } from '../util/paths.js';
 import { StderrProgress } from '../util/progress.js';
@@ -18,6 +19,8 @@ export async function kernelSourceCommand(args: { spec: string | undefined; json
   const spec = parseKernelSpec(args.spec, 'spec');
   if (spec.kind !== 'debian-source')
     throw new InputError('spec', args.spec, 'kernel source takes a debian-source: spec (a tree: is a git repository already)');
+  // Its patch files are checked before the source is resolved (a mirror asked, a tree unpacked).
+  checkKernelFiles(spec, { field: 'spec', text: args.spec });
   const source = await debianSourceCommit(spec, { field: 'spec', text: args.spec }, cacheDir(), new StderrProgress());
   const result = {
     gitDir: source.git.gitDir,

@@ -188,6 +188,21 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
       /--kernels: local:\/nonexistent: \/nonexistent does not exist/,
     ],
     [['repro', 'try', bundle, '--kernel', 'local:/nonexistent'], /--kernel: local:\/nonexistent: \/nonexistent does not exist/],
+    // A patched source: a patch that is not there, before the source is resolved; a version the repository has no series for.
+    [
+      ['kernel', 'source', 'debian-source:6.12.107,patches=/nonexistent.patch'],
+      /spec: debian-source:6\.12\.107,patches=\/nonexistent\.patch: \/nonexistent\.patch does not exist \(a patch or a directory of patches\)/,
+    ],
+    [
+      ['run', 'prereg-accounting', '--kernel', 'debian-source:6.12.107,patches=/nonexistent.patch'],
+      /--kernel: \S+: \/nonexistent\.patch does not exist \(a patch or a directory of patches\)/,
+    ],
+    [['kernel', 'source', 'debian:trixie'], /spec: debian:trixie: kernel source takes a debian-source: spec/],
+    // tcelab bisect: a tree that is not one, before anything starts.
+    [
+      ['bisect', 'prereg-accounting', '--tree', '/nonexistent', '--good', 'a', '--bad', 'b'],
+      /--tree: \/nonexistent: \/nonexistent is not a git tree/,
+    ],
     // A KVM scenario refuses a profile without a KVM inner machine, before any image is built.
     [['run', 'kvm-tce-path', '--profile', 'emulated'], /scenario kvm-tce-path: --profile emulated: is not a KVM lab host/],
     [['run', 'kvm-vfio-early-exit', '--profile', 'nested-lab-host'], /--profile nested-lab-host: is not a KVM lab host/],
