@@ -81,10 +81,17 @@ const REPRODUCIBLE = {
   KBUILD_BUILD_VERSION: '1',
 };
 
+/**
+ * The format of build keys (what a key says of its source): 2 since a tree as it stands is keyed with its path (its
+ * build is not its commit's: "6.12.117+"); builds kept under keys of another format are not taken, and the images made
+ * from them are made again (image inputs carry it).
+ */
+export const KEPT_FORMAT = 2;
+
 /** The cache key of a build: its source's content, the configuration asked for, the compiler and the format. */
 export async function labKernelKey(sourceKey: string, asked: AskedOption[]): Promise<string> {
   return createHash('sha256')
-    .update(JSON.stringify({ FORMAT, sourceKey, compiler: await crossCompilerVersion() }))
+    .update(JSON.stringify({ FORMAT, KEPT_FORMAT, sourceKey, compiler: await crossCompilerVersion() }))
     .update(allconfigText(asked))
     .digest('hex')
     .slice(0, 20);

@@ -8,7 +8,15 @@ import { debianSource } from './debian-source.js';
 import { gitTreeContent, withExportedCommit } from './git-tree.js';
 import type { KernelSourceTree } from './kernel-source.js';
 import { type AskedOption, allconfigText, askedOptions } from './lab-config.js';
-import { BUILD_FORMAT, type BuiltKernel, inLabKernelBuild, type KernelBuildOptions, keepLabKernel, savedLabKernel } from './lab-kernel.js';
+import {
+  BUILD_FORMAT,
+  type BuiltKernel,
+  KEPT_FORMAT,
+  inLabKernelBuild,
+  type KernelBuildOptions,
+  keepLabKernel,
+  savedLabKernel,
+} from './lab-kernel.js';
 import { crossCompilerVersion } from './module-build-tree.js';
 import { pruneKernelBuilds } from './prune-builds.js';
 import { applySeries, debianSourceGit, patchSeries, repositoryPatches, type SourceGit } from './source-git.js';
@@ -56,7 +64,11 @@ async function locate(spec: SourceKernelSpec, input: KernelInput, cache: string,
   if (spec.kind === 'tree') {
     const content = await gitTreeContent(spec, input);
     // The tree as it stands is built where it is (out of tree, one O= dir per path).
-    if (!spec.ref) return { asIs: { dir: content.top, describe: content.top, key: content.key }, key: content.key };
+    // Its build is not the commit's: kbuild marks a release built in a git tree ("6.12.117+"), so its key says where.
+    if (!spec.ref) {
+      const key = `${content.key} as it stands in ${content.top}`;
+      return { asIs: { dir: content.top, describe: content.top, key }, key };
+    }
     return {
       repo: content.top,
       commit: content.commit,
@@ -182,5 +194,5 @@ export async function sourceKernelInputs(spec: SourceKernelSpec, input: KernelIn
       ? (await gitTreeContent(spec, input)).key
       : `${JSON.stringify(spec.target)} patches ${await patchesContent([...(spec.repoPatches ? [KERNEL_PATCHES] : []), ...spec.patches])}`;
   const asked = allconfigText(await askedOptions(spec.flavour, spec.kconfig));
-  return `${content}\nbuild format ${BUILD_FORMAT}\n${await crossCompilerVersion()}\n${asked}`;
+  return `${content}\nbuild format ${BUILD_FORMAT}, keys ${KEPT_FORMAT}\n${await crossCompilerVersion()}\n${asked}`;
 }

@@ -42,8 +42,17 @@ async function initrdWithBundle(baseInitrd: string, bundleDir: string, out: stri
     { path: 'root', type: 'dir', mode: 0o700 },
     { path: GUEST_BUNDLE_DIR.slice(1), type: 'dir', mode: 0o755 },
   ];
-  for (const name of await readdir(bundleDir))
-    entries.push({ path: `${GUEST_BUNDLE_DIR.slice(1)}/${name}`, type: 'file', data: await readFile(join(bundleDir, name)), mode: 0o755 });
+  // The whole bundle, its folders (patches/<base>/) included, as a person would copy it.
+  const add = async (dir: string, at: string): Promise<void> => {
+    for (const e of (await readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name))) {
+      const path = `${at}/${e.name}`;
+      if (e.isDirectory()) {
+        entries.push({ path, type: 'dir', mode: 0o755 });
+        await add(join(dir, e.name), path);
+      } else entries.push({ path, type: 'file', data: await readFile(join(dir, e.name)), mode: 0o755 });
+    }
+  };
+  await add(bundleDir, GUEST_BUNDLE_DIR.slice(1));
   await writeFile(out, Buffer.concat([base, Buffer.alloc((4 - (base.length % 4)) % 4), writeCpio(entries)]));
 }
 
