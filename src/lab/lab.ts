@@ -21,6 +21,7 @@ import { type GuestInitInfo, waitForInitLine } from './guest-init.js';
 import { watchForPanic } from './panic-watch.js';
 import { connectAgent } from './agent-connect.js';
 import { writeBackConfigs } from './device-config.js';
+import { loadModulesAfterSave } from './modules-after-save.js';
 import { type ShutdownMethod, type ShutdownReport, shutdownLab } from './shutdown.js';
 import { releaseHoldings } from './teardown.js';
 
@@ -279,8 +280,15 @@ export class Lab {
       const saved = await saveMachine(this, this.agentClient, saveAs, this.initInfo, progress);
       if (saved) this.start = { ...this.start, saved };
     }
+    // Modules a snapshot must not hold loaded (modules-after-save.ts): loaded now, after the save or the restore (once).
+    if (!this.modulesLoaded) {
+      this.modulesLoaded = true;
+      await loadModulesAfterSave(this.agentClient, this.profile, progress);
+    }
     return this.agentClient;
   }
+
+  private modulesLoaded = false;
 
   /**
    * Stops the guest: system_powerdown (an EPOW the guest turns into an orderly

@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { Profile } from './profile.js';
+import { modulesAtBoot } from './modules-after-save.js';
 import { traceArgs } from './trace.js';
 
 /**
@@ -59,6 +60,12 @@ const TCG_CAPS: Record<string, string> = {
   'cap-ccf-assist': 'off',
 };
 
+/** The guest kernel's command line: the profile's, and the modules /init loads at boot (tcelab.modules=). */
+function kernelCommandLine(profile: Profile): string {
+  const atBoot = modulesAtBoot(profile);
+  return atBoot.length ? `${profile.guest.append} tcelab.modules=${atBoot.join(',')}` : profile.guest.append;
+}
+
 /** profile → argv. Pure: no file system, no environment. `image` is unused when the profile does not boot. */
 export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImage | undefined, labName: string): string[] {
   const q = profile.qemu;
@@ -115,7 +122,7 @@ export function buildArgv(profile: Profile, paths: RuntimePaths, image: BootImag
       '-initrd',
       image.initrd,
       '-append',
-      profile.guest.modules.length ? `${profile.guest.append} tcelab.modules=${profile.guest.modules.join(',')}` : profile.guest.append,
+      kernelCommandLine(profile),
     );
   }
   if (q.startPaused) argv.push('-S');

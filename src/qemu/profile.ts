@@ -59,7 +59,10 @@ export interface Profile {
     /** The kernel under test (kernel-spec.ts): debian:trixie unless the profile or --kernel says otherwise. */
     kernel: string;
     append: string;
-    /** Kernel modules /init loads besides the guest's own (tcelab.modules=): kvm_hv on a KVM lab host. */
+    /**
+     * Kernel modules the guest loads besides its own (kvm_hv on a KVM lab host): /init at boot (tcelab.modules=), or the
+     * lab through the agent once it is up where a snapshot must not hold them loaded (modules-after-save.ts).
+     */
     modules: string[];
     bootTimeoutSec: number;
   };

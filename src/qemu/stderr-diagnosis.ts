@@ -17,6 +17,15 @@ const KNOWN: Array<{ pattern: RegExp; hint: string }> = [
     hint: 'the device is not usable with VFIO: run `tcelab doctor` for its IOMMU group',
   },
   {
+    // Linux's kvmhv_vcpu_entry_p9_nested() takes H_ENTER_NESTED's return code as the exit's trap: 3 is H_NOT_AVAILABLE,
+    // QEMU's h_enter_nested() answer when it holds no partition table for the guest hypervisor (spapr->nested.ptcr 0).
+    pattern: /KVM: unknown exit, hardware reason 3\b/,
+    hint:
+      "the host kernel's H_ENTER_NESTED was refused with H_NOT_AVAILABLE (3): its hypervisor holds no nested partition " +
+      'table for it. A host guest restored from a machine saved with kvm_hv loaded is one (QEMU does not migrate ' +
+      'spapr->nested.ptcr): load kvm_hv after the restore (docs/verdicts.md, QEMU findings)',
+  },
+  {
     pattern: /RLIMIT_MEMLOCK|Cannot allocate memory.*(?:locked|prereg)|ENOMEM.*register/i,
     hint: 'pre-registering guest RAM needs RLIMIT_MEMLOCK ≥ guest RAM (or CAP_IPC_LOCK): see `tcelab doctor`',
   },

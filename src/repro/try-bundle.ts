@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { writeCpio, type CpioEntry } from '../image/cpio.js';
 import { ensureGuestImage } from '../image/ensure-guest-image.js';
 import { Lab } from '../lab/lab.js';
+import { modulesAfterSave } from '../qemu/modules-after-save.js';
 import { guestPciDomain, type Profile } from '../qemu/profile.js';
 import { InputError, TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
@@ -78,7 +79,10 @@ export async function tryBundle(req: TryRequest): Promise<TryOutcome> {
     await req.progress.step(`copy the bundle into a fresh guest's initramfs (${GUEST_BUNDLE_DIR})`, () =>
       initrdWithBundle(image.initrd, req.bundleDir, initrd),
     );
-    const profile: Profile = { ...req.profile, guest: { ...req.profile.guest, append: `${req.profile.guest.append} tcelab.agent=off` } };
+    // No agent: the machine is never saved, and nothing would load the modules the lab loads after a save (kvm_hv): /init does.
+    const late = modulesAfterSave(req.profile);
+    const append = `${req.profile.guest.append} tcelab.agent=off${late.length ? ` tcelab.modules=${late.join(',')}` : ''}`;
+    const profile: Profile = { ...req.profile, guest: { ...req.profile.guest, append } };
     const lab = await Lab.launch(profile, {
       image: { kernel: image.kernel, initrd },
       progress: req.progress,

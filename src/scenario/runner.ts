@@ -252,6 +252,7 @@ async function launch(run: Run, profile: Profile, image: GuestImage): Promise<La
     labCgroup: () => run.lab?.cgroup,
     phase: (name) => observation.phase(name),
     observeLab: (lab, label) => observation.observeLab(lab, label),
+    hostRestored: run.def.labHostRestored?.(opts.options ?? {}),
   });
   run.labHost = labHost;
   report.labHost = labHost.described;

@@ -146,6 +146,12 @@ export interface ScenarioDefinition {
   /** The scenario's lab boots cold, never from a saved machine: why (what a restored machine does wrong for it). */
   bootsCold?: string;
   /**
+   * The run needs its lab host, where that is a guest (kvm-lab-host's outer machine), restored from a saved machine:
+   * why, or undefined (whichever comes, the default). A host guest that boots cold and saves itself is then launched
+   * again from that save. A seeded fault of what a restore loses needs it.
+   */
+  labHostRestored?(options: Record<string, number | string | boolean>): string | undefined;
+  /**
    * Guest kernel modules the run needs (guest/<name>), built for the image's kernel before the lab starts: a build
    * that fails stops the run before anything starts; a kernel whose source is not served makes them not applicable.
    */

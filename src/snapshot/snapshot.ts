@@ -124,12 +124,6 @@ const COLD_ONLY: Array<{ applies: (p: Profile, extraArgs: string[]) => boolean; 
     applies: (p) => p.qemu.hugepages,
     why: 'guest RAM on huge pages (-mem-path) is not kept in a file a restored lab could map',
   },
-  {
-    // Measured with QEMU 10.0.13 (TCG, POWER9): a KVM lab host restored from a snapshot starts its inner KVM guest,
-    // which dies at once with "KVM: unknown exit, hardware reason 3" (trap 0x3 at pc 0x100); booted cold it runs.
-    applies: (p) => p.qemu.machine['cap-nested-hv'] === 'on',
-    why: 'a nested-HV lab host boots cold: restored (measured with QEMU 10.0.13), its inner KVM guests die at once (KVM: unknown exit, hardware reason 3)',
-  },
 ];
 
 export function coldOnlyReason(profile: Profile, extraArgs: string[] = []): string | undefined {

@@ -8,6 +8,11 @@ import type { ScenarioDefinition } from '../scenario.js';
 
 const MiB = 1024 * 1024;
 
+/** The seeded fault that saves the host guest with kvm_hv loaded and restores it (qemu/modules-after-save.ts says why). */
+const KVM_HV_BEFORE_SAVE = 'load-kvm-hv-before-save';
+
+const seededIn = (options: Record<string, unknown>) => String(options.seedFaults ?? '').split(',');
+
 /**
  * The production path of a POWER KVM lab host, driven from the inner guest: its VFIO container maps and unmaps the
  * passed-through device's TCEs through both kinds of window (the default 32-bit one and a DDW), so that the inner
@@ -25,18 +30,22 @@ export const kvmTcePath: ScenarioDefinition = {
     'host-warning': "a WARNING report is written to the lab host's kernel log (/dev/kmsg)",
     'assume-4k-host-pages':
       "the host's FOLL_PIN expectation counts 4 KiB pages whatever the lab host's kernel pins (on a 64 KiB-page lab host it must fail)",
+    [KVM_HV_BEFORE_SAVE]:
+      "the host guest's /init loads kvm_hv before its machine is saved, and the run restores the host guest from that save: " +
+      'QEMU does not migrate the partition table kvm_hv registered, so the inner guest cannot start (KVM: unknown exit, hardware reason 3)',
   },
   adjustProfile(profile, options) {
     const { inner } = requireKvmLabHost('kvm-tce-path', profile, { innerBoots: true });
-    if (
-      !String(options.seedFaults ?? '')
-        .split(',')
-        .includes('userspace-tce')
-    )
-      return profile;
+    const seeded = seededIn(options);
+    let adjusted = profile;
+    // tcelab.modules= on the command line: /init loads it at boot, so the saved machine holds it loaded.
+    if (seeded.includes(KVM_HV_BEFORE_SAVE))
+      adjusted = { ...adjusted, guest: { ...adjusted.guest, append: `${adjusted.guest.append} tcelab.modules=kvm_hv` } };
+    if (!seeded.includes('userspace-tce')) return adjusted;
     const tcg: Profile['qemu'] = { ...inner.qemu, accel: 'tcg', cpu: 'power9' };
-    return { ...profile, inner: { ...inner, qemu: tcg, guest: { ...inner.guest, bootTimeoutSec: 900 } } };
+    return { ...adjusted, inner: { ...inner, qemu: tcg, guest: { ...inner.guest, bootTimeoutSec: 900 } } };
   },
+  labHostRestored: (options) => (seededIn(options).includes(KVM_HV_BEFORE_SAVE) ? `the seeded fault ${KVM_HV_BEFORE_SAVE}` : undefined),
   async run(ctx) {
     const { agent, checks } = ctx;
     const dev = await findGuestDevice(agent, ctx.profile);

@@ -7,6 +7,7 @@ import type { GuestImage } from '../../image/image-cache.js';
 import { INNER_BOOT_IMAGE } from '../../image/image-variant.js';
 import { kernelPageKb, parseKbFields, ProcCountersProbe } from '../../probes/proc.js';
 import type { Sample } from '../../probes/sampler.js';
+import type { GuestInitInfo } from '../../lab/guest-init.js';
 import { Lab } from '../../lab/lab.js';
 import { type Profile, runsUnderKvm } from '../../qemu/profile.js';
 import { TcelabError } from '../../util/errors.js';
@@ -61,10 +62,10 @@ export class GuestLabHost implements LabHost {
     const { progress } = opts;
     opts.phase('lab host launch');
     const outer: Profile = { ...profile, inner: undefined };
-    const lab = await Lab.launch(outer, { image, progress, runtimeRoot: opts.runtimeRoot, snapshots: opts.snapshots });
+    let up = await bootToAgent(outer, image, opts);
+    if (opts.hostRestored && up.lab.start.how !== 'restored') up = await relaunchRestored(up, outer, image, opts);
+    const { lab, init, agent } = up;
     try {
-      const init = await lab.waitForGuestInit(progress);
-      const agent = await lab.agent(progress);
       const host = new AgentHost(agent, `lab host (${profile.name}'s guest)`);
       if (profile.inner && runsUnderKvm(profile.inner)) await requireKvm(host, agent);
       const guestHost = new GuestLabHost(lab, agent, host, profile, init.kernelRelease);
@@ -133,6 +134,42 @@ export class GuestLabHost implements LabHost {
   async dispose(failed: boolean, artifactsTo: string, progress: Progress): Promise<void> {
     await this.lab.close({ failed, artifactsTo, progress });
   }
+}
+
+interface HostGuestUp {
+  lab: Lab;
+  init: GuestInitInfo;
+  agent: AgentClient;
+}
+
+/** The outer machine launched (cold or restored) and up to its agent; torn down here, artifacts kept, if it is not. */
+async function bootToAgent(outer: Profile, image: GuestImage, opts: LabHostOptions): Promise<HostGuestUp> {
+  const { progress } = opts;
+  const lab = await Lab.launch(outer, { image, progress, runtimeRoot: opts.runtimeRoot, snapshots: opts.snapshots });
+  try {
+    const init = await lab.waitForGuestInit(progress);
+    return { lab, init, agent: await lab.agent(progress) };
+  } catch (err) {
+    await lab.close({ failed: true, progress }).catch(() => {});
+    throw err;
+  }
+}
+
+/**
+ * A host guest that had to be restored (`hostRestored`) but booted cold: it saved its machine on the way up, so it is
+ * closed and launched again from that save. One that could not save (`--cold`, a profile that cannot restore) is why.
+ */
+async function relaunchRestored(cold: HostGuestUp, outer: Profile, image: GuestImage, opts: LabHostOptions): Promise<HostGuestUp> {
+  const { progress } = opts;
+  const refuse = async (why: string): Promise<never> => {
+    await cold.lab.close({ failed: true, progress }).catch(() => {});
+    throw new TcelabError('restore the lab host', `${opts.hostRestored} needs a restored lab host: ${why}`);
+  };
+  if (!cold.lab.start.saved) return refuse(`it booted cold and saved no machine (${cold.lab.start.why ?? 'no reason given'})`);
+  await cold.lab.close({ progress });
+  const again = await bootToAgent(outer, image, opts);
+  if (again.lab.start.how === 'restored') return again;
+  return refuse(`launched again after its save, it booted cold (${again.lab.start.why ?? 'no reason given'})`);
 }
 
 /** /dev/kvm in the host guest, or why not (the module did not load, the parent gave no nested HV…), from its kernel log. */

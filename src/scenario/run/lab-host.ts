@@ -49,4 +49,6 @@ export interface LabHostOptions extends Pick<LaunchOptions, 'runtimeRoot' | 'sna
   /** The run's phases and labs, for the timeline. */
   phase: (name: string) => void;
   observeLab: (lab: Lab, label: string) => void;
+  /** The lab host, where it is a guest, must be a restored machine: why (ScenarioDefinition.labHostRestored). */
+  hostRestored?: string;
 }
