@@ -105,15 +105,22 @@ export const kernelOutputsDir = (cache: string) => join(cache, 'kernel-build', '
 /** How many built kernels are kept (≈11 MB each with the lab configuration); the least recently used go first. */
 const KEPT_OUTPUTS = 24;
 
+/** The build a record (an O= dir's, or a kept one's) says is there, when it is of this key and its files are there. */
+async function readBuild(record: string, key: string): Promise<BuiltKernel | undefined> {
+  const r = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
+  return r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot)
+    ? { ...(r as BuiltKernel), buildMs: 0, compiled: 0 }
+    : undefined;
+}
+
 /** A build kept before for this source and configuration, if there is one. */
 export async function savedLabKernel(cache: string, sourceKey: string, asked: AskedOption[]): Promise<BuiltKernel | undefined> {
   const key = await labKernelKey(sourceKey, asked);
   const built = join(kernelOutputsDir(cache), key, 'built.json');
-  const r = JSON.parse(await readFile(built, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
-  if (!(r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot))) return undefined;
+  const found = await readBuild(built, key);
   // Used now: the last to be pruned.
-  await utimes(built, new Date(), new Date()).catch(() => undefined);
-  return { ...(r as BuiltKernel), buildMs: 0, compiled: 0 };
+  if (found) await utimes(built, new Date(), new Date()).catch(() => undefined);
+  return found;
 }
 
 /**
@@ -135,12 +142,7 @@ export async function inLabKernelBuild<T>(
   await mkdir(out, { recursive: true });
   await markUsed(out);
   const record = join(out, BUILD_RECORD);
-  const inOut = async (): Promise<BuiltKernel | undefined> => {
-    const r = JSON.parse(await readFile(record, 'utf8').catch(() => '{}')) as Partial<BuiltKernel>;
-    return r.key === key && r.vmlinux && existsSync(r.vmlinux) && r.modulesRoot && existsSync(r.modulesRoot)
-      ? { ...(r as BuiltKernel), buildMs: 0, compiled: 0 }
-      : undefined;
-  };
+  const inOut = () => readBuild(record, key);
   // A cold build takes minutes: a second process building the same tree waits for it (an hour at most).
   return withLock(
     `${out}.lock`,

@@ -1,3 +1,4 @@
+import { formatKernelSpec, parseKernelSpec } from '../kernel/kernel-spec.js';
 import type { Matrix, MatrixColumn } from './matrix.js';
 
 /**
@@ -26,7 +27,10 @@ export interface FixProof {
 }
 
 /** The spec without its patch series: debian-source:6.12.107+patches,patches=/p → debian-source:6.12.107. */
-const unpatched = (spec: string) => spec.replace(/\+patches(?=$|[/,])/, '').replace(/,patches=[^,]*/g, '');
+const unpatched = (text: string): string => {
+  const spec = parseKernelSpec(text, '--kernels');
+  return spec.kind === 'debian-source' ? formatKernelSpec({ ...spec, repoPatches: false, patches: [] }) : text;
+};
 
 /** A column is a patched form of the one before it when its spec is that spec with a patch series. */
 const patchedPairs = (columns: MatrixColumn[]): Array<[MatrixColumn, MatrixColumn]> =>

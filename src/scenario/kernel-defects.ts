@@ -1,5 +1,6 @@
 import { patchesForDefect } from '../kernel/defect-patches.js';
 import type { KernelFacts } from '../kernel/kernel-facts.js';
+import { parseKernelSpec } from '../kernel/kernel-spec.js';
 
 /**
  * Kernel defects the hostile-input scenarios meet (4, 5 and 6 of docs/verdicts.md), one entry each: what is wrong, its
@@ -96,14 +97,14 @@ export type KernelWithFixes = { release: string; source?: Pick<KernelFacts['sour
  */
 export function kernelHasFix(defect: KernelDefect, kernel: KernelWithFixes): boolean {
   if (defect.fixedIn !== undefined && hasFix(kernel.release, defect.fixedIn)) return true;
-  return patchedVersionOf(kernel) !== undefined && patchesForDefect(defect.number).some((p) => p.base === patchedVersionOf(kernel));
+  const patched = patchedVersionOf(kernel);
+  return patched !== undefined && patchesForDefect(defect.number).some((p) => p.base === patched);
 }
 
 /** The upstream version whose repository series a kernel was built with (debian-source:…+patches), if it was. */
 function patchedVersionOf(kernel: KernelWithFixes): string | undefined {
-  const spec = kernel.source?.spec;
-  if (!spec?.startsWith('debian-source:') || !/^debian-source:[^,/+]+\+patches/.test(spec)) return undefined;
-  return versionOf(kernel.release)?.join('.');
+  const spec = kernel.source?.spec ? parseKernelSpec(kernel.source.spec, 'the kernel’s source') : undefined;
+  return spec?.kind === 'debian-source' && spec.repoPatches ? versionOf(kernel.release)?.join('.') : undefined;
 }
 
 /** The defect's one-line description: its number, what is wrong, its fix. */
