@@ -109,6 +109,10 @@ enum outcome cmd_rtas(const struct request *req, struct reply *r);
 enum outcome cmd_pe_info(const struct request *req, struct reply *r);
 
 /* seeded.c: user programs that seed faults (`tcelab-agent hand-off`, `tcelab-agent lock`) */
+/* fdpass.c: n (at most FDPASS_MAX) fds over a unix socket with one byte; 0 or -1. */
+#define FDPASS_MAX 4
+int send_fds(int sock, const int *fds, int n);
+int receive_fds(int sock, int *fds, int n);
 int hand_off_main(int argc, char **argv);
 int lock_main(int argc, char **argv);
 

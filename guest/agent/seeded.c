@@ -29,11 +29,8 @@
 
 static int receive_and_hold(int sock, unsigned seconds)
 {
-	char byte;
-	char control[CMSG_SPACE(2 * sizeof(int))];
-	struct iovec iov = { &byte, 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-	if (recvmsg(sock, &msg, 0) != 1 || !CMSG_FIRSTHDR(&msg)) {
+	int fds[2];
+	if (receive_fds(sock, fds, 2)) {
 		perror("hand-off: receiver: recvmsg");
 		return 1;
 	}
@@ -80,17 +77,7 @@ int hand_off_main(int argc, char **argv)
 		return 1;
 	}
 	int fds[2] = { c, g };
-	char byte = 'f';
-	char control[CMSG_SPACE(sizeof(fds))];
-	memset(control, 0, sizeof(control));
-	struct iovec iov = { &byte, 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(fds));
-	memcpy(CMSG_DATA(cm), fds, sizeof(fds));
-	if (sendmsg(sv[0], &msg, 0) != 1) {
+	if (send_fds(sv[0], fds, 2)) {
 		perror("hand-off: sendmsg");
 		kill(receiver, SIGKILL);
 		return 1;

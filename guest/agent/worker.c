@@ -640,37 +640,6 @@ static void foreign_child(int sock, const char *how, pid_t owner)
 	_exit(127);
 }
 
-static int send_fd(int sock, int fd)
-{
-	char byte = 'c';
-	char control[CMSG_SPACE(sizeof(int))];
-	memset(control, 0, sizeof(control));
-	struct iovec iov = { &byte, 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	return sendmsg(sock, &msg, 0) == 1 ? 0 : -1;
-}
-
-static int receive_fd(int sock)
-{
-	char byte;
-	char control[CMSG_SPACE(sizeof(int))];
-	struct iovec iov = { &byte, 1 };
-	struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = control, .msg_controllen = sizeof(control) };
-	if (recvmsg(sock, &msg, 0) != 1)
-		return -1;
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&msg);
-	if (!cm || cm->cmsg_type != SCM_RIGHTS)
-		return -1;
-	int fd;
-	memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	return fd;
-}
-
 /* {"how"}: starts a foreign holder of the container; {"foreign", "pid", "how"} once it answers its first request. */
 static enum outcome op_spawn_foreign(const struct jval *args, struct reply *r)
 {
@@ -716,7 +685,7 @@ static enum outcome op_spawn_foreign(const struct jval *args, struct reply *r)
 			foreign_child(sv[1], how, owner);
 		}
 		close(sv[1]);
-		if (!strcmp(how, "scm-rights") && send_fd(sv[0], container_fd)) {
+		if (!strcmp(how, "scm-rights") && send_fds(sv[0], &container_fd, 1)) {
 			int e = errno;
 			kill(f->pid, SIGKILL);
 			waitpid(f->pid, NULL, 0);
@@ -1058,7 +1027,8 @@ int foreign_main(int argc, char **argv)
 	prctl(PR_SET_NAME, "foreign-holder");
 	int fd = -1, err = 0;
 	if (!strcmp(argv[2], "scm-rights")) {
-		fd = receive_fd(3);
+		if (receive_fds(3, &fd, 1))
+			fd = -1;
 		err = errno;
 	} else if (!strcmp(argv[2], "pidfd-getfd")) {
 		int pidfd = (int)syscall(SYS_pidfd_open, (pid_t)atoi(argv[3]), 0);
