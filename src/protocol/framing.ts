@@ -3,7 +3,8 @@
  * object per line. Bytes are accumulated until '\n'; a line longer than
  * maxLineBytes is discarded (up to its end) and reported, never buffered
  * without bound. A 0xFF byte is the QGA resync delimiter: while `resyncing`,
- * everything up to and including the next 0xFF is dropped.
+ * everything up to and including the next 0xFF is dropped; 0xFF bytes that
+ * start a line later (a late answer to an earlier resync) are dropped too.
  */
 export type Frame =
   | { kind: 'message'; value: Record<string, unknown>; raw: string }
@@ -58,7 +59,12 @@ export class JsonLineDecoder {
         this.discarding = false;
         this.discardedBytes = 0;
       } else {
-        const line = Buffer.concat(this.parts).toString('utf8').replace(/\r$/, '');
+        const bytes = Buffer.concat(this.parts);
+        // A delimiter after its resync was over: the answer to an earlier sync-delimited that timed out, arriving late
+        // behind its 0xFF (a slow guest answers them all at once). 0xFF is never part of UTF-8 text: the line is the JSON after it.
+        let skip = 0;
+        while (bytes[skip] === RESYNC_DELIMITER) skip++;
+        const line = bytes.subarray(skip).toString('utf8').replace(/\r$/, '');
         this.parts = [];
         this.partBytes = 0;
         if (line.trim() !== '') frames.push(decodeLine(line));

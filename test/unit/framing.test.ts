@@ -30,6 +30,27 @@ describe('JsonLineDecoder', () => {
     const frames = d.push(Buffer.concat([Buffer.from('x'), Buffer.from([0xff]), Buffer.from('{"return":7}\n')]));
     expect(frames).toMatchObject([{ kind: 'message', value: { return: 7 } }]);
   });
+
+  it('reads the late answers of earlier resyncs, each behind its own 0xFF, as the messages they are', () => {
+    // A slow guest answers three sync-delimited at once, after the client gave up on the first two and resynced.
+    const d = new JsonLineDecoder(1024);
+    d.startResync();
+    const ff = Buffer.from([0xff]);
+    const burst = Buffer.concat([
+      ff,
+      Buffer.from('{"return":1}\n'),
+      ff,
+      Buffer.from('{"return":2}\n'),
+      ff,
+      ff,
+      Buffer.from('{"return":3}\n'),
+    ]);
+    expect(d.push(burst)).toMatchObject([
+      { kind: 'message', value: { return: 1 } },
+      { kind: 'message', value: { return: 2 } },
+      { kind: 'message', value: { return: 3 } },
+    ]);
+  });
 });
 
 describe('parseJsonLossless', () => {
