@@ -114,7 +114,8 @@ const machineFields: Record<string, Spec> = {
       },
       accel: { type: 'string', enum: ['tcg', 'kvm'] },
       cpu: { type: 'string', pattern: /^[A-Za-z0-9_.+-]+$/, patternHint: 'a QEMU CPU model such as power9 or host' },
-      memoryMiB: { type: 'integer', min: 128, max: 1024 * 1024 },
+      // pseries lays guest RAM out in 256 MiB blocks (LMBs): QEMU refuses any other size at start.
+      memoryMiB: { type: 'integer', min: 256, max: 1024 * 1024, multipleOf: 256, multipleHint: "pseries' memory block size" },
       smp: { type: 'integer', min: 1, max: 256, default: 1 },
       firmware: { type: 'string', enum: ['vof', 'slof'], default: 'vof' },
       machine: { type: 'map', values: qemuOptionValue, optional: true },

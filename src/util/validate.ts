@@ -7,7 +7,7 @@ import { InputError } from './errors.js';
  */
 export type Spec =
   | { type: 'string'; pattern?: RegExp; patternHint?: string; enum?: readonly string[]; optional?: boolean; default?: string }
-  | { type: 'integer'; min: number; max: number; optional?: boolean; default?: number }
+  | { type: 'integer'; min: number; max: number; multipleOf?: number; multipleHint?: string; optional?: boolean; default?: number }
   | { type: 'boolean'; optional?: boolean; default?: boolean }
   | { type: 'array'; items: Spec; maxItems: number; optional?: boolean; default?: unknown[] }
   | { type: 'object'; fields: Record<string, Spec>; optional?: boolean }
@@ -58,6 +58,11 @@ export class Validator {
       case 'integer': {
         if (typeof value !== 'number' || !Number.isInteger(value)) throw this.err(where, `must be an integer, got ${describe(value)}`);
         if (value < spec.min || value > spec.max) throw this.err(where, `must be between ${spec.min} and ${spec.max}, got ${value}`);
+        if (spec.multipleOf && value % spec.multipleOf !== 0)
+          throw this.err(
+            where,
+            `must be a multiple of ${spec.multipleOf}${spec.multipleHint ? ` (${spec.multipleHint})` : ''}, got ${value}`,
+          );
         return value;
       }
       case 'boolean': {

@@ -45,7 +45,12 @@ const goodProfile = {
 const profiles: Array<[string, unknown, RegExp]> = [
   ['unknown field', { ...goodProfile, qmeu: {} }, /qmeu: is not a known field/],
   ['wrong type', { ...goodProfile, qemu: { ...goodProfile.qemu, memoryMiB: '1G' } }, /qemu\.memoryMiB: must be an integer/],
-  ['huge value', { ...goodProfile, qemu: { ...goodProfile.qemu, memoryMiB: 2 ** 40 } }, /qemu\.memoryMiB: must be between 128 and 1048576/],
+  ['huge value', { ...goodProfile, qemu: { ...goodProfile.qemu, memoryMiB: 2 ** 40 } }, /qemu\.memoryMiB: must be between 256 and 1048576/],
+  [
+    'memory pseries cannot lay out',
+    { ...goodProfile, qemu: { ...goodProfile.qemu, memoryMiB: 896 } },
+    /qemu\.memoryMiB: must be a multiple of 256 \(pseries' memory block size\), got 896/,
+  ],
   [
     'huge array',
     { ...goodProfile, phbs: Array.from({ length: 40 }, (_, i) => ({ id: `p${i}`, index: i + 1 })) },

@@ -32,6 +32,7 @@ describe('profile validation', () => {
     expect(fieldOf(() => validateProfile({ ...base(), colour: 'red' }, 't'))).toBe('colour');
     expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, memoryMiB: '1G' } }, 't'))).toBe('qemu.memoryMiB');
     expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, memoryMiB: 1e12 } }, 't'))).toBe('qemu.memoryMiB');
+    expect(fieldOf(() => validateProfile({ ...base(), qemu: { ...base().qemu, memoryMiB: 768 + 128 } }, 't'))).toBe('qemu.memoryMiB');
     expect(fieldOf(() => validateProfile({ ...base(), devices: [{ id: 'd', driver: 'edu', phb: 'phb9' }] }, 't'))).toBe('devices[0].phb');
     expect(fieldOf(() => validateProfile({ ...base(), devices: [{ id: 'd', driver: 'vfio-pci', phb: 'phb1' }] }, 't'))).toBe(
       'devices[0].host',
