@@ -23,6 +23,7 @@ import {
 import type { GuestInitInfo } from './guest-init.js';
 import type { AgentClient } from '../agent/agent-client.js';
 import { readUnmigratedConfigs, type RestoredConfig } from './device-config.js';
+import { describeSignalled, type InterruptState, parseInterruptState } from '../snapshot/interrupt-state.js';
 
 /** How a lab came up: restored from a snapshot, or booted cold (and why). */
 export interface LabStart {
@@ -95,6 +96,12 @@ export class SnapshotLoadError extends Error {
   }
 }
 
+/** Seeded faults of saves (each says why it is seeded), proving the restore's interrupt check. */
+export interface SnapshotFaults {
+  /** Save at an instant with an interrupt signalled to a CPU (provoked by agent requests), instead of one without. */
+  saveWithInterruptSignalled?: string;
+}
+
 /** The parts of a running lab that a save or a restore drives. */
 interface MigratingLab {
   readonly qmp: QmpClient;
@@ -114,6 +121,14 @@ export async function restoreMachine(lab: MigratingLab, snap: Snapshot, progress
     await lab.qmp.migrateSetCapabilities(IGNORE_SHARED);
     await lab.qmp.migrateIncoming(`exec:cat ${shellQuote(snap.statePath)}`);
     await waitForMigration(lab.qmp, 'incoming', 'restore', 60_000);
+    // A snapshot saved with an interrupt signalled (before saves waited for an instant without one) restores a guest
+    // that never takes an external interrupt again: refused here, it is dropped and the lab boots cold and saves anew.
+    const state = parseInterruptState(await lab.qmp.humanMonitorCommand('info pic', 30_000));
+    if (state.signalled.length)
+      throw new TcelabError(
+        'restore',
+        `it was saved with an interrupt signalled to a CPU and not yet taken, which QEMU does not raise again after a restore: ${describeSignalled(state)}`,
+      );
     lab.process.console.append(
       Buffer.from(
         `${snap.meta.bootConsole}\n[tcelab: restored from snapshot ${snap.key} (saved ${snap.meta.createdAt}); the lines above are its boot log]\n`,
@@ -135,13 +150,18 @@ export async function saveMachine(
   saveAs: SaveAs,
   init: GuestInitInfo,
   progress: Progress,
+  faults: SnapshotFaults = {},
 ): Promise<string | undefined> {
   const staged = await stagingPath(saveAs.key);
   const stagedRam = `${staged}.ram`;
   try {
     return await progress.step(`save the booted machine for later labs (snapshot ${saveAs.key})`, async () => {
       const deviceConfigs = await readUnmigratedConfigs(agent, lab.profile);
-      await lab.qmp.stop();
+      const state = faults.saveWithInterruptSignalled
+        ? await stopAtInstant(lab.qmp, true, () => agent.info().then(() => {}))
+        : await stopAtInstant(lab.qmp, false);
+      if (faults.saveWithInterruptSignalled)
+        progress.info(`(saving with an interrupt signalled, ${faults.saveWithInterruptSignalled}: ${describeSignalled(state)})`);
       try {
         // The device state into the stream; the RAM, stopped and consistent, by copying its file (holes stay holes).
         await lab.qmp.migrateSetCapabilities(IGNORE_SHARED);
@@ -171,6 +191,36 @@ export async function saveMachine(
     progress.info(`(could not save a snapshot: ${(err as Error).message}; later labs boot cold too)`);
     return undefined;
   }
+}
+
+/**
+ * Stops the machine at an instant when no interrupt is signalled to a CPU and not yet taken (interrupt-state.ts): the
+ * agent's last answer has just been read, so its virtio interrupt is often in flight. Each try that finds one runs the
+ * machine on and stops it again; the guest takes a signalled interrupt within a few instructions. A controller whose
+ * `info pic` is not read (an in-kernel irqchip migrates its own state) stops at once. The seeded fault wants the
+ * opposite instant, and provokes it with agent requests (a stop just after an answer).
+ */
+async function stopAtInstant(qmp: QmpClient, signalled: boolean, provoke?: () => Promise<void>): Promise<InterruptState> {
+  let last: string | undefined;
+  return pollUntil(
+    signalled
+      ? 'an instant with an interrupt signalled to a CPU (seeded fault)'
+      : 'an instant with no interrupt signalled to a CPU, to save the machine',
+    async () => {
+      await provoke?.();
+      await qmp.stop();
+      const state = await qmp.humanMonitorCommand('info pic', 30_000).then(parseInterruptState, async (err: unknown) => {
+        await qmp.cont();
+        throw err;
+      });
+      const hasSignalled = state.signalled.length > 0;
+      if (hasSignalled === signalled) return state;
+      last = state.signalled.length ? describeSignalled(state) : `nothing signalled (${state.controller})`;
+      await qmp.cont();
+      return undefined;
+    },
+    { timeoutMs: 30_000, intervalMs: signalled ? 0 : 20, lastSeen: () => last },
+  );
 }
 
 /**

@@ -16,7 +16,16 @@ import { TcelabError } from '../util/errors.js';
 import type { Progress } from '../util/progress.js';
 import { silentProgress } from '../util/progress.js';
 import { removeSnapshot, runningRamFile, type Snapshot, type SnapshotMeta } from '../snapshot/snapshot.js';
-import { type LabStart, planArgs, planStart, restoreMachine, type SaveAs, saveMachine, SnapshotLoadError } from './lab-snapshot.js';
+import {
+  type LabStart,
+  planArgs,
+  planStart,
+  restoreMachine,
+  type SaveAs,
+  saveMachine,
+  type SnapshotFaults,
+  SnapshotLoadError,
+} from './lab-snapshot.js';
 import { type GuestInitInfo, waitForInitLine } from './guest-init.js';
 import { watchForPanic } from './panic-watch.js';
 import { connectAgent } from './agent-connect.js';
@@ -52,6 +61,11 @@ export interface LaunchOptions {
    * why (a seeded fault, which proves that a check sees the difference).
    */
   skipConfigRestore?: string;
+  /**
+   * Seeded snapshot faults that prove the restore's interrupt check (lab-snapshot.ts): a cold lab saves its machine at
+   * an instant with an interrupt signalled to a CPU.
+   */
+  snapshotFaults?: SnapshotFaults;
 }
 
 /** What a scenario may ask of how its lab starts. */
@@ -86,6 +100,7 @@ export class Lab {
   /** A restored lab's devices QEMU does not migrate: their saved configuration, until it is written back (agent()). */
   private configsToRestore: SnapshotMeta['deviceConfigs'] = [];
   private skipConfigRestore: string | undefined;
+  private snapshotFaults: SnapshotFaults = {};
 
   private constructor(
     readonly profile: Profile,
@@ -191,6 +206,7 @@ export class Lab {
       lab.start = plan.start;
       lab.saveAs = plan.saveAs;
       lab.skipConfigRestore = opts.skipConfigRestore;
+      lab.snapshotFaults = opts.snapshotFaults ?? {};
       if (plan.restore) await lab.finishRestore(plan.restore, progress);
       lab.watchForPanic();
       Lab.active++;
@@ -277,7 +293,7 @@ export class Lab {
     if (this.saveAs && this.initInfo) {
       const saveAs = this.saveAs;
       this.saveAs = undefined;
-      const saved = await saveMachine(this, this.agentClient, saveAs, this.initInfo, progress);
+      const saved = await saveMachine(this, this.agentClient, saveAs, this.initInfo, progress, this.snapshotFaults);
       if (saved) this.start = { ...this.start, saved };
     }
     // Modules a snapshot must not hold loaded (modules-after-save.ts): loaded now, after the save or the restore (once).

@@ -5,7 +5,11 @@ import { runScenario } from '../../src/scenario/runner.js';
 import { findProcedure } from '../../src/scenario/registry.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { stageDebianQemu } from '../../src/qemu/stage-qemu.js';
-import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { emulatedLabInputs, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
+import { Lab } from '../../src/lab/lab.js';
+import type { SnapshotFaults } from '../../src/lab/lab-snapshot.js';
+import type { AgentClient } from '../../src/agent/agent-client.js';
+import { removeSnapshot } from '../../src/snapshot/snapshot.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 
 /**
@@ -51,4 +55,65 @@ describe('labs from a saved, booted machine', () => {
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
   });
+
+  /** How many virtqueue interrupts of the agent's virtio-serial port the guest has taken (/proc/interrupts). */
+  async function virtqueueInterrupts(agent: AgentClient): Promise<number> {
+    const { content } = await agent.readFile('/proc/interrupts');
+    const row = content.split('\n').find((l) => /virtio\d+-virtqueues/.test(l));
+    expect(row, content).toBeDefined();
+    return Number(row!.trim().split(/\s+/)[1]);
+  }
+
+  it('a machine saved with an interrupt in flight (it may restore deaf to interrupts) is refused: the lab boots cold, saves one that hears them', async () => {
+    const root = testRuntimeRoot();
+    const { profile: base, image } = await emulatedLabInputs();
+    // A machine of its own (another RAM size, so another snapshot key): the seeded snapshot is no other lab's.
+    const profile = { ...base, qemu: { ...base.qemu, memoryMiB: 768 } };
+    const seeded = 'seeded by the test';
+    const said: string[] = [];
+    const progress = {
+      step: <T>(_label: string, fn: (update: () => void) => Promise<T>) => fn(() => {}),
+      info: (l: string) => said.push(l),
+    };
+    const withLab = async <T>(faults: SnapshotFaults, use: (lab: Lab, agent: AgentClient) => Promise<T>): Promise<T> => {
+      const lab = await Lab.launch(profile, { image, runtimeRoot: root, snapshotFaults: faults, progress });
+      try {
+        await lab.waitForGuestInit();
+        return await use(lab, await lab.agent(progress));
+      } finally {
+        await lab.close();
+      }
+    };
+    // Interrupts the guest took while the agent answered three requests (each one is heard by an interrupt).
+    const heard = async (agent: AgentClient) => {
+      const before = await virtqueueInterrupts(agent);
+      for (let i = 0; i < 3; i++) await agent.info();
+      return (await virtqueueInterrupts(agent)) - before;
+    };
+
+    // A snapshot of this machine from an earlier run is dropped: the first lab must boot cold and save.
+    let key = await withLab({}, async (lab) => lab.start.snapshot ?? lab.start.saved);
+    if (key) await removeSnapshot(key);
+    key = await withLab({ saveWithInterruptSignalled: seeded }, async (lab) => lab.start.saved);
+    expect(key).toMatch(/^[0-9a-f]{24}$/);
+    try {
+      // Refused: the lab boots cold and saves the machine at an instant with nothing signalled; it hears every request.
+      const refused = await withLab({}, async (lab, agent) => ({ start: lab.start, heard: await heard(agent) }));
+      expect(refused.start).toMatchObject({ how: 'cold', why: 'its snapshot did not load', saved: key });
+      expect(said.join('\n')).toMatch(
+        new RegExp(
+          `snapshot ${key} did not load \\(it was saved with an interrupt signalled to a CPU and not yet taken` +
+            '.*CPU 0 OS \\(.*\\); removed it, booting cold',
+        ),
+      );
+      expect(refused.heard).toBeGreaterThanOrEqual(3);
+      const restored = await withLab({}, async (lab, agent) => ({ start: lab.start, heard: await heard(agent) }));
+      expect(restored.start).toMatchObject({ how: 'restored', snapshot: key });
+      expect(restored.heard).toBeGreaterThanOrEqual(3);
+    } finally {
+      await removeSnapshot(key!);
+    }
+    expect(liveLabQemuPids(root)).toEqual([]);
+    expect(runtimeDirsIn(root)).toEqual([]);
+  }, 300_000);
 });
