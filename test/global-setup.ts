@@ -13,9 +13,11 @@ export default async function setup(): Promise<() => void> {
   // A whole suite (no file named on the command line) tells its time in this machine's floors.
   const whole = process.argv.slice(2).every((a) => a.startsWith('-') || a === 'run');
   const started = Date.now();
-  const floorMs = whole ? await measureFloorMs() : undefined;
+  // As many at once as vitest.config.ts runs files at once.
+  const parallel = process.env.TCELAB_TEST_JOBS === '1' ? 1 : Number(process.env.TCELAB_TEST_JOBS ?? 2);
+  const floorMs = whole ? await measureFloorMs(parallel) : undefined;
   return () => {
-    if (floorMs) process.stdout.write(`${suiteTimeLine(Date.now() - started, floorMs)}\n`);
+    if (floorMs) process.stdout.write(`${suiteTimeLine(Date.now() - started, floorMs, parallel)}\n`);
     const left = liveLabQemuPids(TEST_ROOT_PREFIX);
     if (left.length > 0) {
       for (const pid of left) {
