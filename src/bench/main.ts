@@ -15,6 +15,7 @@ import { bootOnce, floorInitrd, cleanupFloor } from './boot-bench.js';
 import { nestedBench } from './nested-bench.js';
 import { kernelBuildBench } from './kernel-build-bench.js';
 import { median, fmt, percentile } from './stats.js';
+import { roundTimeline } from './round-timeline.js';
 import { qemuVersionOf, restoreUnsafeReason } from '../snapshot/snapshot.js';
 import { runScenario } from '../scenario/runner.js';
 import { allScenarioFiles, procedures } from '../scenario/registry.js';
@@ -230,6 +231,7 @@ async function main(): Promise<void> {
   if (!quick) {
     out('## Time to verdict (launch → verdict written), restored and cold, one run each');
     out(`${'scenario'.padEnd(28)} ${'restored'.padStart(9)} ${'cold'.padStart(9)}  ratio  verdicts`);
+    const rounds: string[] = [];
     for (const file of await allScenarioFiles()) {
       for (const v of file.variants) {
         const label = [file.name, ...Object.values(v).filter((x) => typeof x === 'string')].join('-');
@@ -254,8 +256,12 @@ async function main(): Promise<void> {
             `${fmt(cold.durationMs / 1000, 1).padStart(7)} s  ${fmt(warm.durationMs / cold.durationMs)}   ` +
             `${warm.passed ? 'PASS' : 'FAIL'} / ${cold.passed ? 'PASS' : 'FAIL'}${how}`,
         );
+        // A scenario of rounds (ddw-hotplug): where a round's time goes, phase by phase, in the restored run.
+        const table = roundTimeline(warm.timings);
+        if (table.length) rounds.push(`${label}: a round's timeline, phase by phase (the restored run)`, ...table.map((l) => `  ${l}`));
       }
     }
+    for (const l of rounds) out(l);
     out();
   }
 
