@@ -123,7 +123,7 @@ export async function restoreMachine(lab: MigratingLab, snap: Snapshot, progress
     await waitForMigration(lab.qmp, 'incoming', 'restore', 60_000);
     // A snapshot saved with an interrupt signalled (before saves waited for an instant without one) restores a guest
     // that never takes an external interrupt again: refused here, it is dropped and the lab boots cold and saves anew.
-    const state = parseInterruptState(await lab.qmp.humanMonitorCommand('info pic', 30_000));
+    const state = await readInterruptState(lab.qmp);
     if (state.signalled.length)
       throw new TcelabError(
         'restore',
@@ -209,18 +209,23 @@ async function stopAtInstant(qmp: QmpClient, signalled: boolean, provoke?: () =>
     async () => {
       await provoke?.();
       await qmp.stop();
-      const state = await qmp.humanMonitorCommand('info pic', 30_000).then(parseInterruptState, async (err: unknown) => {
+      const state = await readInterruptState(qmp).catch(async (err: unknown) => {
         await qmp.cont();
         throw err;
       });
       const hasSignalled = state.signalled.length > 0;
       if (hasSignalled === signalled) return state;
-      last = state.signalled.length ? describeSignalled(state) : `nothing signalled (${state.controller})`;
+      last = hasSignalled ? describeSignalled(state) : `nothing signalled (${state.controller})`;
       await qmp.cont();
       return undefined;
     },
     { timeoutMs: 30_000, intervalMs: signalled ? 0 : 20, lastSeen: () => last },
   );
+}
+
+/** The machine's interrupt state as HMP `info pic` prints it (interrupt-state.ts). */
+async function readInterruptState(qmp: QmpClient): Promise<InterruptState> {
+  return parseInterruptState(await qmp.humanMonitorCommand('info pic', 30_000));
 }
 
 /**

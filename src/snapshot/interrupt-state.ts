@@ -27,19 +27,19 @@ export interface InterruptState {
 const PRESENTER_ROWS: {
   controller: 'xive' | 'xics';
   row: RegExp;
-  signalled: (m: RegExpMatchArray) => SignalledInterrupt | undefined;
+  signalled: (m: RegExpMatchArray) => Omit<SignalledInterrupt, 'row'> | undefined;
 }[] = [
   {
     // hw/intc/xive.c xive_tctx_pic_print_info: "CPU[0000]:   OS    80   ff  02 …" — QW, then NSR first.
     controller: 'xive',
     row: /^CPU\[([0-9a-f]+)\]:\s+(USER|OS|POOL|PHYS)\s+([0-9a-f]{2})\s/i,
-    signalled: (m) => (m[3] === '00' ? undefined : { cpu: String(Number.parseInt(m[1], 16)), presenter: m[2], row: m[0] }),
+    signalled: (m) => (m[3] === '00' ? undefined : { cpu: String(Number.parseInt(m[1], 16)), presenter: m[2] }),
   },
   {
     // hw/intc/xics.c icp_pic_print_info: "CPU 0 XIRR=00000000 (…) PP=ff MFRR=ff" — the low 24 bits are the source.
     controller: 'xics',
     row: /^CPU (\d+) XIRR=([0-9a-f]{8})\b/i,
-    signalled: (m) => ((Number.parseInt(m[2], 16) & 0xffffff) === 0 ? undefined : { cpu: m[1], presenter: 'ICP', row: m[0] }),
+    signalled: (m) => ((Number.parseInt(m[2], 16) & 0xffffff) === 0 ? undefined : { cpu: m[1], presenter: 'ICP' }),
   },
 ];
 
@@ -50,15 +50,15 @@ export function parseInterruptState(infoPic: string): InterruptState {
   let controller: InterruptState['controller'] = 'unknown';
   const signalled: SignalledInterrupt[] = [];
   const inFlight: string[] = [];
-  for (const line of infoPic.split(/\r?\n/)) {
-    const source = line.trim().match(XIVE_SOURCE_ROW);
+  for (const line of infoPic.split(/\r?\n/).map((l) => l.trim())) {
+    const source = line.match(XIVE_SOURCE_ROW);
     if (source && source[2] === 'P' && source[3] !== 'M') inFlight.push(source[1]);
     for (const reader of PRESENTER_ROWS) {
-      const m = line.trim().match(reader.row);
+      const m = line.match(reader.row);
       if (!m) continue;
       controller = reader.controller;
       const s = reader.signalled(m);
-      if (s) signalled.push({ ...s, row: line.trim() });
+      if (s) signalled.push({ ...s, row: line });
     }
   }
   return { controller, signalled, inFlight };
