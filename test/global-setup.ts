@@ -1,5 +1,6 @@
 import { readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
+import type { TestProject } from 'vitest/node';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { TEST_ROOT_PREFIX } from './helpers/lab.js';
 import { measureFloorMs, suiteTimeLine } from './suite-floor.js';
@@ -9,12 +10,12 @@ import { measureFloorMs, suiteTimeLine } from './suite-floor.js';
  * Only labs under the tests' own runtime roots count: a developer's `tcelab up`
  * or another suite on the same machine is none of this suite's business.
  */
-export default async function setup(): Promise<() => void> {
+export default async function setup(project: TestProject): Promise<() => void> {
   // A whole suite (no file named on the command line) tells its time in this machine's floors.
   const whole = process.argv.slice(2).every((a) => a.startsWith('-') || a === 'run');
   const started = Date.now();
-  // As many at once as vitest.config.ts runs files at once.
-  const parallel = process.env.TCELAB_TEST_JOBS === '1' ? 1 : Number(process.env.TCELAB_TEST_JOBS ?? 2);
+  // As many at once as vitest runs files at once (vitest.config.ts: its resolved maxWorkers, 1 without file parallelism).
+  const parallel = project.config.maxWorkers;
   const floorMs = whole ? await measureFloorMs(parallel) : undefined;
   return () => {
     if (floorMs) process.stdout.write(`${suiteTimeLine(Date.now() - started, floorMs, parallel)}\n`);
