@@ -103,8 +103,9 @@ export class AgentClient {
     return this.execute('info');
   }
 
-  counters(pid?: number): Promise<GuestCounters> {
-    return this.execute('counters', pid ? { pid } : {});
+  /** The guest's counters; with `rcuBarrier`, read after every RCU callback queued so far has run (GuestCounters.rcuBarrier). */
+  counters(pid?: number, opts: { rcuBarrier?: boolean } = {}): Promise<GuestCounters> {
+    return this.execute('counters', { ...(pid ? { pid } : {}), ...(opts.rcuBarrier ? { rcuBarrier: true } : {}) });
   }
 
   bind(device: string): Promise<{ device: string; previousDriver: string | null; group: number }> {

@@ -31,6 +31,8 @@ export interface GuestCounters {
   hugePagesTotal: number;
   hugePagesFree: number;
   process?: { pid: number; alive: boolean; vmLckKb?: number; vmPinKb?: number };
+  /** Asked for: the guest kernel's rcu_barrier() ran before the read (its time), or why there is none (no TUN driver). */
+  rcuBarrier?: { us: number } | { error: string };
 }
 
 export interface ExecResult {

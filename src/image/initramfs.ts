@@ -1,7 +1,8 @@
 import { lstat, readFile, readlink } from 'node:fs/promises';
-import { join, posix } from 'node:path';
+import { existsSync } from 'node:fs';
+import { basename, join, posix } from 'node:path';
 import { GUEST_MODULES } from '../kernel/kernel-facts.js';
-import { GUEST_MODULE_DIRS, type StagedKernel } from '../kernel/stage-kernel.js';
+import { GUEST_MODULE_DIRS, GUEST_MODULE_FILES, type StagedKernel } from '../kernel/stage-kernel.js';
 import { runBinary } from '../util/exec.js';
 import { TcelabError } from '../util/errors.js';
 import { filesUnder } from '../util/fs.js';
@@ -77,8 +78,12 @@ export async function assembleInitramfs(
   // Kernel modules with a generated modules.dep.
   const kernelRelease = kernel.release;
   const available: Array<{ relPath: string; name: string; depends: string[]; ko: Buffer }> = [];
-  for (const sub of GUEST_MODULE_DIRS) {
-    for (const file of await filesUnder(join(kernel.modulesDir, sub))) {
+  const singles = GUEST_MODULE_FILES.flatMap((f) => [`${f}.ko`, `${f}.ko.xz`]).map((f) => join(kernel.modulesDir, f));
+  for (const files of [
+    ...(await Promise.all(GUEST_MODULE_DIRS.map((sub) => filesUnder(join(kernel.modulesDir, sub))))),
+    singles.filter((f) => existsSync(f)),
+  ]) {
+    for (const file of files) {
       if (!/\.ko(\.xz)?$/.test(file)) continue;
       const ko = file.endsWith('.xz') ? await runBinary('xz', ['-dc', file], `decompress ${file}`) : await readFile(file);
       available.push({ relPath: file.slice(kernel.modulesDir.length + 1).replace(/\.xz$/, ''), ...moduleInfo(ko), ko });
@@ -99,6 +104,8 @@ export async function assembleInitramfs(
     modules.push(m);
   };
   [...GUEST_MODULES, ...(spec.modules ?? [])].forEach(want);
+  // Carried, not loaded at boot, and only where the kernel has it as a module (built in, it needs nothing).
+  for (const f of GUEST_MODULE_FILES) if (byName.has(normalizeModuleName(basename(f)))) want(basename(f));
   for (const m of modules) addFile(`/usr/lib/modules/${kernelRelease}/${m.relPath}`, m.ko);
   addFile(`/usr/lib/modules/${kernelRelease}/modules.dep`, Buffer.from(modulesDep(modules)));
 

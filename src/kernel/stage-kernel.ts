@@ -10,6 +10,12 @@ import { type KernelFacts, kernelFacts } from './kernel-facts.js';
 export const GUEST_MODULE_DIRS = ['kernel/drivers/vfio', 'kernel/drivers/pci/hotplug', 'kernel/arch/powerpc/kvm'];
 
 /**
+ * Single modules taken besides (without .ko/.ko.xz): TUN, whose device's last close is the agent's RCU barrier
+ * (guest/agent/counters.c). Not loaded at boot; a kernel without it just has no barrier.
+ */
+export const GUEST_MODULE_FILES = ['kernel/drivers/net/tun'];
+
+/**
  * A kernel laid out the same way whatever it came from (one Debian package, the 7.x package set, local .debs,
  * a local build): its vmlinux, its config, and the guest's part of its module tree.
  */
@@ -26,7 +32,8 @@ function wantedMember(path: string): boolean {
   return (
     /^\.\/boot\/(vmlinux|config)-[^/]+$/.test(path) ||
     /^\.\/usr\/lib\/modules\/[^/]+\/(vmlinuz|config|modules\.builtin)$/.test(path) ||
-    GUEST_MODULE_DIRS.some((d) => new RegExp(`^\\./usr/lib/modules/[^/]+/${d.replace(/\//g, '\\/')}/.+\\.ko(\\.xz)?$`).test(path))
+    GUEST_MODULE_DIRS.some((d) => new RegExp(`^\\./usr/lib/modules/[^/]+/${d.replace(/\//g, '\\/')}/.+\\.ko(\\.xz)?$`).test(path)) ||
+    GUEST_MODULE_FILES.some((f) => new RegExp(`^\\./usr/lib/modules/[^/]+/${f.replace(/\//g, '\\/')}\\.ko(\\.xz)?$`).test(path))
   );
 }
 
@@ -88,6 +95,9 @@ export async function stageLocalKernel(vmlinux: string, modulesRoot: string | un
   if (tree) {
     for (const sub of GUEST_MODULE_DIRS) {
       if (existsSync(join(tree, sub))) await run('cp', ['-a', '--parents', sub, modulesDir], { cwd: tree, what: `copy ${sub}` });
+    }
+    for (const file of GUEST_MODULE_FILES.flatMap((f) => [`${f}.ko`, `${f}.ko.xz`])) {
+      if (existsSync(join(tree, file))) await run('cp', ['-a', '--parents', file, modulesDir], { cwd: tree, what: `copy ${file}` });
     }
     if (existsSync(join(tree, 'modules.builtin'))) await copyFile(join(tree, 'modules.builtin'), join(modulesDir, 'modules.builtin'));
   }

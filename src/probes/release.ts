@@ -19,6 +19,8 @@ export interface ReleaseVerdict {
   latencyMs?: number;
   event: string;
   timeoutMs: number;
+  /** Not back, and known to stay so this long after the event (RCU barriers in the guest), before the ceiling. */
+  atRestMs?: number;
   /** Why the counter could not be judged (its part of a shared counter could not be told apart): neither back nor not. */
   notJudged?: string;
 }
@@ -45,6 +47,11 @@ export async function awaitRelease(
    * a moment while a neighbour is exiting (its memory leaves the counter before it leaves the scan).
    */
   confirm?: { ms: number; steady: (window: PinCounters[]) => boolean },
+  /**
+   * Resolves once the counter is known to be at rest (the guest's RCU barriers: scenario/guest-pins.ts): the wait then
+   * ends at the next sample instead of at the ceiling, judged on that sample.
+   */
+  atRest?: Promise<unknown>,
 ): Promise<ReleaseVerdict> {
   const base = baseline.counters[counter] ?? 0;
   const isBack = (c: PinCounters) => {
@@ -55,8 +62,22 @@ export async function awaitRelease(
   const deadline = event.t + timeoutMs;
   let after = event.t;
   let back: Sample | undefined;
+  let rested: number | undefined;
+  const until = atRest?.then(() => {
+    rested = sampler.now();
+  });
   for (;;) {
-    const candidate = await sampler.waitFor(source, isBack, { after, timeoutMs: Math.max(0, deadline - sampler.now()) });
+    const candidate = await sampler.waitFor(source, isBack, {
+      after,
+      timeoutMs: Math.max(0, deadline - sampler.now()),
+      ...(until ? { until } : {}),
+    });
+    if (!candidate && rested !== undefined) {
+      // At rest: the first sample taken after it says where the counter stays.
+      const next = await sampler.waitFor(source, () => true, { after: rested, timeoutMs: 5000 });
+      back = next && isBack(next.counters) ? next : undefined;
+      break;
+    }
     if (!candidate || !confirm) {
       back = candidate;
       break;
@@ -84,6 +105,7 @@ export async function awaitRelease(
     latencyMs: back ? back.t - event.t : undefined,
     event: event.name,
     timeoutMs,
+    ...(rested !== undefined && !back ? { atRestMs: rested - event.t } : {}),
   };
 }
 

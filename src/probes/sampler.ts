@@ -70,6 +70,7 @@ export class PinnedPageSampler extends EventEmitter {
         }
         await new Promise((r) => setTimeout(r, Math.max(0, wait)));
       }
+      this.emit('ended', source);
     })();
     this.loops.push(loop);
   }
@@ -88,26 +89,43 @@ export class PinnedPageSampler extends EventEmitter {
     return this.samples.filter((s) => s.source === source);
   }
 
-  /** Resolves with the first sample of `source` (after time `after`) that satisfies `ok`, or undefined at the timeout. */
+  /** Whether `source` was sampled and its loop has ended (stopped, or its source lost): no sample of it will come. */
+  private ended(source: Sample['source']): boolean {
+    const mine = this.loops.filter((l) => l.source === source);
+    return mine.length > 0 && mine.every((l) => !l.running);
+  }
+
+  /**
+   * Resolves with the first sample of `source` (after time `after`) that satisfies `ok`, or undefined at the timeout —
+   * or at once when that source's loop has ended (a lab that died mid-step): waiting out the ceiling for a sample that
+   * cannot come only delays the failure the caller reports (with endedBecause); or when `until` resolves.
+   */
   waitFor(
     source: Sample['source'],
     ok: (c: PinCounters) => boolean,
-    opts: { after: number; timeoutMs: number },
+    opts: { after: number; timeoutMs: number; until?: Promise<unknown> },
   ): Promise<Sample | undefined> {
     const seen = this.samples.find((s) => s.source === source && s.t >= opts.after && ok(s.counters));
     if (seen) return Promise.resolve(seen);
+    if (this.ended(source)) return Promise.resolve(undefined);
     return new Promise((resolve) => {
-      const onSample = (s: Sample) => {
-        if (s.source !== source || s.t < opts.after || !ok(s.counters)) return;
+      // Whoever knows the awaited sample will not come (the counters at rest) may end the wait before its ceiling.
+      opts.until?.then(() => done(undefined));
+      const done = (s: Sample | undefined) => {
         clearTimeout(timer);
         this.off('sample', onSample);
+        this.off('ended', onEnded);
         resolve(s);
       };
-      const timer = setTimeout(() => {
-        this.off('sample', onSample);
-        resolve(undefined);
-      }, opts.timeoutMs);
+      const onSample = (s: Sample) => {
+        if (s.source === source && s.t >= opts.after && ok(s.counters)) done(s);
+      };
+      const onEnded = (ended: Sample['source']) => {
+        if (ended === source && this.ended(source)) done(undefined);
+      };
+      const timer = setTimeout(() => done(undefined), opts.timeoutMs);
       this.on('sample', onSample);
+      this.on('ended', onEnded);
     });
   }
 }

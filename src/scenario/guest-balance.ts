@@ -3,7 +3,7 @@ import type { PinHolder } from '../agent/types.js';
 import type { CheckRecorder } from './checks.js';
 import type { Progress } from '../util/progress.js';
 import { PollTimeoutError, pollUntil } from '../util/poll.js';
-import { pinnedPages } from './guest-pins.js';
+import { pinnedPages, settledAfterRcuBarriers } from './guest-pins.js';
 
 /** `pid 412 (holder "tcelab-agent worker", parent 1): fd 5 → /dev/vfio/vfio (container); VmLck 16384 kB` */
 export function describeHolder(h: PinHolder): string {
@@ -71,6 +71,8 @@ export async function judgeGuestBalance(
   let pins = 0;
   let holders: PinHolder[] = [];
   let explainedSince: number | undefined;
+  let barrier = true;
+  let atRest = false;
   await pollUntil(
     "the guest's pins and locked memory back to the baseline",
     async () => {
@@ -79,7 +81,17 @@ export async function judgeGuestBalance(
       holders = h;
       const balanced = pins === 0 && lockedKb(h) === baseline.lockedKb;
       explainedSince = kept?.knownDefect !== undefined && pins === kept.pages ? (explainedSince ?? Date.now()) : undefined;
-      return balanced || (explainedSince !== undefined && Date.now() - explainedSince >= 1000) || undefined;
+      if (balanced || (explainedSince !== undefined && Date.now() - explainedSince >= 1000)) return true;
+      // The steps are over: once RCU barriers show the pins at rest, what is left stays (guest-pins.ts).
+      const rest = barrier ? await settledAfterRcuBarriers(agent) : undefined;
+      if (!rest) {
+        barrier = false;
+        return undefined;
+      }
+      holders = await agent.pinHolders();
+      pins = pinnedPages(rest) - baseline.pinnedPages;
+      atRest = true;
+      return true;
     },
     { timeoutMs: settleMs, intervalMs: 100 },
   ).catch((err: unknown) => {
@@ -99,7 +111,9 @@ export async function judgeGuestBalance(
     pins === 0,
     0,
     pins,
-    pins === 0 ? `settled ${Date.now() - t0} ms after the last step` : `${pins} pages still pinned; ${who}`,
+    pins === 0
+      ? `settled ${Date.now() - t0} ms after the last step`
+      : `${pins} pages still pinned${atRest ? ' at rest after RCU barriers in the guest' : ''}; ${who}`,
     explained ? `${kept!.knownDefect} (${kept!.reason})` : undefined,
   );
   checks.record(

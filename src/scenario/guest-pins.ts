@@ -7,23 +7,64 @@ export function pinnedPages(c: GuestCounters): number {
   return c.nrFollPinAcquired - c.nrFollPinReleased;
 }
 
+/** At most this many barriers per settle: counters still moving after them are left to the caller's ceiling. */
+const SETTLE_BARRIERS = 5;
+
 /**
- * Polls the guest's counters until `done` holds or the timeout passes.
- * nr_foll_pin_released is updated lazily (~1 s after an unpin), so a verdict
- * must wait for it rather than read it once.
+ * The guest's counters once nothing set in motion can still change them: read after an RCU barrier in the guest
+ * kernel (guest/agent/counters.c), until two such reads in a row agree on the pinned pages and the process's VmLck.
+ * A registration's pins are put by an RCU callback (mm_iommu_release → call_rcu(mm_iommu_free)), so once the event that
+ * queues it is over (an ioctl returned, a process reaped), two quiet barriers say the release landed or never will —
+ * the event a wait for it can end on, where a ceiling only bounds it. Undefined when the kernel gives no barrier (no
+ * TUN driver) or the counters kept moving: the caller waits to its ceiling as before.
+ */
+export async function settledAfterRcuBarriers(agent: AgentClient, pid?: number): Promise<GuestCounters | undefined> {
+  let last: GuestCounters | undefined;
+  for (let i = 0; i < SETTLE_BARRIERS; i++) {
+    const c = await agent.counters(pid, { rcuBarrier: true });
+    if (!c.rcuBarrier || 'error' in c.rcuBarrier) return undefined;
+    if (last && pinnedPages(last) === pinnedPages(c) && last.process?.vmLckKb === c.process?.vmLckKb) return c;
+    last = c;
+  }
+  return undefined;
+}
+
+/**
+ * Polls the guest's counters until `done` holds or the timeout passes. A release is put by an RCU callback after
+ * the event, so a verdict must wait for it rather than read it once; with `settle` (the event is over: the ioctl
+ * returned, the process was reaped) the wait also ends once RCU barriers show the counters at rest
+ * (settledAfterRcuBarriers): a release that never comes is then told in a barrier's time, not the ceiling's.
  */
 export async function waitForCounters(
   agent: AgentClient,
   done: (c: GuestCounters) => boolean,
-  opts: { timeoutMs: number; pid?: number; intervalMs?: number },
-): Promise<{ counters: GuestCounters; ok: boolean; elapsedMs: number }> {
+  opts: {
+    timeoutMs: number;
+    pid?: number;
+    intervalMs?: number;
+    /** true: the event is over; a function: asked at each poll whether it is over yet (then barriers may end the wait). */
+    settle?: boolean | (() => Promise<boolean>);
+  },
+): Promise<{ counters: GuestCounters; ok: boolean; elapsedMs: number; settledByRcuBarrier?: boolean }> {
   const t0 = Date.now();
   let c: GuestCounters | undefined;
+  let barrier = opts.settle !== undefined && opts.settle !== false;
+  let settled = false;
+  const over = typeof opts.settle === 'function' ? opts.settle : async () => true;
   const ok = await pollUntil(
     "the guest's counters to reach the awaited state",
     async () => {
       c = await agent.counters(opts.pid);
-      return done(c) || undefined;
+      if (done(c)) return true;
+      if (!barrier || !(await over())) return undefined;
+      const rest = await settledAfterRcuBarriers(agent, opts.pid);
+      // No barrier here (or still moving): poll to the ceiling from now on.
+      if (!rest) barrier = false;
+      else {
+        c = rest;
+        settled = true;
+      }
+      return rest ? done(rest) || 'settled' : undefined;
     },
     { timeoutMs: opts.timeoutMs, intervalMs: opts.intervalMs ?? 50 },
   ).catch((err: unknown) => {
@@ -31,5 +72,5 @@ export async function waitForCounters(
     if (err instanceof PollTimeoutError) return false;
     throw err;
   });
-  return { counters: c!, ok, elapsedMs: Date.now() - t0 };
+  return { counters: c!, ok: ok === true, elapsedMs: Date.now() - t0, ...(settled && ok !== true ? { settledByRcuBarrier: true } : {}) };
 }

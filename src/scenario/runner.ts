@@ -123,7 +123,14 @@ interface Run {
 export async function runScenario(def: ScenarioDefinition, opts: RunOptions = {}): Promise<ScenarioReport> {
   const { run, profile, image } = await prepare(def, opts);
   const launched = await launch(run, profile, image);
-  const session = new GuestSession(launched.lab, run.observation.checks, run.progress, (n) => run.observation.phase(n), def.keepsGuestPins);
+  const session = new GuestSession(
+    launched.lab,
+    run.observation.checks,
+    run.progress,
+    (n) => run.observation.phase(n),
+    def.keepsGuestPins,
+    () => opts.signal?.aborted === true,
+  );
   const steps = runSteps(run, launched, session);
   try {
     await Promise.race([steps, abortion(opts.signal)]);

@@ -174,4 +174,25 @@ describe('guest agent', () => {
     expect((await agent.ping()).pong).toBe(true);
     await agent.unbind('0001:00:00.0');
   });
+
+  // The barrier the release waits end on (scenario/guest-pins.ts): a registration's pins are put by an RCU callback
+  // after UNREGISTER returns; read after the barrier, every one of them has landed, every time.
+  it('counters read after its RCU barrier see each unregistered region released', async () => {
+    const { group } = await agent.bind('0001:00:00.0');
+    const w = await agent.startWorker();
+    await w.open(group);
+    const pinned = (c: { nrFollPinAcquired: number; nrFollPinReleased: number }) => c.nrFollPinAcquired - c.nrFollPinReleased;
+    const before = pinned(await agent.counters());
+    for (let i = 0; i < 10; i++) {
+      const r = await w.alloc(4 * 1024 * 1024);
+      await w.register(r.region);
+      await w.unregister(r.region);
+      const after = await agent.counters(undefined, { rcuBarrier: true });
+      expect(after.rcuBarrier).toMatchObject({ us: expect.any(Number) });
+      expect(pinned(after)).toBe(before);
+      await w.free(r.region);
+    }
+    await w.stop('TERM');
+    await agent.unbind('0001:00:00.0');
+  });
 });

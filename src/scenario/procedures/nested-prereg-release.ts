@@ -181,7 +181,7 @@ async function innerCycle(
     ctx.watchGuestPid(undefined);
 
     if (!seededFault) {
-      const v = await awaitGuestRelease(ctx, base, `inner QEMU ${method}`, requestT, releaseTimeoutMs);
+      const v = await awaitGuestRelease(ctx, base, `inner QEMU ${method}`, requestT, releaseTimeoutMs, true);
       checks.record(
         `${label}: every pinned page released`,
         v.returned,
@@ -193,12 +193,14 @@ async function innerCycle(
       );
       return;
     }
-    const v = await awaitGuestRelease(ctx, base, `inner QEMU ${method} (fds held)`, requestT, leakWaitMs);
+    const v = await awaitGuestRelease(ctx, base, `inner QEMU ${method} (fds held)`, requestT, leakWaitMs, true);
     checks.record(
       `${label}: pins NOT released while another process holds the inner QEMU's container`,
       !v.returned,
-      `not released within ${leakWaitMs} ms`,
-      v.returned ? `released after ${v.latencyMs} ms` : `${v.final - v.baseline} pages still pinned`,
+      v.atRestMs !== undefined ? 'not released (at rest after RCU barriers)' : `not released within ${leakWaitMs} ms`,
+      v.returned
+        ? `released after ${v.latencyMs} ms`
+        : `${v.final - v.baseline} pages still pinned${v.atRestMs !== undefined ? ` (at rest after RCU barriers, ${v.atRestMs} ms)` : ''}`,
     );
     const named = (await agent.pinHolders()).find((h) => h.pid === holder!.pid);
     checks.record(
@@ -213,7 +215,7 @@ async function innerCycle(
       const device = lab.profile.devices.find((d) => d.host)!.host!;
       await agent.unbind(device);
       const t = ctx.phase(`${label}: ${device} unbound from vfio-pci (holder alive)`);
-      const vu = await awaitGuestRelease(ctx, base, 'device unbound (holder alive)', t, releaseTimeoutMs);
+      const vu = await awaitGuestRelease(ctx, base, 'device unbound (holder alive)', t, releaseTimeoutMs, true);
       checks.record(
         `${label}: pins released when the device leaves vfio-pci, though the holder lives`,
         vu.returned,
@@ -233,7 +235,7 @@ async function innerCycle(
     await holder!.stop('KILL');
     holder = undefined;
     const t2 = ctx.phase(`${label}: holder killed`);
-    const v2 = await awaitGuestRelease(ctx, base, 'holder exit', t2, releaseTimeoutMs);
+    const v2 = await awaitGuestRelease(ctx, base, 'holder exit', t2, releaseTimeoutMs, true);
     checks.record(
       `${label}: pins released once the holder exits`,
       v2.returned,

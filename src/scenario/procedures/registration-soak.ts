@@ -1,4 +1,5 @@
 import { closeSync, openSync, readdirSync } from 'node:fs';
+import { settledAfterRcuBarriers } from '../guest-pins.js';
 import type { ScenarioDefinition } from '../scenario.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { guestSampleNow } from '../guest-release.js';
@@ -49,12 +50,20 @@ export const registrationSoak: ScenarioDefinition = {
     let sharedWith = 0;
     const measure = async (i: number) => {
       sharedWith = Math.max(sharedWith, Lab.active - 1);
-      // FOLL_PIN releases land lazily (~1 s): judge pins once the last cycle's release has settled.
+      // FOLL_PIN releases land by RCU callback: judge pins once the last cycle's release has landed — seen, or the
+      // counters at rest after RCU barriers in the guest (a leak), or 3 s on a kernel without the barrier.
+      const never = new Promise<never>(() => {});
       const s =
         settledPins === undefined
           ? await guestSampleNow(ctx)
-          : ((await ctx.sampler.waitFor('guest', (c) => c.pinnedPages <= settledPins!, { after: ctx.sampler.now(), timeoutMs: 3000 })) ??
-            (await guestSampleNow(ctx)));
+          : ((await ctx.sampler.waitFor('guest', (c) => c.pinnedPages <= settledPins!, {
+              after: ctx.sampler.now(),
+              timeoutMs: 3000,
+              until: settledAfterRcuBarriers(agent).then(
+                (c) => c ?? never,
+                () => never,
+              ),
+            })) ?? (await guestSampleNow(ctx)));
       settledPins ??= s.counters.pinnedPages;
       series.pins.push([i, s.counters.pinnedPages]);
       series.vmLck.push([i, (await w.status()).vmLckKb]);
@@ -72,7 +81,8 @@ export const registrationSoak: ScenarioDefinition = {
     await w.map(r.region, 0, { size: r.size });
     await w.unmap(0, r.size);
     await w.unregister(r.region);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Its release lands before the first point: after RCU barriers, or 1.5 s on a kernel without them.
+    if (!(await settledAfterRcuBarriers(agent))) await new Promise((r) => setTimeout(r, 1500));
     await measure(0);
     let ms = 0;
     for (let i = 1; i <= cycles; i++) {

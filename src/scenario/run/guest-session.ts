@@ -34,6 +34,8 @@ export class GuestSession {
     private readonly progress: Progress,
     private readonly phase: (name: string) => number,
     keepsGuestPins: string | undefined,
+    /** Whether the run was interrupted (a signal) while its steps ran: they may still be pinning and unpinning. */
+    private readonly interrupted: () => boolean = () => false,
   ) {
     this.keptPins = keepsGuestPins ? { reason: keepsGuestPins } : undefined;
   }
@@ -65,11 +67,18 @@ export class GuestSession {
       );
       return;
     }
-    await this.progress
-      .step('judge the guest balance (pins and locked memory back to the agent-up baseline)', async () => {
-        await judgeGuestBalance(agent, baseline, this.checks, this.progress, this.keptPins);
-      })
-      .catch((err) => this.checks.record('guest: balance judged before shutdown', false, 'the agent answers', describeError(err)));
+    if (this.interrupted()) {
+      // Steps cut off mid-way leave what they held, or are still changing it: a balance then says nothing, and waiting
+      // for one to settle only delays the teardown the user asked for.
+      const why = 'not judged: the run was interrupted while its steps ran';
+      this.checks.notApplicable('guest: pinned pages back to the agent-up baseline before shutdown', why);
+      this.checks.notApplicable('guest: locked memory of its processes (Σ VmLck) back to the agent-up baseline before shutdown', why);
+    } else
+      await this.progress
+        .step('judge the guest balance (pins and locked memory back to the agent-up baseline)', async () => {
+          await judgeGuestBalance(agent, baseline, this.checks, this.progress, this.keptPins);
+        })
+        .catch((err) => this.checks.record('guest: balance judged before shutdown', false, 'the agent answers', describeError(err)));
     this.dmesg = await agent.exec(['dmesg'], 10_000).then(
       (r) => r.stdout,
       () => '',
