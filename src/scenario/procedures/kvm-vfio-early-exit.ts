@@ -78,13 +78,23 @@ export const kvmVfioEarlyExit: ScenarioDefinition = {
       exitedEarly ?? 'it started, attached its group and was quit',
     );
     ctx.phase('inner QEMU gone');
-    // The kvm-vfio device is released with the VMM's last fd: wait for the host kernel's word on it.
+    // The kvm-vfio device is released with the VMM's last fd: wait for the host kernel's word on it. Once no VMM is
+    // left and an RCU barrier has run (what its release deferred has run too), the log read next is the last word.
+    const warnings = async () => {
+      const dmesg = await agent.exec(['dmesg'], 10_000);
+      return scanKernelLog(dmesg.stdout).filter((r) => KVM_VFIO_RELEASE_WARNING.test(`${r.line}\n${r.excerpt.join('\n')}`));
+    };
+    let atRest = false;
     const reports = await pollUntil(
       "the host kernel's warning on the kvm-vfio release",
       async () => {
-        const dmesg = await agent.exec(['dmesg'], 10_000);
-        const found = scanKernelLog(dmesg.stdout).filter((r) => KVM_VFIO_RELEASE_WARNING.test(`${r.line}\n${r.excerpt.join('\n')}`));
-        return found.length ? found : undefined;
+        const found = await warnings();
+        if (found.length) return found;
+        const vmmLeft = (await agent.exec(['pidof', 'qemu-system-ppc64'], 10_000)).exitCode === 0;
+        const barrier = vmmLeft ? undefined : (await agent.counters(undefined, { rcuBarrier: true })).rcuBarrier;
+        if (!barrier || 'error' in barrier) return undefined;
+        atRest = true;
+        return warnings();
       },
       { timeoutMs: REPORT_WAIT_MS, intervalMs: 500 },
     ).catch((err: unknown) => {
@@ -96,7 +106,11 @@ export const kvmVfioEarlyExit: ScenarioDefinition = {
       'host kernel: releasing a kvm-vfio device whose group was never attached to a TCE table does not warn',
       reports.length === 0,
       'no WARNING',
-      reports.length ? `${reports[0]!.line} | ${reports[0]!.excerpt.slice(0, 4).join(' | ')}` : `none within ${REPORT_WAIT_MS / 1000} s`,
+      reports.length
+        ? `${reports[0]!.line} | ${reports[0]!.excerpt.slice(0, 4).join(' | ')}`
+        : atRest
+          ? 'none once no VMM was left and an RCU barrier had run'
+          : `none within ${REPORT_WAIT_MS / 1000} s`,
       undefined,
       reports.length ? KVM_VFIO_UNATTACHED_DEFECT : undefined,
     );
