@@ -106,6 +106,8 @@ export async function judgeHostRelease(judging: HostReleaseJudging): Promise<Rel
                     rawSlack(j.raw),
                   ),
               },
+          // QEMU has exited (awaited above): a lab host that can tell its counters are at rest ends the wait then.
+          labHost.atRest?.(),
         );
       } finally {
         clearInterval(timer);

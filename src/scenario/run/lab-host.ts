@@ -33,6 +33,12 @@ export interface LabHost {
   pageKb(): Promise<number>;
   /** The counters that must return to baseline after QEMU exits, and how the lab's part of each is told apart. */
   judgements(lab: Lab, baseline: Sample, baselineNeighbourPins: Record<number, number>, mlockedToleranceKb: number): HostJudgements;
+  /**
+   * Once QEMU has exited: resolves when the lab host's counters are at rest — whatever QEMU's exit set in motion has
+   * landed (RCU barriers in a lab host that is a guest: scenario/guest-pins.ts) — so that a release that will not come
+   * is told then, not at the ceiling. Absent where no such event can be had (this machine's kernel is not ours to probe).
+   */
+  atRest?(): Promise<unknown>;
   /** Whatever of the lab still holds pinned or locked memory after QEMU exited. */
   leftovers(lab: Lab): Promise<Leftovers>;
   /** What its kernel logged during the run, where its kernel is under test. */
