@@ -6,11 +6,14 @@
  * STEPS holds one JSON object per line (blank lines and lines starting with # are skipped):
  *   {"note": "text"}                          printed as a KTAP diagnostic
  *   {"sleepMs": N}                            a pause (a "still held N ms later" check follows one)
- *   {"execute": CMD, "arguments": {...},      an agent command, or one of the runner's own (kernel-log)
+ *   {"execute": CMD, "arguments": {...},      an agent command, or one of the runner's own (kernel-log,
+ *                                             khugepaged-pass)
  *    "save": {"var": "path.in.reply"},        reply values kept for later steps as "$var"
  *    "check": "name",                         makes the step a verdict: one KTAP result line
  *    "expect": {"error": "EBUSY"} | {"ok": true} | {"value": EXPR, "equals"|"atLeast"|"atMost": EXPR},
  *    "waitMs": N,                             the command is repeated until the expectation holds or N ms pass
+ *    "atRest": true,                          … or until two replies in a row that ran an RCU barrier observe the
+ *                                             same (counters with "rcuBarrier": true: a release will not come)
  *    "knownDefect": "text"}                   said when the check fails: what the failure means
  * A JSON string that is exactly "$name" is replaced by that variable's value (name=value arguments and saves).
  * EXPR: numbers, $variables, reply paths (process.vmLckKb), + - * / and parentheses.
@@ -346,11 +349,48 @@ static enum outcome cmd_exec_wait(const struct request *req, struct reply *r)
 }
 
 /* The runner's own commands; everything else is the agent's table. */
+#define KHUGEPAGED "/sys/kernel/mm/transparent_hugepage/khugepaged/"
+
+/*
+ * The khugepaged-pass command: wakes khugepaged without changing a setting (writing its scan interval back wakes
+ * it) until it has completed a full scan (full_scans grows), at most 30 s. A dead process's mm that khugepaged still
+ * holds is dropped on that pass (collect_mm_slot → mmdrop): on 6.12 that is when destroy_context() runs, 5–20 s
+ * after the exit otherwise. Without THP (no khugepaged) it waits 10 s instead. Returns {"fullScans", "ms"}.
+ */
+static long long khugepaged_full_scans(void)
+{
+	char buf[32];
+	return read_text(KHUGEPAGED "full_scans", buf, sizeof buf) > 0 ? strtoll(buf, NULL, 10) : -1;
+}
+
+static enum outcome cmd_khugepaged_pass(const struct request *req, struct reply *r)
+{
+	(void)req;
+	char interval[32];
+	long long start = now_ms();
+	long long before = khugepaged_full_scans();
+	if (before < 0 || read_text(KHUGEPAGED "scan_sleep_millisecs", interval, sizeof interval) <= 0) {
+		usleep(10000 * 1000);
+		sb_fmt(&r->val, "{\"fullScans\":null,\"ms\":%lld}", now_ms() - start);
+		return REPLY_OK;
+	}
+	long long now = before;
+	for (int i = 0; now <= before && now_ms() - start < 30000; i++) {
+		if (i % 10 == 0)
+			write_text(KHUGEPAGED "scan_sleep_millisecs", interval);
+		usleep(50000);
+		now = khugepaged_full_scans();
+	}
+	sb_fmt(&r->val, "{\"fullScans\":%lld,\"ms\":%lld}", now, now_ms() - start);
+	return REPLY_OK;
+}
+
 static const struct {
 	const char *name;
 	command_fn fn;
 } own_commands[] = {
 	{ "kernel-log", cmd_kernel_log },
+	{ "khugepaged-pass", cmd_khugepaged_pass },
 	{ "exec", cmd_exec_wait },
 };
 
@@ -495,6 +535,9 @@ static int run_step(const char *text, int lineno, int *checkno)
 	json_str(&step, "check", &check);
 	json_str(&step, "knownDefect", &known);
 	json_u64(&step, "waitMs", &wait_ms);
+	bool at_rest = false;
+	json_bool(&step, "atRest", &at_rest);
+	char before[1200] = "";
 	const struct jval *args = json_get(&step, "arguments");
 	static const struct jval empty = { .type = J_OBJ };
 	const struct jval *expect = json_get(&step, "expect");
@@ -508,8 +551,13 @@ static int run_step(const char *text, int lineno, int *checkno)
 		ok = meets(expect, &reply, want, got, sizeof(want), err, sizeof(err));
 		if (ok || err[0] || now_ms() >= deadline)
 			break;
+		/* At rest: the barrier ran, and what it observes did not change since the last one. */
+		bool barrier = at_path(json_get(&reply, "return"), "rcuBarrier.us", 13) != NULL;
+		if (at_rest && barrier && before[0] && !strcmp(before, got))
+			break;
+		snprintf(before, sizeof before, "%s", barrier ? got : "");
 		json_free(&reply);
-		usleep(200000);
+		usleep(at_rest && barrier ? 0 : 200000);
 	}
 	int rc = 0;
 	if (err[0]) {

@@ -84,23 +84,27 @@ const unregisterWhileMapped: ReproRecipe = {
       ),
       {
         execute: 'counters',
+        arguments: { rcuBarrier: true },
         check: 'pinned pages back to baseline after unregister',
         waitMs: 10_000,
+        atRest: true,
         expect: { value: PINNED_SINCE_BASELINE, equals: 0 },
         knownDefect: 'the orphaned registration keeps its pins while the process lives',
       },
       { execute: 'worker-stop', arguments: { worker: '$worker', signal: 'TERM' } },
+      { execute: 'khugepaged-pass' },
       {
         execute: 'counters',
+        arguments: { rcuBarrier: true },
         check: 'pinned pages back to baseline after the worker exits',
         waitMs: 10_000,
+        atRest: true,
         expect: { value: PINNED_SINCE_BASELINE, equals: 0 },
         knownDefect: 'nothing puts an orphaned registration: destroy_context() only warns that the mm still lists it',
       },
       { execute: 'unbind', arguments: { device: '$device' } },
-      // 6.12 warns only when khugepaged drops the dead worker's mm, 5–20 s after its exit (7.x at the exit itself):
-      // with the 10 s above, 10 s more before the log is read.
-      { note: "the kernel may log at the mm's teardown, seconds after the exit", sleepMs: 10_000 },
+      // 6.12 warns only when khugepaged drops the dead worker's mm (7.x at the exit itself): khugepaged-pass above
+      // woke it until it had scanned every mm once, so that drop is done; without THP it waited 10 s instead.
       { execute: 'kernel-log', check: KERNEL_LOG_CHECK, expect: { value: 'reports', equals: 0 } },
     ];
   },
@@ -111,7 +115,8 @@ const unregisterWhileMapped: ReproRecipe = {
       `VFIO_IOMMU_SPAPR_REGISTER_MEMORY of a ${mib} MiB anonymous region; VFIO_IOMMU_MAP_DMA of its first 1 MiB at IOVA 0 of the default 32-bit window`,
       'VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY of the region while it is mapped (expected: EBUSY)',
       'VFIO_IOMMU_UNMAP_DMA of the 1 MiB; VFIO_IOMMU_SPAPR_UNREGISTER_MEMORY again (expected: success)',
-      'pinned pages (nr_foll_pin_acquired − nr_foll_pin_released) back to where they were, within 10 s; then SIGTERM the worker and look again',
+      'pinned pages (nr_foll_pin_acquired − nr_foll_pin_released) back to where they were, within 10 s or once RCU barriers show them at rest; ' +
+        'then SIGTERM the worker, wake khugepaged until it has scanned every mm once (it drops the dead mm), and look again',
       'the kernel log since the start: no WARNING, BUG, Oops, panic, lockup, RCU stall or hung task',
     ];
   },

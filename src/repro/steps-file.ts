@@ -14,7 +14,7 @@ export interface ReproStep {
   /** Printed as a KTAP diagnostic. */
   note?: string;
   sleepMs?: number;
-  /** An agent command (bind, worker, counters…) or the runner's own (kernel-log). */
+  /** An agent command (bind, worker, counters…) or the runner's own (kernel-log, khugepaged-pass). */
   execute?: string;
   arguments?: Record<string, unknown>;
   /** Reply values kept as $name for later steps: name → dotted path in the reply. */
@@ -24,6 +24,11 @@ export interface ReproStep {
   expect?: StepExpectation;
   /** Repeats the command until the expectation holds or this many ms pass. */
   waitMs?: number;
+  /**
+   * …or until two replies in a row that ran an RCU barrier (counters with rcuBarrier) observe the same: a release
+   * set in motion has landed by then, so one that has not will not come.
+   */
+  atRest?: boolean;
   knownDefect?: string;
 }
 

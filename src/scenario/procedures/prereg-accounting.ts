@@ -16,6 +16,20 @@ async function mmDropsWarned(agent: AgentClient): Promise<number> {
   return stdout.split('\n').filter((l) => /WARNING: .* destroy_context/.test(l)).length;
 }
 
+/**
+ * Wakes khugepaged without changing a setting: writing its scan interval (the value it has) wakes it now. A dead
+ * process's mm that khugepaged still holds is dropped on its next pass (collect_mm_slot → mmdrop → destroy_context):
+ * on 6.12 that is what ends the worker's mm, 5–20 s after its exit when khugepaged sleeps its 10 s. No THP: nothing.
+ */
+async function wakeKhugepaged(agent: AgentClient): Promise<void> {
+  const path = '/sys/kernel/mm/transparent_hugepage/khugepaged/scan_sleep_millisecs';
+  const ms = await agent.readFile(path).then(
+    (r) => r.content.trim(),
+    () => undefined,
+  );
+  if (ms) await agent.writeFile(path, ms).catch(() => {});
+}
+
 /** How a wait ended, for a check's detail: "after 58 ms", or "at rest after RCU barriers, 120 ms". */
 function waitedFor(w: { elapsedMs: number; settledByRcuBarrier?: boolean }): string {
   return w.settledByRcuBarrier ? `at rest after RCU barriers in the guest, ${w.elapsedMs} ms` : `after ${w.elapsedMs} ms`;
@@ -199,6 +213,7 @@ export const preregAccounting: ScenarioDefinition = {
     const dropSeen = async () => {
       if (mmDropped || Date.now() - lookedAt < 500) return mmDropped;
       lookedAt = Date.now();
+      await wakeKhugepaged(agent);
       mmDropped = (await mmDropsWarned(agent)) > warnedBefore;
       return mmDropped;
     };
