@@ -1,6 +1,7 @@
 import type { ScenarioDefinition } from '../scenario.js';
 import { describeHolder, describeHolders } from '../guest-balance.js';
 import { findGuestDevice } from '../guest-vfio.js';
+import { settledAfterRcuBarriers } from '../guest-pins.js';
 import { awaitGuestRelease, guestSampleNow, processSettled } from '../guest-release.js';
 import type { ReleaseVerdict } from '../../probes/release.js';
 
@@ -82,7 +83,8 @@ export const guestReleaseCases: ScenarioDefinition = {
       await w.closeContainer();
       if (ctx.seeded('close-group-early')) await w.closeGroup();
       ctx.phase('case 2: container fd closed');
-      await new Promise((r) => setTimeout(r, 1500));
+      // What the close set in motion has landed once RCU barriers agree (1.5 s on a kernel without them).
+      if (!(await settledAfterRcuBarriers(agent))) await new Promise((r) => setTimeout(r, 1500));
       const afterContainer = await guestSampleNow(ctx);
       // The group fd still references the container: nothing may be released yet.
       checks.equal(
