@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { TcelabError } from '../util/errors.js';
 import { printReport } from './scenario-command.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
-import { formatMs } from './output.js';
+import { releaseLine } from './output.js';
 import { checkExchangeOutputs, type ExchangeOutputs, writeExchangeOutputs } from './exchange-outputs.js';
 
 /** `tcelab report <dir>`: the summary of a finished run, from its results.json. */
@@ -24,12 +24,7 @@ export async function reportCommand(args: { dir: string; json: boolean } & Excha
   if (await writeExchangeOutputs([report], args)) return report.passed ? 0 : 1;
   printReport(report, args.json);
   if (!args.json) {
-    for (const v of report.releases ?? []) {
-      process.stdout.write(
-        `  release: ${v.source} ${v.counter} ` +
-          `${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`,
-      );
-    }
+    for (const v of report.releases ?? []) process.stdout.write(releaseLine(v));
     process.stdout.write(
       `  samples: ${(report.samples ?? []).filter((s) => s.source === 'host').length} host, ` +
         `${(report.samples ?? []).filter((s) => s.source === 'guest').length} guest; timeline: ` +

@@ -11,7 +11,7 @@ import type { ScenarioFile } from '../scenario/data/scenario-file.js';
 import type { ScenarioDefinition } from '../scenario/scenario.js';
 import { type Progress, StderrProgress } from '../util/progress.js';
 import { InputError } from '../util/errors.js';
-import { formatMs } from './output.js';
+import { formatMs, releaseLine } from './output.js';
 import { toJunitXml } from '../report/junit.js';
 import { bigintSafe } from '../util/json.js';
 import { describingEnv, listProfiles, loadProfile } from '../qemu/profile.js';
@@ -188,13 +188,7 @@ export function printReport(report: ScenarioReport, json: boolean): void {
         : '') +
       defects.map((c) => `  KNOWN-DEFECT ${c.name}: measured ${c.measured}, expected ${c.expected}\n      ${c.knownDefect}\n`).join('') +
       failed.map((c) => `  FAIL ${c.name}: measured ${c.measured}, expected ${c.expected}${c.detail ? ` (${c.detail})` : ''}\n`).join('') +
-      (report.releases ?? [])
-        .map(
-          (v) =>
-            `  release: ${v.source} ${v.counter} ` +
-            `${v.returned ? `back to baseline ${formatMs(v.latencyMs ?? 0)} after ${v.event}` : `NOT back within ${formatMs(v.timeoutMs)} of ${v.event}`}\n`,
-        )
-        .join('') +
+      (report.releases ?? []).map(releaseLine).join('') +
       (report.timings?.length
         ? `  step timings:\n${report.timings.map((t) => `    ${t.step.padEnd(48)} ${formatMs(t.ms)}\n`).join('')}`
         : '') +

@@ -39,8 +39,13 @@ describe('pinned-page release', () => {
     );
     expect(check(report, 'case 3: pins released once the holder exits').pass).toBe(true);
     expectPassed(report);
-    // The guest was sampled through the agent while the cases ran.
-    expect(report.samples.filter((s) => s.source === 'guest').length).toBeGreaterThan(10);
+    // The guest was sampled through the agent while the cases ran: from before the first registration to after the
+    // last release (how many samples that is depends on how fast the cases go, not on whether sampling works).
+    const guestSamples = report.samples.filter((s) => s.source === 'guest');
+    const phaseAt = (name: string) => report.phases.find((p) => p.name === name)!.atMs;
+    expect(guestSamples[0]!.t).toBeLessThanOrEqual(phaseAt('case 1: registered'));
+    expect(guestSamples.at(-1)!.t).toBeGreaterThanOrEqual(phaseAt('case 3: holder killed'));
+    expect(guestSamples.length).toBeGreaterThanOrEqual(5);
 
     // Every run leaves its report files and artifacts.
     const junit = readFileSync(join(dir, 'junit.xml'), 'utf8');
@@ -53,7 +58,7 @@ describe('pinned-page release', () => {
     const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'report', dir], { encoding: 'utf8' });
     expect(cli.status).toBe(0);
     expect(cli.stdout).toMatch(/guest-release on emulated: PASS/);
-    expect(cli.stdout).toMatch(/release: guest pinnedPages NOT back within 3\.00 s of worker exit \(holder alive\)/);
+    expect(cli.stdout).toMatch(/release: guest pinnedPages NOT back: at rest after RCU barriers \d+ ms after worker exit \(holder alive\)/);
     expect(liveLabQemuPids(root)).toEqual([]);
     expect(runtimeDirsIn(root)).toEqual([]);
   });
