@@ -14,23 +14,34 @@ const cli = join(packageRoot, 'dist/cli/main.js');
  * A kernel as a kernel developer has it after `make` and `make modules_install INSTALL_MOD_PATH=…`: here made from
  * trixie's own package (the one the default image boots), laid out as a local build.
  */
-async function localBuild(opts: { withoutHotplug: boolean }): Promise<string> {
+let unpackedPackage: string | undefined;
+
+/** The package's files a local build's tree needs, unpacked once for the file (each build copies them). */
+async function unpackKernelPackage(): Promise<string> {
+  if (unpackedPackage) return unpackedPackage;
   const image = await requireGuestImage('base');
   const pkg = image.manifest.packages.find((p) => /^linux-image-6\.12\./.test(p.name))!;
   const deb = join(cacheDir(), 'guest', 'debs', `${pkg.name}_${pkg.version}_${pkg.architecture}.deb`);
-  const dir = mkdtempSync('/tmp/tcelab-kbuild-');
-  const unpacked = join(dir, 'pkg');
-  mkdirSync(unpacked);
+  const unpacked = mkdtempSync('/tmp/tcelab-kpkg-');
   execFileSync('bash', [
     '-o',
     'pipefail',
     '-c',
     'dpkg-deb --fsys-tarfile "$1" | tar -x -C "$2" --wildcards ' +
-      "'./boot/*' './usr/lib/modules/*/kernel/drivers/vfio/*' './usr/lib/modules/*/kernel/drivers/pci/hotplug/*'",
+      "'./boot/*' './usr/lib/modules/*/kernel/drivers/vfio/*' './usr/lib/modules/*/kernel/drivers/pci/hotplug/*' " +
+      "'./usr/lib/modules/*/kernel/drivers/net/tun.ko*'",
     'x',
     deb,
     unpacked,
   ]);
+  unpackedPackage = unpacked;
+  return unpacked;
+}
+
+async function localBuild(opts: { withoutHotplug: boolean }): Promise<string> {
+  const dir = mkdtempSync('/tmp/tcelab-kbuild-');
+  const unpacked = join(dir, 'pkg');
+  execFileSync('cp', ['-a', await unpackKernelPackage(), unpacked]);
   const release = readdirSync(join(unpacked, 'usr/lib/modules'))[0]!;
   const build = join(dir, 'linux');
   mkdirSync(build);
@@ -52,6 +63,7 @@ describe('the kernel under test is an input', () => {
   const built: string[] = [];
   afterAll(() => {
     for (const k of built) rmSync(imageDir('base', k), { recursive: true, force: true });
+    if (unpackedPackage) rmSync(unpackedPackage, { recursive: true, force: true });
   });
   it('a local build without RPA hotplug: ddw-hotplug is refused before QEMU starts, naming what is missing', async () => {
     const kernel = await localBuild({ withoutHotplug: true });
