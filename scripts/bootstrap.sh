@@ -54,6 +54,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" >"$stamp"
 fi
 
-# TypeScript build.
-npx --no-install tsc -p tsconfig.json >&2
-chmod +x dist/cli/main.js
+# TypeScript build, when the sources changed since the last one, one build at a time: a second bootstrap beside a
+# command of the first (the pipeline's two shards share this tree) must not rewrite dist/ under it — seen: a shard's
+# node read dist/qemu/profile.js half written ("SyntaxError: Unexpected end of input").
+mkdir -p dist
+exec 9>dist/.tcelab-build.lock
+flock 9
+want=$(cat tsconfig.json package-lock.json $(find src -name '*.ts' | LC_ALL=C sort) | sha256sum | cut -d' ' -f1)
+stamp=dist/.tcelab-build-sha256
+if [ ! -x dist/cli/main.js ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  rm -f "$stamp"
+  npx --no-install tsc -p tsconfig.json >&2
+  chmod +x dist/cli/main.js
+  echo "$want" >"$stamp"
+fi
+flock -u 9
+exec 9>&-
