@@ -29,6 +29,20 @@ export async function settledAfterRcuBarriers(agent: AgentClient, pid?: number):
   return undefined;
 }
 
+/** A promise that never settles: what a wait races against when no event can end it early. */
+const NEVER = new Promise<never>(() => {});
+
+/**
+ * settledAfterRcuBarriers as an event to race a wait against: resolves once the counters are at rest, and never
+ * when they cannot be told to be (no barrier, still moving, the agent gone) — the wait's own ceiling then decides.
+ */
+export function atRestAfterRcuBarriers(agent: AgentClient, pid?: number): Promise<GuestCounters> {
+  return settledAfterRcuBarriers(agent, pid).then(
+    (c) => c ?? NEVER,
+    () => NEVER,
+  );
+}
+
 /**
  * Polls the guest's counters until `done` holds or the timeout passes. A release is put by an RCU callback after
  * the event, so a verdict must wait for it rather than read it once; with `settle` (the event is over: the ioctl

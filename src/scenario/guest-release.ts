@@ -1,7 +1,7 @@
 import type { ScenarioContext } from './scenario.js';
 import type { Sample } from '../probes/sampler.js';
 import { awaitRelease, type ReleaseVerdict } from '../probes/release.js';
-import { settledAfterRcuBarriers } from './guest-pins.js';
+import { atRestAfterRcuBarriers } from './guest-pins.js';
 
 /** A fresh guest sample taken after now: the baseline for the next step. */
 export async function guestSampleNow(ctx: ScenarioContext): Promise<Sample> {
@@ -27,24 +27,17 @@ export async function awaitGuestRelease(
    */
   settle: boolean | (() => Promise<boolean>) = false,
 ): Promise<ReleaseVerdict> {
-  // No barrier in this kernel, counters still moving, or the agent gone: never at rest, the ceiling decides.
-  const never = new Promise<never>(() => {});
+  // An event that is not over by the ceiling never ends the wait early: the ceiling decides.
   const deadline = Date.now() + timeoutMs;
-  const whenOver = async (): Promise<void> => {
-    if (typeof settle !== 'function') return;
+  const over = async (): Promise<boolean> => {
+    if (typeof settle !== 'function') return true;
     while (!(await settle())) {
-      if (Date.now() > deadline) return never;
+      if (Date.now() > deadline) return false;
       await new Promise((r) => setTimeout(r, 100));
     }
+    return true;
   };
-  const atRest = settle
-    ? whenOver()
-        .then(() => settledAfterRcuBarriers(ctx.agent))
-        .then(
-          (c) => c ?? never,
-          () => never,
-        )
-    : undefined;
+  const atRest = settle ? over().then((yes) => (yes ? atRestAfterRcuBarriers(ctx.agent) : new Promise<never>(() => {}))) : undefined;
   const v = await awaitRelease(
     ctx.sampler,
     'guest',

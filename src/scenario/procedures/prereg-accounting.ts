@@ -2,6 +2,7 @@ import type { AgentClient } from '../../agent/agent-client.js';
 import type { ScenarioDefinition } from '../scenario.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { pinnedPages, waitForCounters } from '../guest-pins.js';
+import { scanKernelLog } from '../kernel-log.js';
 
 /**
  * How long a release that must come (deferred FOLL_PIN releases land ~1 s after the unpin) is waited for: the wait ends
@@ -13,7 +14,7 @@ const RELEASE_CEILING_MS = 30_000;
 /** How many times the guest kernel has warned, in destroy_context(), that a dropped mm still listed a region. */
 async function mmDropsWarned(agent: AgentClient): Promise<number> {
   const { stdout } = await agent.exec(['dmesg'], 10_000);
-  return stdout.split('\n').filter((l) => /WARNING: .* destroy_context/.test(l)).length;
+  return scanKernelLog(stdout).filter((r) => r.kind === 'WARNING' && /destroy_context/.test(r.line)).length;
 }
 
 /**

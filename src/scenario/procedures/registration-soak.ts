@@ -1,5 +1,5 @@
 import { closeSync, openSync, readdirSync } from 'node:fs';
-import { settledAfterRcuBarriers } from '../guest-pins.js';
+import { atRestAfterRcuBarriers, settledAfterRcuBarriers } from '../guest-pins.js';
 import type { ScenarioDefinition } from '../scenario.js';
 import { findGuestDevice } from '../guest-vfio.js';
 import { guestSampleNow } from '../guest-release.js';
@@ -52,17 +52,13 @@ export const registrationSoak: ScenarioDefinition = {
       sharedWith = Math.max(sharedWith, Lab.active - 1);
       // FOLL_PIN releases land by RCU callback: judge pins once the last cycle's release has landed — seen, or the
       // counters at rest after RCU barriers in the guest (a leak), or 3 s on a kernel without the barrier.
-      const never = new Promise<never>(() => {});
       const s =
         settledPins === undefined
           ? await guestSampleNow(ctx)
           : ((await ctx.sampler.waitFor('guest', (c) => c.pinnedPages <= settledPins!, {
               after: ctx.sampler.now(),
               timeoutMs: 3000,
-              until: settledAfterRcuBarriers(agent).then(
-                (c) => c ?? never,
-                () => never,
-              ),
+              until: atRestAfterRcuBarriers(agent),
             })) ?? (await guestSampleNow(ctx)));
       settledPins ??= s.counters.pinnedPages;
       series.pins.push([i, s.counters.pinnedPages]);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { AgentClient } from '../../agent/agent-client.js';
 import { kvmHvReady } from '../../doctor/doctor.js';
 import { AgentHost } from '../../host/agent-host.js';
-import { settledAfterRcuBarriers } from '../guest-pins.js';
+import { atRestAfterRcuBarriers } from '../guest-pins.js';
 import type { Host } from '../../host/host.js';
 import type { GuestImage } from '../../image/image-cache.js';
 import { INNER_BOOT_IMAGE } from '../../image/image-variant.js';
@@ -104,11 +104,7 @@ export class GuestLabHost implements LabHost {
 
   /** Its kernel puts VFIO pins by RCU callback: two quiet reads after its RCU barriers, or never (no barrier there). */
   atRest(): Promise<unknown> {
-    const never = new Promise<never>(() => {});
-    return settledAfterRcuBarriers(this.agent).then(
-      (c) => c ?? never,
-      () => never,
-    );
+    return atRestAfterRcuBarriers(this.agent);
   }
 
   /** Its agent holds no VFIO fd and no locked memory: any process that does after QEMU exits is the lab's. */
