@@ -2,7 +2,8 @@ import { writeReportFiles } from '../report/write.js';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describePressure } from '../probes/pressure.js';
-import { runScenario, defaultResultsDir } from '../scenario/runner.js';
+import { runScenario, defaultResultsDir, refuseKernelLacking } from '../scenario/runner.js';
+import { kernelFactsBeforeBuild } from '../kernel/stage-kernel.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
 import { runSuite, parseShard, shardEntries, type SuiteEntry, type SuiteResult } from '../scenario/suite.js';
 import { resolveScenario, allScenarioFiles, procedures } from '../scenario/registry.js';
@@ -89,9 +90,13 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
   }
   // Every run's options, and the profile each scenario adjusts (a KVM scenario refuses a profile without KVM), are
   // checked before any image is built or lab started.
+  // A kernel whose facts need no build (a local build) is checked against what each scenario needs here too.
   for (const e of entries) {
     validateScenarioOptions(e.def, e.options);
-    e.def.adjustProfile?.(await loadProfile(e.profile ?? e.def.defaultProfile), e.options);
+    const given = await loadProfile(e.profile ?? e.def.defaultProfile);
+    const profile = e.def.adjustProfile?.(given, e.options) ?? given;
+    const facts = await kernelFactsBeforeBuild(profile.guest.kernel);
+    if (facts) refuseKernelLacking(e.def, profile.guest.kernel, facts);
   }
   entries = withRepeats(entries, args.repeat);
   if (args.shard) entries = shardEntries(entries, parseShard(args.shard));

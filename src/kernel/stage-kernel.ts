@@ -5,6 +5,7 @@ import { run } from '../util/exec.js';
 import { filesUnder } from '../util/fs.js';
 import { TcelabError } from '../util/errors.js';
 import { type KernelFacts, kernelFacts } from './kernel-facts.js';
+import { parseKernelSpec } from './kernel-spec.js';
 
 /** Where the guest's modules are taken from in a module tree (the rest of the tree is not needed). */
 export const GUEST_MODULE_DIRS = ['kernel/drivers/vfio', 'kernel/drivers/pci/hotplug', 'kernel/arch/powerpc/kvm'];
@@ -74,22 +75,7 @@ export async function stageKernelDebs(debs: string[], dir: string, source: Kerne
  * `build` link points to.
  */
 export async function stageLocalKernel(vmlinux: string, modulesRoot: string | undefined, dir: string, spec: string): Promise<StagedKernel> {
-  if (!existsSync(vmlinux)) throw new TcelabError(`kernel ${spec}`, `${vmlinux} does not exist`);
-  const libModules = modulesRoot ? join(modulesRoot, 'lib/modules') : undefined;
-  const releases = libModules && existsSync(libModules) ? await readdir(libModules) : [];
-  if (modulesRoot && releases.length !== 1) {
-    throw new TcelabError(
-      `kernel ${spec}`,
-      `${libModules} must hold the modules of exactly one release, found ${releases.join(', ') || 'none'}`,
-    );
-  }
-  const release = releases[0] ?? (await releaseOfVmlinux(vmlinux));
-  const tree = libModules ? join(libModules, release) : undefined;
-  const config = [join(dirname(vmlinux), '.config'), ...(tree ? [join(tree, 'build', '.config'), join(tree, 'config')] : [])].find((p) =>
-    existsSync(p),
-  );
-  if (!config)
-    throw new TcelabError(`kernel ${spec}`, `no kernel config: looked for .config beside ${vmlinux}${tree ? ` and in ${tree}/build` : ''}`);
+  const { release, tree, config } = await locateLocalBuild(vmlinux, modulesRoot, spec);
   const modulesDir = join(dir, 'usr/lib/modules', release);
   await mkdir(modulesDir, { recursive: true });
   if (tree) {
@@ -106,6 +92,47 @@ export async function stageLocalKernel(vmlinux: string, modulesRoot: string | un
   return { vmlinux: staged, release, modulesDir, facts: await readFacts(release, config, modulesDir, { spec, layout: 'local' }) };
 }
 
+/** A local build's release, its module tree (lib/modules/<release>/ under the modules root) and its .config. */
+async function locateLocalBuild(
+  vmlinux: string,
+  modulesRoot: string | undefined,
+  spec: string,
+): Promise<{ release: string; tree?: string; config: string }> {
+  if (!existsSync(vmlinux)) throw new TcelabError(`kernel ${spec}`, `${vmlinux} does not exist`);
+  const libModules = modulesRoot ? join(modulesRoot, 'lib/modules') : undefined;
+  const releases = libModules && existsSync(libModules) ? await readdir(libModules) : [];
+  if (modulesRoot && releases.length !== 1) {
+    throw new TcelabError(
+      `kernel ${spec}`,
+      `${libModules} must hold the modules of exactly one release, found ${releases.join(', ') || 'none'}`,
+    );
+  }
+  const release = releases[0] ?? (await releaseOfVmlinux(vmlinux));
+  const tree = libModules ? join(libModules, release) : undefined;
+  const config = [join(dirname(vmlinux), '.config'), ...(tree ? [join(tree, 'build', '.config'), join(tree, 'config')] : [])].find((p) =>
+    existsSync(p),
+  );
+  if (!config)
+    throw new TcelabError(`kernel ${spec}`, `no kernel config: looked for .config beside ${vmlinux}${tree ? ` and in ${tree}/build` : ''}`);
+  return { release, tree, config };
+}
+
+/**
+ * A local build's facts read where it lies, before any image is built: what a scenario needs of the kernel is then
+ * refused in a second rather than after the image's packages, agent and initramfs (the same facts the image records:
+ * its modules are taken from the same directories).
+ */
+export async function localKernelFacts(vmlinux: string, modulesRoot: string | undefined, spec: string): Promise<KernelFacts> {
+  const { release, tree, config } = await locateLocalBuild(vmlinux, modulesRoot, spec);
+  return readFacts(release, config, tree, { spec, layout: 'local' });
+}
+
+/** The facts of a kernel that has them without a build or a download (a local build); undefined for the others. */
+export async function kernelFactsBeforeBuild(kernelText: string): Promise<KernelFacts | undefined> {
+  const kernel = parseKernelSpec(kernelText);
+  return kernel.kind === 'local' ? localKernelFacts(kernel.vmlinux, kernel.modulesRoot, kernelText) : undefined;
+}
+
 /** The release string a vmlinux announces ("Linux version <release> (…)"). */
 async function releaseOfVmlinux(vmlinux: string): Promise<string> {
   const { stdout } = await run('bash', ['-c', 'grep -a -m1 -o "Linux version [^ ]*" "$1"', 'release', vmlinux], {
@@ -116,20 +143,25 @@ async function releaseOfVmlinux(vmlinux: string): Promise<string> {
   return m[1]!;
 }
 
-async function readFacts(release: string, config: string, modulesDir: string, source: KernelFacts['source']): Promise<KernelFacts> {
+async function readFacts(
+  release: string,
+  config: string,
+  modulesDir: string | undefined,
+  source: KernelFacts['source'],
+): Promise<KernelFacts> {
   const moduleFiles = new Set<string>();
   for (const sub of GUEST_MODULE_DIRS) {
-    for (const f of await filesUnder(join(modulesDir, sub))) {
+    for (const f of modulesDir ? await filesUnder(join(modulesDir, sub)) : []) {
       const m = /([^/]+)\.ko(\.xz)?$/.exec(f);
       if (m) moduleFiles.add(m[1]!.replace(/-/g, '_'));
     }
   }
-  const builtinPath = join(modulesDir, 'modules.builtin');
+  const builtinPath = modulesDir ? join(modulesDir, 'modules.builtin') : undefined;
   return kernelFacts({
     release,
     configText: await readFile(config, 'utf8'),
     moduleFiles,
-    builtinText: existsSync(builtinPath) ? await readFile(builtinPath, 'utf8') : undefined,
+    builtinText: builtinPath && existsSync(builtinPath) ? await readFile(builtinPath, 'utf8') : undefined,
     source,
   });
 }

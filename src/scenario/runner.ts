@@ -5,7 +5,7 @@ import { HostDdwView } from '../ddw/host-view.js';
 import { AgentHost } from '../host/agent-host.js';
 import type { GuestImage } from '../image/image-cache.js';
 import { requireGuestImage } from '../image/image-builder.js';
-import { mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
+import { type KernelFacts, mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
 import type { LiveServer } from '../live/live-server.js';
 import { type HostBaseline, readHostBaseline } from './run/host-baseline.js';
 import { pressureOverRun, readPressure, type PressureTotals } from '../probes/pressure.js';
@@ -174,6 +174,19 @@ const describeGuestModule = (name: string, m: GuestModule) =>
       }
     : { name, notApplicable: m.notApplicable };
 
+/** A kernel that lacks what the scenario needs is bad input, naming what is missing, rather than a failure in the guest. */
+export function refuseKernelLacking(def: ScenarioDefinition, kernelText: string, facts: KernelFacts): void {
+  const unmet = unmetRequirements(facts, mergeRequirements(VFIO_SPAPR_REQUIREMENTS, def.requires));
+  if (unmet.length) {
+    throw new InputError(
+      `kernel ${kernelText}`,
+      facts.release,
+      `lacks what ${def.name} needs: ${unmet.join(', ')}`,
+      'pick another kernel with --kernel, or a scenario that does not need it',
+    );
+  }
+}
+
 /** Bad options are refused here, before anything starts; the report exists from here on. */
 async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run: Run; profile: Profile; image: GuestImage }> {
   const progress = opts.progress ?? silentProgress;
@@ -186,15 +199,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
   if (def.adjustProfile) profile = def.adjustProfile(profile, opts.options ?? {});
   // The kernel must have what the scenario needs: refused now, naming what is missing, rather than failing in the guest.
   const image = await requireGuestImage(profile.guest.image, profile.guest.kernel);
-  const unmet = unmetRequirements(image.manifest.kernel, mergeRequirements(VFIO_SPAPR_REQUIREMENTS, def.requires));
-  if (unmet.length) {
-    throw new InputError(
-      `kernel ${profile.guest.kernel}`,
-      image.manifest.kernel.release,
-      `lacks what ${def.name} needs: ${unmet.join(', ')}`,
-      'pick another kernel with --kernel, or a scenario that does not need it',
-    );
-  }
+  refuseKernelLacking(def, profile.guest.kernel, image.manifest.kernel);
   const guestModules = await buildGuestModules(def, image, progress);
   const observation = new RunObservation(progress, opts.live, { scenario: def.name, profile: profile.name });
   const report: ScenarioReport = {

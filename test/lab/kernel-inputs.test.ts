@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { requireGuestImage } from '../../src/image/image-builder.js';
@@ -82,6 +82,8 @@ describe('the kernel under test is an input', () => {
       ),
     );
     expect(readdirSync(root)).toEqual([]);
+    // Refused from the build's own files, before an image was built for it.
+    expect(existsSync(imageDir('base', kernel))).toBe(false);
   });
 
   it('a complete local build boots and prereg-accounting passes on it; the report says what ran', async () => {
@@ -95,6 +97,9 @@ describe('the kernel under test is an input', () => {
       timeout: 300_000,
     });
     expect(r.status, r.stderr.slice(-2000)).toBe(0);
+    // Its image took the userland the default kernel's image recorded (built by \`npm test\` first), and the agent built once.
+    expect(r.stderr).toMatch(/userland: the packages the debian:trixie image of base recorded/);
+    expect(r.stderr).not.toMatch(/resolve package versions/);
     const report = JSON.parse(readFileSync(join(results, 'results.json'), 'utf8'));
     expect(report.kernel).toMatchObject({
       release: expect.stringMatching(/^6\.12\./),
