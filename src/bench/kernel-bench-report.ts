@@ -15,7 +15,7 @@ const PHASES: Array<[RegExp, string]> = [
   [/^verify cached packages/, 'verify the cached packages'],
   [/^unpack packages/, 'unpack the userland packages'],
   [/^stage the kernel/, 'stage the kernel (vmlinux, modules)'],
-  [/^cross-compile the guest agent/, 'cross-compile the guest agent'],
+  [/^the guest agent /, 'the guest agent (cross-compiled, or kept from an earlier build)'],
   [/^assemble initramfs/, 'assemble the initramfs'],
 ];
 

@@ -78,6 +78,19 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
   // Reuse the recorded package set when every .deb is still cached intact.
   let resolved: ResolvedPackages | undefined =
     existing && !opts.refresh ? await cachedPackages(existing.manifest, debDir, progress) : undefined;
+  // A kernel that comes without Debian packages (a local build, .debs, one built from source) takes the userland the
+  // default kernel's image of this variant recorded, while its .debs are all cached intact: the same packages,
+  // resolved and verified once, instead of another resolution for the same userland (≈ 8 s measured).
+  if (!resolved && !opts.refresh && kernel.kind !== 'debian') {
+    const sibling = await findGuestImage(variant, DEFAULT_KERNEL, cache);
+    const shared = sibling ? await cachedPackages(sibling.manifest, debDir, progress) : undefined;
+    if (shared) {
+      resolved = { ...shared, kernel: [], kernelSource: undefined };
+      progress.info(
+        `userland: the packages the ${DEFAULT_KERNEL} image of ${variant} recorded (index of ${shared.index?.date ?? 'unknown date'})`,
+      );
+    }
+  }
   let downloadedBytes = 0;
   let action: BuildResult['action'] = 'repacked';
   if (!resolved) {
@@ -100,7 +113,7 @@ export async function buildGuestImage(opts: BuildOptions): Promise<BuildResult> 
       }
     });
     const staged = await stageKernel(kernel, join(work, 'kernel'), { built, debDir, resolved, progress });
-    const agent = await progress.step('cross-compile the guest agent (ppc64le, static)', () => buildAgent(work));
+    const agent = await progress.step('the guest agent (ppc64le, static; cross-compiled once per source)', () => buildAgent(work, cache));
     // The inner guest boots the base image of the same kernel (built first; a no-op when it is up to date).
     const inner = spec.innerImage ? (await buildGuestImage({ ...opts, variant: 'base', refresh: false })).image : undefined;
     const { entries } = await progress.step('assemble initramfs', () => assembleInitramfs(staging, spec, agent, staged, inner));

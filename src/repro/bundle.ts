@@ -1,3 +1,4 @@
+import { cacheDir } from '../util/paths.js';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, rm, writeFile, copyFile, chmod } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -134,8 +135,8 @@ export async function exportBundle(req: ExportRequest): Promise<ExportedBundle> 
   await mkdir(dir, { recursive: true });
   const work = await mkdtemp(join(tmpdir(), 'tcelab-repro-'));
   try {
-    await req.progress.step('cross-compile the static agent for the bundle', async () => {
-      const agent = await buildAgent(work);
+    await req.progress.step('the static agent for the bundle (cross-compiled once per source)', async () => {
+      const agent = await buildAgent(work, cacheDir());
       if (!agent) throw new InputError('repro export', 'guest/agent', 'has no agent sources');
       await writeFile(join(dir, 'tcelab-agent'), agent, { mode: 0o755 });
     });
