@@ -438,7 +438,7 @@ function hotplugEntry(run: Run): CommandModule {
       )
       .command(
         'shutdown',
-        'unplug everything and power the lab down',
+        'power the lab down, with what was hot-plugged in it',
         (z) => z,
         (a) => run(controlRequest({ lab: a.lab as string | undefined, json: a.json as boolean, command: 'shutdown' })),
       )
