@@ -60,7 +60,7 @@ export const kvmTcePath: ScenarioDefinition = {
     await checks.succeeds('map 1 MiB at IOVA 1 MiB of the 32-bit window', worker.map(region.region, MiB, { offset: MiB, size: MiB }));
     await checks.succeeds('unmap both', worker.unmap(0, 2 * MiB));
     // A DDW small enough for the host guest to give its device (4 KiB IOMMU pages: the host guest's RAM is 4 KiB pages).
-    const window = await checks.succeeds('create a 4K-page 64-bit window of 64 MiB', worker.createWindow(12, 64 * MiB));
+    const window = await checks.succeeds('create a 4K-page 64-bit window of 8 MiB', worker.createWindow(12, 8 * MiB));
     if (window) {
       await checks.succeeds('map 2 MiB into it', worker.map(region.region, BigInt(window.startAddr), { size: 2 * MiB }));
       await checks.succeeds('unmap it', worker.unmap(BigInt(window.startAddr), 2 * MiB));
