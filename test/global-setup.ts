@@ -1,5 +1,6 @@
 import { readdirSync, rmdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { availableParallelism } from 'node:os';
 import type { TestProject } from 'vitest/node';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { TEST_ROOT_PREFIX } from './helpers/lab.js';
@@ -14,11 +15,13 @@ export default async function setup(project: TestProject): Promise<() => void> {
   // A whole suite (no file named on the command line) tells its time in this machine's floors.
   const whole = process.argv.slice(2).every((a) => a.startsWith('-') || a === 'run');
   const started = Date.now();
-  // As many at once as vitest runs files at once (vitest.config.ts: its resolved maxWorkers, 1 without file parallelism).
-  const parallel = project.config.maxWorkers;
+  // As many boots at once as the machine has CPUs to run them (a CPU quota below that is the slowness the floor must
+  // show), and no more than the files vitest runs at once (vitest.config.ts: maxWorkers, 1 without file parallelism):
+  // more files at once than CPUs must not make the floor slower, or the suite would look faster in floors than it is.
+  const parallel = Math.min(project.config.maxWorkers, availableParallelism());
   const floorMs = whole ? await measureFloorMs(parallel) : undefined;
   return () => {
-    if (floorMs) process.stdout.write(`${suiteTimeLine(Date.now() - started, floorMs, parallel)}\n`);
+    if (floorMs) process.stdout.write(`${suiteTimeLine(Date.now() - started, floorMs, parallel, project.config.maxWorkers)}\n`);
     const left = liveLabQemuPids(TEST_ROOT_PREFIX);
     if (left.length > 0) {
       for (const pid of left) {

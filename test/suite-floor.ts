@@ -29,11 +29,11 @@ export async function measureFloorMs(parallel: number): Promise<number> {
 
 /** The suite's time in floors, and the target it has (docs/benchmark.md, "The suite's time"). */
 export const SUITE_FLOORS_TARGET = 100;
-export function suiteTimeLine(suiteMs: number, floorMs: number, parallel: number): string {
+export function suiteTimeLine(suiteMs: number, floorMs: number, parallel: number, files: number): string {
   const floors = suiteMs / floorMs;
   return (
     `suite: ${(suiteMs / 1000).toFixed(0)} s = ${floors.toFixed(0)} floors (this machine's floor ${(floorMs / 1000).toFixed(2)} s, ` +
-    `${parallel} boots at once as the suite runs ${parallel} files at once, measured at the start of this run; ` +
+    `${parallel} boots at once, the suite running ${files} files at once, measured at the start of this run; ` +
     `target ≤ ${SUITE_FLOORS_TARGET} floors: ${floors <= SUITE_FLOORS_TARGET ? 'met' : 'missed'})`
   );
 }
