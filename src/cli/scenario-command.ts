@@ -3,7 +3,6 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describePressure } from '../probes/pressure.js';
 import { runScenario, defaultResultsDir, refuseKernelLacking } from '../scenario/runner.js';
-import { kernelFactsBeforeBuild } from '../kernel/stage-kernel.js';
 import type { ScenarioReport } from '../scenario/scenario.js';
 import { runSuite, parseShard, shardEntries, type SuiteEntry, type SuiteResult } from '../scenario/suite.js';
 import { resolveScenario, allScenarioFiles, procedures } from '../scenario/registry.js';
@@ -16,7 +15,7 @@ import { formatMs, releaseLine } from './output.js';
 import { toJunitXml } from '../report/junit.js';
 import { bigintSafe } from '../util/json.js';
 import { describingEnv, listProfiles, loadProfile } from '../qemu/profile.js';
-import { ensureGuestImages } from '../image/ensure-guest-image.js';
+import { ensureGuestImages, kernelFactsBeforeBuild } from '../image/ensure-guest-image.js';
 import { LiveServer } from '../live/live-server.js';
 import { validateScenarioOptions } from '../scenario/seeded-faults.js';
 import { abortingOnSignals } from './interrupt.js';
@@ -95,7 +94,7 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
     validateScenarioOptions(e.def, e.options);
     const given = await loadProfile(e.profile ?? e.def.defaultProfile);
     const profile = e.def.adjustProfile?.(given, e.options) ?? given;
-    const facts = await kernelFactsBeforeBuild(profile.guest.kernel);
+    const facts = await kernelFactsBeforeBuild(profile);
     if (facts) refuseKernelLacking(e.def, profile.guest.kernel, facts);
   }
   entries = withRepeats(entries, args.repeat);

@@ -1,3 +1,7 @@
+import type { KernelFacts } from '../kernel/kernel-facts.js';
+import { parseKernelSpec } from '../kernel/kernel-spec.js';
+import { localKernelFacts } from '../kernel/stage-kernel.js';
+import { checkKernelFiles } from '../kernel/unresolvable-kernel.js';
 import type { Progress } from '../util/progress.js';
 import { buildGuestImage } from './image-builder.js';
 import type { GuestImage } from './image-cache.js';
@@ -36,4 +40,16 @@ export async function ensureGuestImage(profile: GuestImageChoice, progress: Prog
 export async function ensureGuestImages(profiles: GuestImageChoice[], progress: Progress): Promise<void> {
   const byImage = new Map(profiles.map((p) => [`${p.guest.image} ${p.guest.kernel}`, p]));
   for (const p of byImage.values()) await ensureGuestImage(p, progress);
+}
+
+/**
+ * The facts of a profile's kernel where they need no build and no download (a local build, read where it lies);
+ * undefined for the others. Its files are checked first, as the image build would check them.
+ */
+export async function kernelFactsBeforeBuild(profile: GuestImageChoice): Promise<KernelFacts | undefined> {
+  const input = { field: kernelField(profile), text: profile.guest.kernel };
+  const kernel = parseKernelSpec(input.text, input.field);
+  if (kernel.kind !== 'local') return undefined;
+  checkKernelFiles(kernel, input);
+  return localKernelFacts(kernel.vmlinux, kernel.modulesRoot, input.text);
 }

@@ -5,7 +5,6 @@ import { run } from '../util/exec.js';
 import { filesUnder } from '../util/fs.js';
 import { TcelabError } from '../util/errors.js';
 import { type KernelFacts, kernelFacts } from './kernel-facts.js';
-import { parseKernelSpec } from './kernel-spec.js';
 
 /** Where the guest's modules are taken from in a module tree (the rest of the tree is not needed). */
 export const GUEST_MODULE_DIRS = ['kernel/drivers/vfio', 'kernel/drivers/pci/hotplug', 'kernel/arch/powerpc/kvm'];
@@ -125,12 +124,6 @@ async function locateLocalBuild(
 export async function localKernelFacts(vmlinux: string, modulesRoot: string | undefined, spec: string): Promise<KernelFacts> {
   const { release, tree, config } = await locateLocalBuild(vmlinux, modulesRoot, spec);
   return readFacts(release, config, tree, { spec, layout: 'local' });
-}
-
-/** The facts of a kernel that has them without a build or a download (a local build); undefined for the others. */
-export async function kernelFactsBeforeBuild(kernelText: string): Promise<KernelFacts | undefined> {
-  const kernel = parseKernelSpec(kernelText);
-  return kernel.kind === 'local' ? localKernelFacts(kernel.vmlinux, kernel.modulesRoot, kernelText) : undefined;
 }
 
 /** The release string a vmlinux announces ("Linux version <release> (…)"). */
