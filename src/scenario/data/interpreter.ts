@@ -81,10 +81,12 @@ export function definitionFromFile(file: ScenarioFile, procedures: ScenarioDefin
             clearTimeout(timer);
           }
         }
+        // What the steps left plugged, unplugged once they all ran; after a failed step the run's teardown takes it
+        // with the machine instead (a guest-side PHB removal alone is 13-24 s of drmgr under TCG).
+        await st.hotplug?.unplugAll();
       } finally {
         for (const [label, lab] of st.inners) await disposeInnerLab(ctx, lab, label).catch(() => {});
         ctx.watchGuestPid(undefined);
-        await st.hotplug?.unplugAll();
       }
     },
   };
