@@ -60,12 +60,12 @@ fi
 mkdir -p dist
 exec 9>dist/.tcelab-build.lock
 flock 9
-want=$(cat tsconfig.json package-lock.json $(find src -name '*.ts' | LC_ALL=C sort) | sha256sum | cut -d' ' -f1)
+want=$(cat tsconfig.json package-lock.json scripts/bundle-cli.mjs $(find src -name '*.ts' | LC_ALL=C sort) | sha256sum | cut -d' ' -f1)
 stamp=dist/.tcelab-build-sha256
 if [ ! -x dist/cli/main.js ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   rm -f "$stamp"
   npx --no-install tsc -p tsconfig.json >&2
-  chmod +x dist/cli/main.js
+  node scripts/bundle-cli.mjs >&2
   echo "$want" >"$stamp"
 fi
 flock -u 9
