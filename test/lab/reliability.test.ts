@@ -161,9 +161,11 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
   });
 
   it('agent hung: the step times out with a clear verdict and the lab still powers off', async () => {
-    const { report, root } = await runFile([{ step: 'guest-exec', argv: ['sh', '-c', 'kill -STOP $(pidof tcelab-agent)'], timeoutSec: 5 }]);
+    // The step can only time out (the agent stopped itself), so its timeout is short; it is still ample for a shell to
+    // start and send SIGSTOP, which the ping below needs to have happened.
+    const { report, root } = await runFile([{ step: 'guest-exec', argv: ['sh', '-c', 'kill -STOP $(pidof tcelab-agent)'], timeoutSec: 2 }]);
     expect(report.passed).toBe(false);
-    expect(report.error).toMatch(/step 1 \(guest-exec\): did not finish within 5 s/);
+    expect(report.error).toMatch(/step 1 \(guest-exec\): did not finish within 2 s/);
     // The last look at the guest is given up after one ping, not after each read's own timeout.
     expect(report.checks.find((c) => c.name === 'guest: balance judged before shutdown')?.measured).toMatch(
       /the agent did not answer a ping within 10 s/,
