@@ -1,5 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { chmodSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
@@ -10,10 +11,11 @@ import { procedures } from '../../src/scenario/registry.js';
 import type { ScenarioDefinition } from '../../src/scenario/scenario.js';
 import { Lab } from '../../src/lab/lab.js';
 import { loadProfile } from '../../src/qemu/profile.js';
+import { stageDebianQemu } from '../../src/qemu/stage-qemu.js';
 import { requireGuestImage } from '../../src/image/image-builder.js';
 import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
-import { packageRoot, profilesDir } from '../../src/util/paths.js';
+import { cacheDir, packageRoot, profilesDir } from '../../src/util/paths.js';
 
 function check(report: ScenarioReport, prefix: string) {
   const c = report.checks.find((x) => x.name.startsWith(prefix));
@@ -31,10 +33,27 @@ const helperPids = () =>
     .filter(Boolean)
     .map(Number);
 
+/**
+ * A file kept in the cache under the hash of its content (written whole, then renamed): the same from run to run.
+ * The QEMU wrapper below is a lab's QEMU binary, whose path and hash are in the snapshot key: kept so, its labs restore
+ * from the machine the first one saved, instead of each booting cold and saving a machine nobody restores.
+ */
+function keptFile(name: string, content: Buffer | string, make: (path: string) => void): string {
+  const dir = join(cacheDir(), 'test-bin', createHash('sha256').update(content).digest('hex').slice(0, 16));
+  const path = join(dir, name);
+  if (!existsSync(path)) {
+    mkdirSync(dir, { recursive: true });
+    make(`${path}.${process.pid}`);
+    renameSync(`${path}.${process.pid}`, path);
+  }
+  return path;
+}
+
 beforeAll(() => {
-  const dir = mkdtempSync('/tmp/tcelab-lock-holder-');
-  lockHolder = join(dir, 'lock-holder');
-  execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', lockHolder, join(packageRoot, 'test/fixtures/lock-holder.c')]);
+  const source = join(packageRoot, 'test/fixtures/lock-holder.c');
+  lockHolder = keptFile('lock-holder', readFileSync(source), (out) =>
+    execFileSync('cc', ['-O2', '-Wall', '-Wextra', '-Werror', '-o', out, source]),
+  );
 });
 
 const hostPinnedPages = () => {
@@ -203,12 +222,13 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
       withMechanism(mechanism, async () => {
         const root = testRuntimeRoot();
         const dir = mkdtempSync('/tmp/tcelab-wrapper-');
-        const wrapper = join(dir, 'qemu-with-helper');
         // A wrapper as labs write them (set-up, then exec QEMU); its helper lives on. Bounded: it exits after 120 s.
         // 64 MiB: above what the Mlocked verdict tolerates when neighbours change a lot meanwhile (1 % of their change:
         // 10 MiB when another 1 GiB mem-lock=on lab of the suite exits during the run, as seen with an 8 MiB helper).
-        writeFileSync(wrapper, `#!/bin/sh\n${lockHolder} both 64 120 >/dev/null 2>&1 &\nsleep 0.3\nexec qemu-system-ppc64 "$@"\n`);
-        chmodSync(wrapper, 0o755);
+        // It execs the profile's own QEMU (Debian trixie's, staged), which restores a saved machine faithfully.
+        const qemu = (await stageDebianQemu('debian:trixie')).binary;
+        const script = `#!/bin/sh\n${lockHolder} both 64 120 >/dev/null 2>&1 &\nsleep 0.3\nexec ${qemu} "$@"\n`;
+        const wrapper = keptFile('qemu-with-helper', script, (out) => writeFileSync(out, script, { mode: 0o755 }));
         const base = JSON.parse(readFileSync(join(profilesDir, 'emulated.json'), 'utf8'));
         const profilePath = join(dir, 'wrapped.json');
         writeFileSync(profilePath, JSON.stringify({ ...base, qemu: { ...base.qemu, binary: wrapper } }));
