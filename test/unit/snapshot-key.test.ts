@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { coldOnlyReason, restoreUnsafeReason, snapshotKey } from '../../src/snapshot/snapshot.js';
+import { coldOnlyReason, fileSha256, restoreUnsafeReason, snapshotKey } from '../../src/snapshot/snapshot.js';
 import { validateProfile, type Profile } from '../../src/qemu/profile.js';
 import { buildArgv, runtimePaths } from '../../src/qemu/argv.js';
 
@@ -49,5 +50,31 @@ describe('snapshot keys', () => {
     expect(restoreUnsafeReason(profile(), '10.0.13')).toBeUndefined();
     expect(restoreUnsafeReason(profile(), undefined)).toMatch(/could not be read/);
     expect(restoreUnsafeReason(profile({ accel: 'kvm', cpu: 'host' }), '7.2.22')).toBeUndefined();
+  });
+});
+
+describe("a file's hash, kept for the next process", () => {
+  it('is kept with the file’s inode, size and times, and computed again once it changes, even to the same mtime', () => {
+    const cache = mkdtempSync('/tmp/tcelab-hashcache-');
+    const before = process.env.TCELAB_CACHE;
+    process.env.TCELAB_CACHE = cache;
+    try {
+      const file = join(mkdtempSync('/tmp/tcelab-hashfile-'), 'vmlinux');
+      writeFileSync(file, 'first');
+      const first = fileSha256(file);
+      expect(first).toBe(createHash('sha256').update('first').digest('hex'));
+      // Kept for the next process: the file's identity and times, then its hash.
+      const kept = readdirSync(join(cache, 'file-hashes'));
+      expect(kept).toHaveLength(1);
+      expect(readFileSync(join(cache, 'file-hashes', kept[0]!), 'utf8')).toMatch(new RegExp(`^\\d+:\\d+:5:\\d+:\\d+ ${first}$`));
+      const { mtime } = statSync(file);
+      writeFileSync(file, 'other');
+      utimesSync(file, mtime, mtime);
+      // Same size, same mtime, other content: its ctime moved, so it is hashed again.
+      expect(fileSha256(file)).toBe(createHash('sha256').update('other').digest('hex'));
+    } finally {
+      if (before === undefined) delete process.env.TCELAB_CACHE;
+      else process.env.TCELAB_CACHE = before;
+    }
   });
 });
