@@ -89,14 +89,24 @@ export async function scenarioCommand(args: RunArgs, resolved?: { def: ScenarioD
   }
   // Every run's options, and the profile each scenario adjusts (a KVM scenario refuses a profile without KVM), are
   // checked before any image is built or lab started.
-  // A kernel whose facts need no build (a local build) is checked against what each scenario needs here too.
+  // A kernel whose facts need no build (a local build) is checked against what each scenario needs here too: when it
+  // can run none of them, that is bad input before any image is built; otherwise each one it cannot run is reported
+  // by the suite as not started, beside the ones that ran.
+  const refusals: unknown[] = [];
   for (const e of entries) {
     validateScenarioOptions(e.def, e.options);
     const given = await loadProfile(e.profile ?? e.def.defaultProfile);
     const profile = e.def.adjustProfile?.(given, e.options) ?? given;
     const facts = await kernelFactsBeforeBuild(profile);
-    if (facts) refuseKernelLacking(e.def, profile.guest.kernel, facts);
+    if (facts) {
+      try {
+        refuseKernelLacking(e.def, profile.guest.kernel, facts);
+      } catch (err) {
+        refusals.push(err);
+      }
+    }
   }
+  if (refusals.length && refusals.length === entries.length) throw refusals[0];
   entries = withRepeats(entries, args.repeat);
   if (args.shard) entries = shardEntries(entries, parseShard(args.shard));
   if (args.dryRun) {
