@@ -84,6 +84,10 @@ describe('the kernel under test is an input', () => {
     expect(readdirSync(root)).toEqual([]);
     // Refused from the build's own files, before an image was built for it.
     expect(existsSync(imageDir('base', kernel))).toBe(false);
+    // Among scenarios it can run, it is no bad input: the suite runs those and reports ddw-hotplug as not started.
+    const all = spawnSync(process.execPath, [cli, 'run', '--all', '--kernel', kernel, '--dry-run'], { encoding: 'utf8', timeout: 60_000 });
+    expect(all.status, all.stderr).toBe(0);
+    expect(all.stdout.split('\n')).toEqual(expect.arrayContaining(['ddw-hotplug', 'prereg-accounting']));
   });
 
   it('a complete local build boots and prereg-accounting passes on it; the report says what ran', async () => {
