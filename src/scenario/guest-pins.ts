@@ -30,7 +30,7 @@ export async function settledAfterRcuBarriers(agent: AgentClient, pid?: number):
 }
 
 /** A promise that never settles: what a wait races against when no event can end it early. */
-const NEVER = new Promise<never>(() => {});
+export const NEVER = new Promise<never>(() => {});
 
 /**
  * settledAfterRcuBarriers as an event to race a wait against: resolves once the counters are at rest, and never

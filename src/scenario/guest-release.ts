@@ -1,7 +1,7 @@
 import type { ScenarioContext } from './scenario.js';
 import type { Sample } from '../probes/sampler.js';
 import { awaitRelease, type ReleaseVerdict } from '../probes/release.js';
-import { atRestAfterRcuBarriers } from './guest-pins.js';
+import { atRestAfterRcuBarriers, NEVER } from './guest-pins.js';
 
 /** A fresh guest sample taken after now: the baseline for the next step. */
 export async function guestSampleNow(ctx: ScenarioContext): Promise<Sample> {
@@ -37,7 +37,7 @@ export async function awaitGuestRelease(
     }
     return true;
   };
-  const atRest = settle ? over().then((yes) => (yes ? atRestAfterRcuBarriers(ctx.agent) : new Promise<never>(() => {}))) : undefined;
+  const atRest = settle ? over().then((yes) => (yes ? atRestAfterRcuBarriers(ctx.agent) : NEVER)) : undefined;
   const v = await awaitRelease(
     ctx.sampler,
     'guest',
