@@ -4,14 +4,14 @@ import { availableParallelism } from 'node:os';
 import type { TestProject } from 'vitest/node';
 import { liveLabQemuPids } from './helpers/processes.js';
 import { TEST_ROOT_PREFIX } from './helpers/lab.js';
-import { measureFloorMs, suiteTimeLine } from './suite-floor.js';
+import { measureFloorSamples, suiteTimeLine } from './suite-floor.js';
 
 /**
  * The suite must leave no QEMU behind: checked once more after every file ran.
  * Only labs under the tests' own runtime roots count: a developer's `tcelab up`
  * or another suite on the same machine is none of this suite's business.
  */
-export default async function setup(project: TestProject): Promise<() => void> {
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // A whole suite (no file named on the command line) tells its time in this machine's floors.
   const whole = process.argv.slice(2).every((a) => a.startsWith('-') || a === 'run');
   const started = Date.now();
@@ -19,18 +19,22 @@ export default async function setup(project: TestProject): Promise<() => void> {
   // show), and no more than the files vitest runs at once (vitest.config.ts: maxWorkers, 1 without file parallelism):
   // more files at once than CPUs must not make the floor slower, or the suite would look faster in floors than it is.
   const parallel = Math.min(project.config.maxWorkers, availableParallelism());
-  const floorMs = whole ? await measureFloorMs(parallel) : undefined;
-  return () => {
-    if (floorMs) process.stdout.write(`${suiteTimeLine(Date.now() - started, floorMs, parallel, project.config.maxWorkers)}\n`);
+  const atStart = whole ? await measureFloorSamples(parallel) : undefined;
+  return async () => {
+    // The suite's time ends with its last file; the floor's second half is measured after it, on a machine the suite
+    // no longer loads, and is not counted in it.
+    const suiteMs = Date.now() - started;
     const left = liveLabQemuPids(TEST_ROOT_PREFIX);
-    if (left.length > 0) {
-      for (const pid of left) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {}
-      }
-      throw new Error(`QEMU processes left behind by the suite: ${left.join(', ')}`);
+    for (const pid of left) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {}
     }
+    if (atStart) {
+      const atEnd = await measureFloorSamples(parallel);
+      process.stdout.write(`${suiteTimeLine(suiteMs, atStart, atEnd, parallel, project.config.maxWorkers)}\n`);
+    }
+    if (left.length > 0) throw new Error(`QEMU processes left behind by the suite: ${left.join(', ')}`);
     // This run's runtime roots that ended empty are scratch; roots holding kept artifacts stay.
     const prefix = TEST_ROOT_PREFIX.split('/').pop()!;
     for (const name of readdirSync('/tmp')) {
