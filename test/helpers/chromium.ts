@@ -1,5 +1,5 @@
-import { mkdtempSync } from 'node:fs';
 import { type BrowserContext, chromium } from 'playwright-core';
+import { scratchDir } from './scratch.js';
 
 /** Debian's Chromium, headless, with nothing that reaches out to the network on its own. */
 export const CHROMIUM_ARGS = [
@@ -14,7 +14,7 @@ export const CHROMIUM_ARGS = [
 ];
 
 export function launchChromium(): Promise<BrowserContext> {
-  return chromium.launchPersistentContext(mkdtempSync('/tmp/tcelab-chromium-'), {
+  return chromium.launchPersistentContext(scratchDir('chromium'), {
     executablePath: '/usr/bin/chromium',
     args: CHROMIUM_ARGS,
     headless: true,

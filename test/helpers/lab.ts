@@ -9,6 +9,7 @@ import { describePressure } from '../../src/probes/pressure.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { liveLabQemuPids } from './processes.js';
+import { scratchDir } from './scratch.js';
 
 /** Every test's runtime root starts with this, so leftovers can be attributed to the suite. */
 export const TEST_ROOT_PREFIX = `/tmp/tcelab-t-${process.env.TCELAB_TEST_RUN ?? process.pid}-`;
@@ -61,7 +62,7 @@ export function runScenarioCli(
   timeoutMs = 170_000,
 ): { report: ScenarioReport; status: number | null; stderr: string } {
   const root = testRuntimeRoot();
-  const argv = ['run', target, ...args, '--results', mkdtempSync('/tmp/tcelab-res-'), '--json'];
+  const argv = ['run', target, ...args, '--results', scratchDir('res'), '--json'];
   const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), ...argv], {
     encoding: 'utf8',
     env: { ...process.env, TCELAB_RUNTIME_DIR: root },

@@ -4,9 +4,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/util/paths.js';
 import { runtimeDirsIn, TEST_ROOT_PREFIX } from '../helpers/lab.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
-const dir = mkdtempSync('/tmp/tcelab-bad-');
+const dir = scratchDir('bad');
 const root = mkdtempSync(TEST_ROOT_PREFIX);
 
 function tcelab(...args: string[]) {

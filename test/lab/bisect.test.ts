@@ -1,11 +1,12 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { BisectResult } from '../../src/bisect/bisect-result.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 const AGAIN = 'registering the same region again in the container';
@@ -28,7 +29,7 @@ describe.runIf(process.env.TCELAB_SLOW_CHECKS === '1')('tcelab bisect', () => {
   it('names the commit that broke the EBUSY of a second registration, and skips the one that does not build', () => {
     // Its stdout: the repository, then the commit of Debian's source (its HEAD).
     const base = execFileSync(process.execPath, [cli, 'kernel', 'source', 'debian-source:trixie'], { encoding: 'utf8' }).split('\n')[0]!;
-    const work = mkdtempSync('/tmp/tcelab-bisect-');
+    const work = scratchDir('bisect');
     made.push(work);
     const tree = join(work, 'history');
     const lines = execFileSync('bash', [join(packageRoot, 'scripts/bisect-history.sh'), base, tree], { encoding: 'utf8' });

@@ -11,7 +11,8 @@ import { liveLabQemuPids } from '../helpers/processes.js';
 import { Lab } from '../../src/lab/lab.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { sweepStaleLabs } from '../../src/lab/sweep.js';
-import { mkdtempSync, mkdirSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
+import { mkdirSync, writeFileSync, readdirSync, existsSync } from 'node:fs';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
@@ -75,7 +76,7 @@ describe('doctor and the vfio-pci binder inside the guest (through the agent)', 
     const binder = new VfioPciBinder(host);
     await binder.bind('0001:00:00.0');
     // What a SIGKILLed controller leaves: a runtime dir whose lab.json names a dead controller and a bound device.
-    const root = mkdtempSync('/tmp/tcelab-sweep-');
+    const root = scratchDir('sweep');
     const dir = `${root}/lab-dead01`;
     mkdirSync(dir);
     writeFileSync(

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+
 import { runScenario } from '../../src/scenario/runner.js';
 import { findProcedure } from '../../src/scenario/registry.js';
 import { testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /**
  * Every verdict can fail: each row seeds faults into a real run (the real
@@ -122,7 +123,7 @@ describe('seeded faults flip exactly the checks they name', () => {
     it(`${row.scenario} --set seedFaults=${row.options.seedFaults}`, async () => {
       const root = testRuntimeRoot();
       const report = await runScenario(findProcedure(row.scenario)!, {
-        resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+        resultsDir: scratchDir('res'),
         runtimeRoot: root,
         options: row.options,
       });

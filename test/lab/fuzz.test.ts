@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { generateCalls, sequenceHash } from '../../src/fuzz/call-generator.js';
@@ -9,6 +9,7 @@ import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { packageRoot } from '../../src/util/paths.js';
 import { judgedNotPassing, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /** `tcelab <args> --json` on the emulated lab: stdout's JSON and the exit status; no QEMU of it left behind. */
 function tcelab<T>(args: string[]): { out: T; status: number | null; stderr: string } {
@@ -30,7 +31,7 @@ function tcelab<T>(args: string[]): { out: T; status: number | null; stderr: str
  */
 describe('tcelab fuzz hcall', () => {
   it('--seed 7 --count 2000: no disagreement, and the calls issued are the seed sequence', async () => {
-    const results = mkdtempSync('/tmp/tcelab-fuzz-');
+    const results = scratchDir('fuzz');
     const { out, status, stderr } = tcelab<HcallFuzzSummary>(['fuzz', 'hcall', '--seed', '7', '--count', '2000', '--results', results]);
     expect({ disagreement: out.disagreement, status }, stderr.slice(-2000)).toEqual({ disagreement: undefined, status: 0 });
     expect(out).toMatchObject({
@@ -58,7 +59,7 @@ describe('tcelab fuzz hcall', () => {
 
   /** The fuzz with a fault of the model: its disagreement, shrunk; the scenario file's replay and its failing checks. */
   function faulted(fault: string): { d: NonNullable<HcallFuzzSummary['disagreement']>; label: string; failing: string[] } {
-    const results = mkdtempSync('/tmp/tcelab-fuzz-');
+    const results = scratchDir('fuzz');
     const args = ['fuzz', 'hcall', '--seed', '7', '--count', '2000', '--seed-faults', fault, '--results', results];
     const { out, status, stderr } = tcelab<HcallFuzzSummary>(args);
     expect(status, stderr.slice(-2000)).toBe(1);

@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/util/paths.js';
 import { judgedNotPassing, runScenarioCli } from '../helpers/lab.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /**
  * A hostile guest on the emulated lab: the tcelab_hcall module, built from Debian's source of the image's kernel,
@@ -27,7 +28,7 @@ describe('a hostile guest', () => {
     const file = JSON.parse(readFileSync(join(packageRoot, 'scenarios/hostile-guest.json'), 'utf8'));
     const put = file.steps.find((s: { label?: string }) => s.label === 'PUT one past the end');
     put.expect = 'H_SUCCESS';
-    const swapped = join(mkdtempSync('/tmp/tcelab-hostile-'), 'hostile-guest-swapped.json');
+    const swapped = join(scratchDir('hostile'), 'hostile-guest-swapped.json');
     writeFileSync(swapped, JSON.stringify(file));
     const { report, status } = runScenarioCli(swapped, [], 280_000);
     expect(report.checks.filter(judgedNotPassing).map((c) => `${c.name}: ${c.measured}`)).toEqual([

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { packageRoot } from '../../src/util/paths.js';
 import { judgedNotPassing, runScenarioCli, testRuntimeRoot } from '../helpers/lab.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 interface FileStep {
   step: string;
@@ -52,7 +53,7 @@ describe('a hostile process: the container fd in another process', () => {
         env: { ...process.env, TCELAB_RUNTIME_DIR: testRuntimeRoot() },
         timeout: 170_000,
       });
-    const bundle = join(mkdtempSync('/tmp/tcelab-bundle-'), 'defect5');
+    const bundle = join(scratchDir('bundle'), 'defect5');
     expect(cli(['repro', 'export', report.resultsDir, '--check', 'step 99: map p into dma32', '--out', bundle]).status).toBe(0);
     const tried = cli(['repro', 'try', bundle]);
     expect(tried.stdout + tried.stderr).toMatch(/not ok 1 step 99: map p into dma32\n# expected EINVAL, observed ERETURN\+1/);
@@ -69,7 +70,7 @@ describe('a hostile process: the container fd in another process', () => {
       const steps = [...file.steps.slice(0, end + 1), { step: 'unbind', binding: 'edu' }].map((s) =>
         s.step === 'foreign' && s.as === 'f1' ? { ...s, how: 'thread' } : s,
       );
-      const path = join(mkdtempSync('/tmp/tcelab-scn-'), 'hostile-thread.json');
+      const path = join(scratchDir('scn'), 'hostile-thread.json');
       writeFileSync(path, JSON.stringify({ ...file, steps }));
       const { report, status } = runScenarioCli(path);
       expect(report.error).toBeUndefined();

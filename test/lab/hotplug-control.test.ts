@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
 import { findProcedure } from '../../src/scenario/registry.js';
 import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { packageRoot } from '../../src/util/paths.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
@@ -14,7 +15,7 @@ describe('PHB and device hotplug: failures and the control socket', () => {
   it('re-plugging a PHB at the same index: round 1 passes, the failing step is named, the oops is caught, the lab is torn down', async () => {
     const root = testRuntimeRoot();
     const report = await runScenario(findProcedure('ddw-hotplug')!, {
-      resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+      resultsDir: scratchDir('res'),
       runtimeRoot: root,
       options: { repeat: 2, reuseIndex: true },
     });

@@ -1,9 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+
 import { runScenario } from '../../src/scenario/runner.js';
 import { findProcedure } from '../../src/scenario/registry.js';
 import { testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 describe('PHB and device hotplug with DDW', () => {
   // The faults of the last round, seeded into a one-round run: each flips exactly the checks it names, the slopes
@@ -14,7 +15,7 @@ describe('PHB and device hotplug with DDW', () => {
   }, async () => {
     const root = testRuntimeRoot();
     const report = await runScenario(findProcedure('ddw-hotplug')!, {
-      resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+      resultsDir: scratchDir('res'),
       runtimeRoot: root,
       options: {
         repeat: 1,

@@ -1,5 +1,5 @@
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { requireGuestImage } from '../../src/image/image-builder.js';
@@ -7,6 +7,7 @@ import { imageDir } from '../../src/image/image-cache.js';
 import { cacheDir, packageRoot } from '../../src/util/paths.js';
 import { testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
@@ -22,7 +23,7 @@ async function unpackKernelPackage(): Promise<string> {
   const image = await requireGuestImage('base');
   const pkg = image.manifest.packages.find((p) => /^linux-image-6\.12\./.test(p.name))!;
   const deb = join(cacheDir(), 'guest', 'debs', `${pkg.name}_${pkg.version}_${pkg.architecture}.deb`);
-  const unpacked = mkdtempSync('/tmp/tcelab-kpkg-');
+  const unpacked = scratchDir('kpkg');
   execFileSync('bash', [
     '-o',
     'pipefail',
@@ -39,7 +40,7 @@ async function unpackKernelPackage(): Promise<string> {
 }
 
 async function localBuild(opts: { withoutHotplug: boolean }): Promise<string> {
-  const dir = mkdtempSync('/tmp/tcelab-kbuild-');
+  const dir = scratchDir('kbuild');
   const unpacked = join(dir, 'pkg');
   execFileSync('cp', ['-a', await unpackKernelPackage(), unpacked]);
   const release = readdirSync(join(unpacked, 'usr/lib/modules'))[0]!;
@@ -69,7 +70,7 @@ describe('the kernel under test is an input', () => {
     const kernel = await localBuild({ withoutHotplug: true });
     built.push(kernel);
     const root = testRuntimeRoot();
-    const r = spawnSync(process.execPath, [cli, 'run', 'ddw-hotplug', '--kernel', kernel, '--results', mkdtempSync('/tmp/tcelab-res-')], {
+    const r = spawnSync(process.execPath, [cli, 'run', 'ddw-hotplug', '--kernel', kernel, '--results', scratchDir('res')], {
       env: { ...process.env, TCELAB_RUNTIME_DIR: root },
       encoding: 'utf8',
       timeout: 300_000,
@@ -94,7 +95,7 @@ describe('the kernel under test is an input', () => {
     const kernel = await localBuild({ withoutHotplug: false });
     built.push(kernel);
     const root = testRuntimeRoot();
-    const results = mkdtempSync('/tmp/tcelab-res-');
+    const results = scratchDir('res');
     const r = spawnSync(process.execPath, [cli, 'run', 'prereg-accounting', '--kernel', kernel, '--results', results], {
       env: { ...process.env, TCELAB_RUNTIME_DIR: root },
       encoding: 'utf8',

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
@@ -8,11 +8,12 @@ import { KVM_VFIO_RELEASE_WARNING } from '../../src/scenario/procedures/kvm-vfio
 import { judgedNotPassing, runtimeDirsIn, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { upLab } from '../helpers/up.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /** `tcelab run <args> --json` on a runtime root of its own: the report, the exit status and stderr. */
 function tcelabRun(args: string[]): { report: ScenarioReport; status: number | null; stderr: string; root: string; results: string } {
   const root = testRuntimeRoot();
-  const results = mkdtempSync('/tmp/tcelab-res-');
+  const results = scratchDir('res');
   const cli = spawnSync(process.execPath, [join(packageRoot, 'dist/cli/main.js'), 'run', ...args, '--results', results, '--json'], {
     encoding: 'utf8',
     env: { ...process.env, TCELAB_RUNTIME_DIR: root },

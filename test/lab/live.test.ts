@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { LiveServer } from '../../src/live/live-server.js';
@@ -9,6 +9,7 @@ import { resolveScenario } from '../../src/scenario/registry.js';
 import { expectPassed, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { launchChromium } from '../helpers/chromium.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 function wsStatus(url: string): Promise<string> {
   return new Promise((resolve) => {
@@ -39,7 +40,7 @@ describe('live view', () => {
     // seen twice when the page opened during the run: the run had ended, and its samples with it, before the page
     // counted them twice). The run then holds 16 MiB for 4 s: some 80 host samples, while the page counts 20 and
     // then one more.
-    const dir = mkdtempSync('/tmp/tcelab-scn-');
+    const dir = scratchDir('scn');
     writeFileSync(
       join(dir, 'live-run.json'),
       JSON.stringify({
@@ -70,7 +71,7 @@ describe('live view', () => {
       const response = await page.goto(url);
       expect(response?.status()).toBe(200);
       await page.waitForFunction(() => document.getElementById('conn')?.textContent === 'live', undefined, { timeout: 30_000 });
-      run = runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, live });
+      run = runScenario(def, { resultsDir: scratchDir('res'), runtimeRoot: root, live });
       await page.waitForFunction(() => document.getElementById('scenario')?.textContent === 'live-run on emulated', undefined, {
         timeout: 30_000,
       });

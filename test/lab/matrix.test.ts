@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +7,7 @@ import { packageRoot } from '../../src/util/paths.js';
 import { launchChromium } from '../helpers/chromium.js';
 import { judgedNotPassing, runtimeDirsIn, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
@@ -32,7 +33,7 @@ describe("kernel matrix, end to end (and the suite's runs of prereg-accounting a
 
   it('prereg-accounting and ddw-windows on debian:trixie and debian:experimental', () => {
     const root = testRuntimeRoot();
-    const results = mkdtempSync('/tmp/tcelab-res-');
+    const results = scratchDir('res');
     const r = spawnSync(
       process.execPath,
       [cli, 'matrix', 'prereg-accounting', 'ddw-windows', '--kernels', 'debian:trixie,debian:experimental', '--results', results, '--json'],
@@ -115,7 +116,7 @@ describe("kernel matrix, end to end (and the suite's runs of prereg-accounting a
     );
     // This test is about the defect travelling: it needs a kernel that has it.
     expect(lab.get('unregistering a region while it is mapped')?.status).toBe('known-defect');
-    const bundleDir = join(mkdtempSync('/tmp/tcelab-res-'), 'bundle');
+    const bundleDir = join(scratchDir('res'), 'bundle');
     const exported = spawnSync(
       process.execPath,
       [cli, 'repro', 'export', preregDir, '--matrix', matrixResults, '--out', bundleDir, '--json'],
@@ -144,7 +145,7 @@ describe("kernel matrix, end to end (and the suite's runs of prereg-accounting a
     expect(text).toContain('CONFIG_VFIO_IOMMU_SPAPR_TCE=m');
 
     const root = testRuntimeRoot();
-    const tried = spawnSync(process.execPath, [cli, 'repro', 'try', bundleDir, '--results', mkdtempSync('/tmp/tcelab-res-'), '--json'], {
+    const tried = spawnSync(process.execPath, [cli, 'repro', 'try', bundleDir, '--results', scratchDir('res'), '--json'], {
       env: { ...process.env, TCELAB_RUNTIME_DIR: root },
       encoding: 'utf8',
       timeout: 300_000,
@@ -169,7 +170,7 @@ describe("kernel matrix, end to end (and the suite's runs of prereg-accounting a
   }, 360_000);
 
   it('its page shows the same matrix in Chromium, with nothing loaded from anywhere else', async () => {
-    const results = mkdtempSync('/tmp/tcelab-res-');
+    const results = scratchDir('res');
     // A matrix page from pure logic is enough here: what the page shows is what matrix.json holds.
     const { buildMatrix } = await import('../../src/matrix/matrix.js');
     const { matrixHtml } = await import('../../src/matrix/matrix-output.js');

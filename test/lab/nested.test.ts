@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
@@ -9,6 +9,7 @@ import { packageRoot } from '../../src/util/paths.js';
 import { judgedNotPassing, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { cliOn, upLab } from '../helpers/up.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /**
  * The nested lab host against the real thing: the emulated lab's guest runs
@@ -31,7 +32,7 @@ describe('nested lab host', () => {
 
   it('tcelab run nested-prereg-release: pins = inner RAM, released after quit/SIGTERM/SIGKILL; the fd holder named; seeded faults flip their checks', () => {
     const root = testRuntimeRoot();
-    const results = mkdtempSync('/tmp/tcelab-res-');
+    const results = scratchDir('res');
     const cli = spawnSync(
       process.execPath,
       [
@@ -118,7 +119,7 @@ describe('nested lab host', () => {
 
   it("an inner QEMU that dies at start (QEMU's default 1 GiB window) fails the run with QEMU's own words and the fix; no QEMU left, artifacts kept", () => {
     const root = testRuntimeRoot();
-    const results = mkdtempSync('/tmp/tcelab-res-');
+    const results = scratchDir('res');
     const profile = JSON.parse(readFileSync(join(packageRoot, 'qemu-configs', 'nested-lab-host.json'), 'utf8'));
     delete profile.inner.phbs[0].dmaWindowMiB;
     const path = join(results, 'nested-1g.json');
@@ -181,7 +182,7 @@ describe('nested lab host', () => {
   it('scenario steps drive the inner lab too (nested-steps: inner-launch, inner-shutdown, adopt-fds)', async () => {
     const root = testRuntimeRoot();
     const resolved = (await resolveScenario('nested-steps'))!;
-    const report = await runScenario(resolved.def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root });
+    const report = await runScenario(resolved.def, { resultsDir: scratchDir('res'), runtimeRoot: root });
     expect(report.error).toBeUndefined();
     expect(report.checks.filter(judgedNotPassing)).toEqual([]);
     const pins = report.checks.filter((c) => /expect-guest-pins/.test(c.name)).map((c) => c.measured);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
@@ -9,6 +9,7 @@ import { findProcedure } from '../../src/scenario/registry.js';
 import { expectPassed, judgedNotPassing, testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { packageRoot } from '../../src/util/paths.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 function check(report: ScenarioReport, prefix: string) {
   const c = report.checks.find((x) => x.name.startsWith(prefix));
@@ -19,7 +20,7 @@ function check(report: ScenarioReport, prefix: string) {
 describe('pinned-page release', () => {
   it('guest-release: exit and container close release the pins; the seeded leak is caught and its holder named', async () => {
     const root = testRuntimeRoot();
-    const dir = mkdtempSync('/tmp/tcelab-res-');
+    const dir = scratchDir('res');
     const report = await runScenario(findProcedure('guest-release')!, {
       resultsDir: dir,
       runtimeRoot: root,
@@ -67,7 +68,7 @@ describe('pinned-page release', () => {
     it(`shutdown-release via ${via}: host counters return to the pre-launch baseline`, async () => {
       const root = testRuntimeRoot();
       const report = await runScenario(findProcedure('shutdown-release')!, {
-        resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+        resultsDir: scratchDir('res'),
         runtimeRoot: root,
         options: { via, sizeMiB: 16 },
       });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, readlinkSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync, mkdirSync, readlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
 import { writeReportFiles } from '../../src/report/write.js';
@@ -11,13 +11,14 @@ import { testRuntimeRoot, runtimeDirsIn, emulatedLabInputs } from '../helpers/la
 import { Lab } from '../../src/lab/lab.js';
 import { LiveServer } from '../../src/live/live-server.js';
 import type { Progress } from '../../src/util/progress.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
 /** Starts `tcelab run …`, waits for a stderr line matching `when`, sends `signal`, and returns what is left. */
 async function interrupt(args: string[], when: RegExp, signal: NodeJS.Signals) {
   const root = testRuntimeRoot();
-  const child = spawn(process.execPath, [cli, 'run', ...args, '--results', mkdtempSync('/tmp/tcelab-res-')], {
+  const child = spawn(process.execPath, [cli, 'run', ...args, '--results', scratchDir('res')], {
     env: { ...process.env, TCELAB_RUNTIME_DIR: root },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -98,7 +99,7 @@ describe('no orphans when the controller is interrupted', () => {
 
 describe('faults give a clear failed verdict with artifacts, never a hang', () => {
   async function runFile(steps: unknown[], opts: { killQemuOn?: RegExp; resultsDir?: string } = {}) {
-    const dir = mkdtempSync('/tmp/tcelab-scn-');
+    const dir = scratchDir('scn');
     writeFileSync(join(dir, 'fault.json'), JSON.stringify({ description: 'fault injection', steps }));
     const { def } = (await resolveScenario(join(dir, 'fault.json')))!;
     const root = testRuntimeRoot();
@@ -114,7 +115,7 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
     };
     const t0 = Date.now();
     const report = await runScenario(def, {
-      resultsDir: opts.resultsDir ?? mkdtempSync('/tmp/tcelab-res-'),
+      resultsDir: opts.resultsDir ?? scratchDir('res'),
       runtimeRoot: root,
       progress,
       writeResults: writeReportFiles,
@@ -184,7 +185,7 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
 
   it('disk full in the results dir: a failed verdict naming it, the lab torn down', async () => {
     if (process.getuid?.() !== 0) return; // mounting a tiny tmpfs needs root (CI and the lab machines are)
-    const full = mkdtempSync('/tmp/tcelab-full-');
+    const full = scratchDir('full');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', full]);
     try {
       writeFileSync(join(full, 'filler'), Buffer.alloc(60 * 1024));

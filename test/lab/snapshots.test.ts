@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
 import { findProcedure } from '../../src/scenario/registry.js';
@@ -11,6 +11,7 @@ import type { SnapshotFaults } from '../../src/lab/lab-snapshot.js';
 import type { AgentClient } from '../../src/agent/agent-client.js';
 import { removeSnapshot } from '../../src/snapshot/snapshot.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /**
  * Labs restored from a saved, booted machine, with a QEMU that restores a TCG guest faithfully (8.2 on; the
@@ -24,7 +25,7 @@ describe('labs from a saved, booted machine', () => {
   }, 300_000);
 
   const run = (name: string, root: string, extra: { snapshots?: 'off' } = {}) =>
-    runScenario(findProcedure(name)!, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, qemu, ...extra });
+    runScenario(findProcedure(name)!, { resultsDir: scratchDir('res'), runtimeRoot: root, qemu, ...extra });
   const failed = (r: ScenarioReport) => r.checks.filter((c) => c.status === 'fail').map((c) => `${c.name}: ${c.measured}`);
 
   it('two labs restored from one snapshot at the same time both pass and say so; --cold boots cold', async () => {

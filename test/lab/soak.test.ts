@@ -1,16 +1,17 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync } from 'node:fs';
+
 import { runScenario } from '../../src/scenario/runner.js';
 import { resolveScenario } from '../../src/scenario/registry.js';
 import { expectPassed, testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 // CI runs the soak at a reduced count; `tcelab run registration-soak --set cycles=1000` is the full one.
 describe('registration soak (reduced count)', () => {
   it('100 register/map/unmap/unregister cycles: no growth in pins, VmLck, fds, windows or controller memory', async () => {
     const root = testRuntimeRoot();
     const { def } = (await resolveScenario('registration-soak'))!;
-    const report = await runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, options: { cycles: 100 } });
+    const report = await runScenario(def, { resultsDir: scratchDir('res'), runtimeRoot: root, options: { cycles: 100 } });
     expect(report.error).toBeUndefined();
     const slopes = report.checks.filter((c) => c.name.startsWith('soak: '));
     expect(slopes.map((c) => c.name)).toEqual([

@@ -1,10 +1,11 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../../src/util/paths.js';
 import { testRuntimeRoot } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
@@ -18,7 +19,7 @@ const cli = join(packageRoot, 'dist/cli/main.js');
 describe('a kernel built from source', () => {
   it('prereg-accounting passes on debian-source:trixie, cold-booted, reusing the cached build', () => {
     const root = testRuntimeRoot();
-    const results = mkdtempSync('/tmp/tcelab-res-');
+    const results = scratchDir('res');
     const r = spawnSync(
       process.execPath,
       [cli, '--cold', 'run', 'prereg-accounting', '--kernel', 'debian-source:trixie', '--results', results],

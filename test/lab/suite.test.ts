@@ -7,13 +7,14 @@ import { liveLabQemuPids } from '../helpers/processes.js';
 import { runtimeDirsIn, TEST_ROOT_PREFIX } from '../helpers/lab.js';
 import { kcidbValidator } from '../helpers/kcidb.js';
 import { type FinalResults, Parser } from 'tap-parser';
+import { scratchDir } from '../helpers/scratch.js';
 
 const cli = join(packageRoot, 'dist/cli/main.js');
 
 describe('suites from the CLI', () => {
   it('runs a scenario file twice in parallel labs (--repeat 2 --jobs 2) with JUnit, KCIDB and KTAP output', async () => {
     const root = mkdtempSync(TEST_ROOT_PREFIX);
-    const results = mkdtempSync('/tmp/tcelab-res-');
+    const results = scratchDir('res');
     const r = spawnSync(
       process.execPath,
       [

@@ -1,6 +1,6 @@
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { runScenario } from '../../src/scenario/runner.js';
@@ -16,6 +16,7 @@ import { requireGuestImage } from '../../src/image/image-builder.js';
 import { testRuntimeRoot, runtimeDirsIn } from '../helpers/lab.js';
 import { liveLabQemuPids } from '../helpers/processes.js';
 import { cacheDir, packageRoot, profilesDir } from '../../src/util/paths.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 function check(report: ScenarioReport, prefix: string) {
   const c = report.checks.find((x) => x.name.startsWith(prefix));
@@ -133,7 +134,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
         },
       };
       try {
-        const report = await runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root });
+        const report = await runScenario(def, { resultsDir: scratchDir('res'), runtimeRoot: root });
         expect(failed(report)).toEqual([]);
         expect(report.passed).toBe(true);
         // The neighbours really held memory during the run: 8 MiB locked and pinned (io_uring), and the other lab's
@@ -171,7 +172,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
       // either not judged or judged while all held still and passing, and at least one is not judged.
       const outcomes: string[] = [];
       for (let attempt = 0; attempt < 3 && !outcomes.includes('not judged'); attempt++) {
-        const report = await runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, releaseTimeoutMs: 2000 });
+        const report = await runScenario(def, { resultsDir: scratchDir('res'), runtimeRoot: root, releaseTimeoutMs: 2000 });
         const mlocked = check(report, 'host: Mlocked back to baseline');
         if (mlocked.status === 'not-applicable') {
           expect(mlocked.notApplicable).toMatch(/^not judged: .*the neighbours' own locked memory kept moving \(by up to \d+ kB/);
@@ -205,7 +206,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
         ctx.phase('neighbour gone');
       },
     };
-    const report = await runScenario(def, { resultsDir: mkdtempSync('/tmp/tcelab-res-'), runtimeRoot: root, releaseTimeoutMs: 2000 });
+    const report = await runScenario(def, { resultsDir: scratchDir('res'), runtimeRoot: root, releaseTimeoutMs: 2000 });
     const pinned = check(report, 'host: pinned pages (FOLL_PIN) back to baseline');
     expect(pinned.status).toBe('not-applicable');
     expect(pinned.notApplicable).toMatch(
@@ -221,7 +222,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
     (mechanism) =>
       withMechanism(mechanism, async () => {
         const root = testRuntimeRoot();
-        const dir = mkdtempSync('/tmp/tcelab-wrapper-');
+        const dir = scratchDir('wrapper');
         // A wrapper as labs write them (set-up, then exec QEMU); its helper lives on. Bounded: it exits after 120 s.
         // 64 MiB: above what the Mlocked verdict tolerates when neighbours change a lot meanwhile (1 % of their change:
         // 10 MiB when another 1 GiB mem-lock=on lab of the suite exits during the run, as seen with an 8 MiB helper).
@@ -234,7 +235,7 @@ describe('verdicts attributed to the lab, not to its neighbours', () => {
         writeFileSync(profilePath, JSON.stringify({ ...base, qemu: { ...base.qemu, binary: wrapper } }));
         const file = await loadScenarioFile(join(packageRoot, 'scenarios', 'window-map-release.json'));
         const report = await runScenario(definitionFromFile(file, procedures), {
-          resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+          resultsDir: scratchDir('res'),
           runtimeRoot: root,
           profile: profilePath,
           releaseTimeoutMs: 3000,
@@ -276,7 +277,7 @@ describe('verdicts on the guest: balance at shutdown, holders named, kernel repo
       'kernel log — the run fails, naming the holder and the report',
     async () => {
       const root = testRuntimeRoot();
-      const dir = mkdtempSync('/tmp/tcelab-scn-');
+      const dir = scratchDir('scn');
       const path = join(dir, 'handed-off.json');
       const group = '$(basename $(readlink /sys/bus/pci/devices/0001:00:00.0/iommu_group))';
       writeFileSync(
@@ -302,7 +303,7 @@ describe('verdicts on the guest: balance at shutdown, holders named, kernel repo
         ),
       );
       const report = await runScenario(definitionFromFile(await loadScenarioFile(path), procedures), {
-        resultsDir: mkdtempSync('/tmp/tcelab-res-'),
+        resultsDir: scratchDir('res'),
         runtimeRoot: root,
       });
       expect(failed(report).sort()).toEqual([

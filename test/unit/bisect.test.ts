@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { bisectOutcomeLine, bisectPage, formatSeconds, stepLine } from '../../src/bisect/bisect-page.js';
@@ -9,6 +9,7 @@ import { buildErrorLine, judgeBuildFailure, judgeLabFailure, judgeReport, RAN_TO
 import type { Check } from '../../src/scenario/checks.js';
 import type { ScenarioReport } from '../../src/scenario/scenario.js';
 import { InputError } from '../../src/util/errors.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const A = 'c6b53bf555aaa296dec8301c6dace76283059f51';
 const B = '263ea58fc37fd523ffa26d116547e88930d4b57a';
@@ -219,7 +220,7 @@ describe('a bisection in a worktree of its own (a real git, a toy tree)', () => 
     execFileSync('git', ['-c', 'user.email=t@t', '-c', 'user.name=t', ...args], { cwd, encoding: 'utf8', stdio: 'pipe' }).trim();
   const made: string[] = [];
   const tmp = () => {
-    made.push(mkdtempSync('/tmp/tcelab-bisect-test-'));
+    made.push(scratchDir('bisect-test'));
     return made.at(-1)!;
   };
   afterAll(() => {

@@ -1,9 +1,10 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { toKcidb } from '../../src/report/kcidb.js';
 import { mergeResults } from '../../src/report/merge.js';
 import { kcidbValidator, sampleReport } from '../helpers/kcidb.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /** A shard's results dir as `run --all --shard i/n` leaves it: summary.json, and a dir per run with results.json. */
 function shardDir(root: string, index: number, count: number, runs: Array<{ label: string; written: boolean }>): string {
@@ -25,7 +26,7 @@ function shardDir(root: string, index: number, count: number, runs: Array<{ labe
 
 describe('merging the shards of a pipeline', () => {
   it('brings every shard back as one result, each run known by its label where it now lies', async () => {
-    const root = mkdtempSync('/tmp/tcelab-merge-');
+    const root = scratchDir('merge');
     const a = shardDir(root, 1, 2, [{ label: 'ddw-windows@trixie', written: true }]);
     const b = shardDir(root, 2, 2, [{ label: 'prereg-accounting@trixie', written: true }]);
     const m = await mergeResults([a, b]);
@@ -41,7 +42,7 @@ describe('merging the shards of a pipeline', () => {
   });
 
   it('names what is missing: a shard not among the inputs, a run a shard planned but did not report', async () => {
-    const root = mkdtempSync('/tmp/tcelab-merge-');
+    const root = scratchDir('merge');
     const a = shardDir(root, 1, 3, [
       { label: 'ddw-windows@trixie', written: true },
       { label: 'guest-release@trixie', written: false },

@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describePressure, pressureOverRun, pressureTotal, readPressure } from '../../src/probes/pressure.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const psi = (some: number, full: number) =>
   `some avg10=0.00 avg60=0.00 avg300=0.00 total=${some}\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=${full}\n`;
@@ -9,7 +10,7 @@ const psi = (some: number, full: number) =>
 describe('machine pressure (PSI)', () => {
   it('reads the totals, and reads nothing where the kernel has no PSI', () => {
     expect(pressureTotal(psi(12, 7), 'full')).toBe(7);
-    const dir = mkdtempSync('/tmp/tcelab-psi-');
+    const dir = scratchDir('psi');
     writeFileSync(join(dir, 'cpu'), psi(1_000_000, 0));
     writeFileSync(join(dir, 'io'), psi(500_000, 250_000));
     writeFileSync(join(dir, 'memory'), psi(0, 0));

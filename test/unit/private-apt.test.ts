@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { PrivateApt, isMidSyncError } from '../../src/debian/private-apt.js';
 import { TcelabError } from '../../src/util/errors.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 describe('private apt: a mirror caught mid-sync', () => {
   it("recognises apt's mid-sync failures, and only those", () => {
@@ -21,7 +22,7 @@ describe('private apt: a mirror caught mid-sync', () => {
   });
 
   it('reads the suite alias, codename and date from the InRelease apt fetched, in lists/ or, after a failure, lists/partial/', async () => {
-    const root = mkdtempSync('/tmp/tcelab-apt-');
+    const root = scratchDir('apt');
     mkdirSync(join(root, 'state', 'lists', 'partial'), { recursive: true });
     const inRelease =
       '-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nOrigin: Debian\nLabel: Debian\nSuite: stable\nVersion: ' +
@@ -37,7 +38,7 @@ describe('private apt: a mirror caught mid-sync', () => {
   });
 
   it('reads the Release of a mirror that signs no InRelease, and nothing when apt fetched none', async () => {
-    const root = mkdtempSync('/tmp/tcelab-apt-');
+    const root = scratchDir('apt');
     mkdirSync(join(root, 'state', 'lists', 'partial'), { recursive: true });
     const apt = new PrivateApt(root, 'http://m/debian', 'sid');
     expect(await apt.releaseField('sid', 'Architectures')).toBeUndefined();

@@ -1,15 +1,16 @@
 import { describe, expect, it } from 'vitest';
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { defectPatches, patchesForDefect } from '../../src/kernel/defect-patches.js';
 import { exportBundle } from '../../src/repro/bundle.js';
 import { recipeFor, RECIPES } from '../../src/repro/recipes.js';
 import { formatStepsFile, stepChecks } from '../../src/repro/steps-file.js';
 import { silentProgress } from '../../src/util/progress.js';
 import { InputError } from '../../src/util/errors.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 describe('repro export: bad input is refused, naming it, before anything is built', () => {
   it('a dir without results.json, an unknown check, --scenario without --check', async () => {
-    const empty = mkdtempSync('/tmp/tcelab-res-');
+    const empty = scratchDir('res');
     await expect(exportBundle({ resultsDir: empty, progress: silentProgress })).rejects.toThrow(/RESULTS: .* holds no results\.json/);
     await expect(exportBundle({ scenario: 'prereg-accounting', check: 'no such check', progress: silentProgress })).rejects.toSatisfy(
       (e) => e instanceof InputError && e.field === '--check' && /"unregistering a region while it is mapped"/.test(e.hint ?? ''),
@@ -54,7 +55,7 @@ describe('a known defect’s bundle carries its fix', () => {
     // Defect 4's fix is upstream's, backported to 6.12.107 only; defect 6 takes two patches on each base.
     expect(patchesForDefect(4, all).map((p) => `${p.base}/${p.file.slice(0, 4)}`)).toEqual(['6.12.107/0003']);
     expect(patchesForDefect(6, all)).toHaveLength(6);
-    const out = mkdtempSync('/tmp/tcelab-bundle-');
+    const out = scratchDir('bundle');
     const bundle = await exportBundle({
       scenario: 'prereg-accounting',
       check: 'unregistering a region while it is mapped',

@@ -1,12 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { coldOnlyReason, fileSha256, restoreUnsafeReason, snapshotKey } from '../../src/snapshot/snapshot.js';
 import { validateProfile, type Profile } from '../../src/qemu/profile.js';
 import { buildArgv, runtimePaths } from '../../src/qemu/argv.js';
+import { scratchDir } from '../helpers/scratch.js';
 
-const dir = mkdtempSync('/tmp/tcelab-snapkey-');
+const dir = scratchDir('snapkey');
 const image = { kernel: join(dir, 'vmlinux'), initrd: join(dir, 'initrd') };
 writeFileSync(image.kernel, 'kernel');
 writeFileSync(image.initrd, 'initrd');
@@ -55,11 +56,11 @@ describe('snapshot keys', () => {
 
 describe("a file's hash, kept for the next process", () => {
   it('is kept with the file’s inode, size and times, and computed again once it changes, even to the same mtime', () => {
-    const cache = mkdtempSync('/tmp/tcelab-hashcache-');
+    const cache = scratchDir('hashcache');
     const before = process.env.TCELAB_CACHE;
     process.env.TCELAB_CACHE = cache;
     try {
-      const file = join(mkdtempSync('/tmp/tcelab-hashfile-'), 'vmlinux');
+      const file = join(scratchDir('hashfile'), 'vmlinux');
       writeFileSync(file, 'first');
       const first = fileSha256(file);
       expect(first).toBe(createHash('sha256').update('first').digest('hex'));

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, utimesSync, writeFileSync } from 'node:fs';
 import { pruneKernelBuilds } from '../../src/kbuild/prune-builds.js';
 import { markUsed } from '../../src/util/mark-used.js';
 import { join } from 'node:path';
@@ -19,6 +19,7 @@ import { applySeries, debianSourceGit, patchSeries, repositoryPatches } from '..
 import { checkKernelFiles } from '../../src/kernel/unresolvable-kernel.js';
 import { InputError, TcelabError } from '../../src/util/errors.js';
 import { silentProgress } from '../../src/util/progress.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 const hash = () => 'abcdef0123456789';
 const thrown = (fn: () => unknown): unknown => {
@@ -136,7 +137,7 @@ describe('kernels built from source: specs', () => {
   });
 
   it('a tree or a fragment that is not there is bad input, before anything runs', () => {
-    const dir = mkdtempSync('/tmp/tcelab-kernel-files-');
+    const dir = scratchDir('kernel-files');
     const why = (text: string) =>
       (thrown(() => checkKernelFiles(parseKernelSpec(text), { field: '--kernel', text })) as InputError | undefined)?.why;
     expect(why(`tree:${dir}/nope`)).toBe(`${dir}/nope does not exist (the kernel source tree)`);
@@ -192,7 +193,7 @@ describe('the lab fragment and the options asked for', () => {
   });
 
   it('the page size and the user’s additions come after the lab’s, and a later line wins', async () => {
-    const dir = mkdtempSync('/tmp/tcelab-kconfig-');
+    const dir = scratchDir('kconfig');
     writeFileSync(join(dir, 'k.config'), '# mine\nCONFIG_KASAN=y\n# CONFIG_PSI is not set\nCONFIG_CMDLINE="quiet a=1"\n');
     const asked = await askedOptions('powerpc64le-64k', ['CONFIG_NR_CPUS=4', join(dir, 'k.config')]);
     const user = asked.filter((o) => o.by === 'user');
@@ -245,7 +246,7 @@ describe('a git tree’s content, as the cache key of its build', () => {
   const sh = (cwd: string, ...args: string[]) =>
     execFileSync('git', ['-c', 'user.email=t@t', '-c', 'user.name=t', ...args], { cwd, encoding: 'utf8' }).trim();
   const repo = () => {
-    const dir = mkdtempSync('/tmp/tcelab-tree-');
+    const dir = scratchDir('tree');
     mkdirSync(join(dir, 'arch', 'powerpc'), { recursive: true });
     writeFileSync(join(dir, 'Kconfig'), 'mainmenu "x"\n');
     writeFileSync(join(dir, 'arch', 'powerpc', 'a.c'), 'int a;\n');
@@ -275,7 +276,7 @@ describe('a git tree’s content, as the cache key of its build', () => {
 
   it('a path that is not a git tree, or a ref it does not have, is bad input naming the spec', async () => {
     const dir = repo();
-    const plain = mkdtempSync('/tmp/tcelab-tree-');
+    const plain = scratchDir('tree');
     const notGit = await content(`tree:${plain}`).catch((e) => e);
     expect(notGit).toBeInstanceOf(InputError);
     expect(notGit.message).toBe(`--kernel: tree:${plain}: ${plain} is not a git tree`);
@@ -292,7 +293,7 @@ describe('a git tree’s content, as the cache key of its build', () => {
     sh(dir, 'add', '-A');
     sh(dir, 'commit', '-qm', 'two');
     const second = sh(dir, 'rev-parse', 'HEAD');
-    const cache = mkdtempSync('/tmp/tcelab-cache-');
+    const cache = scratchDir('cache');
     const at = (repoDir: string, commit: string) =>
       withExportedCommit(repoDir, commit, commit, cache, silentProgress, async (t) => {
         const b = join(t.dir, 'arch', 'powerpc', 'b.c');
@@ -309,7 +310,7 @@ describe('a git tree’s content, as the cache key of its build', () => {
     // The user's repository is not touched: its index and work tree are as they were.
     expect(sh(dir, 'status', '--porcelain')).toBe('');
     // A clone with a commit of its own on top shares the export (the same root): its build dir is the same.
-    const clone = mkdtempSync('/tmp/tcelab-clone-');
+    const clone = scratchDir('clone');
     execFileSync('git', ['clone', '-q', '--shared', dir, clone]);
     writeFileSync(join(clone, 'arch', 'powerpc', 'b.c'), 'int b = 2;\n');
     sh(clone, 'commit', '-qam', 'three');
@@ -322,7 +323,7 @@ describe('a git tree’s content, as the cache key of its build', () => {
 describe("Debian's source as a git repository, with patch series", () => {
   /** A tiny "unpacked source" and a series made from it with git format-patch. */
   function sourceAndSeries() {
-    const root = mkdtempSync('/tmp/tcelab-srcgit-');
+    const root = scratchDir('srcgit');
     const tree = join(root, 'pkg', 'tree');
     mkdirSync(join(tree, 'drivers'), { recursive: true });
     writeFileSync(join(tree, 'drivers', 'x.c'), 'int x = 1;\n');
@@ -377,7 +378,7 @@ describe("Debian's source as a git repository, with patch series", () => {
     const twice = await applySeries(g, [...files, ...files], '--kernel', 'x', silentProgress).catch((e) => e);
     expect(twice).toBeInstanceOf(InputError);
     expect(twice.why).toMatch(/^0001-drivers-x-is-two\.patch does not apply to [0-9a-f]{12}: /);
-    const empty = mkdtempSync('/tmp/tcelab-nopatches-');
+    const empty = scratchDir('nopatches');
     expect((await patchSeries([empty], '--kernel', 'x').catch((e) => e)).why).toBe(`${empty} holds no *.patch file`);
     expect((await repositoryPatches(KERNEL_PATCHES, '9.9.9', '--kernel', 'x').catch((e) => e)).hint).toMatch(/6\.12\.107/);
   });
@@ -385,7 +386,7 @@ describe("Debian's source as a git repository, with patch series", () => {
 
 describe('the cache of kernel builds', () => {
   it('keeps the most recently used exports and build dirs, never one being built', async () => {
-    const cache = mkdtempSync('/tmp/tcelab-prune-');
+    const cache = scratchDir('prune');
     const exportDir = (i: number) => join(cache, 'kernel-source', `tree-${String(i).padStart(12, '0')}`);
     for (let i = 0; i < 6; i++) {
       mkdirSync(join(exportDir(i), 'src'), { recursive: true });

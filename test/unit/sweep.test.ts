@@ -1,8 +1,9 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sweepStaleLabs } from '../../src/lab/sweep.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /** A pid nobody has any more: a process that ran and was reaped. */
 function deadPid(): number {
@@ -11,7 +12,7 @@ function deadPid(): number {
 
 describe('the stale-lab sweep', () => {
   it('takes each stale lab once when labs starting at once sweep at once', async () => {
-    const root = mkdtempSync('/tmp/tcelab-sweep-');
+    const root = scratchDir('sweep');
     for (const name of ['lab-dead01', 'lab-dead02']) {
       mkdirSync(join(root, name));
       writeFileSync(join(root, name, 'lab.json'), JSON.stringify({ controllerPid: deadPid() }));

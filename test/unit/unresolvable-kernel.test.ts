@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { mirrorSuites, parseReleaseHead, type ReleaseReader, readReleaseHead } from '../../src/debian/mirror-suites.js';
@@ -9,6 +9,7 @@ import { parseKernelSpec } from '../../src/kernel/kernel-spec.js';
 import { checkKernelFiles, missingSuiteError, suiteWithoutArchError } from '../../src/kernel/unresolvable-kernel.js';
 import { InputError, TcelabError } from '../../src/util/errors.js';
 import { packageRoot } from '../../src/util/paths.js';
+import { scratchDir } from '../helpers/scratch.js';
 
 /** The heads of the mirror's Release files (2026-12), by dists/ name: what the mirror answered for each. */
 const releases = join(packageRoot, 'test/fixtures/debian-release');
@@ -46,7 +47,7 @@ describe("a Debian mirror's suites", () => {
   });
 
   it('reads a file: mirror from the file system', async () => {
-    const root = mkdtempSync('/tmp/tcelab-mirror-');
+    const root = scratchDir('mirror');
     for (const dist of ['stable', 'unstable', 'trixie-backports']) {
       mkdirSync(join(root, 'dists', dist), { recursive: true });
       writeFileSync(join(root, 'dists', dist, 'Release'), mirror[dist]!);
@@ -137,7 +138,7 @@ describe('a kernel spec that cannot resolve is bad input, naming where it came f
   });
 
   it('a local build or .deb names the path that is missing, or is not what it should be', () => {
-    const dir = mkdtempSync('/tmp/tcelab-kernel-files-');
+    const dir = scratchDir('kernel-files');
     const vmlinux = join(dir, 'vmlinux');
     writeFileSync(vmlinux, 'ELF');
     const mods = join(dir, 'mods');
