@@ -1,5 +1,3 @@
-import { readdirSync, rmdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { availableParallelism } from 'node:os';
 import type { TestProject } from 'vitest/node';
 import { liveLabQemuPids } from './helpers/processes.js';
@@ -34,12 +32,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       const atEnd = await measureFloorSamples(parallel);
       process.stdout.write(`${suiteTimeLine(suiteMs, atStart, atEnd, parallel, project.config.maxWorkers)}\n`);
     }
+    // What the run wrote (its scratch, its runtime roots) is taken away or kept by test/summary-reporter.ts.
     if (left.length > 0) throw new Error(`QEMU processes left behind by the suite: ${left.join(', ')}`);
-    // This run's runtime roots that ended empty are scratch; roots holding kept artifacts stay.
-    const prefix = TEST_ROOT_PREFIX.split('/').pop()!;
-    for (const name of readdirSync('/tmp')) {
-      const dir = join('/tmp', name);
-      if (name.startsWith(prefix) && readdirSync(dir).length === 0) rmdirSync(dir);
-    }
   };
 }

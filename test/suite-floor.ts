@@ -12,7 +12,7 @@ import { silentProgress } from '../src/util/progress.js';
  * once as the suite runs files at once, three rounds — because a single boot keeps one core busy: on a machine whose
  * CPU quota is one core it is as fast as on two, while the suite, two files at once, takes twice as long.
  * The suite measures it twice, before the first file and after the last, and takes the median of both: this kind of
- * machine drifts by a third within a minute (2.9 s → 4.4 s, measured with nothing else running), so ten seconds at
+ * machine drifts by up to half within a minute (2.9 s → 4.4 s, measured with nothing else running), so ten seconds at
  * one end of a six-minute run can land on either extreme, while the suite itself spans the drift.
  */
 export async function measureFloorSamples(parallel: number): Promise<number[]> {

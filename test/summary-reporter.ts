@@ -1,7 +1,8 @@
-import { existsSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, rmdirSync, rmSync } from 'node:fs';
 import type { Reporter, TestModule } from 'vitest/node';
 import { SCRATCH_ROOT } from './helpers/scratch.js';
-import { TEST_ROOT_PREFIX } from './helpers/lab.js';
+import { runtimeRootsOfThisRun, TEST_ROOT_PREFIX } from './helpers/lab.js';
+import { liveLabQemuPids } from './helpers/processes.js';
 
 /**
  * Prints the plain closing line `tests: N passed, N failed, N skipped` that CI reads; then takes away what the run
@@ -23,13 +24,15 @@ export default class SummaryReporter implements Reporter {
       }
     }
     process.stdout.write(`\ntests: ${passed} passed, ${failed} failed, ${skipped} skipped\n`);
-    const prefix = TEST_ROOT_PREFIX.split('/').pop()!;
-    const roots = readdirSync('/tmp')
-      .filter((name) => name.startsWith(prefix))
-      .map((name) => `/tmp/${name}`);
-    const written = [...(existsSync(SCRATCH_ROOT) ? [SCRATCH_ROOT] : []), ...roots];
-    if (written.length === 0) return;
-    if (failed === 0) for (const dir of written) rmSync(dir, { recursive: true, force: true });
-    else process.stdout.write(`this run's results and artifacts are kept: ${SCRATCH_ROOT}, ${TEST_ROOT_PREFIX}*\n`);
+    const roots = runtimeRootsOfThisRun();
+    // A QEMU left behind makes the run red too (global-setup.ts fails it): its runtime dir is the evidence.
+    if (failed === 0 && liveLabQemuPids(TEST_ROOT_PREFIX).length === 0) {
+      for (const dir of [SCRATCH_ROOT, ...roots]) rmSync(dir, { recursive: true, force: true });
+      return;
+    }
+    // Roots that ended empty held labs that went cleanly; the rest, and the scratch, are the run's evidence.
+    for (const dir of roots) if (readdirSync(dir).length === 0) rmdirSync(dir);
+    if (existsSync(SCRATCH_ROOT) || runtimeRootsOfThisRun().length > 0)
+      process.stdout.write(`this run's results and artifacts are kept: ${SCRATCH_ROOT}, ${TEST_ROOT_PREFIX}*\n`);
   }
 }

@@ -19,6 +19,14 @@ export function testRuntimeRoot(): string {
   return mkdtempSync(TEST_ROOT_PREFIX);
 }
 
+/** This run's runtime roots in /tmp (every file's, each made by testRuntimeRoot). */
+export function runtimeRootsOfThisRun(): string[] {
+  const prefix = TEST_ROOT_PREFIX.split('/').pop()!;
+  return readdirSync('/tmp')
+    .filter((name) => name.startsWith(prefix))
+    .map((name) => join('/tmp', name));
+}
+
 export function runtimeDirsIn(root: string): string[] {
   return existsSync(root) ? readdirSync(root).map((d) => join(root, d)) : [];
 }
