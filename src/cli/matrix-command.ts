@@ -19,7 +19,7 @@ import { matrixHtml, matrixJunit } from '../matrix/matrix-output.js';
 import { checkQemuBinary, kconfigAdditions, loadProfile } from '../qemu/profile.js';
 import { definitionFromFile } from '../scenario/data/interpreter.js';
 import { allScenarioFiles, procedures, resolveScenario } from '../scenario/registry.js';
-import { defaultResultsDir } from '../scenario/runner.js';
+import { defaultResultsDir, refuseHotplugLeftOut } from '../scenario/runner.js';
 import { validateScenarioOptions } from '../scenario/seeded-faults.js';
 import { parseShard, type SuiteEntry, shardEntries } from '../scenario/suite.js';
 import { InputError } from '../util/errors.js';
@@ -102,6 +102,8 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   // scenario needs makes that cell "not run", with what is missing.
   const runs: MatrixRun[] = [];
   const toRun: typeof entries = [];
+  // A scenario its profile cannot run whatever the kernel (it hot-plugs, the guest leaves hotplug out): refused first.
+  for (const e of entries) refuseHotplugLeftOut(e.def, await loadProfile(e.profile ?? e.def.defaultProfile));
   for (const e of entries) {
     const profile = await loadProfile(e.profile ?? e.def.defaultProfile);
     const image = (await buildGuestImage({ variant: profile.guest.image, kernel: e.kernel, kernelField: '--kernels', progress })).image;

@@ -60,10 +60,17 @@ const TCG_CAPS: Record<string, string> = {
   'cap-ccf-assist': 'off',
 };
 
-/** The guest kernel's command line: the profile's, and the modules /init loads at boot (tcelab.modules=). */
+/**
+ * The guest kernel's command line: the profile's, the modules /init loads at boot (tcelab.modules=), and whether it
+ * leaves out the RPA hotplug driver (tcelab.hotplug=off: guest.hotplug false).
+ */
 function kernelCommandLine(profile: Profile): string {
   const atBoot = modulesAtBoot(profile);
-  return atBoot.length ? `${profile.guest.append} tcelab.modules=${atBoot.join(',')}` : profile.guest.append;
+  return [
+    profile.guest.append,
+    ...(atBoot.length ? [`tcelab.modules=${atBoot.join(',')}`] : []),
+    ...(profile.guest.hotplug ? [] : ['tcelab.hotplug=off']),
+  ].join(' ');
 }
 
 /** profile → argv. Pure: no file system, no environment. `image` is unused when the profile does not boot. */

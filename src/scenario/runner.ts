@@ -5,7 +5,13 @@ import { HostDdwView } from '../ddw/host-view.js';
 import { AgentHost } from '../host/agent-host.js';
 import type { GuestImage } from '../image/image-cache.js';
 import { requireGuestImage } from '../image/image-builder.js';
-import { type KernelFacts, mergeRequirements, unmetRequirements, VFIO_SPAPR_REQUIREMENTS } from '../kernel/kernel-facts.js';
+import {
+  type KernelFacts,
+  mergeRequirements,
+  RPA_HOTPLUG_REQUIREMENTS,
+  unmetRequirements,
+  VFIO_SPAPR_REQUIREMENTS,
+} from '../kernel/kernel-facts.js';
 import type { LiveServer } from '../live/live-server.js';
 import { type HostBaseline, readHostBaseline } from './run/host-baseline.js';
 import { pressureOverRun, readPressure, type PressureTotals } from '../probes/pressure.js';
@@ -187,6 +193,24 @@ export function refuseKernelLacking(def: ScenarioDefinition, kernelText: string,
   }
 }
 
+/**
+ * A scenario that hot-plugs (drmgr) on a lab whose profile leaves the RPA hotplug driver out of its guest
+ * (guest.hotplug: false) is bad input, naming the field, rather than a drmgr failure in the guest.
+ */
+export function refuseHotplugLeftOut(def: Pick<ScenarioDefinition, 'name' | 'requires' | 'drivesInnerLabs'>, profile: Profile): void {
+  const lab = labUnderTest(def, profile);
+  const rpa = RPA_HOTPLUG_REQUIREMENTS.modules ?? [];
+  const hotplugs = rpa.some((m) => def.requires?.modules?.includes(m));
+  if (lab.guest.hotplug || !hotplugs) return;
+  const field = lab === profile ? 'guest.hotplug' : 'inner.guest.hotplug';
+  throw new InputError(
+    `profile ${profile.name}`,
+    field,
+    `is false: its guest boots without ${rpa.join(', ')}, which ${def.name} needs to hot-plug (drmgr)`,
+    `run ${def.name} on a profile whose ${field} is true (the default), e.g. a copy of this one with it set`,
+  );
+}
+
 /** Bad options are refused here, before anything starts; the report exists from here on. */
 async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run: Run; profile: Profile; image: GuestImage }> {
   const progress = opts.progress ?? silentProgress;
@@ -197,6 +221,7 @@ async function prepare(def: ScenarioDefinition, opts: RunOptions): Promise<{ run
   // Judged on the profile as given: a seeded fault that moves the lab off the KVM path must fail these checks.
   const tcePathJudged = judgesTcePath(labUnderTest(def, profile));
   if (def.adjustProfile) profile = def.adjustProfile(profile, opts.options ?? {});
+  refuseHotplugLeftOut(def, profile);
   // The kernel must have what the scenario needs: refused now, naming what is missing, rather than failing in the guest.
   const image = await requireGuestImage(profile.guest.image, profile.guest.kernel);
   refuseKernelLacking(def, profile.guest.kernel, image.manifest.kernel);

@@ -212,6 +212,7 @@ describe('bad input gets a clear error naming the field, never a stack trace, an
     // A KVM scenario refuses a profile without a KVM inner machine, before any image is built.
     [['run', 'kvm-tce-path', '--profile', 'emulated'], /scenario kvm-tce-path: --profile emulated: is not a KVM lab host/],
     [['run', 'kvm-vfio-early-exit', '--profile', 'nested-lab-host'], /--profile nested-lab-host: is not a KVM lab host/],
+    [['run', 'ddw-hotplug', '--profile', 'kvm-lab-host'], /profile kvm-lab-host: inner\.guest\.hotplug: is false: .*rpadlpar_io/],
     [['guest', 'build', '--variant', 'kvm'], /--variant: kvm: must be base, with-qemu, with-qemu:<suite> or kvm-host/],
   ];
   for (const [args, message] of options) {

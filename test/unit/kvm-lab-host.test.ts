@@ -31,6 +31,11 @@ describe('the KVM lab host profile', () => {
     expect(coldOnlyReason(p)).toBeUndefined();
     const inner = buildArgv(p.inner!, runtimePaths('/r'), { kernel: 'k', initrd: 'i' }, 'lab');
     expect(inner.join(' ')).toMatch(/-mem-path \/dev\/hugepages/);
+    // The inner guest never hot-plugs: /init leaves the RPA hotplug driver out (512 slots, 0.45 s of its boot); the host
+    // guest, which `tcelab hotplug` drives, keeps it.
+    expect(p.inner?.guest.hotplug).toBe(false);
+    expect(inner[inner.indexOf('-append') + 1]).toMatch(/ tcelab\.hotplug=off$/);
+    expect(outer[outer.indexOf('-append') + 1]).not.toMatch(/tcelab\.hotplug/);
     // What the KVM verdicts read: QEMU's TCE tables, group attachments and its own TCE updates.
     for (const e of [
       'spapr_iommu_new_table',
@@ -53,6 +58,9 @@ describe('the KVM lab host profile', () => {
     expect(fieldOf(() => validateProfile({ ...p, guest: { ...p.guest, image: 'with-qemu', modules: [] } }, 't'))).toBe('guest.image');
     expect(fieldOf(() => validateProfile({ ...p, guest: { ...p.guest, modules: [] } }, 't'))).toBe('guest.modules');
     expect(fieldOf(() => validateProfile({ ...p, guest: { ...p.guest, modules: ['KVM-HV'] } }, 't'))).toBe('guest.modules[0]');
+    expect(fieldOf(() => validateProfile({ ...p, inner: { ...p.inner, guest: { ...p.inner.guest, hotplug: 'no' } } }, 't'))).toBe(
+      'inner.guest.hotplug',
+    );
     expect(fieldOf(() => validateProfile({ ...p, inner: { ...p.inner, guest: { ...p.inner.guest, image: 'with-qemu' } } }, 't'))).toBe(
       'inner.guest.image',
     );
