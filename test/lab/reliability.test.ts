@@ -97,7 +97,10 @@ describe('no orphans when the controller is interrupted', () => {
   }
 });
 
-describe('faults give a clear failed verdict with artifacts, never a hang', () => {
+// Concurrently: most of these wait on purpose (a step's timeout, the ping a silent agent gets), one after another
+// 30 s of a worker with a core idle; each has its own runtime root and results dir, and the labs run in one process
+// as `tcelab run --jobs` runs them. Assertions use each test's own expect.
+describe.concurrent('faults give a clear failed verdict with artifacts, never a hang', () => {
   async function runFile(steps: unknown[], opts: { killQemuOn?: RegExp; resultsDir?: string } = {}) {
     const dir = scratchDir('scn');
     writeFileSync(join(dir, 'fault.json'), JSON.stringify({ description: 'fault injection', steps }));
@@ -129,7 +132,7 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
     { step: 'open', worker: 'w', binding: 'edu' },
   ];
 
-  it('QEMU killed mid-scenario', async () => {
+  it('QEMU killed mid-scenario', async ({ expect }) => {
     const { report, root } = await runFile(
       [
         ...bound,
@@ -148,7 +151,7 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
     expect(liveLabQemuPids(root)).toEqual([]);
   });
 
-  it('guest kernel panic: detected at once, not after the step timeout', async () => {
+  it('guest kernel panic: detected at once, not after the step timeout', async ({ expect }) => {
     const { report, ms, root } = await runFile([
       ...bound,
       { step: 'guest-exec', argv: ['sh', '-c', 'echo c > /proc/sysrq-trigger'], timeoutSec: 120 },
@@ -161,12 +164,12 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
     expect(liveLabQemuPids(root)).toEqual([]);
   });
 
-  it('agent hung: the step times out with a clear verdict and the lab still powers off', async () => {
+  it('agent hung: the step times out with a clear verdict and the lab still powers off', async ({ expect }) => {
     // The step can only time out (the agent stopped itself), so its timeout is short; it is still ample for a shell to
-    // start and send SIGSTOP, which the ping below needs to have happened.
-    const { report, root } = await runFile([{ step: 'guest-exec', argv: ['sh', '-c', 'kill -STOP $(pidof tcelab-agent)'], timeoutSec: 2 }]);
+    // start and send SIGSTOP, which the ping below needs to have happened, with the other labs of this group beside it.
+    const { report, root } = await runFile([{ step: 'guest-exec', argv: ['sh', '-c', 'kill -STOP $(pidof tcelab-agent)'], timeoutSec: 4 }]);
     expect(report.passed).toBe(false);
-    expect(report.error).toMatch(/step 1 \(guest-exec\): did not finish within 2 s/);
+    expect(report.error).toMatch(/step 1 \(guest-exec\): did not finish within 4 s/);
     // The last look at the guest is given up after one ping, not after each read's own timeout.
     expect(report.checks.find((c) => c.name === 'guest: balance judged before shutdown')?.measured).toMatch(
       /the agent did not answer a ping within 10 s/,
@@ -175,7 +178,7 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
     expect(liveLabQemuPids(root)).toEqual([]);
   });
 
-  it('agent killed: the lost reply is a timeout; init restarts the agent', async () => {
+  it('agent killed: the lost reply is a timeout; init restarts the agent', async ({ expect }) => {
     const { report, root } = await runFile([{ step: 'guest-exec', argv: ['sh', '-c', 'kill -KILL $(pidof tcelab-agent)'], timeoutSec: 5 }]);
     expect(report.passed).toBe(false);
     expect(report.error).toMatch(/did not finish within 5 s/);
@@ -183,7 +186,7 @@ describe('faults give a clear failed verdict with artifacts, never a hang', () =
     expect(liveLabQemuPids(root)).toEqual([]);
   });
 
-  it('disk full in the results dir: a failed verdict naming it, the lab torn down', async () => {
+  it('disk full in the results dir: a failed verdict naming it, the lab torn down', async ({ expect }) => {
     if (process.getuid?.() !== 0) return; // mounting a tiny tmpfs needs root (CI and the lab machines are)
     const full = scratchDir('full');
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', full]);
