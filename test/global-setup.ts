@@ -12,15 +12,17 @@ import { measureFloorSamples, suiteTimeLine } from './suite-floor.js';
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   // A whole suite (no file named on the command line) tells its time in this machine's floors.
   const whole = process.argv.slice(2).every((a) => a.startsWith('-') || a === 'run');
-  const started = Date.now();
   // As many boots at once as the machine has CPUs to run them (a CPU quota below that is the slowness the floor must
   // show), and no more than the files vitest runs at once (vitest.config.ts: maxWorkers, 1 without file parallelism):
   // more files at once than CPUs must not make the floor slower, or the suite would look faster in floors than it is.
   const parallel = Math.min(project.config.maxWorkers, availableParallelism());
+  const measuring = Date.now();
   const atStart = whole ? await measureFloorSamples(parallel) : undefined;
+  // The suite's time is its files': from here to the last file's end. Measuring the floor is the ruler, not the suite:
+  // its boots before the first file and after the last are timed and printed, not counted in it.
+  const started = Date.now();
+  const measuredStartMs = started - measuring;
   return async () => {
-    // The suite's time ends with its last file; the floor's second half is measured after it, on a machine the suite
-    // no longer loads, and is not counted in it.
     const suiteMs = Date.now() - started;
     const left = liveLabQemuPids(TEST_ROOT_PREFIX);
     for (const pid of left) {
@@ -29,8 +31,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
       } catch {}
     }
     if (atStart) {
+      const measuringEnd = Date.now();
       const atEnd = await measureFloorSamples(parallel);
-      process.stdout.write(`${suiteTimeLine(suiteMs, atStart, atEnd, parallel, project.config.maxWorkers)}\n`);
+      const measuredMs = { atStart: measuredStartMs, atEnd: Date.now() - measuringEnd };
+      process.stdout.write(`${suiteTimeLine(suiteMs, atStart, atEnd, parallel, project.config.maxWorkers, measuredMs)}\n`);
     }
     // What the run wrote (its scratch, its runtime roots) is taken away or kept by test/summary-reporter.ts.
     if (left.length > 0) throw new Error(`QEMU processes left behind by the suite: ${left.join(', ')}`);
