@@ -20,6 +20,15 @@ export class Transcript {
     this.stream?.write(`${new Date().toISOString()} ${dir} ${line}\n`);
   }
 
+  /**
+   * Resolves once everything recorded so far is in the file: the stream writes in the background, so a reader of the
+   * file while the connection lives (a test, a person tailing it) can otherwise see it behind (seen under load).
+   */
+  flushed(): Promise<void> {
+    const s = this.stream;
+    return s ? new Promise<void>((resolve) => s.write('', () => resolve())) : Promise.resolve();
+  }
+
   async close(): Promise<void> {
     const s = this.stream;
     this.stream = undefined;

@@ -90,10 +90,13 @@ describe('QMP against a real QEMU (-S)', () => {
     }
     // The late reply is dropped; the next command gets its own answer.
     expect(await lab.qmp.queryStatus()).toHaveProperty('status');
+    // The transcript is written in the background: read it once what was recorded is in the file.
+    await lab.qmp.connection.transcript.flushed();
     expect(readFileSync(lab.paths.qmpTranscript, 'utf8')).toMatch(/timeout after 300 ms waiting for query-status/);
   });
 
-  it('keeps a transcript of the session in the runtime dir', () => {
+  it('keeps a transcript of the session in the runtime dir', async () => {
+    await lab.qmp.connection.transcript.flushed();
     const t = readFileSync(lab.paths.qmpTranscript, 'utf8');
     expect(t).toMatch(/ < \{"QMP":/);
     expect(t).toMatch(/ > \{"execute":"qmp_capabilities"/);
