@@ -102,10 +102,11 @@ export async function matrixCommand(args: MatrixArgs): Promise<number> {
   // scenario needs makes that cell "not run", with what is missing.
   const runs: MatrixRun[] = [];
   const toRun: typeof entries = [];
+  const profiles = await Promise.all(entries.map((e) => loadProfile(e.profile ?? e.def.defaultProfile)));
   // A scenario its profile cannot run whatever the kernel (it hot-plugs, the guest leaves hotplug out): refused first.
-  for (const e of entries) refuseHotplugLeftOut(e.def, await loadProfile(e.profile ?? e.def.defaultProfile));
-  for (const e of entries) {
-    const profile = await loadProfile(e.profile ?? e.def.defaultProfile);
+  for (const [i, e] of entries.entries()) refuseHotplugLeftOut(e.def, profiles[i]!);
+  for (const [i, e] of entries.entries()) {
+    const profile = profiles[i]!;
     const image = (await buildGuestImage({ variant: profile.guest.image, kernel: e.kernel, kernelField: '--kernels', progress })).image;
     const unmet = unmetRequirements(image.manifest.kernel, mergeRequirements(VFIO_SPAPR_REQUIREMENTS, e.def.requires));
     if (unmet.length)

@@ -29,7 +29,7 @@ export function cpuBudget(): number {
         controllers === ''
           ? ['/sys/fs/cgroup']
           : controllers.split(',').includes('cpu')
-            ? ['/sys/fs/cgroup/cpu', `/sys/fs/cgroup/${controllers}`]
+            ? [...new Set(['/sys/fs/cgroup/cpu', `/sys/fs/cgroup/${controllers}`])]
             : [];
       for (const mount of mounts) {
         for (let p = path; ; p = dirname(p)) {
